@@ -1,0 +1,63 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wattprobe {
+
+/// Who a cgroup belongs to, in the labels of the metric contract (../shared/DESIGN.md).
+/// kind is one of: service (systemd unit), session (user session scope or user@UID.service),
+/// container (docker/containerd/cri-o/podman outside Kubernetes), pod (a Kubernetes pod
+/// container), kernel (kernel threads), system (the root cgroup and slices), other.
+struct WorkloadId {
+  std::string workload;  // service or container name; for pods "<namespace>/<pod>/<container>"
+  std::string kind;
+  std::string namespace_;
+  std::string pod;
+  std::string container;
+
+  bool operator==(const WorkloadId&) const = default;
+};
+
+struct WorkloadCpu {
+  WorkloadId id;
+  uint64_t cpu_ns = 0;  // on-CPU time in this tick, all CPUs
+  uint64_t cycles = 0;  // 0 where the PMU is absent
+  uint64_t instructions = 0;
+};
+
+struct ProcessCpu {
+  uint32_t pid = 0;
+  uint64_t start_time_ns = 0;  // with pid, the task's identity across PID reuse
+  std::string comm;
+  std::size_t workload = 0;    // index into CpuTick::workloads
+  uint64_t cpu_ns = 0;
+};
+
+/// One tick of CPU accounting: per-workload on-CPU time since the previous drain.
+struct CpuTick {
+  std::vector<WorkloadCpu> workloads;  // those with cpu_ns > 0 this tick
+  std::vector<ProcessCpu> processes;   // per task group; only when asked for (top-N metrics, top)
+  uint64_t idle_ns = 0;                // idle time summed over CPUs
+  uint64_t capacity_ns = 0;            // online CPUs × wall time of the tick
+  /// CPU time known to have been used but given to no workload: lost BPF records, workloads
+  /// past the cap. Attribution turns its share of energy into unattributed energy.
+  uint64_t unaccounted_ns = 0;
+  uint64_t records_lost = 0;       // BPF map overflow events this tick
+  uint64_t workloads_dropped = 0;  // distinct workloads past the cap this tick
+};
+
+/// Per-workload CPU time source: eBPF (bpf/) or the /proc fallback (collectors/procfs_accounting).
+class CpuAccounting {
+ public:
+  virtual ~CpuAccounting() = default;
+  /// "bpf" or "procfs": the mode label of wattprobe_agent_accounting_mode.
+  virtual std::string_view mode() const = 0;
+  /// CPU time since the previous drain. The first call primes and may return an empty tick.
+  virtual CpuTick drain() = 0;
+};
+
+}  // namespace wattprobe

@@ -1,0 +1,6 @@
+#include <cstdio>
+
+int main() {
+  std::puts("wattprobe: under construction");
+  return 0;
+}

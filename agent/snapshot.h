@@ -1,0 +1,43 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wattprobe {
+
+enum class MetricType { counter, gauge };
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+struct Series {
+  Labels labels;  // in the family's label order; values already final (no escaping needed)
+  double value = 0;
+};
+
+struct Family {
+  std::string name;  // full metric name, e.g. wattprobe_node_energy_joules_total
+  std::string help;
+  MetricType type = MetricType::gauge;
+  std::vector<Series> series;
+};
+
+/// What one tick produced, immutable once published. Exporters (Prometheus pull, remote-write,
+/// `top`) read only this; they never reach into collectors (STYLE.md). Each part of the agent
+/// appends its own families, so adding a concern never touches the exporters.
+struct Snapshot {
+  int64_t timestamp_ms = 0;  // wall clock at the end of the tick
+  std::vector<Family> families;
+
+  const Family* find(std::string_view name) const {
+    for (const auto& f : families)
+      if (f.name == name) return &f;
+    return nullptr;
+  }
+};
+
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace wattprobe

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/result.h"
+
+namespace wattprobe {
+
+enum class ReadingKind {
+  energy_counter,  // cumulative `raw` in units of `unit_joules`, wrapping at `modulus`
+  power_gauge,     // `watts` averaged since the previous sample (hwmon power*, the model)
+};
+
+/// One counter or gauge as the hardware reports it. Sources do not compute deltas, handle
+/// wraparound or attribute anything (STYLE.md): the agent's EnergyMeter does that, once.
+struct Reading {
+  std::string domain;  // package, core, uncore, dram, psys, gpu, platform
+  int socket = -1;     // package / socket index; -1 when the reading is not per socket
+  std::string key;     // stable within the source across ticks, e.g. "intel-rapl:0:1"
+  ReadingKind kind = ReadingKind::energy_counter;
+  uint64_t raw = 0;
+  /// The counter runs 0..modulus-1 and then wraps to 0. 0 means the full 64-bit range (a counter
+  /// the kernel already widened, such as perf's).
+  uint64_t modulus = 0;
+  double unit_joules = 1e-6;
+  double watts = 0;
+};
+
+struct Sample {
+  std::vector<Reading> readings;
+  /// Per-counter failures of this sample; counted as
+  /// wattprobe_agent_collector_errors_total{collector=name(),reason=kind}. The source's other
+  /// readings are still good.
+  std::vector<Error> errors;
+};
+
+struct Availability {
+  bool available = false;
+  /// Why it is (not) available, in a user's words: "no /sys/class/powercap: kernel built without
+  /// CONFIG_POWERCAP or not an x86 host", "2 zones: package-0, dram".
+  std::string reason;
+  /// How to make it available, when something can be done ("run as root or add a udev rule ...").
+  std::string remedy;
+};
+
+/// An energy source (collectors/<name>.{h,cc}). Not thread-safe: the sampling loop owns it.
+class EnergySource {
+ public:
+  virtual ~EnergySource() = default;
+  /// The source's one name: registry key, --sources value, source= label, config section.
+  virtual std::string_view name() const = 0;
+  /// False only for estimates (`model`): it labels every figure measured="false".
+  virtual bool measured() const { return true; }
+  /// Discovers what the host offers. Called at start and by `doctor`; may be called again.
+  virtual Availability probe() = 0;
+  /// Reads every counter found by probe(). Never throws.
+  virtual Sample sample() = 0;
+};
+
+}  // namespace wattprobe

@@ -1,0 +1,72 @@
+#include "tests/support/temp_tree.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <stdexcept>
+
+namespace wattprobe::testing {
+
+namespace fs = std::filesystem;
+
+TempTree::TempTree() {
+  std::string tmpl = (fs::temp_directory_path() / "wattprobe-tree-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  root_ = tmpl;
+}
+
+TempTree::~TempTree() {
+  std::error_code ec;
+  fs::remove_all(root_, ec);
+}
+
+HostPaths TempTree::paths() const {
+  HostPaths p;
+  p.sysfs_root = root_;
+  p.procfs_root = root_;
+  p.dev_root = root_;
+  p.pods_log_root = root_;
+  return p;
+}
+
+fs::path TempTree::path(std::string_view rel) const {
+  return root_ / fs::path(rel).relative_path();
+}
+
+void TempTree::write(std::string_view rel, std::string_view contents) const {
+  fs::path target = path(rel);
+  fs::create_directories(target.parent_path());
+  fs::path tmp = target;
+  tmp += ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+    if (!out) throw std::runtime_error("cannot write " + tmp.string());
+  }
+  // Keep the mode a test set on the file it replaces (e.g. an unreadable energy_uj).
+  std::error_code ec;
+  auto st = fs::status(target, ec);
+  if (!ec && fs::exists(st)) fs::permissions(tmp, st.permissions(), ec);
+  fs::rename(tmp, target);
+}
+
+void TempTree::write_u64(std::string_view rel, uint64_t value) const {
+  write(rel, std::to_string(value) + "\n");
+}
+
+void TempTree::mkdir(std::string_view rel) const { fs::create_directories(path(rel)); }
+
+void TempTree::symlink(std::string_view target, std::string_view rel) const {
+  fs::path link = path(rel);
+  fs::create_directories(link.parent_path());
+  fs::create_symlink(fs::path(target), link);
+}
+
+void TempTree::remove(std::string_view rel) const { fs::remove_all(path(rel)); }
+
+void TempTree::chmod(std::string_view rel, fs::perms perms) const {
+  fs::permissions(path(rel), perms);
+}
+
+}  // namespace wattprobe::testing
