@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/result.h"
+
+namespace wattprobe {
+
+/// What the agent keeps once BPF is loaded and counters are open.
+struct PrivilegePlan {
+  std::vector<int> keep_caps;  // CAP_* numbers from <linux/capability.h>
+  std::string user;            // name or numeric uid; empty = stay the current user
+};
+
+/// Why a source needs a capability; `doctor` prints this table and packaging/README.md mirrors it.
+struct CapabilityNeed {
+  std::string_view source;  // a --sources value, or "bpf" for the eBPF accounting
+  int capability;
+  std::string_view why;
+};
+
+/// Every capability any source can need after start-up, by source. A source absent from the
+/// table (model, nvml, procfs accounting) needs none: the files it reads are world-readable.
+std::span<const CapabilityNeed> capability_table();
+
+/// The capabilities to keep for these sources (and the eBPF accounting when `bpf`), sorted and
+/// without duplicates. Unknown source names add nothing.
+std::vector<int> capabilities_needed(const std::vector<std::string>& sources, bool bpf);
+
+/// Drops every capability not in `plan.keep_caps` from the effective, permitted, inheritable,
+/// ambient and bounding sets, sets no_new_privs, and switches to `plan.user` when given, keeping
+/// the kept capabilities across the switch. Capabilities are per thread, so this must run before
+/// the agent starts any thread; it refuses (unsupported) otherwise. A kept capability the process
+/// never held is reported, not an error. Returns one line for the log and `doctor`, e.g.
+/// "kept: cap_bpf,cap_perfmon; dropped all others; user: nobody".
+Result<std::string> drop_privileges(const PrivilegePlan& plan);
+
+/// The capability sets of a process as /proc/PID/status shows them (bit N = capability N).
+struct CapabilitySets {
+  uint64_t inheritable = 0;
+  uint64_t permitted = 0;
+  uint64_t effective = 0;
+  uint64_t bounding = 0;
+  uint64_t ambient = 0;
+};
+
+/// Parses the Cap* lines of a /proc/PID/status text; a missing or non-hex line is malformed.
+Result<CapabilitySets> parse_capability_sets(std::string_view status_text,
+                                             const std::filesystem::path& path);
+
+/// read_text + parse_capability_sets, for the agent's own or another process's status file.
+Result<CapabilitySets> read_capability_sets(const std::filesystem::path& status_path);
+
+/// "cap_bpf,cap_perfmon", "none", or "all" when every capability the kernel knows is set.
+std::string capability_names(uint64_t mask);
+
+/// "cap_bpf" for CAP_BPF; "cap_N" for a number this build has no name for.
+std::string capability_name(int cap);
+
+/// For `doctor`: the agent's own effective and bounding sets by name, read from its own
+/// /proc/self/status, e.g. "effective: cap_bpf,cap_perfmon; bounding: cap_bpf,cap_perfmon".
+std::string current_capabilities();
+
+}  // namespace wattprobe
