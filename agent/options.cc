@@ -1,0 +1,253 @@
+#include "agent/options.h"
+
+#include <boost/program_options.hpp>
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "agent/duration.h"
+
+namespace po = boost::program_options;
+
+namespace wattprobe {
+
+namespace {
+
+const std::set<std::string>& known_sources() {
+  static const std::set<std::string> s{"rapl_powercap", "rapl_perf", "rapl_msr", "hwmon",
+                                       "model"};
+  return s;
+}
+
+po::options_description describe() {
+  po::options_description d("wattprobe run options");
+  // Everything is read as text and validated below, so a bad value's message names the option,
+  // where it came from and the value, in one line.
+  d.add_options()
+      ("config", po::value<std::string>(), "INI-style config file; command-line options win")
+      ("listen", po::value<std::string>(), "address:port for /metrics and /healthz (default 127.0.0.1:9887)")
+      ("interval", po::value<std::string>(), "tick length, 100ms to 60s (default 1s)")
+      ("sysfs-root", po::value<std::string>(), "folder holding sys/ (default /)")
+      ("procfs-root", po::value<std::string>(), "folder holding proc/ (default /)")
+      ("dev-root", po::value<std::string>(), "folder holding dev/ (default /)")
+      ("pods-log-root", po::value<std::string>(), "folder holding var/log/pods (default /)")
+      ("sources", po::value<std::string>(), "auto, or a comma list of: rapl_powercap,rapl_perf,rapl_msr,hwmon,model")
+      ("accounting", po::value<std::string>(), "auto, bpf or procfs (default auto: bpf, else procfs)")
+      ("state-dir", po::value<std::string>(), "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")
+      ("idle-attribution", po::value<std::string>(), "separate, proportional or even (default separate)")
+      ("idle-watts", po::value<std::vector<std::string>>(), "DOMAIN=W idle power per socket, overriding the learned estimate (repeatable)")
+      ("split-by", po::value<std::string>(), "auto, cpu-time or cycles (default auto: cycles where counted)")
+      ("process-metrics-top", po::value<std::string>(), "export the top N processes by energy (default 0: off)")
+      ("max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")
+      ("workload-expiry", po::value<std::string>(), "drop a workload's series after it is gone this long (default 5m)")
+      ("user", po::value<std::string>(), "switch to this user after start-up")
+      ("max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")
+      ("source.model.min_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 0 % (default 0.74)")
+      ("source.model.max_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 100 % (default 3.5)");
+  return d;
+}
+
+struct Raw {
+  std::string value;
+  std::string origin;  // "command line" or "config file X"
+};
+
+[[noreturn]] void bad(const std::string& option, const Raw& raw, const std::string& why) {
+  throw UsageError("invalid value " + std::string("\"") + raw.value + "\" for --" + option +
+                   " (" + raw.origin + "): " + why);
+}
+
+uint64_t to_u64(const std::string& option, const Raw& raw, uint64_t lo, uint64_t hi) {
+  const std::string& v = raw.value;
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+    bad(option, raw, "expected a whole number");
+  }
+  uint64_t n = std::stoull(v);
+  if (n < lo || n > hi) {
+    bad(option, raw, "expected " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return n;
+}
+
+double to_double(const std::string& option, const Raw& raw, double lo, double hi) {
+  std::size_t used = 0;
+  double d = 0;
+  try {
+    d = std::stod(raw.value, &used);
+  } catch (const std::exception&) {
+    bad(option, raw, "expected a number");
+  }
+  if (used != raw.value.size() || !std::isfinite(d)) bad(option, raw, "expected a number");
+  if (d < lo || d > hi) {
+    std::ostringstream os;
+    os << "expected " << lo << " to " << hi;
+    bad(option, raw, os.str());
+  }
+  return d;
+}
+
+std::chrono::milliseconds to_duration(const std::string& option, const Raw& raw,
+                                      std::chrono::milliseconds lo, std::chrono::milliseconds hi) {
+  auto d = parse_duration(raw.value);
+  if (!d) bad(option, raw, "expected a duration such as 500ms, 1s, 5m");
+  if (*d < lo || *d > hi) {
+    bad(option, raw, "expected " + format_duration(lo) + " to " + format_duration(hi));
+  }
+  return *d;
+}
+
+std::filesystem::path to_folder(const std::string& option, const Raw& raw) {
+  if (raw.value.empty()) bad(option, raw, "expected a folder");
+  std::error_code ec;
+  if (!std::filesystem::is_directory(raw.value, ec)) bad(option, raw, "no such folder");
+  return raw.value;
+}
+
+}  // namespace
+
+std::string run_options_help() {
+  std::ostringstream os;
+  os << describe();
+  return os.str();
+}
+
+Options parse_run_options(const std::vector<std::string>& args) {
+  po::options_description desc = describe();
+  po::variables_map cli;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), cli);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + " (command line)");
+  }
+
+  std::map<std::string, std::vector<Raw>> values;
+  for (const auto& [name, v] : cli) {
+    if (v.value().type() == typeid(std::vector<std::string>)) {
+      for (const auto& s : v.as<std::vector<std::string>>()) values[name].push_back({s, "command line"});
+    } else {
+      values[name].push_back({v.as<std::string>(), "command line"});
+    }
+  }
+
+  Options o;
+  if (cli.count("config")) {
+    o.config_file = cli["config"].as<std::string>();
+    std::ifstream in(o.config_file);
+    if (!in) throw UsageError("cannot read config file " + o.config_file);
+    po::variables_map file;
+    try {
+      po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), file);
+    } catch (const po::error& e) {
+      throw UsageError("config file " + o.config_file + ": " + e.what());
+    }
+    std::string origin = "config file " + o.config_file;
+    for (const auto& [name, v] : file) {
+      if (name == "config") throw UsageError(origin + ": config cannot name another config file");
+      if (values.count(name)) continue;  // the command line wins
+      if (v.value().type() == typeid(std::vector<std::string>)) {
+        for (const auto& s : v.as<std::vector<std::string>>()) values[name].push_back({s, origin});
+      } else {
+        values[name].push_back({v.as<std::string>(), origin});
+      }
+    }
+  }
+
+  auto one = [&](const std::string& name) -> const Raw* {
+    auto it = values.find(name);
+    return it == values.end() ? nullptr : &it->second.back();
+  };
+
+  if (auto r = one("listen")) {
+    auto colon = r->value.rfind(':');
+    if (colon == std::string::npos || colon == 0) bad("listen", *r, "expected address:port");
+    to_u64("listen", Raw{r->value.substr(colon + 1), r->origin}, 0, 65535);
+    o.listen = r->value;
+  }
+  if (auto r = one("interval")) {
+    o.interval = to_duration("interval", *r, std::chrono::milliseconds(100), std::chrono::seconds(60));
+  }
+  if (auto r = one("sysfs-root")) o.paths.sysfs_root = to_folder("sysfs-root", *r);
+  if (auto r = one("procfs-root")) o.paths.procfs_root = to_folder("procfs-root", *r);
+  if (auto r = one("dev-root")) o.paths.dev_root = to_folder("dev-root", *r);
+  if (auto r = one("pods-log-root")) o.paths.pods_log_root = to_folder("pods-log-root", *r);
+  if (auto r = one("sources")) {
+    if (r->value != "auto") {
+      std::stringstream ss(r->value);
+      std::string s;
+      std::set<std::string> seen;
+      while (std::getline(ss, s, ',')) {
+        if (!known_sources().count(s)) bad("sources", *r, "unknown source \"" + s + "\"");
+        if (!seen.insert(s).second) bad("sources", *r, "source \"" + s + "\" named twice");
+        o.sources.push_back(s);
+      }
+      if (o.sources.empty()) bad("sources", *r, "expected auto or a list of sources");
+    }
+  }
+  if (auto r = one("accounting")) {
+    if (r->value != "auto" && r->value != "bpf" && r->value != "procfs") {
+      bad("accounting", *r, "expected auto, bpf or procfs");
+    }
+    o.accounting = r->value;
+  }
+  if (auto r = one("state-dir")) {
+    if (r->value.empty()) bad("state-dir", *r, "expected a folder");
+    o.state_dir = r->value;
+  }
+  if (auto r = one("idle-attribution")) {
+    if (r->value == "separate") {
+      o.attribution.idle_policy = IdlePolicy::separate;
+    } else if (r->value == "proportional") {
+      o.attribution.idle_policy = IdlePolicy::proportional;
+    } else if (r->value == "even") {
+      o.attribution.idle_policy = IdlePolicy::even;
+    } else {
+      bad("idle-attribution", *r, "expected separate, proportional or even");
+    }
+  }
+  if (values.count("idle-watts")) {
+    static const std::set<std::string> domains{"package", "core", "uncore", "dram",
+                                               "psys",    "gpu",  "platform"};
+    for (const Raw& r : values["idle-watts"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos) bad("idle-watts", r, "expected DOMAIN=WATTS");
+      std::string domain = r.value.substr(0, eq);
+      if (!domains.count(domain)) bad("idle-watts", r, "unknown domain \"" + domain + "\"");
+      o.attribution.idle_watts[domain] =
+          to_double("idle-watts", Raw{r.value.substr(eq + 1), r.origin}, 0, 100000);
+    }
+  }
+  if (auto r = one("split-by")) {
+    if (r->value == "auto") {
+      o.attribution.split_by = SplitKey::automatic;
+    } else if (r->value == "cpu-time") {
+      o.attribution.split_by = SplitKey::cpu_time;
+    } else if (r->value == "cycles") {
+      o.attribution.split_by = SplitKey::cycles;
+    } else {
+      bad("split-by", *r, "expected auto, cpu-time or cycles");
+    }
+  }
+  if (auto r = one("process-metrics-top")) o.process_metrics_top = to_u64("process-metrics-top", *r, 0, 1000);
+  if (auto r = one("max-workloads")) o.max_workloads = to_u64("max-workloads", *r, 1, 1000000);
+  if (auto r = one("workload-expiry")) {
+    o.attribution.workload_expiry = to_duration("workload-expiry", *r, std::chrono::seconds(1),
+                                                std::chrono::hours(24 * 30));
+  }
+  if (auto r = one("user")) o.user = r->value;
+  if (auto r = one("max-ticks")) o.max_ticks = to_u64("max-ticks", *r, 0, UINT64_MAX >> 8);
+  if (auto r = one("source.model.min_watts_per_vcpu")) {
+    o.model.min_watts_per_vcpu = to_double("source.model.min_watts_per_vcpu", *r, 0, 1000);
+  }
+  if (auto r = one("source.model.max_watts_per_vcpu")) {
+    o.model.max_watts_per_vcpu = to_double("source.model.max_watts_per_vcpu", *r, 0, 1000);
+  }
+  if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
+    throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +
+                     std::to_string(o.model.max_watts_per_vcpu) + ") is below min_watts_per_vcpu (" +
+                     std::to_string(o.model.min_watts_per_vcpu) + ")");
+  }
+  return o;
+}
+
+}  // namespace wattprobe

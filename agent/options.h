@@ -1,0 +1,52 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "agent/attribution.h"
+#include "agent/host_paths.h"
+
+namespace wattprobe {
+
+/// A bad option, value or config file. main() prints what() on one line and exits 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ModelCoefficients {
+  // Cloud Carbon Footprint's AWS average, W per vCPU at 0 % and 100 % utilisation
+  // (reference/methodology-facts.md §6, CCF AWS_CLOUD_CONSTANTS).
+  double min_watts_per_vcpu = 0.74;
+  double max_watts_per_vcpu = 3.5;
+};
+
+struct Options {
+  std::string config_file;
+  std::string listen = "127.0.0.1:9887";
+  std::chrono::milliseconds interval{1000};
+  HostPaths paths;
+  std::vector<std::string> sources;  // empty: auto
+  std::string accounting = "auto";   // auto | bpf | procfs
+  std::filesystem::path state_dir = "/var/lib/wattprobe";
+  AttributionOptions attribution;
+  std::size_t process_metrics_top = 0;
+  std::size_t max_workloads = 5000;
+  ModelCoefficients model;
+  std::string user;      // switch to this user after start-up, if set
+  uint64_t max_ticks = 0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
+};
+
+/// Parses `wattprobe run` options from argv (without the subcommand) and the --config file.
+/// Throws UsageError naming the option, the file (for config values) and the value.
+Options parse_run_options(const std::vector<std::string>& args);
+
+/// The --help text of `run`.
+std::string run_options_help();
+
+}  // namespace wattprobe

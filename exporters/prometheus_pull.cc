@@ -1,0 +1,110 @@
+#include "exporters/prometheus_pull.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+
+#include <limits>
+#include <stdexcept>
+
+namespace wattprobe {
+
+class SnapshotCollectable : public prometheus::Collectable {
+ public:
+  explicit SnapshotCollectable(std::function<SnapshotPtr()> snapshot)
+      : snapshot_(std::move(snapshot)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    SnapshotPtr snap = snapshot_();
+    std::vector<prometheus::MetricFamily> out;
+    if (!snap) return out;
+    out.reserve(snap->families.size());
+    for (const Family& f : snap->families) {
+      prometheus::MetricFamily mf;
+      mf.name = f.name;
+      mf.help = f.help;
+      if (f.type == MetricType::histogram) {
+        mf.type = prometheus::MetricType::Histogram;
+        if (f.histogram) {
+          prometheus::ClientMetric m;
+          m.histogram.sample_count = f.histogram->count;
+          m.histogram.sample_sum = f.histogram->sum;
+          for (std::size_t i = 0; i < f.histogram->bounds.size(); ++i) {
+            prometheus::ClientMetric::Bucket b;
+            b.upper_bound = f.histogram->bounds[i];
+            b.cumulative_count = f.histogram->cumulative[i];
+            m.histogram.bucket.push_back(b);
+          }
+          prometheus::ClientMetric::Bucket inf;
+          inf.upper_bound = std::numeric_limits<double>::infinity();
+          inf.cumulative_count = f.histogram->count;
+          m.histogram.bucket.push_back(inf);
+          mf.metric.push_back(std::move(m));
+        }
+        out.push_back(std::move(mf));
+        continue;
+      }
+      mf.type = f.type == MetricType::counter ? prometheus::MetricType::Counter
+                                              : prometheus::MetricType::Gauge;
+      mf.metric.reserve(f.series.size());
+      for (const Series& s : f.series) {
+        prometheus::ClientMetric m;
+        m.label.reserve(s.labels.size());
+        for (const auto& [k, v] : s.labels) m.label.push_back({k, v});
+        if (f.type == MetricType::counter) {
+          m.counter.value = s.value;
+        } else {
+          m.gauge.value = s.value;
+        }
+        mf.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(mf));
+    }
+    return out;
+  }
+
+ private:
+  std::function<SnapshotPtr()> snapshot_;
+};
+
+/// /healthz answers 200 with the agent's liveness: `wattprobe_agent_up 1` once a tick has run.
+class HealthCollectable : public prometheus::Collectable {
+ public:
+  explicit HealthCollectable(std::function<SnapshotPtr()> snapshot)
+      : snapshot_(std::move(snapshot)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily mf;
+    mf.name = "wattprobe_agent_up";
+    mf.help = "1 once the agent has completed a tick.";
+    mf.type = prometheus::MetricType::Gauge;
+    prometheus::ClientMetric m;
+    m.gauge.value = snapshot_() ? 1 : 0;
+    mf.metric.push_back(m);
+    return {mf};
+  }
+
+ private:
+  std::function<SnapshotPtr()> snapshot_;
+};
+
+PrometheusPull::PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot) {
+  try {
+    // Two threads: a scrape and a probe can be served together; more buys nothing on one host.
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot listen on " + listen + ": " + e.what());
+  }
+  metrics_ = std::make_shared<SnapshotCollectable>(snapshot);
+  health_ = std::make_shared<HealthCollectable>(snapshot);
+  exposer_->RegisterCollectable(metrics_, "/metrics");
+  exposer_->RegisterCollectable(health_, "/healthz");
+}
+
+PrometheusPull::~PrometheusPull() = default;
+
+int PrometheusPull::port() const {
+  auto ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+}  // namespace wattprobe
