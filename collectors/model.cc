@@ -1,0 +1,99 @@
+#include "collectors/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace wattprobe {
+
+std::optional<std::string> validate(const ModelOptions& options) {
+  const double min = options.min_watts_per_vcpu;
+  const double max = options.max_watts_per_vcpu;
+  if (!std::isfinite(min)) return "min_watts_per_vcpu must be a finite number";
+  if (!std::isfinite(max)) return "max_watts_per_vcpu must be a finite number";
+  if (min < 0) return "min_watts_per_vcpu must be >= 0, got " + std::to_string(min);
+  if (max < min) {
+    return "max_watts_per_vcpu (" + std::to_string(max) + ") must be >= min_watts_per_vcpu (" +
+           std::to_string(min) + ")";
+  }
+  return std::nullopt;
+}
+
+double model_watts(int vcpus, double utilisation, const ModelOptions& options) {
+  utilisation = std::clamp(utilisation, 0.0, 1.0);
+  return vcpus * (options.min_watts_per_vcpu +
+                  utilisation * (options.max_watts_per_vcpu - options.min_watts_per_vcpu));
+}
+
+namespace {
+
+std::string format_watts(double w) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", w);
+  return buf;
+}
+
+}  // namespace
+
+ModelSource::ModelSource(HostPaths paths, ModelOptions options)
+    : paths_(std::move(paths)), options_(options) {}
+
+Availability ModelSource::probe() {
+  Availability a;
+  if (auto bad = validate(options_)) {
+    a.reason = "invalid options: " + *bad;
+    return a;
+  }
+  auto stat = read_proc_stat(paths_);
+  if (!stat) {
+    a.reason = stat.error().message();
+    a.remedy = "mount procfs (the agent's --procfs-root must hold proc/stat)";
+    return a;
+  }
+  a.available = true;
+  a.reason = "estimate: " + std::to_string(stat->online_cpus()) + " vCPUs × (" +
+             format_watts(options_.min_watts_per_vcpu) + " + util × (" +
+             format_watts(options_.max_watts_per_vcpu) + " − " +
+             format_watts(options_.min_watts_per_vcpu) +
+             ")) W (Cloud Carbon Footprint AWS average)";
+  return a;
+}
+
+Sample ModelSource::sample() {
+  Sample s;
+  auto stat = read_proc_stat(paths_);
+  if (!stat) {
+    s.errors.push_back(stat.error());
+    return s;
+  }
+  const CpuTimes& now = stat->aggregate;
+
+  uint64_t busy = now.busy();
+  uint64_t total = now.total();
+  if (have_previous_ && now.busy() >= previous_.busy() && now.total() >= previous_.total()) {
+    busy -= previous_.busy();
+    total -= previous_.total();
+  }
+  // Two samples inside one USER_HZ tick see no change: keep the last figure rather than report 0.
+  double utilisation = last_utilisation_;
+  if (total > 0) utilisation = std::clamp(static_cast<double>(busy) / total, 0.0, 1.0);
+  last_utilisation_ = utilisation;
+  previous_ = now;
+  have_previous_ = true;
+
+  Reading r;
+  r.domain = "package";
+  r.socket = -1;
+  r.key = "cpu";
+  r.kind = ReadingKind::power_gauge;
+  r.watts = model_watts(stat->online_cpus(), utilisation, options_);
+  s.readings.push_back(std::move(r));
+  return s;
+}
+
+std::unique_ptr<EnergySource> make_model_source(const HostPaths& paths,
+                                                const ModelOptions& options) {
+  return std::make_unique<ModelSource>(paths, options);
+}
+
+}  // namespace wattprobe
