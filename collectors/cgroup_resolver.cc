@@ -156,7 +156,11 @@ std::optional<fs::path> find_cgroup2_root(const HostPaths& paths) {
 }
 
 WorkloadId identity_from_cgroup_path(std::string_view path, const PodNames* pods) {
-  if (path.size() > kMaxPath) path = path.substr(0, kMaxPath);
+  if (path.size() > kMaxPath) {
+    // Longer than the kernel ever prints: keep the whole components that fit.
+    path = path.substr(0, kMaxPath);
+    path = path.substr(0, path.rfind('/') == std::string_view::npos ? 0 : path.rfind('/'));
+  }
   std::vector<std::string_view> parts;
   while (!path.empty()) {
     auto slash = path.find('/');
