@@ -1,6 +1,128 @@
-#include <cstdio>
+#include <signal.h>
 
-int main() {
-  std::puts("wattprobe: under construction");
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/accounting_choice.h"
+#include "agent/agent.h"
+#include "agent/doctor.h"
+#include "agent/options.h"
+#include "collectors/registry.h"
+#include "exporters/prometheus_pull.h"
+
+namespace wattprobe {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: wattprobe <command> [options]\n"
+    "  run      the daemon: measure, attribute, export (/metrics)\n"
+    "  doctor   which energy sources and accounting this host offers, and why not\n"
+    "  --help   this text; `wattprobe run --help` lists the options\n"
+    "  --version\n";
+
+std::string metrics_url(const std::string& listen, int port) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  return "http://" + host + ":" + std::to_string(port) + "/metrics";
+}
+
+int run(const Options& options) {
+  // Block the stop signals before any thread starts, so only the waiter below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  SourceChoice sources = choose_sources(options.sources, options.paths, options.model);
+  for (const SourceStatus& st : sources.status) {
+    if (!options.sources.empty() && !st.chosen && st.why != "not in --sources") {
+      std::fprintf(stderr, "wattprobe: source %s is not available: %s\n", st.name.c_str(),
+                   st.availability.reason.c_str());
+      return 1;
+    }
+  }
+  if (sources.chosen.empty()) {
+    std::fprintf(stderr, "wattprobe: no energy source is readable; `wattprobe doctor` says why\n");
+    return 1;
+  }
+  std::string names;
+  for (const auto& s : sources.chosen) names += (names.empty() ? "" : ",") + std::string(s->name());
+  std::fprintf(stderr, "wattprobe: energy sources: %s%s\n", names.c_str(),
+               sources.measured ? "" : " (ESTIMATE: no measured source is readable)");
+
+  auto accounting = choose_accounting(options);
+  if (!accounting.ok()) {
+    std::fprintf(stderr, "wattprobe: --accounting=bpf: %s\n", accounting.error().message().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "wattprobe: cpu accounting: %s (%s)\n",
+               std::string(accounting->accounting->mode()).c_str(), accounting->why.c_str());
+
+  Agent agent(options, std::make_unique<EnergyMeter>(std::move(sources.chosen)),
+              std::move(accounting->accounting));
+  std::unique_ptr<PrometheusPull> pull;
+  try {
+    pull = std::make_unique<PrometheusPull>(options.listen, [&agent] { return agent.snapshot(); });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wattprobe: %s\n", e.what());
+    return 1;
+  }
+  std::printf("wattprobe: serving metrics at %s\n", metrics_url(options.listen, pull->port()).c_str());
+  std::fflush(stdout);
+
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    if (sig != 0) agent.request_stop();
+  });
+  agent.run();
+  // A normal end (--max-ticks) must still release the waiter.
+  pthread_kill(signal_waiter.native_handle(), SIGTERM);
+  signal_waiter.join();
+  std::fprintf(stderr, "wattprobe: stopped\n");
   return 0;
+}
+
+}  // namespace
+}  // namespace wattprobe
+
+int main(int argc, char** argv) {
+  using namespace wattprobe;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") {
+    std::puts("wattprobe 0.1.0");
+    return 0;
+  }
+  std::string command = args[0];
+  args.erase(args.begin());
+  if (command != "run" && command != "doctor") {
+    std::fprintf(stderr, "wattprobe: unknown command \"%s\"\n%s", command.c_str(), kUsage);
+    return 2;
+  }
+  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+    std::fputs(run_options_help().c_str(), stdout);
+    return 0;
+  }
+  Options options;
+  try {
+    options = parse_run_options(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "wattprobe %s: %s\n", command.c_str(), e.what());
+    return 2;
+  }
+  try {
+    if (command == "doctor") return run_doctor(options, std::cout);
+    return run(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wattprobe %s: %s\n", command.c_str(), e.what());
+    return 1;
+  }
 }
