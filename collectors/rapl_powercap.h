@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/host_paths.h"
+#include "collectors/energy_source.h"
+
+namespace wattprobe {
+
+/// What a powercap zone's `name` says it measures.
+struct RaplZoneName {
+  std::string domain;  // package, core, uncore, dram, psys
+  int socket = -1;     // from package-N; -1 for core/uncore/dram/psys until the parent is known
+  int die = -1;        // from package-N-die-M
+};
+
+/// "package-0" → {package, 0}, "package-1-die-1" → {package, 1, die 1}, "dram" → {dram}; any
+/// other name (a future domain) → nullopt, so a reader skips rather than mislabels it.
+std::optional<RaplZoneName> parse_rapl_zone_name(std::string_view name);
+
+/// RAPL energy counters through the powercap sysfs class (intel_rapl_msr, also AMD Fam17h+):
+/// every /sys/class/powercap/intel-rapl:N[:M] zone, one energy_counter Reading each, keyed by
+/// the zone folder. See Documentation/ABI/testing/sysfs-class-powercap.
+class RaplPowercapSource : public EnergySource {
+ public:
+  explicit RaplPowercapSource(const HostPaths& paths);
+
+  std::string_view name() const override { return "rapl_powercap"; }
+  Availability probe() override;
+  /// One Reading per zone found by the last probe() (probes first if never probed). A zone whose
+  /// energy_uj cannot be read or parsed gives an Error instead; the others are still read.
+  Sample sample() override;
+
+  struct Zone {
+    std::string key;   // "intel-rapl:0:1"
+    std::string name;  // "dram"
+    std::string domain;
+    int socket = -1;
+    bool enabled = true;
+    uint64_t max_energy_range_uj = 0;
+    std::filesystem::path energy_file;
+  };
+  /// The zones the last probe() will read, in id order.
+  const std::vector<Zone>& zones() const { return zones_; }
+
+ private:
+  HostPaths paths_;
+  bool probed_ = false;
+  std::vector<Zone> zones_;
+};
+
+std::unique_ptr<EnergySource> make_rapl_powercap_source(const HostPaths& paths);
+
+}  // namespace wattprobe
