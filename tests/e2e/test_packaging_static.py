@@ -1,0 +1,205 @@
+"""Static checks of what cannot be run on this machine: the container recipe (no container
+engine), the Kubernetes objects (no cluster) and the Grafana dashboard (no Grafana). Each object
+must carry what issue 7 asks of it; the dashboard may only query metrics of the metric contract."""
+
+import json
+import os
+import re
+import sys
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACKAGING = os.path.join(SOURCE, "packaging")
+
+# The metric contract (shared DESIGN.md and the agent's option list). A dashboard query naming
+# anything else would show an empty panel.
+CONTRACT = {
+    "wattprobe_node_energy_joules_total", "wattprobe_node_power_watts",
+    "wattprobe_node_idle_energy_joules_total", "wattprobe_node_unattributed_energy_joules_total",
+    "wattprobe_energy_source_info", "wattprobe_workload_energy_joules_total",
+    "wattprobe_workload_power_watts", "wattprobe_workload_cpu_seconds_total",
+    "wattprobe_workload_operational_co2e_grams_total",
+    "wattprobe_workload_embodied_co2e_grams_total",
+    "wattprobe_process_energy_joules_total",
+    "wattprobe_grid_carbon_intensity_grams_per_kwh", "wattprobe_grid_carbon_intensity_age_seconds",
+    "wattprobe_grid_carbon_intensity_forecast_grams_per_kwh",
+    "wattprobe_device_embodied_co2e_grams", "wattprobe_device_age_seconds",
+    "wattprobe_device_expected_lifetime_seconds", "wattprobe_device_amortized_ratio",
+    "wattprobe_workload_carbon_budget_grams", "wattprobe_workload_carbon_budget_consumed_grams",
+    "wattprobe_agent_tick_duration_seconds", "wattprobe_agent_collector_errors_total",
+    "wattprobe_agent_conservation_violations_total", "wattprobe_agent_accounting_mode",
+    "wattprobe_agent_bpf_records_lost_total", "wattprobe_agent_remote_write_queue_samples",
+    "wattprobe_agent_remote_write_samples_dropped_total", "wattprobe_agent_cpu_seconds_total",
+    "wattprobe_agent_resident_memory_bytes",
+}
+
+failures = []
+
+
+def check(condition, what):
+    if not condition:
+        failures.append(what)
+    return condition
+
+
+def check_containerfile():
+    path = os.path.join(PACKAGING, "container", "Containerfile")
+    with open(path) as f:
+        text = f.read()
+    # Continuation lines belong to their instruction.
+    lines = [l.strip() for l in text.replace("\\\n", " ").splitlines()
+             if l.strip() and not l.strip().startswith("#")]
+    froms = [l for l in lines if l.upper().startswith("FROM ")]
+    check(len(froms) >= 2, f"Containerfile: multi-stage needs two FROM lines, found {froms}")
+    stages = [re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", l, re.I) for l in froms]
+    check(all(s and "bookworm" in s.group(1) for s in stages),
+          f"Containerfile: every stage is Debian bookworm: {froms}")
+    check(stages and stages[0].group(2), "Containerfile: the build stage is named (FROM … AS build)")
+    check(froms and "slim" in froms[-1], f"Containerfile: the runtime stage is slim: {froms[-1:]}")
+    build_name = stages[0].group(2) if stages and stages[0] else None
+    copy_from = [l for l in lines if l.upper().startswith("COPY") and "--from=" in l]
+    check(any(f"--from={build_name}" in l for l in copy_from),
+          "Containerfile: the runtime stage copies from the build stage (COPY --from=build)")
+    check(any("cmake" in l and l.upper().startswith("RUN") for l in lines),
+          "Containerfile: the build stage runs cmake")
+    check(any("cpack" in l for l in lines), "Containerfile: the build stage packages with cpack")
+    check(not any("privileged" in l.lower() for l in lines),
+          "Containerfile: no instruction asks for a privileged container")
+    runtime = text[text.rfind("FROM "):]
+    check("build-essential" not in runtime and "-dev" not in runtime,
+          "Containerfile: the runtime stage installs no compilers or -dev packages")
+    check(re.search(r"^ENTRYPOINT\s+\[\"/usr/bin/wattprobe\"", text, re.M) is not None,
+          "Containerfile: ENTRYPOINT is the installed binary")
+    check("--user=" in runtime, "Containerfile: the agent switches to an unprivileged user (--user)")
+
+
+def load_kubernetes():
+    import yaml
+    objects = {}
+    folder = os.path.join(PACKAGING, "kubernetes")
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".yaml", ".yml")):
+            with open(os.path.join(folder, name)) as f:
+                for doc in yaml.safe_load_all(f):
+                    if doc:
+                        check("namespace" not in doc.get("metadata", {}),
+                              f"{name}: {doc['kind']} is namespace-agnostic")
+                        objects[doc["kind"]] = doc
+    return objects
+
+
+def check_kubernetes():
+    objects = load_kubernetes()
+    for kind in ("DaemonSet", "ServiceAccount", "Service", "ServiceMonitor"):
+        check(kind in objects, f"kubernetes: a {kind} exists")
+    ds = objects.get("DaemonSet")
+    if not ds:
+        return
+    pod = ds["spec"]["template"]["spec"]
+    meta = ds["spec"]["template"]["metadata"]
+    check(ds["spec"]["selector"]["matchLabels"].items() <= meta["labels"].items(),
+          "DaemonSet: the selector matches the pod labels")
+    check(pod.get("serviceAccountName") == objects.get("ServiceAccount", {}).get(
+        "metadata", {}).get("name"), "DaemonSet: runs as the shipped ServiceAccount")
+    check(pod.get("hostPID") is True, "DaemonSet: hostPID: true")
+    ann = meta.get("annotations", {})
+    check(ann.get("prometheus.io/scrape") == "true", "DaemonSet: prometheus.io/scrape annotation")
+    check(ann.get("prometheus.io/port") == "9887", "DaemonSet: prometheus.io/port annotation")
+    agent = next((c for c in pod["containers"] if c["name"] == "wattprobe"), None)
+    if not check(agent, "DaemonSet: a container named wattprobe"):
+        return
+    sc = agent.get("securityContext", {})
+    check(sc.get("privileged") in (None, False), "DaemonSet: not privileged")
+    check(sc.get("allowPrivilegeEscalation") is False, "DaemonSet: allowPrivilegeEscalation false")
+    check(sc.get("readOnlyRootFilesystem") is True, "DaemonSet: read-only root file system")
+    caps = sc.get("capabilities", {})
+    check(caps.get("drop") == ["ALL"], "DaemonSet: capabilities drop ALL")
+    check({"BPF", "PERFMON", "DAC_READ_SEARCH"} <= set(caps.get("add", [])),
+          f"DaemonSet: adds BPF, PERFMON, DAC_READ_SEARCH explicitly: {caps.get('add')}")
+    check(not {"SYS_ADMIN", "ALL"} & set(caps.get("add", [])), "DaemonSet: no SYS_ADMIN or ALL")
+    for c in pod.get("initContainers", []):
+        check(not c.get("securityContext", {}).get("privileged"), f"{c['name']}: not privileged")
+    for probe in ("livenessProbe", "readinessProbe"):
+        http = agent.get(probe, {}).get("httpGet", {})
+        check(http.get("path") == "/healthz", f"DaemonSet: {probe} is httpGet /healthz")
+    res = agent.get("resources", {})
+    check({"cpu", "memory"} <= set(res.get("requests", {})) and
+          {"cpu", "memory"} <= set(res.get("limits", {})),
+          "DaemonSet: cpu and memory requests and limits")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["name"]: m for m in agent.get("volumeMounts", [])}
+    host = {v.get("hostPath", {}).get("path"): name for name, v in volumes.items()}
+    for path in ("/sys", "/proc", "/var/log/pods"):
+        name = host.get(path)
+        if check(name, f"DaemonSet: hostPath {path}"):
+            check(mounts.get(name, {}).get("readOnly") is True, f"DaemonSet: {path} mounted read-only")
+    state = host.get("/var/lib/wattprobe")
+    if check(state, "DaemonSet: hostPath state folder /var/lib/wattprobe"):
+        check(not mounts.get(state, {}).get("readOnly"), "DaemonSet: the state folder is writable")
+    args = " ".join(agent.get("args", []))
+    for option in ("--procfs-root=/host", "--sysfs-root=/host", "--pods-log-root=/host",
+                   "--state-dir=/var/lib/wattprobe"):
+        check(option in args, f"DaemonSet: agent argument {option}")
+    ports = [p.get("containerPort") for p in agent.get("ports", [])]
+    check(9887 in ports, "DaemonSet: container port 9887")
+
+    svc = objects.get("Service", {})
+    check(svc.get("spec", {}).get("clusterIP") == "None", "Service: headless (clusterIP: None)")
+    check(svc.get("spec", {}).get("selector", {}).items() <= meta["labels"].items(),
+          "Service: selects the DaemonSet's pods")
+    port_names = {p.get("name") for p in svc.get("spec", {}).get("ports", [])}
+    sm = objects.get("ServiceMonitor", {})
+    check(sm.get("apiVersion") == "monitoring.coreos.com/v1", "ServiceMonitor: prometheus-operator API")
+    endpoints = sm.get("spec", {}).get("endpoints", [])
+    check(endpoints and all(e.get("port") in port_names for e in endpoints),
+          "ServiceMonitor: endpoints name the Service's port")
+    check(sm.get("spec", {}).get("selector", {}).get("matchLabels", {}).items()
+          <= svc.get("metadata", {}).get("labels", {}).items(), "ServiceMonitor: selects the Service")
+
+
+def dashboard_metric_names(dashboard):
+    names = set()
+    texts = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for var in dashboard.get("templating", {}).get("list", []):
+        q = var.get("query")
+        texts.append(q.get("query", "") if isinstance(q, dict) else str(q or ""))
+    for text in texts:
+        names |= set(re.findall(r"\bwattprobe_[a-z0-9_]+", text))
+    return names, texts
+
+
+def check_dashboard():
+    with open(os.path.join(PACKAGING, "grafana", "wattprobe-dashboard.json")) as f:
+        dashboard = json.load(f)
+    names, texts = dashboard_metric_names(dashboard)
+    unknown = names - CONTRACT
+    check(not unknown, f"dashboard: metrics outside the contract: {sorted(unknown)}")
+    for text in texts:
+        if text and not text.startswith("prometheus"):
+            check("wattprobe_" in text, f"dashboard: a query names no wattprobe metric: {text}")
+    titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in ("power by domain and source", "top workloads by power", "top workloads by co2e",
+                  "idle share", "grid carbon intensity and forecast", "embodied", "device age",
+                  "measured versus estimated", "agent cpu", "agent resident memory"):
+        check(topic in titles, f"dashboard: a panel about {topic!r}")
+    ids = [p["id"] for p in dashboard["panels"]]
+    check(len(ids) == len(set(ids)), "dashboard: panel ids are unique")
+
+
+def main():
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        print("SKIPPED: python3-yaml is not installed (Debian package python3-yaml)")
+        return 77
+    check_containerfile()
+    check_kubernetes()
+    check_dashboard()
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    if not failures:
+        print("OK: Containerfile, Kubernetes objects and dashboard")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
