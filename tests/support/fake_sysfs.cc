@@ -159,6 +159,14 @@ void write_zone(const SysfsWriter& out, const FakeZone& z) {
     out.write(dir + "/constraint_1_time_window_us", "2440\n");
     out.write(dir + "/constraint_1_max_power_uw", "0\n");
   }
+  // Read-only attributes are 0444 in powercap_sys.c; limits and `enabled` are writable (0644).
+  for (const char* ro : {"name", "max_energy_range_uj", "constraint_0_name"})
+    out.chmod(dir + "/" + ro, fs::perms(0444));
+  if (two) {
+    for (const char* ro :
+         {"constraint_0_max_power_uw", "constraint_1_name", "constraint_1_max_power_uw"})
+      out.chmod(dir + "/" + ro, fs::perms(0444));
+  }
   out.write_u64(dir + "/energy_uj", z.energy_uj);
   // energy_uj is 0400 since commit 949dd0104c49 (PLATYPUS, CVE-2020-8694).
   out.chmod(dir + "/energy_uj", fs::perms::owner_read);
@@ -260,6 +268,11 @@ std::string fake_zone_domain(std::string_view name) {
 
 PowercapDriver::PowercapDriver(SysfsWriter out, PowercapScenario scenario)
     : out_(std::move(out)), scenario_(std::move(scenario)) {
+  // A scenario given a smaller range (to wrap often) must still start inside it.
+  for (auto& z : scenario_.zones) {
+    if (z.max_energy_range_uj == 0) throw std::invalid_argument(z.key + ": max_energy_range_uj 0");
+    z.energy_uj %= z.max_energy_range_uj;
+  }
   write_powercap(out_, scenario_);
   for (const auto& z : scenario_.zones) state_[z.key] = ZoneState{};
 }
