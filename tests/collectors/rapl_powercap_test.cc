@@ -5,6 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 
 #include "tests/support/fake_sysfs.h"
@@ -432,6 +437,87 @@ TEST(RaplPowercap, ReadingsAdvanceByExactlyWattsTimesSecondsAcrossTheWrap) {
   EXPECT_EQ(driver.added_uj("intel-rapl:0:0"), 111300000u);  // 7 W × 15.9 s
   for (const auto& z : scenario.zones) EXPECT_EQ(summed[z.key], driver.added_uj(z.key)) << z.key;
   EXPECT_DOUBLE_EQ(driver.added_joules("intel-rapl:1"), 675.75);
+}
+
+// The number after "\"<key>\":" in the driver's one-line JSON report.
+double report_value(const std::string& json, const std::string& key) {
+  auto at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) return -1;
+  return std::strtod(json.c_str() + at + key.size() + 3, nullptr);
+}
+
+std::string slurp(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(FakePowercapDriverTool, CountersInTheTreeMatchTheReportedJoulesAcrossWraps) {
+  const std::string tool = std::string(WATTPROBE_TOOLS_DIR) + "/fake_powercap_driver";
+  if (!std::filesystem::exists(tool)) GTEST_SKIP() << "tool not built: " << tool;
+  TempTree tree;
+  const std::string report = tree.path("driver.json").string();
+  const std::string cmd = tool + " --root " + tree.root().string() +
+                          " --scenario amd_zen --watts package=30,core=10 --period-ms 10"
+                          " --max-range-uj 1000000 --duration-s 0.3 --report " +
+                          report + " > " + tree.path("stdout").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  EXPECT_EQ(slurp(tree.path("stdout")), "ready\n");
+
+  const std::string json = slurp(report);
+  const double elapsed = report_value(json, "elapsed_s");
+  const double pkg_j = report_value(json, "intel-rapl:0");
+  const double core_j = report_value(json, "intel-rapl:0:0");
+  EXPECT_GE(elapsed, 0.3);
+  EXPECT_NEAR(pkg_j, 30 * elapsed, 1e-5) << json;
+  EXPECT_NEAR(core_j, 10 * elapsed, 1e-5) << json;
+  EXPECT_GT(pkg_j, 5.0);  // 1 J range: wrapped at least five times
+
+  RaplPowercapSource source(tree.paths());
+  ASSERT_TRUE(source.probe().available);
+  Sample s = source.sample();
+  ASSERT_EQ(s.readings.size(), 2u);
+  // The tree holds start + added, modulo the range, to the µJ.
+  const auto start = testing::amd_zen();
+  for (int i = 0; i < 2; ++i) {
+    const std::string& key = start.zones[i].key;
+    const auto added_uj = static_cast<uint64_t>(std::llround(report_value(json, key) * 1e6));
+    EXPECT_EQ(find(s, key)->raw, (start.zones[i].energy_uj % 1000000 + added_uj) % 1000000) << key;
+    EXPECT_EQ(find(s, key)->modulus, 1000000u);
+  }
+}
+
+TEST(FakePowercapDriverTool, FollowLoadSetsPackagePowerFromTheHostsBusyFraction) {
+  const std::string tool = std::string(WATTPROBE_TOOLS_DIR) + "/fake_powercap_driver";
+  if (!std::filesystem::exists(tool)) GTEST_SKIP() << "tool not built: " << tool;
+  TempTree tree;
+  const std::string report = tree.path("driver.json").string();
+  const std::string cmd = tool + " --root " + tree.root().string() +
+                          " --scenario two_socket_with_dram --watts dram=5"
+                          " --follow-load idle=20,k=60 --period-ms 20 --duration-s 0.3 --report " +
+                          report + " > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const std::string json = slurp(report);
+  const double busy = report_value(json, "busy");
+  EXPECT_GE(busy, 0.0);
+  EXPECT_LE(busy, 1.0);
+  const double elapsed = report_value(json, "elapsed_s");
+  // Between all idle (20 W) and all busy (80 W) over the run; dram stays at its fixed 5 W.
+  EXPECT_GE(report_value(json, "intel-rapl:1"), 20 * elapsed - 1e-5) << json;
+  EXPECT_LE(report_value(json, "intel-rapl:1"), 80 * elapsed + 1e-5) << json;
+  EXPECT_NEAR(report_value(json, "intel-rapl:1:0"), 5 * elapsed, 1e-5) << json;
+}
+
+TEST(FakePowercapDriverTool, RejectsAnUnknownScenarioWithExitCode2) {
+  const std::string tool = std::string(WATTPROBE_TOOLS_DIR) + "/fake_powercap_driver";
+  if (!std::filesystem::exists(tool)) GTEST_SKIP() << "tool not built: " << tool;
+  TempTree tree;
+  const std::string cmd =
+      tool + " --root " + tree.root().string() + " --scenario nope --watts package=1 2>/dev/null";
+  int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
 }
 
 }  // namespace
