@@ -470,8 +470,8 @@ TEST(FakePowercapDriverTool, CountersInTheTreeMatchTheReportedJoulesAcrossWraps)
   const double pkg_j = report_value(json, "intel-rapl:0");
   const double core_j = report_value(json, "intel-rapl:0:0");
   EXPECT_GE(elapsed, 0.3);
-  EXPECT_NEAR(pkg_j, 30 * elapsed, 1e-5) << json;
-  EXPECT_NEAR(core_j, 10 * elapsed, 1e-5) << json;
+  EXPECT_NEAR(pkg_j, 30 * elapsed, 1e-4) << json;
+  EXPECT_NEAR(core_j, 10 * elapsed, 1e-4) << json;
   EXPECT_GT(pkg_j, 5.0);  // 1 J range: wrapped at least five times
 
   RaplPowercapSource source(tree.paths());
@@ -504,9 +504,9 @@ TEST(FakePowercapDriverTool, FollowLoadSetsPackagePowerFromTheHostsBusyFraction)
   EXPECT_LE(busy, 1.0);
   const double elapsed = report_value(json, "elapsed_s");
   // Between all idle (20 W) and all busy (80 W) over the run; dram stays at its fixed 5 W.
-  EXPECT_GE(report_value(json, "intel-rapl:1"), 20 * elapsed - 1e-5) << json;
-  EXPECT_LE(report_value(json, "intel-rapl:1"), 80 * elapsed + 1e-5) << json;
-  EXPECT_NEAR(report_value(json, "intel-rapl:1:0"), 5 * elapsed, 1e-5) << json;
+  EXPECT_GE(report_value(json, "intel-rapl:1"), 20 * elapsed - 1e-4) << json;
+  EXPECT_LE(report_value(json, "intel-rapl:1"), 80 * elapsed + 1e-4) << json;
+  EXPECT_NEAR(report_value(json, "intel-rapl:1:0"), 5 * elapsed, 1e-4) << json;
 }
 
 TEST(FakePowercapDriverTool, RejectsAnUnknownScenarioWithExitCode2) {

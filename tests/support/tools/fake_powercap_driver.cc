@@ -102,7 +102,7 @@ void write_report(const std::string& file, const PowercapDriver& driver, double 
                   double busy) {
   std::ostringstream json;
   char num[64];
-  std::snprintf(num, sizeof num, "%.6f", elapsed);
+  std::snprintf(num, sizeof num, "%.9f", elapsed);
   json << "{\"elapsed_s\":" << num << ",\"joules\":{";
   bool first = true;
   for (const auto& z : driver.scenario().zones) {
