@@ -426,6 +426,7 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
   std::unique_ptr<::cpu_accounting_bpf, CpuAccountingBpfDeleter> skeleton(
       cpu_accounting_bpf__open());
   if (!skeleton) return load_error(errno, "opening the eBPF object");
+  skeleton->rodata->wp_loaded_at_ns = monotonic_ns();
   if (int err = bpf_map__set_max_entries(
           skeleton->maps.wp_tasks, static_cast<__u32>(std::max<std::size_t>(1, options.max_tasks))))
     return load_error(-err, "sizing the task map");

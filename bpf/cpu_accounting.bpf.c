@@ -23,6 +23,19 @@ struct {
   __type(value, struct wp_task_record);
 } wp_tasks SEC(".maps");
 
+/* Per thread: how much of its se.sum_exec_runtime has been charged to its group. Charging the
+ * scheduler's own runtime rather than timestamps between switches makes the figure the one the
+ * kernel reports in cpu.stat and /proc (no steal or IRQ time where the kernel excludes them). */
+struct {
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, __u64);
+} wp_thread_charged SEC(".maps");
+
+/* CLOCK_MONOTONIC at load: threads started later are charged from their first nanosecond. */
+const volatile __u64 wp_loaded_at_ns = 0;
+
 /* When the current task went on this CPU (ns, bpf_ktime_get_ns). 0 = not seen yet. */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -107,7 +120,18 @@ int BPF_PROG(wp_sched_switch, bool preempt, struct task_struct* prev, struct tas
     count(WP_COUNTER_IDLE_NS, delta);
     return 0;
   }
-  charge(prev, delta);
+  /* prev's runtime was brought up to date by put_prev_task() just before this tracepoint. */
+  __u64 runtime = BPF_CORE_READ(prev, se.sum_exec_runtime);
+  __u64* charged = bpf_task_storage_get(&wp_thread_charged, prev, 0,
+                                        BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (charged) {
+    /* First sight of a thread older than the program: only this slice is ours to charge. */
+    if (*charged == 0 && BPF_CORE_READ(prev, start_time) < wp_loaded_at_ns)
+      *charged = runtime > delta ? runtime - delta : 0;
+    delta = runtime > *charged ? runtime - *charged : 0;
+    *charged = runtime;
+  }
+  if (delta) charge(prev, delta);
   return 0;
 }
 
