@@ -1,0 +1,591 @@
+#include "exporters/remote_write.h"
+
+#include <curl/curl.h>
+#include <snappy.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <map>
+#include <string_view>
+
+#include "agent/text_file.h"
+#include "exporters/remote_write.pb.h"
+
+#ifndef WATTPROBE_VERSION
+#define WATTPROBE_VERSION "0.1.0"
+#endif
+
+namespace wattprobe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A queue record or request bigger than this is damage, not data (a tick is kilobytes).
+constexpr std::size_t kMaxUncompressedBytes = 64u << 20;
+constexpr std::size_t kMaxErrorBodyBytes = 1024;
+
+bool is_metric_name(std::string_view s) {
+  if (s.empty()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
+              (i > 0 && std::isdigit(static_cast<unsigned char>(c)));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_label_name(std::string_view s) {
+  return is_metric_name(s) && s.find(':') == std::string_view::npos;
+}
+
+// RFC 9110 token characters: what a header name may hold.
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c))) continue;
+    if (std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string quoted(std::string_view s) { return quote_for_error(s); }
+
+// Reads a one-line secret file; the trailing newline editors add is not part of the secret.
+Result<std::string> read_secret(const std::string& path) {
+  auto text = read_text(path, 16384);
+  if (!text) return text.error();
+  std::string_view t = trim(*text);
+  if (t.empty()) return Error{ErrorKind::malformed, path, "the file is empty"};
+  return std::string(t);
+}
+
+size_t collect_body(char* data, size_t size, size_t count, void* user) {
+  auto* body = static_cast<std::string*>(user);
+  std::size_t n = size * count;
+  if (body->size() < kMaxErrorBodyBytes)
+    body->append(data, std::min(n, kMaxErrorBodyBytes - body->size()));
+  return n;
+}
+
+// Retry-After in its delta-seconds form; the HTTP-date form is rare from metric receivers
+// and falls back to the ordinary backoff.
+size_t collect_retry_after(char* data, size_t size, size_t count, void* user) {
+  std::size_t n = size * count;
+  std::string_view line(data, n);
+  constexpr std::string_view kName = "retry-after:";
+  if (line.size() > kName.size() && lower(line.substr(0, kName.size())) == kName) {
+    std::string_view v = trim(line.substr(kName.size()));
+    long seconds = -1;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+    if (ec == std::errc() && end == v.data() + v.size() && seconds >= 0)
+      *static_cast<long*>(user) = seconds;
+  }
+  return n;
+}
+
+struct AbortCheck {
+  Clock::time_point deadline;
+  const std::atomic<int64_t>* stop_deadline_ns;  // set by stop() while a request is under way
+};
+
+int64_t to_ns(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+int abort_past_deadline(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* check = static_cast<AbortCheck*>(user);
+  auto now = Clock::now();
+  return now > check->deadline || to_ns(now) > check->stop_deadline_ns->load() ? 1 : 0;
+}
+
+// The endpoint without user info or query, for messages: enough to find it, never a secret.
+std::string redact(const std::string& url) {
+  std::string out = url.substr(0, url.find_first_of("?#"));
+  auto scheme = out.find("://");
+  auto at = out.find('@');
+  auto slash = out.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  if (scheme != std::string::npos && at != std::string::npos &&
+      (slash == std::string::npos || at < slash))
+    out.erase(scheme + 3, at - scheme - 2);
+  return out;
+}
+
+std::string series_key(const prometheus::TimeSeries& ts) {
+  std::string key;
+  for (const auto& l : ts.labels()) {
+    key += l.name();
+    key += '\0';
+    key += l.value();
+    key += '\0';
+  }
+  return key;
+}
+
+}  // namespace
+
+std::optional<std::string> validate(const RemoteWriteOptions& o) {
+  auto bad = [](std::string_view field, std::string_view value, std::string_view why) {
+    return "remote-write " + std::string(field) + " " + quoted(value) + ": " + std::string(why);
+  };
+  auto ms = [](milliseconds d) { return std::to_string(d.count()) + "ms"; };
+  if (!(o.url.starts_with("http://") || o.url.starts_with("https://")) || o.url.size() < 9)
+    return bad("url", o.url, "must be an http:// or https:// URL");
+  for (char c : o.url)
+    if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c)))
+      return bad("url", o.url, "must not contain spaces or control characters");
+  if (!o.basic_auth_user.empty() && o.password_file.empty())
+    return bad("password-file", "", "is required with basic-auth-user");
+  if (o.basic_auth_user.empty() && !o.password_file.empty())
+    return bad("basic-auth-user", "", "is required with password-file");
+  if (!o.basic_auth_user.empty() && !o.bearer_token_file.empty())
+    return bad("bearer-token-file", o.bearer_token_file,
+               "cannot be combined with basic-auth-user: choose one");
+  static const std::vector<std::string> kReserved = {"authorization",
+                                                     "content-encoding",
+                                                     "content-type",
+                                                     "content-length",
+                                                     "host",
+                                                     "user-agent",
+                                                     "x-prometheus-remote-write-version",
+                                                     "transfer-encoding",
+                                                     "connection"};
+  for (const auto& [name, value] : o.headers) {
+    if (!is_token(name)) return bad("header", name, "is not a valid HTTP header name");
+    if (std::find(kReserved.begin(), kReserved.end(), lower(name)) != kReserved.end())
+      return bad("header", name, "is set by the remote-write protocol and cannot be overridden");
+    for (char c : value)
+      if (c == '\r' || c == '\n' || c == '\0')
+        return bad("header", name, "value must not contain CR, LF or NUL");
+  }
+  if (o.state_dir.empty()) return bad("state-dir", "", "is required for the disk queue");
+  if (o.queue_max_bytes < (std::size_t{64} << 10))
+    return bad("queue-max-bytes", std::to_string(o.queue_max_bytes), "must be at least 65536");
+  if (o.batch_interval < milliseconds(10) || o.batch_interval > milliseconds(60000))
+    return bad("batch-interval", ms(o.batch_interval), "must be between 10ms and 60s");
+  if (o.max_samples_per_request < 1 || o.max_samples_per_request > 1000000)
+    return bad("max-samples-per-request", std::to_string(o.max_samples_per_request),
+               "must be between 1 and 1000000");
+  if (o.connect_timeout <= milliseconds(0))
+    return bad("connect-timeout", ms(o.connect_timeout), "must be positive");
+  if (o.request_timeout <= milliseconds(0))
+    return bad("request-timeout", ms(o.request_timeout), "must be positive");
+  if (o.backoff_min <= milliseconds(0))
+    return bad("backoff-min", ms(o.backoff_min), "must be positive");
+  if (o.backoff_max < o.backoff_min)
+    return bad("backoff-max", ms(o.backoff_max), "must not be below backoff-min");
+  if (o.retry_after_max < milliseconds(0))
+    return bad("retry-after-max", ms(o.retry_after_max), "must not be negative");
+  if (o.stop_flush_timeout < milliseconds(0))
+    return bad("stop-flush-timeout", ms(o.stop_flush_timeout), "must not be negative");
+  return std::nullopt;
+}
+
+RemoteWrite::RemoteWrite(RemoteWriteOptions options) : options_(std::move(options)) {}
+
+RemoteWrite::~RemoteWrite() {
+  stop();
+  if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+Result<bool> RemoteWrite::start() {
+  if (auto problem = validate(options_))
+    return Error{ErrorKind::malformed, options_.url.empty() ? "" : redact(options_.url), *problem};
+  // Not thread-safe, so here at start-up; reference counted, so other users of curl are fine.
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  curl_ = curl_easy_init();
+  if (curl_ == nullptr) return Error{ErrorKind::transient, "", "curl_easy_init failed"};
+  DiskQueueOptions q;
+  q.dir = options_.state_dir / "remote-write";
+  q.max_bytes = options_.queue_max_bytes;
+  q.fsync_each_append = options_.queue_fsync_each_append;
+  auto queue = DiskQueue::open(std::move(q));
+  if (!queue) return queue.error();
+  queue_ = std::move(queue.value());
+  sender_ = std::thread([this] { run_sender(); });
+  return true;
+}
+
+void RemoteWrite::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !sender_.joinable()) return;
+    stopping_ = true;
+    stop_deadline_ = Clock::now() + options_.stop_flush_timeout;
+    stop_deadline_ns_ = to_ns(stop_deadline_);
+  }
+  wake_.notify_all();
+  sender_.join();
+  queue_->sync();
+}
+
+void RemoteWrite::enqueue(const Snapshot& snapshot) {
+  if (!queue_) return;
+  prometheus::WriteRequest request;
+  uint32_t samples = 0;
+  uint64_t invalid = 0;
+  std::vector<std::pair<std::string_view, std::string_view>> labels;
+  for (const auto& family : snapshot.families) {
+    if (!is_metric_name(family.name)) {
+      invalid += family.series.size();
+      continue;
+    }
+    for (const auto& series : family.series) {
+      labels.clear();
+      labels.emplace_back("__name__", family.name);
+      bool ok = true;
+      for (const auto& [name, value] : series.labels) {
+        if (!is_label_name(name) || name == "__name__") {
+          ok = false;
+          break;
+        }
+        // An empty value means "no such label" to Prometheus; sending it only costs bytes.
+        if (!value.empty()) labels.emplace_back(name, value);
+      }
+      std::stable_sort(labels.begin(), labels.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      // A duplicate name would make the receiver reject the whole request with everyone
+      // else's samples in it; the series is dropped here instead, and counted.
+      for (std::size_t i = 1; ok && i < labels.size(); ++i)
+        if (labels[i].first == labels[i - 1].first) ok = false;
+      if (!ok) {
+        ++invalid;
+        continue;
+      }
+      auto* ts = request.add_timeseries();
+      for (const auto& [name, value] : labels) {
+        auto* l = ts->add_labels();
+        l->set_name(std::string(name));
+        l->set_value(std::string(value));
+      }
+      auto* s = ts->add_samples();
+      s->set_value(series.value);
+      s->set_timestamp(snapshot.timestamp_ms);
+      ++samples;
+    }
+  }
+  if (invalid > 0) dropped_invalid_ += invalid;
+  if (samples == 0) return;
+  std::string serialized = request.SerializeAsString();
+  std::string compressed;
+  snappy::Compress(serialized.data(), serialized.size(), &compressed);
+  if (auto appended = queue_->append(compressed, samples); !appended) {
+    dropped_disk_error_ += samples;
+    std::fprintf(stderr, "wattprobe: remote-write: %llu samples not queued: %s\n",
+                 static_cast<unsigned long long>(samples), appended.error().message().c_str());
+    return;
+  }
+  if (queue_->stats().samples >= options_.max_samples_per_request) wake_.notify_all();
+}
+
+bool RemoteWrite::build_request(const QueueBatch& batch, std::string* body, std::size_t* samples) {
+  // Records hold one tick each; merging a series' samples across ticks into one TimeSeries
+  // sends its labels once per request instead of once per tick.
+  prometheus::WriteRequest merged;
+  std::map<std::string, prometheus::TimeSeries*> by_series;
+  std::string raw;
+  *samples = 0;
+  for (const auto& payload : batch.payloads) {
+    std::size_t length = 0;
+    prometheus::WriteRequest tick;
+    if (!snappy::GetUncompressedLength(payload.data(), payload.size(), &length) ||
+        length > kMaxUncompressedBytes ||
+        !snappy::Uncompress(payload.data(), payload.size(), &raw) || !tick.ParseFromString(raw)) {
+      ++dropped_corrupt_;
+      continue;
+    }
+    for (auto& ts : *tick.mutable_timeseries()) {
+      auto [it, fresh] = by_series.try_emplace(series_key(ts), nullptr);
+      if (fresh) {
+        it->second = merged.add_timeseries();
+        it->second->mutable_labels()->Swap(ts.mutable_labels());
+      }
+      for (const auto& s : ts.samples()) *it->second->add_samples() = s;
+      *samples += static_cast<std::size_t>(ts.samples_size());
+    }
+  }
+  if (*samples == 0) return false;
+  std::string serialized = merged.SerializeAsString();
+  body->clear();
+  snappy::Compress(serialized.data(), serialized.size(), body);
+  return true;
+}
+
+RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_point deadline) {
+  Attempt attempt;
+  auto* curl = static_cast<CURL*>(curl_);
+  curl_easy_reset(curl);
+
+  struct curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Content-Encoding: snappy");
+  headers = curl_slist_append(headers, "Content-Type: application/x-protobuf");
+  headers = curl_slist_append(headers, "X-Prometheus-Remote-Write-Version: 0.1.0");
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  for (const auto& [name, value] : options_.headers)
+    headers = curl_slist_append(headers, (name + ": " + value).c_str());
+  std::string password;
+  if (!options_.bearer_token_file.empty()) {
+    auto token = read_secret(options_.bearer_token_file);
+    if (!token) {
+      curl_slist_free_all(headers);
+      ++failed_credentials_;
+      std::fprintf(stderr, "wattprobe: remote-write: %s\n", token.error().message().c_str());
+      return attempt;
+    }
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + *token).c_str());
+  }
+  if (!options_.basic_auth_user.empty()) {
+    auto secret = read_secret(options_.password_file);
+    if (!secret) {
+      curl_slist_free_all(headers);
+      ++failed_credentials_;
+      std::fprintf(stderr, "wattprobe: remote-write: %s\n", secret.error().message().c_str());
+      return attempt;
+    }
+    password = std::move(secret.value());
+    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(curl, CURLOPT_USERNAME, options_.basic_auth_user.c_str());
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, password.c_str());
+  }
+
+  std::string response;
+  long retry_after_s = -1;
+  AbortCheck abort{deadline, &stop_deadline_ns_};
+  auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  long total_ms = static_cast<long>(
+      std::max<int64_t>(1, std::min<int64_t>(options_.request_timeout.count(), remaining.count())));
+  curl_easy_setopt(curl, CURLOPT_URL, options_.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "wattprobe/" WATTPROBE_VERSION);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(options_.connect_timeout.count()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, total_ms);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_retry_after);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after_s);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, abort_past_deadline);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &abort);
+
+  CURLcode rc = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  // The password must not outlive the request in curl's handle or our heap.
+  curl_easy_setopt(curl, CURLOPT_PASSWORD, "");
+  std::fill(password.begin(), password.end(), '\0');
+
+  if (rc != CURLE_OK) {
+    switch (rc) {
+      case CURLE_OPERATION_TIMEDOUT:
+      case CURLE_ABORTED_BY_CALLBACK:
+        ++failed_timeout_;
+        break;
+      case CURLE_COULDNT_CONNECT:
+      case CURLE_COULDNT_RESOLVE_HOST:
+      case CURLE_COULDNT_RESOLVE_PROXY:
+        ++failed_connect_;
+        break;
+      default:
+        ++failed_transport_;
+        break;
+    }
+    return attempt;
+  }
+  if (status >= 200 && status < 300) {
+    attempt.outcome = Outcome::sent;
+    return attempt;
+  }
+  if (retry_after_s >= 0) attempt.retry_after = milliseconds(retry_after_s * 1000);
+  if (status == 429) {
+    ++failed_http_429_;
+    return attempt;
+  }
+  if (status >= 500) {
+    ++failed_http_5xx_;
+    return attempt;
+  }
+  ++failed_http_4xx_;
+  attempt.outcome = Outcome::rejected;
+  std::string why = trim(response).empty() ? "" : ": " + quote_for_error(trim(response));
+  std::fprintf(stderr, "wattprobe: remote-write: %s answered %ld, batch dropped%s\n",
+               redact(options_.url).c_str(), status, why.c_str());
+  return attempt;
+}
+
+bool RemoteWrite::sleep_unless_stopping(milliseconds delay) {
+  std::unique_lock lock(mu_);
+  wake_.wait_for(lock, delay, [this] { return stopping_; });
+  return !stopping_;
+}
+
+void RemoteWrite::run_sender() {
+  milliseconds backoff = options_.backoff_min;
+  bool last_failed = false;
+  for (;;) {
+    bool stopping;
+    Clock::time_point deadline;
+    {
+      std::unique_lock lock(mu_);
+      if (!stopping_ && queue_->stats().samples < options_.max_samples_per_request) {
+        wake_.wait_for(lock, options_.batch_interval, [this] {
+          return stopping_ || queue_->stats().samples >= options_.max_samples_per_request;
+        });
+      }
+      stopping = stopping_;
+      deadline = stopping ? stop_deadline_ : Clock::now() + options_.request_timeout;
+    }
+    if (stopping && (last_failed || Clock::now() >= deadline)) break;
+
+    QueueBatch batch = queue_->peek(options_.max_samples_per_request);
+    if (batch.empty()) {
+      drained_.notify_all();
+      if (stopping) break;
+      continue;
+    }
+    std::string body;
+    std::size_t samples = 0;
+    if (!build_request(batch, &body, &samples)) {
+      queue_->ack(batch.end_seq);  // nothing readable in it; counted as corrupt
+      continue;
+    }
+    Attempt attempt = post(body, deadline);
+    ++requests_sent_;
+    // Counters before the ack: whoever sees the queue empty also sees them counted.
+    if (attempt.outcome == Outcome::sent) {
+      samples_sent_ += samples;
+      wire_bytes_ += body.size();
+      last_success_ms_ = std::chrono::duration_cast<milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+      queue_->ack(batch.end_seq);
+      backoff = options_.backoff_min;
+      last_failed = false;
+      continue;
+    }
+    if (attempt.outcome == Outcome::rejected) {
+      dropped_rejected_ += samples;
+      queue_->ack(batch.end_seq);
+      last_failed = false;
+      continue;
+    }
+    last_failed = true;
+    if (stopping) break;  // no retries past stop(): the batch waits on disk
+    ++requests_retried_;
+    milliseconds delay = backoff;
+    if (attempt.retry_after.count() >= 0)
+      delay = std::min(attempt.retry_after, options_.retry_after_max);
+    backoff = std::min(backoff * 2, options_.backoff_max);
+    if (!sleep_unless_stopping(delay)) {
+      // stop() came during the backoff: one last try within the flush deadline.
+      last_failed = false;
+    }
+  }
+  drained_.notify_all();
+}
+
+bool RemoteWrite::wait_until_drained(milliseconds timeout) const {
+  if (!queue_) return true;
+  auto until = Clock::now() + timeout;
+  std::unique_lock lock(mu_);
+  while (queue_->stats().records > 0) {
+    if (Clock::now() >= until) return false;
+    drained_.wait_for(lock, milliseconds(20));
+  }
+  return true;
+}
+
+RemoteWrite::Counters RemoteWrite::counters() const {
+  Counters c;
+  c.samples_sent = samples_sent_;
+  c.requests_sent = requests_sent_;
+  c.requests_retried = requests_retried_;
+  c.dropped_rejected = dropped_rejected_;
+  c.dropped_invalid = dropped_invalid_;
+  c.dropped_disk_error = dropped_disk_error_;
+  c.failed_timeout = failed_timeout_;
+  c.failed_connect = failed_connect_;
+  c.failed_transport = failed_transport_;
+  c.failed_http_5xx = failed_http_5xx_;
+  c.failed_http_429 = failed_http_429_;
+  c.failed_http_4xx = failed_http_4xx_;
+  c.failed_credentials = failed_credentials_;
+  c.wire_bytes = wire_bytes_;
+  c.dropped_corrupt = dropped_corrupt_;
+  if (queue_) {
+    auto s = queue_->stats();
+    c.dropped_queue_full = s.dropped_samples_queue_full;
+    c.dropped_corrupt += s.corrupt_samples;
+    c.queue_samples = s.samples;
+    c.queue_bytes = s.bytes;
+  }
+  return c;
+}
+
+void RemoteWrite::append_families(std::vector<Family>& out) const {
+  Counters c = counters();
+  auto gauge = [&](std::string name, std::string help, double v) {
+    out.push_back(Family{std::move(name), std::move(help), MetricType::gauge, {{{}, v}}});
+  };
+  auto counter = [&](std::string name, std::string help, double v) {
+    out.push_back(Family{std::move(name), std::move(help), MetricType::counter, {{{}, v}}});
+  };
+  auto by_reason = [&](std::string name, std::string help,
+                       std::vector<std::pair<std::string, uint64_t>> reasons) {
+    Family f{std::move(name), std::move(help), MetricType::counter, {}};
+    for (auto& [reason, v] : reasons)
+      f.series.push_back(Series{{{"reason", reason}}, static_cast<double>(v)});
+    out.push_back(std::move(f));
+  };
+  gauge("wattprobe_agent_remote_write_queue_samples",
+        "Samples waiting in the remote-write disk queue.", static_cast<double>(c.queue_samples));
+  gauge("wattprobe_agent_remote_write_queue_bytes", "Bytes of queued remote-write records on disk.",
+        static_cast<double>(c.queue_bytes));
+  counter("wattprobe_agent_remote_write_samples_sent_total",
+          "Samples the remote-write receiver accepted (2xx).", static_cast<double>(c.samples_sent));
+  counter("wattprobe_agent_remote_write_requests_retried_total",
+          "Remote-write requests retried after 5xx, 429 or a connection error.",
+          static_cast<double>(c.requests_retried));
+  by_reason("wattprobe_agent_remote_write_samples_dropped_total",
+            "Samples that will never be sent: queue_full (oldest dropped past the bound), "
+            "rejected (4xx), invalid (bad label names), disk_error, corrupt (damaged on disk).",
+            {{"queue_full", c.dropped_queue_full},
+             {"rejected", c.dropped_rejected},
+             {"invalid", c.dropped_invalid},
+             {"disk_error", c.dropped_disk_error},
+             {"corrupt", c.dropped_corrupt}});
+  by_reason("wattprobe_agent_remote_write_requests_failed_total",
+            "Remote-write requests that got no 2xx, by reason.",
+            {{"timeout", c.failed_timeout},
+             {"connect", c.failed_connect},
+             {"transport", c.failed_transport},
+             {"http_5xx", c.failed_http_5xx},
+             {"http_429", c.failed_http_429},
+             {"http_4xx", c.failed_http_4xx},
+             {"credentials", c.failed_credentials}});
+  int64_t last = last_success_ms_;
+  gauge("wattprobe_agent_remote_write_last_success_timestamp_seconds",
+        "When the receiver last accepted a request (0: never, since start).",
+        static_cast<double>(last) / 1000.0);
+}
+
+}  // namespace wattprobe

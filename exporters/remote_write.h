@@ -1,0 +1,140 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "agent/result.h"
+#include "agent/snapshot.h"
+#include "exporters/disk_queue.h"
+
+namespace wattprobe {
+
+struct RemoteWriteOptions {
+  std::string url;  // http:// or https://, e.g. http://prometheus:9090/api/v1/write
+  /// HTTP Basic auth: the user here, the password read from `password_file` (re-read before
+  /// every request, so a rotated secret is picked up without a restart).
+  std::string basic_auth_user;
+  std::string password_file;
+  /// `Authorization: Bearer <token>` with the token read from this file (re-read likewise).
+  std::string bearer_token_file;
+  /// Extra request headers (e.g. X-Scope-OrgID). Protocol and auth headers cannot be overridden.
+  std::vector<std::pair<std::string, std::string>> headers;
+  /// Extra CA bundle (PEM) for https; empty = the system store. Peer verification is always on.
+  std::string ca_file;
+  /// The queue lives in <state_dir>/remote-write.
+  std::filesystem::path state_dir;
+  std::size_t queue_max_bytes = std::size_t{64} << 20;
+  bool queue_fsync_each_append = true;
+  /// The sender wakes this often (or sooner when a full request is waiting).
+  std::chrono::milliseconds batch_interval{1000};
+  std::size_t max_samples_per_request = 2000;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds request_timeout{30000};
+  /// Retry delay: starts at backoff_min, doubles per failed attempt up to backoff_max. A
+  /// Retry-After from the receiver replaces it, capped at retry_after_max.
+  std::chrono::milliseconds backoff_min{500};
+  std::chrono::milliseconds backoff_max{30000};
+  std::chrono::milliseconds retry_after_max{std::chrono::minutes(5)};
+  /// How long stop() keeps sending; what is left stays on disk for the next start.
+  std::chrono::milliseconds stop_flush_timeout{2000};
+};
+
+/// Names the first wrong field and its value ("remote-write url \"ftp://x\": ..."); nullopt when
+/// the options can be used. Never repeats a header value or a credential.
+std::optional<std::string> validate(const RemoteWriteOptions& options);
+
+/// Prometheus remote-write 1.0 push with a bounded on-disk queue. Each tick's snapshot becomes
+/// one queue record; a sender thread posts the oldest records (snappy-compressed protobuf
+/// WriteRequest) and removes them from the queue only after a 2xx, so an outage of the receiver
+/// or a restart of the agent loses nothing within `queue_max_bytes`. 5xx, 429 and connection
+/// errors are retried with exponential backoff; any other 4xx drops that batch (counted as
+/// rejected), since sending it again would fail again and block everything behind it.
+class RemoteWrite {
+ public:
+  explicit RemoteWrite(RemoteWriteOptions options);
+  ~RemoteWrite();  // stop()
+  RemoteWrite(const RemoteWrite&) = delete;
+  RemoteWrite& operator=(const RemoteWrite&) = delete;
+
+  /// Opens (and replays) the disk queue and starts the sender thread. Call once, at start-up.
+  Result<bool> start();
+  /// Sends what it can within stop_flush_timeout, then stops the sender; the rest stays queued.
+  void stop();
+  /// Called by the sampling thread each tick. Converts every series to a TimeSeries (labels:
+  /// __name__ plus the series labels, sorted by name, unique, empty values left out; one sample
+  /// at snapshot.timestamp_ms) and appends them to the disk queue. Touches only the local disk.
+  void enqueue(const Snapshot& snapshot);
+  /// wattprobe_agent_remote_write_* families (queue depth and bytes, sent, retried, dropped and
+  /// failed by reason). Thread-safe.
+  void append_families(std::vector<Family>& out) const;
+
+  /// Waits until the queue is empty (tests, and `stop` callers that want to know).
+  bool wait_until_drained(std::chrono::milliseconds timeout) const;
+
+  /// The counters behind the families, for tests and `doctor`.
+  struct Counters {
+    uint64_t samples_sent = 0;
+    uint64_t requests_sent = 0;
+    uint64_t requests_retried = 0;
+    uint64_t dropped_queue_full = 0;
+    uint64_t dropped_rejected = 0;
+    uint64_t dropped_invalid = 0;
+    uint64_t dropped_disk_error = 0;
+    uint64_t dropped_corrupt = 0;
+    uint64_t failed_timeout = 0;
+    uint64_t failed_connect = 0;
+    uint64_t failed_transport = 0;
+    uint64_t failed_http_5xx = 0;
+    uint64_t failed_http_429 = 0;
+    uint64_t failed_http_4xx = 0;
+    uint64_t failed_credentials = 0;
+    uint64_t wire_bytes = 0;  // compressed request bodies that got a 2xx
+    std::size_t queue_samples = 0;
+    std::size_t queue_bytes = 0;
+  };
+  Counters counters() const;
+
+ private:
+  enum class Outcome { sent, rejected, retry };
+  struct Attempt {
+    Outcome outcome = Outcome::retry;
+    std::chrono::milliseconds retry_after{-1};
+  };
+
+  void run_sender();
+  Attempt post(const std::string& body, std::chrono::steady_clock::time_point deadline);
+  bool build_request(const QueueBatch& batch, std::string* body, std::size_t* samples);
+  bool sleep_unless_stopping(std::chrono::milliseconds delay);
+
+  RemoteWriteOptions options_;
+  std::unique_ptr<DiskQueue> queue_;
+  std::thread sender_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable wake_;  // enqueue → sender (full batch), stop → sender
+  mutable std::condition_variable drained_;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point stop_deadline_;
+  std::atomic<int64_t> stop_deadline_ns_{INT64_MAX};  // steady clock; read by curl's callback
+  void* curl_ = nullptr;                              // CURL*, used only by the sender thread
+
+  std::atomic<uint64_t> samples_sent_{0}, requests_sent_{0}, requests_retried_{0};
+  std::atomic<uint64_t> dropped_rejected_{0}, dropped_invalid_{0}, dropped_disk_error_{0},
+      dropped_corrupt_{0};
+  std::atomic<uint64_t> failed_timeout_{0}, failed_connect_{0}, failed_transport_{0},
+      failed_http_5xx_{0}, failed_http_429_{0}, failed_http_4xx_{0}, failed_credentials_{0};
+  std::atomic<uint64_t> wire_bytes_{0};
+  std::atomic<int64_t> last_success_ms_{0};
+};
+
+}  // namespace wattprobe

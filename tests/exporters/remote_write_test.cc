@@ -1,0 +1,482 @@
+#include "exporters/remote_write.h"
+
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <snappy.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "exporters/remote_write.pb.h"
+#include "tests/support/fake_http_receiver.h"
+#include "tests/support/temp_tree.h"
+
+namespace wattprobe {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::FakeHttpReceiver;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr int kWorkloads = 3;
+constexpr int kSeriesPerTick = kWorkloads + 1;
+
+// One tick as the agent publishes it: per-workload joules counters and a node power gauge.
+// Values are a function of the tick so a query can prove every sample arrived exactly once.
+Snapshot tick(int i, int64_t timestamp_ms) {
+  Snapshot s;
+  s.timestamp_ms = timestamp_ms;
+  Family energy{"wattprobe_workload_energy_joules_total", "", MetricType::counter, {}};
+  for (int w = 0; w < kWorkloads; ++w) {
+    // Label order as the family declares it (not sorted), and an empty pod for a systemd unit.
+    energy.series.push_back(Series{{{"workload", "unit" + std::to_string(w) + ".service"},
+                                    {"kind", "systemd"},
+                                    {"pod", ""},
+                                    {"domain", "package"}},
+                                   i * 10.0 + w});
+  }
+  s.families.push_back(energy);
+  s.families.push_back(
+      Family{"wattprobe_node_power_watts",
+             "",
+             MetricType::gauge,
+             {Series{{{"source", "model"}, {"domain", "package"}, {"socket", "0"}}, 5.0 + i}}});
+  return s;
+}
+
+RemoteWriteOptions fast_options(const std::string& url, const fs::path& state_dir) {
+  RemoteWriteOptions o;
+  o.url = url;
+  o.state_dir = state_dir;
+  o.batch_interval = 20ms;
+  o.connect_timeout = 500ms;
+  o.request_timeout = 2000ms;
+  o.backoff_min = 20ms;
+  o.backoff_max = 200ms;
+  o.stop_flush_timeout = 500ms;
+  return o;
+}
+
+std::unique_ptr<RemoteWrite> started(const RemoteWriteOptions& o) {
+  auto rw = std::make_unique<RemoteWrite>(o);
+  auto r = rw->start();
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message());
+  return rw;
+}
+
+prometheus::WriteRequest decode(const std::string& body) {
+  std::string raw;
+  EXPECT_TRUE(snappy::Uncompress(body.data(), body.size(), &raw));
+  prometheus::WriteRequest req;
+  EXPECT_TRUE(req.ParseFromString(raw));
+  return req;
+}
+
+std::string label(const prometheus::TimeSeries& ts, const std::string& name) {
+  for (const auto& l : ts.labels())
+    if (l.name() == name) return l.value();
+  return "<absent>";
+}
+
+// Every sample a receiver got, per series "name{workload}" → (timestamp, value) in arrival order.
+std::map<std::string, std::vector<std::pair<int64_t, double>>> received_samples(
+    const std::vector<FakeHttpReceiver::Request>& requests) {
+  std::map<std::string, std::vector<std::pair<int64_t, double>>> out;
+  for (const auto& r : requests) {
+    auto request = decode(r.body);
+    for (const auto& ts : request.timeseries()) {
+      std::string key = label(ts, "__name__") + "{" + label(ts, "workload") + "}";
+      for (const auto& s : ts.samples()) out[key].emplace_back(s.timestamp(), s.value());
+    }
+  }
+  return out;
+}
+
+std::size_t sample_count(const std::map<std::string, std::vector<std::pair<int64_t, double>>>& m) {
+  std::size_t n = 0;
+  for (const auto& [k, v] : m) n += v.size();
+  return n;
+}
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+TEST(RemoteWrite, SpeaksRemoteWriteOneWithSortedLabelsAndBasicAuth) {
+  testing::TempTree tmp;
+  tmp.write("secrets/password", "s3cret\n");
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(204); });
+  auto o = fast_options(receiver.url(), tmp.path("state"));
+  o.basic_auth_user = "wp";
+  o.password_file = tmp.path("secrets/password").string();
+  o.headers = {{"X-Scope-OrgID", "tenant-a"}};
+  auto rw = started(o);
+  int64_t t0 = now_ms();
+  for (int i = 0; i < 3; ++i) rw->enqueue(tick(i, t0 + i * 1000));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+
+  auto requests = receiver.requests();
+  ASSERT_FALSE(requests.empty());
+  for (const auto& r : requests) {
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.target, "/api/v1/write");
+    EXPECT_EQ(r.headers.at("content-encoding"), "snappy");
+    EXPECT_EQ(r.headers.at("content-type"), "application/x-protobuf");
+    EXPECT_EQ(r.headers.at("x-prometheus-remote-write-version"), "0.1.0");
+    EXPECT_TRUE(r.headers.at("user-agent").starts_with("wattprobe/"));
+    EXPECT_EQ(r.headers.at("authorization"), "Basic d3A6czNjcmV0");  // base64("wp:s3cret")
+    EXPECT_EQ(r.headers.at("x-scope-orgid"), "tenant-a");
+    auto request = decode(r.body);
+    for (const auto& ts : request.timeseries()) {
+      ASSERT_GE(ts.labels_size(), 2);
+      for (int i = 1; i < ts.labels_size(); ++i)
+        EXPECT_LT(ts.labels(i - 1).name(), ts.labels(i).name()) << "sorted and unique";
+      for (const auto& l : ts.labels()) EXPECT_FALSE(l.value().empty()) << l.name();
+    }
+  }
+  auto got = received_samples(requests);
+  EXPECT_EQ(sample_count(got), 3u * kSeriesPerTick);
+  const auto& unit1 = got.at("wattprobe_workload_energy_joules_total{unit1.service}");
+  ASSERT_EQ(unit1.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(unit1[i].first, t0 + i * 1000);
+    EXPECT_EQ(unit1[i].second, i * 10.0 + 1);
+  }
+  auto c = rw->counters();
+  EXPECT_EQ(c.samples_sent, 3u * kSeriesPerTick);
+  EXPECT_EQ(c.requests_retried, 0u);
+  EXPECT_EQ(c.queue_samples, 0u);
+}
+
+TEST(RemoteWrite, SendsABearerTokenReadFromItsFile) {
+  testing::TempTree tmp;
+  tmp.write("token", "tok-123\n");
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto o = fast_options(receiver.url(), tmp.path("state"));
+  o.bearer_token_file = tmp.path("token").string();
+  auto rw = started(o);
+  rw->enqueue(tick(0, now_ms()));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  ASSERT_FALSE(receiver.requests().empty());
+  EXPECT_EQ(receiver.requests()[0].headers.at("authorization"), "Bearer tok-123");
+}
+
+TEST(RemoteWrite, BadRequestDropsTheBatchWithoutRetryAndCountsItRejected) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver(
+      [](const auto&) { return FakeHttpReceiver::answer(400, {}, "out of order sample"); });
+  auto rw = started(fast_options(receiver.url(), tmp.path("state")));
+  int64_t t0 = now_ms();
+  for (int i = 0; i < 3; ++i) rw->enqueue(tick(i, t0 + i));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  std::this_thread::sleep_for(200ms);  // room for a wrong retry to show up
+
+  auto c = rw->counters();
+  EXPECT_EQ(c.dropped_rejected, 3u * kSeriesPerTick);
+  EXPECT_EQ(c.requests_retried, 0u);
+  EXPECT_EQ(c.samples_sent, 0u);
+  EXPECT_EQ(c.failed_http_4xx, receiver.requests().size());
+  // Each sample was offered exactly once.
+  EXPECT_EQ(sample_count(received_samples(receiver.requests())), 3u * kSeriesPerTick);
+}
+
+TEST(RemoteWrite, TooManyRequestsIsRetriedAfterTheReceiversRetryAfter) {
+  testing::TempTree tmp;
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> arrivals;
+  FakeHttpReceiver receiver([&](const auto&) {
+    std::lock_guard lock(mu);
+    arrivals.push_back(std::chrono::steady_clock::now());
+    if (arrivals.size() == 1) return FakeHttpReceiver::answer(429, {{"Retry-After", "1"}});
+    return FakeHttpReceiver::answer(200);
+  });
+  auto o = fast_options(receiver.url(), tmp.path("state"));
+  o.backoff_min = 10ms;  // far below Retry-After: the header must win
+  auto rw = started(o);
+  rw->enqueue(tick(0, now_ms()));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+
+  std::lock_guard lock(mu);
+  ASSERT_EQ(arrivals.size(), 2u);
+  EXPECT_GE(arrivals[1] - arrivals[0], 950ms);
+  auto c = rw->counters();
+  EXPECT_EQ(c.failed_http_429, 1u);
+  EXPECT_EQ(c.requests_retried, 1u);
+  EXPECT_EQ(c.samples_sent, 1u * kSeriesPerTick);
+  EXPECT_EQ(c.dropped_rejected, 0u);
+}
+
+TEST(RemoteWrite, ServerErrorsAreRetriedWithGrowingBackoffThenDeliveredOnce) {
+  testing::TempTree tmp;
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> arrivals;
+  FakeHttpReceiver receiver([&](const auto&) {
+    std::lock_guard lock(mu);
+    arrivals.push_back(std::chrono::steady_clock::now());
+    return FakeHttpReceiver::answer(arrivals.size() <= 3 ? 503 : 200);
+  });
+  auto o = fast_options(receiver.url(), tmp.path("state"));
+  o.backoff_min = 100ms;
+  o.backoff_max = 1000ms;
+  auto rw = started(o);
+  rw->enqueue(tick(0, now_ms()));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+
+  std::lock_guard lock(mu);
+  ASSERT_EQ(arrivals.size(), 4u);
+  EXPECT_GE(arrivals[1] - arrivals[0], 95ms);
+  EXPECT_GE(arrivals[2] - arrivals[1], 195ms);
+  EXPECT_GE(arrivals[3] - arrivals[2], 395ms);
+  auto c = rw->counters();
+  EXPECT_EQ(c.failed_http_5xx, 3u);
+  EXPECT_EQ(c.requests_retried, 3u);
+  EXPECT_EQ(c.samples_sent, 1u * kSeriesPerTick);
+  EXPECT_EQ(sample_count(received_samples({receiver.requests().back()})), 1u * kSeriesPerTick);
+}
+
+TEST(RemoteWrite, AHangingReceiverTimesOutKeepsTheSamplesAndDoesNotHoldUpStop) {
+  testing::TempTree tmp;
+  fs::path state = tmp.path("state");
+  int64_t t0 = now_ms();
+  {
+    FakeHttpReceiver hanging([](const auto&) { return FakeHttpReceiver::hang(); });
+    auto o = fast_options(hanging.url(), state);
+    o.request_timeout = 300ms;
+    o.stop_flush_timeout = 300ms;
+    auto rw = started(o);
+    rw->enqueue(tick(0, t0));
+    ASSERT_TRUE(eventually([&] { return rw->counters().requests_retried >= 2; }, 5s));
+    auto c = rw->counters();
+    EXPECT_GE(c.failed_timeout, 2u);
+    EXPECT_EQ(c.samples_sent, 0u);
+    EXPECT_EQ(c.queue_samples, 1u * kSeriesPerTick);
+
+    auto before = std::chrono::steady_clock::now();
+    rw->stop();
+    EXPECT_LT(std::chrono::steady_clock::now() - before, 1500ms);
+  }
+  // What the hanging receiver never acknowledged is delivered by the next run.
+  FakeHttpReceiver good([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(good.url(), state));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  auto got = received_samples(good.requests());
+  EXPECT_EQ(sample_count(got), 1u * kSeriesPerTick);
+  EXPECT_EQ(got.at("wattprobe_node_power_watts{<absent>}")[0].first, t0);
+}
+
+TEST(RemoteWrite, WhatStopCouldNotSendIsDeliveredByTheNextStartInTimeOrder) {
+  testing::TempTree tmp;
+  fs::path state = tmp.path("state");
+  int64_t t0 = now_ms();
+  {
+    // Nobody listens on this port: connection refused, counted, retried, kept.
+    auto rw = started(fast_options(
+        "http://127.0.0.1:" + std::to_string(testing::free_local_port()) + "/api/v1/write", state));
+    for (int i = 0; i < 5; ++i) rw->enqueue(tick(i, t0 + i * 1000));
+    ASSERT_TRUE(eventually([&] { return rw->counters().failed_connect >= 1; }, 5s));
+    EXPECT_EQ(rw->counters().queue_samples, 5u * kSeriesPerTick);
+  }
+  FakeHttpReceiver good([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(good.url(), state));
+  rw->enqueue(tick(5, t0 + 5000));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  auto got = received_samples(good.requests());
+  EXPECT_EQ(sample_count(got), 6u * kSeriesPerTick);
+  for (const auto& [series, samples] : got) {
+    ASSERT_EQ(samples.size(), 6u) << series;
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(samples[i].first, t0 + i * 1000) << series;
+  }
+}
+
+TEST(RemoteWrite, PastTheQueueBoundTheOldestTicksAreDroppedAndCounted) {
+  testing::TempTree tmp;
+  fs::path state = tmp.path("state");
+  int64_t t0 = now_ms() - 600 * 1000;
+  constexpr int kTicks = 600;
+  std::size_t queued = 0;
+  {
+    auto o = fast_options(
+        "http://127.0.0.1:" + std::to_string(testing::free_local_port()) + "/api/v1/write", state);
+    o.queue_max_bytes = 64 << 10;
+    o.queue_fsync_each_append = false;
+    auto rw = started(o);
+    for (int i = 0; i < kTicks; ++i) rw->enqueue(tick(i, t0 + i * 1000));
+    auto c = rw->counters();
+    EXPECT_LE(c.queue_bytes, std::size_t{64} << 10);
+    EXPECT_GT(c.dropped_queue_full, 0u);
+    EXPECT_EQ(c.dropped_queue_full + c.queue_samples, std::size_t{kTicks} * kSeriesPerTick);
+    queued = c.queue_samples;
+  }
+  FakeHttpReceiver good([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(good.url(), state));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  auto got = received_samples(good.requests());
+  EXPECT_EQ(sample_count(got), queued);
+  // The newest ticks survive, contiguous up to the last one, in time order.
+  for (const auto& [series, samples] : got) {
+    ASSERT_FALSE(samples.empty());
+    EXPECT_EQ(samples.back().first, t0 + (kTicks - 1) * 1000) << series;
+    for (std::size_t i = 1; i < samples.size(); ++i)
+      EXPECT_EQ(samples[i].first - samples[i - 1].first, 1000) << series;
+  }
+}
+
+TEST(RemoteWrite, SeriesThatAReceiverWouldRejectAreLeftOutAndCounted) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(receiver.url(), tmp.path("state")));
+  Snapshot s = tick(0, now_ms());
+  s.families.push_back(Family{"bad-name", "", MetricType::gauge, {Series{{}, 1}}});
+  s.families.push_back(Family{"wattprobe_x",
+                              "",
+                              MetricType::gauge,
+                              {Series{{{"a", "1"}, {"a", "2"}}, 1}, Series{{{"1bad", "v"}}, 1}}});
+  rw->enqueue(s);
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  auto c = rw->counters();
+  EXPECT_EQ(c.dropped_invalid, 3u);
+  EXPECT_EQ(c.samples_sent, 1u * kSeriesPerTick);
+}
+
+TEST(RemoteWrite, ExportsItsQueueAndDeliveryFamilies) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(receiver.url(), tmp.path("state")));
+  rw->enqueue(tick(0, now_ms()));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  std::vector<Family> families;
+  rw->append_families(families);
+  Snapshot s;
+  s.families = families;
+  ASSERT_NE(s.find("wattprobe_agent_remote_write_queue_samples"), nullptr);
+  ASSERT_NE(s.find("wattprobe_agent_remote_write_queue_bytes"), nullptr);
+  ASSERT_NE(s.find("wattprobe_agent_remote_write_requests_retried_total"), nullptr);
+  const Family* sent = s.find("wattprobe_agent_remote_write_samples_sent_total");
+  ASSERT_NE(sent, nullptr);
+  EXPECT_EQ(sent->type, MetricType::counter);
+  EXPECT_EQ(sent->series.at(0).value, kSeriesPerTick);
+  const Family* dropped = s.find("wattprobe_agent_remote_write_samples_dropped_total");
+  ASSERT_NE(dropped, nullptr);
+  std::vector<std::string> reasons;
+  for (const auto& series : dropped->series) reasons.push_back(series.labels.at(0).second);
+  EXPECT_NE(std::find(reasons.begin(), reasons.end(), "queue_full"), reasons.end());
+  EXPECT_NE(std::find(reasons.begin(), reasons.end(), "rejected"), reasons.end());
+  ASSERT_NE(s.find("wattprobe_agent_remote_write_requests_failed_total"), nullptr);
+}
+
+TEST(RemoteWrite, ValidateNamesTheWrongFieldAndItsValue) {
+  RemoteWriteOptions good;
+  good.url = "https://mimir.example/api/v1/push";
+  good.state_dir = "/var/lib/wattprobe";
+  EXPECT_EQ(validate(good), std::nullopt);
+
+  auto with = [&](auto change) {
+    RemoteWriteOptions o = good;
+    change(o);
+    return validate(o).value_or("");
+  };
+  EXPECT_NE(with([](auto& o) { o.url = "ftp://x/"; }).find("url \"ftp://x/\""), std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.basic_auth_user = "u"; }).find("password-file"),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) {
+              o.basic_auth_user = "u";
+              o.password_file = "/p";
+              o.bearer_token_file = "/t";
+            }).find("bearer-token-file"),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) {
+              o.headers = {{"Content-Encoding", "gzip"}};
+            }).find("header \"Content-Encoding\""),
+            std::string::npos);
+  std::string injected = with([](auto& o) { o.headers = {{"X-Tenant", "a\r\nEvil: 1"}}; });
+  EXPECT_NE(injected.find("CR, LF"), std::string::npos);
+  EXPECT_EQ(injected.find("Evil"), std::string::npos) << "never echoes a header value";
+  EXPECT_NE(with([](auto& o) { o.queue_max_bytes = 100; }).find("queue-max-bytes \"100\""),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.backoff_max = 1ms; }).find("backoff-max \"1ms\""),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.state_dir.clear(); }).find("state-dir"), std::string::npos);
+
+  RemoteWrite rw(RemoteWriteOptions{});  // no url: start() refuses, nothing is created
+  auto r = rw.start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::malformed);
+}
+
+// Figures for the closing note: a host with 100 workloads exporting 5 families each.
+TEST(RemoteWrite, MeasuresBytesPerSampleOnTheWireAndOnDisk) {
+  testing::TempTree tmp;
+  auto realistic = [](int i, int64_t ts) {
+    Snapshot s;
+    s.timestamp_ms = ts;
+    for (const char* name :
+         {"wattprobe_workload_energy_joules_total", "wattprobe_workload_power_watts",
+          "wattprobe_workload_cpu_seconds_total", "wattprobe_workload_operational_co2e_grams_total",
+          "wattprobe_workload_embodied_co2e_grams_total"}) {
+      Family f{name, "", MetricType::counter, {}};
+      for (int w = 0; w < 100; ++w)
+        f.series.push_back(Series{{{"workload", "svc-" + std::to_string(w) + ".service"},
+                                   {"kind", "systemd"},
+                                   {"namespace", ""},
+                                   {"pod", ""},
+                                   {"container", ""},
+                                   {"domain", "package"}},
+                                  i * 0.731 * (w + 1) + 0.001 * i * i});
+      s.families.push_back(std::move(f));
+    }
+    return s;
+  };
+  constexpr int kTicks = 30;
+  int64_t t0 = now_ms() - kTicks * 1000;
+  std::size_t disk_bytes = 0, disk_samples = 0;
+  {
+    auto rw = started(fast_options(
+        "http://127.0.0.1:" + std::to_string(testing::free_local_port()) + "/api/v1/write",
+        tmp.path("state")));
+    for (int i = 0; i < kTicks; ++i) rw->enqueue(realistic(i, t0 + i * 1000));
+    auto c = rw->counters();
+    disk_bytes = c.queue_bytes;
+    disk_samples = c.queue_samples;
+  }
+  FakeHttpReceiver good([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto o = fast_options(good.url(), tmp.path("state"));
+  o.max_samples_per_request = 2000;
+  auto rw = started(o);
+  ASSERT_TRUE(rw->wait_until_drained(20s));
+  auto c = rw->counters();
+  ASSERT_EQ(c.samples_sent, std::size_t{kTicks} * 500);
+  double wire = static_cast<double>(c.wire_bytes) / c.samples_sent;
+  double disk = static_cast<double>(disk_bytes) / disk_samples;
+  std::printf(
+      "remote-write figures: %.2f bytes/sample on the wire (snappy, %zu samples per "
+      "request), %.2f disk bytes per queued sample\n",
+      wire, o.max_samples_per_request, disk);
+  RecordProperty("wire_bytes_per_sample", std::to_string(wire));
+  RecordProperty("disk_bytes_per_sample", std::to_string(disk));
+  EXPECT_LT(wire, 40.0);
+  EXPECT_LT(disk, 40.0);
+}
+
+}  // namespace
+}  // namespace wattprobe
