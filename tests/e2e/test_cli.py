@@ -29,7 +29,7 @@ def main():
     expect_usage_error(["run", "--no-such-option"], "no-such-option")
     expect_usage_error(["run", "--interval", "5"], "--interval", '"5"')
     expect_usage_error(["run", "--interval", "50ms"], "--interval", '"50ms"', "100ms")
-    expect_usage_error(["run", "--interval", "2m"], "--interval", '"2m"', "60s")
+    expect_usage_error(["run", "--interval", "2m"], "--interval", '"2m"', "1m")
     expect_usage_error(["run", "--sources", "rapl_powercap,gpu_magic"], "--sources", "gpu_magic")
     expect_usage_error(["run", "--listen", "nowhere"], "--listen", '"nowhere"')
     expect_usage_error(["run", "--sysfs-root", "/does/not/exist"], "--sysfs-root", "/does/not/exist")
