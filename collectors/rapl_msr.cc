@@ -172,7 +172,7 @@ Availability RaplMsrSource::probe() {
       Error e = error_from_errno(errno, dev.string(), "open");
       if (e.kind == ErrorKind::absent) {
         e.detail = "no msr device";
-        a.remedy = "modprobe msr";
+        a.remedy = "modprobe msr (needs a kernel with CONFIG_X86_MSR)";
       } else if (e.kind == ErrorKind::permission) {
         a.remedy = rawio_remedy;
       }

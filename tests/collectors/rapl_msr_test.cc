@@ -248,7 +248,7 @@ TEST(RaplMsr, NoMsrDeviceSaysModprobe) {
   Availability a = source->probe();
   EXPECT_FALSE(a.available);
   EXPECT_NE(a.reason.find("dev/cpu/0/msr: absent"), std::string::npos) << a.reason;
-  EXPECT_EQ(a.remedy, "modprobe msr");
+  EXPECT_EQ(a.remedy, "modprobe msr (needs a kernel with CONFIG_X86_MSR)");
 }
 
 TEST(RaplMsr, UnknownVendorIsUnavailable) {
@@ -289,7 +289,8 @@ TEST(RaplMsr, UnreadableDeviceNamesTheCapability) {
 TEST(RaplMsr, LiveMsrDevice) {
   HostPaths host;
   if (!std::filesystem::exists(host.dev("cpu/0/msr"))) {
-    GTEST_SKIP() << "no " << host.dev("cpu/0/msr") << ": msr module not loaded (modprobe msr)";
+    GTEST_SKIP() << "no " << host.dev("cpu/0/msr")
+                 << ": msr driver not loaded (modprobe msr) or kernel without CONFIG_X86_MSR";
   }
   auto source = make_rapl_msr_source(host);
   Availability a = source->probe();
