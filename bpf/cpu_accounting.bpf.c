@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Per task group on-CPU time, charged at every switch-out, and per-CPU idle time. */
+/* Per task group on-CPU time, charged at every switch-out, and per-CPU idle time.
+ * tp_btf arguments are typed kernel pointers: plain field loads (CO-RE relocated through
+ * vmlinux.h's preserve_access_index) cost far less than a bpf_probe_read_kernel() per field. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -59,13 +61,13 @@ static __always_inline void count(__u32 slot, __u64 value) {
 /* Once the last thread has passed do_exit()'s atomic_dec_and_test(&signal->live), any later
  * charge to the group belongs to a record user space must delete after reading. */
 static __always_inline bool group_dead(struct task_struct* task) {
-  return (BPF_CORE_READ(task, flags) & PF_EXITING) && BPF_CORE_READ(task, signal, live.counter) == 0;
+  return (task->flags & PF_EXITING) && task->signal->live.counter == 0;
 }
 
 static __always_inline void task_key(struct task_struct* task, struct wp_task_key* key) {
-  key->tgid = BPF_CORE_READ(task, tgid);
+  key->tgid = task->tgid;
   key->pad = 0;
-  key->start_time_ns = BPF_CORE_READ(task, group_leader, start_time);
+  key->start_time_ns = task->group_leader->start_time;
 }
 
 static __always_inline void charge(struct task_struct* prev, __u64 delta) {
@@ -87,7 +89,7 @@ static __always_inline void charge(struct task_struct* prev, __u64 delta) {
   fresh.cpu_ns = delta;
   fresh.cgroup_id = cgroup_id;
   fresh.flags = extra_flags;
-  if (BPF_CORE_READ(prev, flags) & PF_KTHREAD) fresh.flags |= WP_TASK_KTHREAD;
+  if (prev->flags & PF_KTHREAD) fresh.flags |= WP_TASK_KTHREAD;
   BPF_CORE_READ_STR_INTO(&fresh.comm, prev, group_leader, comm);
   long err = bpf_map_update_elem(&wp_tasks, &key, &fresh, BPF_NOEXIST);
   if (err == -EEXIST) {
@@ -116,17 +118,17 @@ int BPF_PROG(wp_sched_switch, bool preempt, struct task_struct* prev, struct tas
   if (since == 0 || now <= since) return 0;
   __u64 delta = now - since;
 
-  if (BPF_CORE_READ(prev, pid) == 0) {
+  if (prev->pid == 0) {
     count(WP_COUNTER_IDLE_NS, delta);
     return 0;
   }
   /* prev's runtime was brought up to date by put_prev_task() just before this tracepoint. */
-  __u64 runtime = BPF_CORE_READ(prev, se.sum_exec_runtime);
+  __u64 runtime = prev->se.sum_exec_runtime;
   __u64* charged = bpf_task_storage_get(&wp_thread_charged, prev, 0,
                                         BPF_LOCAL_STORAGE_GET_F_CREATE);
   if (charged) {
     /* First sight of a thread older than the program: only this slice is ours to charge. */
-    if (*charged == 0 && BPF_CORE_READ(prev, start_time) < wp_loaded_at_ns)
+    if (*charged == 0 && prev->start_time < wp_loaded_at_ns)
       *charged = runtime > delta ? runtime - delta : 0;
     delta = runtime > *charged ? runtime - *charged : 0;
     *charged = runtime;
