@@ -44,8 +44,8 @@ bool parse_decimal(std::string_view word, uint64_t& out) {
 
 }  // namespace
 
-Result<ProcStat> parse_proc_stat(std::string_view text, const std::filesystem::path& path) {
-  ProcStat stat;
+Result<CpuStat> parse_cpu_stat(std::string_view text, const std::filesystem::path& path) {
+  CpuStat stat;
   bool have_aggregate = false;
   std::set<int> seen_cpus;
 
@@ -112,12 +112,12 @@ Result<ProcStat> parse_proc_stat(std::string_view text, const std::filesystem::p
   return stat;
 }
 
-Result<ProcStat> read_proc_stat(const HostPaths& paths) {
+Result<CpuStat> read_proc_stat(const HostPaths& paths) {
   std::filesystem::path path = paths.proc("stat");
   // /proc/stat grows with interrupt count and CPUs; 1 MiB holds thousands of CPUs.
   auto text = read_text(path, 1 << 20);
   if (!text) return text.error();
-  return parse_proc_stat(*text, path);
+  return parse_cpu_stat(*text, path);
 }
 
 }  // namespace wattprobe

@@ -39,7 +39,9 @@ struct PerCpuTimes {
   CpuTimes times;
 };
 
-struct ProcStat {
+/// The CPU lines of /proc/stat. (ProcStat is taken: procfs_accounting.h uses it for
+/// /proc/<pid>/stat.)
+struct CpuStat {
   /// The `cpu` line: the sum over every possible CPU, so it keeps growing across CPU hotplug.
   CpuTimes aggregate;
   /// One entry per `cpuN` line, in file order. The kernel prints online CPUs only.
@@ -53,9 +55,9 @@ struct ProcStat {
 /// guest_nice (a future kernel) are checked to be numbers and otherwise ignored. Anything else — a
 /// missing or repeated aggregate line, a word where a number goes, an overflowing value — is
 /// malformed, and the error names `path` and the line.
-Result<ProcStat> parse_proc_stat(std::string_view text, const std::filesystem::path& path);
+Result<CpuStat> parse_cpu_stat(std::string_view text, const std::filesystem::path& path);
 
 /// Reads and parses <procfs_root>/proc/stat.
-Result<ProcStat> read_proc_stat(const HostPaths& paths);
+Result<CpuStat> read_proc_stat(const HostPaths& paths);
 
 }  // namespace wattprobe

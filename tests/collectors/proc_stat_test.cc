@@ -49,7 +49,7 @@ TEST(ProcStat, BusyLeavesOutIdleIowaitStealAndGuestWhichIsInsideUser) {
 }
 
 TEST(ProcStat, OfflineCpusAreMissingFromTheFileAndFromTheCount) {
-  auto stat = parse_proc_stat(
+  auto stat = parse_cpu_stat(
       "cpu  30 0 30 300 0 0 0 0 0 0\n"
       "cpu0 10 0 10 100 0 0 0 0 0 0\n"
       "cpu2 10 0 10 100 0 0 0 0 0 0\n"
@@ -61,7 +61,7 @@ TEST(ProcStat, OfflineCpusAreMissingFromTheFileAndFromTheCount) {
 }
 
 TEST(ProcStat, OldKernelsWithFewerColumnsReadAsZero) {
-  auto stat = parse_proc_stat("cpu  1 2 3 4\ncpu0 1 2 3 4\n", "/proc/stat");
+  auto stat = parse_cpu_stat("cpu  1 2 3 4\ncpu0 1 2 3 4\n", "/proc/stat");
   ASSERT_TRUE(stat.ok()) << stat.error().message();
   EXPECT_EQ(stat->aggregate.idle, 4u);
   EXPECT_EQ(stat->aggregate.steal, 0u);
@@ -69,7 +69,7 @@ TEST(ProcStat, OldKernelsWithFewerColumnsReadAsZero) {
 
 TEST(ProcStat, ExtraNumericColumnsOfAFutureKernelAreIgnored) {
   auto stat =
-      parse_proc_stat("cpu  1 2 3 4 5 6 7 8 9 10 11\ncpu0 1 2 3 4 5 6 7 8 9 10 11\n", "/proc/stat");
+      parse_cpu_stat("cpu  1 2 3 4 5 6 7 8 9 10 11\ncpu0 1 2 3 4 5 6 7 8 9 10 11\n", "/proc/stat");
   ASSERT_TRUE(stat.ok()) << stat.error().message();
   EXPECT_EQ(stat->aggregate.guest_nice, 10u);
 }
@@ -91,7 +91,7 @@ TEST(ProcStat, MalformedLinesAreErrorsNamingTheFileAndTheLine) {
            Case{"cpu  1 2 3 4\ncpux 1 2 3 4\n", "cpux"},
            Case{"", "no aggregate"},
        }) {
-    auto stat = parse_proc_stat(c.text, "/host/proc/stat");
+    auto stat = parse_cpu_stat(c.text, "/host/proc/stat");
     ASSERT_FALSE(stat.ok()) << c.text;
     EXPECT_EQ(stat.error().kind, ErrorKind::malformed) << c.text;
     std::string message = stat.error().message();
