@@ -182,15 +182,6 @@ std::optional<std::string> validate(const CarbonOptions& o) {
   return std::nullopt;
 }
 
-size_t WorkloadIdHash::operator()(const WorkloadId& id) const {
-  std::hash<std::string> h;
-  size_t v = h(id.workload);
-  for (const std::string* s : {&id.kind, &id.namespace_, &id.pod, &id.container}) {
-    v ^= h(*s) + 0x9e3779b97f4a7c15ULL + (v << 6) + (v >> 2);
-  }
-  return v;
-}
-
 Carbon::Carbon(HostPaths paths, CarbonOptions options)
     : Carbon(paths, options, make_provider(options)) {}
 

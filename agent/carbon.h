@@ -71,10 +71,6 @@ struct CarbonOptions {
 /// A message naming the field and its value, or nullopt when the options are usable.
 std::optional<std::string> validate(const CarbonOptions& options);
 
-struct WorkloadIdHash {
-  size_t operator()(const WorkloadId& id) const;
-};
-
 struct CarbonGrams {
   double operational = 0;
   double embodied = 0;

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,6 +22,17 @@ struct WorkloadId {
   std::string container;
 
   bool operator==(const WorkloadId&) const = default;
+};
+
+struct WorkloadIdHash {
+  std::size_t operator()(const WorkloadId& id) const noexcept {
+    std::hash<std::string> h;
+    std::size_t seed = h(id.workload);
+    for (const std::string* part : {&id.kind, &id.namespace_, &id.pod, &id.container}) {
+      seed ^= h(*part) + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
+    }
+    return seed;
+  }
 };
 
 struct WorkloadCpu {

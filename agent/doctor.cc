@@ -1,6 +1,7 @@
 #include "agent/doctor.h"
 
 #include "agent/accounting_choice.h"
+#include "agent/carbon.h"
 #include "bpf/bpf_accounting.h"
 #include "collectors/registry.h"
 
@@ -44,6 +45,9 @@ int run_doctor(const Options& options, std::ostream& out) {
   } else {
     out << "run would fail: " << acc.error().message() << "\n";
   }
+  out << "\nCarbon:\n";
+  Carbon carbon(options.paths, options.carbon);
+  out << carbon.doctor_report();
   return choice.measured ? 0 : 1;
 }
 

@@ -8,13 +8,39 @@
 
 #include "agent/accounting_choice.h"
 #include "agent/agent.h"
+#include "agent/carbon.h"
 #include "agent/doctor.h"
 #include "agent/options.h"
 #include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
+#include "exporters/remote_write.h"
 
 namespace wattprobe {
 namespace {
+
+/// Carbon follows the ticks: operational and embodied grams per workload.
+class CarbonConsumer : public TickConsumer {
+ public:
+  explicit CarbonConsumer(const Options& o) : carbon_(o.paths, o.carbon) { carbon_.start(); }
+  ~CarbonConsumer() override { carbon_.stop(); }
+  void on_tick(const EnergyTick& t) override { carbon_.on_tick(t); }
+  void append_families(std::vector<Family>& out) const override { carbon_.append_families(out); }
+
+ private:
+  Carbon carbon_;
+};
+
+/// Remote-write takes every published snapshot into its disk queue.
+class RemoteWriteConsumer : public TickConsumer {
+ public:
+  explicit RemoteWriteConsumer(const RemoteWriteOptions& o) : rw_(o) {}
+  Result<bool> start() { return rw_.start(); }
+  void append_families(std::vector<Family>& out) const override { rw_.append_families(out); }
+  void on_snapshot(const SnapshotPtr& s) override { rw_.enqueue(*s); }
+
+ private:
+  RemoteWrite rw_;
+};
 
 constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
@@ -64,6 +90,18 @@ int run(const Options& options) {
 
   Agent agent(options, std::make_unique<EnergyMeter>(std::move(sources.chosen)),
               std::move(accounting->accounting));
+  CarbonConsumer carbon(options);
+  agent.add_consumer(&carbon);
+  std::unique_ptr<RemoteWriteConsumer> remote_write;
+  if (!options.remote_write.url.empty()) {
+    remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
+    auto started = remote_write->start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "wattprobe: remote-write: %s\n", started.error().message().c_str());
+      return 1;
+    }
+    agent.add_consumer(remote_write.get());
+  }
   std::unique_ptr<PrometheusPull> pull;
   try {
     pull = std::make_unique<PrometheusPull>(options.listen, [&agent] { return agent.snapshot(); });

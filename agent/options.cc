@@ -43,6 +43,26 @@ po::options_description describe() {
       ("workload-expiry", po::value<std::string>(), "drop a workload's series after it is gone this long (default 5m)")
       ("user", po::value<std::string>(), "switch to this user after start-up")
       ("max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")
+      ("grid-provider", po::value<std::string>(), "static, file, electricitymaps, watttime or carbonintensity-uk (default static)")
+      ("grid-intensity", po::value<std::string>(), "static grid intensity and last fallback, gCO2e/kWh (default 475, the world average)")
+      ("grid-zone", po::value<std::string>(), "grid zone or region (Electricity Maps zone, WattTime region; a label for static)")
+      ("grid-file", po::value<std::string>(), "CSV or JSON schedule of intensities for --grid-provider=file")
+      ("grid-url", po::value<std::string>(), "base URL of the grid API (default: the provider's public API)")
+      ("grid-token-file", po::value<std::string>(), "file holding the grid API key or password")
+      ("grid-token-env", po::value<std::string>(), "environment variable holding the grid API key (default WATTPROBE_GRID_TOKEN)")
+      ("grid-username", po::value<std::string>(), "WattTime user name")
+      ("grid-refresh", po::value<std::string>(), "how often to ask the grid API (default 15m)")
+      ("pue", po::value<std::string>(), "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")
+      ("embodied-kg", po::value<std::string>(), "embodied kgCO2e of this device, replacing the inventory estimate")
+      ("install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")
+      ("lifetime-years", po::value<std::string>(), "expected service life for amortization (default 4)")
+      ("carbon-budget", po::value<std::vector<std::string>>(), "WORKLOAD=GRAMS/day|30d or kind:KIND=GRAMS/day|30d (repeatable)")
+      ("remote-write-url", po::value<std::string>(), "push every tick's series to this Prometheus remote-write endpoint")
+      ("remote-write-bearer-token-file", po::value<std::string>(), "file holding a bearer token for remote-write")
+      ("remote-write-username", po::value<std::string>(), "basic-auth user for remote-write")
+      ("remote-write-password-file", po::value<std::string>(), "file holding the basic-auth password")
+      ("remote-write-header", po::value<std::vector<std::string>>(), "NAME=VALUE extra HTTP header (repeatable)")
+      ("remote-write-queue-bytes", po::value<std::string>(), "bound of the on-disk queue (default 67108864)")
       ("source.model.min_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 0 % (default 0.74)")
       ("source.model.max_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 100 % (default 3.5)");
   return d;
@@ -242,6 +262,54 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("source.model.max_watts_per_vcpu")) {
     o.model.max_watts_per_vcpu = to_double("source.model.max_watts_per_vcpu", *r, 0, 1000);
   }
+  CarbonOptions& c = o.carbon;
+  if (auto r = one("grid-provider")) c.grid_provider = r->value;
+  if (auto r = one("grid-intensity")) c.grid_intensity = to_double("grid-intensity", *r, 0, 5000);
+  if (auto r = one("grid-zone")) c.zone = r->value;
+  if (auto r = one("grid-file")) c.grid_file = r->value;
+  if (auto r = one("grid-url")) {
+    c.electricitymaps_url = c.watttime_url = c.carbonintensity_uk_url = r->value;
+  }
+  if (auto r = one("grid-token-file")) c.token_file = r->value;
+  if (auto r = one("grid-token-env")) c.token_env = r->value;
+  if (auto r = one("grid-username")) c.watttime_username = r->value;
+  if (auto r = one("grid-refresh")) {
+    c.refresh_seconds = to_duration("grid-refresh", *r, std::chrono::seconds(10),
+                                    std::chrono::hours(24)).count() / 1000.0;
+  }
+  if (auto r = one("pue")) c.pue = to_double("pue", *r, 1.0, 3.0);
+  if (auto r = one("embodied-kg")) c.embodied_kg = to_double("embodied-kg", *r, 0, 1e6);
+  if (auto r = one("install-date")) c.install_date = r->value;
+  if (auto r = one("lifetime-years")) c.lifetime_years = to_double("lifetime-years", *r, 0.1, 50);
+  if (values.count("carbon-budget")) {
+    for (const Raw& r : values["carbon-budget"]) {
+      auto b = parse_budget(r.value);
+      if (!b.ok()) bad("carbon-budget", r, b.error().detail);
+      c.budgets.push_back(*b);
+    }
+  }
+  if (auto err = validate(c)) throw UsageError("invalid carbon options: " + *err);
+
+  RemoteWriteOptions& rw = o.remote_write;
+  if (auto r = one("remote-write-url")) rw.url = r->value;
+  if (auto r = one("remote-write-bearer-token-file")) rw.bearer_token_file = r->value;
+  if (auto r = one("remote-write-username")) rw.basic_auth_user = r->value;
+  if (auto r = one("remote-write-password-file")) rw.password_file = r->value;
+  if (values.count("remote-write-header")) {
+    for (const Raw& r : values["remote-write-header"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0) bad("remote-write-header", r, "expected NAME=VALUE");
+      rw.headers.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+    }
+  }
+  if (auto r = one("remote-write-queue-bytes")) {
+    rw.queue_max_bytes = to_u64("remote-write-queue-bytes", *r, 1 << 16, uint64_t{1} << 40);
+  }
+  rw.state_dir = o.state_dir;
+  if (!rw.url.empty()) {
+    if (auto err = validate(rw)) throw UsageError("invalid remote-write options: " + *err);
+  }
+
   if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
     throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +
                      std::to_string(o.model.max_watts_per_vcpu) + ") is below min_watts_per_vcpu (" +

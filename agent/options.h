@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "agent/attribution.h"
+#include "agent/carbon.h"
 #include "agent/host_paths.h"
+#include "exporters/remote_write.h"
 
 namespace wattprobe {
 
@@ -38,6 +40,8 @@ struct Options {
   std::size_t process_metrics_top = 0;
   std::size_t max_workloads = 5000;
   ModelCoefficients model;
+  CarbonOptions carbon;
+  RemoteWriteOptions remote_write;  // off while url is empty
   std::string user;      // switch to this user after start-up, if set
   uint64_t max_ticks = 0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
 };

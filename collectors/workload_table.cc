@@ -5,15 +5,6 @@
 
 namespace wattprobe {
 
-std::size_t WorkloadIdHash::operator()(const WorkloadId& id) const noexcept {
-  std::hash<std::string> h;
-  std::size_t seed = h(id.workload);
-  for (const std::string* part : {&id.kind, &id.namespace_, &id.pod, &id.container}) {
-    seed ^= h(*part) + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
-  }
-  return seed;
-}
-
 WorkloadTable::WorkloadTable(std::size_t max_workloads, std::size_t idle_ticks_to_forget)
     : max_workloads_(max_workloads), idle_ticks_to_forget_(idle_ticks_to_forget) {
   index_.reserve(max_workloads_ < 4096 ? max_workloads_ : 4096);

@@ -12,10 +12,6 @@
 
 namespace wattprobe {
 
-struct WorkloadIdHash {
-  std::size_t operator()(const WorkloadId& id) const noexcept;
-};
-
 /// Sums per-task CPU time into per-workload time for one tick, tracking at most `max_workloads`
 /// distinct workloads (Invariant 5: memory bounded whatever the churn).
 ///
