@@ -348,7 +348,8 @@ CpuTick TaskDrain::drain(const TaskMapSnapshot& snapshot, uint64_t now_ns) {
     std::size_t workload;  // index into `workloads` below
   };
   std::vector<WorkloadCpu> workloads;
-  std::unordered_map<std::string, std::size_t> index_of;
+  std::unordered_map<std::string, std::size_t> index_of;  // several cgroups may be one workload
+  std::unordered_map<uint64_t, std::size_t> index_of_group;
   std::vector<Pending> processes;
 
   for (const auto& task : snapshot.tasks) {
@@ -361,11 +362,17 @@ CpuTick TaskDrain::drain(const TaskMapSnapshot& snapshot, uint64_t now_ns) {
     if (!task.exited) next_cpu_ns[key] = task.cpu_ns;
     if (delta == 0) continue;
 
-    const WorkloadId& id = workload_of(task);
-    auto [it, added] = index_of.try_emplace(workload_key(id), workloads.size());
-    if (added) workloads.push_back(WorkloadCpu{.id = id});
-    workloads[it->second].cpu_ns += delta;
-    if (options_.per_process) processes.push_back({&task, delta, it->second});
+    // Kernel threads share one workload whatever their cgroup; no cgroup id reaches ~0.
+    uint64_t group = task.kernel_thread ? ~uint64_t{0} : task.cgroup_id;
+    auto [by_group, new_group] = index_of_group.try_emplace(group, 0);
+    if (new_group) {
+      const WorkloadId& id = workload_of(task);
+      auto [by_id, new_id] = index_of.try_emplace(workload_key(id), workloads.size());
+      if (new_id) workloads.push_back(WorkloadCpu{.id = id});
+      by_group->second = by_id->second;
+    }
+    workloads[by_group->second].cpu_ns += delta;
+    if (options_.per_process) processes.push_back({&task, delta, by_group->second});
   }
   last_cpu_ns_ = std::move(next_cpu_ns);
   workload_cache_ = std::move(workload_cache_next_);
