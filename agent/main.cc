@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
   std::string command = args[0];
   args.erase(args.begin());
   if (command != "run" && command != "doctor") {
-    std::fprintf(stderr, "wattprobe: unknown command \"%s\"\n%s", command.c_str(), kUsage);
+    std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
+                 command.c_str());
     return 2;
   }
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {

@@ -96,9 +96,17 @@ def start_agent(*extra, state_dir=None):
 
 
 def start_driver(root, *extra):
+    """Starts the fixture powercap driver on `root`, then links the parts of the real /sys the
+    fixture does not fake (kernel BTF, cgroups, CPU topology), so an agent pointed at the tree
+    measures fixture energy while accounting real CPU time."""
     args = [os.path.join(TOOLS, "fake_powercap_driver"), "--root", root, *extra]
     p = Process(args)
     p.wait_for(r"ready")
+    for rel in ("sys/kernel", "sys/fs", "sys/devices/system"):
+        link = os.path.join(root, rel)
+        if not os.path.lexists(link):
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink("/" + rel, link)
     return p
 
 
