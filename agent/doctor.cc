@@ -2,6 +2,7 @@
 
 #include "agent/accounting_choice.h"
 #include "agent/carbon.h"
+#include "agent/privileges.h"
 #include "bpf/bpf_accounting.h"
 #include "collectors/registry.h"
 
@@ -45,6 +46,18 @@ int run_doctor(const Options& options, std::ostream& out) {
   } else {
     out << "run would fail: " << acc.error().message() << "\n";
   }
+  std::vector<std::string> chosen;
+  for (const SourceStatus& st : choice.status) {
+    if (st.chosen) chosen.push_back(st.name);
+  }
+  bool bpf = acc.ok() && acc->accounting->mode() == "bpf";
+  std::vector<int> keep = capabilities_needed(chosen, bpf);
+  uint64_t mask = 0;
+  for (int c : keep) mask |= uint64_t{1} << c;
+  out << "\nPrivileges:\n  now: " << current_capabilities() << "\n  run would keep: "
+      << (keep.empty() ? std::string("no capabilities") : capability_names(mask))
+      << " and drop every other capability before serving\n";
+
   out << "\nCarbon:\n";
   Carbon carbon(options.paths, options.carbon);
   out << carbon.doctor_report();

@@ -11,6 +11,7 @@
 #include "agent/carbon.h"
 #include "agent/doctor.h"
 #include "agent/options.h"
+#include "agent/privileges.h"
 #include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/remote_write.h"
@@ -88,6 +89,7 @@ int run(const Options& options) {
   std::fprintf(stderr, "wattprobe: cpu accounting: %s (%s)\n",
                std::string(accounting->accounting->mode()).c_str(), accounting->why.c_str());
 
+  std::string accounting_mode(accounting->accounting->mode());
   Agent agent(options, std::make_unique<EnergyMeter>(std::move(sources.chosen)),
               std::move(accounting->accounting));
   CarbonConsumer carbon(options);
@@ -102,6 +104,20 @@ int run(const Options& options) {
     }
     agent.add_consumer(remote_write.get());
   }
+  // Everything privileged is open now (BPF loaded, counters opened at probe): keep only what
+  // the tick still needs, before the first request can be served.
+  std::vector<std::string> chosen;
+  for (const SourceStatus& st : sources.status) {
+    if (st.chosen) chosen.push_back(st.name);
+  }
+  PrivilegePlan plan{capabilities_needed(chosen, accounting_mode == "bpf"), options.user};
+  auto dropped = drop_privileges(plan);
+  if (!dropped.ok()) {
+    std::fprintf(stderr, "wattprobe: cannot drop privileges: %s\n", dropped.error().message().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "wattprobe: privileges: %s\n", dropped->c_str());
+
   std::unique_ptr<PrometheusPull> pull;
   try {
     pull = std::make_unique<PrometheusPull>(options.listen, [&agent] { return agent.snapshot(); });
