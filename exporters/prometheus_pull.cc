@@ -102,6 +102,11 @@ PrometheusPull::PrometheusPull(const std::string& listen, std::function<Snapshot
 
 PrometheusPull::~PrometheusPull() = default;
 
+std::shared_ptr<prometheus::Collectable> make_snapshot_collectable(
+    std::function<SnapshotPtr()> snapshot) {
+  return std::make_shared<SnapshotCollectable>(std::move(snapshot));
+}
+
 int PrometheusPull::port() const {
   auto ports = exposer_->GetListeningPorts();
   return ports.empty() ? 0 : ports.front();

@@ -7,6 +7,7 @@
 #include "agent/snapshot.h"
 
 namespace prometheus {
+class Collectable;
 class Exposer;
 }
 
@@ -31,5 +32,9 @@ class PrometheusPull {
   std::shared_ptr<class SnapshotCollectable> metrics_;
   std::shared_ptr<class HealthCollectable> health_;
 };
+
+/// The /metrics Collectable alone, for benchmarks and tests of the exposition.
+std::shared_ptr<prometheus::Collectable> make_snapshot_collectable(
+    std::function<SnapshotPtr()> snapshot);
 
 }  // namespace wattprobe
