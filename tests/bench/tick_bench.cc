@@ -4,6 +4,7 @@
 // - one attribution tick for N workloads, including building its families;
 // - rendering /metrics (snapshot → prometheus-cpp text) for N workload series.
 #include <benchmark/benchmark.h>
+#include <prometheus/collectable.h>
 #include <prometheus/text_serializer.h>
 
 #include <memory>
