@@ -1,6 +1,7 @@
 #include "agent/grid_intensity.h"
 
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 
 #include "agent/text_file.h"
@@ -33,8 +34,9 @@ GridFetch http_failure(const HttpResponse& response, const std::string& url) {
   std::string code = "HTTP " + std::to_string(s);
   if (s == 401 || s == 403) {
     return GridFetch::failure(
-        "unauthorized", Error{ErrorKind::permission, where,
-                              code + ": the API refused the credentials (check the token file)"});
+        "unauthorized",
+        Error{ErrorKind::permission, where,
+              code + ": the API refused the credentials (check the configured key)"});
   }
   if (s == 429) {
     std::string after = response.retry_after_s >= 0
@@ -53,11 +55,17 @@ GridFetch http_failure(const HttpResponse& response, const std::string& url) {
                             Error{ErrorKind::unsupported, where, code + ": unexpected status"});
 }
 
+std::string format_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 std::optional<std::string> check_intensity(double v) {
   if (!std::isfinite(v)) return "is not a finite number";
-  if (v < 0) return std::to_string(v) + " g/kWh is negative";
+  if (v < 0) return format_number(v) + " g/kWh is negative";
   if (v > kMaxGramsPerKwh) {
-    return std::to_string(v) + " g/kWh is above the " + std::to_string(int(kMaxGramsPerKwh)) +
+    return format_number(v) + " g/kWh is above the " + format_number(kMaxGramsPerKwh) +
            " g/kWh plausibility limit";
   }
   return std::nullopt;

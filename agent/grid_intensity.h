@@ -89,6 +89,8 @@ GridFetch http_failure(const HttpResponse& response, const std::string& url);
 std::optional<int64_t> parse_utc_time(std::string_view text);
 /// An intensity from a document: finite, 0 ≤ v ≤ kMaxGramsPerKwh, else why not.
 std::optional<std::string> check_intensity(double grams_per_kwh);
+/// %g: short numbers for error messages.
+std::string format_number(double v);
 
 struct GridIntensityOptions {
   double static_grams_per_kwh = 475;

@@ -71,7 +71,7 @@ GridFetch parse_watttime_forecast(std::string_view body, const std::string& url)
     if (auto why = check_intensity(g)) {
       return GridFetch::failure("out_of_range",
                                 Error{ErrorKind::malformed, redact_url(url),
-                                      at + ".value " + std::to_string(lbs) + " lbs/MWh = " + *why});
+                                      at + ".value " + format_number(lbs) + " lbs/MWh = " + *why});
     }
     points.push_back({*t, g});
   }

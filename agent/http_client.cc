@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <charconv>
+#include <cstdio>
 #include <mutex>
 
 #include "agent/text_file.h"
@@ -57,6 +58,12 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
 }
 
 std::once_flag curl_init;
+
+std::string seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
 
 }  // namespace
 
@@ -128,14 +135,13 @@ HttpResponse HttpClient::get(const HttpRequest& request) {
   curl_easy_setopt(curl, CURLOPT_USERNAME, nullptr);
   curl_easy_setopt(curl, CURLOPT_PASSWORD, nullptr);
 
-  std::string where = redact_url(request.url);
   if (rc != CURLE_OK) {
     std::string what = errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc);
     switch (rc) {
       case CURLE_OPERATION_TIMEDOUT:
         out.reason = "timeout";
-        out.detail = "no complete answer within " + std::to_string(options_.total_timeout_s) +
-                     " s (" + what + ")";
+        out.detail =
+            "no complete answer within " + seconds(options_.total_timeout_s) + " s (" + what + ")";
         break;
       case CURLE_COULDNT_CONNECT:
       case CURLE_COULDNT_RESOLVE_HOST:
@@ -168,7 +174,6 @@ HttpResponse HttpClient::get(const HttpRequest& request) {
         out.reason = "transport";
         out.detail = what;
     }
-    out.detail = where + ": " + out.detail;
     out.body.clear();
     return out;
   }
