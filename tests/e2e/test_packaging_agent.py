@@ -79,7 +79,7 @@ def main():
     port = free_port()
     with tempfile.TemporaryDirectory() as state, tempfile.TemporaryFile("w+") as log:
         agent = subprocess.Popen(
-            [BIN, "run", f"--listen=127.0.0.1:{port}", "--interval=0.5s", "--sources=model",
+            [BIN, "run", f"--listen=127.0.0.1:{port}", "--interval=500ms", "--sources=model",
              f"--state-dir={state}", "--grid-intensity=400", "--grid-zone=DE",
              "--embodied-kg=1000", "--install-date=2024-01-01", "--lifetime-years=4"],
             stdout=log, stderr=subprocess.STDOUT)
