@@ -89,6 +89,7 @@ def ground_truth():
                          "200ms", "--accounting", "bpf") as agent:
             time.sleep(1.0)
             m0, j0 = frozen(driver, agent, report)
+            cpu0 = {n: groups.usage_seconds(n) for n in groups.paths}
             burners = [subprocess.Popen([os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", r,
                                          "--seconds", "5", "--cgroup", groups.paths[n]])
                        for n, r in (("burner-a.service", "0.75"), ("burner-b.service", "0.25"))]
@@ -99,7 +100,16 @@ def ground_truth():
         a = workload_energy(m1, "burner-a.service") - workload_energy(m0, "burner-a.service")
         b = workload_energy(m1, "burner-b.service") - workload_energy(m0, "burner-b.service")
         assert a > 0 and b > 0, f"burner workloads got no energy: a={a} b={b}"
-        near(a / b, 3.0, 0.02, "energy ratio of the 3:1 burner workloads")
+        # The burners aim at 3:1 in CPU time; on a loaded host they get less than they ask, so
+        # the truth the energies must match is the CPU the kernel itself charged each cgroup.
+        kernel_ratio = ((groups.usage_seconds("burner-a.service") - cpu0["burner-a.service"]) /
+                        (groups.usage_seconds("burner-b.service") - cpu0["burner-b.service"]))
+        print(f"burners reached {kernel_ratio:.3f}:1 in kernel-charged CPU time")
+        near(a / b, kernel_ratio, 0.02, "energy ratio of the burner workloads vs their CPU ratio")
+        if abs(kernel_ratio - 3.0) > 0.06:
+            print(f"note: the host was too busy for 3:1 ({kernel_ratio:.3f}:1)")
+        else:
+            near(a / b, 3.0, 0.02, "energy ratio of the 3:1 burner workloads")
         driver_joules = j1["joules"]["intel-rapl:0"] - j0["joules"]["intel-rapl:0"]
         parts = all_parts(m1) - all_parts(m0)
         near(parts, driver_joules, 0.005, "idle + workloads + unattributed vs driver energy")
