@@ -27,6 +27,13 @@ std::optional<RaplZoneName> parse_rapl_zone_name(std::string_view name);
 /// RAPL energy counters through the powercap sysfs class (intel_rapl_msr, also AMD Fam17h+):
 /// every /sys/class/powercap/intel-rapl:N[:M] zone, one energy_counter Reading each, keyed by
 /// the zone folder. See Documentation/ABI/testing/sysfs-class-powercap.
+///  - The `intel-rapl-mmio` control type is skipped: it is the same package counter again.
+///  - modulus = max_energy_range_uj, the wrap rule Kepler uses, Δ = (max − prev) + cur; an
+///    energy_uj equal to max is reported as 0 (see sample()); above max is malformed.
+///  - A zone with `enabled` 0 is still read (disabling turns off capping, not the energy status
+///    register) and probe() says so; if its energy_uj is unreadable at probe it is left out.
+///  - Subzones (core, uncore, dram) take the socket of their parent package-N; a top-level psys
+///    has socket -1; package-N-die-M keeps socket N with its own key.
 class RaplPowercapSource : public EnergySource {
  public:
   explicit RaplPowercapSource(const HostPaths& paths);

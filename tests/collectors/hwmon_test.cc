@@ -179,6 +179,23 @@ TEST(Hwmon, NoSensorsSaysWhichChipsWereSeen) {
   EXPECT_THAT(none.probe().reason, HasSubstr("CONFIG_HWMON"));
 }
 
+TEST(Hwmon, OldDriversKeepTheirAttributesInTheDeviceFolder) {
+  TempTree tree;
+  SysfsWriter out(tree);
+  // Before hwmon_device_register_with_info, drivers put name and sensors on the parent device.
+  out.write("sys/devices/platform/fam15h_power.0/name", "fam15h_power\n");
+  out.write("sys/devices/platform/fam15h_power.0/power1_input", "45500000\n");
+  tree.mkdir("sys/devices/platform/fam15h_power.0/hwmon/hwmon6");
+  out.symlink("../../../fam15h_power.0", "sys/devices/platform/fam15h_power.0/hwmon/hwmon6/device");
+  out.symlink("../../devices/platform/fam15h_power.0/hwmon/hwmon6", "sys/class/hwmon/hwmon6");
+  HwmonSource source(tree.paths());
+  ASSERT_TRUE(source.probe().available);
+  Sample s = source.sample();
+  ASSERT_EQ(s.readings.size(), 1u);
+  EXPECT_EQ(s.readings[0].key, "fam15h_power/power1");
+  EXPECT_DOUBLE_EQ(s.readings[0].watts, 45.5);
+}
+
 TEST(Hwmon, MatchesTheHostsOwnHwmonTree) {
   HwmonSource source(HostPaths{});
   Availability a = source.probe();
