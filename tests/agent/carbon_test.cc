@@ -338,7 +338,9 @@ TEST(Carbon, CostOfOneProviderRefresh) {
             << " refreshes)\n";
   EXPECT_EQ(grid.status().errors_by_reason.size(), 0u);
   EXPECT_LT(cpu / kRefreshes, 0.05);
+#ifndef __SANITIZE_ADDRESS__  // ASan's quarantine holds freed memory on purpose
   EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 4096);
+#endif
 }
 
 }  // namespace
