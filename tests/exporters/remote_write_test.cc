@@ -1,6 +1,7 @@
 #include "exporters/remote_write.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <snappy.h>
@@ -422,6 +423,200 @@ TEST(RemoteWrite, ValidateNamesTheWrongFieldAndItsValue) {
   auto r = rw.start();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::malformed);
+}
+
+// A real Prometheus (Debian package `prometheus`) on 127.0.0.1 with its remote-write receiver,
+// its own config and TSDB in a temporary folder. Stopping and starting it again keeps the TSDB,
+// as a receiver's outage would.
+class PrometheusServer {
+ public:
+  static constexpr const char* kBinary = "/usr/bin/prometheus";
+
+  explicit PrometheusServer(fs::path dir)
+      : dir_(std::move(dir)), port_(testing::free_local_port()) {
+    fs::create_directories(dir_ / "data");
+    std::ofstream(dir_ / "prometheus.yml") << "global:\n  scrape_interval: 1m\n";
+  }
+  ~PrometheusServer() { stop(); }
+
+  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string write_url() const { return base() + "/api/v1/write"; }
+
+  /// Empty when it is up and ready; otherwise why not (with the end of its log).
+  std::string start() {
+    std::string config = "--config.file=" + (dir_ / "prometheus.yml").string();
+    std::string tsdb = "--storage.tsdb.path=" + (dir_ / "data").string();
+    std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+    std::string log = (dir_ / "prometheus.log").string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // Only async-signal-safe calls here: the sender thread may hold the malloc lock.
+      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      if (out >= 0) {
+        ::dup2(out, 1);
+        ::dup2(out, 2);
+      }
+      ::execl(kBinary, kBinary, config.c_str(), tsdb.c_str(), listen.c_str(),
+              "--web.enable-remote-write-receiver", "--log.level=warn", nullptr);
+      ::_exit(127);
+    }
+    auto until = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < until) {
+      if (http_get(base() + "/-/ready").first == 200) return "";
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return "prometheus exited at start-up: " + log_tail();
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return "prometheus not ready after 60 s: " + log_tail();
+  }
+
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  /// Instant query at the current time: the result vector, one entry per series.
+  nlohmann::json query(const std::string& promql) const {
+    CURL* curl = curl_easy_init();
+    char* escaped = curl_easy_escape(curl, promql.c_str(), static_cast<int>(promql.size()));
+    std::string url = base() + "/api/v1/query?query=" + escaped;
+    curl_free(escaped);
+    curl_easy_cleanup(curl);
+    auto [status, body] = http_get(url);
+    EXPECT_EQ(status, 200) << body;
+    auto json = nlohmann::json::parse(body, nullptr, false);
+    if (json.is_discarded() || !json.contains("data")) return nlohmann::json::array();
+    return json["data"]["result"];
+  }
+
+  /// query() as label value of `by` → the sample value.
+  std::map<std::string, double> query_by(const std::string& promql, const std::string& by) const {
+    std::map<std::string, double> out;
+    for (const auto& r : query(promql)) {
+      std::string key = r["metric"].contains(by) ? r["metric"][by].get<std::string>() : "";
+      out[key] = std::stod(r["value"][1].get<std::string>());
+    }
+    return out;
+  }
+
+ private:
+  static size_t append(char* data, size_t size, size_t count, void* user) {
+    static_cast<std::string*>(user)->append(data, size * count);
+    return size * count;
+  }
+  static std::pair<long, std::string> http_get(const std::string& url) {
+    CURL* curl = curl_easy_init();
+    std::string body;
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+    long status = 0;
+    if (curl_easy_perform(curl) == CURLE_OK)
+      curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    return {status, body};
+  }
+  std::string log_tail() const {
+    std::ifstream in(dir_ / "prometheus.log");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
+  }
+
+  fs::path dir_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+#define REQUIRE_PROMETHEUS()                          \
+  if (::access(PrometheusServer::kBinary, X_OK) != 0) \
+  GTEST_SKIP() << PrometheusServer::kBinary           \
+               << " is not installed (Debian package prometheus); the real-receiver test needs it"
+
+TEST(RemoteWriteToPrometheus, PushedSamplesArriveAndPromqlFindsThem) {
+  REQUIRE_PROMETHEUS();
+  testing::TempTree tmp;
+  PrometheusServer prometheus(tmp.path("prometheus"));
+  std::string why = prometheus.start();
+  ASSERT_EQ(why, "");
+  auto rw = started(fast_options(prometheus.write_url(), tmp.path("state")));
+  int64_t t0 = now_ms() - 20000;
+  for (int i = 0; i < 10; ++i) rw->enqueue(tick(i, t0 + i * 1000));
+  ASSERT_TRUE(rw->wait_until_drained(30s));
+  auto c = rw->counters();
+  EXPECT_EQ(c.samples_sent, 10u * kSeriesPerTick);
+  EXPECT_EQ(c.dropped_rejected, 0u);
+
+  auto latest =
+      prometheus.query(R"(wattprobe_workload_energy_joules_total{workload="unit2.service"})");
+  ASSERT_EQ(latest.size(), 1u);
+  EXPECT_EQ(latest[0]["metric"]["kind"], "systemd");
+  EXPECT_EQ(latest[0]["metric"]["domain"], "package");
+  EXPECT_FALSE(latest[0]["metric"].contains("pod"));
+  EXPECT_EQ(latest[0]["value"][1], "92");  // tick 9: 9 * 10 + 2
+
+  auto counts = prometheus.query_by("count_over_time(wattprobe_workload_energy_joules_total[5m])",
+                                    "workload");
+  EXPECT_EQ(counts, (std::map<std::string, double>{
+                        {"unit0.service", 10}, {"unit1.service", 10}, {"unit2.service", 10}}));
+  auto power = prometheus.query_by("sum_over_time(wattprobe_node_power_watts[5m])", "socket");
+  EXPECT_EQ(power, (std::map<std::string, double>{{"0", 95}}));  // Σ 5 + i, i < 10
+}
+
+TEST(RemoteWriteToPrometheus, AnOutageWithAnAgentRestartInItLosesNoSample) {
+  REQUIRE_PROMETHEUS();
+  testing::TempTree tmp;
+  PrometheusServer prometheus(tmp.path("prometheus"));
+  ASSERT_EQ(prometheus.start(), "");
+  auto options = fast_options(prometheus.write_url(), tmp.path("state"));
+  constexpr int kTicks = 35;
+  int64_t t0 = now_ms() - 60000;
+  int i = 0;
+  auto run_ticks = [&](RemoteWrite& rw, int until) {
+    for (; i < until; ++i) {
+      rw.enqueue(tick(i, t0 + i * 1000));
+      std::this_thread::sleep_for(30ms);
+    }
+  };
+
+  auto rw = started(options);
+  run_ticks(*rw, 10);
+  ASSERT_TRUE(rw->wait_until_drained(30s));
+
+  prometheus.stop();
+  run_ticks(*rw, 25);
+  ASSERT_TRUE(eventually([&] { return rw->counters().failed_connect >= 1; }, 5s));
+  EXPECT_EQ(rw->counters().queue_samples, 15u * kSeriesPerTick);
+
+  rw.reset();  // the agent restarts while the receiver is still down
+  rw = started(options);
+  EXPECT_EQ(rw->counters().queue_samples, 15u * kSeriesPerTick) << "replayed from disk";
+  run_ticks(*rw, kTicks);
+
+  ASSERT_EQ(prometheus.start(), "");
+  ASSERT_TRUE(rw->wait_until_drained(60s));
+  auto c = rw->counters();
+  EXPECT_EQ(c.samples_sent, 25u * kSeriesPerTick);
+  EXPECT_EQ(c.dropped_rejected + c.dropped_queue_full + c.dropped_corrupt, 0u);
+
+  auto counts = prometheus.query_by("count_over_time(wattprobe_workload_energy_joules_total[10m])",
+                                    "workload");
+  EXPECT_EQ(counts,
+            (std::map<std::string, double>{
+                {"unit0.service", kTicks}, {"unit1.service", kTicks}, {"unit2.service", kTicks}}));
+  // Every value of the stretch, exactly once: Σ (10 i + w) over 35 ticks = 5950 + 35 w.
+  auto sums =
+      prometheus.query_by("sum_over_time(wattprobe_workload_energy_joules_total[10m])", "workload");
+  EXPECT_EQ(sums, (std::map<std::string, double>{
+                      {"unit0.service", 5950}, {"unit1.service", 5985}, {"unit2.service", 6020}}));
+  auto power = prometheus.query_by("count_over_time(wattprobe_node_power_watts[10m])", "socket");
+  EXPECT_EQ(power, (std::map<std::string, double>{{"0", kTicks}}));
 }
 
 // Figures for the issue's closing note: a host with 100 workloads exporting 5 families each.
