@@ -156,7 +156,7 @@ void GridIntensity::run() {
   std::chrono::milliseconds wait;
   {
     std::lock_guard lock(mu_);
-    wait = consecutive_failures_ ? options_.min_backoff : options_.refresh;
+    wait = next_wait_;
   }
   for (;;) {
     {
@@ -179,7 +179,8 @@ std::chrono::milliseconds GridIntensity::apply(GridFetch fetch, int64_t now_ms) 
     status_.last_good_ms = now_ms;
     status_.last_error = fetch.warnings.empty() ? "" : fetch.warnings.front().second.message();
     consecutive_failures_ = 0;
-    return options_.refresh;
+    next_wait_ = options_.refresh;
+    return next_wait_;
   }
   ++status_.errors_by_reason[fetch.reason];
   status_.last_error = fetch.error.message();
@@ -191,6 +192,7 @@ std::chrono::milliseconds GridIntensity::apply(GridFetch fetch, int64_t now_ms) 
   if (fetch.retry_after_s >= 0) {
     wait = std::max<std::chrono::milliseconds>(wait, std::chrono::seconds(fetch.retry_after_s));
   }
+  next_wait_ = wait;
   return wait;
 }
 

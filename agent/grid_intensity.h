@@ -152,6 +152,7 @@ class GridIntensity {
   bool stopping_ = false;
   Status status_;
   int consecutive_failures_ = 0;
+  std::chrono::milliseconds next_wait_{0};  // from the last apply(), so start() honours it
   std::thread thread_;
 };
 

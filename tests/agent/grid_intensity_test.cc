@@ -85,6 +85,27 @@ TEST(GridIntensity, RefreshThreadRetriesWithBackoffAndSwitchesBack) {
   EXPECT_EQ(grid.status().errors_by_reason["server_error"], 2u);
 }
 
+TEST(GridIntensity, RetryAfterHoldsOffTheNextFetch) {
+  GridIntensityOptions o;
+  o.refresh = std::chrono::hours(1);
+  o.min_backoff = std::chrono::milliseconds(10);
+  GridFetch limited =
+      GridFetch::failure("rate_limited", Error{ErrorKind::transient, "x", "HTTP 429"},
+                         /*retry_after_s=*/2);
+  auto provider = std::make_unique<ScriptedProvider>(std::vector{limited, good(50)});
+  ScriptedProvider* p = provider.get();
+  GridIntensity grid(std::move(provider), o);
+  grid.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(p->calls.load(), 1u) << "a 10 ms backoff must not override the server's 2 s";
+  for (int i = 0; i < 400 && p->calls.load() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  grid.stop();
+  EXPECT_EQ(p->calls.load(), 2u);
+  EXPECT_DOUBLE_EQ(grid.at(wall_ms()).grams_per_kwh, 50);
+}
+
 TEST(GridIntensity, TlsRefusedKeepsTheAgentOnStatic) {
   testing::FakeGridApi tls(/*https=*/true);
   ASSERT_TRUE(tls.running());
