@@ -24,10 +24,18 @@ def run_case(scenario, watts, expect, max_range=None, seconds=4.0):
             m0, j0 = scrape(agent.url), read_json(report)
             time.sleep(seconds)
             m1, j1 = scrape(agent.url), read_json(report)
+            # The gauge is one tick's mean power. A fixture write that lands late on a loaded
+            # host moves one tick's reading, not the next ones: the median of several ticks
+            # is what a user reading the gauge sees, and it must be within 1 %.
+            gauges = []
+            for _ in range(7):
+                time.sleep(0.25)
+                gauges.append(scrape(agent.url))
             for (domain, socket, zone, w) in expect:
-                p = value(m1, "wattprobe_node_power_watts", source="rapl_powercap",
-                          domain=domain, socket=socket)
-                near(p, w, 0.01, f"{scenario} {domain} socket {socket} watts")
+                readings = sorted(value(g, "wattprobe_node_power_watts", source="rapl_powercap",
+                                        domain=domain, socket=socket) for g in gauges)
+                near(readings[len(readings) // 2], w, 0.01,
+                     f"{scenario} {domain} socket {socket} watts (median of {len(readings)} ticks)")
                 e0 = value(m0, "wattprobe_node_energy_joules_total", domain=domain, socket=socket)
                 e1 = value(m1, "wattprobe_node_energy_joules_total", domain=domain, socket=socket)
                 added = j1["joules"][zone] - j0["joules"][zone]
