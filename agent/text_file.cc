@@ -42,6 +42,15 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
+std::string join(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += sep;
+    out += p;
+  }
+  return out;
+}
+
 std::string quote_for_error(std::string_view text) {
   constexpr std::size_t kMax = 40;
   std::string out = "\"";
@@ -64,7 +73,8 @@ template <class T>
 Result<T> parse_integer(std::string_view text, const std::filesystem::path& path,
                         std::string_view expected) {
   std::string_view t = trim(text);
-  if (t.empty()) return Error{ErrorKind::malformed, path.string(), "empty, expected " + std::string(expected)};
+  if (t.empty())
+    return Error{ErrorKind::malformed, path.string(), "empty, expected " + std::string(expected)};
   if constexpr (std::is_unsigned_v<T>) {
     if (t.front() == '-' || t.front() == '+') {
       return Error{ErrorKind::malformed, path.string(),
@@ -100,7 +110,8 @@ Result<double> parse_double(std::string_view text, const std::filesystem::path& 
   errno = 0;
   double v = std::strtod(t.c_str(), &end);
   if (end != t.c_str() + t.size() || errno == ERANGE || !std::isfinite(v)) {
-    return Error{ErrorKind::malformed, path.string(), quote_for_error(t) + " is not a finite number"};
+    return Error{ErrorKind::malformed, path.string(),
+                 quote_for_error(t) + " is not a finite number"};
   }
   return v;
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/result.h"
 
@@ -24,6 +25,9 @@ Result<double> parse_double(std::string_view text, const std::filesystem::path& 
 Result<uint64_t> read_u64(const std::filesystem::path& path);
 
 std::string_view trim(std::string_view text);
+
+/// "a, b, c" from {"a","b","c"} and ", ": for lists in reasons and error details.
+std::string join(const std::vector<std::string>& parts, std::string_view sep);
 
 /// Quotes text for an error message, cut to a readable length.
 std::string quote_for_error(std::string_view text);

@@ -26,15 +26,6 @@ bool sensor_index(std::string_view file, std::string_view prefix, std::string_vi
   return ec == std::errc() && end == digits.data() + digits.size() && index >= 0;
 }
 
-std::string join(const std::vector<std::string>& parts, std::string_view sep) {
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty()) out += sep;
-    out += p;
-  }
-  return out;
-}
-
 std::string chip_domain(std::string_view chip) {
   if (chip == "amdgpu" || chip == "i915" || chip == "xe" || chip == "nouveau") return "gpu";
   return "platform";

@@ -50,15 +50,6 @@ std::optional<std::vector<int>> parse_zone_ids(std::string_view folder) {
 
 std::string parent_key(std::string_view key) { return std::string(key.substr(0, key.rfind(':'))); }
 
-std::string join(const std::vector<std::string>& parts, std::string_view sep) {
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty()) out += sep;
-    out += p;
-  }
-  return out;
-}
-
 // `enabled` holds 0 or 1; a missing or odd file counts as enabled, since the meter reads energy
 // whatever the capping state.
 bool read_enabled(const fs::path& file) {

@@ -93,19 +93,7 @@ fs::path SysfsWriter::path(std::string_view rel) const {
 }
 
 void SysfsWriter::write(std::string_view rel, std::string_view contents) const {
-  fs::path target = path(rel);
-  fs::create_directories(target.parent_path());
-  fs::path tmp = target;
-  tmp += ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    if (!out) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  auto st = fs::status(target, ec);
-  if (!ec && fs::exists(st)) fs::permissions(tmp, st.permissions(), ec);
-  fs::rename(tmp, target);
+  write_file_atomically(path(rel), contents);
 }
 
 void SysfsWriter::write_u64(std::string_view rel, uint64_t value) const {

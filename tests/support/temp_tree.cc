@@ -34,8 +34,7 @@ fs::path TempTree::path(std::string_view rel) const {
   return root_ / fs::path(rel).relative_path();
 }
 
-void TempTree::write(std::string_view rel, std::string_view contents) const {
-  fs::path target = path(rel);
+void write_file_atomically(const fs::path& target, std::string_view contents) {
   fs::create_directories(target.parent_path());
   fs::path tmp = target;
   tmp += ".tmp-" + std::to_string(::getpid());
@@ -49,6 +48,10 @@ void TempTree::write(std::string_view rel, std::string_view contents) const {
   auto st = fs::status(target, ec);
   if (!ec && fs::exists(st)) fs::permissions(tmp, st.permissions(), ec);
   fs::rename(tmp, target);
+}
+
+void TempTree::write(std::string_view rel, std::string_view contents) const {
+  write_file_atomically(path(rel), contents);
 }
 
 void TempTree::write_u64(std::string_view rel, uint64_t value) const {

@@ -9,6 +9,10 @@
 
 namespace wattprobe::testing {
 
+/// Writes `contents` to `target` atomically (write a sibling, keep the target's mode, rename),
+/// creating parent folders, so a reader never sees a half-written file while a driver rewrites it.
+void write_file_atomically(const std::filesystem::path& target, std::string_view contents);
+
 /// A temporary folder that stands in for the host's / (sys, proc, dev, var/log/pods), removed
 /// when the object goes. Files are written the way the kernel shows them: the caller gives exact
 /// names and contents (with the trailing newline sysfs prints).
