@@ -67,7 +67,8 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
   double utilisation = -1;
   if (cpu.capacity_ns > 0) {
     uint64_t idle = std::min(cpu.idle_ns, cpu.capacity_ns);
-    utilisation = static_cast<double>(cpu.capacity_ns - idle) / static_cast<double>(cpu.capacity_ns);
+    utilisation =
+        static_cast<double>(cpu.capacity_ns - idle) / static_cast<double>(cpu.capacity_ns);
   }
 
   std::vector<double> host_joules(n, 0.0);
@@ -122,7 +123,8 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     for (double s : share) sum += s;
     double gap = sum - measured;
     if (std::fabs(gap) > 1e-9 * std::max(std::fabs(measured), 1e-12) ||
-        std::any_of(share.begin(), share.end(), [](double s) { return s < 0 || !std::isfinite(s); })) {
+        std::any_of(share.begin(), share.end(),
+                    [](double s) { return s < 0 || !std::isfinite(s); })) {
       ++violations_;
       std::fprintf(stderr,
                    "wattprobe: conservation violated for domain %s (source %s, socket %d): parts "
@@ -171,8 +173,9 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
   return tick;
 }
 
-void Attribution::restore_workload(const WorkloadId& id, double cpu_seconds,
-                                   const std::map<std::pair<std::string, std::string>, double>& joules) {
+void Attribution::restore_workload(
+    const WorkloadId& id, double cpu_seconds,
+    const std::map<std::pair<std::string, std::string>, double>& joules) {
   auto& t = workloads_[workload_key(id)];
   t.id = id;
   t.cpu_seconds = cpu_seconds;
@@ -185,15 +188,39 @@ void Attribution::restore_node(const std::string& domain, double idle_joules,
   unattributed_total_[domain] = unattributed_joules;
 }
 
+AttributionTotals Attribution::totals() const {
+  AttributionTotals out;
+  out.workloads.reserve(workloads_.size());
+  for (const auto& [key, t] : workloads_)
+    out.workloads.push_back({t.id, t.cpu_seconds, t.last_seen_ms, t.joules});
+  out.idle_joules = idle_total_;
+  out.unattributed_joules = unattributed_total_;
+  return out;
+}
+
+void Attribution::restore(const AttributionTotals& totals) {
+  for (const auto& w : totals.workloads) {
+    restore_workload(w.id, w.cpu_seconds, w.joules);
+    workloads_[workload_key(w.id)].last_seen_ms = w.last_seen_ms;
+  }
+  for (const auto& [domain, j] : totals.idle_joules) idle_total_[domain] = j;
+  for (const auto& [domain, j] : totals.unattributed_joules) unattributed_total_[domain] = j;
+}
+
 void Attribution::append_families(std::vector<Family>& out) const {
   Family energy{"wattprobe_workload_energy_joules_total",
                 "Energy attributed to a workload, by domain; source and measured tell a "
                 "measurement from an estimate.",
-                MetricType::counter, {}};
-  Family power{"wattprobe_workload_power_watts", "Workload power over the last tick, by domain.",
-               MetricType::gauge, {}};
-  Family cpu{"wattprobe_workload_cpu_seconds_total", "On-CPU time of a workload's tasks.",
-             MetricType::counter, {}};
+                MetricType::counter,
+                {}};
+  Family power{"wattprobe_workload_power_watts",
+               "Workload power over the last tick, by domain.",
+               MetricType::gauge,
+               {}};
+  Family cpu{"wattprobe_workload_cpu_seconds_total",
+             "On-CPU time of a workload's tasks.",
+             MetricType::counter,
+             {}};
   for (const auto& [key, t] : workloads_) {
     Labels base{{"workload", t.id.workload},
                 {"kind", t.id.kind},
@@ -214,17 +241,21 @@ void Attribution::append_families(std::vector<Family>& out) const {
   }
   Family idle{"wattprobe_node_idle_energy_joules_total",
               "Measured energy counted as idle (with --idle-attribution=separate), by domain.",
-              MetricType::counter, {}};
+              MetricType::counter,
+              {}};
   for (const auto& [d, j] : idle_total_) idle.series.push_back({{{"domain", d}}, j});
   Family unattributed{"wattprobe_node_unattributed_energy_joules_total",
                       "Measured energy no workload could be given (lost accounting records, "
                       "workloads past the cap, ticks without accounting data), by domain.",
-                      MetricType::counter, {}};
-  for (const auto& [d, j] : unattributed_total_) unattributed.series.push_back({{{"domain", d}}, j});
+                      MetricType::counter,
+                      {}};
+  for (const auto& [d, j] : unattributed_total_)
+    unattributed.series.push_back({{{"domain", d}}, j});
   Family idle_power{"wattprobe_node_idle_power_watts",
                     "Idle power in force for a domain and how it was found (override, "
                     "regression, low_utilisation, none).",
-                    MetricType::gauge, {}};
+                    MetricType::gauge,
+                    {}};
   for (const auto& [key, v] : idle_now_) {
     const auto& [source, domain, socket] = key;
     idle_power.series.push_back({{{"source", source},

@@ -31,6 +31,19 @@ struct AttributionOptions {
   std::chrono::milliseconds workload_expiry{std::chrono::minutes(5)};
 };
 
+/// Every cumulative total attribution keeps: what a checkpoint saves and restores.
+struct AttributionTotals {
+  struct Workload {
+    WorkloadId id;
+    double cpu_seconds = 0;
+    int64_t last_seen_ms = 0;  // wall clock; a restored workload still expires on time
+    std::map<std::pair<std::string, std::string>, double> joules;  // {source, domain} → J
+  };
+  std::vector<Workload> workloads;
+  std::map<std::string, double> idle_joules;          // by domain
+  std::map<std::string, double> unattributed_joules;  // by domain
+};
+
 /// Splits each tick's measured joules of every domain into idle + one share per workload +
 /// unattributed (DESIGN.md invariant 1) and keeps the per-workload totals.
 class Attribution {
@@ -54,7 +67,11 @@ class Attribution {
   };
   const std::unordered_map<std::string, WorkloadTotals>& workloads() const { return workloads_; }
 
+  /// The totals of the workloads still tracked (expired ones have left /metrics; the ledger
+  /// keeps their history) and of idle and unattributed energy.
+  AttributionTotals totals() const;
   /// Continues totals from a checkpoint.
+  void restore(const AttributionTotals& totals);
   void restore_workload(const WorkloadId& id, double cpu_seconds,
                         const std::map<std::pair<std::string, std::string>, double>& joules);
   void restore_node(const std::string& domain, double idle_joules, double unattributed_joules);
@@ -65,9 +82,9 @@ class Attribution {
   AttributionOptions options_;
   std::map<RowKey, IdlePowerEstimator> idle_;
   std::unordered_map<std::string, WorkloadTotals> workloads_;
-  std::map<std::string, double> idle_total_;          // by domain
-  std::map<std::string, double> unattributed_total_;  // by domain
-  std::map<RowKey, std::pair<double, std::string>> idle_now_;  // W and method, for export
+  std::map<std::string, double> idle_total_;                      // by domain
+  std::map<std::string, double> unattributed_total_;              // by domain
+  std::map<RowKey, std::pair<double, std::string>> idle_now_;     // W and method, for export
   std::map<std::pair<std::string, std::string>, bool> measured_;  // {source, domain}
   uint64_t violations_ = 0;
   uint64_t records_lost_ = 0;

@@ -15,6 +15,14 @@ uint64_t counter_delta(uint64_t prev, uint64_t cur, uint64_t modulus) {
 EnergyMeter::EnergyMeter(std::vector<std::unique_ptr<EnergySource>> sources)
     : sources_(std::move(sources)) {}
 
+std::vector<EnergyMeter::Total> EnergyMeter::totals() const {
+  std::vector<Total> out;
+  out.reserve(rows_.size());
+  for (const auto& [key, row] : rows_)
+    out.push_back({row.source, row.domain, row.socket, row.total_joules});
+  return out;
+}
+
 void EnergyMeter::restore_total(const std::string& source, const std::string& domain, int socket,
                                 double joules) {
   auto& row = rows_[{source, domain, socket}];
@@ -53,8 +61,8 @@ NodeEnergy EnergyMeter::tick(double seconds) {
           continue;
         }
         Counter& c = counters_[{name, r.key}];
-        if (c.primed) joules = static_cast<double>(counter_delta(c.raw, r.raw, r.modulus)) *
-                               r.unit_joules;
+        if (c.primed)
+          joules = static_cast<double>(counter_delta(c.raw, r.raw, r.modulus)) * r.unit_joules;
         c.raw = r.raw;
         c.primed = true;
       }
@@ -94,12 +102,14 @@ void EnergyMeter::append_families(std::vector<Family>& out) const {
   Family energy{"wattprobe_node_energy_joules_total",
                 "Energy the node used, by energy source and domain, since the agent's first start "
                 "(continued across restarts from the checkpoint).",
-                MetricType::counter, {}};
-  Family power{"wattprobe_node_power_watts", "Mean power over the last tick.", MetricType::gauge,
-               {}};
+                MetricType::counter,
+                {}};
+  Family power{
+      "wattprobe_node_power_watts", "Mean power over the last tick.", MetricType::gauge, {}};
   Family info{"wattprobe_energy_source_info",
               "Energy sources in use; measured=\"false\" marks an estimate, not a measurement.",
-              MetricType::gauge, {}};
+              MetricType::gauge,
+              {}};
   std::set<std::tuple<std::string, std::string, bool>> infos;
   for (const auto& [key, row] : rows_) {
     std::string socket = row.socket < 0 ? "" : std::to_string(row.socket);
@@ -115,7 +125,8 @@ void EnergyMeter::append_families(std::vector<Family>& out) const {
   Family errors{"wattprobe_agent_collector_errors_total",
                 "Failed reads by collector and reason (absent, permission, malformed, transient, "
                 "unsupported).",
-                MetricType::counter, {}};
+                MetricType::counter,
+                {}};
   for (const auto& [key, n] : errors_) {
     errors.series.push_back(
         {{{"collector", key.first}, {"reason", key.second}}, static_cast<double>(n)});

@@ -45,6 +45,14 @@ class EnergyMeter {
   void restore_total(const std::string& source, const std::string& domain, int socket,
                      double joules);
 
+  struct Total {
+    std::string source, domain;
+    int socket = 0;
+    double joules = 0;
+  };
+  /// Every row's cumulative joules, for a checkpoint; restore_total takes them back.
+  std::vector<Total> totals() const;
+
   void append_families(std::vector<Family>& out) const;
 
   const std::vector<std::unique_ptr<EnergySource>>& sources() const { return sources_; }
