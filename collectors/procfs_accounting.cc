@@ -190,11 +190,11 @@ void ProcfsAccounting::read_node_stat(uint64_t now_ns, CpuTick& tick) {
   have_node_stat_ = true;
 }
 
-std::optional<ProcfsAccounting::StatLine> ProcfsAccounting::read_stat(uint32_t pid) {
-  auto path = paths_.proc(std::to_string(pid) + "/stat");
+std::optional<std::string> ProcfsAccounting::read_pid_file(const std::filesystem::path& path,
+                                                           std::size_t max_bytes) {
   std::string text;
   Error error;
-  switch (read_proc_file(path, kMaxStatBytes, text, error)) {
+  switch (read_proc_file(path, max_bytes, text, error)) {
     case ReadStatus::gone:
       return std::nullopt;
     case ReadStatus::failed:
@@ -203,6 +203,14 @@ std::optional<ProcfsAccounting::StatLine> ProcfsAccounting::read_stat(uint32_t p
     case ReadStatus::ok:
       break;
   }
+  return text;
+}
+
+std::optional<ProcfsAccounting::StatLine> ProcfsAccounting::read_stat(uint32_t pid) {
+  auto path = paths_.proc(std::to_string(pid) + "/stat");
+  auto read = read_pid_file(path, kMaxStatBytes);
+  if (!read) return std::nullopt;
+  const std::string& text = *read;
   if (text.empty()) return std::nullopt;  // a zombie being reaped can read empty
   auto st = parse_proc_stat(text, path);
   if (!st) {
@@ -220,17 +228,9 @@ std::optional<ProcfsAccounting::StatLine> ProcfsAccounting::read_stat(uint32_t p
 
 std::optional<std::string> ProcfsAccounting::read_cgroup(uint32_t pid) {
   auto path = paths_.proc(std::to_string(pid) + "/cgroup");
-  std::string text;
-  Error error;
-  switch (read_proc_file(path, kMaxCgroupBytes, text, error)) {
-    case ReadStatus::gone:
-      return std::nullopt;
-    case ReadStatus::failed:
-      errors_.push_back(std::move(error));
-      return std::nullopt;
-    case ReadStatus::ok:
-      break;
-  }
+  auto read = read_pid_file(path, kMaxCgroupBytes);
+  if (!read) return std::nullopt;
+  const std::string& text = *read;
   // hierarchy-id:controllers:path, one line per hierarchy; "0::" is the v2 one.
   std::optional<std::string_view> v1_cpuacct;
   std::string_view all(text);

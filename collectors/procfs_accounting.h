@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -69,6 +70,9 @@ class ProcfsAccounting : public CpuAccounting {
 
   void read_node_stat(uint64_t now_ns, CpuTick& tick);
   /// nullopt: the task is gone (or its stat was malformed, then an error is recorded).
+  /// A /proc/PID file's text; nullopt when the task is gone or the read failed (recorded).
+  std::optional<std::string> read_pid_file(const std::filesystem::path& path,
+                                           std::size_t max_bytes);
   std::optional<StatLine> read_stat(uint32_t pid);
   std::optional<std::string> read_cgroup(uint32_t pid);
   const WorkloadId& identity(const std::string& cgroup_path);
