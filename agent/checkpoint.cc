@@ -1,6 +1,7 @@
 #include "agent/checkpoint.h"
 
 #include <fcntl.h>
+#include <google/protobuf/arena.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <sys/stat.h>
@@ -300,7 +301,9 @@ bool same_host(const HostIdentity& self, const HostIdentity& writer) {
 }
 
 std::string encode_checkpoint(const CheckpointState& s) {
-  pb::Checkpoint m;
+  // An arena: tens of thousands of small strings and messages, freed at once.
+  google::protobuf::Arena arena;
+  pb::Checkpoint& m = *google::protobuf::Arena::CreateMessage<pb::Checkpoint>(&arena);
   m.set_format_version(kCheckpointFormatVersion);
   m.mutable_host()->set_machine_id(s.host.machine_id);
   m.mutable_host()->set_hostname(s.host.hostname);
@@ -318,11 +321,18 @@ std::string encode_checkpoint(const CheckpointState& s) {
     (*m.mutable_unattributed_joules())[d] = j;
   }
   // One entry per workload, whether attribution still tracks it, carbon does, or both.
-  std::unordered_map<WorkloadId, pb::Workload*, WorkloadIdHash> entries;
+  // Keyed by the identities in `s`, which outlive the map: no copy of five strings per workload.
+  struct IdHash {
+    std::size_t operator()(const WorkloadId* id) const { return WorkloadIdHash{}(*id); }
+  };
+  struct IdEq {
+    bool operator()(const WorkloadId* a, const WorkloadId* b) const { return *a == *b; }
+  };
+  std::unordered_map<const WorkloadId*, pb::Workload*, IdHash, IdEq> entries;
   entries.reserve(s.attribution.workloads.size() + s.carbon.workloads.size());
   m.mutable_workloads()->Reserve(static_cast<int>(s.carbon.workloads.size()));
   auto entry = [&](const WorkloadId& id) {
-    auto [it, fresh] = entries.try_emplace(id, nullptr);
+    auto [it, fresh] = entries.try_emplace(&id, nullptr);
     if (fresh) {
       pb::Workload* w = m.add_workloads();
       w->set_workload(id.workload);
@@ -362,21 +372,26 @@ std::string encode_checkpoint(const CheckpointState& s) {
     p->set_last_day(b.last_day);
   }
 
-  // Deterministic: the same totals give the same bytes (protobuf maps are unordered otherwise).
-  std::string payload;
-  {
-    google::protobuf::io::StringOutputStream stream(&payload);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    m.SerializeToCodedStream(&coded);
-  }
+  const std::size_t size = m.ByteSizeLong();
   std::string out;
-  out.reserve(kHeaderBytes + payload.size());
+  out.reserve(kHeaderBytes + size);
   out.append(kMagic, sizeof kMagic);
   put_le(out, kCheckpointFormatVersion, 4);
-  put_le(out, payload.size(), 8);
-  put_le(out, frame_crc(std::string_view(out).substr(4, 12), payload), 4);
-  out += payload;
+  put_le(out, size, 8);
+  put_le(out, 0, 4);  // the CRC, once the payload is in place
+  out.resize(kHeaderBytes + size);
+  {
+    // Straight into the file's buffer. Deterministic: the same totals give the same bytes
+    // (protobuf maps are unordered otherwise).
+    google::protobuf::io::ArrayOutputStream stream(out.data() + kHeaderBytes,
+                                                   static_cast<int>(size));
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    m.SerializeWithCachedSizes(&coded);
+  }
+  uint32_t crc =
+      frame_crc(std::string_view(out).substr(4, 12), std::string_view(out).substr(kHeaderBytes));
+  for (int i = 0; i < 4; ++i) out[16 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
   return out;
 }
 
@@ -417,7 +432,8 @@ std::variant<CheckpointState, CheckpointFault> decode_checkpoint(std::string_vie
                                            std::to_string(kCheckpointFormatVersion));
   }
   if (version == 0) return fault(Reason::malformed, "format version 0");
-  pb::Checkpoint m;
+  google::protobuf::Arena arena;
+  pb::Checkpoint& m = *google::protobuf::Arena::CreateMessage<pb::Checkpoint>(&arena);
   if (!m.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
     return fault(Reason::malformed, "the payload is not a checkpoint message");
   }

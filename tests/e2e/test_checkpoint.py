@@ -27,10 +27,12 @@ TICK = "200ms"
 
 def restored(metrics):
     """{(name, labels without `measured`): value} of the totals a checkpoint carries: every
-    _total except the agent's own process counters (wattprobe_agent_*), which restart with it."""
+    wattprobe _total except the agent's own process counters (wattprobe_agent_*) and the opt-in
+    per-process series, which belong to one run of the agent."""
     out = {}
     for name, labels, v in metrics:
-        if name.endswith("_total") and not name.startswith(("wattprobe_agent_", "wattprobe_process_")):
+        if (name.startswith("wattprobe_") and name.endswith("_total")
+                and not name.startswith(("wattprobe_agent_", "wattprobe_process_"))):
             key = (name, tuple(sorted((k, x) for k, x in labels.items() if k != "measured")))
             out[key] = v
     return out
