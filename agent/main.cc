@@ -51,6 +51,7 @@ constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
     "  run      the daemon: measure, attribute, export (/metrics)\n"
     "  doctor   which energy sources and accounting this host offers, and why not\n"
+    "  checkpoint-dump  the totals `run` would restore from --state-dir, as /metrics series\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
