@@ -233,6 +233,19 @@ void Carbon::charge_budgets(const WorkloadId& id, double grams, int64_t day) {
   }
 }
 
+void Carbon::restore_budgets(const std::vector<BudgetState>& saved) {
+  for (auto& b : budgets_) {
+    for (const auto& s : saved) {
+      if (s.budget.workload == b.budget.workload && s.budget.kind == b.budget.kind &&
+          s.budget.window == b.budget.window) {
+        b.day_grams = s.day_grams;
+        b.last_day = s.last_day;
+        break;
+      }
+    }
+  }
+}
+
 void Carbon::on_tick(const EnergyTick& tick) {
   GridIntensity::InForce in_force = grid_->at(tick.end_ms);
   // gCO2e = J / (3.6e6 J/kWh) × PUE × g/kWh.

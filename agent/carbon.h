@@ -115,6 +115,10 @@ class Carbon {
     double consumption() const;  // today, or the last 30 UTC days
   };
   const std::vector<BudgetState>& budgets() const { return budgets_; }
+  /// Continues budget consumption from a checkpoint. A saved state goes to the configured budget
+  /// with the same target and window (its gram limit may have changed since); saved states of
+  /// budgets no longer configured are dropped, and new budgets start empty.
+  void restore_budgets(const std::vector<BudgetState>& saved);
 
  private:
   void charge_budgets(const WorkloadId& id, double grams, int64_t day);

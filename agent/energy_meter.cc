@@ -19,17 +19,18 @@ std::vector<EnergyMeter::Total> EnergyMeter::totals() const {
   std::vector<Total> out;
   out.reserve(rows_.size());
   for (const auto& [key, row] : rows_)
-    out.push_back({row.source, row.domain, row.socket, row.total_joules});
+    out.push_back({row.source, row.domain, row.socket, row.total_joules, row.measured});
   return out;
 }
 
 void EnergyMeter::restore_total(const std::string& source, const std::string& domain, int socket,
-                                double joules) {
+                                double joules, bool measured) {
   auto& row = rows_[{source, domain, socket}];
   row.source = source;
   row.domain = domain;
   row.socket = socket;
   row.total_joules = joules;
+  row.measured = measured;
 }
 
 NodeEnergy EnergyMeter::tick(double seconds) {

@@ -41,14 +41,17 @@ class EnergyMeter {
   /// tick only primes the counters and reports zero joules.
   NodeEnergy tick(double seconds);
 
-  /// Continues cumulative totals from a checkpoint: key is {source, domain, socket}.
+  /// Continues cumulative totals from a checkpoint: key is {source, domain, socket}. `measured`
+  /// labels a row whose source is no longer in use (the next tick sets it for the others), so a
+  /// restored estimate is never shown as a measurement.
   void restore_total(const std::string& source, const std::string& domain, int socket,
-                     double joules);
+                     double joules, bool measured = true);
 
   struct Total {
     std::string source, domain;
     int socket = 0;
     double joules = 0;
+    bool measured = true;
   };
   /// Every row's cumulative joules, for a checkpoint; restore_total takes them back.
   std::vector<Total> totals() const;

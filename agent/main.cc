@@ -1,3 +1,5 @@
+#include <prometheus/collectable.h>
+#include <prometheus/text_serializer.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -9,6 +11,7 @@
 #include "agent/accounting_choice.h"
 #include "agent/agent.h"
 #include "agent/carbon.h"
+#include "agent/checkpoint.h"
 #include "agent/doctor.h"
 #include "agent/options.h"
 #include "agent/privileges.h"
@@ -26,6 +29,7 @@ class CarbonConsumer : public TickConsumer {
   ~CarbonConsumer() override { carbon_.stop(); }
   void on_tick(const EnergyTick& t) override { carbon_.on_tick(t); }
   void append_families(std::vector<Family>& out) const override { carbon_.append_families(out); }
+  Carbon& carbon() { return carbon_; }
 
  private:
   Carbon carbon_;
@@ -47,6 +51,7 @@ constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
     "  run      the daemon: measure, attribute, export (/metrics)\n"
     "  doctor   which energy sources and accounting this host offers, and why not\n"
+    "  checkpoint-dump  the totals `run` would restore from --state-dir, as /metrics series\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -94,6 +99,10 @@ int run(const Options& options) {
               std::move(accounting->accounting));
   CarbonConsumer carbon(options);
   agent.add_consumer(&carbon);
+  CheckpointConsumer checkpoint(
+      CheckpointStore(options.state_dir, read_host_identity(options.paths)),
+      options.checkpoint_interval, agent.meter(), agent.attribution(), &carbon.carbon());
+  agent.add_consumer(&checkpoint);
   std::unique_ptr<RemoteWriteConsumer> remote_write;
   if (!options.remote_write.url.empty()) {
     remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
@@ -118,6 +127,13 @@ int run(const Options& options) {
   }
   std::fprintf(stderr, "wattprobe: privileges: %s\n", dropped->c_str());
 
+  // After the drop, so the checkpoint files are handled by the user that will write them; before
+  // the first tick, so every _total continues from the checkpoint.
+  if (auto refusal = checkpoint.restore()) {
+    std::fprintf(stderr, "wattprobe: %s\n", refusal->c_str());
+    return 1;
+  }
+
   std::unique_ptr<PrometheusPull> pull;
   try {
     pull = std::make_unique<PrometheusPull>(options.listen, [&agent] { return agent.snapshot(); });
@@ -137,7 +153,40 @@ int run(const Options& options) {
   // A normal end (--max-ticks) must still release the waiter.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
+  // The totals of the last tick, so a SIGTERM restart continues them exactly.
+  checkpoint.write_now();
   std::fprintf(stderr, "wattprobe: stopped\n");
+  return 0;
+}
+
+/// Prints the checkpoint `run` would restore, as the /metrics series it continues: a debugging
+/// aid, and how the end-to-end tests read the last checkpoint. Never moves a file.
+int checkpoint_dump(const Options& options) {
+  CheckpointStore store(options.state_dir, read_host_identity(options.paths));
+  CheckpointStore::Loaded loaded = store.load(/*set_aside=*/false);
+  if (loaded.refusal) {
+    std::fprintf(stderr, "wattprobe: %s\n", loaded.refusal->c_str());
+    return 1;
+  }
+  if (!loaded.state) {
+    std::fprintf(stderr, "wattprobe: no usable checkpoint in %s\n", options.state_dir.c_str());
+    return 1;
+  }
+  const CheckpointState& s = *loaded.state;
+  std::printf("# file %s\n# written_unix_ms %lld\n# host machine_id=%s hostname=%s\n",
+              loaded.file.c_str(), static_cast<long long>(s.written_ms), s.host.machine_id.c_str(),
+              s.host.hostname.c_str());
+  for (const auto& b : s.budgets) {
+    std::string target = b.budget.kind.empty() ? b.budget.workload : "kind:" + b.budget.kind;
+    std::printf("# budget %s window=%s last_day=%lld consumption_grams=%.17g\n", target.c_str(),
+                b.budget.window == CarbonBudget::Window::day ? "day" : "30d",
+                static_cast<long long>(b.last_day), b.consumption());
+  }
+  auto snap = std::make_shared<Snapshot>();
+  snap->timestamp_ms = s.written_ms;
+  snap->families = checkpoint_families(s);
+  auto collectable = make_snapshot_collectable([snap] { return SnapshotPtr(snap); });
+  std::fputs(prometheus::TextSerializer().Serialize(collectable->Collect()).c_str(), stdout);
   return 0;
 }
 
@@ -157,7 +206,7 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   args.erase(args.begin());
-  if (command != "run" && command != "doctor") {
+  if (command != "run" && command != "doctor" && command != "checkpoint-dump") {
     std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
                  command.c_str());
     return 2;
@@ -175,6 +224,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (command == "doctor") return run_doctor(options, std::cout);
+    if (command == "checkpoint-dump") return checkpoint_dump(options);
     return run(options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattprobe %s: %s\n", command.c_str(), e.what());

@@ -35,6 +35,7 @@ po::options_description describe() {
       ("sources", po::value<std::string>(), "auto, or a comma list of: rapl_powercap,rapl_perf,rapl_msr,hwmon,model")
       ("accounting", po::value<std::string>(), "auto, bpf or procfs (default auto: bpf, else procfs)")
       ("state-dir", po::value<std::string>(), "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")
+      ("checkpoint-interval", po::value<std::string>(), "how often totals are written to state-dir, 1s to 1h (default 30s; also at stop)")
       ("idle-attribution", po::value<std::string>(), "separate, proportional or even (default separate)")
       ("idle-watts", po::value<std::vector<std::string>>(), "DOMAIN=W idle power per socket, overriding the learned estimate (repeatable)")
       ("split-by", po::value<std::string>(), "auto, cpu-time or cycles (default auto: cycles where counted)")
@@ -213,6 +214,10 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("state-dir")) {
     if (r->value.empty()) bad("state-dir", *r, "expected a folder");
     o.state_dir = r->value;
+  }
+  if (auto r = one("checkpoint-interval")) {
+    o.checkpoint_interval = to_duration("checkpoint-interval", *r, std::chrono::seconds(1),
+                                        std::chrono::hours(1));
   }
   if (auto r = one("idle-attribution")) {
     if (r->value == "separate") {

@@ -36,6 +36,9 @@ struct Options {
   std::vector<std::string> sources;  // empty: auto
   std::string accounting = "auto";   // auto | bpf | procfs
   std::filesystem::path state_dir = "/var/lib/wattprobe";
+  /// How often the cumulative totals are written to state_dir (and once more at stop): the most
+  /// a kill -9 or a power cut can lose.
+  std::chrono::milliseconds checkpoint_interval{std::chrono::seconds(30)};
   AttributionOptions attribution;
   std::size_t process_metrics_top = 0;
   std::size_t max_workloads = 5000;
