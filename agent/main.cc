@@ -10,8 +10,10 @@
 #include "agent/agent.h"
 #include "agent/carbon.h"
 #include "agent/doctor.h"
+#include "agent/ledger.h"
 #include "agent/options.h"
 #include "agent/privileges.h"
+#include "agent/report.h"
 #include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/remote_write.h"
@@ -26,9 +28,24 @@ class CarbonConsumer : public TickConsumer {
   ~CarbonConsumer() override { carbon_.stop(); }
   void on_tick(const EnergyTick& t) override { carbon_.on_tick(t); }
   void append_families(std::vector<Family>& out) const override { carbon_.append_families(out); }
+  const Carbon& carbon() const { return carbon_; }
 
  private:
   Carbon carbon_;
+};
+
+/// The ledger sums each tick's joules and grams per period into the day files `report` reads.
+/// It takes the tick's grams from Carbon, so it must be added after CarbonConsumer.
+class LedgerConsumer : public TickConsumer {
+ public:
+  LedgerConsumer(const LedgerOptions& o, const Carbon& carbon) : ledger_(o, carbon) {}
+  Result<bool> open() { return ledger_.open(wall_clock_ms()); }
+  void on_tick(const EnergyTick& t) override { ledger_.on_tick(t); }
+  void append_families(std::vector<Family>& out) const override { ledger_.append_families(out); }
+  void flush() { ledger_.flush_all(); }
+
+ private:
+  Ledger ledger_;
 };
 
 /// Remote-write takes every published snapshot into its disk queue.
@@ -47,6 +64,7 @@ constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
     "  run      the daemon: measure, attribute, export (/metrics)\n"
     "  doctor   which energy sources and accounting this host offers, and why not\n"
+    "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -94,6 +112,8 @@ int run(const Options& options) {
               std::move(accounting->accounting));
   CarbonConsumer carbon(options);
   agent.add_consumer(&carbon);
+  LedgerConsumer ledger(options.ledger, carbon.carbon());
+  agent.add_consumer(&ledger);
   std::unique_ptr<RemoteWriteConsumer> remote_write;
   if (!options.remote_write.url.empty()) {
     remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
@@ -117,6 +137,11 @@ int run(const Options& options) {
     return 1;
   }
   std::fprintf(stderr, "wattprobe: privileges: %s\n", dropped->c_str());
+  // The ledger's files belong to the user that writes them, so its folder is made only now.
+  if (auto opened = ledger.open(); !opened.ok()) {
+    std::fprintf(stderr, "wattprobe: ledger: %s\n", opened.error().message().c_str());
+    return 1;
+  }
 
   std::unique_ptr<PrometheusPull> pull;
   try {
@@ -134,6 +159,7 @@ int run(const Options& options) {
     if (sig != 0) agent.request_stop();
   });
   agent.run();
+  ledger.flush();  // the period in progress, with the seconds it covers
   // A normal end (--max-ticks) must still release the waiter.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
@@ -157,6 +183,8 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   args.erase(args.begin());
+  // report reads files only and has its own options (a period, not an agent's configuration).
+  if (command == "report") return run_report(args, std::cout, std::cerr);
   if (command != "run" && command != "doctor") {
     std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
                  command.c_str());
