@@ -279,7 +279,7 @@ void Ledger::fail(const std::string& what) {
 
 void Ledger::append_families(std::vector<Family>& out) const {
   out.push_back({"wattprobe_agent_ledger_lines_written_total",
-                 "Lines appended to the ledger's day files (fsynced).",
+                 "Lines appended to the ledger's day files.",
                  MetricType::counter,
                  {{{}, static_cast<double>(lines_written_)}}});
   out.push_back({"wattprobe_agent_ledger_errors_total",

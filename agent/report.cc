@@ -1,9 +1,11 @@
 #include "agent/report.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -394,7 +396,16 @@ LedgerSums sum_ledger(const ReportOptions& o, std::ostream& warnings) {
   for (int64_t day = utc_day(o.since_ms); day <= utc_day(o.until_ms - 1); ++day) {
     std::filesystem::path path = dir / (format_utc_date(day * kMsPerUtcDay) + ".jsonl");
     std::ifstream in(path);
-    if (!in) continue;  // no file: the agent did not run that day, or retention removed it
+    if (!in) {
+      // No file: the agent did not run that day, or retention removed it. A file that is there
+      // but cannot be read is named, since its lines are missing from the totals.
+      int err = errno;
+      std::error_code ec;
+      if (std::filesystem::exists(path, ec)) {
+        warnings << path.string() << ": cannot read: " << std::strerror(err) << '\n';
+      }
+      continue;
+    }
     sums.files.push_back(path);
     std::string text;
     for (uint64_t number = 1; std::getline(in, text); ++number) {
