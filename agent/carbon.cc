@@ -255,6 +255,9 @@ void Carbon::on_tick(const EnergyTick& tick) {
                                           options_.lifetime_years, from_ms, tick.end_ms);
   const int64_t day = tick.end_ms / kMsPerDay;
   double shared = 0;
+  CarbonTickGrams& added = last_tick_grams_;
+  added.end_ms = tick.end_ms;
+  added.workloads.clear();
   for (const auto& w : tick.workloads) {
     CarbonGrams& g = totals_.workloads[w.id];
     double op = w.joules * g_per_joule;
@@ -263,12 +266,15 @@ void Carbon::on_tick(const EnergyTick& tick) {
     shared += em;
     g.operational += op;
     g.embodied += em;
+    added.workloads.push_back({op, em});
     if (!budgets_.empty()) charge_budgets(w.id, op + em, day);
   }
-  totals_.idle.operational += tick.idle_joules * g_per_joule;
   // Shares sum to at most 1; rounding past it must not make idle negative.
-  totals_.idle.embodied += std::max(0.0, embodied - shared);
-  totals_.unattributed_operational += tick.unattributed_joules * g_per_joule;
+  added.idle = {tick.idle_joules * g_per_joule, std::max(0.0, embodied - shared)};
+  added.unattributed_operational = tick.unattributed_joules * g_per_joule;
+  totals_.idle.operational += added.idle.operational;
+  totals_.idle.embodied += added.idle.embodied;
+  totals_.unattributed_operational += added.unattributed_operational;
   last_tick_ms_ = tick.end_ms;
 }
 

@@ -83,6 +83,16 @@ struct CarbonTotals {
   double unattributed_operational = 0;
 };
 
+/// The grams one tick added: what the ledger sums per period, taken from here rather than as
+/// differences of the cumulative totals, which would lose digits once totals are large and
+/// would jump when a checkpoint restores the totals.
+struct CarbonTickGrams {
+  int64_t end_ms = 0;                  // the tick's, so a reader can tell it is the same tick
+  std::vector<CarbonGrams> workloads;  // parallel to the tick's EnergyTick::workloads
+  CarbonGrams idle;
+  double unattributed_operational = 0;
+};
+
 /// Operational and embodied CO2e per workload, grid intensity and device longevity.
 /// on_tick, append_families, totals and restore belong to the sampling thread; the grid refresh
 /// thread only updates the intensity (under GridIntensity's mutex), so on_tick never waits on
@@ -101,6 +111,8 @@ class Carbon {
   std::string doctor_report() const;
 
   const CarbonTotals& totals() const { return totals_; }
+  /// What the last on_tick added, for consumers that run after Carbon in the same tick.
+  const CarbonTickGrams& last_tick() const { return last_tick_grams_; }
   void restore(CarbonTotals totals) { totals_ = std::move(totals); }
 
   GridIntensity& grid() { return *grid_; }
@@ -130,6 +142,7 @@ class Carbon {
   EmbodiedBreakdown embodied_;
   std::unique_ptr<GridIntensity> grid_;
   CarbonTotals totals_;
+  CarbonTickGrams last_tick_grams_;
   std::vector<BudgetState> budgets_;
   int64_t last_tick_ms_ = 0;
 };

@@ -13,8 +13,10 @@
 #include "agent/carbon.h"
 #include "agent/checkpoint.h"
 #include "agent/doctor.h"
+#include "agent/ledger.h"
 #include "agent/options.h"
 #include "agent/privileges.h"
+#include "agent/report.h"
 #include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/remote_write.h"
@@ -35,6 +37,20 @@ class CarbonConsumer : public TickConsumer {
   Carbon carbon_;
 };
 
+/// The ledger sums each tick's joules and grams per period into the day files `report` reads.
+/// It takes the tick's grams from Carbon, so it must be added after CarbonConsumer.
+class LedgerConsumer : public TickConsumer {
+ public:
+  LedgerConsumer(const LedgerOptions& o, const Carbon& carbon) : ledger_(o, carbon) {}
+  Result<bool> open() { return ledger_.open(wall_clock_ms()); }
+  void on_tick(const EnergyTick& t) override { ledger_.on_tick(t); }
+  void append_families(std::vector<Family>& out) const override { ledger_.append_families(out); }
+  void flush() { ledger_.flush_all(); }
+
+ private:
+  Ledger ledger_;
+};
+
 /// Remote-write takes every published snapshot into its disk queue.
 class RemoteWriteConsumer : public TickConsumer {
  public:
@@ -52,6 +68,7 @@ constexpr const char* kUsage =
     "  run      the daemon: measure, attribute, export (/metrics)\n"
     "  doctor   which energy sources and accounting this host offers, and why not\n"
     "  checkpoint-dump  the totals `run` would restore from --state-dir, as /metrics series\n"
+    "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -103,6 +120,8 @@ int run(const Options& options) {
       CheckpointStore(options.state_dir, read_host_identity(options.paths)),
       options.checkpoint_interval, agent.meter(), agent.attribution(), &carbon.carbon());
   agent.add_consumer(&checkpoint);
+  LedgerConsumer ledger(options.ledger, carbon.carbon());
+  agent.add_consumer(&ledger);
   std::unique_ptr<RemoteWriteConsumer> remote_write;
   if (!options.remote_write.url.empty()) {
     remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
@@ -122,10 +141,16 @@ int run(const Options& options) {
   PrivilegePlan plan{capabilities_needed(chosen, accounting_mode == "bpf"), options.user};
   auto dropped = drop_privileges(plan);
   if (!dropped.ok()) {
-    std::fprintf(stderr, "wattprobe: cannot drop privileges: %s\n", dropped.error().message().c_str());
+    std::fprintf(stderr, "wattprobe: cannot drop privileges: %s\n",
+                 dropped.error().message().c_str());
     return 1;
   }
   std::fprintf(stderr, "wattprobe: privileges: %s\n", dropped->c_str());
+  // The ledger's files belong to the user that writes them, so its folder is made only now.
+  if (auto opened = ledger.open(); !opened.ok()) {
+    std::fprintf(stderr, "wattprobe: ledger: %s\n", opened.error().message().c_str());
+    return 1;
+  }
 
   // After the drop, so the checkpoint files are handled by the user that will write them; before
   // the first tick, so every _total continues from the checkpoint.
@@ -141,7 +166,8 @@ int run(const Options& options) {
     std::fprintf(stderr, "wattprobe: %s\n", e.what());
     return 1;
   }
-  std::printf("wattprobe: serving metrics at %s\n", metrics_url(options.listen, pull->port()).c_str());
+  std::printf("wattprobe: serving metrics at %s\n",
+              metrics_url(options.listen, pull->port()).c_str());
   std::fflush(stdout);
 
   std::thread signal_waiter([&] {
@@ -150,6 +176,7 @@ int run(const Options& options) {
     if (sig != 0) agent.request_stop();
   });
   agent.run();
+  ledger.flush();  // the period in progress, with the seconds it covers
   // A normal end (--max-ticks) must still release the waiter.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
@@ -206,6 +233,8 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   args.erase(args.begin());
+  // report reads files only and has its own options (a period, not an agent's configuration).
+  if (command == "report") return run_report(args, std::cout, std::cerr);
   if (command != "run" && command != "doctor" && command != "checkpoint-dump") {
     std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
                  command.c_str());

@@ -64,6 +64,8 @@ po::options_description describe() {
       ("remote-write-password-file", po::value<std::string>(), "file holding the basic-auth password")
       ("remote-write-header", po::value<std::vector<std::string>>(), "NAME=VALUE extra HTTP header (repeatable)")
       ("remote-write-queue-bytes", po::value<std::string>(), "bound of the on-disk queue (default 67108864)")
+      ("ledger-retention", po::value<std::string>(), "delete ledger day files older than this many days (default 400; 0 keeps all)")
+      ("ledger-period", po::value<std::string>(), "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")
       ("source.model.min_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 0 % (default 0.74)")
       ("source.model.max_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 100 % (default 3.5)");
   return d;
@@ -311,6 +313,19 @@ Options parse_run_options(const std::vector<std::string>& args) {
     rw.queue_max_bytes = to_u64("remote-write-queue-bytes", *r, 1 << 16, uint64_t{1} << 40);
   }
   rw.state_dir = o.state_dir;
+
+  o.ledger.state_dir = o.state_dir;
+  if (auto r = one("ledger-retention")) {
+    o.ledger.retention_days = static_cast<unsigned>(to_u64("ledger-retention", *r, 0, 100000));
+  }
+  if (auto r = one("ledger-period")) {
+    auto d = to_duration("ledger-period", *r, std::chrono::seconds(1), std::chrono::hours(1));
+    // Whole seconds that divide a day keep every period inside one UTC day file.
+    if (d.count() % 1000 != 0 || 86'400'000 % d.count() != 0) {
+      bad("ledger-period", *r, "expected whole seconds that divide a day, such as 1s, 10s, 1m, 5m");
+    }
+    o.ledger.period = std::chrono::duration_cast<std::chrono::seconds>(d);
+  }
   if (!rw.url.empty()) {
     if (auto err = validate(rw)) throw UsageError("invalid remote-write options: " + *err);
   }

@@ -11,6 +11,7 @@
 #include "agent/attribution.h"
 #include "agent/carbon.h"
 #include "agent/host_paths.h"
+#include "agent/ledger.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
@@ -45,6 +46,7 @@ struct Options {
   ModelCoefficients model;
   CarbonOptions carbon;
   RemoteWriteOptions remote_write;  // off while url is empty
+  LedgerOptions ledger;             // its state_dir follows --state-dir
   std::string user;      // switch to this user after start-up, if set
   uint64_t max_ticks = 0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
 };

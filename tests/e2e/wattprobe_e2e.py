@@ -215,3 +215,22 @@ class PrometheusServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def ledger_lines(state_dir):
+    """Every line of the agent's ledger under state_dir, parsed: [(file, line number, dict)], in
+    day order. A line that is not JSON fails the caller's test."""
+    folder = os.path.join(state_dir, "ledger")
+    out = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".jsonl"):
+            continue
+        with open(os.path.join(folder, name)) as f:
+            for number, text in enumerate(f, 1):
+                out.append((name, number, json.loads(text)))
+    return out
+
+
+def run_report(*args, timeout=60):
+    """`wattprobe report ARGS`: the finished process, stdout and stderr as text."""
+    return subprocess.run([BIN, "report", *args], capture_output=True, text=True, timeout=timeout)

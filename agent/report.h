@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wattprobe {
+
+struct ReportOptions {
+  int64_t since_ms = 0;  // periods starting in [since, until) count
+  int64_t until_ms = 0;
+  enum class GroupBy { workload, kind, namespace_ } by = GroupBy::workload;
+  enum class Format { table, csv, json } format = Format::table;
+  std::filesystem::path state_dir = "/var/lib/wattprobe";
+};
+
+/// A --since/--until value: "2026-11-23T10:00:00Z", "2026-11-23" (its UTC midnight), "now", or
+/// a time before now such as "-24h", "-30m", "-7d" (the units of --interval).
+std::optional<int64_t> parse_report_time(std::string_view text, int64_t now_ms);
+
+/// Parses `wattprobe report` arguments (without the command). Defaults: the 24 hours before
+/// `now_ms`, by workload, as a table. Throws UsageError naming the flag and the value.
+ReportOptions parse_report_options(const std::vector<std::string>& args, int64_t now_ms);
+
+std::string report_help();
+
+/// One row of the report: sums over the ledger lines of a group.
+struct ReportRow {
+  std::string group;
+  double joules = 0;
+  double cpu_seconds = 0;
+  double operational_grams = 0;
+  double embodied_grams = 0;
+  double measured_joules = 0;  // joules from periods where every source was measured
+
+  void add(const ReportRow& other);
+};
+
+struct LedgerSums {
+  std::vector<ReportRow> groups;  // most energy first
+  ReportRow idle{"idle"};
+  ReportRow unattributed{"unattributed"};
+  uint64_t lines = 0;    // lines counted
+  uint64_t skipped = 0;  // malformed lines
+  double covered_seconds = 0;
+  std::vector<std::filesystem::path> files;  // day files read
+
+  /// Every group plus idle and unattributed: the host's energy in the period.
+  ReportRow total() const;
+};
+
+/// Reads the day files under <state_dir>/ledger that overlap [since, until) and sums the lines
+/// whose period starts inside it; a period is counted whole or not at all. Malformed lines are
+/// named on `warnings` ("file:line: what is wrong") and skipped.
+LedgerSums sum_ledger(const ReportOptions& options, std::ostream& warnings);
+
+void print_report(const ReportOptions& options, const LedgerSums& sums, std::ostream& out);
+
+/// `wattprobe report`: 0 on success, 1 when the period holds no valid ledger line, 2 on bad
+/// arguments (the message names the flag and the value).
+int run_report(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+
+}  // namespace wattprobe
