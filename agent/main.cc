@@ -94,16 +94,6 @@ int run(const Options& options) {
               std::move(accounting->accounting));
   CarbonConsumer carbon(options);
   agent.add_consumer(&carbon);
-  std::unique_ptr<RemoteWriteConsumer> remote_write;
-  if (!options.remote_write.url.empty()) {
-    remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
-    auto started = remote_write->start();
-    if (!started.ok()) {
-      std::fprintf(stderr, "wattprobe: remote-write: %s\n", started.error().message().c_str());
-      return 1;
-    }
-    agent.add_consumer(remote_write.get());
-  }
   // Everything privileged is open now (BPF loaded, counters opened at probe): keep only what
   // the tick still needs, before the first request can be served.
   std::vector<std::string> chosen;
@@ -117,6 +107,19 @@ int run(const Options& options) {
     return 1;
   }
   std::fprintf(stderr, "wattprobe: privileges: %s\n", dropped->c_str());
+
+  // After the drop: its sender is a thread (capabilities are per thread, so dropping must come
+  // first), and its queue folder must be writable by the user the agent runs as from now on.
+  std::unique_ptr<RemoteWriteConsumer> remote_write;
+  if (!options.remote_write.url.empty()) {
+    remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
+    auto started = remote_write->start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "wattprobe: remote-write: %s\n", started.error().message().c_str());
+      return 1;
+    }
+    agent.add_consumer(remote_write.get());
+  }
 
   std::unique_ptr<PrometheusPull> pull;
   try {

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <string_view>
 
@@ -118,6 +119,14 @@ std::string redact(const std::string& url) {
       (slash == std::string::npos || at < slash))
     out.erase(scheme + 3, at - scheme - 2);
   return out;
+}
+
+// `le` as prometheus-cpp's text exposition writes it (%.16g: 0.0005, not 5e-04), so a pushed
+// bucket and a scraped one are the same series.
+std::string format_bound(double bound) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", std::numeric_limits<double>::max_digits10 - 1, bound);
+  return buf;
 }
 
 std::string series_key(const prometheus::TimeSeries& ts) {
@@ -234,43 +243,59 @@ void RemoteWrite::enqueue(const Snapshot& snapshot) {
   uint32_t samples = 0;
   uint64_t invalid = 0;
   std::vector<std::pair<std::string_view, std::string_view>> labels;
+  // One TimeSeries; `le` is the bucket bound of a histogram's _bucket series, else empty.
+  auto add = [&](std::string_view name, const Labels& series_labels, std::string_view le,
+                 double value) {
+    labels.clear();
+    labels.emplace_back("__name__", name);
+    if (!le.empty()) labels.emplace_back("le", le);
+    for (const auto& [label, label_value] : series_labels) {
+      if (!is_label_name(label) || label == "__name__" || (!le.empty() && label == "le")) {
+        ++invalid;
+        return;
+      }
+      // An empty value means "no such label" to Prometheus; sending it only costs bytes.
+      if (!label_value.empty()) labels.emplace_back(label, label_value);
+    }
+    std::stable_sort(labels.begin(), labels.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    // A duplicate name would make the receiver reject the whole request with everyone
+    // else's samples in it; the series is dropped here instead, and counted.
+    for (std::size_t i = 1; i < labels.size(); ++i) {
+      if (labels[i].first == labels[i - 1].first) {
+        ++invalid;
+        return;
+      }
+    }
+    auto* ts = request.add_timeseries();
+    for (const auto& [label, label_value] : labels) {
+      auto* l = ts->add_labels();
+      l->set_name(std::string(label));
+      l->set_value(std::string(label_value));
+    }
+    auto* s = ts->add_samples();
+    s->set_value(value);
+    s->set_timestamp(snapshot.timestamp_ms);
+    ++samples;
+  };
   for (const auto& family : snapshot.families) {
     if (!is_metric_name(family.name)) {
-      invalid += family.series.size();
+      invalid += family.series.size() + (family.histogram ? 1 : 0);
       continue;
     }
-    for (const auto& series : family.series) {
-      labels.clear();
-      labels.emplace_back("__name__", family.name);
-      bool ok = true;
-      for (const auto& [name, value] : series.labels) {
-        if (!is_label_name(name) || name == "__name__") {
-          ok = false;
-          break;
-        }
-        // An empty value means "no such label" to Prometheus; sending it only costs bytes.
-        if (!value.empty()) labels.emplace_back(name, value);
+    for (const auto& series : family.series) add(family.name, series.labels, "", series.value);
+    if (family.type == MetricType::histogram && family.histogram) {
+      // The classic series a scrape of /metrics makes of it, so a remote store holds the same
+      // series as a scraping Prometheus would (le written as the text exposition writes it).
+      const Histogram& h = *family.histogram;
+      const Labels none;
+      for (std::size_t i = 0; i < h.bounds.size() && i < h.cumulative.size(); ++i) {
+        add(family.name + "_bucket", none, format_bound(h.bounds[i]),
+            static_cast<double>(h.cumulative[i]));
       }
-      std::stable_sort(labels.begin(), labels.end(),
-                       [](const auto& a, const auto& b) { return a.first < b.first; });
-      // A duplicate name would make the receiver reject the whole request with everyone
-      // else's samples in it; the series is dropped here instead, and counted.
-      for (std::size_t i = 1; ok && i < labels.size(); ++i)
-        if (labels[i].first == labels[i - 1].first) ok = false;
-      if (!ok) {
-        ++invalid;
-        continue;
-      }
-      auto* ts = request.add_timeseries();
-      for (const auto& [name, value] : labels) {
-        auto* l = ts->add_labels();
-        l->set_name(std::string(name));
-        l->set_value(std::string(value));
-      }
-      auto* s = ts->add_samples();
-      s->set_value(series.value);
-      s->set_timestamp(snapshot.timestamp_ms);
-      ++samples;
+      add(family.name + "_bucket", none, "+Inf", static_cast<double>(h.count));
+      add(family.name + "_sum", none, "", h.sum);
+      add(family.name + "_count", none, "", static_cast<double>(h.count));
     }
   }
   if (invalid > 0) dropped_invalid_ += invalid;
@@ -562,6 +587,9 @@ void RemoteWrite::append_families(std::vector<Family>& out) const {
         static_cast<double>(c.queue_bytes));
   counter("wattprobe_agent_remote_write_samples_sent_total",
           "Samples the remote-write receiver accepted (2xx).", static_cast<double>(c.samples_sent));
+  counter("wattprobe_agent_remote_write_sent_bytes_total",
+          "Compressed request bytes the remote-write receiver accepted (2xx).",
+          static_cast<double>(c.wire_bytes));
   counter("wattprobe_agent_remote_write_requests_retried_total",
           "Remote-write requests retried after 5xx, 429 or a connection error.",
           static_cast<double>(c.requests_retried));

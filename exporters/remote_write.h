@@ -73,10 +73,11 @@ class RemoteWrite {
   void stop();
   /// Called by the sampling thread each tick. Converts every series to a TimeSeries (labels:
   /// __name__ plus the series labels, sorted by name, unique, empty values left out; one sample
-  /// at snapshot.timestamp_ms) and appends them to the disk queue. Touches only the local disk.
+  /// at snapshot.timestamp_ms), a histogram to its classic _bucket{le}, _sum and _count series,
+  /// and appends them to the disk queue as one record. Touches only the local disk.
   void enqueue(const Snapshot& snapshot);
-  /// wattprobe_agent_remote_write_* families (queue depth and bytes, sent, retried, dropped and
-  /// failed by reason). Thread-safe.
+  /// wattprobe_agent_remote_write_* families (queue depth and bytes, samples and bytes sent,
+  /// retried, dropped and failed by reason). Thread-safe.
   void append_families(std::vector<Family>& out) const;
 
   /// Waits until the queue is empty (tests, and `stop` callers that want to know).

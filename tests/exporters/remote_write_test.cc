@@ -360,6 +360,38 @@ TEST(RemoteWrite, SeriesThatAReceiverWouldRejectAreLeftOutAndCounted) {
   EXPECT_EQ(c.samples_sent, 1u * kSeriesPerTick);
 }
 
+TEST(RemoteWrite, AHistogramIsSentAsTheClassicSeriesAScrapeWouldMake) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(receiver.url(), tmp.path("state")));
+  Snapshot s;
+  s.timestamp_ms = now_ms();
+  Family f{"wattprobe_agent_tick_duration_seconds", "", MetricType::histogram, {}};
+  f.histogram = Histogram{{0.0005, 0.01, 1}, {2, 5, 7}, 9, 3.25};
+  s.families.push_back(f);
+  rw->enqueue(s);
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+
+  std::map<std::string, double> got;
+  for (const auto& r : receiver.requests()) {
+    auto request = decode(r.body);
+    for (const auto& ts : request.timeseries()) {
+      ASSERT_EQ(ts.samples_size(), 1);
+      EXPECT_EQ(ts.samples(0).timestamp(), s.timestamp_ms);
+      std::string le = label(ts, "le");
+      got[label(ts, "__name__") + (le == "<absent>" ? "" : "{" + le + "}")] = ts.samples(0).value();
+    }
+  }
+  EXPECT_EQ(got, (std::map<std::string, double>{
+                     {"wattprobe_agent_tick_duration_seconds_bucket{0.0005}", 2},
+                     {"wattprobe_agent_tick_duration_seconds_bucket{0.01}", 5},
+                     {"wattprobe_agent_tick_duration_seconds_bucket{1}", 7},
+                     {"wattprobe_agent_tick_duration_seconds_bucket{+Inf}", 9},
+                     {"wattprobe_agent_tick_duration_seconds_sum", 3.25},
+                     {"wattprobe_agent_tick_duration_seconds_count", 9}}));
+  EXPECT_EQ(rw->counters().dropped_invalid, 0u);
+}
+
 TEST(RemoteWrite, ExportsItsQueueAndDeliveryFamilies) {
   testing::TempTree tmp;
   FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
@@ -377,6 +409,11 @@ TEST(RemoteWrite, ExportsItsQueueAndDeliveryFamilies) {
   ASSERT_NE(sent, nullptr);
   EXPECT_EQ(sent->type, MetricType::counter);
   EXPECT_EQ(sent->series.at(0).value, kSeriesPerTick);
+  const Family* bytes = s.find("wattprobe_agent_remote_write_sent_bytes_total");
+  ASSERT_NE(bytes, nullptr);
+  std::size_t body_bytes = 0;
+  for (const auto& r : receiver.requests()) body_bytes += r.body.size();
+  EXPECT_EQ(bytes->series.at(0).value, static_cast<double>(body_bytes));
   const Family* dropped = s.find("wattprobe_agent_remote_write_samples_dropped_total");
   ASSERT_NE(dropped, nullptr);
   std::vector<std::string> reasons;
