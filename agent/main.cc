@@ -36,6 +36,8 @@ class RemoteWriteConsumer : public TickConsumer {
  public:
   explicit RemoteWriteConsumer(const RemoteWriteOptions& o) : rw_(o) {}
   Result<bool> start() { return rw_.start(); }
+  /// The last tick is queued: the stop flush may begin while the rest of the agent shuts down.
+  void begin_stop() { rw_.request_stop(); }
   void append_families(std::vector<Family>& out) const override { rw_.append_families(out); }
   void on_snapshot(const SnapshotPtr& s) override { rw_.enqueue(*s); }
 
@@ -137,6 +139,9 @@ int run(const Options& options) {
     if (sig != 0) agent.request_stop();
   });
   agent.run();
+  // The flush (up to --remote-write-flush-timeout) overlaps the HTTP server's shutdown (up to
+  // its 2 s poll quantum) instead of following it, so SIGTERM stays prompt with a hung receiver.
+  if (remote_write) remote_write->begin_stop();
   // A normal end (--max-ticks) must still release the waiter.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();

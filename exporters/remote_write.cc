@@ -4,12 +4,14 @@
 #include <snappy.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <limits>
 #include <map>
 #include <string_view>
+#include <unordered_set>
 
 #include "agent/text_file.h"
 #include "exporters/remote_write.pb.h"
@@ -23,6 +25,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// Prometheus's staleness marker: a NaN with this exact bit pattern (model/value.StaleNaN).
+constexpr uint64_t kStaleNaN = 0x7ff0000000000002;
 
 // A queue record or request bigger than this is damage, not data (a tick is kilobytes).
 constexpr std::size_t kMaxUncompressedBytes = 64u << 20;
@@ -94,19 +99,44 @@ size_t collect_retry_after(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
-struct AbortCheck {
-  Clock::time_point deadline;
-  const std::atomic<int64_t>* stop_deadline_ns;  // set by stop() while a request is under way
-};
-
 int64_t to_ns(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-int abort_past_deadline(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* check = static_cast<AbortCheck*>(user);
-  auto now = Clock::now();
-  return now > check->deadline || to_ns(now) > check->stop_deadline_ns->load() ? 1 : 0;
+// How often a transfer looks at the stop deadline. curl's progress callback would be the
+// natural place, but while a receiver stays silent curl calls it only about once a second,
+// which made a stop with a hung receiver overrun its flush deadline by up to a second.
+constexpr milliseconds kStopCheckSlice{50};
+
+// Runs the transfer on `multi` in short polls until it ends, `deadline` passes or the stop
+// deadline (set by another thread) passes; the last two count as a timeout.
+CURLcode perform_until(CURL* curl, CURLM* multi, Clock::time_point deadline,
+                       const std::atomic<int64_t>& stop_deadline_ns) {
+  if (curl_multi_add_handle(multi, curl) != CURLM_OK) return CURLE_FAILED_INIT;
+  CURLcode rc = CURLE_OK;
+  for (;;) {
+    int running = 0;
+    if (curl_multi_perform(multi, &running) != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
+      break;
+    }
+    if (running == 0) {
+      int left = 0;
+      rc = CURLE_GOT_NOTHING;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == curl) rc = msg->data.result;
+      }
+      break;
+    }
+    auto now = Clock::now();
+    if (now > deadline || to_ns(now) > stop_deadline_ns.load()) {
+      rc = CURLE_OPERATION_TIMEDOUT;
+      break;
+    }
+    curl_multi_poll(multi, nullptr, 0, static_cast<int>(kStopCheckSlice.count()), nullptr);
+  }
+  curl_multi_remove_handle(multi, curl);
+  return rc;
 }
 
 // The endpoint without user info or query, for messages: enough to find it, never a secret.
@@ -203,6 +233,7 @@ RemoteWrite::RemoteWrite(RemoteWriteOptions options) : options_(std::move(option
 
 RemoteWrite::~RemoteWrite() {
   stop();
+  if (multi_ != nullptr) curl_multi_cleanup(static_cast<CURLM*>(multi_));
   if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
 }
 
@@ -212,7 +243,9 @@ Result<bool> RemoteWrite::start() {
   // Not thread-safe, so here at start-up; reference counted, so other users of curl are fine.
   curl_global_init(CURL_GLOBAL_DEFAULT);
   curl_ = curl_easy_init();
-  if (curl_ == nullptr) return Error{ErrorKind::transient, "", "curl_easy_init failed"};
+  multi_ = curl_multi_init();
+  if (curl_ == nullptr || multi_ == nullptr)
+    return Error{ErrorKind::transient, "", "curl_easy_init or curl_multi_init failed"};
   DiskQueueOptions q;
   q.dir = options_.state_dir / "remote-write";
   q.max_bytes = options_.queue_max_bytes;
@@ -224,7 +257,7 @@ Result<bool> RemoteWrite::start() {
   return true;
 }
 
-void RemoteWrite::stop() {
+void RemoteWrite::request_stop() {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || !sender_.joinable()) return;
@@ -233,6 +266,11 @@ void RemoteWrite::stop() {
     stop_deadline_ns_ = to_ns(stop_deadline_);
   }
   wake_.notify_all();
+}
+
+void RemoteWrite::stop() {
+  request_stop();
+  if (!sender_.joinable()) return;
   sender_.join();
   queue_->sync();
 }
@@ -299,8 +337,31 @@ void RemoteWrite::enqueue(const Snapshot& snapshot) {
     }
   }
   if (invalid > 0) dropped_invalid_ += invalid;
+
+  // A series the last tick had and this one lacks (an expired workload, a process that left the
+  // top N) gets Prometheus's staleness marker, as a scrape writes one: without it the series
+  // would linger in the receiver's instant queries for its lookback (5 min by default).
+  const int tick_series = request.timeseries_size();
+  if (last_tick_) {
+    std::unordered_set<std::string> present;
+    present.reserve(static_cast<std::size_t>(tick_series));
+    for (const auto& ts : request.timeseries()) present.insert(series_key(ts));
+    for (auto& gone : *last_tick_->mutable_timeseries()) {
+      if (present.count(series_key(gone)) > 0) continue;
+      auto* marker = request.add_timeseries();
+      marker->mutable_labels()->Swap(gone.mutable_labels());
+      auto* s = marker->add_samples();
+      s->set_value(std::bit_cast<double>(kStaleNaN));
+      s->set_timestamp(snapshot.timestamp_ms);
+      ++samples;
+    }
+  }
   if (samples == 0) return;
   std::string serialized = request.SerializeAsString();
+  request.mutable_timeseries()->DeleteSubrange(tick_series,
+                                               request.timeseries_size() - tick_series);
+  if (!last_tick_) last_tick_ = std::make_unique<prometheus::WriteRequest>();
+  last_tick_->Swap(&request);
   std::string compressed;
   snappy::Compress(serialized.data(), serialized.size(), &compressed);
   if (auto appended = queue_->append(compressed, samples); !appended) {
@@ -384,7 +445,6 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
 
   std::string response;
   long retry_after_s = -1;
-  AbortCheck abort{deadline, &stop_deadline_ns_};
   auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
   long total_ms = static_cast<long>(
       std::max<int64_t>(1, std::min<int64_t>(options_.request_timeout.count(), remaining.count())));
@@ -407,11 +467,8 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_retry_after);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after_s);
-  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, abort_past_deadline);
-  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &abort);
 
-  CURLcode rc = curl_easy_perform(curl);
+  CURLcode rc = perform_until(curl, static_cast<CURLM*>(multi_), deadline, stop_deadline_ns_);
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_slist_free_all(headers);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -392,6 +393,42 @@ TEST(RemoteWrite, AHistogramIsSentAsTheClassicSeriesAScrapeWouldMake) {
   EXPECT_EQ(rw->counters().dropped_invalid, 0u);
 }
 
+// tick(i, ts) without workload unit2.service: what the agent publishes once it has expired.
+Snapshot tick_without_unit2(int i, int64_t timestamp_ms) {
+  Snapshot s = tick(i, timestamp_ms);
+  s.families[0].series.pop_back();
+  return s;
+}
+
+bool is_stale_marker(double v) {
+  return std::bit_cast<uint64_t>(v) == 0x7ff0000000000002;  // Prometheus value.StaleNaN
+}
+
+TEST(RemoteWrite, ASeriesThatGoesAwayGetsOneStalenessMarker) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(receiver.url(), tmp.path("state")));
+  int64_t t0 = now_ms();
+  rw->enqueue(tick(0, t0));
+  rw->enqueue(tick_without_unit2(1, t0 + 1000));
+  rw->enqueue(tick_without_unit2(2, t0 + 2000));
+  rw->enqueue(tick(3, t0 + 3000));  // back again: an ordinary sample, no marker
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+
+  auto got = received_samples(receiver.requests());
+  const auto& unit2 = got.at("wattprobe_workload_energy_joules_total{unit2.service}");
+  ASSERT_EQ(unit2.size(), 3u);
+  EXPECT_EQ(unit2[0], std::make_pair(t0, 2.0));
+  EXPECT_EQ(unit2[1].first, t0 + 1000);
+  EXPECT_TRUE(is_stale_marker(unit2[1].second)) << unit2[1].second;
+  EXPECT_EQ(unit2[2], std::make_pair(t0 + 3000, 32.0));
+  for (const auto& [series, samples] : got) {
+    if (series.find("unit2") != std::string::npos) continue;
+    for (const auto& [t, v] : samples) EXPECT_FALSE(is_stale_marker(v)) << series << " at " << t;
+  }
+  EXPECT_EQ(rw->counters().samples_sent, 4u * kSeriesPerTick - 2 + 1);
+}
+
 TEST(RemoteWrite, ExportsItsQueueAndDeliveryFamilies) {
   testing::TempTree tmp;
   FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
@@ -604,6 +641,27 @@ TEST(RemoteWriteToPrometheus, PushedSamplesArriveAndPromqlFindsThem) {
                         {"unit0.service", 10}, {"unit1.service", 10}, {"unit2.service", 10}}));
   auto power = prometheus.query_by("sum_over_time(wattprobe_node_power_watts[5m])", "socket");
   EXPECT_EQ(power, (std::map<std::string, double>{{"0", 95}}));  // Σ 5 + i, i < 10
+}
+
+TEST(RemoteWriteToPrometheus, AStaleMarkedSeriesLeavesInstantQueriesAndKeepsItsSamples) {
+  REQUIRE_PROMETHEUS();
+  testing::TempTree tmp;
+  PrometheusServer prometheus(tmp.path("prometheus"));
+  ASSERT_EQ(prometheus.start(), "");
+  auto rw = started(fast_options(prometheus.write_url(), tmp.path("state")));
+  int64_t t0 = now_ms() - 5000;
+  rw->enqueue(tick(0, t0));
+  rw->enqueue(tick(1, t0 + 1000));
+  rw->enqueue(tick_without_unit2(2, t0 + 2000));
+  ASSERT_TRUE(rw->wait_until_drained(30s));
+  EXPECT_EQ(rw->counters().dropped_rejected, 0u);
+
+  auto now = prometheus.query_by("wattprobe_workload_energy_joules_total", "workload");
+  EXPECT_EQ(now, (std::map<std::string, double>{{"unit0.service", 20}, {"unit1.service", 21}}));
+  auto counts = prometheus.query_by("count_over_time(wattprobe_workload_energy_joules_total[5m])",
+                                    "workload");
+  EXPECT_EQ(counts, (std::map<std::string, double>{
+                        {"unit0.service", 3}, {"unit1.service", 3}, {"unit2.service", 2}}));
 }
 
 TEST(RemoteWriteToPrometheus, AnOutageWithAnAgentRestartInItLosesNoSample) {
