@@ -1,5 +1,8 @@
 #include "agent/options.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <fstream>
@@ -63,6 +66,7 @@ po::options_description describe() {
       ("remote-write-password-file", po::value<std::string>(), "file holding the basic-auth password")
       ("remote-write-header", po::value<std::vector<std::string>>(), "NAME=VALUE extra HTTP header (repeatable)")
       ("remote-write-queue-bytes", po::value<std::string>(), "bound of the on-disk queue (default 67108864)")
+      ("remote-write-label", po::value<std::vector<std::string>>(), "NAME=VALUE added to every pushed series (repeatable; default instance=<hostname>, instance= for none)")
       ("remote-write-ca-file", po::value<std::string>(), "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")
       ("remote-write-batch-interval", po::value<std::string>(), "send what is queued this often, 10ms to 60s (default 1s)")
       ("remote-write-max-samples-per-request", po::value<std::string>(), "samples per request, 1 to 1000000 (default 2000)")
@@ -308,6 +312,21 @@ Options parse_run_options(const std::vector<std::string>& args) {
       auto eq = r.value.find('=');
       if (eq == std::string::npos || eq == 0) bad("remote-write-header", r, "expected NAME=VALUE");
       rw.headers.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+    }
+  }
+  if (values.count("remote-write-label")) {
+    for (const Raw& r : values["remote-write-label"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0) bad("remote-write-label", r, "expected NAME=VALUE");
+      rw.labels.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+    }
+  }
+  // Pushed series have no scrape target to name the host, so by default they carry its name.
+  if (std::none_of(rw.labels.begin(), rw.labels.end(),
+                   [](const auto& l) { return l.first == "instance"; })) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') {
+      rw.labels.emplace_back("instance", host);
     }
   }
   if (auto r = one("remote-write-queue-bytes")) {

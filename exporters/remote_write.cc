@@ -206,6 +206,13 @@ std::optional<std::string> validate(const RemoteWriteOptions& o) {
       if (c == '\r' || c == '\n' || c == '\0')
         return bad("header", name, "value must not contain CR, LF or NUL");
   }
+  for (std::size_t i = 0; i < o.labels.size(); ++i) {
+    const std::string& name = o.labels[i].first;
+    if (!is_label_name(name) || name.starts_with("__") || name == "le")
+      return bad("label", name, "is not a label name a series may carry");
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.labels[j].first == name) return bad("label", name, "is given twice");
+  }
   if (o.state_dir.empty()) return bad("state-dir", "", "is required for the disk queue");
   if (o.queue_max_bytes < (std::size_t{64} << 10))
     return bad("queue-max-bytes", std::to_string(o.queue_max_bytes), "must be at least 65536");
@@ -294,6 +301,14 @@ void RemoteWrite::enqueue(const Snapshot& snapshot) {
       }
       // An empty value means "no such label" to Prometheus; sending it only costs bytes.
       if (!label_value.empty()) labels.emplace_back(label, label_value);
+    }
+    // The host's labels, where the series has no label of that name (as Prometheus's
+    // external_labels): without them every agent pushing to one receiver writes the same series.
+    const std::size_t own = labels.size();
+    for (const auto& [label, label_value] : options_.labels) {
+      bool taken = false;
+      for (std::size_t i = 0; i < own && !taken; ++i) taken = labels[i].first == label;
+      if (!taken && !label_value.empty()) labels.emplace_back(label, label_value);
     }
     std::stable_sort(labels.begin(), labels.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });

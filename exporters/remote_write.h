@@ -34,6 +34,9 @@ struct RemoteWriteOptions {
   std::string bearer_token_file;
   /// Extra request headers (e.g. X-Scope-OrgID). Protocol and auth headers cannot be overridden.
   std::vector<std::pair<std::string, std::string>> headers;
+  /// Labels added to every pushed series that lacks a label of that name (like Prometheus's
+  /// external_labels), e.g. instance=<host>; an empty value adds nothing.
+  std::vector<std::pair<std::string, std::string>> labels;
   /// Extra CA bundle (PEM) for https; empty = the system store. Peer verification is always on.
   std::string ca_file;
   /// The queue lives in <state_dir>/remote-write.

@@ -9,6 +9,7 @@ not hold up SIGTERM. Prints the bytes per sample on the wire and on disk through
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 
@@ -103,6 +104,8 @@ def against_prometheus(root, driver, figures):
                       f"{sorted(local.items())} vs {sorted(got.items())}")
             finally:
                 driver.proc.send_signal(signal.SIGCONT)
+            hosts = {r["metric"].get("instance") for r in prom.query(NODE)}
+            assert hosts == {socket.gethostname()}, f"pushed series carry instance {hosts}"
             newest = prom.query(f"timestamp({NODE})")
             age = time.time() - max(float(r["value"][1]) for r in newest)
             assert age < 3, f"newest stored sample is {age:.1f}s old"
@@ -299,6 +302,7 @@ def usage_errors():
             (["--remote-write-url", "http://x/", "--remote-write-ca-file", "/no/such.pem"], "/no/such.pem"),
             (["--remote-write-url", "http://x/", "--remote-write-max-samples-per-request", "0"], '"0"'),
             (["--remote-write-batch-interval", "1s"], "needs --remote-write-url"),
+            (["--remote-write-url", "http://x/", "--remote-write-label", "data-centre=a"], "data-centre"),
             (["--remote-write-url", "http://x/", "--remote-write-header", "Content-Type=a"], "Content-Type")):
         p = subprocess.run([BIN, "run", *args], capture_output=True, text=True, timeout=30)
         lines = p.stderr.strip().splitlines()

@@ -393,6 +393,31 @@ TEST(RemoteWrite, AHistogramIsSentAsTheClassicSeriesAScrapeWouldMake) {
   EXPECT_EQ(rw->counters().dropped_invalid, 0u);
 }
 
+TEST(RemoteWrite, AddsTheHostsLabelsWhereASeriesHasNoneOfThatName) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto o = fast_options(receiver.url(), tmp.path("state"));
+  o.labels = {{"instance", "host-a"}, {"kind", "from-host"}, {"region", ""}};
+  auto rw = started(o);
+  rw->enqueue(tick(0, now_ms()));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  std::size_t seen = 0;
+  for (const auto& r : receiver.requests()) {
+    auto request = decode(r.body);
+    for (const auto& ts : request.timeseries()) {
+      ++seen;
+      EXPECT_EQ(label(ts, "instance"), "host-a");
+      EXPECT_EQ(label(ts, "region"), "<absent>") << "an empty value adds nothing";
+      // The series' own kind wins; the node gauge has none, so it takes the host's.
+      bool workload = label(ts, "__name__") == "wattprobe_workload_energy_joules_total";
+      EXPECT_EQ(label(ts, "kind"), workload ? "systemd" : "from-host");
+      for (int i = 1; i < ts.labels_size(); ++i)
+        EXPECT_LT(ts.labels(i - 1).name(), ts.labels(i).name()) << "sorted and unique";
+    }
+  }
+  EXPECT_EQ(seen, std::size_t{kSeriesPerTick});
+}
+
 // tick(i, ts) without workload unit2.service: what the agent publishes once it has expired.
 Snapshot tick_without_unit2(int i, int64_t timestamp_ms) {
   Snapshot s = tick(i, timestamp_ms);
@@ -492,6 +517,13 @@ TEST(RemoteWrite, ValidateNamesTheWrongFieldAndItsValue) {
   EXPECT_NE(with([](auto& o) { o.backoff_max = 1ms; }).find("backoff-max \"1ms\""),
             std::string::npos);
   EXPECT_NE(with([](auto& o) { o.state_dir.clear(); }).find("state-dir"), std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.labels = {{"__name__", "x"}}; }).find("label \"__name__\""),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.labels = {{"host-name", "x"}}; }).find("label \"host-name\""),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.labels = {{"dc", "a"}, {"dc", "b"}}; }).find("twice"),
+            std::string::npos);
+  EXPECT_EQ(with([](auto& o) { o.labels = {{"instance", "h"}, {"dc", "a"}}; }), "");
 
   RemoteWrite rw(RemoteWriteOptions{});  // no url: start() refuses, nothing is created
   auto r = rw.start();
