@@ -56,6 +56,8 @@ class RemoteWriteConsumer : public TickConsumer {
  public:
   explicit RemoteWriteConsumer(const RemoteWriteOptions& o) : rw_(o) {}
   Result<bool> start() { return rw_.start(); }
+  /// The last tick is queued: the stop flush may begin while the rest of the agent shuts down.
+  void begin_stop() { rw_.request_stop(); }
   void append_families(std::vector<Family>& out) const override { rw_.append_families(out); }
   void on_snapshot(const SnapshotPtr& s) override { rw_.enqueue(*s); }
 
@@ -122,16 +124,6 @@ int run(const Options& options) {
   agent.add_consumer(&checkpoint);
   LedgerConsumer ledger(options.ledger, carbon.carbon());
   agent.add_consumer(&ledger);
-  std::unique_ptr<RemoteWriteConsumer> remote_write;
-  if (!options.remote_write.url.empty()) {
-    remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
-    auto started = remote_write->start();
-    if (!started.ok()) {
-      std::fprintf(stderr, "wattprobe: remote-write: %s\n", started.error().message().c_str());
-      return 1;
-    }
-    agent.add_consumer(remote_write.get());
-  }
   // Everything privileged is open now (BPF loaded, counters opened at probe): keep only what
   // the tick still needs, before the first request can be served.
   std::vector<std::string> chosen;
@@ -159,6 +151,19 @@ int run(const Options& options) {
     return 1;
   }
 
+  // After the drop: its sender is a thread (capabilities are per thread, so dropping must come
+  // first), and its queue folder must be writable by the user the agent runs as from now on.
+  std::unique_ptr<RemoteWriteConsumer> remote_write;
+  if (!options.remote_write.url.empty()) {
+    remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
+    auto started = remote_write->start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "wattprobe: remote-write: %s\n", started.error().message().c_str());
+      return 1;
+    }
+    agent.add_consumer(remote_write.get());
+  }
+
   std::unique_ptr<PrometheusPull> pull;
   try {
     pull = std::make_unique<PrometheusPull>(options.listen, [&agent] { return agent.snapshot(); });
@@ -177,6 +182,9 @@ int run(const Options& options) {
   });
   agent.run();
   ledger.flush();  // the period in progress, with the seconds it covers
+  // The flush (up to --remote-write-flush-timeout) overlaps the HTTP server's shutdown (up to
+  // its 2 s poll quantum) instead of following it, so SIGTERM stays prompt with a hung receiver.
+  if (remote_write) remote_write->begin_stop();
   // A normal end (--max-ticks) must still release the waiter.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();

@@ -1,5 +1,8 @@
 #include "agent/options.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <fstream>
@@ -64,6 +67,15 @@ po::options_description describe() {
       ("remote-write-password-file", po::value<std::string>(), "file holding the basic-auth password")
       ("remote-write-header", po::value<std::vector<std::string>>(), "NAME=VALUE extra HTTP header (repeatable)")
       ("remote-write-queue-bytes", po::value<std::string>(), "bound of the on-disk queue (default 67108864)")
+      ("remote-write-label", po::value<std::vector<std::string>>(), "NAME=VALUE added to every pushed series (repeatable; default instance=<hostname>, instance= for none)")
+      ("remote-write-ca-file", po::value<std::string>(), "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")
+      ("remote-write-batch-interval", po::value<std::string>(), "send what is queued this often, 10ms to 60s (default 1s)")
+      ("remote-write-max-samples-per-request", po::value<std::string>(), "samples per request, 1 to 1000000 (default 2000)")
+      ("remote-write-timeout", po::value<std::string>(), "give up on a request after this long, 10ms to 5m (default 30s)")
+      ("remote-write-connect-timeout", po::value<std::string>(), "give up connecting after this long, 10ms to 5m (default 5s)")
+      ("remote-write-backoff-min", po::value<std::string>(), "first retry delay after a failure, doubling per failure (default 500ms)")
+      ("remote-write-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")
+      ("remote-write-flush-timeout", po::value<std::string>(), "at stop, keep sending this long; the rest waits on disk (default 2s)")
       ("ledger-retention", po::value<std::string>(), "delete ledger day files older than this many days (default 400; 0 keeps all)")
       ("ledger-period", po::value<std::string>(), "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")
       ("source.model.min_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 0 % (default 0.74)")
@@ -309,10 +321,56 @@ Options parse_run_options(const std::vector<std::string>& args) {
       rw.headers.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
     }
   }
+  if (values.count("remote-write-label")) {
+    for (const Raw& r : values["remote-write-label"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0) bad("remote-write-label", r, "expected NAME=VALUE");
+      rw.labels.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+    }
+  }
+  // Pushed series have no scrape target to name the host, so by default they carry its name.
+  if (std::none_of(rw.labels.begin(), rw.labels.end(),
+                   [](const auto& l) { return l.first == "instance"; })) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') {
+      rw.labels.emplace_back("instance", host);
+    }
+  }
   if (auto r = one("remote-write-queue-bytes")) {
     rw.queue_max_bytes = to_u64("remote-write-queue-bytes", *r, 1 << 16, uint64_t{1} << 40);
   }
+  if (auto r = one("remote-write-ca-file")) {
+    std::error_code ec;
+    if (r->value.empty() || !std::filesystem::is_regular_file(r->value, ec)) {
+      bad("remote-write-ca-file", *r, "no such file");
+    }
+    rw.ca_file = r->value;
+  }
+  using std::chrono::milliseconds;
+  auto duration = [&](const char* option, milliseconds lo, milliseconds hi, milliseconds& out) {
+    if (auto r = one(option)) out = to_duration(option, *r, lo, hi);
+  };
+  duration("remote-write-batch-interval", milliseconds(10), std::chrono::seconds(60),
+           rw.batch_interval);
+  if (auto r = one("remote-write-max-samples-per-request")) {
+    rw.max_samples_per_request = to_u64("remote-write-max-samples-per-request", *r, 1, 1000000);
+  }
+  duration("remote-write-timeout", milliseconds(10), std::chrono::minutes(5), rw.request_timeout);
+  duration("remote-write-connect-timeout", milliseconds(10), std::chrono::minutes(5),
+           rw.connect_timeout);
+  duration("remote-write-backoff-min", milliseconds(10), std::chrono::minutes(5), rw.backoff_min);
+  duration("remote-write-backoff-max", milliseconds(10), std::chrono::hours(1), rw.backoff_max);
+  duration("remote-write-flush-timeout", milliseconds(0), std::chrono::seconds(60),
+           rw.stop_flush_timeout);
   rw.state_dir = o.state_dir;
+  if (rw.url.empty()) {
+    // Tuning a push that is off is almost always a misspelt or forgotten url.
+    for (const auto& [name, raw] : values) {
+      if (name.starts_with("remote-write-") && name != "remote-write-url") {
+        bad(name, raw.back(), "needs --remote-write-url");
+      }
+    }
+  }
 
   o.ledger.state_dir = o.state_dir;
   if (auto r = one("ledger-retention")) {

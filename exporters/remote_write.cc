@@ -4,11 +4,14 @@
 #include <snappy.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <string_view>
+#include <unordered_set>
 
 #include "agent/text_file.h"
 #include "exporters/remote_write.pb.h"
@@ -22,6 +25,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// Prometheus's staleness marker: a NaN with this exact bit pattern (model/value.StaleNaN).
+constexpr uint64_t kStaleNaN = 0x7ff0000000000002;
 
 // A queue record or request bigger than this is damage, not data (a tick is kilobytes).
 constexpr std::size_t kMaxUncompressedBytes = 64u << 20;
@@ -93,19 +99,44 @@ size_t collect_retry_after(char* data, size_t size, size_t count, void* user) {
   return n;
 }
 
-struct AbortCheck {
-  Clock::time_point deadline;
-  const std::atomic<int64_t>* stop_deadline_ns;  // set by stop() while a request is under way
-};
-
 int64_t to_ns(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-int abort_past_deadline(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* check = static_cast<AbortCheck*>(user);
-  auto now = Clock::now();
-  return now > check->deadline || to_ns(now) > check->stop_deadline_ns->load() ? 1 : 0;
+// How often a transfer looks at the stop deadline. curl's progress callback would be the
+// natural place, but while a receiver stays silent curl calls it only about once a second,
+// which made a stop with a hung receiver overrun its flush deadline by up to a second.
+constexpr milliseconds kStopCheckSlice{50};
+
+// Runs the transfer on `multi` in short polls until it ends, `deadline` passes or the stop
+// deadline (set by another thread) passes; the last two count as a timeout.
+CURLcode perform_until(CURL* curl, CURLM* multi, Clock::time_point deadline,
+                       const std::atomic<int64_t>& stop_deadline_ns) {
+  if (curl_multi_add_handle(multi, curl) != CURLM_OK) return CURLE_FAILED_INIT;
+  CURLcode rc = CURLE_OK;
+  for (;;) {
+    int running = 0;
+    if (curl_multi_perform(multi, &running) != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
+      break;
+    }
+    if (running == 0) {
+      int left = 0;
+      rc = CURLE_GOT_NOTHING;
+      while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == curl) rc = msg->data.result;
+      }
+      break;
+    }
+    auto now = Clock::now();
+    if (now > deadline || to_ns(now) > stop_deadline_ns.load()) {
+      rc = CURLE_OPERATION_TIMEDOUT;
+      break;
+    }
+    curl_multi_poll(multi, nullptr, 0, static_cast<int>(kStopCheckSlice.count()), nullptr);
+  }
+  curl_multi_remove_handle(multi, curl);
+  return rc;
 }
 
 // The endpoint without user info or query, for messages: enough to find it, never a secret.
@@ -118,6 +149,14 @@ std::string redact(const std::string& url) {
       (slash == std::string::npos || at < slash))
     out.erase(scheme + 3, at - scheme - 2);
   return out;
+}
+
+// `le` as prometheus-cpp's text exposition writes it (%.16g: 0.0005, not 5e-04), so a pushed
+// bucket and a scraped one are the same series.
+std::string format_bound(double bound) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", std::numeric_limits<double>::max_digits10 - 1, bound);
+  return buf;
 }
 
 std::string series_key(const prometheus::TimeSeries& ts) {
@@ -167,6 +206,13 @@ std::optional<std::string> validate(const RemoteWriteOptions& o) {
       if (c == '\r' || c == '\n' || c == '\0')
         return bad("header", name, "value must not contain CR, LF or NUL");
   }
+  for (std::size_t i = 0; i < o.labels.size(); ++i) {
+    const std::string& name = o.labels[i].first;
+    if (!is_label_name(name) || name.starts_with("__") || name == "le")
+      return bad("label", name, "is not a label name a series may carry");
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.labels[j].first == name) return bad("label", name, "is given twice");
+  }
   if (o.state_dir.empty()) return bad("state-dir", "", "is required for the disk queue");
   if (o.queue_max_bytes < (std::size_t{64} << 10))
     return bad("queue-max-bytes", std::to_string(o.queue_max_bytes), "must be at least 65536");
@@ -194,6 +240,7 @@ RemoteWrite::RemoteWrite(RemoteWriteOptions options) : options_(std::move(option
 
 RemoteWrite::~RemoteWrite() {
   stop();
+  if (multi_ != nullptr) curl_multi_cleanup(static_cast<CURLM*>(multi_));
   if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
 }
 
@@ -203,7 +250,9 @@ Result<bool> RemoteWrite::start() {
   // Not thread-safe, so here at start-up; reference counted, so other users of curl are fine.
   curl_global_init(CURL_GLOBAL_DEFAULT);
   curl_ = curl_easy_init();
-  if (curl_ == nullptr) return Error{ErrorKind::transient, "", "curl_easy_init failed"};
+  multi_ = curl_multi_init();
+  if (curl_ == nullptr || multi_ == nullptr)
+    return Error{ErrorKind::transient, "", "curl_easy_init or curl_multi_init failed"};
   DiskQueueOptions q;
   q.dir = options_.state_dir / "remote-write";
   q.max_bytes = options_.queue_max_bytes;
@@ -215,7 +264,7 @@ Result<bool> RemoteWrite::start() {
   return true;
 }
 
-void RemoteWrite::stop() {
+void RemoteWrite::request_stop() {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || !sender_.joinable()) return;
@@ -224,6 +273,11 @@ void RemoteWrite::stop() {
     stop_deadline_ns_ = to_ns(stop_deadline_);
   }
   wake_.notify_all();
+}
+
+void RemoteWrite::stop() {
+  request_stop();
+  if (!sender_.joinable()) return;
   sender_.join();
   queue_->sync();
 }
@@ -234,48 +288,95 @@ void RemoteWrite::enqueue(const Snapshot& snapshot) {
   uint32_t samples = 0;
   uint64_t invalid = 0;
   std::vector<std::pair<std::string_view, std::string_view>> labels;
+  // One TimeSeries; `le` is the bucket bound of a histogram's _bucket series, else empty.
+  auto add = [&](std::string_view name, const Labels& series_labels, std::string_view le,
+                 double value) {
+    labels.clear();
+    labels.emplace_back("__name__", name);
+    if (!le.empty()) labels.emplace_back("le", le);
+    for (const auto& [label, label_value] : series_labels) {
+      if (!is_label_name(label) || label == "__name__" || (!le.empty() && label == "le")) {
+        ++invalid;
+        return;
+      }
+      // An empty value means "no such label" to Prometheus; sending it only costs bytes.
+      if (!label_value.empty()) labels.emplace_back(label, label_value);
+    }
+    // The host's labels, where the series has no label of that name (as Prometheus's
+    // external_labels): without them every agent pushing to one receiver writes the same series.
+    const std::size_t own = labels.size();
+    for (const auto& [label, label_value] : options_.labels) {
+      bool taken = false;
+      for (std::size_t i = 0; i < own && !taken; ++i) taken = labels[i].first == label;
+      if (!taken && !label_value.empty()) labels.emplace_back(label, label_value);
+    }
+    std::stable_sort(labels.begin(), labels.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    // A duplicate name would make the receiver reject the whole request with everyone
+    // else's samples in it; the series is dropped here instead, and counted.
+    for (std::size_t i = 1; i < labels.size(); ++i) {
+      if (labels[i].first == labels[i - 1].first) {
+        ++invalid;
+        return;
+      }
+    }
+    auto* ts = request.add_timeseries();
+    for (const auto& [label, label_value] : labels) {
+      auto* l = ts->add_labels();
+      l->set_name(std::string(label));
+      l->set_value(std::string(label_value));
+    }
+    auto* s = ts->add_samples();
+    s->set_value(value);
+    s->set_timestamp(snapshot.timestamp_ms);
+    ++samples;
+  };
   for (const auto& family : snapshot.families) {
     if (!is_metric_name(family.name)) {
-      invalid += family.series.size();
+      invalid += family.series.size() + (family.histogram ? 1 : 0);
       continue;
     }
-    for (const auto& series : family.series) {
-      labels.clear();
-      labels.emplace_back("__name__", family.name);
-      bool ok = true;
-      for (const auto& [name, value] : series.labels) {
-        if (!is_label_name(name) || name == "__name__") {
-          ok = false;
-          break;
-        }
-        // An empty value means "no such label" to Prometheus; sending it only costs bytes.
-        if (!value.empty()) labels.emplace_back(name, value);
+    for (const auto& series : family.series) add(family.name, series.labels, "", series.value);
+    if (family.type == MetricType::histogram && family.histogram) {
+      // The classic series a scrape of /metrics makes of it, so a remote store holds the same
+      // series as a scraping Prometheus would (le written as the text exposition writes it).
+      const Histogram& h = *family.histogram;
+      const Labels none;
+      for (std::size_t i = 0; i < h.bounds.size() && i < h.cumulative.size(); ++i) {
+        add(family.name + "_bucket", none, format_bound(h.bounds[i]),
+            static_cast<double>(h.cumulative[i]));
       }
-      std::stable_sort(labels.begin(), labels.end(),
-                       [](const auto& a, const auto& b) { return a.first < b.first; });
-      // A duplicate name would make the receiver reject the whole request with everyone
-      // else's samples in it; the series is dropped here instead, and counted.
-      for (std::size_t i = 1; ok && i < labels.size(); ++i)
-        if (labels[i].first == labels[i - 1].first) ok = false;
-      if (!ok) {
-        ++invalid;
-        continue;
-      }
-      auto* ts = request.add_timeseries();
-      for (const auto& [name, value] : labels) {
-        auto* l = ts->add_labels();
-        l->set_name(std::string(name));
-        l->set_value(std::string(value));
-      }
-      auto* s = ts->add_samples();
-      s->set_value(series.value);
+      add(family.name + "_bucket", none, "+Inf", static_cast<double>(h.count));
+      add(family.name + "_sum", none, "", h.sum);
+      add(family.name + "_count", none, "", static_cast<double>(h.count));
+    }
+  }
+  if (invalid > 0) dropped_invalid_ += invalid;
+
+  // A series the last tick had and this one lacks (an expired workload, a process that left the
+  // top N) gets Prometheus's staleness marker, as a scrape writes one: without it the series
+  // would linger in the receiver's instant queries for its lookback (5 min by default).
+  const int tick_series = request.timeseries_size();
+  if (last_tick_) {
+    std::unordered_set<std::string> present;
+    present.reserve(static_cast<std::size_t>(tick_series));
+    for (const auto& ts : request.timeseries()) present.insert(series_key(ts));
+    for (auto& gone : *last_tick_->mutable_timeseries()) {
+      if (present.count(series_key(gone)) > 0) continue;
+      auto* marker = request.add_timeseries();
+      marker->mutable_labels()->Swap(gone.mutable_labels());
+      auto* s = marker->add_samples();
+      s->set_value(std::bit_cast<double>(kStaleNaN));
       s->set_timestamp(snapshot.timestamp_ms);
       ++samples;
     }
   }
-  if (invalid > 0) dropped_invalid_ += invalid;
   if (samples == 0) return;
   std::string serialized = request.SerializeAsString();
+  request.mutable_timeseries()->DeleteSubrange(tick_series,
+                                               request.timeseries_size() - tick_series);
+  if (!last_tick_) last_tick_ = std::make_unique<prometheus::WriteRequest>();
+  last_tick_->Swap(&request);
   std::string compressed;
   snappy::Compress(serialized.data(), serialized.size(), &compressed);
   if (auto appended = queue_->append(compressed, samples); !appended) {
@@ -359,7 +460,6 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
 
   std::string response;
   long retry_after_s = -1;
-  AbortCheck abort{deadline, &stop_deadline_ns_};
   auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
   long total_ms = static_cast<long>(
       std::max<int64_t>(1, std::min<int64_t>(options_.request_timeout.count(), remaining.count())));
@@ -382,11 +482,8 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_retry_after);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after_s);
-  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, abort_past_deadline);
-  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &abort);
 
-  CURLcode rc = curl_easy_perform(curl);
+  CURLcode rc = perform_until(curl, static_cast<CURLM*>(multi_), deadline, stop_deadline_ns_);
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_slist_free_all(headers);
@@ -562,6 +659,9 @@ void RemoteWrite::append_families(std::vector<Family>& out) const {
         static_cast<double>(c.queue_bytes));
   counter("wattprobe_agent_remote_write_samples_sent_total",
           "Samples the remote-write receiver accepted (2xx).", static_cast<double>(c.samples_sent));
+  counter("wattprobe_agent_remote_write_sent_bytes_total",
+          "Compressed request bytes the remote-write receiver accepted (2xx).",
+          static_cast<double>(c.wire_bytes));
   counter("wattprobe_agent_remote_write_requests_retried_total",
           "Remote-write requests retried after 5xx, 429 or a connection error.",
           static_cast<double>(c.requests_retried));

@@ -18,6 +18,10 @@
 #include "agent/snapshot.h"
 #include "exporters/disk_queue.h"
 
+namespace prometheus {
+class WriteRequest;
+}
+
 namespace wattprobe {
 
 struct RemoteWriteOptions {
@@ -30,6 +34,9 @@ struct RemoteWriteOptions {
   std::string bearer_token_file;
   /// Extra request headers (e.g. X-Scope-OrgID). Protocol and auth headers cannot be overridden.
   std::vector<std::pair<std::string, std::string>> headers;
+  /// Labels added to every pushed series that lacks a label of that name (like Prometheus's
+  /// external_labels), e.g. instance=<host>; an empty value adds nothing.
+  std::vector<std::pair<std::string, std::string>> labels;
   /// Extra CA bundle (PEM) for https; empty = the system store. Peer verification is always on.
   std::string ca_file;
   /// The queue lives in <state_dir>/remote-write.
@@ -69,14 +76,20 @@ class RemoteWrite {
 
   /// Opens (and replays) the disk queue and starts the sender thread. Call once, at start-up.
   Result<bool> start();
-  /// Sends what it can within stop_flush_timeout, then stops the sender; the rest stays queued.
+  /// Starts the stop without waiting: the sender keeps sending for stop_flush_timeout, then
+  /// ends; the rest stays queued. Lets the caller shut other parts down meanwhile.
+  void request_stop();
+  /// request_stop(), then waits for the sender to end.
   void stop();
   /// Called by the sampling thread each tick. Converts every series to a TimeSeries (labels:
   /// __name__ plus the series labels, sorted by name, unique, empty values left out; one sample
-  /// at snapshot.timestamp_ms) and appends them to the disk queue. Touches only the local disk.
+  /// at snapshot.timestamp_ms), a histogram to its classic _bucket{le}, _sum and _count series,
+  /// adds a staleness marker (Prometheus's StaleNaN) for each series the previous tick had and
+  /// this one lacks, and appends them to the disk queue as one record. Touches only the local
+  /// disk. Markers are samples in every count.
   void enqueue(const Snapshot& snapshot);
-  /// wattprobe_agent_remote_write_* families (queue depth and bytes, sent, retried, dropped and
-  /// failed by reason). Thread-safe.
+  /// wattprobe_agent_remote_write_* families (queue depth and bytes, samples and bytes sent,
+  /// retried, dropped and failed by reason). Thread-safe.
   void append_families(std::vector<Family>& out) const;
 
   /// Waits until the queue is empty (tests, and `stop` callers that want to know).
@@ -119,14 +132,18 @@ class RemoteWrite {
 
   RemoteWriteOptions options_;
   std::unique_ptr<DiskQueue> queue_;
+  /// The series of the last enqueued tick (their labels): what the next tick lacks is marked
+  /// stale. Sampling thread only; empty after a restart, so no marker spans one.
+  std::unique_ptr<prometheus::WriteRequest> last_tick_;
   std::thread sender_;
   mutable std::mutex mu_;
   mutable std::condition_variable wake_;  // enqueue → sender (full batch), stop → sender
   mutable std::condition_variable drained_;
   bool stopping_ = false;
   std::chrono::steady_clock::time_point stop_deadline_;
-  std::atomic<int64_t> stop_deadline_ns_{INT64_MAX};  // steady clock; read by curl's callback
+  std::atomic<int64_t> stop_deadline_ns_{INT64_MAX};  // steady clock; read during a transfer
   void* curl_ = nullptr;                              // CURL*, used only by the sender thread
+  void* multi_ = nullptr;                             // CURLM* running curl_'s transfers, likewise
 
   std::atomic<uint64_t> samples_sent_{0}, requests_sent_{0}, requests_retried_{0};
   std::atomic<uint64_t> dropped_rejected_{0}, dropped_invalid_{0}, dropped_disk_error_{0},

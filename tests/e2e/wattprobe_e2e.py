@@ -234,3 +234,209 @@ def ledger_lines(state_dir):
 def run_report(*args, timeout=60):
     """`wattprobe report ARGS`: the finished process, stdout and stderr as text."""
     return subprocess.run([BIN, "report", *args], capture_output=True, text=True, timeout=timeout)
+
+
+# --- remote-write: a decoder for what the agent pushes, a scriptable receiver, a Prometheus
+# --- that can go down and come back (issue 6)
+
+def snappy_decompress(data):
+    """Snappy block format (what remote-write bodies use), pure Python: a varint length, then
+    literals and back-references."""
+    def varint(buf, i):
+        shift = result = 0
+        while True:
+            b = buf[i]
+            i += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result, i
+            shift += 7
+    length, i = varint(data, 0)
+    out = bytearray()
+    while i < len(data):
+        tag = data[i]
+        i += 1
+        kind = tag & 3
+        if kind == 0:
+            n = tag >> 2
+            if n >= 60:
+                extra = n - 59
+                n = int.from_bytes(data[i:i + extra], "little")
+                i += extra
+            n += 1
+            out += data[i:i + n]
+            i += n
+            continue
+        if kind == 1:
+            n = 4 + ((tag >> 2) & 7)
+            offset = ((tag >> 5) << 8) | data[i]
+            i += 1
+        elif kind == 2:
+            n = (tag >> 2) + 1
+            offset = int.from_bytes(data[i:i + 2], "little")
+            i += 2
+        else:
+            n = (tag >> 2) + 1
+            offset = int.from_bytes(data[i:i + 4], "little")
+            i += 4
+        if offset == 0 or offset > len(out):
+            raise AssertionError(f"snappy: bad back-reference offset {offset}")
+        for _ in range(n):  # may overlap its own output
+            out.append(out[-offset])
+    if len(out) != length:
+        raise AssertionError(f"snappy: {len(out)} bytes decoded, header says {length}")
+    return bytes(out)
+
+
+def _protobuf_fields(buf):
+    i = 0
+    while i < len(buf):
+        key, i = _pb_varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = _pb_varint(buf, i)
+        elif wire == 1:
+            v, i = buf[i:i + 8], i + 8
+        elif wire == 2:
+            n, i = _pb_varint(buf, i)
+            v, i = buf[i:i + n], i + n
+        elif wire == 5:
+            v, i = buf[i:i + 4], i + 4
+        else:
+            raise AssertionError(f"protobuf: wire type {wire} of field {field}")
+        yield field, wire, v
+
+
+def _pb_varint(buf, i):
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+
+
+def decode_write_request(body):
+    """A snappy-compressed remote-write 1.0 WriteRequest → [({label: value}, [(ts_ms, value)])],
+    labels including __name__."""
+    import struct
+    out = []
+    for field, _, ts in _protobuf_fields(snappy_decompress(body)):
+        if field != 1:
+            continue
+        labels, samples = {}, []
+        for f, _, v in _protobuf_fields(ts):
+            if f == 1:
+                kv = {lf: lv.decode() for lf, _, lv in _protobuf_fields(v)}
+                labels[kv.get(1, "")] = kv.get(2, "")
+            elif f == 2:
+                value, stamp = 0.0, 0
+                for sf, _, sv in _protobuf_fields(v):
+                    if sf == 1:
+                        value = struct.unpack("<d", sv)[0]
+                    elif sf == 2:
+                        stamp = sv - (1 << 64) if sv >= 1 << 63 else sv
+                samples.append((stamp, value))
+        out.append((labels, samples))
+    return out
+
+
+class RemoteWriteReceiver:
+    """A remote-write endpoint on 127.0.0.1 that answers as the test says. `answer(n, request)`
+    (n counts requests from 0) returns (status, {header: value}) or None to hang: read the
+    request and never answer until close(). Every request is kept: time (monotonic), headers,
+    body, status (None while hung)."""
+
+    def __init__(self, answer):
+        import http.server
+        import threading
+        self.requests = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                req = {"time": time.monotonic(), "headers": dict(self.headers), "body": body,
+                       "status": None}
+                with receiver.lock:
+                    n = len(receiver.requests)
+                    receiver.requests.append(req)
+                reply = answer(n, req)
+                if reply is None:
+                    receiver.release.wait()
+                    self.close_connection = True
+                    return
+                status, headers = reply
+                req["status"] = status
+                text = b"" if status < 300 else f"answer {status}".encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/write"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def seen(self):
+        with self.lock:
+            return list(self.requests)
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RestartablePrometheus(PrometheusServer):
+    """A PrometheusServer with its remote-write receiver on that can go down and come back on
+    the same port with the same TSDB, as a receiver's outage does."""
+
+    def __init__(self):
+        super().__init__(remote_write_receiver=True)
+        self.write_url = self.url + "/api/v1/write"
+
+    def go_down(self):
+        self.proc.stop()
+
+    def come_back(self, timeout=30):
+        args = self.proc.args
+        self.proc.__exit__(None, None, None)
+        self.proc = Process(args)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if "Ready" in fetch(self.url + "/-/ready", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"prometheus did not come back: {self.proc.stderr()}")
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -360,6 +361,99 @@ TEST(RemoteWrite, SeriesThatAReceiverWouldRejectAreLeftOutAndCounted) {
   EXPECT_EQ(c.samples_sent, 1u * kSeriesPerTick);
 }
 
+TEST(RemoteWrite, AHistogramIsSentAsTheClassicSeriesAScrapeWouldMake) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(receiver.url(), tmp.path("state")));
+  Snapshot s;
+  s.timestamp_ms = now_ms();
+  Family f{"wattprobe_agent_tick_duration_seconds", "", MetricType::histogram, {}};
+  f.histogram = Histogram{{0.0005, 0.01, 1}, {2, 5, 7}, 9, 3.25};
+  s.families.push_back(f);
+  rw->enqueue(s);
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+
+  std::map<std::string, double> got;
+  for (const auto& r : receiver.requests()) {
+    auto request = decode(r.body);
+    for (const auto& ts : request.timeseries()) {
+      ASSERT_EQ(ts.samples_size(), 1);
+      EXPECT_EQ(ts.samples(0).timestamp(), s.timestamp_ms);
+      std::string le = label(ts, "le");
+      got[label(ts, "__name__") + (le == "<absent>" ? "" : "{" + le + "}")] = ts.samples(0).value();
+    }
+  }
+  EXPECT_EQ(got, (std::map<std::string, double>{
+                     {"wattprobe_agent_tick_duration_seconds_bucket{0.0005}", 2},
+                     {"wattprobe_agent_tick_duration_seconds_bucket{0.01}", 5},
+                     {"wattprobe_agent_tick_duration_seconds_bucket{1}", 7},
+                     {"wattprobe_agent_tick_duration_seconds_bucket{+Inf}", 9},
+                     {"wattprobe_agent_tick_duration_seconds_sum", 3.25},
+                     {"wattprobe_agent_tick_duration_seconds_count", 9}}));
+  EXPECT_EQ(rw->counters().dropped_invalid, 0u);
+}
+
+TEST(RemoteWrite, AddsTheHostsLabelsWhereASeriesHasNoneOfThatName) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto o = fast_options(receiver.url(), tmp.path("state"));
+  o.labels = {{"instance", "host-a"}, {"kind", "from-host"}, {"region", ""}};
+  auto rw = started(o);
+  rw->enqueue(tick(0, now_ms()));
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+  std::size_t seen = 0;
+  for (const auto& r : receiver.requests()) {
+    auto request = decode(r.body);
+    for (const auto& ts : request.timeseries()) {
+      ++seen;
+      EXPECT_EQ(label(ts, "instance"), "host-a");
+      EXPECT_EQ(label(ts, "region"), "<absent>") << "an empty value adds nothing";
+      // The series' own kind wins; the node gauge has none, so it takes the host's.
+      bool workload = label(ts, "__name__") == "wattprobe_workload_energy_joules_total";
+      EXPECT_EQ(label(ts, "kind"), workload ? "systemd" : "from-host");
+      for (int i = 1; i < ts.labels_size(); ++i)
+        EXPECT_LT(ts.labels(i - 1).name(), ts.labels(i).name()) << "sorted and unique";
+    }
+  }
+  EXPECT_EQ(seen, std::size_t{kSeriesPerTick});
+}
+
+// tick(i, ts) without workload unit2.service: what the agent publishes once it has expired.
+Snapshot tick_without_unit2(int i, int64_t timestamp_ms) {
+  Snapshot s = tick(i, timestamp_ms);
+  s.families[0].series.pop_back();
+  return s;
+}
+
+bool is_stale_marker(double v) {
+  return std::bit_cast<uint64_t>(v) == 0x7ff0000000000002;  // Prometheus value.StaleNaN
+}
+
+TEST(RemoteWrite, ASeriesThatGoesAwayGetsOneStalenessMarker) {
+  testing::TempTree tmp;
+  FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
+  auto rw = started(fast_options(receiver.url(), tmp.path("state")));
+  int64_t t0 = now_ms();
+  rw->enqueue(tick(0, t0));
+  rw->enqueue(tick_without_unit2(1, t0 + 1000));
+  rw->enqueue(tick_without_unit2(2, t0 + 2000));
+  rw->enqueue(tick(3, t0 + 3000));  // back again: an ordinary sample, no marker
+  ASSERT_TRUE(rw->wait_until_drained(10s));
+
+  auto got = received_samples(receiver.requests());
+  const auto& unit2 = got.at("wattprobe_workload_energy_joules_total{unit2.service}");
+  ASSERT_EQ(unit2.size(), 3u);
+  EXPECT_EQ(unit2[0], std::make_pair(t0, 2.0));
+  EXPECT_EQ(unit2[1].first, t0 + 1000);
+  EXPECT_TRUE(is_stale_marker(unit2[1].second)) << unit2[1].second;
+  EXPECT_EQ(unit2[2], std::make_pair(t0 + 3000, 32.0));
+  for (const auto& [series, samples] : got) {
+    if (series.find("unit2") != std::string::npos) continue;
+    for (const auto& [t, v] : samples) EXPECT_FALSE(is_stale_marker(v)) << series << " at " << t;
+  }
+  EXPECT_EQ(rw->counters().samples_sent, 4u * kSeriesPerTick - 2 + 1);
+}
+
 TEST(RemoteWrite, ExportsItsQueueAndDeliveryFamilies) {
   testing::TempTree tmp;
   FakeHttpReceiver receiver([](const auto&) { return FakeHttpReceiver::answer(200); });
@@ -377,6 +471,11 @@ TEST(RemoteWrite, ExportsItsQueueAndDeliveryFamilies) {
   ASSERT_NE(sent, nullptr);
   EXPECT_EQ(sent->type, MetricType::counter);
   EXPECT_EQ(sent->series.at(0).value, kSeriesPerTick);
+  const Family* bytes = s.find("wattprobe_agent_remote_write_sent_bytes_total");
+  ASSERT_NE(bytes, nullptr);
+  std::size_t body_bytes = 0;
+  for (const auto& r : receiver.requests()) body_bytes += r.body.size();
+  EXPECT_EQ(bytes->series.at(0).value, static_cast<double>(body_bytes));
   const Family* dropped = s.find("wattprobe_agent_remote_write_samples_dropped_total");
   ASSERT_NE(dropped, nullptr);
   std::vector<std::string> reasons;
@@ -418,6 +517,13 @@ TEST(RemoteWrite, ValidateNamesTheWrongFieldAndItsValue) {
   EXPECT_NE(with([](auto& o) { o.backoff_max = 1ms; }).find("backoff-max \"1ms\""),
             std::string::npos);
   EXPECT_NE(with([](auto& o) { o.state_dir.clear(); }).find("state-dir"), std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.labels = {{"__name__", "x"}}; }).find("label \"__name__\""),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.labels = {{"host-name", "x"}}; }).find("label \"host-name\""),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.labels = {{"dc", "a"}, {"dc", "b"}}; }).find("twice"),
+            std::string::npos);
+  EXPECT_EQ(with([](auto& o) { o.labels = {{"instance", "h"}, {"dc", "a"}}; }), "");
 
   RemoteWrite rw(RemoteWriteOptions{});  // no url: start() refuses, nothing is created
   auto r = rw.start();
@@ -567,6 +673,27 @@ TEST(RemoteWriteToPrometheus, PushedSamplesArriveAndPromqlFindsThem) {
                         {"unit0.service", 10}, {"unit1.service", 10}, {"unit2.service", 10}}));
   auto power = prometheus.query_by("sum_over_time(wattprobe_node_power_watts[5m])", "socket");
   EXPECT_EQ(power, (std::map<std::string, double>{{"0", 95}}));  // Σ 5 + i, i < 10
+}
+
+TEST(RemoteWriteToPrometheus, AStaleMarkedSeriesLeavesInstantQueriesAndKeepsItsSamples) {
+  REQUIRE_PROMETHEUS();
+  testing::TempTree tmp;
+  PrometheusServer prometheus(tmp.path("prometheus"));
+  ASSERT_EQ(prometheus.start(), "");
+  auto rw = started(fast_options(prometheus.write_url(), tmp.path("state")));
+  int64_t t0 = now_ms() - 5000;
+  rw->enqueue(tick(0, t0));
+  rw->enqueue(tick(1, t0 + 1000));
+  rw->enqueue(tick_without_unit2(2, t0 + 2000));
+  ASSERT_TRUE(rw->wait_until_drained(30s));
+  EXPECT_EQ(rw->counters().dropped_rejected, 0u);
+
+  auto now = prometheus.query_by("wattprobe_workload_energy_joules_total", "workload");
+  EXPECT_EQ(now, (std::map<std::string, double>{{"unit0.service", 20}, {"unit1.service", 21}}));
+  auto counts = prometheus.query_by("count_over_time(wattprobe_workload_energy_joules_total[5m])",
+                                    "workload");
+  EXPECT_EQ(counts, (std::map<std::string, double>{
+                        {"unit0.service", 3}, {"unit1.service", 3}, {"unit2.service", 2}}));
 }
 
 TEST(RemoteWriteToPrometheus, AnOutageWithAnAgentRestartInItLosesNoSample) {
