@@ -1,5 +1,6 @@
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -12,6 +13,7 @@
 #include "agent/doctor.h"
 #include "agent/options.h"
 #include "agent/privileges.h"
+#include "agent/top.h"
 #include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/remote_write.h"
@@ -47,6 +49,7 @@ constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
     "  run      the daemon: measure, attribute, export (/metrics)\n"
     "  doctor   which energy sources and accounting this host offers, and why not\n"
+    "  top      live per-workload watts, CO2e rate and CPU share in the terminal\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -157,6 +160,26 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   args.erase(args.begin());
+  if (command == "top") {
+    if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+        std::find(args.begin(), args.end(), "-h") != args.end()) {
+      std::fputs(top_options_help().c_str(), stdout);
+      return 0;
+    }
+    TopOptions top;
+    try {
+      top = parse_top_options(args);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "wattprobe top: %s\n", e.what());
+      return 2;
+    }
+    try {
+      return run_top(top);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "wattprobe top: %s\n", e.what());
+      return 1;
+    }
+  }
   if (command != "run" && command != "doctor") {
     std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
                  command.c_str());
