@@ -117,13 +117,14 @@ bool parse_value(std::string_view t, double& out) {
                    : std::numeric_limits<double>::infinity();
     return true;
   }
-  if (body.empty() || !(std::isdigit(static_cast<unsigned char>(body.front())) || body.front() == '.')) {
+  if (body.empty() ||
+      !(std::isdigit(static_cast<unsigned char>(body.front())) || body.front() == '.')) {
     return false;
   }
   if (body.find_first_not_of("0123456789.e+-") != std::string_view::npos) return false;
   double v = 0;
-  auto [end, ec] = std::from_chars(body.data(), body.data() + body.size(), v,
-                                   std::chars_format::general);
+  auto [end, ec] =
+      std::from_chars(body.data(), body.data() + body.size(), v, std::chars_format::general);
   if (ec != std::errc() || end != body.data() + body.size()) return false;
   out = negative ? -v : v;
   return true;
@@ -215,7 +216,8 @@ class Parser {
       return std::nullopt;
     }
     if (has_type_) return LineError{1, "second TYPE line for " + std::string(name)};
-    if (!f.samples.empty()) return LineError{1, "TYPE line for " + std::string(name) + " after its samples"};
+    if (!f.samples.empty())
+      return LineError{1, "TYPE line for " + std::string(name) + " after its samples"};
     r.skip_blanks();
     std::string_view type_name = r.token();
     auto type = parse_type(type_name);
@@ -235,9 +237,8 @@ class Parser {
   std::optional<LineError> open(std::string_view name, std::size_t column) {
     if (!families_.empty() && families_.back().name == name) return std::nullopt;
     if (!seen_.insert(std::string(name)).second) {
-      return LineError{column,
-                       "metric family " + std::string(name) +
-                           " appears in two groups (its lines must be together)"};
+      return LineError{column, "metric family " + std::string(name) +
+                                   " appears in two groups (its lines must be together)"};
     }
     families_.push_back({});
     families_.back().name = std::string(name);
@@ -375,8 +376,9 @@ Result<std::vector<ExpositionFamily>> parse_exposition_text(std::string_view tex
     ++number;
     std::size_t nl = text.find('\n');
     if (nl == std::string_view::npos) {
-      return Error{ErrorKind::malformed, std::string(source),
-                   "line " + std::to_string(number) + ": the last line does not end with a newline"};
+      return Error{
+          ErrorKind::malformed, std::string(source),
+          "line " + std::to_string(number) + ": the last line does not end with a newline"};
     }
     std::string_view line = text.substr(0, nl);
     text.remove_prefix(nl + 1);

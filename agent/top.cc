@@ -33,11 +33,14 @@ namespace {
 
 po::options_description describe_top() {
   po::options_description d("wattprobe top options");
+  // One option a line, as in `run`'s table.
+  // clang-format off
   d.add_options()
       ("url", po::value<std::string>(), "the agent's /metrics to read (default http://127.0.0.1:9887/metrics)")
       ("standalone", po::bool_switch(), "no agent running: measure in this process; every `run` option applies")
       ("interval", po::value<std::string>(), "refresh period, 100ms to 60s; with --standalone also the tick (default 1s)")
       ("sort", po::value<std::string>(), "watts, cpu, co2e or name (default watts); keys w, c, g, n switch while running");
+  // clang-format on
   return d;
 }
 
@@ -203,7 +206,7 @@ class View {
 Result<SnapshotPtr> scrape(HttpClient& client, const std::string& url) {
   HttpResponse r = client.get({url, {}, {}, {}});
   std::string where = redact_url(url);
-  if (!r.ok()) return Error{ErrorKind::transient, where, r.reason + ": " + r.detail};
+  if (!r.ok()) return Error{ErrorKind::transient, where, r.detail};
   if (r.status != 200) {
     return Error{ErrorKind::transient, where, "answered HTTP " + std::to_string(r.status)};
   }
@@ -219,7 +222,8 @@ Result<SnapshotPtr> scrape(HttpClient& client, const std::string& url) {
 /// loop at every published snapshot.
 class StandaloneConsumer : public TickConsumer {
  public:
-  StandaloneConsumer(const Options& o, int wake_fd) : carbon_(o.paths, o.carbon), wake_fd_(wake_fd) {
+  StandaloneConsumer(const Options& o, int wake_fd)
+      : carbon_(o.paths, o.carbon), wake_fd_(wake_fd) {
     carbon_.start();
   }
   ~StandaloneConsumer() override { carbon_.stop(); }
@@ -266,7 +270,8 @@ bool start_standalone(const Options& o, Standalone& s) {
     }
   }
   if (sources.chosen.empty()) {
-    std::fprintf(stderr, "wattprobe top: no energy source is readable; `wattprobe doctor` says why\n");
+    std::fprintf(stderr,
+                 "wattprobe top: no energy source is readable; `wattprobe doctor` says why\n");
     return false;
   }
   auto accounting = choose_accounting(o);
@@ -296,11 +301,11 @@ void drain(int fd) {
 std::string scrape_problem(const Error& e, std::chrono::milliseconds interval) {
   std::string retry = "; retrying every " + format_duration(interval) + ".";
   if (e.kind == ErrorKind::malformed) {
-    return "not a metrics page: " + e.message() + retry + " Is --url a wattprobe agent's /metrics?";
+    return "not a metrics page: " + e.path + ": " + e.detail + retry +
+           " Is --url a wattprobe agent's /metrics?";
   }
-  return "cannot read " + e.message() + retry +
-         " Is `wattprobe run` running there? `wattprobe top --standalone` measures in this "
-         "process instead.";
+  return "cannot read " + e.path + ": " + e.detail + retry +
+         " No agent there? `wattprobe top --standalone` measures in this process.";
 }
 
 }  // namespace
@@ -310,7 +315,8 @@ std::string top_options_help() {
   os << "usage: wattprobe top [--url URL | --standalone [run options]] [--interval D] [--sort K]\n"
      << "Live per-workload watts, CO2e rate and CPU share of this host; q or Ctrl-C quits.\n"
      << "CPU % is a share of this host's online CPUs.\n\n"
-     << describe_top() << "\nWith --standalone, `wattprobe run --help` lists the agent's options.\n";
+     << describe_top()
+     << "\nWith --standalone, `wattprobe run --help` lists the agent's options.\n";
   return os.str();
 }
 
@@ -355,12 +361,12 @@ TopOptions parse_top_options(const std::vector<std::string>& args) {
     o.sort = *s;
   }
   if (!o.standalone) {
-    if (!rest.empty()) {
-      throw UsageError(rest.front().starts_with("-")
-                           ? "option " + rest.front() + " is an agent option: it needs --standalone"
-                           : "unexpected argument \"" + rest.front() + "\"");
+    if (rest.empty()) return o;
+    if (!rest.front().starts_with("-")) {
+      throw UsageError("unexpected argument \"" + rest.front() + "\"");
     }
-    return o;
+    parse_run_options(rest);  // an option neither command knows is named as such
+    throw UsageError("option " + rest.front() + " is an agent option: it needs --standalone");
   }
   for (const std::string& a : rest) {
     if (a == "--listen" || a.starts_with("--listen=")) {
@@ -405,10 +411,11 @@ int run_top(const TopOptions& options) {
     input.cpus = online_cpus(HostPaths{});
     double interval_s = static_cast<double>(options.interval.count()) / 1000.0;
     // /metrics grows with the workloads: 5,000 of them is several MB of text.
-    client = std::make_unique<HttpClient>(HttpOptions{.connect_timeout_s = 1,
-                                                      .total_timeout_s = std::clamp(interval_s, 1.0, 5.0),
-                                                      .max_body_bytes = 256u << 20,
-                                                      .ca_file = {}});
+    client = std::make_unique<HttpClient>(
+        HttpOptions{.connect_timeout_s = 1,
+                    .total_timeout_s = std::clamp(interval_s, 1.0, 5.0),
+                    .max_body_bytes = 256u << 20,
+                    .ca_file = {}});
   }
 
   struct sigaction sa {};
@@ -502,8 +509,8 @@ int run_top(const TopOptions& options) {
         view.set_status({});
         // A scrape that finds the tick it saw before is early: the next one comes half a period
         // later, so scrapes settle between the agent's ticks and each rate spans whole ticks.
-        next_scrape = started + (view.accept(std::move(*snap)) ? options.interval
-                                                               : options.interval / 2);
+        next_scrape =
+            started + (view.accept(std::move(*snap)) ? options.interval : options.interval / 2);
       } else {
         view.set_status(scrape_problem(snap.error(), options.interval));
         next_scrape = started + options.interval;

@@ -258,14 +258,19 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
   // Sources in the order the agent lists them, so the screen keeps its shape between frames.
   std::map<std::string, std::size_t> source_order;
   for (const TopDomain& d : frame.domains) source_order.emplace(d.source, source_order.size());
+  // Within a source, the domains the total adds come first.
   std::stable_sort(frame.domains.begin(), frame.domains.end(),
                    [&](const TopDomain& a, const TopDomain& b) {
-                     return source_order[a.source] < source_order[b.source];
+                     return std::pair(source_order[a.source], !a.in_host_sum) <
+                            std::pair(source_order[b.source], !b.in_host_sum);
                    });
 
   if (const Family* f = current.find(kIdlePower)) {
     for (const Series& s : f->series) {
-      if (!sum_domains.count(label(s.labels, "domain"))) continue;
+      // Before the estimator has seen a low-utilisation tick, idle is unknown, not zero.
+      if (!sum_domains.count(label(s.labels, "domain")) || label(s.labels, "method") == "none") {
+        continue;
+      }
       frame.idle_watts = frame.idle_watts.value_or(0) + s.value;
     }
   }
@@ -387,7 +392,9 @@ std::vector<std::string> render_top_frame(const TopFrame& frame, int width, int 
     }
     if (!word.empty()) words.push_back(word);
     status = wrap("", words, width, " ", "");
-    if (status.size() > kMaxStatusLines) status.resize(kMaxStatusLines);
+    // Beside figures a problem takes a few lines; on an empty screen, all it needs.
+    std::size_t most = frame.has_data ? kMaxStatusLines : static_cast<std::size_t>(height);
+    if (status.size() > most) status.resize(most);
   }
   if (!frame.has_data) {
     for (const std::string& s : status) line(s, "1;33");
@@ -395,15 +402,16 @@ std::vector<std::string> render_top_frame(const TopFrame& frame, int width, int 
     return out;
   }
 
-  std::string host = "host " + watts_text(frame.host_watts) +
-                     (frame.host_measured ? " measured" : " ESTIMATE");
+  std::string host =
+      "host " + watts_text(frame.host_watts) + (frame.host_measured ? " measured" : " ESTIMATE");
   if (!frame.host_domains.empty()) {
     std::string sum;
     for (const std::string& d : frame.host_domains) sum += (sum.empty() ? "" : "+") + d;
     host += " (" + sum + ")";
   }
   if (frame.idle_watts) host += "  idle " + watts_text(*frame.idle_watts);
-  if (frame.grid_grams_per_kwh) host += "  grid " + number(*frame.grid_grams_per_kwh, 0, 8) + " g/kWh";
+  if (frame.grid_grams_per_kwh)
+    host += "  grid " + number(*frame.grid_grams_per_kwh, 0, 8) + " g/kWh";
   if (!frame.accounting_mode.empty()) host += "  cpu " + frame.accounting_mode;
   line(host, frame.host_measured ? "1" : "1;33");
   for (const std::string& s : status) line(s, "1;33");
@@ -449,15 +457,13 @@ std::vector<std::string> render_top_frame(const TopFrame& frame, int width, int 
       std::min(frame.workloads.size(), static_cast<std::size_t>(std::max(rows_room, 0)));
   for (std::size_t i = 0; i < shown; ++i) {
     const TopWorkload& w = frame.workloads[i];
-    std::string row = pad_right(w.name, name_width) + " " + pad_right(w.kind, kKindWidth) + " " +
-                      pad_left(number(w.watts, 2, kWattsWidth), kWattsWidth) + " " +
-                      pad_left(w.co2e_grams_per_hour ? number(*w.co2e_grams_per_hour, 2, kCo2eWidth)
-                                                     : "-",
-                               kCo2eWidth) +
-                      " " +
-                      pad_left(w.cpu_share ? number(*w.cpu_share * 100, 1, kCpuWidth) : "-",
-                               kCpuWidth) +
-                      " ";
+    std::string row =
+        pad_right(w.name, name_width) + " " + pad_right(w.kind, kKindWidth) + " " +
+        pad_left(number(w.watts, 2, kWattsWidth), kWattsWidth) + " " +
+        pad_left(w.co2e_grams_per_hour ? number(*w.co2e_grams_per_hour, 2, kCo2eWidth) : "-",
+                 kCo2eWidth) +
+        " " + pad_left(w.cpu_share ? number(*w.cpu_share * 100, 1, kCpuWidth) : "-", kCpuWidth) +
+        " ";
     std::string row_fit = fit(row, width);
     if (static_cast<int>(row_fit.size()) < width) {
       std::string mark = fit(w.measured ? "meas" : "EST", width - static_cast<int>(row_fit.size()));
@@ -466,9 +472,8 @@ std::vector<std::string> render_top_frame(const TopFrame& frame, int width, int 
     if (static_cast<int>(out.size()) < height) out.push_back(row_fit);
   }
 
-  std::string footer = "sort: w watts  c cpu  g co2e  n name   q quit   " +
-                       std::to_string(shown) + " of " + std::to_string(frame.workloads.size()) +
-                       " workloads";
+  std::string footer = "sort: w watts  c cpu  g co2e  n name   q quit   " + std::to_string(shown) +
+                       " of " + std::to_string(frame.workloads.size()) + " workloads";
   if (static_cast<int>(out.size()) < height) line(footer, "2");
   return out;
 }

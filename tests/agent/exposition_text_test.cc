@@ -24,7 +24,8 @@ TEST(ExpositionText, ReadsFamiliesLabelsAndEscapes) {
   auto families = parse_ok(
       "# HELP wattprobe_workload_power_watts Workload power \\\\ over\\nthe tick.\n"
       "# TYPE wattprobe_workload_power_watts gauge\n"
-      "wattprobe_workload_power_watts{workload=\"a \\\"quoted\\\" \\\\ name\\n\",domain=\"package\"} 12.5\n"
+      "wattprobe_workload_power_watts{workload=\"a \\\"quoted\\\" \\\\ "
+      "name\\n\",domain=\"package\"} 12.5\n"
       "wattprobe_workload_power_watts{ workload = \"b\" , domain=\"dram\", } 3e-1 1700000000000\n"
       "\n"
       "# an ordinary comment\n"
@@ -99,21 +100,24 @@ TEST(ExpositionText, SnapshotFamiliesLeaveOutSummariesAndLabelledHistograms) {
 /// What the agent serves must read back as the families it served.
 TEST(ExpositionText, ReadsBackWhatTheAgentServes) {
   auto snap = std::make_shared<Snapshot>();
-  snap->families.push_back({"wattprobe_workload_cpu_seconds_total", "On-CPU time.",
+  snap->families.push_back({"wattprobe_workload_cpu_seconds_total",
+                            "On-CPU time.",
                             MetricType::counter,
                             {{{{"workload", "nginx.service"}, {"kind", "service"}}, 12.25},
                              {{{"workload", "we\"ird\\name\nx"}, {"kind", "container"}}, 0.5}}});
   // prometheus-cpp writes HELP text unescaped, so the agent's help strings hold no \ or newline.
-  snap->families.push_back({"wattprobe_node_power_watts", "Mean power over the last tick.",
-                            MetricType::gauge,
-                            {{{{"source", "rapl_powercap"}, {"domain", "package"}, {"socket", "0"}},
-                              42.125}}});
+  snap->families.push_back(
+      {"wattprobe_node_power_watts",
+       "Mean power over the last tick.",
+       MetricType::gauge,
+       {{{{"source", "rapl_powercap"}, {"domain", "package"}, {"socket", "0"}}, 42.125}}});
   Family tick("wattprobe_agent_tick_duration_seconds", "Tick time.", MetricType::histogram);
   tick.histogram = Histogram{{0.001, 0.01, 0.1}, {2, 9, 10}, 11, 0.75};
   snap->families.push_back(tick);
 
   std::ostringstream text;
-  prometheus::TextSerializer().Serialize(text, make_snapshot_collectable([&] { return snap; })->Collect());
+  prometheus::TextSerializer().Serialize(
+      text, make_snapshot_collectable([&] { return snap; })->Collect());
   auto parsed = parse_exposition_text(text.str(), kSource);
   ASSERT_TRUE(parsed.ok()) << parsed.error().message() << "\n" << text.str();
   auto back = to_snapshot_families(std::move(*parsed));
@@ -176,12 +180,14 @@ INSTANTIATE_TEST_SUITE_P(
         Malformed{"foo 1", "line 1: the last line does not end with a newline"},
         Malformed{"# TYPE foo countr\nfoo 1\n", "unknown type \"countr\""},
         Malformed{"# TYPE foo gauge extra\n", "unexpected text after the type"},
-        Malformed{"foo 1\n# TYPE foo counter\n", "line 2, column 1: TYPE line for foo after its samples"},
+        Malformed{"foo 1\n# TYPE foo counter\n",
+                  "line 2, column 1: TYPE line for foo after its samples"},
         Malformed{"# TYPE foo gauge\n# TYPE foo gauge\n", "second TYPE line for foo"},
         Malformed{"# HELP foo a\n# HELP foo b\n", "second HELP line for foo"},
         Malformed{"# HELP foo bad \\t escape\n", "invalid escape in HELP text"},
         Malformed{"# HELP\n", "expected a metric name after HELP"},
-        Malformed{"foo 1\nbar 1\nfoo 2\n", "line 3, column 1: metric family foo appears in two groups"},
+        Malformed{"foo 1\nbar 1\nfoo 2\n",
+                  "line 3, column 1: metric family foo appears in two groups"},
         Malformed{"foo{a=\"1\"} 1\nfoo{a=\"1\"} 2\n", "line 2, column 1: series foo given twice"},
         Malformed{"# TYPE h histogram\nh_bucket 1\n", "histogram bucket without an le label"},
         Malformed{"# TYPE h histogram\nh_bucket{le=\"x\"} 1\n", "le label \"x\" is not a number"},

@@ -20,7 +20,8 @@ struct Load {
 };
 
 Labels workload_labels(const Load& l) {
-  return {{"workload", l.name}, {"kind", l.kind}, {"namespace", ""}, {"pod", ""}, {"container", ""}};
+  return {
+      {"workload", l.name}, {"kind", l.kind}, {"namespace", ""}, {"pod", ""}, {"container", ""}};
 }
 
 /// A snapshot of a host with rapl_powercap package (two sockets), dram and core, or with the
@@ -37,8 +38,8 @@ Snapshot snapshot(int64_t ms, const std::vector<Load>& loads, bool estimate = fa
   info.series.push_back({{{"source", source}, {"domain", "package"}, {"measured", measured}}, 1});
   if (!estimate) {
     node.series.push_back({{{"source", source}, {"domain", "package"}, {"socket", "1"}}, 10});
-    node.series.push_back({{{"source", source}, {"domain", "dram"}, {"socket", "0"}}, 5});
     node.series.push_back({{{"source", source}, {"domain", "core"}, {"socket", "0"}}, 20});
+    node.series.push_back({{{"source", source}, {"domain", "dram"}, {"socket", "0"}}, 5});
     info.series.push_back({{{"source", source}, {"domain", "dram"}, {"measured", "true"}}, 1});
     info.series.push_back({{{"source", source}, {"domain", "core"}, {"measured", "true"}}, 1});
   }
@@ -62,9 +63,15 @@ Snapshot snapshot(int64_t ms, const std::vector<Load>& loads, bool estimate = fa
   Family tick("wattprobe_agent_tick_duration_seconds", "", MetricType::histogram);
   tick.histogram = Histogram{{0.1}, {ticks}, ticks, 0.01 * static_cast<double>(ticks)};
   s.families = {node, info, power, cpu, co2e, tick};
-  s.families.push_back({"wattprobe_node_idle_power_watts", "", MetricType::gauge,
-                        {{{{"source", source}, {"domain", "package"}, {"socket", "0"}, {"method", "override"}}, 8}}});
-  s.families.push_back({"wattprobe_grid_carbon_intensity_grams_per_kwh", "", MetricType::gauge,
+  s.families.push_back(
+      {"wattprobe_node_idle_power_watts",
+       "",
+       MetricType::gauge,
+       {{{{"source", source}, {"domain", "package"}, {"socket", "0"}, {"method", "override"}},
+         8}}});
+  s.families.push_back({"wattprobe_grid_carbon_intensity_grams_per_kwh",
+                        "",
+                        MetricType::gauge,
                         {{{{"zone", ""}, {"provider", "static"}, {"signal", "average"}}, 475}}});
   s.families.push_back(
       {"wattprobe_agent_accounting_mode", "", MetricType::gauge, {{{{"mode", "bpf"}}, 1}}});
@@ -113,11 +120,20 @@ TEST(TopFrame, HostPowerAddsTheDomainsThatDoNotOverlap) {
   EXPECT_EQ(f.host_domains, (std::vector<std::string>{"package", "dram"}));
   EXPECT_TRUE(f.host_measured);
   ASSERT_EQ(f.domains.size(), 3u);
+  // The domains the total adds first; the agent lists core before dram.
   EXPECT_EQ(f.domains[0].domain, "package");
   EXPECT_DOUBLE_EQ(f.domains[0].watts, 40);
+  EXPECT_EQ(f.domains[1].domain, "dram");
   EXPECT_EQ(f.domains[2].domain, "core");
   EXPECT_FALSE(f.domains[2].in_host_sum);
   EXPECT_EQ(f.idle_watts, 8);
+
+  // An idle estimate not found yet is unknown, not 0 W.
+  for (Family& family : now.families) {
+    if (family.name != "wattprobe_node_idle_power_watts") continue;
+    for (Series& s : family.series) s.labels.back().second = "none";
+  }
+  EXPECT_FALSE(build_top_frame(nullptr, now, {"test", TopSort::watts, 4}).idle_watts);
   EXPECT_EQ(f.grid_grams_per_kwh, 475);
   EXPECT_EQ(f.accounting_mode, "bpf");
 }
@@ -218,7 +234,8 @@ TEST(TopFrame, SortsByEachKeyAndMarksTheSortedColumn) {
 
 TEST(TopFrame, AnEstimateIsMarkedAsOne) {
   Load guess{"guess.service", "service", 3, 0, 0, 0, 0};
-  TopFrame f = build_top_frame(nullptr, snapshot(10'000, {guess}, true), {"test", TopSort::watts, 4});
+  TopFrame f =
+      build_top_frame(nullptr, snapshot(10'000, {guess}, true), {"test", TopSort::watts, 4});
   EXPECT_FALSE(f.host_measured);
   EXPECT_FALSE(find(f, "guess.service").measured);
   auto lines = render_top_frame(f, 80, 24, false);
@@ -228,7 +245,8 @@ TEST(TopFrame, AnEstimateIsMarkedAsOne) {
   ASSERT_NE(row, lines.end());
   EXPECT_TRUE(row->ends_with("EST")) << *row;
 
-  TopFrame measured = build_top_frame(nullptr, snapshot(10'000, {guess}), {"test", TopSort::watts, 4});
+  TopFrame measured =
+      build_top_frame(nullptr, snapshot(10'000, {guess}), {"test", TopSort::watts, 4});
   auto mlines = render_top_frame(measured, 80, 24, false);
   row = std::find_if(mlines.begin(), mlines.end(),
                      [](const std::string& l) { return l.starts_with("guess.service"); });
@@ -239,8 +257,9 @@ TEST(TopFrame, AnEstimateIsMarkedAsOne) {
 TEST(TopFrame, FillsAn80By24TerminalWithTheHeaviestWorkloads) {
   std::vector<Load> loads;
   for (int i = 0; i < 100; ++i) {
-    loads.push_back({"workload-with-a-rather-long-systemd-unit-name-" + std::to_string(i) + ".service",
-                     "service", 0.1 * i, 0, 0, 0, 0});
+    loads.push_back(
+        {"workload-with-a-rather-long-systemd-unit-name-" + std::to_string(i) + ".service",
+         "service", 0.1 * i, 0, 0, 0, 0});
   }
   TopFrame f = build_top_frame(nullptr, snapshot(10'000, loads), {"test", TopSort::watts, 4});
   auto lines = render_top_frame(f, 80, 24, true);
