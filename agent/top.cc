@@ -91,7 +91,8 @@ class TerminalSession {
 
   void leave() {
     if (!active_) return;
-    write_all(STDOUT_FILENO, "\x1b[0m\x1b[?25h\x1b[?1049l");
+    // The cursor is shown once back on the main screen: emulators may keep it per screen.
+    write_all(STDOUT_FILENO, "\x1b[0m\x1b[?1049l\x1b[?25h");
     ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_);
     active_ = false;
   }
@@ -414,7 +415,7 @@ int run_top(const TopOptions& options) {
     client = std::make_unique<HttpClient>(
         HttpOptions{.connect_timeout_s = 1,
                     .total_timeout_s = std::clamp(interval_s, 1.0, 5.0),
-                    .max_body_bytes = 256u << 20,
+                    .max_body_bytes = 64u << 20,
                     .ca_file = {}});
   }
 

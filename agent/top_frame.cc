@@ -215,7 +215,8 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
     frame.seconds = static_cast<double>(current.timestamp_ms - previous->timestamp_ms) / 1000.0;
   }
 
-  // Provenance: the info series first, the `model` name as the last word when it is missing.
+  // Provenance as wattprobe_energy_source_info states it; a source it does not list is taken
+  // as measured unless it is the `model` estimate.
   std::map<std::pair<std::string, std::string>, bool> measured;
   if (const Family* f = current.find(kSourceInfo)) {
     for (const Series& s : f->series) {

@@ -31,7 +31,11 @@ class Top:
         self.status_file = os.path.join(self.dir, "status")
         self.modes_file = os.path.join(self.dir, "stty")
         command = " ".join(shlex.quote(a) for a in [BIN, "top", *args])
-        self.tmux = Tmux(f"{command}; echo $? > {self.status_file}; stty -a > {self.modes_file}")
+        # The shell stays after top: tmux hides the cursor of a dead pane, so the state top left
+        # is read while the pane still lives.
+        self.tmux = Tmux(f"{command}; echo $? > {self.status_file}; "
+                         f"stty -a > {self.modes_file}.new; mv {self.modes_file}.new "
+                         f"{self.modes_file}; sleep 60")
 
     def text(self, rows):
         return "\n".join(rows)
@@ -59,7 +63,11 @@ class Top:
 
     def ended_restored(self, want_status):
         """Waits for top to end; checks its status and that the terminal is as it was."""
-        self.tmux.wait_dead()
+        deadline = time.time() + 10
+        while not os.path.exists(self.modes_file):
+            assert time.time() < deadline, "top did not end; the screen was:\n" + "\n".join(
+                self.tmux.screen())
+            time.sleep(0.1)
         with open(self.status_file) as f:
             status = int(f.read())
         assert status == want_status, f"top exited {status}, expected {want_status}"

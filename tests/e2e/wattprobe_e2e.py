@@ -258,8 +258,9 @@ class Cgroups:
 class Tmux:
     """One command in a pane of a private tmux server (Debian package tmux), sized like a
     terminal, to drive a full-screen program the way a user at a terminal does. The pane stays
-    after the command ends (remain-on-exit), so its exit status and the state it left the
-    terminal in (alternate screen, cursor) can be read."""
+    after the command ends (remain-on-exit), so its screen can still be read; tmux hides a dead
+    pane's cursor, so a test that checks the cursor a program leaves behind keeps the pane alive
+    (e.g. a shell that sleeps after the program)."""
 
     _count = 0
 
@@ -309,15 +310,6 @@ class Tmux:
             time.sleep(0.2)
         raise AssertionError(f"{what} did not appear within {timeout}s; the screen was:\n" +
                              "\n".join(rows))
-
-    def wait_dead(self, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.show("#{pane_dead}") == "1":
-                return
-            time.sleep(0.1)
-        raise AssertionError("the pane's command did not end; the screen was:\n" +
-                             "\n".join(self.screen()))
 
     def close(self):
         subprocess.run([self.binary, "-L", self.socket, "kill-server"], capture_output=True,
