@@ -2,6 +2,7 @@
 #include <prometheus/text_serializer.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -17,6 +18,7 @@
 #include "agent/options.h"
 #include "agent/privileges.h"
 #include "agent/report.h"
+#include "agent/top.h"
 #include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/remote_write.h"
@@ -71,6 +73,7 @@ constexpr const char* kUsage =
     "  doctor   which energy sources and accounting this host offers, and why not\n"
     "  checkpoint-dump  the totals `run` would restore from --state-dir, as /metrics series\n"
     "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
+    "  top      live per-workload watts, CO2e rate and CPU share in the terminal\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -241,6 +244,26 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   args.erase(args.begin());
+  if (command == "top") {
+    if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+        std::find(args.begin(), args.end(), "-h") != args.end()) {
+      std::fputs(top_options_help().c_str(), stdout);
+      return 0;
+    }
+    TopOptions top;
+    try {
+      top = parse_top_options(args);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "wattprobe top: %s\n", e.what());
+      return 2;
+    }
+    try {
+      return run_top(top);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "wattprobe top: %s\n", e.what());
+      return 1;
+    }
+  }
   // report reads files only and has its own options (a period, not an agent's configuration).
   if (command == "report") return run_report(args, std::cout, std::cerr);
   if (command != "run" && command != "doctor" && command != "checkpoint-dump") {

@@ -400,6 +400,38 @@ class RemoteWriteReceiver:
         self.server.shutdown()
         self.server.server_close()
 
+
+def cgroup2_root():
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        if os.path.exists(os.path.join(root, "cgroup.controllers")):
+            return root
+    return None
+
+
+class Cgroups:
+    """Test-made cgroups (v2) under a temporary parent, so a test's burners are workloads of
+    names it knows. Needs root; skips without a cgroup v2 hierarchy."""
+
+    def __init__(self, *names):
+        root = cgroup2_root()
+        if root is None:
+            skip("no cgroup v2 hierarchy on this host")
+        self.base = tempfile.mkdtemp(prefix="wattprobe-e2e-", dir=root)
+        self.paths = {}
+        for n in names:
+            p = os.path.join(self.base, n)
+            os.mkdir(p)
+            self.paths[n] = p
+
+    def close(self):
+        for p in list(self.paths.values()) + [self.base]:
+            for _ in range(50):
+                try:
+                    os.rmdir(p)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
     def __enter__(self):
         return self
 
@@ -440,3 +472,74 @@ def wait_until(predicate, timeout, what):
             return got
         time.sleep(0.05)
     raise AssertionError(f"not within {timeout}s: {what}")
+
+
+class Tmux:
+    """One command in a pane of a private tmux server (Debian package tmux), sized like a
+    terminal, to drive a full-screen program the way a user at a terminal does. The pane stays
+    after the command ends (remain-on-exit), so its screen can still be read; tmux hides a dead
+    pane's cursor, so a test that checks the cursor a program leaves behind keeps the pane alive
+    (e.g. a shell that sleeps after the program)."""
+
+    _count = 0
+
+    def __init__(self, command, width=80, height=24):
+        self.binary = shutil.which("tmux")
+        if self.binary is None:
+            skip("tmux is not installed (Debian package tmux)")
+        Tmux._count += 1
+        self.socket = f"wattprobe-e2e-{os.getpid()}-{Tmux._count}"
+        self.config = tempfile.mktemp(prefix="wattprobe-e2e-tmux-")
+        with open(self.config, "w") as f:
+            # Set before the pane starts: a command that ends at once still leaves its pane.
+            f.write("set-option -g remain-on-exit on\n")
+        self._run("-f", self.config, "new-session", "-d", "-s", "e2e", "-x", str(width),
+                  "-y", str(height), command)
+
+    def _run(self, *args):
+        r = subprocess.run([self.binary, "-L", self.socket, *args], capture_output=True,
+                           text=True, timeout=10)
+        if r.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    def screen(self):
+        """The visible screen, one string per row."""
+        out = self._run("capture-pane", "-p", "-t", "e2e")
+        return (out[:-1] if out.endswith("\n") else out).split("\n")
+
+    def keys(self, *keys):
+        self._run("send-keys", "-t", "e2e", *keys)
+
+    def show(self, fmt):
+        """A tmux format of the pane, e.g. #{alternate_on}, #{cursor_flag}, #{pane_dead_status}."""
+        return self._run("display-message", "-p", "-t", "e2e", fmt).strip()
+
+    def resize(self, width, height):
+        self._run("resize-window", "-t", "e2e", "-x", str(width), "-y", str(height))
+
+    def wait_for(self, check, timeout=15, what="the screen"):
+        """Polls the screen until check(rows) is true; returns the rows."""
+        deadline = time.time() + timeout
+        rows = []
+        while time.time() < deadline:
+            rows = self.screen()
+            if check(rows):
+                return rows
+            time.sleep(0.2)
+        raise AssertionError(f"{what} did not appear within {timeout}s; the screen was:\n" +
+                             "\n".join(rows))
+
+    def close(self):
+        subprocess.run([self.binary, "-L", self.socket, "kill-server"], capture_output=True,
+                       timeout=10)
+        try:
+            os.unlink(self.config)
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
