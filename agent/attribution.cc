@@ -37,7 +37,9 @@ std::vector<bool> host_sum_domains(const NodeEnergy& energy) {
   return in;
 }
 
-Attribution::Attribution(AttributionOptions options) : options_(std::move(options)) {}
+Attribution::Attribution(AttributionOptions options)
+    : options_(std::move(options)),
+      processes_(options_.process_metrics_top, options_.workload_expiry) {}
 
 EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int64_t now_ms) {
   EnergyTick tick;
@@ -148,6 +150,8 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       for (std::size_t i = 0; i < n; ++i) host_joules[i] += share[i];
     }
   }
+
+  if (options_.process_metrics_top > 0) processes_.add(cpu, host_joules, now_ms);
 
   tick.workloads.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -270,6 +274,7 @@ void Attribution::append_families(std::vector<Family>& out) const {
   out.push_back(std::move(idle));
   out.push_back(std::move(unattributed));
   out.push_back(std::move(idle_power));
+  if (options_.process_metrics_top > 0) processes_.append_families(out);
   out.push_back({"wattprobe_agent_conservation_violations_total",
                  "Ticks where a domain's parts did not sum to its measured energy.",
                  MetricType::counter,

@@ -12,6 +12,7 @@
 #include "agent/energy_meter.h"
 #include "agent/energy_tick.h"
 #include "agent/idle_power.h"
+#include "agent/process_energy.h"
 #include "agent/snapshot.h"
 
 namespace wattprobe {
@@ -29,6 +30,9 @@ struct AttributionOptions {
   SplitKey split_by = SplitKey::automatic;
   std::map<std::string, double> idle_watts;  // domain → W per socket row, overriding the estimate
   std::chrono::milliseconds workload_expiry{std::chrono::minutes(5)};
+  /// Export the top N processes by energy (`--process-metrics-top`); 0 keeps no per-process
+  /// state at all.
+  std::size_t process_metrics_top = 0;
 };
 
 /// Every cumulative total attribution keeps: what a checkpoint saves and restores.
@@ -56,6 +60,9 @@ class Attribution {
   void append_families(std::vector<Family>& out) const;
 
   uint64_t conservation_violations() const { return violations_; }
+
+  /// Per-process totals; empty unless options.process_metrics_top > 0.
+  const ProcessEnergy& processes() const { return processes_; }
 
   struct WorkloadTotals {
     WorkloadId id;
@@ -86,6 +93,7 @@ class Attribution {
   std::map<std::string, double> unattributed_total_;              // by domain
   std::map<RowKey, std::pair<double, std::string>> idle_now_;     // W and method, for export
   std::map<std::pair<std::string, std::string>, bool> measured_;  // {source, domain}
+  ProcessEnergy processes_;
   uint64_t violations_ = 0;
   uint64_t records_lost_ = 0;
   uint64_t workloads_dropped_ = 0;

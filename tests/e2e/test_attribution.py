@@ -6,7 +6,9 @@
 - a cgroup whose only work is 2,000 short processes gets its CPU share of the dynamic energy
   within 5 %;
 - estimated mode on a host without counters: every workload series is there, labelled as an
-  estimate."""
+  estimate;
+- --process-metrics-top: a burner process appears in wattprobe_process_energy_joules_total with
+  its comm and workload, holding its workload's energy (it is the cgroup's only process)."""
 
 import os
 import shutil
@@ -191,10 +193,41 @@ def estimated_mode():
         groups.close()
 
 
+def process_family():
+    root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
+    groups = Cgroups("burner-p.service")
+    try:
+        with start_driver(root, "--scenario", "one_socket", "--watts", "package=20",
+                          "--follow-load", "idle=20,k=60", "--period-ms", "20"), \
+             start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
+                         "500ms", "--accounting", "bpf", "--idle-watts", "package=20",
+                         "--process-metrics-top", "5") as agent:
+            burner = subprocess.Popen([os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", "0.5",
+                                       "--seconds", "2", "--cgroup", groups.paths["burner-p.service"]])
+            assert burner.wait(30) == 0, "cpu_burner failed"
+            time.sleep(1.2)
+            m = scrape(agent.url)
+        family = series(m, "wattprobe_process_energy_joules_total")
+        assert 0 < len(family) <= 5, f"expected 1..5 process series, got {len(family)}"
+        for labels, _ in family:
+            assert set(labels) == {"pid", "comm", "workload"}, labels
+        mine = [(l, v) for l, v in family if l["pid"] == str(burner.pid)]
+        assert mine, f"burner pid {burner.pid} is not among the top processes: {family}"
+        labels, joules = mine[0]
+        assert labels["comm"] == "cpu_burner", labels
+        assert labels["workload"] == "burner-p.service", labels
+        workload = sum(workload_energy(m, "burner-p.service", d) for d in ("package", "dram"))
+        near(joules, workload, 0.02, "the burner process's energy vs its workload's")
+    finally:
+        groups.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         skip("needs root: creates cgroups and loads eBPF")
     ground_truth()
     short_lived()
     estimated_mode()
+    process_family()
     print("1 passed, 0 failed")
