@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "agent/energy_meter.h"
 #include "agent/energy_tick.h"
 #include "agent/idle_power.h"
+#include "agent/process_energy.h"
 #include "agent/snapshot.h"
 
 namespace wattprobe {
@@ -29,6 +31,9 @@ struct AttributionOptions {
   SplitKey split_by = SplitKey::automatic;
   std::map<std::string, double> idle_watts;  // domain → W per socket row, overriding the estimate
   std::chrono::milliseconds workload_expiry{std::chrono::minutes(5)};
+  /// Export the top N processes by energy (`--process-metrics-top`); 0 keeps no per-process
+  /// state at all.
+  std::size_t process_metrics_top = 0;
 };
 
 /// Every cumulative total attribution keeps: what a checkpoint saves and restores.
@@ -46,6 +51,11 @@ struct AttributionTotals {
 
 /// Splits each tick's measured joules of every domain into idle + one share per workload +
 /// unattributed (DESIGN.md invariant 1) and keeps the per-workload totals.
+///
+/// Cost: a tick is linear in the workloads that ran plus those tracked, with no string building
+/// or ordered-map lookups per workload. Workloads live in a slot table keyed by WorkloadId;
+/// {source, domain} pairs and (source, domain, socket) rows are interned to small indices, so a
+/// workload's totals are a short vector indexed by the pair (tests/bench/tick_bench.cc).
 class Attribution {
  public:
   explicit Attribution(AttributionOptions options);
@@ -57,15 +67,11 @@ class Attribution {
 
   uint64_t conservation_violations() const { return violations_; }
 
-  struct WorkloadTotals {
-    WorkloadId id;
-    double cpu_seconds = 0;
-    int64_t last_seen_ms = 0;
-    // {source, domain} → joules since first start; and the last tick's watts.
-    std::map<std::pair<std::string, std::string>, double> joules;
-    std::map<std::pair<std::string, std::string>, double> watts;
-  };
-  const std::unordered_map<std::string, WorkloadTotals>& workloads() const { return workloads_; }
+  /// Workloads whose series are exported (seen within the expiry, or restored).
+  std::size_t workload_count() const { return slot_of_.size(); }
+
+  /// Per-process totals; empty unless options.process_metrics_top > 0.
+  const ProcessEnergy& processes() const { return processes_; }
 
   /// The totals of the workloads still tracked (expired ones have left /metrics; the ledger
   /// keeps their history) and of idle and unattributed energy.
@@ -77,22 +83,65 @@ class Attribution {
   void restore_node(const std::string& domain, double idle_joules, double unattributed_joules);
 
  private:
-  using RowKey = std::tuple<std::string, std::string, int>;
+  /// One {source, domain} pair: a (source, domain) label pair of the workload families.
+  struct Pair {
+    std::string source, domain;
+    int measured = -1;  // -1 until a tick shows it (restored totals): exported as measured
+  };
+  /// One (source, domain, socket) row of NodeEnergy, with its idle estimator.
+  struct Row {
+    std::size_t pair = 0;
+    IdlePowerEstimator idle;
+    double idle_watts = 0;  // in force at the last tick, for export
+    std::string method = "none";
+  };
+  struct Cell {
+    double joules = 0;
+    double watts = 0;  // last tick's, summed over the pair's socket rows
+    bool present = false;
+  };
+  struct Slot {
+    const WorkloadId* id = nullptr;  // the key in slot_of_
+    double cpu_seconds = 0;
+    int64_t last_seen_ms = 0;
+    bool used = false;
+  };
+  /// Workload names are unique within a kind (a pod's name holds its namespace and container),
+  /// so hashing those two is enough; equality still compares every field.
+  struct SlotHash {
+    std::size_t operator()(const WorkloadId& id) const noexcept {
+      std::hash<std::string_view> h;
+      return h(id.workload) ^ (h(id.kind) * 0x9e3779b97f4a7c15ULL);
+    }
+  };
+
+  std::size_t pair_index(const std::string& source, const std::string& domain);
+  std::size_t row_index(const DomainEnergy& row);
+  uint32_t slot_for(const WorkloadId& id);
+  void free_slot(uint32_t slot);
+  /// Makes room in every slot for the pairs interned so far.
+  void widen_cells();
+  Cell* cells_of(uint32_t slot) { return cells_.data() + slot * stride_; }
+  const Cell* cells_of(uint32_t slot) const { return cells_.data() + slot * stride_; }
 
   AttributionOptions options_;
-  std::map<RowKey, IdlePowerEstimator> idle_;
-  std::unordered_map<std::string, WorkloadTotals> workloads_;
-  std::map<std::string, double> idle_total_;                      // by domain
-  std::map<std::string, double> unattributed_total_;              // by domain
-  std::map<RowKey, std::pair<double, std::string>> idle_now_;     // W and method, for export
-  std::map<std::pair<std::string, std::string>, bool> measured_;  // {source, domain}
+  std::vector<Pair> pairs_;
+  std::map<std::pair<std::string, std::string>, std::size_t> pair_of_;
+  std::vector<Row> rows_;
+  std::map<std::tuple<std::string, std::string, int>, std::size_t> row_of_;
+  std::vector<std::size_t> tick_rows_;  // this tick's energy.domains[r] → rows_ index
+  std::vector<Slot> slots_;
+  std::vector<Cell> cells_;  // slots_.size() × stride_, a slot's cells by pair index
+  std::size_t stride_ = 0;
+  std::vector<uint32_t> free_slots_;
+  std::unordered_map<WorkloadId, uint32_t, SlotHash> slot_of_;
+  std::map<std::string, double> idle_total_;          // by domain
+  std::map<std::string, double> unattributed_total_;  // by domain
+  ProcessEnergy processes_;
   uint64_t violations_ = 0;
   uint64_t records_lost_ = 0;
   uint64_t workloads_dropped_ = 0;
 };
-
-/// Label-safe key of a workload identity, unique per identity.
-std::string workload_key(const WorkloadId& id);
 
 /// Whether `domain` is in the non-overlapping set summed for carbon (energy_tick.h): platform
 /// meters if any, else psys, else package + dram + gpu.

@@ -268,6 +268,7 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   if (auto r = one("process-metrics-top")) o.process_metrics_top = to_u64("process-metrics-top", *r, 0, 1000);
+  o.attribution.process_metrics_top = o.process_metrics_top;
   if (auto r = one("max-workloads")) o.max_workloads = to_u64("max-workloads", *r, 1, 1000000);
   if (auto r = one("workload-expiry")) {
     o.attribution.workload_expiry = to_duration("workload-expiry", *r, std::chrono::seconds(1),

@@ -300,8 +300,22 @@ Result<unsigned> online_cpu_count(const HostPaths& paths) {
   return count;
 }
 
-TaskDrain::TaskDrain(AccountingOptions options, WorkloadResolver resolve, unsigned online_cpus)
-    : options_(options), resolve_(std::move(resolve)), online_cpus_(std::max(1u, online_cpus)) {}
+TaskDrain::TaskDrain(AccountingOptions options, WorkloadResolver resolve, unsigned online_cpus,
+                     CommResolver comm)
+    : options_(options),
+      resolve_(std::move(resolve)),
+      online_cpus_(std::max(1u, online_cpus)),
+      comm_(std::move(comm)) {}
+
+const std::string& TaskDrain::comm_of(const TaskRecord& task) {
+  TaskKey key{task.tgid, task.start_time_ns};
+  if (auto it = comm_cache_next_.find(key); it != comm_cache_next_.end()) return it->second;
+  if (auto it = comm_cache_.find(key); it != comm_cache_.end())
+    return comm_cache_next_.emplace(key, std::move(it->second)).first->second;
+  std::optional<std::string> now;
+  if (comm_ && !task.exited && !task.kernel_thread) now = comm_(task.tgid);
+  return comm_cache_next_.emplace(key, now ? std::move(*now) : task.comm).first->second;
+}
 
 const WorkloadId& TaskDrain::workload_of(const TaskRecord& task) {
   static const WorkloadId kKernel{"kernel", "kernel", "", "", ""};
@@ -405,10 +419,12 @@ CpuTick TaskDrain::drain(const TaskMapSnapshot& snapshot, uint64_t now_ns) {
     if (final_index[p.workload] == kDropped) continue;
     tick.processes.push_back(ProcessCpu{.pid = p.task->tgid,
                                         .start_time_ns = p.task->start_time_ns,
-                                        .comm = p.task->comm,
+                                        .comm = comm_of(*p.task),
                                         .workload = final_index[p.workload],
                                         .cpu_ns = p.cpu_ns});
   }
+  comm_cache_ = std::move(comm_cache_next_);
+  comm_cache_next_.clear();
   return tick;
 }
 
@@ -444,8 +460,15 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
   auto reader = std::make_unique<KernelTaskMapReader>(bpf_map__fd(skeleton->maps.wp_tasks),
                                                       bpf_map__fd(skeleton->maps.wp_counters),
                                                       std::max<std::size_t>(1, options.max_tasks));
-  return std::unique_ptr<BpfAccounting>(new BpfAccounting(
-      std::move(skeleton), std::move(reader), TaskDrain(options, std::move(resolve), *cpus)));
+  CommResolver comm = [paths](uint32_t tgid) -> std::optional<std::string> {
+    auto text = read_text(paths.proc(std::to_string(tgid) + "/comm"), 64);
+    if (!text) return std::nullopt;
+    if (!text->empty() && text->back() == '\n') text->pop_back();
+    return std::move(*text);
+  };
+  return std::unique_ptr<BpfAccounting>(
+      new BpfAccounting(std::move(skeleton), std::move(reader),
+                        TaskDrain(options, std::move(resolve), *cpus, std::move(comm))));
 }
 
 CpuTick BpfAccounting::drain() {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,6 +30,11 @@ struct AccountingOptions {
 /// cgroup v2 id (the kernfs inode number of the cgroup's folder) → workload. Called once per id
 /// seen; must not throw.
 using WorkloadResolver = std::function<WorkloadId(uint64_t cgroup_id)>;
+
+/// A live task group's current comm (from /proc/<tgid>/comm), or nullopt once it is gone. The
+/// kernel map keeps the comm of a record's first slice, which for a forked child is its parent's
+/// until exec; asking once per new process gets the name it runs under.
+using CommResolver = std::function<std::optional<std::string>(uint32_t tgid)>;
 
 /// One task group as the kernel's task map holds it: cumulative since the record was made.
 struct TaskRecord {
@@ -61,7 +67,8 @@ class TaskMapReader {
 /// Turns successive cumulative snapshots into per-tick, per-workload CPU time. Not thread-safe.
 class TaskDrain {
  public:
-  TaskDrain(AccountingOptions options, WorkloadResolver resolve, unsigned online_cpus);
+  TaskDrain(AccountingOptions options, WorkloadResolver resolve, unsigned online_cpus,
+            CommResolver comm = {});
 
   /// `monotonic_ns` is CLOCK_MONOTONIC at the read. The first call primes and returns an empty
   /// tick.
@@ -79,6 +86,7 @@ class TaskDrain {
     }
   };
   const WorkloadId& workload_of(const TaskRecord& task);
+  const std::string& comm_of(const TaskRecord& task);
 
   AccountingOptions options_;
   WorkloadResolver resolve_;
@@ -91,6 +99,10 @@ class TaskDrain {
   std::unordered_map<TaskKey, uint64_t, TaskKeyHash> last_cpu_ns_;  // live tasks only
   std::unordered_map<uint64_t, WorkloadId> workload_cache_;         // ids seen last drain
   std::unordered_map<uint64_t, WorkloadId> workload_cache_next_;
+  CommResolver comm_;
+  // Comms of the processes reported in the last drain; one that skips a drain is asked again.
+  std::unordered_map<TaskKey, std::string, TaskKeyHash> comm_cache_;
+  std::unordered_map<TaskKey, std::string, TaskKeyHash> comm_cache_next_;
 };
 
 struct BpfProgramStats {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -190,9 +191,102 @@ TEST(Attribution, GoneWorkloadsLeaveTheSeriesAfterExpiry) {
   CpuTick other = cpu({}, 1000);
   other.workloads.push_back({{"other", "service", "", "", ""}, 100, 0, 0});
   a.apply(node({{"package", 10}}), other, 5000);
-  EXPECT_EQ(a.workloads().size(), 2u);
+  EXPECT_EQ(a.workload_count(), 2u);
   a.apply(node({{"package", 10}}), other, 12000);
-  EXPECT_EQ(a.workloads().size(), 1u);
+  EXPECT_EQ(a.workload_count(), 1u);
+}
+
+// Energy and power series by {workload, domain}, for comparing two attributions' exports.
+std::map<std::pair<std::string, std::string>, std::pair<double, double>> workload_series(
+    const Attribution& a) {
+  std::vector<Family> fams;
+  a.append_families(fams);
+  std::map<std::pair<std::string, std::string>, std::pair<double, double>> out;
+  auto key = [](const Series& s) {
+    std::string w, d;
+    for (const auto& [k, v] : s.labels) {
+      if (k == "workload") w = v;
+      if (k == "domain") d = v;
+    }
+    return std::pair(w, d);
+  };
+  for (const auto& f : fams) {
+    for (const auto& s : f.series) {
+      if (f.name == "wattprobe_workload_energy_joules_total") out[key(s)].first = s.value;
+      if (f.name == "wattprobe_workload_power_watts") out[key(s)].second = s.value;
+    }
+  }
+  return out;
+}
+
+std::pair<double, double> at(
+    const std::map<std::pair<std::string, std::string>, std::pair<double, double>>& s,
+    const std::string& workload, const std::string& domain) {
+  auto it = s.find({workload, domain});
+  return it == s.end() ? std::pair(-1.0, -1.0) : it->second;
+}
+
+// A workload that expires and comes back starts from zero, whichever slot it lands in.
+TEST(Attribution, AWorkloadBackAfterExpiryStartsFromZero) {
+  AttributionOptions opt;
+  opt.workload_expiry = std::chrono::seconds(10);
+  opt.idle_watts["package"] = 0;
+  Attribution a(opt);
+  a.apply(node({{"package", 10}}), cpu({100, 100}, 1000), 1000);  // w0, w1: 5 J each
+  a.apply(node({{"package", 10}}), cpu({100}, 1000), 12'000);     // w0 runs; w1 expires
+  EXPECT_EQ(a.workload_count(), 1u);
+  CpuTick back = cpu({}, 1000);
+  back.workloads.push_back({{"new", "service", "", "", ""}, 100, 0, 0});
+  back.workloads.push_back({{"w1", "service", "", "", ""}, 100, 0, 0});
+  a.apply(node({{"package", 4}}), back, 13'000);
+  auto s = workload_series(a);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "package").first, 15);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "package").second, 0);  // did not run in the last tick
+  EXPECT_DOUBLE_EQ(at(s, "w1", "package").first, 2);
+  EXPECT_DOUBLE_EQ(at(s, "new", "package").first, 2);
+  EXPECT_DOUBLE_EQ(at(s, "new", "package").second, 2);
+}
+
+// Sources and domains that appear while workloads are tracked keep every earlier total.
+TEST(Attribution, DomainsAppearingLaterKeepEarlierTotals) {
+  AttributionOptions opt;
+  opt.idle_watts = {{"package", 0}, {"dram", 0}, {"core", 0}, {"uncore", 0}, {"psys", 0}};
+  Attribution a(opt);
+  a.apply(node({{"package", 10}}), cpu({300, 100}, 1000), 1000);
+  a.apply(node({{"package", 10}, {"dram", 2}}), cpu({300, 100}, 1000), 2000);
+  a.apply(node({{"package", 10}, {"dram", 2}, {"core", 4}, {"uncore", 1}, {"psys", 20}}),
+          cpu({100, 300}, 1000), 3000);
+  auto s = workload_series(a);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "package").first, 7.5 + 7.5 + 2.5);
+  EXPECT_DOUBLE_EQ(at(s, "w1", "package").first, 2.5 + 2.5 + 7.5);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "dram").first, 1.5 + 0.5);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "psys").first, 5);
+  EXPECT_DOUBLE_EQ(at(s, "w1", "psys").second, 15);
+}
+
+// What a checkpoint saves (totals) and restores continues the same series.
+TEST(Attribution, RestoredTotalsContinueTheSameSeries) {
+  AttributionOptions opt;
+  opt.idle_watts = {{"package", 5}, {"dram", 1}};
+  Attribution a(opt);
+  a.apply(node({{"package", 30}, {"dram", 3}}), cpu({300, 100, 600}, 2000), 1000);
+  a.apply(node({{"package", 20}, {"dram", 2}}), cpu({300, 100}, 2000), 2000);
+  Attribution b(opt);
+  b.restore(a.totals());
+  EXPECT_EQ(b.workload_count(), 3u);
+  auto before = workload_series(a), after = workload_series(b);
+  ASSERT_EQ(before.size(), after.size());
+  for (const auto& [k, v] : before) EXPECT_DOUBLE_EQ(after[k].first, v.first) << k.first;
+  AttributionTotals ta = a.totals(), tb = b.totals();
+  EXPECT_EQ(ta.idle_joules, tb.idle_joules);
+  EXPECT_EQ(ta.unattributed_joules, tb.unattributed_joules);
+  // Restored workloads keep their last-seen time: w2 last ran at 1000 ms and expires on time.
+  AttributionOptions short_expiry = opt;
+  short_expiry.workload_expiry = std::chrono::seconds(5);
+  Attribution c(short_expiry);
+  c.restore(a.totals());
+  c.apply(node({{"package", 20}, {"dram", 2}}), cpu({300, 100}, 2000), 6500);
+  EXPECT_EQ(c.workload_count(), 2u);
 }
 
 }  // namespace

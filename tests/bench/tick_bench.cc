@@ -82,6 +82,31 @@ void BM_AttributionTick(benchmark::State& state) {
 }
 BENCHMARK(BM_AttributionTick)->Arg(100)->Arg(10000)->Unit(benchmark::kMillisecond);
 
+// The two halves of BM_AttributionTick: the split itself, and the exposition update (building
+// the families a snapshot holds, and freeing them as the next snapshot replaces it).
+void BM_AttributionApply(benchmark::State& state) {
+  Attribution a({});
+  NodeEnergy e = two_domains();
+  CpuTick cpu = workloads(static_cast<std::size_t>(state.range(0)));
+  int64_t now = 1000;
+  for (auto _ : state) {
+    now += 1000;
+    benchmark::DoNotOptimize(a.apply(e, cpu, now));
+  }
+}
+BENCHMARK(BM_AttributionApply)->Arg(10000)->Unit(benchmark::kMillisecond);
+
+void BM_AttributionFamilies(benchmark::State& state) {
+  Attribution a({});
+  a.apply(two_domains(), workloads(static_cast<std::size_t>(state.range(0))), 1000);
+  for (auto _ : state) {
+    std::vector<Family> fams;
+    a.append_families(fams);
+    benchmark::DoNotOptimize(fams);
+  }
+}
+BENCHMARK(BM_AttributionFamilies)->Arg(10000)->Unit(benchmark::kMillisecond);
+
 void BM_RenderMetrics(benchmark::State& state) {
   Attribution a({});
   a.apply(two_domains(), workloads(static_cast<std::size_t>(state.range(0))), 1000);

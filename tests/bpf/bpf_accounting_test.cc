@@ -119,6 +119,34 @@ TEST(TaskDrain, ReusedPidWithNewStartTimeIsANewTask) {
   EXPECT_EQ(cpu_of(tick, "svc2.service"), 20u);
 }
 
+// The kernel map keeps the comm of a record's first slice: a forked child's is its parent's until
+// exec. Per-process metrics ask once per new process for the comm it runs under now.
+TEST(TaskDrain, ProcessesCarryTheirCurrentCommAskedOncePerProcess) {
+  CountingResolver resolver;
+  std::map<uint32_t, int> asked;
+  CommResolver comm = [&](uint32_t tgid) -> std::optional<std::string> {
+    ++asked[tgid];
+    if (tgid == 9) return std::nullopt;  // gone before the drain asked
+    return "exec" + std::to_string(tgid);
+  };
+  TaskDrain drain({.per_process = true}, resolver.callback(), 1, comm);
+  (void)drain.drain({.tasks = {task(7, 1, 0, 101), task(8, 1, 0, 101)}}, 0);
+  CpuTick tick = drain.drain(
+      {.tasks = {task(7, 1, 100, 101), task(8, 1, 50, 101, /*exited=*/true), task(9, 1, 10, 101)}},
+      kSecond);
+  ASSERT_EQ(tick.processes.size(), 3u);
+  std::map<uint32_t, std::string> comms;
+  for (const auto& p : tick.processes) comms[p.pid] = p.comm;
+  EXPECT_EQ(comms[7], "exec7");
+  EXPECT_EQ(comms[8], "task8");  // exited: the record's comm, nothing to ask
+  EXPECT_EQ(comms[9], "task9");
+  tick = drain.drain({.tasks = {task(7, 1, 300, 101)}}, 2 * kSecond);
+  ASSERT_EQ(tick.processes.size(), 1u);
+  EXPECT_EQ(tick.processes[0].comm, "exec7");
+  EXPECT_EQ(asked[7], 1);
+  EXPECT_EQ(asked.count(8), 0u);
+}
+
 TEST(TaskDrain, ExitedGroupsLastSliceAfterDeletionIsCountedOnce) {
   CountingResolver resolver;
   TaskDrain drain({}, resolver.callback(), 1);
