@@ -113,7 +113,7 @@ void BM_CheckpointLoadAndRestore(benchmark::State& state) {
     Attribution attribution({});
     Carbon carbon(parts.host.paths(), {}, std::make_unique<StaticGridProvider>(475, ""));
     restore_totals(*loaded.state, meter, attribution, &carbon);
-    benchmark::DoNotOptimize(attribution.workloads().size());
+    benchmark::DoNotOptimize(attribution.workload_count());
   }
 }
 BENCHMARK(BM_CheckpointLoadAndRestore)->Arg(10000)->Unit(benchmark::kMillisecond);
