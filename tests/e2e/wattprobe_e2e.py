@@ -400,38 +400,6 @@ class RemoteWriteReceiver:
         self.server.shutdown()
         self.server.server_close()
 
-
-def cgroup2_root():
-    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
-        if os.path.exists(os.path.join(root, "cgroup.controllers")):
-            return root
-    return None
-
-
-class Cgroups:
-    """Test-made cgroups (v2) under a temporary parent, so a test's burners are workloads of
-    names it knows. Needs root; skips without a cgroup v2 hierarchy."""
-
-    def __init__(self, *names):
-        root = cgroup2_root()
-        if root is None:
-            skip("no cgroup v2 hierarchy on this host")
-        self.base = tempfile.mkdtemp(prefix="wattprobe-e2e-", dir=root)
-        self.paths = {}
-        for n in names:
-            p = os.path.join(self.base, n)
-            os.mkdir(p)
-            self.paths[n] = p
-
-    def close(self):
-        for p in list(self.paths.values()) + [self.base]:
-            for _ in range(50):
-                try:
-                    os.rmdir(p)
-                    break
-                except OSError:
-                    time.sleep(0.1)
-
     def __enter__(self):
         return self
 
@@ -472,6 +440,46 @@ def wait_until(predicate, timeout, what):
             return got
         time.sleep(0.05)
     raise AssertionError(f"not within {timeout}s: {what}")
+
+
+
+
+def cgroup2_root():
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        if os.path.exists(os.path.join(root, "cgroup.controllers")):
+            return root
+    return None
+
+
+class Cgroups:
+    """Test-made cgroups (v2) under a temporary parent, so a test's burners are workloads of
+    names it knows. Needs root; skips without a cgroup v2 hierarchy."""
+
+    def __init__(self, *names):
+        root = cgroup2_root()
+        if root is None:
+            skip("no cgroup v2 hierarchy on this host")
+        self.base = tempfile.mkdtemp(prefix="wattprobe-e2e-", dir=root)
+        self.paths = {}
+        for n in names:
+            p = os.path.join(self.base, n)
+            os.mkdir(p)
+            self.paths[n] = p
+
+    def close(self):
+        for p in list(self.paths.values()) + [self.base]:
+            for _ in range(50):
+                try:
+                    os.rmdir(p)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Tmux:
