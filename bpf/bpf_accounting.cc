@@ -512,8 +512,8 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
   if (!tasks) return tasks.error();
   if (int err = cpu_accounting_bpf__attach(skeleton.get())) return load_error(-err, "attaching");
 
-  auto reader = std::make_unique<KernelTaskMapReader>(
-      std::move(*tasks), slots_log2, bpf_map__fd(skeleton->maps.wp_counters));
+  auto reader = std::make_unique<KernelTaskMapReader>(std::move(*tasks), slots_log2,
+                                                      bpf_map__fd(skeleton->maps.wp_counters));
   return std::unique_ptr<BpfAccounting>(new BpfAccounting(
       std::move(skeleton), std::move(reader), TaskDrain(options, std::move(resolve), *cpus)));
 }

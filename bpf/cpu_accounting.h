@@ -36,8 +36,8 @@ struct wp_task_record {
   __u64 start_time_ns; /* group leader's task_struct::start_time, CLOCK_MONOTONIC; with tgid,
                           the identity across PID reuse */
   __u32 tgid;
-  __u32 flags;         /* wp_task_flags */
-  __u64 cgroup_id;     /* cgroup v2 id (kernfs node id) at the last switch-out */
+  __u32 flags;            /* wp_task_flags */
+  __u64 cgroup_id;        /* cgroup v2 id (kernfs node id) at the last switch-out */
   char comm[WP_COMM_LEN]; /* the group leader's comm */
   __u64 reserved[2];
 };

@@ -61,7 +61,9 @@ void pace(int64_t start, uint64_t done, double rate) {
   if (due > monotonic_ns()) sleep_until(due);
 }
 
-bool stopping(int64_t end) { return g_stop.load(std::memory_order_relaxed) || monotonic_ns() >= end; }
+bool stopping(int64_t end) {
+  return g_stop.load(std::memory_order_relaxed) || monotonic_ns() >= end;
+}
 
 void report(const char* mode, uint64_t count, int64_t start) {
   double seconds = double(monotonic_ns() - start) / 1e9;
