@@ -280,6 +280,8 @@ const std::string kWorkload = "workload", kKind = "kind", kNamespace = "namespac
                   kContainer = "container", kDomain = "domain", kSource = "source",
                   kMeasured = "measured", kTrue = "true", kFalse = "false";
 
+}  // namespace
+
 Labels workload_labels(const WorkloadId& id, std::size_t extra) {
   Labels l;
   l.reserve(5 + extra);
@@ -290,8 +292,6 @@ Labels workload_labels(const WorkloadId& id, std::size_t extra) {
   l.emplace_back(kContainer, id.container);
   return l;
 }
-
-}  // namespace
 
 void Attribution::append_families(std::vector<Family>& out) const {
   Family energy{"wattprobe_workload_energy_joules_total",

@@ -143,6 +143,9 @@ class Attribution {
   uint64_t workloads_dropped_ = 0;
 };
 
+/// A workload's identity labels (metric contract order), with room for `extra` more.
+Labels workload_labels(const WorkloadId& id, std::size_t extra = 0);
+
 /// Whether `domain` is in the non-overlapping set summed for carbon (energy_tick.h): platform
 /// meters if any, else psys, else package + dram + gpu.
 std::vector<bool> host_sum_domains(const NodeEnergy& energy);

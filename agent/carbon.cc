@@ -4,6 +4,7 @@
 #include <functional>
 #include <sstream>
 
+#include "agent/attribution.h"
 #include "agent/grid_carbonintensity_uk.h"
 #include "agent/grid_electricitymaps.h"
 #include "agent/grid_file.h"
@@ -76,14 +77,6 @@ std::unique_ptr<GridProvider> make_provider(const CarbonOptions& o) {
 
 std::chrono::milliseconds ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-}
-
-Labels workload_labels(const WorkloadId& id) {
-  return {{"workload", id.workload},
-          {"kind", id.kind},
-          {"namespace", id.namespace_},
-          {"pod", id.pod},
-          {"container", id.container}};
 }
 
 }  // namespace

@@ -72,14 +72,6 @@ std::string_view window_name(CarbonBudget::Window w) {
   return w == CarbonBudget::Window::day ? "day" : "30d";
 }
 
-Labels workload_labels(const WorkloadId& id) {
-  return {{"workload", id.workload},
-          {"kind", id.kind},
-          {"namespace", id.namespace_},
-          {"pod", id.pod},
-          {"container", id.container}};
-}
-
 bool valid_machine_id(std::string_view id) {
   return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }

@@ -19,45 +19,8 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import (TOOLS, near, read_json, scrape, series, skip, start_agent,
+from wattprobe_e2e import (TOOLS, Cgroups, near, read_json, scrape, series, skip, start_agent,
                            start_driver, value)
-
-
-def cgroup2_root():
-    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
-        if os.path.exists(os.path.join(root, "cgroup.controllers")):
-            return root
-    return None
-
-
-class Cgroups:
-    def __init__(self, *names):
-        root = cgroup2_root()
-        if root is None:
-            skip("no cgroup v2 hierarchy on this host")
-        self.base = tempfile.mkdtemp(prefix="wattprobe-e2e-", dir=root)
-        self.paths = {}
-        for n in names:
-            p = os.path.join(self.base, n)
-            os.mkdir(p)
-            self.paths[n] = p
-
-    def usage_seconds(self, name):
-        with open(os.path.join(self.paths[name], "cpu.stat")) as f:
-            for line in f:
-                k, v = line.split()
-                if k == "usage_usec":
-                    return int(v) / 1e6
-        raise AssertionError("no usage_usec")
-
-    def close(self):
-        for p in list(self.paths.values()) + [self.base]:
-            for _ in range(50):
-                try:
-                    os.rmdir(p)
-                    break
-                except OSError:
-                    time.sleep(0.1)
 
 
 def workload_energy(metrics, workload, domain="package"):

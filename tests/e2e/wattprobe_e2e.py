@@ -466,6 +466,15 @@ class Cgroups:
             os.mkdir(p)
             self.paths[n] = p
 
+    def usage_seconds(self, name):
+        """The kernel's own count of the cgroup's CPU time (cpu.stat usage_usec), in seconds."""
+        with open(os.path.join(self.paths[name], "cpu.stat")) as f:
+            for line in f:
+                k, v = line.split()
+                if k == "usage_usec":
+                    return int(v) / 1e6
+        raise AssertionError("no usage_usec")
+
     def close(self):
         for p in list(self.paths.values()) + [self.base]:
             for _ in range(50):
