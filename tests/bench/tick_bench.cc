@@ -12,6 +12,7 @@
 #include "agent/attribution.h"
 #include "agent/energy_meter.h"
 #include "collectors/rapl_powercap.h"
+#include "collectors/workload_table.h"
 #include "exporters/prometheus_pull.h"
 #include "tests/support/fake_sysfs.h"
 #include "tests/support/temp_tree.h"
@@ -28,7 +29,8 @@ void BM_PowercapTick(benchmark::State& state) {
     char key[32], sub[32];
     std::snprintf(key, sizeof key, "intel-rapl:%x", p);
     std::snprintf(sub, sizeof sub, "intel-rapl:%x:0", p);
-    s.zones.push_back({key, "package-" + std::to_string(p), 0, testing::kIntelMaxEnergyRangeUj, true});
+    s.zones.push_back(
+        {key, "package-" + std::to_string(p), 0, testing::kIntelMaxEnergyRangeUj, true});
     s.zones.push_back({sub, "dram", 0, testing::kIntelMaxEnergyRangeUj, true});
   }
   testing::write_powercap(testing::SysfsWriter(tree), s);
@@ -123,6 +125,23 @@ void BM_RenderMetrics(benchmark::State& state) {
   state.SetLabel(std::to_string(series) + " series");
 }
 BENCHMARK(BM_RenderMetrics)->Arg(100)->Arg(2000)->Unit(benchmark::kMillisecond);
+
+// One drain's fold of 10,000 tasks into 500 workloads (goal: well under 5 ms).
+void BM_WorkloadTableFold(benchmark::State& state) {
+  WorkloadTable table(1000);
+  std::vector<WorkloadId> ids;
+  for (int i = 0; i < 500; ++i)
+    ids.push_back({"svc-" + std::to_string(i) + ".service", "service", "", "", ""});
+  for (auto _ : state) {
+    for (int i = 0; i < state.range(0); ++i) {
+      table.add(ids[static_cast<std::size_t>(i) % ids.size()], 1000);
+    }
+    CpuTick tick;
+    table.finish(tick);
+    benchmark::DoNotOptimize(tick.workloads.data());
+  }
+}
+BENCHMARK(BM_WorkloadTableFold)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace wattprobe

@@ -135,28 +135,18 @@ TEST(WorkloadTable, ProcessesPointAtTheirWorkloadInTheTick) {
   EXPECT_EQ(tick.workloads[tick.processes[0].workload].id.workload, "b.service");
 }
 
-TEST(WorkloadTable, TenThousandTasksInWellUnderFiveMilliseconds) {
+// Its cost is a benchmark (tests/bench/tick_bench.cc BM_WorkloadTableFold), not a timed assertion.
+TEST(WorkloadTable, TenThousandTasksFoldIntoTheirWorkloadsEveryTick) {
   WorkloadTable table(1000);
   std::vector<WorkloadId> ids;
   for (int i = 0; i < 500; ++i) ids.push_back(service("svc-" + std::to_string(i) + ".service"));
-  // The best of several ticks: the cost of the code, not of whatever else shares the 2 cores.
-  auto best = std::chrono::steady_clock::duration::max();
-  for (int round = 0; round < 20; ++round) {
-    auto start = std::chrono::steady_clock::now();
+  for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 10000; ++i) table.add(ids[static_cast<std::size_t>(i) % ids.size()], 1000);
     CpuTick tick;
     table.finish(tick);
-    best = std::min(best, std::chrono::steady_clock::now() - start);
     ASSERT_EQ(tick.workloads.size(), 500u);
-    ASSERT_EQ(tick.workloads[0].cpu_ns, 20u * 1000);
+    for (const WorkloadCpu& w : tick.workloads) ASSERT_EQ(w.cpu_ns, 20u * 1000) << w.id.workload;
   }
-  std::printf("10000 tasks into 500 workloads: best %.3f ms of 20 ticks\n",
-              std::chrono::duration<double, std::milli>(best).count());
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "timing bound not checked under AddressSanitizer";
-#else
-  EXPECT_LT(best, std::chrono::milliseconds(5));
-#endif
 }
 
 }  // namespace
