@@ -3,13 +3,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/perf_event.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -18,7 +16,6 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
-#include <utility>
 
 #include "agent/text_file.h"
 #include "bpf/cpu_accounting.h"
@@ -145,53 +142,15 @@ Error load_error(int err, std::string_view step) {
   return Error{kind, "bpf/cpu_accounting.bpf.c", std::move(detail)};
 }
 
-// The kernel's task array (cpu_accounting.h), mapped into this process: one drain is a scan of
-// memory, with no system call per record. The kernel claims and fills slots while the scan
-// runs; the fields are read with the order the kernel writes them in.
-class TaskArray {
- public:
-  static Result<TaskArray> map(int fd, uint32_t slots) {
-    std::size_t bytes = std::size_t{slots} * sizeof(wp_task_record);
-    void* at = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (at == MAP_FAILED)
-      return Error{ErrorKind::unsupported, "bpf/cpu_accounting.bpf.c",
-                   std::string("mapping the task array: ") + std::strerror(errno)};
-    return TaskArray(static_cast<wp_task_record*>(at), slots);
-  }
-  TaskArray(TaskArray&& other) noexcept
-      : slots_(std::exchange(other.slots_, nullptr)), count_(other.count_) {}
-  TaskArray& operator=(TaskArray&&) = delete;
-  ~TaskArray() {
-    if (slots_) munmap(slots_, std::size_t{count_} * sizeof(wp_task_record));
-  }
-  wp_task_record& operator[](uint32_t slot) const { return slots_[slot]; }
-  uint32_t size() const { return count_; }
-
- private:
-  TaskArray(wp_task_record* slots, uint32_t count) : slots_(slots), count_(count) {}
-  wp_task_record* slots_;
-  uint32_t count_;
-};
-
-template <typename T>
-T load(T& field, std::memory_order order = std::memory_order_relaxed) {
-  return std::atomic_ref<T>(field).load(order);
-}
-
-template <typename T>
-void store(T& field, T value, std::memory_order order = std::memory_order_relaxed) {
-  std::atomic_ref<T>(field).store(value, order);
-}
-
 class KernelTaskMapReader : public TaskMapReader {
  public:
-  KernelTaskMapReader(TaskArray tasks, uint32_t slots_log2, int counters_fd)
-      : tasks_(std::move(tasks)),
-        slots_log2_(slots_log2),
+  KernelTaskMapReader(int tasks_fd, int counters_fd, std::size_t max_tasks)
+      : tasks_fd_(tasks_fd),
         counters_fd_(counters_fd),
         possible_cpus_(std::max(1, libbpf_num_possible_cpus())),
-        per_cpu_(possible_cpus_),
-        index_of_slot_(tasks_.size(), kNone) {}
+        keys_(max_tasks),
+        values_(max_tasks),
+        per_cpu_(possible_cpus_) {}
 
   TaskMapSnapshot read() override {
     TaskMapSnapshot snapshot;
@@ -203,89 +162,65 @@ class KernelTaskMapReader : public TaskMapReader {
   }
 
  private:
-  static constexpr uint32_t kNone = ~uint32_t{0};
-
-  struct Slot {
-    uint32_t slot;
-    uint32_t tgid;
-    uint64_t start_time_ns;
-    bool exited;
-    uint32_t first;  // index into slots_ of the record that stands for the group
-    uint32_t group;  // index into the output: one per identity
-  };
-
   void read_tasks(std::vector<TaskRecord>& out) {
-    // Pass 1: the occupied slots.
-    slots_.clear();
-    for (uint32_t i = 0; i < tasks_.size(); ++i) {
-      wp_task_record& rec = tasks_[i];
-      uint64_t start = load(rec.start_time_ns, std::memory_order_acquire);
-      if (start == 0) continue;
-      uint32_t tgid = load(rec.tgid, std::memory_order_acquire);
-      if (tgid == 0) continue;  // being made: its time is read next drain
-      index_of_slot_[i] = static_cast<uint32_t>(slots_.size());
-      slots_.push_back({i, tgid, start, (load(rec.flags) & WP_TASK_EXITED) != 0, kNone, kNone});
-    }
-    // Pass 2: one group per identity. Two CPUs making one group's record at once can, rarely,
-    // make two; both lie on the probe path from the group's home slot, and the one nearest home
-    // stands for the group (nothing of its identity lies before it).
-    const uint32_t mask = tasks_.size() - 1;
-    for (uint32_t n = 0; n < slots_.size(); ++n) {
-      Slot& s = slots_[n];
-      s.first = n;
-      uint32_t home = wp_home_slot(s.tgid, slots_log2_);
-      for (uint32_t back = std::min<uint32_t>((s.slot - home) & mask, WP_MAX_PROBES); back > 0;
-           --back) {
-        uint32_t other = index_of_slot_[(s.slot - back) & mask];
-        if (other != kNone && slots_[other].tgid == s.tgid &&
-            slots_[other].start_time_ns == s.start_time_ns) {
-          s.first = other;
-          break;
+    std::size_t n = read_batch();
+    if (batch_unsupported_) n = read_by_key();
+    out.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      wp_task_record value = values_[i];
+      if (value.flags & WP_TASK_EXITED) {
+        // The read that counts is the one that deletes, so the exit's last slice is not lost
+        // between a lookup and a delete.
+        wp_task_record last{};
+        if (bpf_map_lookup_and_delete_elem(tasks_fd_, &keys_[i], &last) == 0) {
+          value = last;
+        } else if (errno != ENOENT) {
+          bpf_map_delete_elem(tasks_fd_, &keys_[i]);
         }
       }
-    }
-    uint32_t groups = 0;
-    for (uint32_t n = 0; n < slots_.size(); ++n)
-      if (slots_[n].first == n) slots_[n].group = groups++;
-    out.assign(groups, TaskRecord{});
-    exited_.assign(groups, false);
-    for (Slot& s : slots_) {
-      s.group = slots_[s.first].group;
-      exited_[s.group] = exited_[s.group] || s.exited;
-    }
-
-    // Pass 3: each group's time. An exited group's records are freed in the same step that
-    // reads their last value (an atomic exchange), so the final switch-out, if it lands later,
-    // makes a new record holding only that slice; all of them, or a duplicate left behind would
-    // report its time again.
-    for (const Slot& s : slots_) {
-      wp_task_record& rec = tasks_[s.slot];
-      TaskRecord& task = out[s.group];
-      if (task.tgid == 0) {
-        task.tgid = s.tgid;
-        task.start_time_ns = s.start_time_ns;
-        task.cgroup_id = load(rec.cgroup_id);
-        task.exited = exited_[s.group];
-        task.kernel_thread = (load(rec.flags) & WP_TASK_KTHREAD) != 0;
-        task.comm.assign(rec.comm, strnlen(rec.comm, sizeof rec.comm));
-      }
-      if (task.exited) {
-        task.cpu_ns += std::atomic_ref<__u64>(rec.cpu_ns).exchange(0);
-        free_slot(rec);
-      } else {
-        task.cpu_ns += load(rec.cpu_ns);
-      }
-      index_of_slot_[s.slot] = kNone;
+      TaskRecord& task = out.emplace_back();
+      task.tgid = keys_[i].tgid;
+      task.start_time_ns = keys_[i].start_time_ns;
+      task.cpu_ns = value.cpu_ns;
+      task.cgroup_id = value.cgroup_id;
+      task.exited = value.flags & WP_TASK_EXITED;
+      task.kernel_thread = value.flags & WP_TASK_KTHREAD;
+      task.comm.assign(value.comm, strnlen(value.comm, sizeof value.comm));
     }
   }
 
-  // The kernel claims a slot by its start time, so that goes last.
-  static void free_slot(wp_task_record& rec) {
-    store(rec.tgid, __u32{0});
-    store(rec.flags, __u32{0});
-    store(rec.cgroup_id, __u64{0});
-    std::memset(rec.comm, 0, sizeof rec.comm);
-    store(rec.start_time_ns, __u64{0}, std::memory_order_release);
+  // One syscall for the whole map where the kernel has batch ops (5.6+).
+  std::size_t read_batch() {
+    std::size_t total = 0;
+    uint64_t token = 0;  // htab batches are u32 bucket cursors; 8 bytes is room enough
+    bool first = true;
+    while (total < keys_.size()) {
+      __u32 count = static_cast<__u32>(keys_.size() - total);
+      int err = bpf_map_lookup_batch(tasks_fd_, first ? nullptr : &token, &token, &keys_[total],
+                                     &values_[total], &count, nullptr);
+      int saved = errno;
+      first = false;
+      total += count;
+      if (err == 0) continue;
+      if (saved == ENOENT) break;  // end of map
+      if (saved == EINVAL || saved == ENOTSUP || saved == EOPNOTSUPP || saved == 524 /*ENOTSUPP*/)
+        batch_unsupported_ = true;
+      break;
+    }
+    return total;
+  }
+
+  std::size_t read_by_key() {
+    std::size_t n = 0;
+    wp_task_key key{}, previous{};
+    bool started = false;
+    while (n < keys_.size() &&
+           bpf_map_get_next_key(tasks_fd_, started ? &previous : nullptr, &key) == 0) {
+      if (bpf_map_lookup_elem(tasks_fd_, &key, &values_[n]) == 0) keys_[n++] = key;
+      previous = key;
+      started = true;
+    }
+    return n;
   }
 
   uint64_t counter(uint32_t slot) {
@@ -295,14 +230,13 @@ class KernelTaskMapReader : public TaskMapReader {
     return sum;
   }
 
-  TaskArray tasks_;
-  uint32_t slots_log2_;
+  int tasks_fd_;
   int counters_fd_;
   int possible_cpus_;
+  bool batch_unsupported_ = false;
+  std::vector<wp_task_key> keys_;
+  std::vector<wp_task_record> values_;
   std::vector<uint64_t> per_cpu_;
-  std::vector<uint32_t> index_of_slot_;  // slot → index into slots_; kNone between drains
-  std::vector<Slot> slots_;
-  std::vector<bool> exited_;
 };
 
 std::string workload_key(const WorkloadId& id) {
@@ -515,21 +449,17 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
   std::unique_ptr<::cpu_accounting_bpf, CpuAccountingBpfDeleter> skeleton(
       cpu_accounting_bpf__open());
   if (!skeleton) return load_error(errno, "opening the eBPF object");
-  // Open addressing wants a power of two, and room: a group looks for a free slot only near
-  // its home slot.
-  uint32_t slots_log2 = 6;
-  while (slots_log2 < 24 && (std::size_t{1} << slots_log2) < options.max_tasks) ++slots_log2;
-  skeleton->rodata->wp_slots_log2 = slots_log2;
-  if (int err = bpf_map__set_max_entries(skeleton->maps.wp_tasks, 1u << slots_log2))
-    return load_error(-err, "sizing the task array");
+  skeleton->rodata->wp_loaded_at_ns = monotonic_ns();
+  if (int err = bpf_map__set_max_entries(
+          skeleton->maps.wp_tasks, static_cast<__u32>(std::max<std::size_t>(1, options.max_tasks))))
+    return load_error(-err, "sizing the task map");
   if (int err = cpu_accounting_bpf__load(skeleton.get()))
     return load_error(-err, "loading (verifier)");
-  auto tasks = TaskArray::map(bpf_map__fd(skeleton->maps.wp_tasks), 1u << slots_log2);
-  if (!tasks) return tasks.error();
   if (int err = cpu_accounting_bpf__attach(skeleton.get())) return load_error(-err, "attaching");
 
-  auto reader = std::make_unique<KernelTaskMapReader>(std::move(*tasks), slots_log2,
-                                                      bpf_map__fd(skeleton->maps.wp_counters));
+  auto reader = std::make_unique<KernelTaskMapReader>(bpf_map__fd(skeleton->maps.wp_tasks),
+                                                      bpf_map__fd(skeleton->maps.wp_counters),
+                                                      std::max<std::size_t>(1, options.max_tasks));
   CommResolver comm = [paths](uint32_t tgid) -> std::optional<std::string> {
     auto text = read_text(paths.proc(std::to_string(tgid) + "/comm"), 64);
     if (!text) return std::nullopt;

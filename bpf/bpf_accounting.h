@@ -22,9 +22,8 @@ struct AccountingOptions {
   std::size_t max_workloads = 5000;
   /// Fill CpuTick::processes (top-N process metrics, `top`).
   bool per_process = false;
-  /// Task groups alive or exited since the last drain that the kernel's task array holds,
-  /// rounded up to a power of two. A group that finds no free slot within 32 of its home slot
-  /// (a nearly full array) is counted in CpuTick::records_lost, never silent.
+  /// Entries of the kernel's task map: task groups alive or exited since the last drain. A full
+  /// map is counted in CpuTick::records_lost, never silent.
   std::size_t max_tasks = 16384;
 };
 
