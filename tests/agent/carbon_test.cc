@@ -8,27 +8,14 @@
 
 #include "agent/grid_electricitymaps.h"
 #include "tests/support/fake_grid_api.h"
+#include "tests/support/settable_grid_provider.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
 namespace {
 
+using testing::SettableProvider;
 using testing::TempTree;
-
-/// An intensity the test sets between ticks, as a provider refresh would.
-class SettableProvider : public GridProvider {
- public:
-  explicit SettableProvider(double* value) : value_(value) {}
-  std::string_view name() const override { return "electricitymaps"; }
-  GridFetch fetch(int64_t now_ms) override {
-    GridFetch f;
-    f.reading = IntensityReading{*value_, "DE", "average", now_ms, {}, {}};
-    return f;
-  }
-
- private:
-  double* value_;
-};
 
 WorkloadId service(std::string name) { return WorkloadId{std::move(name), "service", "", "", ""}; }
 WorkloadId pod(std::string ns, std::string p, std::string c) {

@@ -10,27 +10,14 @@
 #include <set>
 
 #include "agent/utc_time.h"
+#include "tests/support/settable_grid_provider.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
 namespace {
 
+using testing::SettableProvider;
 using testing::TempTree;
-
-/// An intensity the test changes between ticks, so each tick's grams differ.
-class SettableProvider : public GridProvider {
- public:
-  explicit SettableProvider(double* value) : value_(value) {}
-  std::string_view name() const override { return "electricitymaps"; }
-  GridFetch fetch(int64_t now_ms) override {
-    GridFetch f;
-    f.reading = IntensityReading{*value_, "DE", "average", now_ms, {}, {}};
-    return f;
-  }
-
- private:
-  double* value_;
-};
 
 int64_t at(const char* utc) { return *parse_utc_instant(utc); }
 
