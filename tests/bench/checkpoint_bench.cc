@@ -13,26 +13,13 @@
 #include <iterator>
 
 #include "agent/checkpoint.h"
+#include "tests/bench/bench_inputs.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
 namespace {
 
-NodeEnergy two_domains() {
-  NodeEnergy e;
-  e.seconds = 1;
-  for (const char* d : {"package", "dram"}) {
-    DomainEnergy r;
-    r.source = "rapl_powercap";
-    r.domain = d;
-    r.socket = 0;
-    r.joules = 50;
-    r.watts = 50;
-    r.total_joules = 1e6;
-    e.domains.push_back(r);
-  }
-  return e;
-}
+using bench::two_domains;
 
 CpuTick pods(std::size_t n) {
   CpuTick t;
@@ -58,7 +45,7 @@ struct Parts {
     int64_t now = 1'700'000'000'000;
     for (int i = 0; i < 3; ++i) {
       now += 1000;
-      carbon.on_tick(attribution.apply(two_domains(), cpu, now));
+      carbon.on_tick(attribution.apply(two_domains(1e6), cpu, now));
     }
   }
   testing::TempTree host;

@@ -14,11 +14,14 @@
 #include "collectors/rapl_powercap.h"
 #include "collectors/workload_table.h"
 #include "exporters/prometheus_pull.h"
+#include "tests/bench/bench_inputs.h"
 #include "tests/support/fake_sysfs.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
 namespace {
+
+using bench::two_domains;
 
 void BM_PowercapTick(benchmark::State& state) {
   testing::TempTree tree;
@@ -42,21 +45,6 @@ void BM_PowercapTick(benchmark::State& state) {
   state.SetLabel(std::to_string(state.range(0)) + " zones");
 }
 BENCHMARK(BM_PowercapTick)->Arg(2)->Arg(64)->Unit(benchmark::kMicrosecond);
-
-NodeEnergy two_domains() {
-  NodeEnergy e;
-  e.seconds = 1;
-  for (const char* d : {"package", "dram"}) {
-    DomainEnergy r;
-    r.source = "rapl_powercap";
-    r.domain = d;
-    r.socket = 0;
-    r.joules = 50;
-    r.watts = 50;
-    e.domains.push_back(r);
-  }
-  return e;
-}
 
 CpuTick workloads(std::size_t n) {
   CpuTick t;
