@@ -139,8 +139,8 @@ std::optional<std::string> validate(const CarbonOptions& o) {
     if (!t) return "install-date: \"" + o.install_date + "\" is not a date YYYY-MM-DD";
     if (*t > wall_ms()) return "install-date: " + o.install_date + " is in the future";
   }
-  if (!finite_in(o.refresh_seconds, 10, 86400)) {
-    return "grid-refresh: " + fmt(o.refresh_seconds) + " s is outside 10..86400";
+  if (!finite_in(o.refresh_seconds, 1, 86400)) {
+    return "grid-refresh: " + fmt(o.refresh_seconds) + " s is outside 1..86400";
   }
   if (!finite_in(o.file_refresh_seconds, 0.1, 86400)) {
     return "grid-file-refresh: " + fmt(o.file_refresh_seconds) + " s is outside 0.1..86400";
@@ -151,8 +151,8 @@ std::optional<std::string> validate(const CarbonOptions& o) {
   if (!finite_in(o.timeout_seconds, 0.1, 600)) {
     return "grid-timeout: " + fmt(o.timeout_seconds) + " s is outside 0.1..600";
   }
-  if (!finite_in(o.max_age_seconds, 60, 30 * 86400.0)) {
-    return "grid-max-age: " + fmt(o.max_age_seconds) + " s is outside 60..2592000";
+  if (!finite_in(o.max_age_seconds, 1, 30 * 86400.0)) {
+    return "grid-max-age: " + fmt(o.max_age_seconds) + " s is outside 1..2592000";
   }
   if (p == "file" && o.grid_file.empty()) return "grid-file: required with grid-provider=file";
   if ((p == "electricitymaps" || p == "watttime") && o.zone.empty()) {
@@ -189,14 +189,14 @@ Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvi
   g.refresh =
       ms(provider->name() == "file" ? options_.file_refresh_seconds : options_.refresh_seconds);
   g.max_age = ms(options_.max_age_seconds);
-  g.min_backoff = ms(options_.min_backoff_seconds);
+  g.min_backoff = std::min(ms(options_.min_backoff_seconds), g.refresh);
   grid_ = std::make_unique<GridIntensity>(std::move(provider), g);
   for (const auto& b : options_.budgets) budgets_.push_back(BudgetState{b, {}, -1});
 }
 
 Carbon::~Carbon() { stop(); }
 
-void Carbon::start() { grid_->start(); }
+void Carbon::start(std::function<void(const std::string&)> log) { grid_->start(std::move(log)); }
 void Carbon::stop() { grid_->stop(); }
 
 Longevity Carbon::longevity_at(int64_t now_ms) const {

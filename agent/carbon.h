@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,13 +50,16 @@ struct CarbonOptions {
   std::string token_file;
   std::string token_env = "WATTPROBE_GRID_TOKEN";
   std::string watttime_username;
-  std::string ca_file;               // extra CA bundle; TLS verification stays on
-  double refresh_seconds = 900;      // API providers; Electricity Maps updates hourly
-  double file_refresh_seconds = 10;  // how often the file provider looks for an edit
+  std::string ca_file;  // extra CA bundle; TLS verification stays on
+  /// How often the provider is asked. API providers: 15 min (Electricity Maps updates hourly;
+  /// public APIs rate-limit). The file provider only stats its file, so it looks every 10 s.
+  /// --grid-refresh sets both; seconds are allowed for tests and local schedules.
+  double refresh_seconds = 900;
+  double file_refresh_seconds = 10;
   double connect_timeout_seconds = 5;
   double timeout_seconds = 20;
-  double max_age_seconds = 86400;  // last good value older than this → static default
-  double min_backoff_seconds = 10;
+  double max_age_seconds = 86400;   // last good value older than this → static default
+  double min_backoff_seconds = 10;  // capped by the refresh: a retry never waits past it
   /// Power usage effectiveness of the facility. 1.0 (no overhead) is the default because the
   /// agent cannot know the building; set it for a data centre (AWS 1.135, GCP 1.1, Azure 1.185).
   double pue = 1.0;
@@ -104,7 +108,8 @@ class Carbon {
   Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider);
   ~Carbon();
 
-  void start();
+  /// Starts the grid refresh (see GridIntensity::start); `log` receives its one-line events.
+  void start(std::function<void(const std::string&)> log = {});
   void stop();
   void on_tick(const EnergyTick& tick);
   void append_families(std::vector<Family>& out) const;

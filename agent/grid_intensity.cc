@@ -128,12 +128,17 @@ GridIntensity::GridIntensity(std::unique_ptr<GridProvider> provider, GridIntensi
 
 GridIntensity::~GridIntensity() { stop(); }
 
-void GridIntensity::start() {
-  refresh_now(wall_ms());
-  if (provider_->name() == "static" || thread_.joinable()) return;
+void GridIntensity::start(std::function<void(const std::string&)> log) {
+  log_ = std::move(log);
+  if (provider_->name() == "static") {
+    refresh_now(wall_ms());
+    return;
+  }
+  if (thread_.joinable()) return;
   {
     std::lock_guard lock(mu_);
     stopping_ = false;
+    next_wait_ = std::chrono::milliseconds(0);
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -169,12 +174,22 @@ void GridIntensity::run() {
   }
 }
 
+void GridIntensity::log(const std::string& line) const {
+  if (log_) log_("grid " + std::string(provider_->name()) + ": " + line);
+}
+
 std::chrono::milliseconds GridIntensity::apply(GridFetch fetch, int64_t now_ms) {
   std::lock_guard lock(mu_);
   ++status_.fetches;
   status_.last_attempt_ms = now_ms;
   for (const auto& [reason, error] : fetch.warnings) ++status_.errors_by_reason[reason];
   if (fetch.reading) {
+    if (!logged_reason_.empty() || logged_expiry_) {
+      log("answering again after " + std::to_string(consecutive_failures_) +
+          " failed fetches: " + format_number(fetch.reading->grams_per_kwh) + " g/kWh");
+    }
+    logged_reason_.clear();
+    logged_expiry_ = false;
     status_.last_good = std::move(fetch.reading);
     status_.last_good_ms = now_ms;
     status_.last_error = fetch.warnings.empty() ? "" : fetch.warnings.front().second.message();
@@ -184,6 +199,25 @@ std::chrono::milliseconds GridIntensity::apply(GridFetch fetch, int64_t now_ms) 
   }
   ++status_.errors_by_reason[fetch.reason];
   status_.last_error = fetch.error.message();
+  const int64_t max_age_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.max_age).count();
+  const bool expired = !status_.last_good || now_ms - status_.last_good_ms > max_age_ms;
+  if (fetch.reason != logged_reason_) {
+    // The error names the URL without its query or credentials; a key never reaches an Error.
+    std::string keeping =
+        expired
+            ? "using the static default " + format_number(options_.static_grams_per_kwh) + " g/kWh"
+            : "keeping the last good value " + format_number(status_.last_good->grams_per_kwh) +
+                  " g/kWh from " + format_number((now_ms - status_.last_good_ms) / 1000.0) +
+                  " s ago";
+    log(fetch.error.message() + " (reason " + fetch.reason + "; " + keeping + ")");
+    logged_reason_ = fetch.reason;
+    logged_expiry_ = expired;
+  } else if (expired && !logged_expiry_) {
+    log("no good answer for longer than the max age (" + format_number(max_age_ms / 1000.0) +
+        " s): using the static default " + format_number(options_.static_grams_per_kwh) + " g/kWh");
+    logged_expiry_ = true;
+  }
   // Exponential backoff from min_backoff up to the refresh interval; a server's Retry-After
   // wins when it asks for longer.
   int shift = std::min(consecutive_failures_, 16);
@@ -207,6 +241,9 @@ GridIntensity::InForce GridIntensity::at(int64_t time_ms) const {
     out.grams_per_kwh = options_.static_grams_per_kwh;
     out.signal = provider_->name() == "static" ? "static" : "fallback";
     out.zone = options_.zone;
+    // The age keeps growing through the fallback, so an alert on a stale grid signal stays on
+    // until the provider answers again, rather than clearing when the default takes over.
+    if (good) out.age_seconds = std::max<double>(0, (time_ms - status_.last_good_ms) / 1000.0);
     return out;
   }
   out.grams_per_kwh = good->grams_per_kwh;
@@ -242,7 +279,8 @@ void GridIntensity::append_families(std::vector<Family>& out, int64_t now_ms) co
                        {Series{{{"zone", now.zone}, {"provider", provider}, {"signal", now.signal}},
                                now.grams_per_kwh}}});
   out.push_back(Family{"wattprobe_grid_carbon_intensity_age_seconds",
-                       "Seconds since the intensity in force was last fetched successfully.",
+                       "Seconds since the grid provider last answered with a good value (0 for "
+                       "static and before the first answer).",
                        MetricType::gauge,
                        {Series{{{"zone", now.zone}, {"provider", provider}}, now.age_seconds}}});
   Family forecast{"wattprobe_grid_carbon_intensity_forecast_grams_per_kwh",

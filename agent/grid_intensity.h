@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -111,8 +112,13 @@ class GridIntensity {
   GridIntensity(const GridIntensity&) = delete;
   GridIntensity& operator=(const GridIntensity&) = delete;
 
-  /// Fetches once and starts the refresh thread (none for the static provider).
-  void start();
+  /// Starts the refresh thread, which fetches at once and then every refresh; the static
+  /// provider needs no thread. Until the first good answer the static default is in force
+  /// (signal "fallback"), so a slow or hung API never delays the agent's start. The thread
+  /// parses network answers, so the agent starts it only after dropping privileges.
+  /// `log` is where the refresh thread says what changed: a failure (once per reason, never the
+  /// key), a recovery, and the switch to the static default after max_age.
+  void start(std::function<void(const std::string&)> log = {});
   void stop();
   /// One fetch now, on the caller's thread: for tests and `doctor`.
   void refresh_now(int64_t now_ms);
@@ -143,15 +149,19 @@ class GridIntensity {
  private:
   void run();
   std::chrono::milliseconds apply(GridFetch fetch, int64_t now_ms);  // returns the next wait
+  void log(const std::string& line) const;
 
   std::unique_ptr<GridProvider> provider_;
   GridIntensityOptions options_;
+  std::function<void(const std::string&)> log_;  // set before the thread starts, then read-only
   std::mutex fetch_mu_;  // one fetch at a time: the provider keeps a token and a connection
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
   Status status_;
   int consecutive_failures_ = 0;
+  std::string logged_reason_;  // the failure last logged, so an outage is one line, not many
+  bool logged_expiry_ = false;
   std::chrono::milliseconds next_wait_{0};  // from the last apply(), so start() honours it
   std::thread thread_;
 };

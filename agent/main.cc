@@ -29,7 +29,15 @@ namespace {
 /// Carbon follows the ticks: operational and embodied grams per workload.
 class CarbonConsumer : public TickConsumer {
  public:
-  explicit CarbonConsumer(const Options& o) : carbon_(o.paths, o.carbon) { carbon_.start(); }
+  /// Reads the grid API key (a root-only file is fine: privileges are still held), but starts
+  /// no thread: see start().
+  explicit CarbonConsumer(const Options& o) : carbon_(o.paths, o.carbon) {}
+  /// The grid refresh thread fetches and parses network answers, so it starts only after the
+  /// privilege drop; its events go to stderr, one line each.
+  void start() {
+    carbon_.start(
+        [](const std::string& line) { std::fprintf(stderr, "wattprobe: %s\n", line.c_str()); });
+  }
   ~CarbonConsumer() override { carbon_.stop(); }
   void on_tick(const EnergyTick& t) override { carbon_.on_tick(t); }
   void append_families(std::vector<Family>& out) const override { carbon_.append_families(out); }
@@ -153,6 +161,8 @@ int run(const Options& options) {
     std::fprintf(stderr, "wattprobe: %s\n", refusal->c_str());
     return 1;
   }
+
+  carbon.start();
 
   // After the drop: its sender is a thread (capabilities are per thread, so dropping must come
   // first), and its queue folder must be writable by the user the agent runs as from now on.

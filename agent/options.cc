@@ -55,7 +55,8 @@ po::options_description describe() {
       ("grid-token-file", po::value<std::string>(), "file holding the grid API key or password")
       ("grid-token-env", po::value<std::string>(), "environment variable holding the grid API key (default WATTPROBE_GRID_TOKEN)")
       ("grid-username", po::value<std::string>(), "WattTime user name")
-      ("grid-refresh", po::value<std::string>(), "how often to ask the grid API (default 15m)")
+      ("grid-refresh", po::value<std::string>(), "how often to ask the grid API, 1s to 24h (default 15m; the file provider looks for edits every 10s)")
+      ("grid-max-age", po::value<std::string>(), "use the static --grid-intensity when no good answer came for this long, 1s to 30d (default 24h)")
       ("pue", po::value<std::string>(), "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")
       ("embodied-kg", po::value<std::string>(), "embodied kgCO2e of this device, replacing the inventory estimate")
       ("install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")
@@ -294,8 +295,13 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("grid-token-env")) c.token_env = r->value;
   if (auto r = one("grid-username")) c.watttime_username = r->value;
   if (auto r = one("grid-refresh")) {
-    c.refresh_seconds = to_duration("grid-refresh", *r, std::chrono::seconds(10),
+    c.refresh_seconds = to_duration("grid-refresh", *r, std::chrono::seconds(1),
                                     std::chrono::hours(24)).count() / 1000.0;
+    c.file_refresh_seconds = c.refresh_seconds;
+  }
+  if (auto r = one("grid-max-age")) {
+    c.max_age_seconds = to_duration("grid-max-age", *r, std::chrono::seconds(1),
+                                    std::chrono::hours(24 * 30)).count() / 1000.0;
   }
   if (auto r = one("pue")) c.pue = to_double("pue", *r, 1.0, 3.0);
   if (auto r = one("embodied-kg")) c.embodied_kg = to_double("embodied-kg", *r, 0, 1e6);

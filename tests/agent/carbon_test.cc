@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <thread>
 
 #include "agent/grid_electricitymaps.h"
 #include "tests/support/fake_grid_api.h"
@@ -227,6 +228,10 @@ TEST(Carbon, KeysNeverReachDoctorMetricsOrErrors) {
   api.set_value(338);
   Carbon carbon(t.paths(), o);
   carbon.start();
+  // The first fetch runs on the refresh thread, so the agent's start never waits on the API.
+  for (int i = 0; i < 500 && carbon.grid().at(wall_ms()).grams_per_kwh != 338; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_DOUBLE_EQ(carbon.grid().at(wall_ms()).grams_per_kwh, 338);
   api.set_mode("http401");
   carbon.grid().refresh_now(wall_ms());

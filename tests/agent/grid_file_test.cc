@@ -92,6 +92,9 @@ TEST(FileGrid, EditedFileIsPickedUpByTheRefreshThread) {
   o.refresh = std::chrono::milliseconds(20);
   GridIntensity grid(std::make_unique<FileGridProvider>(tree.path("grid.csv"), ""), o);
   grid.start();
+  for (int i = 0; i < 250 && grid.at(wall_ms()).grams_per_kwh != 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_DOUBLE_EQ(grid.at(wall_ms()).grams_per_kwh, 100);
   tree.write("grid.csv", iso(h - kHour) + ",100\n" + iso(h) + ",180\n");
   double seen = 0;

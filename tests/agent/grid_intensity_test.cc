@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "agent/grid_electricitymaps.h"
@@ -65,6 +66,7 @@ TEST(GridIntensity, KeepsLastGoodWithItsAgeThenFallsBackToStaticPastMaxAge) {
   auto late = grid.at(t0 + 3600001);
   EXPECT_DOUBLE_EQ(late.grams_per_kwh, 475);
   EXPECT_EQ(late.signal, "fallback");
+  EXPECT_DOUBLE_EQ(late.age_seconds, 3600.001) << "the age keeps growing through the fallback";
   EXPECT_EQ(grid.status().errors_by_reason["server_error"], 1u);
 }
 
@@ -83,6 +85,48 @@ TEST(GridIntensity, RefreshThreadRetriesWithBackoffAndSwitchesBack) {
   EXPECT_DOUBLE_EQ(grid.at(wall_ms()).grams_per_kwh, 99);
   EXPECT_EQ(p->calls.load(), 3u);
   EXPECT_EQ(grid.status().errors_by_reason["server_error"], 2u);
+}
+
+TEST(GridIntensity, LogsAnOutageOnceItsExpiryAndItsEndWithoutTheKey) {
+  GridIntensityOptions o;
+  o.static_grams_per_kwh = 475;
+  o.refresh = std::chrono::milliseconds(50);
+  o.min_backoff = std::chrono::milliseconds(1);
+  o.max_age = std::chrono::milliseconds(200);
+  GridFetch refused = GridFetch::failure(
+      "unauthorized",
+      Error{ErrorKind::permission, "http://127.0.0.1:1/v3/carbon-intensity/latest", "HTTP 401"});
+  auto provider = std::make_unique<ScriptedProvider>(
+      std::vector{good(210), refused, refused, refused, refused, good(220)});
+  ScriptedProvider* p = provider.get();
+  GridIntensity grid(std::move(provider), o);
+  std::vector<std::string> lines;
+  std::mutex mu;
+  // The first fetches come at once; the pause between the 2nd and 5th crosses the max age.
+  grid.start([&](const std::string& l) {
+    std::lock_guard lock(mu);
+    lines.push_back(l);
+    if (l.find("HTTP 401") != std::string::npos) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  });
+  for (int i = 0; i < 500 && p->calls.load() < 6; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (int i = 0; i < 100 && grid.at(wall_ms()).grams_per_kwh != 220; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  grid.stop();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(lines.size(), 3u) << ::testing::PrintToString(lines);
+  EXPECT_NE(lines[0].find("grid scripted: "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("HTTP 401"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("reason unauthorized"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("keeping the last good value 210 g/kWh"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("using the static default 475 g/kWh"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find("answering again after 4 failed fetches: 220 g/kWh"), std::string::npos)
+      << lines[2];
+  EXPECT_EQ(grid.status().errors_by_reason["unauthorized"], 4u);
 }
 
 TEST(GridIntensity, RetryAfterHoldsOffTheNextFetch) {
