@@ -1,6 +1,6 @@
 #include "agent/accounting_choice.h"
 
-#include "bpf/bpf_accounting.h"
+#include "bpf/sched_account_loader.h"
 #include "collectors/cgroup_resolver.h"
 #include "collectors/procfs_accounting.h"
 

@@ -3,9 +3,9 @@
 #include <memory>
 #include <string>
 
-#include "agent/cpu_accounting.h"
+#include "collectors/cpu_accounting.h"
 #include "agent/options.h"
-#include "agent/result.h"
+#include "agent/base/result.h"
 
 namespace wattprobe {
 

@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "agent/duration.h"
+#include "agent/base/duration.h"
 
 namespace po = boost::program_options;
 

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "agent/attribution.h"
-#include "agent/carbon.h"
-#include "agent/host_paths.h"
-#include "agent/ledger.h"
+#include "agent/tick/attribution.h"
+#include "agent/carbon/carbon.h"
+#include "agent/base/host_paths.h"
+#include "agent/state/ledger.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {

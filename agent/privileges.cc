@@ -13,7 +13,7 @@
 #include <charconv>
 #include <optional>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 
 namespace wattprobe {
 namespace {

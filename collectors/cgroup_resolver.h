@@ -8,8 +8,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "agent/cpu_accounting.h"
-#include "agent/host_paths.h"
+#include "collectors/cpu_accounting.h"
+#include "agent/base/host_paths.h"
 
 namespace wattprobe {
 

@@ -5,7 +5,7 @@
 #include <map>
 #include <string>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 
 namespace wattprobe {
 

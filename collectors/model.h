@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "agent/host_paths.h"
+#include "agent/base/host_paths.h"
 #include "collectors/energy_source.h"
 #include "collectors/proc_stat.h"
 

@@ -4,7 +4,7 @@
 #include <set>
 #include <string>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 
 namespace wattprobe {
 

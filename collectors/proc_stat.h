@@ -5,8 +5,8 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/host_paths.h"
-#include "agent/result.h"
+#include "agent/base/host_paths.h"
+#include "agent/base/result.h"
 
 namespace wattprobe {
 

@@ -9,7 +9,7 @@
 #include <charconv>
 #include <utility>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 
 namespace wattprobe {
 

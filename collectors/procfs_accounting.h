@@ -10,9 +10,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "agent/cpu_accounting.h"
-#include "agent/host_paths.h"
-#include "agent/result.h"
+#include "collectors/cpu_accounting.h"
+#include "agent/base/host_paths.h"
+#include "agent/base/result.h"
 #include "collectors/cgroup_resolver.h"
 #include "collectors/workload_table.h"
 

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 #include "collectors/cpu_topology.h"
 
 namespace wattprobe {

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <map>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 #include "collectors/cpu_topology.h"
 
 namespace wattprobe {

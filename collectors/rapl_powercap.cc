@@ -6,7 +6,7 @@
 #include <system_error>
 #include <utility>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 
 namespace wattprobe {
 

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/host_paths.h"
+#include "agent/base/host_paths.h"
 #include "collectors/energy_source.h"
 
 namespace wattprobe {

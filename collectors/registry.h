@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/host_paths.h"
+#include "agent/base/host_paths.h"
 #include "agent/options.h"
 #include "collectors/energy_source.h"
 

@@ -8,7 +8,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "agent/cpu_accounting.h"
+#include "collectors/cpu_accounting.h"
 
 namespace wattprobe {
 

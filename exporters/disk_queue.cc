@@ -11,7 +11,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 
 namespace wattprobe {
 namespace {

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/result.h"
+#include "agent/base/result.h"
 
 namespace wattprobe {
 

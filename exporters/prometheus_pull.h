@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "agent/snapshot.h"
+#include "agent/base/snapshot.h"
 
 namespace prometheus {
 class Collectable;

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <unordered_set>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 #include "exporters/remote_write.pb.h"
 
 #ifndef WATTPROBE_VERSION

@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "agent/result.h"
-#include "agent/snapshot.h"
+#include "agent/base/result.h"
+#include "agent/base/snapshot.h"
 #include "exporters/disk_queue.h"
 
 namespace prometheus {

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "agent/energy_meter.h"
+#include "agent/tick/energy_meter.h"
 
 namespace wattprobe::bench {
 

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "agent/checkpoint.h"
+#include "agent/state/checkpoint.h"
 #include "tests/bench/bench_inputs.h"
 #include "tests/support/temp_tree.h"
 

@@ -9,8 +9,8 @@
 
 #include <memory>
 
-#include "agent/attribution.h"
-#include "agent/energy_meter.h"
+#include "agent/tick/attribution.h"
+#include "agent/tick/energy_meter.h"
 #include "collectors/rapl_powercap.h"
 #include "collectors/workload_table.h"
 #include "exporters/prometheus_pull.h"

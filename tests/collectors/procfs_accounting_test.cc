@@ -16,7 +16,7 @@
 #include <sstream>
 #include <string>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {

@@ -8,7 +8,7 @@
 #include <thread>
 #include <tuple>
 
-#include "agent/text_file.h"
+#include "agent/base/text_file.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {

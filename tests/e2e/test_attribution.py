@@ -55,7 +55,7 @@ def ground_truth():
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
                          "1s", "--accounting", "bpf", "--idle-watts", "package=20") as agent:
             # The fixture's idle power is known (20 W), so this checks the split itself; the
-            # learned idle estimator is checked on its own in tests/agent/attribution_test.cc.
+            # learned idle estimator is checked on its own in tests/agent/tick/attribution_test.cc.
             time.sleep(1.0)
             m0, j0 = frozen(driver, agent, report, 2.5)
             # The resumed driver writes the frozen stretch's energy in one step; let that land

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "agent/http_client.h"
+#include "agent/base/http_client.h"
 
 namespace wattprobe::testing {
 

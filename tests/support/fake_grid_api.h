@@ -39,7 +39,7 @@ class FakeGridApi {
 
 #include <vector>
 
-#include "agent/grid_intensity.h"
+#include "agent/carbon/grid/intensity.h"
 
 namespace wattprobe::testing {
 

@@ -2,7 +2,7 @@
 
 #include <string_view>
 
-#include "agent/grid_intensity.h"
+#include "agent/carbon/grid/intensity.h"
 
 namespace wattprobe::testing {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "agent/host_paths.h"
+#include "agent/base/host_paths.h"
 
 namespace wattprobe::testing {
 

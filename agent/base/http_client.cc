@@ -1,0 +1,186 @@
+#include "agent/base/http_client.h"
+
+#include <curl/curl.h>
+
+#include <charconv>
+#include <cstdio>
+#include <mutex>
+
+#include "agent/base/text_file.h"
+
+namespace wattprobe {
+namespace {
+
+struct Transfer {
+  std::string body;
+  std::size_t cap = 0;
+  bool over_cap = false;
+  int retry_after_s = -1;
+};
+
+size_t on_body(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t n = size * count;
+  if (t->body.size() + n > t->cap) {
+    t->over_cap = true;
+    return 0;  // makes curl abort with CURLE_WRITE_ERROR
+  }
+  t->body.append(data, n);
+  return n;
+}
+
+size_t on_header(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t n = size * count;
+  std::string_view line(data, n);
+  constexpr std::string_view kName = "retry-after:";
+  if (line.size() > kName.size()) {
+    bool match = true;
+    for (size_t i = 0; i < kName.size(); ++i) {
+      char c = line[i];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (c != kName[i]) {
+        match = false;
+        break;
+      }
+    }
+    if (match) {
+      std::string_view v = trim(line.substr(kName.size()));
+      int seconds = 0;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+      // The HTTP-date form is rare on APIs; it is ignored and the caller's backoff applies.
+      if (ec == std::errc() && end == v.data() + v.size() && seconds >= 0) {
+        t->retry_after_s = seconds;
+      }
+    }
+  }
+  return n;
+}
+
+std::once_flag curl_init;
+
+std::string seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+}  // namespace
+
+std::string redact_url(const std::string& url) {
+  std::string out = url;
+  if (auto q = out.find_first_of("?#"); q != std::string::npos) out.resize(q);
+  auto scheme = out.find("://");
+  size_t host_start = scheme == std::string::npos ? 0 : scheme + 3;
+  auto slash = out.find('/', host_start);
+  auto at = out.rfind('@', slash == std::string::npos ? out.size() : slash);
+  if (at != std::string::npos && at >= host_start) out.erase(host_start, at + 1 - host_start);
+  return out;
+}
+
+HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
+  std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  curl_ = curl_easy_init();
+}
+
+HttpClient::~HttpClient() {
+  if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
+}
+
+HttpResponse HttpClient::get(const HttpRequest& request) {
+  HttpResponse out;
+  auto* curl = static_cast<CURL*>(curl_);
+  if (!curl) {
+    out.reason = "transport";
+    out.detail = "libcurl could not be initialised";
+    return out;
+  }
+  curl_easy_reset(curl);
+  Transfer t;
+  t.cap = options_.max_body_bytes;
+  char errbuf[CURL_ERROR_SIZE] = {};
+  curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  // Threads: no SIGALRM-based DNS timeouts.
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(options_.connect_timeout_s * 1000));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.total_timeout_s * 1000));
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
+                   static_cast<curl_off_t>(options_.max_body_bytes));
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "wattprobe/0.1");
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+  curl_slist* headers = nullptr;
+  for (const auto& h : request.secret_headers) headers = curl_slist_append(headers, h.c_str());
+  if (headers) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (!request.basic_user.empty()) {
+    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(curl, CURLOPT_USERNAME, request.basic_user.c_str());
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, request.basic_password.c_str());
+  }
+
+  CURLcode rc = curl_easy_perform(curl);
+  if (headers) curl_slist_free_all(headers);
+  // Drop the credentials from the handle now rather than at the next reset.
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+  curl_easy_setopt(curl, CURLOPT_USERNAME, nullptr);
+  curl_easy_setopt(curl, CURLOPT_PASSWORD, nullptr);
+
+  if (rc != CURLE_OK) {
+    std::string what = errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc);
+    switch (rc) {
+      case CURLE_OPERATION_TIMEDOUT:
+        out.reason = "timeout";
+        out.detail =
+            "no complete answer within " + seconds(options_.total_timeout_s) + " s (" + what + ")";
+        break;
+      case CURLE_COULDNT_CONNECT:
+      case CURLE_COULDNT_RESOLVE_HOST:
+      case CURLE_COULDNT_RESOLVE_PROXY:
+        out.reason = "connect";
+        out.detail = "cannot connect: " + what;
+        break;
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_CONNECT_ERROR:
+      case CURLE_SSL_CERTPROBLEM:
+      case CURLE_SSL_CIPHER:
+      case CURLE_SSL_CACERT_BADFILE:
+        out.reason = "tls";
+        out.detail = "TLS refused: " + what;
+        break;
+      case CURLE_FILESIZE_EXCEEDED:
+        out.reason = "too_large";
+        out.detail =
+            "answer larger than the " + std::to_string(options_.max_body_bytes) + "-byte cap";
+        break;
+      case CURLE_WRITE_ERROR:
+        if (t.over_cap) {
+          out.reason = "too_large";
+          out.detail =
+              "answer larger than the " + std::to_string(options_.max_body_bytes) + "-byte cap";
+          break;
+        }
+        [[fallthrough]];
+      default:
+        out.reason = "transport";
+        out.detail = what;
+    }
+    out.body.clear();
+    return out;
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
+  out.body = std::move(t.body);
+  out.retry_after_s = t.retry_after_s;
+  return out;
+}
+
+}  // namespace wattprobe

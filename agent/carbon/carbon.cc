@@ -1,0 +1,417 @@
+#include "agent/carbon/carbon.h"
+
+#include <cmath>
+#include <functional>
+#include <sstream>
+
+#include "agent/tick/attribution.h"
+#include "agent/carbon/grid/carbonintensity_uk.h"
+#include "agent/carbon/grid/electricitymaps.h"
+#include "agent/carbon/grid/file_provider.h"
+#include "agent/carbon/grid/watttime.h"
+#include "agent/base/text_file.h"
+
+namespace wattprobe {
+namespace {
+
+constexpr double kJoulesPerKwh = 3.6e6;
+constexpr int64_t kMsPerDay = 86400000;
+
+/// Stands in for an API provider whose key could not be loaded: the agent still starts (on the
+/// static default) and says why on every refresh.
+class MissingSecretProvider : public GridProvider {
+ public:
+  MissingSecretProvider(std::string name, Error error)
+      : name_(std::move(name)), error_(std::move(error)) {}
+  std::string_view name() const override { return name_; }
+  GridFetch fetch(int64_t) override { return GridFetch::failure("no_credentials", error_); }
+
+ private:
+  std::string name_;
+  Error error_;
+};
+
+std::string fmt(double v) {
+  std::ostringstream s;
+  s.precision(6);
+  s << v;
+  return s.str();
+}
+
+bool finite_in(double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; }
+
+std::unique_ptr<GridProvider> make_provider(const CarbonOptions& o) {
+  HttpOptions http;
+  http.connect_timeout_s = o.connect_timeout_seconds;
+  http.total_timeout_s = o.timeout_seconds;
+  http.ca_file = o.ca_file;
+  const std::string& p = o.grid_provider;
+  if (p == "file") return std::make_unique<FileGridProvider>(o.grid_file, o.zone);
+  if (p == "carbonintensity-uk") {
+    CarbonIntensityUkOptions u;
+    u.base_url = o.carbonintensity_uk_url;
+    u.http = http;
+    return std::make_unique<CarbonIntensityUkProvider>(u);
+  }
+  if (p == "electricitymaps" || p == "watttime") {
+    auto secret = load_secret(o.token_file, o.token_env);
+    if (!secret) return std::make_unique<MissingSecretProvider>(p, secret.error());
+    if (p == "electricitymaps") {
+      ElectricityMapsOptions e;
+      e.base_url = o.electricitymaps_url;
+      e.zone = o.zone;
+      e.token = std::move(*secret);
+      e.http = http;
+      return std::make_unique<ElectricityMapsProvider>(std::move(e));
+    }
+    WattTimeOptions w;
+    w.base_url = o.watttime_url;
+    w.region = o.zone;
+    w.username = o.watttime_username;
+    w.password = std::move(*secret);
+    w.http = http;
+    return std::make_unique<WattTimeProvider>(std::move(w));
+  }
+  return std::make_unique<StaticGridProvider>(o.grid_intensity, o.zone);
+}
+
+std::chrono::milliseconds ms(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+}  // namespace
+
+Result<CarbonBudget> parse_budget(std::string_view text) {
+  Error bad{ErrorKind::malformed, "budget",
+            quote_for_error(text) +
+                " is not TARGET=GRAMS/WINDOW (e.g. nginx.service=500/day, "
+                "kind:pod=20000/30d)"};
+  text = trim(text);
+  size_t eq = text.rfind('=');
+  if (eq == std::string_view::npos || eq == 0) return bad;
+  std::string_view target = trim(text.substr(0, eq));
+  std::string_view rest = trim(text.substr(eq + 1));
+  size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return bad;
+  CarbonBudget b;
+  std::string_view window = trim(rest.substr(slash + 1));
+  if (window == "day") {
+    b.window = CarbonBudget::Window::day;
+  } else if (window == "30d") {
+    b.window = CarbonBudget::Window::days30;
+  } else {
+    return bad;
+  }
+  auto grams = parse_double(rest.substr(0, slash), "budget");
+  if (!grams || !finite_in(*grams, 0, 1e12) || *grams == 0) return bad;
+  b.grams = *grams;
+  if (target.substr(0, 5) == "kind:") {
+    b.kind = target.substr(5);
+    if (b.kind.empty()) return bad;
+  } else {
+    b.workload = target;
+  }
+  return b;
+}
+
+std::optional<std::string> validate(const CarbonOptions& o) {
+  const std::string& p = o.grid_provider;
+  if (p != "static" && p != "file" && p != "electricitymaps" && p != "watttime" &&
+      p != "carbonintensity-uk") {
+    return "grid-provider: \"" + p +
+           "\" is not one of static, file, electricitymaps, watttime, carbonintensity-uk";
+  }
+  if (!finite_in(o.grid_intensity, 0, kMaxGramsPerKwh)) {
+    return "grid-intensity: " + fmt(o.grid_intensity) + " g/kWh is outside 0.." +
+           fmt(kMaxGramsPerKwh);
+  }
+  if (!finite_in(o.pue, 1.0, 3.0)) {
+    return "pue: " + fmt(o.pue) + " is outside 1.0..3.0 (1.0 = no facility overhead)";
+  }
+  if (!finite_in(o.lifetime_years, 0.1, 30)) {
+    return "lifetime-years: " + fmt(o.lifetime_years) + " is outside 0.1..30";
+  }
+  if (o.embodied_kg && !finite_in(*o.embodied_kg, 0, 1e6)) {
+    return "embodied-kg: " + fmt(*o.embodied_kg) + " is outside 0..1000000";
+  }
+  if (!o.install_date.empty()) {
+    auto t = parse_install_date(o.install_date);
+    if (!t) return "install-date: \"" + o.install_date + "\" is not a date YYYY-MM-DD";
+    if (*t > wall_ms()) return "install-date: " + o.install_date + " is in the future";
+  }
+  if (!finite_in(o.refresh_seconds, 1, 86400)) {
+    return "grid-refresh: " + fmt(o.refresh_seconds) + " s is outside 1..86400";
+  }
+  if (!finite_in(o.file_refresh_seconds, 0.1, 86400)) {
+    return "grid-file-refresh: " + fmt(o.file_refresh_seconds) + " s is outside 0.1..86400";
+  }
+  if (!finite_in(o.connect_timeout_seconds, 0.1, 120)) {
+    return "grid-connect-timeout: " + fmt(o.connect_timeout_seconds) + " s is outside 0.1..120";
+  }
+  if (!finite_in(o.timeout_seconds, 0.1, 600)) {
+    return "grid-timeout: " + fmt(o.timeout_seconds) + " s is outside 0.1..600";
+  }
+  if (!finite_in(o.max_age_seconds, 1, 30 * 86400.0)) {
+    return "grid-max-age: " + fmt(o.max_age_seconds) + " s is outside 1..2592000";
+  }
+  if (p == "file" && o.grid_file.empty()) return "grid-file: required with grid-provider=file";
+  if ((p == "electricitymaps" || p == "watttime") && o.zone.empty()) {
+    return "grid-zone: required with grid-provider=" + p +
+           (p == "watttime" ? " (a WattTime region such as CAISO_NORTH)" : " (such as DE)");
+  }
+  if ((p == "electricitymaps" || p == "watttime") && o.token_file.empty() && o.token_env.empty()) {
+    return "grid-token-file: required with grid-provider=" + p +
+           " (or name an environment variable in grid-token-env)";
+  }
+  if (p == "watttime" && o.watttime_username.empty()) {
+    return "watttime-username: required with grid-provider=watttime";
+  }
+  for (const auto& b : o.budgets) {
+    if (!finite_in(b.grams, 0, 1e12) || b.grams == 0 || (b.workload.empty() == b.kind.empty())) {
+      return "budget: " + (b.workload.empty() ? "kind:" + b.kind : b.workload) + "=" +
+             fmt(b.grams) + " needs one target and grams > 0";
+    }
+  }
+  return std::nullopt;
+}
+
+Carbon::Carbon(HostPaths paths, CarbonOptions options)
+    : Carbon(paths, options, make_provider(options)) {}
+
+Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider)
+    : paths_(std::move(paths)), options_(std::move(options)) {
+  if (!options_.install_date.empty()) install_ms_ = parse_install_date(options_.install_date);
+  inventory_ = read_inventory(paths_);
+  embodied_ = embodied_from_inventory(inventory_, options_.embodied_table, options_.embodied_kg);
+  GridIntensityOptions g;
+  g.static_grams_per_kwh = options_.grid_intensity;
+  g.zone = options_.zone;
+  g.refresh =
+      ms(provider->name() == "file" ? options_.file_refresh_seconds : options_.refresh_seconds);
+  g.max_age = ms(options_.max_age_seconds);
+  g.min_backoff = std::min(ms(options_.min_backoff_seconds), g.refresh);
+  grid_ = std::make_unique<GridIntensity>(std::move(provider), g);
+  for (const auto& b : options_.budgets) budgets_.push_back(BudgetState{b, {}, -1});
+}
+
+Carbon::~Carbon() { stop(); }
+
+void Carbon::start(std::function<void(const std::string&)> log) { grid_->start(std::move(log)); }
+void Carbon::stop() { grid_->stop(); }
+
+Longevity Carbon::longevity_at(int64_t now_ms) const {
+  return longevity(embodied_.total_grams, install_ms_, options_.lifetime_years, now_ms);
+}
+
+double Carbon::BudgetState::consumption() const {
+  if (last_day < 0) return 0;
+  if (budget.window == CarbonBudget::Window::day) return day_grams[last_day % 30];
+  double sum = 0;
+  for (double g : day_grams) sum += g;
+  return sum;
+}
+
+void Carbon::charge_budgets(const WorkloadId& id, double grams, int64_t day) {
+  for (auto& b : budgets_) {
+    bool match =
+        b.budget.workload.empty() ? id.kind == b.budget.kind : id.workload == b.budget.workload;
+    if (!match) continue;
+    if (b.last_day != day) {
+      // Clear the days skipped since the last charge; a whole window of silence clears all.
+      int64_t from = b.last_day < 0 ? day - 29 : b.last_day + 1;
+      for (int64_t d = std::max(from, day - 29); d <= day; ++d) b.day_grams[d % 30] = 0;
+      b.last_day = std::max(b.last_day, day);
+    }
+    if (day == b.last_day) b.day_grams[day % 30] += grams;
+  }
+}
+
+void Carbon::restore_budgets(const std::vector<BudgetState>& saved) {
+  for (auto& b : budgets_) {
+    for (const auto& s : saved) {
+      if (s.budget.workload == b.budget.workload && s.budget.kind == b.budget.kind &&
+          s.budget.window == b.budget.window) {
+        b.day_grams = s.day_grams;
+        b.last_day = s.last_day;
+        break;
+      }
+    }
+  }
+}
+
+void Carbon::on_tick(const EnergyTick& tick) {
+  GridIntensity::InForce in_force = grid_->at(tick.end_ms);
+  // gCO2e = J / (3.6e6 J/kWh) × PUE × g/kWh.
+  const double g_per_joule = options_.pue * in_force.grams_per_kwh / kJoulesPerKwh;
+  const int64_t from_ms = tick.end_ms - static_cast<int64_t>(std::llround(tick.seconds * 1000));
+  const double embodied = amortized_grams(embodied_.total_grams, install_ms_,
+                                          options_.lifetime_years, from_ms, tick.end_ms);
+  const int64_t day = tick.end_ms / kMsPerDay;
+  double shared = 0;
+  CarbonTickGrams& added = last_tick_grams_;
+  added.end_ms = tick.end_ms;
+  added.workloads.clear();
+  for (const auto& w : tick.workloads) {
+    CarbonGrams& g = totals_.workloads[w.id];
+    double op = w.joules * g_per_joule;
+    double share = std::clamp(w.host_share, 0.0, 1.0);
+    double em = embodied * share;
+    shared += em;
+    g.operational += op;
+    g.embodied += em;
+    added.workloads.push_back({op, em});
+    if (!budgets_.empty()) charge_budgets(w.id, op + em, day);
+  }
+  // Shares sum to at most 1; rounding past it must not make idle negative.
+  added.idle = {tick.idle_joules * g_per_joule, std::max(0.0, embodied - shared)};
+  added.unattributed_operational = tick.unattributed_joules * g_per_joule;
+  totals_.idle.operational += added.idle.operational;
+  totals_.idle.embodied += added.idle.embodied;
+  totals_.unattributed_operational += added.unattributed_operational;
+  last_tick_ms_ = tick.end_ms;
+}
+
+void Carbon::append_families(std::vector<Family>& out) const {
+  int64_t now = last_tick_ms_ ? last_tick_ms_ : wall_ms();
+  Family op{"wattprobe_workload_operational_co2e_grams_total",
+            "Operational CO2e: energy x PUE x grid intensity in force at each tick (grams).",
+            MetricType::counter,
+            {}};
+  Family em{"wattprobe_workload_embodied_co2e_grams_total",
+            "Embodied CO2e amortized over the device lifetime, by host CPU share (grams).",
+            MetricType::counter,
+            {}};
+  for (const auto& [id, g] : totals_.workloads) {
+    op.series.push_back(Series{workload_labels(id), g.operational});
+    em.series.push_back(Series{workload_labels(id), g.embodied});
+  }
+  out.push_back(std::move(op));
+  out.push_back(std::move(em));
+  out.push_back(Family{"wattprobe_node_idle_operational_co2e_grams_total",
+                       "Operational CO2e of the host's idle energy (grams).",
+                       MetricType::counter,
+                       {Series{{}, totals_.idle.operational}}});
+  out.push_back(Family{"wattprobe_node_idle_embodied_co2e_grams_total",
+                       "Embodied CO2e amortized to capacity no workload used (grams).",
+                       MetricType::counter,
+                       {Series{{}, totals_.idle.embodied}}});
+  out.push_back(Family{"wattprobe_node_unattributed_operational_co2e_grams_total",
+                       "Operational CO2e of energy no workload could be given (grams).",
+                       MetricType::counter,
+                       {Series{{}, totals_.unattributed_operational}}});
+  grid_->append_families(out, now);
+
+  Family device{"wattprobe_device_embodied_co2e_grams",
+                "Embodied CO2e of the device by component (grams).",
+                MetricType::gauge,
+                {}};
+  for (const auto& [c, g] : embodied_.grams_by_component) {
+    device.series.push_back(Series{{{"component", c}}, g});
+  }
+  out.push_back(std::move(device));
+  Longevity l = longevity_at(now);
+  out.push_back(Family{"wattprobe_device_expected_lifetime_seconds",
+                       "Expected lifetime over which embodied carbon is amortized.",
+                       MetricType::gauge,
+                       {Series{{}, l.lifetime_seconds}}});
+  if (l.age_seconds) {
+    out.push_back(Family{"wattprobe_device_age_seconds",
+                         "Age of the device since its install date.",
+                         MetricType::gauge,
+                         {Series{{}, *l.age_seconds}}});
+    out.push_back(Family{"wattprobe_device_amortized_ratio",
+                         "Share of the embodied carbon already amortized, min(age/lifetime, 1).",
+                         MetricType::gauge,
+                         {Series{{}, *l.amortized_ratio}}});
+  }
+  if (!budgets_.empty()) {
+    Family budget{"wattprobe_workload_carbon_budget_grams",
+                  "Carbon budget (operational + embodied grams) per window.",
+                  MetricType::gauge,
+                  {}};
+    Family used{"wattprobe_workload_carbon_budget_consumption_grams",
+                "Grams used in the current budget window (UTC day, or last 30 UTC days).",
+                MetricType::gauge,
+                {}};
+    Family left{"wattprobe_workload_carbon_budget_remaining_grams",
+                "Budget minus consumption; negative when overspent.",
+                MetricType::gauge,
+                {}};
+    for (const auto& b : budgets_) {
+      Labels labels{{"workload", b.budget.workload},
+                    {"kind", b.budget.kind},
+                    {"window", b.budget.window == CarbonBudget::Window::day ? "day" : "30d"}};
+      // A window that has rolled past without a charge has consumed nothing yet.
+      double c = b.last_day == now / kMsPerDay ? b.consumption() : 0;
+      if (b.budget.window == CarbonBudget::Window::days30 && b.last_day >= 0 &&
+          b.last_day != now / kMsPerDay) {
+        c = 0;
+        for (int64_t d = std::max(b.last_day - 29, now / kMsPerDay - 29); d <= b.last_day; ++d) {
+          c += b.day_grams[d % 30];
+        }
+      }
+      budget.series.push_back(Series{labels, b.budget.grams});
+      used.series.push_back(Series{labels, c});
+      left.series.push_back(Series{labels, b.budget.grams - c});
+    }
+    out.push_back(std::move(budget));
+    out.push_back(std::move(used));
+    out.push_back(std::move(left));
+  }
+}
+
+std::string Carbon::doctor_report() const {
+  std::ostringstream s;
+  int64_t now = wall_ms();
+  GridIntensity::Status st = grid_->status();
+  GridIntensity::InForce in = grid_->at(now);
+  s << "carbon:\n";
+  s << "  grid provider: " << st.provider;
+  if (!options_.zone.empty()) s << " (zone " << options_.zone << ")";
+  s << "\n";
+  s << "  intensity in force: " << fmt(in.grams_per_kwh) << " g/kWh, signal " << in.signal;
+  if (st.provider != "static") s << ", age " << fmt(in.age_seconds) << " s";
+  s << "\n";
+  if (st.provider != "static") {
+    s << "  fetches: " << st.fetches;
+    if (st.last_good_ms)
+      s << ", last good " << fmt((now - st.last_good_ms) / 1000.0) << " s ago";
+    else
+      s << ", no good fetch yet";
+    s << "\n";
+    if (!st.last_error.empty()) s << "  last error: " << st.last_error << "\n";
+    for (const auto& [reason, n] : st.errors_by_reason) {
+      s << "  errors " << reason << ": " << n << "\n";
+    }
+  }
+  s << "  static default: " << fmt(options_.grid_intensity) << " g/kWh\n";
+  s << "  PUE: " << fmt(options_.pue) << "\n";
+  const auto& inv = inventory_;
+  s << "  device: " << (inv.vendor.empty() ? "?" : inv.vendor) << " "
+    << (inv.product.empty() ? "?" : inv.product) << "\n";
+  s << "  cpu: " << (inv.cpu_model.empty() ? "?" : inv.cpu_model) << " x " << inv.sockets
+    << " socket(s)\n";
+  s << "  memory: " << fmt(inv.memory_bytes / (1024.0 * 1024 * 1024)) << " GiB\n";
+  s << "  disks: " << inv.ssds.size() << " SSD, " << inv.hdds.size()
+    << " HDD; GPUs: " << inv.gpus.size() << "\n";
+  for (const auto& e : inv.problems) s << "  inventory problem: " << e.message() << "\n";
+  s << "  embodied: " << fmt(embodied_.total_grams / 1000) << " kgCO2e ("
+    << (options_.embodied_kg ? "declared with --embodied-kg" : "CCF model") << ")";
+  for (const auto& [c, g] : embodied_.grams_by_component) {
+    if (g > 0) s << " " << c << "=" << fmt(g / 1000) << "kg";
+  }
+  s << "\n";
+  Longevity l = longevity_at(now);
+  s << "  lifetime: " << fmt(options_.lifetime_years) << " years";
+  if (l.age_seconds) {
+    s << ", installed " << options_.install_date << ", age "
+      << fmt(*l.age_seconds / kSecondsPerYear) << " years, amortized "
+      << fmt(*l.amortized_ratio * 100) << "%";
+  } else {
+    s << ", install date unknown (amortizing at the full rate)";
+  }
+  s << ", rate " << fmt(l.grams_per_second * 3600) << " g/h\n";
+  return s.str();
+}
+
+}  // namespace wattprobe

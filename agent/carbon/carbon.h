@@ -1,0 +1,155 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "collectors/cpu_accounting.h"
+#include "agent/carbon/embodied.h"
+#include "agent/tick/energy_tick.h"
+#include "agent/carbon/grid/intensity.h"
+#include "agent/base/host_paths.h"
+#include "agent/base/result.h"
+#include "agent/base/snapshot.h"
+
+namespace wattprobe {
+
+/// A carbon error budget: grams of CO2e (operational + embodied) per window for one workload or
+/// for every workload of a kind.
+struct CarbonBudget {
+  std::string workload;  // exactly one of workload and kind is set
+  std::string kind;
+  double grams = 0;
+  enum class Window { day, days30 } window = Window::day;
+};
+
+/// "TARGET=GRAMS/WINDOW": TARGET a workload name or "kind:<kind>", WINDOW "day" or "30d".
+/// e.g. "nginx.service=500/day", "kind:pod=20000/30d".
+Result<CarbonBudget> parse_budget(std::string_view text);
+
+struct CarbonOptions {
+  /// static | file | electricitymaps | watttime | carbonintensity-uk
+  std::string grid_provider = "static";
+  /// g/kWh for `static` and the last link of every fallback chain. 475 is the world average
+  /// CodeCarbon applies to an unknown grid (codecarbon docs/explanation/methodology.md): a
+  /// neutral, cited default for a host that has not said where it is.
+  double grid_intensity = 475;
+  std::string zone;  // Electricity Maps zone, WattTime region; a label for static/file
+  std::string grid_file;
+  std::string electricitymaps_url = "https://api.electricitymaps.com";
+  std::string watttime_url = "https://api.watttime.org";
+  std::string carbonintensity_uk_url = "https://api.carbonintensity.org.uk";
+  /// The API key (Electricity Maps token, WattTime password): from this file, else from the
+  /// environment variable named here. Never logged, exported or shown by doctor.
+  std::string token_file;
+  std::string token_env = "WATTPROBE_GRID_TOKEN";
+  std::string watttime_username;
+  std::string ca_file;  // extra CA bundle; TLS verification stays on
+  /// How often the provider is asked. API providers: 15 min (Electricity Maps updates hourly;
+  /// public APIs rate-limit). The file provider only stats its file, so it looks every 10 s.
+  /// --grid-refresh sets both; seconds are allowed for tests and local schedules.
+  double refresh_seconds = 900;
+  double file_refresh_seconds = 10;
+  double connect_timeout_seconds = 5;
+  double timeout_seconds = 20;
+  double max_age_seconds = 86400;   // last good value older than this → static default
+  double min_backoff_seconds = 10;  // capped by the refresh: a retry never waits past it
+  /// Power usage effectiveness of the facility. 1.0 (no overhead) is the default because the
+  /// agent cannot know the building; set it for a data centre (AWS 1.135, GCP 1.1, Azure 1.185).
+  double pue = 1.0;
+  std::optional<double> embodied_kg;  // replaces the inventory model
+  std::string install_date;           // YYYY-MM-DD; empty = unknown
+  /// 4 years: the lifespan of CCF's model (from the R740 LCA) and of the SCI specification's
+  /// example, so figures line up with both.
+  double lifetime_years = 4;
+  EmbodiedTable embodied_table;
+  std::vector<CarbonBudget> budgets;
+};
+
+/// A message naming the field and its value, or nullopt when the options are usable.
+std::optional<std::string> validate(const CarbonOptions& options);
+
+struct CarbonGrams {
+  double operational = 0;
+  double embodied = 0;
+};
+
+/// Cumulative grams, the shape the ledger checkpoints and restores.
+struct CarbonTotals {
+  std::unordered_map<WorkloadId, CarbonGrams, WorkloadIdHash> workloads;
+  CarbonGrams idle;
+  double unattributed_operational = 0;
+};
+
+/// The grams one tick added: what the ledger sums per period, taken from here rather than as
+/// differences of the cumulative totals, which would lose digits once totals are large and
+/// would jump when a checkpoint restores the totals.
+struct CarbonTickGrams {
+  int64_t end_ms = 0;                  // the tick's, so a reader can tell it is the same tick
+  std::vector<CarbonGrams> workloads;  // parallel to the tick's EnergyTick::workloads
+  CarbonGrams idle;
+  double unattributed_operational = 0;
+};
+
+/// Operational and embodied CO2e per workload, grid intensity and device longevity.
+/// on_tick, append_families, totals and restore belong to the sampling thread; the grid refresh
+/// thread only updates the intensity (under GridIntensity's mutex), so on_tick never waits on
+/// the network.
+class Carbon {
+ public:
+  Carbon(HostPaths paths, CarbonOptions options);
+  /// For tests and embedding: a given provider instead of the one the options name.
+  Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider);
+  ~Carbon();
+
+  /// Starts the grid refresh (see GridIntensity::start); `log` receives its one-line events.
+  void start(std::function<void(const std::string&)> log = {});
+  void stop();
+  void on_tick(const EnergyTick& tick);
+  void append_families(std::vector<Family>& out) const;
+  std::string doctor_report() const;
+
+  const CarbonTotals& totals() const { return totals_; }
+  /// What the last on_tick added, for consumers that run after Carbon in the same tick.
+  const CarbonTickGrams& last_tick() const { return last_tick_grams_; }
+  void restore(CarbonTotals totals) { totals_ = std::move(totals); }
+
+  GridIntensity& grid() { return *grid_; }
+  const DeviceInventory& inventory() const { return inventory_; }
+  const EmbodiedBreakdown& embodied() const { return embodied_; }
+  Longevity longevity_at(int64_t now_ms) const;
+
+  struct BudgetState {
+    CarbonBudget budget;
+    std::array<double, 30> day_grams{};  // ring of UTC days, index day % 30
+    int64_t last_day = -1;
+    double consumption() const;  // today, or the last 30 UTC days
+  };
+  const std::vector<BudgetState>& budgets() const { return budgets_; }
+  /// Continues budget consumption from a checkpoint. A saved state goes to the configured budget
+  /// with the same target and window (its gram limit may have changed since); saved states of
+  /// budgets no longer configured are dropped, and new budgets start empty.
+  void restore_budgets(const std::vector<BudgetState>& saved);
+
+ private:
+  void charge_budgets(const WorkloadId& id, double grams, int64_t day);
+
+  HostPaths paths_;
+  CarbonOptions options_;
+  std::optional<int64_t> install_ms_;
+  DeviceInventory inventory_;
+  EmbodiedBreakdown embodied_;
+  std::unique_ptr<GridIntensity> grid_;
+  CarbonTotals totals_;
+  CarbonTickGrams last_tick_grams_;
+  std::vector<BudgetState> budgets_;
+  int64_t last_tick_ms_ = 0;
+};
+
+}  // namespace wattprobe

@@ -1,0 +1,104 @@
+#include "agent/carbon/grid/carbonintensity_uk.h"
+
+#include <nlohmann/json.hpp>
+
+namespace wattprobe {
+namespace {
+
+using nlohmann::json;
+
+GridFetch malformed(const std::string& url, std::string detail) {
+  return GridFetch::failure("malformed",
+                            Error{ErrorKind::malformed, redact_url(url), std::move(detail)});
+}
+
+}  // namespace
+
+GridFetch parse_carbonintensity_uk(std::string_view body, const std::string& url) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) return malformed(url, "answer is not JSON");
+  if (!j.is_object()) return malformed(url, "answer is not a JSON object");
+  auto data = j.find("data");
+  if (data == j.end()) return malformed(url, "\"data\" is missing");
+  if (!data->is_array()) return malformed(url, "\"data\" is not an array");
+  if (data->empty()) return malformed(url, "\"data\" is empty");
+  IntensityReading r;
+  r.signal = "average";
+  r.zone = "GB";
+  for (size_t i = 0; i < data->size(); ++i) {
+    const json& e = (*data)[i];
+    std::string at = "data[" + std::to_string(i) + "]";
+    if (!e.is_object()) return malformed(url, at + " is not an object");
+    auto from = e.find("from");
+    if (from == e.end() || !from->is_string())
+      return malformed(url, at + ".from is missing or not a string");
+    auto t = parse_utc_time(from->get<std::string>());
+    if (!t) return malformed(url, at + ".from is not an ISO 8601 UTC time");
+    auto in = e.find("intensity");
+    if (in == e.end() || !in->is_object())
+      return malformed(url, at + ".intensity object is missing");
+    auto fc = in->find("forecast");
+    auto ac = in->find("actual");
+    // actual is null for periods not yet measured; the forecast stands in for it.
+    const json* use = nullptr;
+    if (ac != in->end() && !ac->is_null()) {
+      if (!ac->is_number())
+        return malformed(url, at + ".intensity.actual is " + std::string(ac->type_name()) +
+                                  ", expected a number or null");
+      use = &*ac;
+    }
+    if (fc == in->end()) return malformed(url, at + ".intensity.forecast is missing");
+    if (!fc->is_number())
+      return malformed(url, at + ".intensity.forecast is " + std::string(fc->type_name()) +
+                                ", expected a number");
+    if (!use) use = &*fc;
+    for (const json* v : {&*fc, use}) {
+      if (auto why = check_intensity(v->get<double>())) {
+        return GridFetch::failure("out_of_range", Error{ErrorKind::malformed, redact_url(url),
+                                                        at + ".intensity " + *why});
+      }
+    }
+    if (i == 0) {
+      r.grams_per_kwh = use->get<double>();
+      r.time_ms = *t;
+    }
+    r.forecast.push_back({*t, fc->get<double>()});
+  }
+  GridFetch f;
+  f.reading = std::move(r);
+  return f;
+}
+
+CarbonIntensityUkProvider::CarbonIntensityUkProvider(CarbonIntensityUkOptions options)
+    : options_(std::move(options)), http_(options_.http) {}
+
+GridFetch CarbonIntensityUkProvider::fetch(int64_t) {
+  HttpRequest req;
+  req.url = options_.base_url + "/intensity";
+  HttpResponse resp = http_.get(req);
+  if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
+  GridFetch f = parse_carbonintensity_uk(resp.body, req.url);
+  if (!f.reading || !options_.forecast) return f;
+  // The API takes the period start as YYYY-MM-DDThh:mmZ.
+  time_t secs = static_cast<time_t>(f.reading->time_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char from[32];
+  std::strftime(from, sizeof from, "%Y-%m-%dT%H:%MZ", &tm);
+  req.url = options_.base_url + "/intensity/" + from + "/fw24h";
+  resp = http_.get(req);
+  if (!resp.ok() || resp.status != 200) {
+    GridFetch ff = http_failure(resp, req.url);
+    f.warnings.emplace_back(ff.reason, ff.error);
+    return f;
+  }
+  GridFetch ff = parse_carbonintensity_uk(resp.body, req.url);
+  if (!ff.reading) {
+    f.warnings.emplace_back(ff.reason, ff.error);
+  } else {
+    f.reading->forecast = std::move(ff.reading->forecast);
+  }
+  return f;
+}
+
+}  // namespace wattprobe

@@ -1,0 +1,70 @@
+#include "agent/cli/doctor.h"
+
+#include "agent/accounting_choice.h"
+#include "agent/tick/tick_loop.h"
+#include "agent/carbon/carbon.h"
+#include "agent/privileges.h"
+#include "bpf/sched_account_loader.h"
+#include "collectors/registry.h"
+
+namespace wattprobe {
+
+int run_doctor(const Options& options, std::ostream& out) {
+  SourceChoice choice = choose_sources(options.sources, options.paths, options.model);
+  out << "Energy sources (priority order):\n";
+  for (const SourceStatus& st : choice.status) {
+    out << "  " << st.name << ": " << (st.availability.available ? "available" : "not available")
+        << " - " << st.availability.reason << "\n";
+    if (!st.availability.available && !st.availability.remedy.empty()) {
+      out << "      to enable: " << st.availability.remedy << "\n";
+    }
+    out << "      run: " << (st.chosen ? "uses it" : "does not use it") << " (" << st.why << ")\n";
+  }
+  if (choice.chosen.empty()) {
+    out << "run would use: nothing - no source is readable\n";
+  } else {
+    out << "run would use:";
+    for (const auto& s : choice.chosen) out << " " << s->name();
+    out << "\n";
+  }
+  if (!choice.measured) {
+    out << "NOTE: no measured energy source is readable; every figure would be an ESTIMATE "
+           "(source=\"model\", measured=\"false\").\n";
+  }
+
+  out << "\nCPU accounting:\n";
+  std::string report = BpfAccounting::kernel_support_report(options.paths);
+  std::size_t start = 0;
+  while (start < report.size()) {
+    std::size_t end = report.find('\n', start);
+    if (end == std::string::npos) end = report.size();
+    out << "  " << report.substr(start, end - start) << "\n";
+    start = end + 1;
+  }
+  auto acc = choose_accounting(options);
+  if (acc.ok()) {
+    out << "run would use: " << acc->accounting->mode() << " (" << acc->why << ")\n";
+  } else {
+    out << "run would fail: " << acc.error().message() << "\n";
+  }
+  std::vector<std::string> chosen;
+  for (const SourceStatus& st : choice.status) {
+    if (st.chosen) chosen.push_back(st.name);
+  }
+  bool bpf = acc.ok() && acc->accounting->mode() == "bpf";
+  std::vector<int> keep = capabilities_needed(chosen, bpf);
+  uint64_t mask = 0;
+  for (int c : keep) mask |= uint64_t{1} << c;
+  out << "\nPrivileges:\n  now: " << current_capabilities() << "\n  run would keep: "
+      << (keep.empty() ? std::string("no capabilities") : capability_names(mask))
+      << " and drop every other capability before serving\n";
+
+  out << "\nCarbon:\n";
+  Carbon carbon(options.paths, options.carbon);
+  // One fetch, so doctor shows whether the configured grid API answers (never the key).
+  carbon.grid().refresh_now(wall_clock_ms());
+  out << carbon.doctor_report();
+  return choice.measured ? 0 : 1;
+}
+
+}  // namespace wattprobe

@@ -1,0 +1,482 @@
+#include "agent/cli/report.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <set>
+
+#include "agent/base/duration.h"
+#include "agent/carbon/grid/intensity.h"
+#include "agent/state/ledger.h"
+#include "agent/options.h"
+#include "agent/base/text_file.h"
+#include "agent/base/utc_time.h"
+
+namespace wattprobe {
+namespace {
+
+constexpr double kJoulesPerKwh = 3.6e6;
+/// More malformed lines than this are counted but not each named: a file of garbage must not
+/// bury the report.
+constexpr uint64_t kMaxNamedLines = 50;
+
+[[noreturn]] void bad(std::string_view flag, std::string_view value, std::string_view why) {
+  throw UsageError("invalid value \"" + std::string(value) + "\" for --" + std::string(flag) +
+                   ": " + std::string(why));
+}
+
+std::string_view by_name(ReportOptions::GroupBy by) {
+  switch (by) {
+    case ReportOptions::GroupBy::kind:
+      return "kind";
+    case ReportOptions::GroupBy::namespace_:
+      return "namespace";
+    case ReportOptions::GroupBy::workload:
+      break;
+  }
+  return "workload";
+}
+
+/// Shortest text that reads back as the same double.
+std::string exact(double v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::string("nan");
+}
+
+/// About four significant digits in at most `width` characters, for the table.
+std::string fit(double v, int width) {
+  char buf[64];
+  if (v == 0) return "0";
+  int magnitude = static_cast<int>(std::floor(std::log10(std::fabs(v))));
+  // Below a thousandth, decimals would hide the digits that matter: 4.88e-07, not 0.000000.
+  if (3 - magnitude > 6) {
+    std::snprintf(buf, sizeof buf, "%.2e", v);
+    return buf;
+  }
+  for (int decimals = std::max(3 - magnitude, 0); decimals >= 0; --decimals) {
+    int n = std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    if (n <= width) return buf;
+  }
+  std::snprintf(buf, sizeof buf, "%.*e", std::max(0, width - 7), v);
+  return buf;
+}
+
+std::optional<double> per_kwh(const ReportRow& r) {
+  if (r.joules <= 0) return std::nullopt;
+  return r.operational_grams / (r.joules / kJoulesPerKwh);
+}
+
+std::optional<double> measured_share(const ReportRow& r) {
+  if (r.joules <= 0) return std::nullopt;
+  return std::clamp(r.measured_joules / r.joules, 0.0, 1.0);
+}
+
+/// What is wrong with one ledger line, or the line's contribution.
+struct ParsedLine {
+  int64_t start_ms = 0;
+  std::string type;
+  std::string group_key[3];  // workload, kind, namespace
+  ReportRow row;
+  double covered_seconds = 0;
+};
+
+Result<ParsedLine> parse_line(const std::string& text) {
+  auto malformed = [](std::string detail) { return Error{ErrorKind::malformed, "", detail}; };
+  if (text.empty()) return malformed("empty line");
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return malformed("not JSON (a line cut short by a crash looks like this): " +
+                     quote_for_error(text));
+  }
+  if (!j.is_object()) return malformed("expected a JSON object, found " + quote_for_error(text));
+
+  auto field = [&](const char* name) -> const nlohmann::json* {
+    auto it = j.find(name);
+    return it == j.end() ? nullptr : &*it;
+  };
+  auto wrong = [&](const char* name, std::string_view expected) {
+    const nlohmann::json* v = field(name);
+    return malformed(std::string("field \"") + name + "\": expected " + std::string(expected) +
+                     (v ? ", found " + quote_for_error(v->dump()) : ", found none"));
+  };
+
+  const nlohmann::json* v = field("v");
+  if (!v || !v->is_number_integer()) return wrong("v", "the schema version, a whole number");
+  if (v->get<int64_t>() > kLedgerSchemaVersion) {
+    return malformed("schema version " + v->dump() + " is newer than this wattprobe reads (" +
+                     std::to_string(kLedgerSchemaVersion) + ")");
+  }
+  if (v->get<int64_t>() < 1) return wrong("v", "the schema version, 1 or more");
+
+  ParsedLine out;
+  const nlohmann::json* start = field("start");
+  std::optional<int64_t> start_ms;
+  if (start && start->is_string()) start_ms = parse_utc_instant(start->get<std::string>());
+  if (!start_ms) return wrong("start", "a UTC time such as \"2026-11-23T10:00:00Z\"");
+  out.start_ms = *start_ms;
+
+  const nlohmann::json* period = field("period_seconds");
+  if (!period || !period->is_number_integer() || period->get<int64_t>() < 1) {
+    return wrong("period_seconds", "a whole number of seconds, 1 or more");
+  }
+  const nlohmann::json* measured = field("measured");
+  if (!measured || !measured->is_boolean()) return wrong("measured", "true or false");
+
+  const nlohmann::json* type = field("type");
+  if (!type || !type->is_string()) return wrong("type", "workload, idle or unattributed");
+  out.type = type->get<std::string>();
+  if (out.type != "workload" && out.type != "idle" && out.type != "unattributed") {
+    return wrong("type", "workload, idle or unattributed");
+  }
+  if (out.type == "workload") {
+    const char* names[3] = {"workload", "kind", "namespace"};
+    for (int i = 0; i < 3; ++i) {
+      const nlohmann::json* s = field(names[i]);
+      if (!s && i == 2) continue;  // only pods have a namespace
+      if (!s || !s->is_string() || (i < 2 && s->get<std::string>().empty())) {
+        return wrong(names[i], i == 2 ? "a string" : "a non-empty string");
+      }
+      out.group_key[i] = s->get<std::string>();
+    }
+  }
+
+  struct Number {
+    const char* name;
+    double* into;
+  };
+  double covered = 0;
+  for (Number n : {Number{"covered_seconds", &covered}, Number{"joules", &out.row.joules},
+                   Number{"cpu_seconds", &out.row.cpu_seconds},
+                   Number{"operational_co2e_grams", &out.row.operational_grams},
+                   Number{"embodied_co2e_grams", &out.row.embodied_grams}}) {
+    const nlohmann::json* x = field(n.name);
+    if (!x || !x->is_number() || !std::isfinite(x->get<double>()) || x->get<double>() < 0) {
+      return wrong(n.name, "a number, 0 or more");
+    }
+    *n.into = x->get<double>();
+  }
+  out.covered_seconds = covered;
+  if (measured->get<bool>()) out.row.measured_joules = out.row.joules;
+  return out;
+}
+
+void write_row_json(nlohmann::ordered_json& j, const ReportRow& r) {
+  j["energy_joules"] = r.joules;
+  j["energy_kwh"] = r.joules / kJoulesPerKwh;
+  j["cpu_seconds"] = r.cpu_seconds;
+  j["operational_co2e_grams"] = r.operational_grams;
+  j["embodied_co2e_grams"] = r.embodied_grams;
+  auto g = per_kwh(r);
+  j["operational_grams_per_kwh"] = g ? nlohmann::ordered_json(*g) : nlohmann::ordered_json();
+  auto m = measured_share(r);
+  j["measured_share"] = m ? nlohmann::ordered_json(*m) : nlohmann::ordered_json();
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
+  out << "row," << by_name(o.by)
+      << ",energy_joules,energy_kwh,cpu_seconds,operational_co2e_grams,embodied_co2e_grams,"
+         "operational_grams_per_kwh,measured_share\n";
+  auto row = [&](std::string_view kind, const std::string& group, const ReportRow& r) {
+    auto g = per_kwh(r);
+    auto m = measured_share(r);
+    out << kind << ',' << csv_field(group) << ',' << exact(r.joules) << ','
+        << exact(r.joules / kJoulesPerKwh) << ',' << exact(r.cpu_seconds) << ','
+        << exact(r.operational_grams) << ',' << exact(r.embodied_grams) << ','
+        << (g ? exact(*g) : "") << ',' << (m ? exact(*m) : "") << '\n';
+  };
+  for (const ReportRow& r : s.groups) row("group", r.group, r);
+  row("idle", "", s.idle);
+  row("unattributed", "", s.unattributed);
+  row("total", "", s.total());
+}
+
+void print_json(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
+  nlohmann::ordered_json j;
+  j["period"]["since"] = format_utc_instant(o.since_ms);
+  j["period"]["until"] = format_utc_instant(o.until_ms);
+  j["period"]["covered_seconds"] = s.covered_seconds;
+  j["period"]["lines"] = s.lines;
+  j["period"]["skipped_lines"] = s.skipped;
+  j["period"]["files"] = nlohmann::ordered_json::array();
+  for (const auto& f : s.files) j["period"]["files"].push_back(f.string());
+  j["by"] = by_name(o.by);
+  j["groups"] = nlohmann::ordered_json::array();
+  for (const ReportRow& r : s.groups) {
+    nlohmann::ordered_json g;
+    g["group"] = r.group;
+    write_row_json(g, r);
+    j["groups"].push_back(std::move(g));
+  }
+  write_row_json(j["node"]["idle"], s.idle);
+  write_row_json(j["node"]["unattributed"], s.unattributed);
+  write_row_json(j["totals"], s.total());
+  out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
+
+void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
+  // 79 columns: a name column and seven figures. A longer name gets a line of its own.
+  constexpr int kName = 16;
+  constexpr int kWidths[] = {10, 9, 9, 9, 9, 6, 4};
+  char line[256];
+  out << "wattprobe report " << format_utc_instant(o.since_ms) << " to "
+      << format_utc_instant(o.until_ms) << ", by " << by_name(o.by) << '\n';
+  out << fit(s.covered_seconds, 12) << " s";
+  if (s.covered_seconds >= 3600) out << " (" << fit(s.covered_seconds / 3600, 8) << " h)";
+  out << " covered by " << s.lines << " ledger lines";
+  if (s.skipped) out << ", " << s.skipped << " malformed lines skipped";
+  out << "\n\n";
+  std::snprintf(line, sizeof line, "%-*s %*s %*s %*s %*s %*s %*s %*s\n", kName,
+                std::string(by_name(o.by)).c_str(), kWidths[0], "energy J", kWidths[1], "kWh",
+                kWidths[2], "CPU s", kWidths[3], "op gCO2e", kWidths[4], "emb gCO2e", kWidths[5],
+                "g/kWh", kWidths[6], "meas");
+  out << line;
+  auto row = [&](const std::string& name, const ReportRow& r) {
+    std::string shown = name.empty() ? "-" : name;
+    if (static_cast<int>(shown.size()) > kName) {
+      out << shown << '\n';
+      shown.clear();
+    }
+    auto g = per_kwh(r);
+    auto m = measured_share(r);
+    char share[8] = "-";
+    if (m) std::snprintf(share, sizeof share, "%.0f%%", *m * 100);
+    std::snprintf(line, sizeof line, "%-*s %*s %*s %*s %*s %*s %*s %*s\n", kName, shown.c_str(),
+                  kWidths[0], fit(r.joules, kWidths[0]).c_str(), kWidths[1],
+                  fit(r.joules / kJoulesPerKwh, kWidths[1]).c_str(), kWidths[2],
+                  fit(r.cpu_seconds, kWidths[2]).c_str(), kWidths[3],
+                  fit(r.operational_grams, kWidths[3]).c_str(), kWidths[4],
+                  fit(r.embodied_grams, kWidths[4]).c_str(), kWidths[5],
+                  g ? fit(*g, kWidths[5]).c_str() : "-", kWidths[6], share);
+    out << line;
+  };
+  for (const ReportRow& r : s.groups) row(r.group, r);
+  std::string rule(79, '-');
+  out << rule << '\n';
+  row("(idle)", s.idle);
+  row("(unattributed)", s.unattributed);
+  out << rule << '\n';
+  row("total", s.total());
+}
+
+}  // namespace
+
+void ReportRow::add(const ReportRow& o) {
+  joules += o.joules;
+  cpu_seconds += o.cpu_seconds;
+  operational_grams += o.operational_grams;
+  embodied_grams += o.embodied_grams;
+  measured_joules += o.measured_joules;
+}
+
+ReportRow LedgerSums::total() const {
+  ReportRow t{"total"};
+  for (const ReportRow& r : groups) t.add(r);
+  t.add(idle);
+  t.add(unattributed);
+  return t;
+}
+
+std::optional<int64_t> parse_report_time(std::string_view text, int64_t now_ms) {
+  if (text == "now") return now_ms;
+  if (!text.empty() && text[0] == '-') {
+    auto d = parse_duration(text.substr(1));
+    if (!d) return std::nullopt;
+    return now_ms - d->count();
+  }
+  if (text.size() == 10) return parse_utc_date(text);
+  return parse_utc_instant(text);
+}
+
+std::string report_help() {
+  return "usage: wattprobe report [--since T] [--until T] [--by workload|kind|namespace]\n"
+         "                        [--format table|csv|json] [--state-dir DIR]\n"
+         "Sums the ledger (<state-dir>/ledger/YYYY-MM-DD.jsonl) over the periods that start in\n"
+         "[since, until): energy, CPU time, operational and embodied CO2e, grams per kWh and the\n"
+         "share of the energy that was measured rather than estimated.\n"
+         "  --since T      2026-11-23T10:00:00Z, 2026-11-23 (UTC midnight), now, or -24h, -30m,\n"
+         "                 -7d before now (default -24h)\n"
+         "  --until T      the same forms (default now)\n"
+         "  --by G         workload (default), kind or namespace\n"
+         "  --format F     table (default), csv or json\n"
+         "  --state-dir D  the agent's --state-dir (default /var/lib/wattprobe)\n";
+}
+
+ReportOptions parse_report_options(const std::vector<std::string>& args, int64_t now_ms) {
+  std::map<std::string, std::string> given;
+  static const std::set<std::string> kFlags{"since", "until", "by", "format", "state-dir"};
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument \"" + a + "\"");
+    std::string name = a.substr(2), value;
+    auto eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    } else {
+      if (!kFlags.count(name)) throw UsageError("unknown option \"" + a + "\"");
+      // A value may start with '-' (--since -24h), so the next word is always the value.
+      if (i + 1 == args.size()) throw UsageError("--" + name + " needs a value");
+      value = args[++i];
+    }
+    if (!kFlags.count(name)) throw UsageError("unknown option \"--" + name + "\"");
+    if (!given.emplace(name, value).second) throw UsageError("--" + name + " given twice");
+  }
+
+  ReportOptions o;
+  o.until_ms = now_ms;
+  o.since_ms = now_ms - kMsPerUtcDay;
+  const char* kTimeForms = "expected 2026-11-23T10:00:00Z, 2026-11-23, now, or -24h (before now)";
+  if (given.count("until")) {
+    auto t = parse_report_time(given["until"], now_ms);
+    if (!t) bad("until", given["until"], kTimeForms);
+    o.until_ms = *t;
+    if (!given.count("since")) o.since_ms = o.until_ms - kMsPerUtcDay;
+  }
+  if (given.count("since")) {
+    auto t = parse_report_time(given["since"], now_ms);
+    if (!t) bad("since", given["since"], kTimeForms);
+    o.since_ms = *t;
+  }
+  if (o.since_ms >= o.until_ms) {
+    bad("since", given.count("since") ? given["since"] : format_utc_instant(o.since_ms),
+        "the period is empty: --since must be before --until (" + format_utc_instant(o.until_ms) +
+            ")");
+  }
+  if (given.count("by")) {
+    const std::string& b = given["by"];
+    if (b == "workload") {
+      o.by = ReportOptions::GroupBy::workload;
+    } else if (b == "kind") {
+      o.by = ReportOptions::GroupBy::kind;
+    } else if (b == "namespace") {
+      o.by = ReportOptions::GroupBy::namespace_;
+    } else {
+      bad("by", b, "expected workload, kind or namespace");
+    }
+  }
+  if (given.count("format")) {
+    const std::string& f = given["format"];
+    if (f == "table") {
+      o.format = ReportOptions::Format::table;
+    } else if (f == "csv") {
+      o.format = ReportOptions::Format::csv;
+    } else if (f == "json") {
+      o.format = ReportOptions::Format::json;
+    } else {
+      bad("format", f, "expected table, csv or json");
+    }
+  }
+  if (given.count("state-dir")) {
+    if (given["state-dir"].empty()) bad("state-dir", "", "expected a folder");
+    o.state_dir = given["state-dir"];
+  }
+  return o;
+}
+
+LedgerSums sum_ledger(const ReportOptions& o, std::ostream& warnings) {
+  LedgerSums sums;
+  std::map<std::string, ReportRow> groups;
+  const int key = static_cast<int>(o.by);  // GroupBy's order matches ParsedLine::group_key
+  const std::filesystem::path dir = o.state_dir / "ledger";
+  for (int64_t day = utc_day(o.since_ms); day <= utc_day(o.until_ms - 1); ++day) {
+    std::filesystem::path path = dir / (format_utc_date(day * kMsPerUtcDay) + ".jsonl");
+    std::ifstream in(path);
+    if (!in) {
+      // No file: the agent did not run that day, or retention removed it. A file that is there
+      // but cannot be read is named, since its lines are missing from the totals.
+      int err = errno;
+      std::error_code ec;
+      if (std::filesystem::exists(path, ec)) {
+        warnings << path.string() << ": cannot read: " << std::strerror(err) << '\n';
+      }
+      continue;
+    }
+    sums.files.push_back(path);
+    std::string text;
+    for (uint64_t number = 1; std::getline(in, text); ++number) {
+      auto line = parse_line(text);
+      if (!line.ok()) {
+        if (++sums.skipped <= kMaxNamedLines) {
+          warnings << path.string() << ':' << number << ": " << line.error().detail << '\n';
+        }
+        continue;
+      }
+      if (line->start_ms < o.since_ms || line->start_ms >= o.until_ms) continue;
+      ++sums.lines;
+      if (line->type == "idle") {
+        sums.idle.add(line->row);
+        // Every period has exactly one idle line per writer, so these add up the time covered.
+        sums.covered_seconds += line->covered_seconds;
+      } else if (line->type == "unattributed") {
+        sums.unattributed.add(line->row);
+      } else {
+        ReportRow& g = groups[line->group_key[key]];
+        g.group = line->group_key[key];
+        g.add(line->row);
+      }
+    }
+  }
+  if (sums.skipped > kMaxNamedLines) {
+    warnings << "... and " << sums.skipped - kMaxNamedLines << " more malformed lines\n";
+  }
+  for (auto& [name, row] : groups) sums.groups.push_back(std::move(row));
+  std::stable_sort(sums.groups.begin(), sums.groups.end(),
+                   [](const ReportRow& a, const ReportRow& b) { return a.joules > b.joules; });
+  return sums;
+}
+
+void print_report(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
+  switch (o.format) {
+    case ReportOptions::Format::csv:
+      print_csv(o, s, out);
+      return;
+    case ReportOptions::Format::json:
+      print_json(o, s, out);
+      return;
+    case ReportOptions::Format::table:
+      print_table(o, s, out);
+      return;
+  }
+}
+
+int run_report(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h") {
+      out << report_help();
+      return 0;
+    }
+  }
+  ReportOptions o;
+  try {
+    o = parse_report_options(args, wall_ms());
+  } catch (const UsageError& e) {
+    err << "wattprobe report: " << e.what() << '\n';
+    return 2;
+  }
+  LedgerSums sums = sum_ledger(o, err);
+  if (sums.lines == 0) {
+    err << "wattprobe report: no ledger lines for periods starting in ["
+        << format_utc_instant(o.since_ms) << ", " << format_utc_instant(o.until_ms) << ") under "
+        << (o.state_dir / "ledger").string() << '\n';
+    return 1;
+  }
+  print_report(o, sums, out);
+  return 0;
+}
+
+}  // namespace wattprobe

@@ -1,0 +1,162 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "agent/tick/tick_loop.h"
+#include "agent/tick/attribution.h"
+#include "agent/carbon/carbon.h"
+#include "agent/tick/energy_meter.h"
+#include "agent/base/host_paths.h"
+#include "agent/base/result.h"
+#include "agent/base/snapshot.h"
+
+namespace wattprobe {
+
+/// The version this agent writes and the newest it reads. The frame (magic, version, length,
+/// CRC32) never changes; a payload change an older agent would misread raises this number.
+inline constexpr uint32_t kCheckpointFormatVersion = 1;
+
+/// Which machine wrote a checkpoint. The machine id is the stable identity (systemd's
+/// machine-id(5): set once per installation, regenerated when an image is cloned properly); the
+/// host name is kept for messages and is the identity only where no machine id is readable.
+struct HostIdentity {
+  std::string machine_id;  // 32 lowercase hex digits, or empty
+  std::string hostname;
+
+  bool operator==(const HostIdentity&) const = default;
+};
+
+/// machine id from <procfs root>/etc/machine-id (the folder given as --procfs-root holds the
+/// host's /, as in the container and the DaemonSet), host name from gethostname(2).
+HostIdentity read_host_identity(const HostPaths& paths);
+
+/// Whether a checkpoint written by `writer` belongs to `self`: machine ids are compared when both
+/// have one (a renamed host keeps its totals), host names otherwise.
+bool same_host(const HostIdentity& self, const HostIdentity& writer);
+
+/// Every cumulative total the agent exports, at the end of one tick.
+struct CheckpointState {
+  HostIdentity host;
+  int64_t written_ms = 0;  // wall clock
+  std::vector<EnergyMeter::Total> node;
+  AttributionTotals attribution;
+  CarbonTotals carbon;
+  std::vector<Carbon::BudgetState> budgets;
+};
+
+/// Why a checkpoint file cannot be used. The reason's spelling is the `reason` label of
+/// wattprobe_agent_checkpoint_errors_total.
+struct CheckpointFault {
+  enum class Reason {
+    empty,         // zero bytes
+    truncated,     // shorter than its frame says
+    bad_magic,     // not a wattprobe checkpoint
+    checksum,      // CRC32 mismatch: bits changed on disk
+    malformed,     // checksum right, content not (trailing bytes, protobuf, a value out of range)
+    newer_format,  // written by a newer wattprobe: never read, never overwritten
+    foreign_host,  // written by another machine (a cloned disk image)
+    read,          // the file could not be read
+    write,         // a checkpoint could not be written
+  };
+  Reason reason = Reason::malformed;
+  std::string detail;
+};
+std::string_view to_string(CheckpointFault::Reason reason);
+
+/// The framed file: "WPCK", format version (u32 LE), payload length (u64 LE), CRC32 of version,
+/// length and payload (u32 LE), then the payload (agent/checkpoint.proto).
+std::string encode_checkpoint(const CheckpointState& state);
+
+/// Checks the whole file before anything is handed back: frame, checksum, version, every field.
+/// Never returns part of a file.
+std::variant<CheckpointState, CheckpointFault> decode_checkpoint(std::string_view file);
+
+/// The totals of the running parts, on the sampling thread. `carbon` may be null.
+CheckpointState capture_totals(const EnergyMeter& meter, const Attribution& attribution,
+                               const Carbon* carbon);
+/// Continues every total from `state`, before the first tick.
+void restore_totals(const CheckpointState& state, EnergyMeter& meter, Attribution& attribution,
+                    Carbon* carbon);
+
+/// The checkpoint files of a state folder: checkpoint.pb, the one before it as
+/// checkpoint.pb.prev, and files set aside for inspection as checkpoint.pb.corrupt-<unix time>
+/// or checkpoint.pb.foreign-<unix time>.
+class CheckpointStore {
+ public:
+  CheckpointStore(std::filesystem::path dir, HostIdentity self);
+
+  struct Loaded {
+    std::optional<CheckpointState> state;  // none: start from zero
+    std::filesystem::path file;            // where the state came from
+    /// Set when the agent must not start: a newer format, whose state a downgrade would destroy.
+    std::optional<std::string> refusal;
+  };
+  /// The newest usable checkpoint: checkpoint.pb, else checkpoint.pb.prev. A corrupt or foreign
+  /// file is moved aside, logged on stderr and counted. `set_aside` false (checkpoint-dump) only
+  /// reads.
+  Loaded load(bool set_aside = true);
+
+  /// Writes `file` (encode_checkpoint's bytes) atomically: a temporary file in the folder,
+  /// fsync, the current file renamed to .prev, the temporary renamed over it, fsync of the folder.
+  Result<bool> write(std::string_view file);
+
+  void count(CheckpointFault::Reason reason) { ++errors_[reason]; }
+  const std::map<CheckpointFault::Reason, uint64_t>& errors() const { return errors_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  const HostIdentity& self() const { return self_; }
+  std::filesystem::path current() const { return dir_ / "checkpoint.pb"; }
+  std::filesystem::path previous() const { return dir_ / "checkpoint.pb.prev"; }
+
+ private:
+  void set_aside(const std::filesystem::path& file, std::string_view why);
+
+  std::filesystem::path dir_;
+  HostIdentity self_;
+  std::map<CheckpointFault::Reason, uint64_t> errors_;
+};
+
+/// Restores the totals at start, writes them every interval and once more at stop, and exports
+/// how that goes (wattprobe_agent_checkpoint_*). Runs on the sampling thread: a checkpoint holds
+/// the totals of exactly one tick.
+class CheckpointConsumer : public TickConsumer {
+ public:
+  /// The parts must outlive the consumer; `carbon` may be null.
+  CheckpointConsumer(CheckpointStore store, std::chrono::milliseconds interval, EnergyMeter& meter,
+                     Attribution& attribution, Carbon* carbon);
+
+  /// Loads the newest usable checkpoint and continues its totals. Returns the reason the agent
+  /// must not start (a newer format), else nullopt.
+  std::optional<std::string> restore();
+
+  /// Writes now; false (logged and counted) when the write failed.
+  bool write_now();
+
+  void on_snapshot(const SnapshotPtr&) override;
+  void append_families(std::vector<Family>& out) const override;
+
+  const CheckpointStore& store() const { return store_; }
+
+ private:
+  CheckpointStore store_;
+  std::chrono::milliseconds interval_;
+  EnergyMeter& meter_;
+  Attribution& attribution_;
+  Carbon* carbon_;
+  std::optional<std::chrono::steady_clock::time_point> last_attempt_;
+  double last_success_s_ = 0;
+  double last_duration_s_ = 0;
+  uint64_t last_bytes_ = 0;
+};
+
+/// The totals in `state` as the /metrics families they continue (for `checkpoint-dump`).
+std::vector<Family> checkpoint_families(const CheckpointState& state);
+
+}  // namespace wattprobe

@@ -1,0 +1,291 @@
+#include "agent/state/ledger.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "agent/base/utc_time.h"
+
+namespace wattprobe {
+namespace {
+
+/// Past this many unwritten bytes (a full or read-only disk for hours), new lines are dropped
+/// and counted rather than held in memory without bound.
+constexpr std::size_t kMaxPendingBytes = 16 << 20;
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(Fd&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+bool is_day_file(const std::string& name, int64_t* day) {
+  constexpr std::string_view kSuffix = ".jsonl";
+  if (name.size() != 10 + kSuffix.size() || name.substr(10) != kSuffix) return false;
+  auto midnight = parse_utc_date(std::string_view(name).substr(0, 10));
+  if (!midnight) return false;
+  *day = utc_day(*midnight);
+  return true;
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+}  // namespace
+
+Ledger::Ledger(LedgerOptions options, const Carbon& carbon)
+    : options_(std::move(options)),
+      carbon_(carbon),
+      dir_(options_.state_dir / "ledger"),
+      period_ms_(std::chrono::duration_cast<std::chrono::milliseconds>(options_.period).count()) {}
+
+Ledger::~Ledger() { flush_all(); }
+
+Result<bool> Ledger::open(int64_t now_ms) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return error_from_errno(ec.value(), dir_.string(), "creating the ledger folder");
+  // Prove now, not at the first period's end, that this user can create files there. An
+  // unnamed O_TMPFILE file vanishes on close; file systems without it fall back to access().
+  Fd probe(::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+  if (probe.get() < 0) {
+    int err = errno;
+    bool unsupported = err == EOPNOTSUPP || err == EISDIR || err == EINVAL;
+    if (!unsupported || ::access(dir_.c_str(), W_OK | X_OK) != 0) {
+      return error_from_errno(unsupported ? errno : err, dir_.string(),
+                              "creating a file in the ledger folder");
+    }
+  }
+  apply_retention(utc_day(now_ms));
+  return true;
+}
+
+void Ledger::on_tick(const EnergyTick& tick) {
+  const CarbonTickGrams& grams = carbon_.last_tick();
+  if (grams.end_ms != tick.end_ms || grams.workloads.size() != tick.workloads.size()) {
+    // Carbon did not see this tick first: the consumers were added in the wrong order.
+    fail("carbon has not seen the tick ending " + format_utc_instant(tick.end_ms) +
+         "; the tick is left out of the ledger");
+    return;
+  }
+  const double end = static_cast<double>(tick.end_ms);
+  const double start = end - std::max(0.0, tick.seconds) * 1000;
+  const auto index_of = [&](double ms) {
+    return static_cast<int64_t>(std::floor(ms / static_cast<double>(period_ms_)));
+  };
+  int64_t first = index_of(start);
+  int64_t last = index_of(end);
+  // A tick ending exactly on a period's start covers nothing of that period.
+  if (last > first && static_cast<double>(last * period_ms_) >= end) --last;
+  if (last - first >= kMaxSplitPeriods || end <= start) first = last;
+  double assigned = 0;
+  for (int64_t i = first; i <= last; ++i) {
+    double fraction = 1 - assigned;  // the last piece takes the rest, so the pieces add to 1
+    if (i < last) {
+      double lo = std::max(start, static_cast<double>(i * period_ms_));
+      double hi = std::min(end, static_cast<double>((i + 1) * period_ms_));
+      fraction = (hi - lo) / (end - start);
+      assigned += fraction;
+    }
+    add(i, tick, grams, fraction);
+  }
+  // Every period that ended by the end of this tick is complete.
+  flush_before(index_of(end));
+}
+
+void Ledger::add(int64_t index, const EnergyTick& tick, const CarbonTickGrams& grams,
+                 double fraction) {
+  Period& p = open_[index];
+  p.covered_seconds += tick.seconds * fraction;
+  p.measured = p.measured && tick.measured;
+  for (std::size_t i = 0; i < tick.workloads.size(); ++i) {
+    const auto& w = tick.workloads[i];
+    Sums& s = p.workloads[w.id];
+    s.joules += w.joules * fraction;
+    s.cpu_seconds += static_cast<double>(w.cpu_ns) / 1e9 * fraction;
+    s.operational += grams.workloads[i].operational * fraction;
+    s.embodied += grams.workloads[i].embodied * fraction;
+  }
+  p.idle.joules += tick.idle_joules * fraction;
+  p.idle.operational += grams.idle.operational * fraction;
+  p.idle.embodied += grams.idle.embodied * fraction;
+  p.unattributed.joules += tick.unattributed_joules * fraction;
+  p.unattributed.operational += grams.unattributed_operational * fraction;
+}
+
+void Ledger::flush_before(int64_t index) {
+  bool wrote = false;
+  while (!open_.empty() && open_.begin()->first < index) {
+    write_period(open_.begin()->first, open_.begin()->second);
+    open_.erase(open_.begin());
+    wrote = true;
+  }
+  if (wrote) write_pending();
+}
+
+void Ledger::flush_all() {
+  flush_before(INT64_MAX);
+  if (!pending_.empty()) write_pending();
+}
+
+void Ledger::write_period(int64_t index, const Period& p) {
+  const int64_t start_ms = index * period_ms_;
+  int64_t day = utc_day(start_ms);
+  if (!retention_day_ || day > *retention_day_) apply_retention(day);
+
+  nlohmann::ordered_json head;
+  head["v"] = kLedgerSchemaVersion;
+  head["start"] = format_utc_instant(start_ms);
+  head["period_seconds"] = options_.period.count();
+  head["covered_seconds"] = p.covered_seconds;
+  head["measured"] = p.measured;
+  auto line = [&](std::string_view type, const Sums& s, const WorkloadId* id) {
+    nlohmann::ordered_json j = head;
+    j["type"] = type;
+    if (id) {
+      j["workload"] = id->workload;
+      j["kind"] = id->kind;
+      // Only pods have these; leaving them out when empty keeps lines short.
+      if (!id->namespace_.empty()) j["namespace"] = id->namespace_;
+      if (!id->pod.empty()) j["pod"] = id->pod;
+      if (!id->container.empty()) j["container"] = id->container;
+    }
+    j["joules"] = s.joules;
+    j["cpu_seconds"] = s.cpu_seconds;
+    j["operational_co2e_grams"] = s.operational;
+    j["embodied_co2e_grams"] = s.embodied;
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  };
+
+  std::vector<const std::pair<const WorkloadId, Sums>*> rows;
+  rows.reserve(p.workloads.size());
+  for (const auto& entry : p.workloads) rows.push_back(&entry);
+  std::sort(rows.begin(), rows.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->first.kind, a->first.workload) < std::tie(b->first.kind, b->first.workload);
+  });
+  std::string text;
+  for (const auto* r : rows) text += line("workload", r->second, &r->first);
+  text += line("idle", p.idle, nullptr);
+  text += line("unattributed", p.unattributed, nullptr);
+
+  std::size_t held = 0;
+  for (const auto& [path, bytes] : pending_) held += bytes.size();
+  if (held + text.size() > kMaxPendingBytes) {
+    fail("period " + format_utc_instant(start_ms) + " dropped: " + std::to_string(held) +
+         " bytes already wait for the disk");
+    return;
+  }
+  pending_[dir_ / (format_utc_date(start_ms) + ".jsonl")] += text;
+}
+
+void Ledger::write_pending() {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const std::filesystem::path& path = it->first;
+    std::string& bytes = it->second;
+    struct stat st {};
+    bool existed = ::stat(path.c_str(), &st) == 0;
+    auto open_file = [&] {
+      return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    };
+    Fd fd(open_file());
+    if (fd.get() < 0 && errno == ENOENT) {
+      // The folder went away under a running agent (or open() was never called): make it again.
+      std::error_code ec;
+      std::filesystem::create_directories(dir_, ec);
+      fd = Fd(open_file());
+    }
+    if (fd.get() < 0) {
+      fail("cannot open " + path.string() + ": " + errno_text(errno));
+      return;  // keep everything for the next period
+    }
+    // A crash mid-write (kill -9) can leave a line without its newline; start on a fresh line
+    // so only that torn line is malformed, not the first of ours too.
+    if (existed && st.st_size > 0) {
+      char last = '\n';
+      if (::pread(fd.get(), &last, 1, st.st_size - 1) == 1 && last != '\n') {
+        (void)!::write(fd.get(), "\n", 1);  // a failure shows in the write below
+      }
+    }
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    int write_errno = errno;
+    lines_written_ += static_cast<uint64_t>(std::count(bytes.begin(), bytes.begin() + done, '\n'));
+    bytes.erase(0, done);
+    if (!bytes.empty()) {
+      fail("cannot write " + path.string() + ": " + errno_text(write_errno) + "; " +
+           std::to_string(bytes.size()) + " bytes kept for the next period");
+      return;
+    }
+    if (::fsync(fd.get()) != 0) fail("cannot fsync " + path.string() + ": " + errno_text(errno));
+    if (!existed) {
+      // The new file's name must survive a crash too.
+      Fd d(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (d.get() < 0 || ::fsync(d.get()) != 0) {
+        fail("cannot fsync " + dir_.string() + ": " + errno_text(errno));
+      }
+    }
+    it = pending_.erase(it);
+  }
+}
+
+void Ledger::apply_retention(int64_t today) {
+  retention_day_ = today;
+  if (options_.retention_days == 0) return;
+  std::error_code ec;
+  std::filesystem::directory_iterator files(dir_, ec);
+  if (ec) {
+    if (ec != std::errc::no_such_file_or_directory) {
+      fail("cannot list " + dir_.string() + " for retention: " + ec.message());
+    }
+    return;
+  }
+  for (const auto& entry : files) {
+    int64_t day = 0;
+    if (!is_day_file(entry.path().filename().string(), &day)) continue;
+    // The file's day ends at day + 1; delete once that is more than retention_days ago.
+    if (day + 1 + static_cast<int64_t>(options_.retention_days) > today) continue;
+    std::error_code rm;
+    std::filesystem::remove(entry.path(), rm);
+    if (rm) fail("cannot delete " + entry.path().string() + ": " + rm.message());
+  }
+}
+
+void Ledger::fail(const std::string& what) {
+  ++errors_;
+  std::fprintf(stderr, "wattprobe: ledger: %s\n", what.c_str());
+}
+
+void Ledger::append_families(std::vector<Family>& out) const {
+  out.push_back({"wattprobe_agent_ledger_lines_written_total",
+                 "Lines appended to the ledger's day files.",
+                 MetricType::counter,
+                 {{{}, static_cast<double>(lines_written_)}}});
+  out.push_back({"wattprobe_agent_ledger_errors_total",
+                 "Ledger failures: folder, write, fsync, retention; each is logged.",
+                 MetricType::counter,
+                 {{{}, static_cast<double>(errors_)}}});
+}
+
+}  // namespace wattprobe

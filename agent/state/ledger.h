@@ -1,0 +1,106 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/carbon/carbon.h"
+#include "agent/tick/energy_tick.h"
+#include "agent/base/result.h"
+#include "agent/base/snapshot.h"
+
+namespace wattprobe {
+
+/// The ledger's line format; a reader refuses lines of a newer version.
+inline constexpr int kLedgerSchemaVersion = 1;
+
+struct LedgerOptions {
+  /// The day files go to <state_dir>/ledger/YYYY-MM-DD.jsonl (UTC days).
+  std::filesystem::path state_dir;
+  /// Length of the periods the lines sum, aligned to UTC (a period starts at a multiple of it
+  /// since the epoch). A minute for reports; a second lets a test see lines within seconds.
+  /// Divides a day, so no period spans two day files.
+  std::chrono::seconds period{60};
+  /// Day files whose whole day ended more than this many days ago are deleted; 0 keeps all.
+  /// 400 days covers a year's report with a margin.
+  unsigned retention_days = 400;
+};
+
+/// Per-period totals, appended as JSON lines, one per workload plus one each for idle and
+/// unattributed energy. This is what `wattprobe report` reads.
+///
+/// A tick is split between the periods it overlaps in proportion to its time in each, so a line
+/// covers only time inside its period (a tick longer than kMaxSplitPeriods periods, after a
+/// stall, goes whole to the period it ends in). A period is written at the first tick that ends
+/// past it and, at stop, a partial period is written with the seconds it really covers. A period
+/// may therefore have more than one line per workload (an agent restarted within it, a wall-clock
+/// step back): readers sum lines, they never replace them.
+///
+/// Writes use O_APPEND, one write() per flushed period, then fsync. Bytes a failed write left
+/// unwritten are kept and written before the next period's, so a torn line is completed rather
+/// than duplicated. Runs on the sampling thread, after Carbon in each tick.
+class Ledger {
+ public:
+  Ledger(LedgerOptions options, const Carbon& carbon);
+  ~Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  /// Creates the ledger folder and applies retention as of `now_ms`. Call once the agent runs as
+  /// the user that will write, before the first tick.
+  Result<bool> open(int64_t now_ms);
+
+  /// Takes the grams of the tick from Carbon::last_tick(), so Carbon must see the tick first.
+  void on_tick(const EnergyTick& tick);
+  void append_families(std::vector<Family>& out) const;
+
+  /// Writes every period still open, complete or not. At stop; idempotent.
+  void flush_all();
+
+  std::filesystem::path dir() const { return dir_; }
+  uint64_t lines_written() const { return lines_written_; }
+  uint64_t errors() const { return errors_; }
+
+  static constexpr int64_t kMaxSplitPeriods = 120;
+
+ private:
+  struct Sums {
+    double joules = 0;
+    double cpu_seconds = 0;
+    double operational = 0;
+    double embodied = 0;
+  };
+  struct Period {
+    double covered_seconds = 0;
+    bool measured = true;
+    std::unordered_map<WorkloadId, Sums, WorkloadIdHash> workloads;
+    Sums idle;
+    Sums unattributed;
+  };
+
+  void add(int64_t period_index, const EnergyTick& tick, const CarbonTickGrams& grams,
+           double fraction);
+  void flush_before(int64_t period_index);
+  void write_period(int64_t period_index, const Period& p);
+  void write_pending();
+  void apply_retention(int64_t today);
+  void fail(const std::string& what);
+
+  LedgerOptions options_;
+  const Carbon& carbon_;
+  std::filesystem::path dir_;
+  int64_t period_ms_;
+  std::map<int64_t, Period> open_;  // by period index (start / period)
+  /// Bytes not yet on disk, by day file, in order.
+  std::map<std::filesystem::path, std::string> pending_;
+  std::optional<int64_t> retention_day_;
+  uint64_t lines_written_ = 0;
+  uint64_t errors_ = 0;
+};
+
+}  // namespace wattprobe

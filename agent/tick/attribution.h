@@ -1,0 +1,153 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "collectors/cpu_accounting.h"
+#include "agent/tick/energy_meter.h"
+#include "agent/tick/energy_tick.h"
+#include "agent/tick/idle_power.h"
+#include "agent/tick/process_energy.h"
+#include "agent/base/snapshot.h"
+
+namespace wattprobe {
+
+/// Where idle energy goes (README "Idle power"). `separate` keeps it in its own series, as
+/// Kepler ≥ 0.10 does; `proportional` gives it to workloads by their share of the tick's CPU;
+/// `even` splits it equally over the workloads that ran in the tick.
+enum class IdlePolicy { separate, proportional, even };
+
+/// What divides a domain's dynamic energy: on-CPU time, or cycles where the PMU counts them.
+enum class SplitKey { automatic, cpu_time, cycles };
+
+struct AttributionOptions {
+  IdlePolicy idle_policy = IdlePolicy::separate;
+  SplitKey split_by = SplitKey::automatic;
+  std::map<std::string, double> idle_watts;  // domain → W per socket row, overriding the estimate
+  std::chrono::milliseconds workload_expiry{std::chrono::minutes(5)};
+  /// Export the top N processes by energy (`--process-metrics-top`); 0 keeps no per-process
+  /// state at all.
+  std::size_t process_metrics_top = 0;
+};
+
+/// Every cumulative total attribution keeps: what a checkpoint saves and restores.
+struct AttributionTotals {
+  struct Workload {
+    WorkloadId id;
+    double cpu_seconds = 0;
+    int64_t last_seen_ms = 0;  // wall clock; a restored workload still expires on time
+    std::map<std::pair<std::string, std::string>, double> joules;  // {source, domain} → J
+  };
+  std::vector<Workload> workloads;
+  std::map<std::string, double> idle_joules;          // by domain
+  std::map<std::string, double> unattributed_joules;  // by domain
+};
+
+/// Splits each tick's measured joules of every domain into idle + one share per workload +
+/// unattributed (DESIGN.md invariant 1) and keeps the per-workload totals.
+///
+/// Cost: a tick is linear in the workloads that ran plus those tracked, with no string building
+/// or ordered-map lookups per workload. Workloads live in a slot table keyed by WorkloadId;
+/// {source, domain} pairs and (source, domain, socket) rows are interned to small indices, so a
+/// workload's totals are a short vector indexed by the pair (tests/bench/tick_bench.cc).
+class Attribution {
+ public:
+  explicit Attribution(AttributionOptions options);
+
+  /// One tick. `now_ms` is wall-clock time at its end.
+  EnergyTick apply(const NodeEnergy& energy, const CpuTick& cpu, int64_t now_ms);
+
+  void append_families(std::vector<Family>& out) const;
+
+  uint64_t conservation_violations() const { return violations_; }
+
+  /// Workloads whose series are exported (seen within the expiry, or restored).
+  std::size_t workload_count() const { return slot_of_.size(); }
+
+  /// Per-process totals; empty unless options.process_metrics_top > 0.
+  const ProcessEnergy& processes() const { return processes_; }
+
+  /// The totals of the workloads still tracked (expired ones have left /metrics; the ledger
+  /// keeps their history) and of idle and unattributed energy.
+  AttributionTotals totals() const;
+  /// Continues totals from a checkpoint.
+  void restore(const AttributionTotals& totals);
+  void restore_workload(const WorkloadId& id, double cpu_seconds,
+                        const std::map<std::pair<std::string, std::string>, double>& joules);
+  void restore_node(const std::string& domain, double idle_joules, double unattributed_joules);
+
+ private:
+  /// One {source, domain} pair: a (source, domain) label pair of the workload families.
+  struct Pair {
+    std::string source, domain;
+    int measured = -1;  // -1 until a tick shows it (restored totals): exported as measured
+  };
+  /// One (source, domain, socket) row of NodeEnergy, with its idle estimator.
+  struct Row {
+    std::size_t pair = 0;
+    IdlePowerEstimator idle;
+    double idle_watts = 0;  // in force at the last tick, for export
+    std::string method = "none";
+  };
+  struct Cell {
+    double joules = 0;
+    double watts = 0;  // last tick's, summed over the pair's socket rows
+    bool present = false;
+  };
+  struct Slot {
+    const WorkloadId* id = nullptr;  // the key in slot_of_
+    double cpu_seconds = 0;
+    int64_t last_seen_ms = 0;
+    bool used = false;
+  };
+  /// Workload names are unique within a kind (a pod's name holds its namespace and container),
+  /// so hashing those two is enough; equality still compares every field.
+  struct SlotHash {
+    std::size_t operator()(const WorkloadId& id) const noexcept {
+      std::hash<std::string_view> h;
+      return h(id.workload) ^ (h(id.kind) * 0x9e3779b97f4a7c15ULL);
+    }
+  };
+
+  std::size_t pair_index(const std::string& source, const std::string& domain);
+  std::size_t row_index(const DomainEnergy& row);
+  uint32_t slot_for(const WorkloadId& id);
+  void free_slot(uint32_t slot);
+  /// Makes room in every slot for the pairs interned so far.
+  void widen_cells();
+  Cell* cells_of(uint32_t slot) { return cells_.data() + slot * stride_; }
+  const Cell* cells_of(uint32_t slot) const { return cells_.data() + slot * stride_; }
+
+  AttributionOptions options_;
+  std::vector<Pair> pairs_;
+  std::map<std::pair<std::string, std::string>, std::size_t> pair_of_;
+  std::vector<Row> rows_;
+  std::map<std::tuple<std::string, std::string, int>, std::size_t> row_of_;
+  std::vector<std::size_t> tick_rows_;  // this tick's energy.domains[r] → rows_ index
+  std::vector<Slot> slots_;
+  std::vector<Cell> cells_;  // slots_.size() × stride_, a slot's cells by pair index
+  std::size_t stride_ = 0;
+  std::vector<uint32_t> free_slots_;
+  std::unordered_map<WorkloadId, uint32_t, SlotHash> slot_of_;
+  std::map<std::string, double> idle_total_;          // by domain
+  std::map<std::string, double> unattributed_total_;  // by domain
+  ProcessEnergy processes_;
+  uint64_t violations_ = 0;
+  uint64_t records_lost_ = 0;
+  uint64_t workloads_dropped_ = 0;
+};
+
+/// A workload's identity labels (metric contract order), with room for `extra` more.
+Labels workload_labels(const WorkloadId& id, std::size_t extra = 0);
+
+/// Whether `domain` is in the non-overlapping set summed for carbon (energy_tick.h): platform
+/// meters if any, else psys, else package + dram + gpu.
+std::vector<bool> host_sum_domains(const NodeEnergy& energy);
+
+}  // namespace wattprobe

@@ -1,0 +1,293 @@
+#include "agent/tick/attribution.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+
+namespace wattprobe {
+namespace {
+
+NodeEnergy node(std::vector<std::pair<std::string, double>> domains, double seconds = 1.0) {
+  NodeEnergy e;
+  e.seconds = seconds;
+  for (auto& [d, j] : domains) {
+    DomainEnergy row;
+    row.source = "rapl_powercap";
+    row.domain = d;
+    row.socket = 0;
+    row.joules = j;
+    row.watts = j / seconds;
+    e.domains.push_back(row);
+  }
+  return e;
+}
+
+CpuTick cpu(std::vector<uint64_t> ns, uint64_t capacity, uint64_t unaccounted = 0) {
+  CpuTick t;
+  uint64_t busy = unaccounted;
+  for (std::size_t i = 0; i < ns.size(); ++i) {
+    t.workloads.push_back({{"w" + std::to_string(i), "service", "", "", ""}, ns[i], 0, 0});
+    busy += ns[i];
+  }
+  t.unaccounted_ns = unaccounted;
+  t.capacity_ns = capacity;
+  t.idle_ns = capacity > busy ? capacity - busy : 0;
+  return t;
+}
+
+double family_sum(const std::vector<Family>& fams, std::string_view name, std::string_view domain) {
+  double s = 0;
+  for (const auto& f : fams) {
+    if (f.name != name) continue;
+    for (const auto& series : f.series) {
+      for (const auto& [k, v] : series.labels) {
+        if (k == "domain" && v == domain) s += series.value;
+      }
+    }
+  }
+  return s;
+}
+
+// Invariant 1 over random ticks: idle + workloads + unattributed = measured, no negative share.
+TEST(Attribution, PartsSumToMeasuredOverRandomTicks) {
+  std::mt19937_64 rng(42);
+  for (IdlePolicy policy : {IdlePolicy::separate, IdlePolicy::proportional, IdlePolicy::even}) {
+    AttributionOptions opt;
+    opt.idle_policy = policy;
+    Attribution a(opt);
+    double measured = 0;
+    for (int t = 1; t <= 300; ++t) {
+      std::size_t n = std::uniform_int_distribution<std::size_t>(0, 40)(rng);
+      if (t == 7) n = 1;
+      std::vector<uint64_t> ns(n);
+      for (auto& x : ns) x = t % 11 == 0 ? 0 : std::uniform_int_distribution<uint64_t>(0, 5e8)(rng);
+      uint64_t unacc = t % 5 == 0 ? std::uniform_int_distribution<uint64_t>(0, 1e8)(rng) : 0;
+      double joules = std::uniform_real_distribution<double>(0, 200)(rng);
+      measured += joules;
+      EnergyTick et = a.apply(node({{"package", joules}}), cpu(ns, 2'000'000'000, unacc), t * 1000);
+      double parts = et.idle_joules + et.unattributed_joules;
+      for (const auto& w : et.workloads) {
+        EXPECT_GE(w.joules, 0.0);
+        parts += w.joules;
+      }
+      EXPECT_NEAR(parts, joules, 1e-9 * std::max(joules, 1.0));
+    }
+    std::vector<Family> fams;
+    a.append_families(fams);
+    double total = family_sum(fams, "wattprobe_workload_energy_joules_total", "package") +
+                   family_sum(fams, "wattprobe_node_idle_energy_joules_total", "package") +
+                   family_sum(fams, "wattprobe_node_unattributed_energy_joules_total", "package");
+    EXPECT_NEAR(total, measured, 1e-9 * measured);
+    EXPECT_EQ(a.conservation_violations(), 0u);
+  }
+}
+
+TEST(Attribution, TenThousandWorkloadsConserve) {
+  AttributionOptions opt;
+  opt.idle_watts = {{"package", 10}, {"dram", 1}};
+  Attribution a(opt);
+  std::vector<uint64_t> ns(10000);
+  std::iota(ns.begin(), ns.end(), 1);
+  EnergyTick et = a.apply(node({{"package", 80}, {"dram", 7}}), cpu(ns, 4'000'000'000), 1000);
+  double sum = et.idle_joules + et.unattributed_joules;
+  for (const auto& w : et.workloads) sum += w.joules;
+  EXPECT_NEAR(sum, 87, 87e-9);
+  ASSERT_EQ(et.workloads.size(), 10000u);
+  // Shares follow CPU time: workload 9999 ran 10000 ns, workload 0 ran 1 ns.
+  EXPECT_NEAR(et.workloads[9999].joules / et.workloads[0].joules, 10000.0, 1e-6);
+}
+
+TEST(Attribution, DynamicEnergySplitsByCpuTime) {
+  AttributionOptions opt;
+  opt.idle_watts["package"] = 20;
+  Attribution a(opt);
+  // 20 W idle override, 80 J measured in 1 s: 60 J dynamic split 3:1.
+  EnergyTick et = a.apply(node({{"package", 80}}), cpu({750'000'000, 250'000'000}, 2'000'000'000), 1000);
+  EXPECT_DOUBLE_EQ(et.idle_joules, 20);
+  EXPECT_DOUBLE_EQ(et.workloads[0].joules, 45);
+  EXPECT_DOUBLE_EQ(et.workloads[1].joules, 15);
+  EXPECT_DOUBLE_EQ(et.unattributed_joules, 0);
+}
+
+TEST(Attribution, IdleNeverExceedsMeasured) {
+  AttributionOptions opt;
+  opt.idle_watts["package"] = 50;
+  Attribution a(opt);
+  EnergyTick et = a.apply(node({{"package", 10}}), cpu({1000}, 1'000'000'000), 1000);
+  EXPECT_DOUBLE_EQ(et.idle_joules, 10);
+  EXPECT_DOUBLE_EQ(et.workloads[0].joules, 0);
+}
+
+TEST(Attribution, LostRecordsBecomeUnattributed) {
+  AttributionOptions opt;
+  opt.idle_watts["package"] = 0;
+  Attribution a(opt);
+  EnergyTick et = a.apply(node({{"package", 100}}), cpu({300, 100}, 1000, /*unaccounted=*/100), 1000);
+  EXPECT_DOUBLE_EQ(et.unattributed_joules, 20);
+  EXPECT_DOUBLE_EQ(et.workloads[0].joules, 60);
+}
+
+TEST(Attribution, ZeroCpuTickLeavesDynamicUnattributed) {
+  AttributionOptions opt;
+  opt.idle_watts["package"] = 5;
+  Attribution a(opt);
+  EnergyTick et = a.apply(node({{"package", 12}}), cpu({}, 1'000'000'000), 1000);
+  EXPECT_DOUBLE_EQ(et.idle_joules, 5);
+  EXPECT_DOUBLE_EQ(et.unattributed_joules, 7);
+}
+
+TEST(Attribution, IdlePoliciesBehaveAsDocumented) {
+  auto run = [](IdlePolicy p) {
+    AttributionOptions opt;
+    opt.idle_policy = p;
+    opt.idle_watts["package"] = 20;
+    Attribution a(opt);
+    return a.apply(node({{"package", 60}}), cpu({300, 100}, 1000), 1000);
+  };
+  EnergyTick sep = run(IdlePolicy::separate);
+  EXPECT_DOUBLE_EQ(sep.idle_joules, 20);
+  EXPECT_DOUBLE_EQ(sep.workloads[0].joules, 30);
+  EnergyTick prop = run(IdlePolicy::proportional);
+  EXPECT_DOUBLE_EQ(prop.idle_joules, 0);
+  EXPECT_DOUBLE_EQ(prop.workloads[0].joules, 45);
+  EXPECT_DOUBLE_EQ(prop.workloads[1].joules, 15);
+  EnergyTick even = run(IdlePolicy::even);
+  EXPECT_DOUBLE_EQ(even.idle_joules, 0);
+  EXPECT_DOUBLE_EQ(even.workloads[0].joules, 40);
+  EXPECT_DOUBLE_EQ(even.workloads[1].joules, 20);
+}
+
+TEST(Attribution, LearnsIdleFromTheHostsOwnTicks) {
+  Attribution a({});
+  // A host whose package draws 20 W + 60 W × utilisation.
+  std::mt19937 rng(1);
+  for (int t = 1; t <= 200; ++t) {
+    double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    uint64_t busy = static_cast<uint64_t>(u * 1e9);
+    a.apply(node({{"package", 20 + 60 * u}}), cpu({busy}, 1'000'000'000), t * 1000);
+  }
+  std::vector<Family> fams;
+  a.append_families(fams);
+  double idle_w = family_sum(fams, "wattprobe_node_idle_power_watts", "package");
+  EXPECT_NEAR(idle_w, 20, 0.01);
+}
+
+TEST(Attribution, CarbonSumUsesNonOverlappingDomains) {
+  Attribution a({});
+  // package ⊃ core: only package + dram count toward the host's joules.
+  EnergyTick et = a.apply(node({{"package", 50}, {"core", 30}, {"dram", 5}}),
+                          cpu({1000}, 1000), 1000);
+  EXPECT_DOUBLE_EQ(et.measured_joules, 55);
+}
+
+TEST(Attribution, GoneWorkloadsLeaveTheSeriesAfterExpiry) {
+  AttributionOptions opt;
+  opt.workload_expiry = std::chrono::seconds(10);
+  Attribution a(opt);
+  a.apply(node({{"package", 10}}), cpu({100}, 1000), 1000);
+  CpuTick other = cpu({}, 1000);
+  other.workloads.push_back({{"other", "service", "", "", ""}, 100, 0, 0});
+  a.apply(node({{"package", 10}}), other, 5000);
+  EXPECT_EQ(a.workload_count(), 2u);
+  a.apply(node({{"package", 10}}), other, 12000);
+  EXPECT_EQ(a.workload_count(), 1u);
+}
+
+// Energy and power series by {workload, domain}, for comparing two attributions' exports.
+std::map<std::pair<std::string, std::string>, std::pair<double, double>> workload_series(
+    const Attribution& a) {
+  std::vector<Family> fams;
+  a.append_families(fams);
+  std::map<std::pair<std::string, std::string>, std::pair<double, double>> out;
+  auto key = [](const Series& s) {
+    std::string w, d;
+    for (const auto& [k, v] : s.labels) {
+      if (k == "workload") w = v;
+      if (k == "domain") d = v;
+    }
+    return std::pair(w, d);
+  };
+  for (const auto& f : fams) {
+    for (const auto& s : f.series) {
+      if (f.name == "wattprobe_workload_energy_joules_total") out[key(s)].first = s.value;
+      if (f.name == "wattprobe_workload_power_watts") out[key(s)].second = s.value;
+    }
+  }
+  return out;
+}
+
+std::pair<double, double> at(
+    const std::map<std::pair<std::string, std::string>, std::pair<double, double>>& s,
+    const std::string& workload, const std::string& domain) {
+  auto it = s.find({workload, domain});
+  return it == s.end() ? std::pair(-1.0, -1.0) : it->second;
+}
+
+// A workload that expires and comes back starts from zero, whichever slot it lands in.
+TEST(Attribution, AWorkloadBackAfterExpiryStartsFromZero) {
+  AttributionOptions opt;
+  opt.workload_expiry = std::chrono::seconds(10);
+  opt.idle_watts["package"] = 0;
+  Attribution a(opt);
+  a.apply(node({{"package", 10}}), cpu({100, 100}, 1000), 1000);  // w0, w1: 5 J each
+  a.apply(node({{"package", 10}}), cpu({100}, 1000), 12'000);     // w0 runs; w1 expires
+  EXPECT_EQ(a.workload_count(), 1u);
+  CpuTick back = cpu({}, 1000);
+  back.workloads.push_back({{"new", "service", "", "", ""}, 100, 0, 0});
+  back.workloads.push_back({{"w1", "service", "", "", ""}, 100, 0, 0});
+  a.apply(node({{"package", 4}}), back, 13'000);
+  auto s = workload_series(a);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "package").first, 15);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "package").second, 0);  // did not run in the last tick
+  EXPECT_DOUBLE_EQ(at(s, "w1", "package").first, 2);
+  EXPECT_DOUBLE_EQ(at(s, "new", "package").first, 2);
+  EXPECT_DOUBLE_EQ(at(s, "new", "package").second, 2);
+}
+
+// Sources and domains that appear while workloads are tracked keep every earlier total.
+TEST(Attribution, DomainsAppearingLaterKeepEarlierTotals) {
+  AttributionOptions opt;
+  opt.idle_watts = {{"package", 0}, {"dram", 0}, {"core", 0}, {"uncore", 0}, {"psys", 0}};
+  Attribution a(opt);
+  a.apply(node({{"package", 10}}), cpu({300, 100}, 1000), 1000);
+  a.apply(node({{"package", 10}, {"dram", 2}}), cpu({300, 100}, 1000), 2000);
+  a.apply(node({{"package", 10}, {"dram", 2}, {"core", 4}, {"uncore", 1}, {"psys", 20}}),
+          cpu({100, 300}, 1000), 3000);
+  auto s = workload_series(a);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "package").first, 7.5 + 7.5 + 2.5);
+  EXPECT_DOUBLE_EQ(at(s, "w1", "package").first, 2.5 + 2.5 + 7.5);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "dram").first, 1.5 + 0.5);
+  EXPECT_DOUBLE_EQ(at(s, "w0", "psys").first, 5);
+  EXPECT_DOUBLE_EQ(at(s, "w1", "psys").second, 15);
+}
+
+// What a checkpoint saves (totals) and restores continues the same series.
+TEST(Attribution, RestoredTotalsContinueTheSameSeries) {
+  AttributionOptions opt;
+  opt.idle_watts = {{"package", 5}, {"dram", 1}};
+  Attribution a(opt);
+  a.apply(node({{"package", 30}, {"dram", 3}}), cpu({300, 100, 600}, 2000), 1000);
+  a.apply(node({{"package", 20}, {"dram", 2}}), cpu({300, 100}, 2000), 2000);
+  Attribution b(opt);
+  b.restore(a.totals());
+  EXPECT_EQ(b.workload_count(), 3u);
+  auto before = workload_series(a), after = workload_series(b);
+  ASSERT_EQ(before.size(), after.size());
+  for (const auto& [k, v] : before) EXPECT_DOUBLE_EQ(after[k].first, v.first) << k.first;
+  AttributionTotals ta = a.totals(), tb = b.totals();
+  EXPECT_EQ(ta.idle_joules, tb.idle_joules);
+  EXPECT_EQ(ta.unattributed_joules, tb.unattributed_joules);
+  // Restored workloads keep their last-seen time: w2 last ran at 1000 ms and expires on time.
+  AttributionOptions short_expiry = opt;
+  short_expiry.workload_expiry = std::chrono::seconds(5);
+  Attribution c(short_expiry);
+  c.restore(a.totals());
+  c.apply(node({{"package", 20}, {"dram", 2}}), cpu({300, 100}, 2000), 6500);
+  EXPECT_EQ(c.workload_count(), 2u);
+}
+
+}  // namespace
+}  // namespace wattprobe
