@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "agent/duration.h"
+#include "agent/text_file.h"
 
 namespace po = boost::program_options;
 
@@ -139,6 +139,69 @@ std::filesystem::path to_folder(const std::string& option, const Raw& raw) {
   return raw.value;
 }
 
+struct ConfigEntry {
+  std::string name;  // "section.key" inside a [section]
+  std::string value;
+  std::string origin;  // "config file X line N"
+};
+
+/// Reads the --config file with Boost's INI syntax (`key = value`, `[section]` prefixing its keys
+/// as `section.key`, `#` to the end of the line a comment), but parsed here, because Boost's
+/// parser reports an error without the line it is on. Every error names the file and the line.
+std::vector<ConfigEntry> read_config_file(const std::string& file,
+                                          const po::options_description& desc) {
+  auto text = read_text(file, 1 << 20);
+  if (!text.ok()) {
+    throw UsageError("cannot read config file " + file + ": " + text.error().detail);
+  }
+  std::vector<ConfigEntry> out;
+  std::map<std::string, std::size_t> first_line;  // of each single-valued key
+  std::string prefix;
+  std::size_t number = 0;
+  std::string_view rest(*text);
+  while (!rest.empty()) {
+    ++number;
+    auto nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    const std::string where = "config file " + file + " line " + std::to_string(number);
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      std::string_view section = line.back() == ']' ? trim(line.substr(1, line.size() - 2)) : "";
+      if (section.empty() || section.find_first_of("[]= \t") != std::string_view::npos) {
+        throw UsageError(where + ": malformed section header " + quote_for_error(line) +
+                         ", expected [name]");
+      }
+      prefix = std::string(section) + (section.back() == '.' ? "" : ".");
+      continue;
+    }
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      throw UsageError(where + ": malformed line " + quote_for_error(line) +
+                       ", expected key = value");
+    }
+    std::string_view key = trim(line.substr(0, eq));
+    if (key.empty()) throw UsageError(where + ": no option name before \"=\"");
+    std::string name = prefix + std::string(key);
+    const po::option_description* known = desc.find_nothrow(name, /*approx=*/false);
+    if (!known) throw UsageError(where + ": unknown option " + quote_for_error(name));
+    if (name == "config") throw UsageError(where + ": config cannot name another config file");
+    bool repeatable = dynamic_cast<const po::typed_value<std::vector<std::string>>*>(
+                          known->semantic().get()) != nullptr;
+    if (!repeatable) {
+      auto [it, fresh] = first_line.emplace(name, number);
+      if (!fresh) {
+        throw UsageError(where + ": " + name + " is already set on line " +
+                         std::to_string(it->second) + " (only repeatable options may repeat)");
+      }
+    }
+    out.push_back({std::move(name), std::string(trim(line.substr(eq + 1))), where});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string run_options_help() {
@@ -168,23 +231,11 @@ Options parse_run_options(const std::vector<std::string>& args) {
   Options o;
   if (cli.count("config")) {
     o.config_file = cli["config"].as<std::string>();
-    std::ifstream in(o.config_file);
-    if (!in) throw UsageError("cannot read config file " + o.config_file);
-    po::variables_map file;
-    try {
-      po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), file);
-    } catch (const po::error& e) {
-      throw UsageError("config file " + o.config_file + ": " + e.what());
-    }
-    std::string origin = "config file " + o.config_file;
-    for (const auto& [name, v] : file) {
-      if (name == "config") throw UsageError(origin + ": config cannot name another config file");
-      if (values.count(name)) continue;  // the command line wins
-      if (v.value().type() == typeid(std::vector<std::string>)) {
-        for (const auto& s : v.as<std::vector<std::string>>()) values[name].push_back({s, origin});
-      } else {
-        values[name].push_back({v.as<std::string>(), origin});
+    for (ConfigEntry& e : read_config_file(o.config_file, desc)) {
+      if (values.count(e.name) && values[e.name].front().origin == "command line") {
+        continue;  // the command line wins
       }
+      values[e.name].push_back({std::move(e.value), std::move(e.origin)});
     }
   }
 
