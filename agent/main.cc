@@ -3,22 +3,25 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "agent/accounting_choice.h"
-#include "agent/tick/tick_loop.h"
 #include "agent/carbon/carbon.h"
-#include "agent/state/checkpoint.h"
 #include "agent/cli/doctor.h"
-#include "agent/state/ledger.h"
-#include "agent/options.h"
-#include "agent/privileges.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
+#include "agent/liveness.h"
+#include "agent/options.h"
+#include "agent/privileges.h"
+#include "agent/state/checkpoint.h"
+#include "agent/state/ledger.h"
+#include "agent/tick/tick_loop.h"
 #include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/remote_write.h"
@@ -93,10 +96,13 @@ std::string metrics_url(const std::string& listen, int port) {
 
 int run(const Options& options) {
   // Block the stop signals before any thread starts, so only the waiter below receives them.
+  // SIGHUP stops like SIGTERM: its default action would kill the agent without the final
+  // checkpoint and ledger flush, and a reload would be a second start-up path to keep correct.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   SourceChoice sources = choose_sources(options.sources, options.paths, options.model);
@@ -177,9 +183,13 @@ int run(const Options& options) {
     agent.add_consumer(remote_write.get());
   }
 
+  Liveness liveness(options.interval);
+  agent.add_consumer(&liveness);
   std::unique_ptr<PrometheusPull> pull;
   try {
-    pull = std::make_unique<PrometheusPull>(options.listen, [&agent] { return agent.snapshot(); });
+    pull = std::make_unique<PrometheusPull>(
+        options.listen, [&agent] { return agent.snapshot(); },
+        [&liveness] { return liveness.answer(); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattprobe: %s\n", e.what());
     return 1;
@@ -188,12 +198,17 @@ int run(const Options& options) {
               metrics_url(options.listen, pull->port()).c_str());
   std::fflush(stdout);
 
+  std::atomic<bool> ended{false};
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    if (sig != 0) agent.request_stop();
+    if (sig == 0 || ended) return;
+    std::fprintf(stderr, "wattprobe: SIG%s: stopping (final checkpoint and ledger flush)\n",
+                 sigabbrev_np(sig));
+    agent.request_stop();
   });
   agent.run();
+  ended = true;
   ledger.flush();  // the period in progress, with the seconds it covers
   // The flush (up to --remote-write-flush-timeout) overlaps the HTTP server's shutdown (up to
   // its 2 s poll quantum) instead of following it, so SIGTERM stays prompt with a hung receiver.

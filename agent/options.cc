@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "agent/base/duration.h"
+#include "agent/base/text_file.h"
 
 namespace po = boost::program_options;
 
@@ -18,8 +18,7 @@ namespace wattprobe {
 namespace {
 
 const std::set<std::string>& known_sources() {
-  static const std::set<std::string> s{"rapl_powercap", "rapl_perf", "rapl_msr", "hwmon",
-                                       "model"};
+  static const std::set<std::string> s{"rapl_powercap", "rapl_perf", "rapl_msr", "hwmon", "model"};
   return s;
 }
 
@@ -27,60 +26,100 @@ po::options_description describe() {
   po::options_description d("wattprobe run options");
   // Everything is read as text and validated below, so a bad value's message names the option,
   // where it came from and the value, in one line.
-  d.add_options()
-      ("config", po::value<std::string>(), "INI-style config file; command-line options win")
-      ("listen", po::value<std::string>(), "address:port for /metrics and /healthz (default 127.0.0.1:9887)")
-      ("interval", po::value<std::string>(), "tick length, 100ms to 60s (default 1s)")
-      ("sysfs-root", po::value<std::string>(), "folder holding sys/ (default /)")
-      ("procfs-root", po::value<std::string>(), "folder holding proc/ (default /)")
-      ("dev-root", po::value<std::string>(), "folder holding dev/ (default /)")
-      ("pods-log-root", po::value<std::string>(), "folder holding var/log/pods (default /)")
-      ("sources", po::value<std::string>(), "auto, or a comma list of: rapl_powercap,rapl_perf,rapl_msr,hwmon,model")
-      ("accounting", po::value<std::string>(), "auto, bpf or procfs (default auto: bpf, else procfs)")
-      ("state-dir", po::value<std::string>(), "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")
-      ("checkpoint-interval", po::value<std::string>(), "how often totals are written to state-dir, 1s to 1h (default 30s; also at stop)")
-      ("idle-attribution", po::value<std::string>(), "separate, proportional or even (default separate)")
-      ("idle-watts", po::value<std::vector<std::string>>(), "DOMAIN=W idle power per socket, overriding the learned estimate (repeatable)")
-      ("split-by", po::value<std::string>(), "auto, cpu-time or cycles (default auto: cycles where counted)")
-      ("process-metrics-top", po::value<std::string>(), "export the top N processes by energy (default 0: off)")
-      ("max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")
-      ("workload-expiry", po::value<std::string>(), "drop a workload's series after it is gone this long (default 5m)")
-      ("user", po::value<std::string>(), "switch to this user after start-up")
-      ("max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")
-      ("grid-provider", po::value<std::string>(), "static, file, electricitymaps, watttime or carbonintensity-uk (default static)")
-      ("grid-intensity", po::value<std::string>(), "static grid intensity and last fallback, gCO2e/kWh (default 475, the world average)")
-      ("grid-zone", po::value<std::string>(), "grid zone or region (Electricity Maps zone, WattTime region; a label for static)")
-      ("grid-file", po::value<std::string>(), "CSV or JSON schedule of intensities for --grid-provider=file")
-      ("grid-url", po::value<std::string>(), "base URL of the grid API (default: the provider's public API)")
-      ("grid-token-file", po::value<std::string>(), "file holding the grid API key or password")
-      ("grid-token-env", po::value<std::string>(), "environment variable holding the grid API key (default WATTPROBE_GRID_TOKEN)")
-      ("grid-username", po::value<std::string>(), "WattTime user name")
-      ("grid-refresh", po::value<std::string>(), "how often to ask the grid API, 1s to 24h (default 15m; the file provider looks for edits every 10s)")
-      ("grid-max-age", po::value<std::string>(), "use the static --grid-intensity when no good answer came for this long, 1s to 30d (default 24h)")
-      ("pue", po::value<std::string>(), "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")
-      ("embodied-kg", po::value<std::string>(), "embodied kgCO2e of this device, replacing the inventory estimate")
-      ("install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")
-      ("lifetime-years", po::value<std::string>(), "expected service life for amortization (default 4)")
-      ("carbon-budget", po::value<std::vector<std::string>>(), "WORKLOAD=GRAMS/day|30d or kind:KIND=GRAMS/day|30d (repeatable)")
-      ("remote-write-url", po::value<std::string>(), "push every tick's series to this Prometheus remote-write endpoint")
-      ("remote-write-bearer-token-file", po::value<std::string>(), "file holding a bearer token for remote-write")
-      ("remote-write-username", po::value<std::string>(), "basic-auth user for remote-write")
-      ("remote-write-password-file", po::value<std::string>(), "file holding the basic-auth password")
-      ("remote-write-header", po::value<std::vector<std::string>>(), "NAME=VALUE extra HTTP header (repeatable)")
-      ("remote-write-queue-bytes", po::value<std::string>(), "bound of the on-disk queue (default 67108864)")
-      ("remote-write-label", po::value<std::vector<std::string>>(), "NAME=VALUE added to every pushed series (repeatable; default instance=<hostname>, instance= for none)")
-      ("remote-write-ca-file", po::value<std::string>(), "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")
-      ("remote-write-batch-interval", po::value<std::string>(), "send what is queued this often, 10ms to 60s (default 1s)")
-      ("remote-write-max-samples-per-request", po::value<std::string>(), "samples per request, 1 to 1000000 (default 2000)")
-      ("remote-write-timeout", po::value<std::string>(), "give up on a request after this long, 10ms to 5m (default 30s)")
-      ("remote-write-connect-timeout", po::value<std::string>(), "give up connecting after this long, 10ms to 5m (default 5s)")
-      ("remote-write-backoff-min", po::value<std::string>(), "first retry delay after a failure, doubling per failure (default 500ms)")
-      ("remote-write-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")
-      ("remote-write-flush-timeout", po::value<std::string>(), "at stop, keep sending this long; the rest waits on disk (default 2s)")
-      ("ledger-retention", po::value<std::string>(), "delete ledger day files older than this many days (default 400; 0 keeps all)")
-      ("ledger-period", po::value<std::string>(), "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")
-      ("source.model.min_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 0 % (default 0.74)")
-      ("source.model.max_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 100 % (default 3.5)");
+  d.add_options()("config", po::value<std::string>(),
+                  "INI-style config file; command-line options win")(
+      "listen", po::value<std::string>(),
+      "address:port for /metrics and /healthz (default 127.0.0.1:9887)")(
+      "interval", po::value<std::string>(), "tick length, 100ms to 60s (default 1s)")(
+      "sysfs-root", po::value<std::string>(), "folder holding sys/ (default /)")(
+      "procfs-root", po::value<std::string>(), "folder holding proc/ (default /)")(
+      "dev-root", po::value<std::string>(), "folder holding dev/ (default /)")(
+      "pods-log-root", po::value<std::string>(), "folder holding var/log/pods (default /)")(
+      "sources", po::value<std::string>(),
+      "auto, or a comma list of: rapl_powercap,rapl_perf,rapl_msr,hwmon,model")(
+      "accounting", po::value<std::string>(),
+      "auto, bpf or procfs (default auto: bpf, else procfs)")(
+      "state-dir", po::value<std::string>(),
+      "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")(
+      "checkpoint-interval", po::value<std::string>(),
+      "how often totals are written to state-dir, 1s to 1h (default 30s; also at stop)")(
+      "idle-attribution", po::value<std::string>(),
+      "separate, proportional or even (default separate)")(
+      "idle-watts", po::value<std::vector<std::string>>(),
+      "DOMAIN=W idle power per socket, overriding the learned estimate (repeatable)")(
+      "split-by", po::value<std::string>(),
+      "auto, cpu-time or cycles (default auto: cycles where counted)")(
+      "process-metrics-top", po::value<std::string>(),
+      "export the top N processes by energy (default 0: off)")(
+      "max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")(
+      "workload-expiry", po::value<std::string>(),
+      "drop a workload's series after it is gone this long (default 5m)")(
+      "user", po::value<std::string>(), "switch to this user after start-up")(
+      "max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")(
+      "grid-provider", po::value<std::string>(),
+      "static, file, electricitymaps, watttime or carbonintensity-uk (default static)")(
+      "grid-intensity", po::value<std::string>(),
+      "static grid intensity and last fallback, gCO2e/kWh (default 475, the world average)")(
+      "grid-zone", po::value<std::string>(),
+      "grid zone or region (Electricity Maps zone, WattTime region; a label for static)")(
+      "grid-file", po::value<std::string>(),
+      "CSV or JSON schedule of intensities for --grid-provider=file")(
+      "grid-url", po::value<std::string>(),
+      "base URL of the grid API (default: the provider's public API)")(
+      "grid-token-file", po::value<std::string>(), "file holding the grid API key or password")(
+      "grid-token-env", po::value<std::string>(),
+      "environment variable holding the grid API key (default WATTPROBE_GRID_TOKEN)")(
+      "grid-username", po::value<std::string>(), "WattTime user name")(
+      "grid-refresh", po::value<std::string>(),
+      "how often to ask the grid API, 1s to 24h (default 15m; the file provider looks for edits "
+      "every 10s)")("grid-max-age", po::value<std::string>(),
+                    "use the static --grid-intensity when no good answer came for this long, 1s to "
+                    "30d (default 24h)")(
+      "pue", po::value<std::string>(),
+      "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")(
+      "embodied-kg", po::value<std::string>(),
+      "embodied kgCO2e of this device, replacing the inventory estimate")(
+      "install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")(
+      "lifetime-years", po::value<std::string>(),
+      "expected service life for amortization (default 4)")(
+      "carbon-budget", po::value<std::vector<std::string>>(),
+      "WORKLOAD=GRAMS/day|30d or kind:KIND=GRAMS/day|30d (repeatable)")(
+      "remote-write-url", po::value<std::string>(),
+      "push every tick's series to this Prometheus remote-write endpoint")(
+      "remote-write-bearer-token-file", po::value<std::string>(),
+      "file holding a bearer token for remote-write")(
+      "remote-write-username", po::value<std::string>(), "basic-auth user for remote-write")(
+      "remote-write-password-file", po::value<std::string>(),
+      "file holding the basic-auth password")("remote-write-header",
+                                              po::value<std::vector<std::string>>(),
+                                              "NAME=VALUE extra HTTP header (repeatable)")(
+      "remote-write-queue-bytes", po::value<std::string>(),
+      "bound of the on-disk queue (default 67108864)")(
+      "remote-write-label", po::value<std::vector<std::string>>(),
+      "NAME=VALUE added to every pushed series (repeatable; default instance=<hostname>, instance= "
+      "for none)")("remote-write-ca-file", po::value<std::string>(),
+                   "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")(
+      "remote-write-batch-interval", po::value<std::string>(),
+      "send what is queued this often, 10ms to 60s (default 1s)")(
+      "remote-write-max-samples-per-request", po::value<std::string>(),
+      "samples per request, 1 to 1000000 (default 2000)")(
+      "remote-write-timeout", po::value<std::string>(),
+      "give up on a request after this long, 10ms to 5m (default 30s)")(
+      "remote-write-connect-timeout", po::value<std::string>(),
+      "give up connecting after this long, 10ms to 5m (default 5s)")(
+      "remote-write-backoff-min", po::value<std::string>(),
+      "first retry delay after a failure, doubling per failure (default 500ms)")(
+      "remote-write-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")(
+      "remote-write-flush-timeout", po::value<std::string>(),
+      "at stop, keep sending this long; the rest waits on disk (default 2s)")(
+      "ledger-retention", po::value<std::string>(),
+      "delete ledger day files older than this many days (default 400; 0 keeps all)")(
+      "ledger-period", po::value<std::string>(),
+      "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
+      "source.model.min_watts_per_vcpu", po::value<std::string>(),
+      "model: W per vCPU at 0 % (default 0.74)")("source.model.max_watts_per_vcpu",
+                                                 po::value<std::string>(),
+                                                 "model: W per vCPU at 100 % (default 3.5)");
   return d;
 }
 
@@ -90,8 +129,8 @@ struct Raw {
 };
 
 [[noreturn]] void bad(const std::string& option, const Raw& raw, const std::string& why) {
-  throw UsageError("invalid value " + std::string("\"") + raw.value + "\" for --" + option +
-                   " (" + raw.origin + "): " + why);
+  throw UsageError("invalid value " + std::string("\"") + raw.value + "\" for --" + option + " (" +
+                   raw.origin + "): " + why);
 }
 
 uint64_t to_u64(const std::string& option, const Raw& raw, uint64_t lo, uint64_t hi) {
@@ -140,6 +179,69 @@ std::filesystem::path to_folder(const std::string& option, const Raw& raw) {
   return raw.value;
 }
 
+struct ConfigEntry {
+  std::string name;  // "section.key" inside a [section]
+  std::string value;
+  std::string origin;  // "config file X line N"
+};
+
+/// Reads the --config file with Boost's INI syntax (`key = value`, `[section]` prefixing its keys
+/// as `section.key`, `#` to the end of the line a comment), but parsed here, because Boost's
+/// parser reports an error without the line it is on. Every error names the file and the line.
+std::vector<ConfigEntry> read_config_file(const std::string& file,
+                                          const po::options_description& desc) {
+  auto text = read_text(file, 1 << 20);
+  if (!text.ok()) {
+    throw UsageError("cannot read config file " + file + ": " + text.error().detail);
+  }
+  std::vector<ConfigEntry> out;
+  std::map<std::string, std::size_t> first_line;  // of each single-valued key
+  std::string prefix;
+  std::size_t number = 0;
+  std::string_view rest(*text);
+  while (!rest.empty()) {
+    ++number;
+    auto nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    const std::string where = "config file " + file + " line " + std::to_string(number);
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      std::string_view section = line.back() == ']' ? trim(line.substr(1, line.size() - 2)) : "";
+      if (section.empty() || section.find_first_of("[]= \t") != std::string_view::npos) {
+        throw UsageError(where + ": malformed section header " + quote_for_error(line) +
+                         ", expected [name]");
+      }
+      prefix = std::string(section) + (section.back() == '.' ? "" : ".");
+      continue;
+    }
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      throw UsageError(where + ": malformed line " + quote_for_error(line) +
+                       ", expected key = value");
+    }
+    std::string_view key = trim(line.substr(0, eq));
+    if (key.empty()) throw UsageError(where + ": no option name before \"=\"");
+    std::string name = prefix + std::string(key);
+    const po::option_description* known = desc.find_nothrow(name, /*approx=*/false);
+    if (!known) throw UsageError(where + ": unknown option " + quote_for_error(name));
+    if (name == "config") throw UsageError(where + ": config cannot name another config file");
+    bool repeatable = dynamic_cast<const po::typed_value<std::vector<std::string>>*>(
+                          known->semantic().get()) != nullptr;
+    if (!repeatable) {
+      auto [it, fresh] = first_line.emplace(name, number);
+      if (!fresh) {
+        throw UsageError(where + ": " + name + " is already set on line " +
+                         std::to_string(it->second) + " (only repeatable options may repeat)");
+      }
+    }
+    out.push_back({std::move(name), std::string(trim(line.substr(eq + 1))), where});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string run_options_help() {
@@ -160,7 +262,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
   std::map<std::string, std::vector<Raw>> values;
   for (const auto& [name, v] : cli) {
     if (v.value().type() == typeid(std::vector<std::string>)) {
-      for (const auto& s : v.as<std::vector<std::string>>()) values[name].push_back({s, "command line"});
+      for (const auto& s : v.as<std::vector<std::string>>())
+        values[name].push_back({s, "command line"});
     } else {
       values[name].push_back({v.as<std::string>(), "command line"});
     }
@@ -169,23 +272,11 @@ Options parse_run_options(const std::vector<std::string>& args) {
   Options o;
   if (cli.count("config")) {
     o.config_file = cli["config"].as<std::string>();
-    std::ifstream in(o.config_file);
-    if (!in) throw UsageError("cannot read config file " + o.config_file);
-    po::variables_map file;
-    try {
-      po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), file);
-    } catch (const po::error& e) {
-      throw UsageError("config file " + o.config_file + ": " + e.what());
-    }
-    std::string origin = "config file " + o.config_file;
-    for (const auto& [name, v] : file) {
-      if (name == "config") throw UsageError(origin + ": config cannot name another config file");
-      if (values.count(name)) continue;  // the command line wins
-      if (v.value().type() == typeid(std::vector<std::string>)) {
-        for (const auto& s : v.as<std::vector<std::string>>()) values[name].push_back({s, origin});
-      } else {
-        values[name].push_back({v.as<std::string>(), origin});
+    for (ConfigEntry& e : read_config_file(o.config_file, desc)) {
+      if (values.count(e.name) && values[e.name].front().origin == "command line") {
+        continue;  // the command line wins
       }
+      values[e.name].push_back({std::move(e.value), std::move(e.origin)});
     }
   }
 
@@ -201,7 +292,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
     o.listen = r->value;
   }
   if (auto r = one("interval")) {
-    o.interval = to_duration("interval", *r, std::chrono::milliseconds(100), std::chrono::seconds(60));
+    o.interval =
+        to_duration("interval", *r, std::chrono::milliseconds(100), std::chrono::seconds(60));
   }
   if (auto r = one("sysfs-root")) o.paths.sysfs_root = to_folder("sysfs-root", *r);
   if (auto r = one("procfs-root")) o.paths.procfs_root = to_folder("procfs-root", *r);
@@ -231,8 +323,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
     o.state_dir = r->value;
   }
   if (auto r = one("checkpoint-interval")) {
-    o.checkpoint_interval = to_duration("checkpoint-interval", *r, std::chrono::seconds(1),
-                                        std::chrono::hours(1));
+    o.checkpoint_interval =
+        to_duration("checkpoint-interval", *r, std::chrono::seconds(1), std::chrono::hours(1));
   }
   if (auto r = one("idle-attribution")) {
     if (r->value == "separate") {
@@ -246,7 +338,7 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   if (values.count("idle-watts")) {
-    static const std::set<std::string> domains{"package", "core", "uncore", "dram",
+    static const std::set<std::string> domains{"package", "core", "uncore",  "dram",
                                                "psys",    "gpu",  "platform"};
     for (const Raw& r : values["idle-watts"]) {
       auto eq = r.value.find('=');
@@ -268,12 +360,13 @@ Options parse_run_options(const std::vector<std::string>& args) {
       bad("split-by", *r, "expected auto, cpu-time or cycles");
     }
   }
-  if (auto r = one("process-metrics-top")) o.process_metrics_top = to_u64("process-metrics-top", *r, 0, 1000);
+  if (auto r = one("process-metrics-top"))
+    o.process_metrics_top = to_u64("process-metrics-top", *r, 0, 1000);
   o.attribution.process_metrics_top = o.process_metrics_top;
   if (auto r = one("max-workloads")) o.max_workloads = to_u64("max-workloads", *r, 1, 1000000);
   if (auto r = one("workload-expiry")) {
-    o.attribution.workload_expiry = to_duration("workload-expiry", *r, std::chrono::seconds(1),
-                                                std::chrono::hours(24 * 30));
+    o.attribution.workload_expiry =
+        to_duration("workload-expiry", *r, std::chrono::seconds(1), std::chrono::hours(24 * 30));
   }
   if (auto r = one("user")) o.user = r->value;
   if (auto r = one("max-ticks")) o.max_ticks = to_u64("max-ticks", *r, 0, UINT64_MAX >> 8);
@@ -295,13 +388,16 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("grid-token-env")) c.token_env = r->value;
   if (auto r = one("grid-username")) c.watttime_username = r->value;
   if (auto r = one("grid-refresh")) {
-    c.refresh_seconds = to_duration("grid-refresh", *r, std::chrono::seconds(1),
-                                    std::chrono::hours(24)).count() / 1000.0;
+    c.refresh_seconds =
+        to_duration("grid-refresh", *r, std::chrono::seconds(1), std::chrono::hours(24)).count() /
+        1000.0;
     c.file_refresh_seconds = c.refresh_seconds;
   }
   if (auto r = one("grid-max-age")) {
-    c.max_age_seconds = to_duration("grid-max-age", *r, std::chrono::seconds(1),
-                                    std::chrono::hours(24 * 30)).count() / 1000.0;
+    c.max_age_seconds =
+        to_duration("grid-max-age", *r, std::chrono::seconds(1), std::chrono::hours(24 * 30))
+            .count() /
+        1000.0;
   }
   if (auto r = one("pue")) c.pue = to_double("pue", *r, 1.0, 3.0);
   if (auto r = one("embodied-kg")) c.embodied_kg = to_double("embodied-kg", *r, 0, 1e6);
@@ -397,7 +493,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
 
   if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
     throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +
-                     std::to_string(o.model.max_watts_per_vcpu) + ") is below min_watts_per_vcpu (" +
+                     std::to_string(o.model.max_watts_per_vcpu) +
+                     ") is below min_watts_per_vcpu (" +
                      std::to_string(o.model.min_watts_per_vcpu) + ")");
   }
   return o;

@@ -1,9 +1,12 @@
 #include "exporters/prometheus_pull.h"
 
+#include <CivetServer.h>
+#include <civetweb.h>
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
 
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -67,37 +70,54 @@ class SnapshotCollectable : public prometheus::Collectable {
   std::function<SnapshotPtr()> snapshot_;
 };
 
-/// /healthz answers 200 with the agent's liveness: `wattprobe_agent_up 1` once a tick has run.
-class HealthCollectable : public prometheus::Collectable {
- public:
-  explicit HealthCollectable(std::function<SnapshotPtr()> snapshot)
-      : snapshot_(std::move(snapshot)) {}
-  std::vector<prometheus::MetricFamily> Collect() const override {
-    prometheus::MetricFamily mf;
-    mf.name = "wattprobe_agent_up";
-    mf.help = "1 once the agent has completed a tick.";
-    mf.type = prometheus::MetricType::Gauge;
-    prometheus::ClientMetric m;
-    m.gauge.value = snapshot_() ? 1 : 0;
-    mf.metric.push_back(m);
-    return {mf};
-  }
+namespace {
 
- private:
-  std::function<SnapshotPtr()> snapshot_;
-};
+/// /healthz with the status code of `answer`: the Exposer's own handlers always answer 200.
+int serve_health(mg_connection* conn, void* cbdata) {
+  HealthAnswer a = (*static_cast<const std::function<HealthAnswer()>*>(cbdata))();
+  const mg_request_info* request = mg_get_request_info(conn);
+  const bool head =
+      request && request->request_method && std::strcmp(request->request_method, "HEAD") == 0;
+  const std::string length = std::to_string(a.text.size());
+  mg_response_header_start(conn, a.status);
+  mg_response_header_add(conn, "Content-Type", "text/plain; charset=utf-8", -1);
+  mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
+  mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+  mg_response_header_send(conn);
+  if (!head) mg_write(conn, a.text.data(), a.text.size());
+  return a.status;
+}
 
-PrometheusPull::PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot) {
+// The Exposer keeps its CivetServer private. civetweb calls init_context inside mg_start, on the
+// thread constructing the Exposer and before any request can arrive: the one moment a handler of
+// our own can join the Exposer's server. The constructor sets this for exactly that call.
+thread_local const std::function<HealthAnswer()>* g_health_to_register = nullptr;
+
+void register_health(const mg_context* ctx) {
+  if (!g_health_to_register) return;
+  // civetweb passes the context const, but this is the documented moment to configure it.
+  mg_set_request_handler(const_cast<mg_context*>(ctx), "/healthz", serve_health,
+                         const_cast<std::function<HealthAnswer()>*>(g_health_to_register));
+}
+
+}  // namespace
+
+PrometheusPull::PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
+                               std::function<HealthAnswer()> health)
+    : health_(std::make_unique<std::function<HealthAnswer()>>(std::move(health))) {
+  CivetCallbacks callbacks;
+  callbacks.init_context = register_health;
+  g_health_to_register = health_.get();
   try {
     // Two threads: a scrape and a probe can be served together; more buys nothing on one host.
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2, &callbacks);
   } catch (const std::exception& e) {
+    g_health_to_register = nullptr;
     throw std::runtime_error("cannot listen on " + listen + ": " + e.what());
   }
+  g_health_to_register = nullptr;
   metrics_ = std::make_shared<SnapshotCollectable>(snapshot);
-  health_ = std::make_shared<HealthCollectable>(snapshot);
   exposer_->RegisterCollectable(metrics_, "/metrics");
-  exposer_->RegisterCollectable(health_, "/healthz");
 }
 
 PrometheusPull::~PrometheusPull() = default;

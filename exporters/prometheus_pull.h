@@ -13,24 +13,32 @@ class Exposer;
 
 namespace wattprobe {
 
+/// What /healthz answers: an HTTP status and a short text saying why.
+struct HealthAnswer {
+  int status = 200;
+  std::string text;
+};
+
 /// Serves the last published snapshot at /metrics with prometheus-cpp, and /healthz for
-/// liveness and readiness probes. Values come from the snapshot through a Collectable (STYLE.md),
-/// never from Counters incremented by hand, so a scrape costs one conversion and never waits
-/// for a tick.
+/// liveness and readiness probes. Values come from the snapshot through a Collectable, never
+/// from Counters incremented by hand, so a scrape costs one conversion and never waits for a
+/// tick; a probe never waits for one either, which is what lets /healthz report a hung tick.
 class PrometheusPull {
  public:
   /// Binds `listen` ("address:port", port 0 = any free port). Throws std::runtime_error with the
-  /// address when it cannot bind.
-  PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot);
+  /// address when it cannot bind. `health` answers /healthz, from the server's threads.
+  PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
+                 std::function<HealthAnswer()> health);
   ~PrometheusPull();
 
   /// The port actually bound.
   int port() const;
 
  private:
+  // Declared first, so it outlives the server whose /healthz handler calls it.
+  std::unique_ptr<std::function<HealthAnswer()>> health_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<class SnapshotCollectable> metrics_;
-  std::shared_ptr<class HealthCollectable> health_;
 };
 
 /// The /metrics Collectable alone, for benchmarks and tests of the exposition.

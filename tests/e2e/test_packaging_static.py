@@ -118,7 +118,7 @@ def check_kubernetes():
     check(not {"SYS_ADMIN", "ALL"} & set(caps.get("add", [])), "DaemonSet: no SYS_ADMIN or ALL")
     for c in pod.get("initContainers", []):
         check(not c.get("securityContext", {}).get("privileged"), f"{c['name']}: not privileged")
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         http = agent.get(probe, {}).get("httpGet", {})
         check(http.get("path") == "/healthz", f"DaemonSet: {probe} is httpGet /healthz")
     res = agent.get("resources", {})
