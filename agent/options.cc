@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "agent/base/duration.h"
+#include "agent/carbon/grid/registry.h"
 #include "agent/base/text_file.h"
 
 namespace po = boost::program_options;
@@ -57,7 +58,7 @@ po::options_description describe() {
       "user", po::value<std::string>(), "switch to this user after start-up")(
       "max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")(
       "grid-provider", po::value<std::string>(),
-      "static, file, electricitymaps, watttime or carbonintensity-uk (default static)")(
+      (grid_provider_names() + " (default static)").c_str())(
       "grid-intensity", po::value<std::string>(),
       "static grid intensity and last fallback, gCO2e/kWh (default 475, the world average)")(
       "grid-zone", po::value<std::string>(),
@@ -382,7 +383,7 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("grid-zone")) c.zone = r->value;
   if (auto r = one("grid-file")) c.grid_file = r->value;
   if (auto r = one("grid-url")) {
-    c.electricitymaps_url = c.watttime_url = c.carbonintensity_uk_url = r->value;
+    c.grid_url = r->value;
   }
   if (auto r = one("grid-token-file")) c.token_file = r->value;
   if (auto r = one("grid-token-env")) c.token_env = r->value;
@@ -391,7 +392,6 @@ Options parse_run_options(const std::vector<std::string>& args) {
     c.refresh_seconds =
         to_duration("grid-refresh", *r, std::chrono::seconds(1), std::chrono::hours(24)).count() /
         1000.0;
-    c.file_refresh_seconds = c.refresh_seconds;
   }
   if (auto r = one("grid-max-age")) {
     c.max_age_seconds =

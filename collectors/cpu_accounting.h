@@ -8,32 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/workload_id.h"
+
 namespace wattprobe {
-
-/// Who a cgroup belongs to, in the labels of the metric contract (../shared/DESIGN.md).
-/// kind is one of: service (systemd unit), session (user session scope or user@UID.service),
-/// container (docker/containerd/cri-o/podman outside Kubernetes), pod (a Kubernetes pod
-/// container), kernel (kernel threads), system (the root cgroup and slices), other.
-struct WorkloadId {
-  std::string workload;  // service or container name; for pods "<namespace>/<pod>/<container>"
-  std::string kind;
-  std::string namespace_;
-  std::string pod;
-  std::string container;
-
-  bool operator==(const WorkloadId&) const = default;
-};
-
-struct WorkloadIdHash {
-  std::size_t operator()(const WorkloadId& id) const noexcept {
-    std::hash<std::string> h;
-    std::size_t seed = h(id.workload);
-    for (const std::string* part : {&id.kind, &id.namespace_, &id.pod, &id.container}) {
-      seed ^= h(*part) + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
-    }
-    return seed;
-  }
-};
 
 struct WorkloadCpu {
   WorkloadId id;
@@ -46,7 +23,7 @@ struct ProcessCpu {
   uint32_t pid = 0;
   uint64_t start_time_ns = 0;  // with pid, the task's identity across PID reuse
   std::string comm;
-  std::size_t workload = 0;    // index into CpuTick::workloads
+  std::size_t workload = 0;  // index into CpuTick::workloads
   uint64_t cpu_ns = 0;
 };
 

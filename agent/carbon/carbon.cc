@@ -4,12 +4,9 @@
 #include <functional>
 #include <sstream>
 
-#include "agent/tick/attribution.h"
-#include "agent/carbon/grid/carbonintensity_uk.h"
-#include "agent/carbon/grid/electricitymaps.h"
-#include "agent/carbon/grid/file_provider.h"
-#include "agent/carbon/grid/watttime.h"
 #include "agent/base/text_file.h"
+#include "agent/carbon/grid/registry.h"
+#include "agent/tick/attribution.h"
 
 namespace wattprobe {
 namespace {
@@ -41,38 +38,23 @@ std::string fmt(double v) {
 bool finite_in(double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; }
 
 std::unique_ptr<GridProvider> make_provider(const CarbonOptions& o) {
-  HttpOptions http;
-  http.connect_timeout_s = o.connect_timeout_seconds;
-  http.total_timeout_s = o.timeout_seconds;
-  http.ca_file = o.ca_file;
-  const std::string& p = o.grid_provider;
-  if (p == "file") return std::make_unique<FileGridProvider>(o.grid_file, o.zone);
-  if (p == "carbonintensity-uk") {
-    CarbonIntensityUkOptions u;
-    u.base_url = o.carbonintensity_uk_url;
-    u.http = http;
-    return std::make_unique<CarbonIntensityUkProvider>(u);
-  }
-  if (p == "electricitymaps" || p == "watttime") {
+  // validate() has vouched for the name.
+  const GridProviderEntry& entry = *find_grid_provider(o.grid_provider);
+  GridProviderSettings settings;
+  settings.static_grams_per_kwh = o.grid_intensity;
+  settings.zone = o.zone;
+  settings.url = o.grid_url.empty() ? std::string(entry.default_url) : o.grid_url;
+  settings.file = o.grid_file;
+  settings.username = o.watttime_username;
+  settings.http.connect_timeout_s = o.connect_timeout_seconds;
+  settings.http.total_timeout_s = o.timeout_seconds;
+  settings.http.ca_file = o.ca_file;
+  if (entry.needs_secret) {
     auto secret = load_secret(o.token_file, o.token_env);
-    if (!secret) return std::make_unique<MissingSecretProvider>(p, secret.error());
-    if (p == "electricitymaps") {
-      ElectricityMapsOptions e;
-      e.base_url = o.electricitymaps_url;
-      e.zone = o.zone;
-      e.token = std::move(*secret);
-      e.http = http;
-      return std::make_unique<ElectricityMapsProvider>(std::move(e));
-    }
-    WattTimeOptions w;
-    w.base_url = o.watttime_url;
-    w.region = o.zone;
-    w.username = o.watttime_username;
-    w.password = std::move(*secret);
-    w.http = http;
-    return std::make_unique<WattTimeProvider>(std::move(w));
+    if (!secret) return std::make_unique<MissingSecretProvider>(o.grid_provider, secret.error());
+    settings.secret = std::move(*secret);
   }
-  return std::make_unique<StaticGridProvider>(o.grid_intensity, o.zone);
+  return entry.make(std::move(settings));
 }
 
 std::chrono::milliseconds ms(double seconds) {
@@ -116,11 +98,8 @@ Result<CarbonBudget> parse_budget(std::string_view text) {
 
 std::optional<std::string> validate(const CarbonOptions& o) {
   const std::string& p = o.grid_provider;
-  if (p != "static" && p != "file" && p != "electricitymaps" && p != "watttime" &&
-      p != "carbonintensity-uk") {
-    return "grid-provider: \"" + p +
-           "\" is not one of static, file, electricitymaps, watttime, carbonintensity-uk";
-  }
+  const GridProviderEntry* entry = find_grid_provider(p);
+  if (!entry) return "grid-provider: \"" + p + "\" is not one of " + grid_provider_names();
   if (!finite_in(o.grid_intensity, 0, kMaxGramsPerKwh)) {
     return "grid-intensity: " + fmt(o.grid_intensity) + " g/kWh is outside 0.." +
            fmt(kMaxGramsPerKwh);
@@ -139,11 +118,8 @@ std::optional<std::string> validate(const CarbonOptions& o) {
     if (!t) return "install-date: \"" + o.install_date + "\" is not a date YYYY-MM-DD";
     if (*t > wall_ms()) return "install-date: " + o.install_date + " is in the future";
   }
-  if (!finite_in(o.refresh_seconds, 1, 86400)) {
-    return "grid-refresh: " + fmt(o.refresh_seconds) + " s is outside 1..86400";
-  }
-  if (!finite_in(o.file_refresh_seconds, 0.1, 86400)) {
-    return "grid-file-refresh: " + fmt(o.file_refresh_seconds) + " s is outside 0.1..86400";
+  if (o.refresh_seconds && !finite_in(*o.refresh_seconds, 1, 86400)) {
+    return "grid-refresh: " + fmt(*o.refresh_seconds) + " s is outside 1..86400";
   }
   if (!finite_in(o.connect_timeout_seconds, 0.1, 120)) {
     return "grid-connect-timeout: " + fmt(o.connect_timeout_seconds) + " s is outside 0.1..120";
@@ -154,17 +130,19 @@ std::optional<std::string> validate(const CarbonOptions& o) {
   if (!finite_in(o.max_age_seconds, 1, 30 * 86400.0)) {
     return "grid-max-age: " + fmt(o.max_age_seconds) + " s is outside 1..2592000";
   }
-  if (p == "file" && o.grid_file.empty()) return "grid-file: required with grid-provider=file";
-  if ((p == "electricitymaps" || p == "watttime") && o.zone.empty()) {
-    return "grid-zone: required with grid-provider=" + p +
-           (p == "watttime" ? " (a WattTime region such as CAISO_NORTH)" : " (such as DE)");
+  if (entry->needs_file && o.grid_file.empty()) {
+    return "grid-file: required with grid-provider=" + p;
   }
-  if ((p == "electricitymaps" || p == "watttime") && o.token_file.empty() && o.token_env.empty()) {
+  if (!entry->zone_example.empty() && o.zone.empty()) {
+    return "grid-zone: required with grid-provider=" + p + " (such as " +
+           std::string(entry->zone_example) + ")";
+  }
+  if (entry->needs_secret && o.token_file.empty() && o.token_env.empty()) {
     return "grid-token-file: required with grid-provider=" + p +
            " (or name an environment variable in grid-token-env)";
   }
-  if (p == "watttime" && o.watttime_username.empty()) {
-    return "watttime-username: required with grid-provider=watttime";
+  if (entry->needs_username && o.watttime_username.empty()) {
+    return "grid-username: required with grid-provider=" + p;
   }
   for (const auto& b : o.budgets) {
     if (!finite_in(b.grams, 0, 1e12) || b.grams == 0 || (b.workload.empty() == b.kind.empty())) {
@@ -186,8 +164,10 @@ Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvi
   GridIntensityOptions g;
   g.static_grams_per_kwh = options_.grid_intensity;
   g.zone = options_.zone;
-  g.refresh =
-      ms(provider->name() == "file" ? options_.file_refresh_seconds : options_.refresh_seconds);
+  // A provider the table does not know (tests hand their own) is asked every 15 minutes.
+  const GridProviderEntry* entry = find_grid_provider(provider->name());
+  g.live = !entry || entry->default_refresh_seconds > 0;
+  g.refresh = ms(options_.refresh_seconds.value_or(entry ? entry->default_refresh_seconds : 900));
   g.max_age = ms(options_.max_age_seconds);
   g.min_backoff = std::min(ms(options_.min_backoff_seconds), g.refresh);
   grid_ = std::make_unique<GridIntensity>(std::move(provider), g);
@@ -370,9 +350,9 @@ std::string Carbon::doctor_report() const {
   if (!options_.zone.empty()) s << " (zone " << options_.zone << ")";
   s << "\n";
   s << "  intensity in force: " << fmt(in.grams_per_kwh) << " g/kWh, signal " << in.signal;
-  if (st.provider != "static") s << ", age " << fmt(in.age_seconds) << " s";
+  if (grid_->live()) s << ", age " << fmt(in.age_seconds) << " s";
   s << "\n";
-  if (st.provider != "static") {
+  if (grid_->live()) {
     s << "  fetches: " << st.fetches;
     if (st.last_good_ms)
       s << ", last good " << fmt((now - st.last_good_ms) / 1000.0) << " s ago";

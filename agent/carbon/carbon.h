@@ -10,13 +10,13 @@
 #include <unordered_map>
 #include <vector>
 
-#include "collectors/cpu_accounting.h"
-#include "agent/carbon/embodied.h"
-#include "agent/tick/energy_tick.h"
-#include "agent/carbon/grid/intensity.h"
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
+#include "agent/base/workload_id.h"
+#include "agent/carbon/embodied.h"
+#include "agent/carbon/grid/intensity.h"
+#include "agent/tick/energy_tick.h"
 
 namespace wattprobe {
 
@@ -34,7 +34,7 @@ struct CarbonBudget {
 Result<CarbonBudget> parse_budget(std::string_view text);
 
 struct CarbonOptions {
-  /// static | file | electricitymaps | watttime | carbonintensity-uk
+  /// A name in the grid provider table (agent/carbon/grid/registry.cc).
   std::string grid_provider = "static";
   /// g/kWh for `static` and the last link of every fallback chain. 475 is the world average
   /// CodeCarbon applies to an unknown grid (codecarbon docs/explanation/methodology.md): a
@@ -42,20 +42,16 @@ struct CarbonOptions {
   double grid_intensity = 475;
   std::string zone;  // Electricity Maps zone, WattTime region; a label for static/file
   std::string grid_file;
-  std::string electricitymaps_url = "https://api.electricitymaps.com";
-  std::string watttime_url = "https://api.watttime.org";
-  std::string carbonintensity_uk_url = "https://api.carbonintensity.org.uk";
+  std::string grid_url;  // the provider's base URL; empty: its public API (the table's default)
   /// The API key (Electricity Maps token, WattTime password): from this file, else from the
   /// environment variable named here. Never logged, exported or shown by doctor.
   std::string token_file;
   std::string token_env = "WATTPROBE_GRID_TOKEN";
   std::string watttime_username;
   std::string ca_file;  // extra CA bundle; TLS verification stays on
-  /// How often the provider is asked. API providers: 15 min (Electricity Maps updates hourly;
-  /// public APIs rate-limit). The file provider only stats its file, so it looks every 10 s.
-  /// --grid-refresh sets both; seconds are allowed for tests and local schedules.
-  double refresh_seconds = 900;
-  double file_refresh_seconds = 10;
+  /// How often the provider is asked; unset: the provider's default (15 min for the APIs, 10 s
+  /// for the file provider). Seconds are allowed for tests and local schedules.
+  std::optional<double> refresh_seconds;
   double connect_timeout_seconds = 5;
   double timeout_seconds = 20;
   double max_age_seconds = 86400;   // last good value older than this → static default

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "collectors/cpu_accounting.h"
+#include "agent/base/workload_id.h"
 
 namespace wattprobe {
 
@@ -12,9 +12,9 @@ namespace wattprobe {
 /// else package + dram, plus gpu and platform meters), so adding them never counts a joule twice.
 /// Invariant (DESIGN.md #1): idle + Σ workloads + unattributed = measured.
 struct EnergyTick {
-  int64_t end_ms = 0;   // wall clock at the end of the tick, milliseconds since the epoch
-  double seconds = 0;   // length of the tick
-  bool measured = true; // false when any domain in the sum came from the `model` estimate
+  int64_t end_ms = 0;    // wall clock at the end of the tick, milliseconds since the epoch
+  double seconds = 0;    // length of the tick
+  bool measured = true;  // false when any domain in the sum came from the `model` estimate
 
   struct Workload {
     WorkloadId id;

@@ -130,7 +130,7 @@ GridIntensity::~GridIntensity() { stop(); }
 
 void GridIntensity::start(std::function<void(const std::string&)> log) {
   log_ = std::move(log);
-  if (provider_->name() == "static") {
+  if (!options_.live) {
     refresh_now(wall_ms());
     return;
   }
@@ -239,7 +239,7 @@ GridIntensity::InForce GridIntensity::at(int64_t time_ms) const {
                   std::chrono::duration_cast<std::chrono::milliseconds>(options_.max_age).count();
   if (!usable) {
     out.grams_per_kwh = options_.static_grams_per_kwh;
-    out.signal = provider_->name() == "static" ? "static" : "fallback";
+    out.signal = options_.live ? "fallback" : "static";
     out.zone = options_.zone;
     // The age keeps growing through the fallback, so an alert on a stale grid signal stays on
     // until the provider answers again, rather than clearing when the default takes over.
@@ -258,9 +258,8 @@ GridIntensity::InForce GridIntensity::at(int64_t time_ms) const {
   }
   out.signal = good->signal;
   out.zone = good->zone.empty() ? options_.zone : good->zone;
-  out.age_seconds = provider_->name() == "static"
-                        ? 0
-                        : std::max<double>(0, (time_ms - status_.last_good_ms) / 1000.0);
+  out.age_seconds =
+      !options_.live ? 0 : std::max<double>(0, (time_ms - status_.last_good_ms) / 1000.0);
   return out;
 }
 

@@ -94,6 +94,9 @@ std::optional<std::string> check_intensity(double grams_per_kwh);
 std::string format_number(double v);
 
 struct GridIntensityOptions {
+  /// False for a provider whose value never changes (`static`): no refresh thread, no age, and
+  /// its value is reported with signal "static" rather than as a fallback.
+  bool live = true;
   double static_grams_per_kwh = 475;
   std::string zone;
   std::chrono::milliseconds refresh{std::chrono::minutes(15)};
@@ -143,6 +146,7 @@ class GridIntensity {
   };
   Status status() const;
   std::string_view provider_name() const { return provider_->name(); }
+  bool live() const { return options_.live; }
 
   void append_families(std::vector<Family>& out, int64_t now_ms) const;
 

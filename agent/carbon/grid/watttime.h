@@ -3,8 +3,8 @@
 #include <string>
 #include <string_view>
 
-#include "agent/carbon/grid/intensity.h"
 #include "agent/base/http_client.h"
+#include "agent/carbon/grid/intensity.h"
 
 namespace wattprobe {
 

@@ -221,7 +221,7 @@ TEST(Carbon, KeysNeverReachDoctorMetricsOrErrors) {
   CarbonOptions o;
   o.grid_provider = "electricitymaps";
   o.zone = "DE";
-  o.electricitymaps_url = api.base_url();
+  o.grid_url = api.base_url();
   o.token_file = t.path("etc/em.token").string();
   o.timeout_seconds = 1;
   ASSERT_EQ(validate(o), std::nullopt);
@@ -257,7 +257,7 @@ TEST(Carbon, MissingKeyStartsOnStaticAndSaysWhy) {
   CarbonOptions o;
   o.grid_provider = "electricitymaps";
   o.zone = "DE";
-  o.electricitymaps_url = "http://127.0.0.1:1";
+  o.grid_url = "http://127.0.0.1:1";
   o.token_file = "";
   o.token_env = "WATTPROBE_TEST_UNSET_TOKEN_VAR";
   Carbon carbon(t.paths(), o);

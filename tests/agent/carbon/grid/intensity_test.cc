@@ -39,6 +39,7 @@ GridFetch bad() {
 
 TEST(GridIntensity, StaticIsTheDefaultAndNeverAges) {
   GridIntensityOptions o;
+  o.live = false;  // what the provider table says of `static`
   o.static_grams_per_kwh = 338;
   o.zone = "DE";
   GridIntensity grid(std::make_unique<StaticGridProvider>(338, "DE"), o);

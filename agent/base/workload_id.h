@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <string>
+
+namespace wattprobe {
+
+/// Who a cgroup belongs to, in the labels of the metric contract (docs/metrics.md).
+/// kind is one of: service (systemd unit), session (user session scope or user@UID.service),
+/// container (docker/containerd/cri-o/podman outside Kubernetes), pod (a Kubernetes pod
+/// container), kernel (kernel threads), system (the root cgroup and slices), other.
+struct WorkloadId {
+  std::string workload;  // service or container name; for pods "<namespace>/<pod>/<container>"
+  std::string kind;
+  std::string namespace_;
+  std::string pod;
+  std::string container;
+
+  bool operator==(const WorkloadId&) const = default;
+};
+
+struct WorkloadIdHash {
+  std::size_t operator()(const WorkloadId& id) const noexcept {
+    std::hash<std::string> h;
+    std::size_t seed = h(id.workload);
+    for (const std::string* part : {&id.kind, &id.namespace_, &id.pod, &id.container}) {
+      seed ^= h(*part) + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
+    }
+    return seed;
+  }
+};
+
+}  // namespace wattprobe
