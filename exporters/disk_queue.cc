@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -22,16 +23,6 @@ constexpr std::size_t kHeaderBytes = 16;
 constexpr uint32_t kMaxPayloadBytes = 64u << 20;
 constexpr std::string_view kSegmentSuffix = ".seg";
 constexpr std::string_view kCursorName = "cursor";
-
-std::array<uint32_t, 256> make_crc_table() {
-  std::array<uint32_t, 256> table{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    table[i] = c;
-  }
-  return table;
-}
 
 void put_u32(char* out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -100,10 +91,10 @@ bool length_plausible(const char* header, uint64_t remaining) {
 }  // namespace
 
 uint32_t crc32_update(uint32_t crc, std::string_view data) {
-  static const std::array<uint32_t, 256> table = make_crc_table();
-  crc = ~crc;
-  for (char ch : data) crc = table[(crc ^ static_cast<unsigned char>(ch)) & 0xff] ^ (crc >> 8);
-  return ~crc;
+  // zlib's CRC-32 (IEEE 802.3), the checksum the checkpoint uses too: the same polynomial the
+  // queue has always written, so existing queues still read.
+  return static_cast<uint32_t>(
+      crc32_z(crc, reinterpret_cast<const Bytef*>(data.data()), data.size()));
 }
 
 DiskQueue::DiskQueue(DiskQueueOptions options) : options_(std::move(options)) {
