@@ -24,7 +24,7 @@ class UsageError : public std::runtime_error {
 
 struct ModelCoefficients {
   // Cloud Carbon Footprint's AWS average, W per vCPU at 0 % and 100 % utilisation
-  // (reference/methodology-facts.md §6, CCF AWS_CLOUD_CONSTANTS).
+  // (docs/methodology.md, "The model estimate").
   double min_watts_per_vcpu = 0.74;
   double max_watts_per_vcpu = 3.5;
 };

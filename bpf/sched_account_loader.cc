@@ -24,7 +24,7 @@
 namespace wattprobe {
 namespace {
 
-// libbpf has one process-wide print callback. It stays quiet (STYLE.md: no stray stderr in the
+// libbpf has one process-wide print callback. It stays quiet (docs/architecture.md: no stray stderr in the
 // daemon) but keeps the tail, which carries the verifier log when a load fails.
 constexpr std::size_t kLogTailBytes = 8192;
 std::mutex g_libbpf_log_mutex;

@@ -15,7 +15,7 @@ enum class ReadingKind {
 };
 
 /// One counter or gauge as the hardware reports it. Sources do not compute deltas, handle
-/// wraparound or attribute anything (STYLE.md): the agent's EnergyMeter does that, once.
+/// wraparound or attribute anything (docs/architecture.md): the agent's EnergyMeter does that, once.
 struct Reading {
   std::string domain;  // package, core, uncore, dram, psys, gpu, platform
   int socket = -1;     // package / socket index; -1 when the reading is not per socket

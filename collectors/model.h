@@ -15,7 +15,7 @@ namespace wattprobe {
 /// Defaults are Cloud Carbon Footprint's AWS average (AWS_CLOUD_CONSTANTS.MIN_WATTS_AVG = 0.74,
 /// MAX_WATTS_AVG = 3.5 in packages/aws/src/domain/AwsFootprintEstimationConstants.ts; the formula
 /// is in CCF's microsite/docs/Methodology.md, "Energy Estimate (Watt-Hours)"), derived from
-/// SPECpower results. See methodology-facts.md section 6 for the per-architecture figures.
+/// SPECpower results. docs/methodology.md lists the per-architecture figures.
 struct ModelOptions {
   double min_watts_per_vcpu = 0.74;  // at 0 % utilisation
   double max_watts_per_vcpu = 3.5;   // at 100 % utilisation

@@ -29,7 +29,7 @@ namespace wattprobe {
 /// read only for tasks that used CPU this drain. The agent must see the host's cgroup namespace,
 /// else every path is "/".
 ///
-/// Known limits (DESIGN.md invariant 3): a process that starts and exits between two drains is
+/// Known limits (docs/metrics.md, invariant 3): a process that starts and exits between two drains is
 /// invisible, and so is the time a process used between the previous drain and its exit (the
 /// kernel adds it to the parent's cutime/cstime, which is not counted, to avoid double counting).
 /// Times are in clock ticks (USER_HZ, usually 10 ms), so a drain is only as precise as that.

@@ -5,7 +5,7 @@
 
 namespace wattprobe {
 
-/// Every reader of the host goes through these roots (STYLE.md: no hard-coded /sys), so tests and
+/// Every reader of the host goes through these roots (never a hard-coded /sys: docs/architecture.md), so tests and
 /// containers can point the agent at another tree. Each root is the folder that holds `sys`,
 /// `proc`, `dev` or `var/log/pods`; all default to "/".
 struct HostPaths {

@@ -26,7 +26,7 @@ struct Error {
 /// Maps an errno from open/read/pread to an Error kind.
 Error error_from_errno(int err, std::string path, std::string_view what);
 
-/// Recoverable errors are values (STYLE.md): the tick loop never throws.
+/// Recoverable errors are values (docs/architecture.md): the tick loop never throws.
 template <class T>
 class [[nodiscard]] Result {
  public:

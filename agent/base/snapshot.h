@@ -40,7 +40,7 @@ struct Family {
 };
 
 /// What one tick produced, immutable once published. Exporters (Prometheus pull, remote-write,
-/// `top`) read only this; they never reach into collectors (STYLE.md). Each part of the agent
+/// `top`) read only this; they never reach into collectors (docs/architecture.md). Each part of the agent
 /// appends its own families, so adding a concern never touches the exporters.
 struct Snapshot {
   int64_t timestamp_ms = 0;  // wall clock at the end of the tick

@@ -50,7 +50,7 @@ struct AttributionTotals {
 };
 
 /// Splits each tick's measured joules of every domain into idle + one share per workload +
-/// unattributed (DESIGN.md invariant 1) and keeps the per-workload totals.
+/// unattributed (docs/metrics.md, invariant 1) and keeps the per-workload totals.
 ///
 /// Cost: a tick is linear in the workloads that ran plus those tracked, with no string building
 /// or ordered-map lookups per workload. Workloads live in a slot table keyed by WorkloadId;

@@ -28,7 +28,7 @@ struct NodeEnergy {
   std::vector<DomainEnergy> domains;  // in source priority order
 };
 
-/// Turns the sources' raw readings into per-tick joules, once for every source (STYLE.md):
+/// Turns the sources' raw readings into per-tick joules, once for every source (docs/architecture.md):
 /// deltas, wraparound at the counter's modulus, integration of power gauges, per-socket
 /// aggregation of dies, and de-duplication — a (domain, socket) already given by a source of
 /// higher priority is never counted again from another.

@@ -10,7 +10,7 @@ namespace wattprobe {
 /// One tick's host energy after attribution, in the form carbon accounting and the ledger use.
 /// `joules` are summed over a set of domains that do not overlap (psys where the host has it,
 /// else package + dram, plus gpu and platform meters), so adding them never counts a joule twice.
-/// Invariant (DESIGN.md #1): idle + Σ workloads + unattributed = measured.
+/// Invariant (docs/metrics.md, invariant 1): idle + Σ workloads + unattributed = measured.
 struct EnergyTick {
   int64_t end_ms = 0;    // wall clock at the end of the tick, milliseconds since the epoch
   double seconds = 0;    // length of the tick

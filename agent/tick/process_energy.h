@@ -14,14 +14,14 @@
 namespace wattprobe {
 
 /// Cumulative energy per process, for the opt-in `--process-metrics-top N` family
-/// `wattprobe_process_energy_joules_total{pid,comm,workload}` (DESIGN.md metric contract).
+/// `wattprobe_process_energy_joules_total{pid,comm,workload}` (docs/metrics.md).
 ///
 /// A process's joules in a tick are its share of its workload's CPU time times the workload's
 /// joules, summed over the host's non-overlapping domains (EnergyTick). A process is one
 /// identity, pid + start time: when the kernel reuses a pid, the older process has exited and
 /// its total ends; the newer one starts a fresh series.
 ///
-/// Memory is bounded whatever the churn (DESIGN.md invariant 5): at most `cap()` processes are
+/// Memory is bounded whatever the churn (docs/metrics.md, invariant 5): at most `cap()` processes are
 /// kept between ticks. Processes not seen for the workload expiry leave; past the cap the
 /// smallest totals leave first (oldest last seen among equals), counted in
 /// `wattprobe_agent_processes_evicted_total`. Exited and sleeping processes look the same to

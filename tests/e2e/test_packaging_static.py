@@ -10,7 +10,7 @@ import sys
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGING = os.path.join(SOURCE, "packaging")
 
-# The metric contract (shared DESIGN.md and the agent's option list). A dashboard query naming
+# The metric contract (docs/metrics.md and the agent's option list). A dashboard query naming
 # anything else would show an empty panel.
 CONTRACT = {
     "wattprobe_node_energy_joules_total", "wattprobe_node_power_watts",
