@@ -4,6 +4,7 @@
 #include "agent/agent.h"
 #include "agent/carbon.h"
 #include "agent/privileges.h"
+#include "agent/text_file.h"
 #include "bpf/bpf_accounting.h"
 #include "collectors/registry.h"
 
@@ -11,12 +12,19 @@ namespace wattprobe {
 
 int run_doctor(const Options& options, std::ostream& out) {
   SourceChoice choice = choose_sources(options.sources, options.paths, options.model);
-  out << "Energy sources (priority order):\n";
+  out << "Energy sources (priority order; each counter read twice, 200 ms of CPU burn apart):\n";
   for (const SourceStatus& st : choice.status) {
-    out << "  " << st.name << ": " << (st.availability.available ? "available" : "not available")
-        << " - " << st.availability.reason << "\n";
-    if (!st.availability.available && !st.availability.remedy.empty()) {
+    const char* state = st.stalled                  ? "STALLED, not available"
+                        : st.availability.available ? "available"
+                                                    : "not available";
+    out << "  " << st.name << ": " << state << " - " << st.availability.reason << "\n";
+    if (st.stalled) {
+      out << "      to fix: " << st.availability.remedy << "\n";
+    } else if (!st.availability.available && !st.availability.remedy.empty()) {
       out << "      to enable: " << st.availability.remedy << "\n";
+    } else if (!st.stalled_counters.empty()) {
+      out << "      stalled counters (" << kStalledCause << "): " << join(st.stalled_counters, ", ")
+          << "\n      to fix: " << kStalledRemedy << "\n";
     }
     out << "      run: " << (st.chosen ? "uses it" : "does not use it") << " (" << st.why << ")\n";
   }
