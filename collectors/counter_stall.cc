@@ -6,6 +6,7 @@
 #include <map>
 
 #include "agent/text_file.h"
+#include "collectors/proc_stat.h"
 
 namespace wattprobe {
 
@@ -73,7 +74,9 @@ struct RowReads {
 
 }  // namespace
 
-StallEvidence cpu_burst(std::chrono::milliseconds cpu_time, std::chrono::milliseconds limit) {
+StallEvidence cpu_burst(const HostPaths& paths, std::chrono::milliseconds cpu_time,
+                        std::chrono::milliseconds limit) {
+  auto before = read_proc_stat(paths);
   const int64_t wall_start = now_ns(CLOCK_MONOTONIC);
   const int64_t cpu_start = now_ns(CLOCK_THREAD_CPUTIME_ID);
   const int64_t cpu_goal = cpu_start + cpu_time.count() * 1'000'000;
@@ -86,6 +89,13 @@ StallEvidence cpu_burst(std::chrono::milliseconds cpu_time, std::chrono::millise
   e.seconds = static_cast<double>(now_ns(CLOCK_MONOTONIC) - wall_start) * 1e-9;
   const double used = static_cast<double>(now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start) * 1e-9;
   e.busy_cpus = e.seconds > 0 ? used / e.seconds : 0;
+  auto after = read_proc_stat(paths);
+  if (before && after && after->aggregate.total() > before->aggregate.total() &&
+      after->aggregate.busy() >= before->aggregate.busy()) {
+    const double busy = static_cast<double>(after->aggregate.busy() - before->aggregate.busy());
+    const double total = static_cast<double>(after->aggregate.total() - before->aggregate.total());
+    e.busy_cpus = std::max(e.busy_cpus, busy / total * after->online_cpus());
+  }
   return e;
 }
 

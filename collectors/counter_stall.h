@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/host_paths.h"
 #include "collectors/energy_source.h"
 
 namespace wattprobe {
@@ -99,8 +100,11 @@ struct StallEvidence {
 };
 
 /// Keeps the calling thread on a CPU until it has used `cpu_time` of CPU time (or `limit` has
-/// passed on a host too loaded to give it that), and says how busy that made it.
-StallEvidence cpu_burst(std::chrono::milliseconds cpu_time = std::chrono::milliseconds(200),
+/// passed on a host too loaded to give it that), and says how busy the host was meanwhile: the
+/// larger of this thread's share and the host's busy CPUs in `paths`' /proc/stat, since on a
+/// loaded host the burst gets less than a CPU precisely because the others are busy.
+StallEvidence cpu_burst(const HostPaths& paths,
+                        std::chrono::milliseconds cpu_time = std::chrono::milliseconds(200),
                         std::chrono::milliseconds limit = std::chrono::milliseconds(1000));
 
 /// The start-up check: samples every source, runs `between` (cpu_burst in production), samples

@@ -62,7 +62,8 @@ SourceChoice choose_sources(const std::vector<std::string>& requested, const Hos
       checked_index.push_back(i);
     }
   }
-  std::vector<SourceCheck> checks = check_counters_advance(checked, window);
+  std::vector<SourceCheck> checks = check_counters_advance(
+      checked, window ? window : StallCheckWindow([&paths] { return cpu_burst(paths); }));
   for (std::size_t k = 0; k < checks.size(); ++k) {
     SourceStatus& st = out.status[checked_index[k]];
     st.stalled_counters = checks[k].stalled_descriptions();

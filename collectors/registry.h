@@ -49,7 +49,7 @@ struct SourceChoice {
   bool measured = false;             // a measured source is among the chosen
 };
 
-/// The start-up check's wait between its two reads; cpu_burst() in production.
+/// The start-up check's wait between its two reads; empty: cpu_burst() on `paths`.
 using StallCheckWindow = std::function<StallEvidence()>;
 
 /// Probes the table, then reads every available measured source twice across `window` (a short
@@ -58,9 +58,8 @@ using StallCheckWindow = std::function<StallEvidence()>;
 /// and the `model` estimate only when nothing measured is readable; the other available sources
 /// stand by. A requested source that is not available is still listed, with chosen = false and
 /// the reason.
-SourceChoice choose_sources(
-    const std::vector<std::string>& requested, const HostPaths& paths,
-    const ModelCoefficients& model, const StallCheckWindow& window = [] { return cpu_burst(); });
+SourceChoice choose_sources(const std::vector<std::string>& requested, const HostPaths& paths,
+                            const ModelCoefficients& model, const StallCheckWindow& window = {});
 
 /// What doctor and the log say about a stalled source: its likely cause and what to do.
 inline constexpr std::string_view kStalledCause =
