@@ -57,7 +57,7 @@ int run_doctor(const Options& options, std::ostream& out) {
   }
   std::vector<std::string> chosen;
   for (const SourceStatus& st : choice.status) {
-    if (st.chosen) chosen.push_back(st.name);
+    if (st.chosen || st.standby) chosen.push_back(st.name);  // as run keeps them
   }
   bool bpf = acc.ok() && acc->accounting->mode() == "bpf";
   std::vector<int> keep = capabilities_needed(chosen, bpf);
