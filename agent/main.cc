@@ -121,8 +121,7 @@ int run(const Options& options) {
                std::string(accounting->accounting->mode()).c_str(), accounting->why.c_str());
 
   std::string accounting_mode(accounting->accounting->mode());
-  Agent agent(options, make_energy_meter(std::move(sources)),
-              std::move(accounting->accounting));
+  Agent agent(options, make_energy_meter(std::move(sources)), std::move(accounting->accounting));
   CarbonConsumer carbon(options);
   agent.add_consumer(&carbon);
   CheckpointConsumer checkpoint(
