@@ -112,6 +112,10 @@ int run(const Options& options) {
                    st.availability.reason.c_str());
       return 1;
     }
+    if (st.stalled) {
+      std::fprintf(stderr, "wattprobe: source %s is not used: %s\n", st.name.c_str(),
+                   st.availability.reason.c_str());
+    }
   }
   if (sources.chosen.empty()) {
     std::fprintf(stderr, "wattprobe: no energy source is readable; `wattprobe doctor` says why\n");
@@ -131,8 +135,7 @@ int run(const Options& options) {
                std::string(accounting->accounting->mode()).c_str(), accounting->why.c_str());
 
   std::string accounting_mode(accounting->accounting->mode());
-  Agent agent(options, std::make_unique<EnergyMeter>(std::move(sources.chosen)),
-              std::move(accounting->accounting));
+  Agent agent(options, make_energy_meter(std::move(sources)), std::move(accounting->accounting));
   CarbonConsumer carbon(options);
   agent.add_consumer(&carbon);
   CheckpointConsumer checkpoint(
@@ -145,7 +148,7 @@ int run(const Options& options) {
   // the tick still needs, before the first request can be served.
   std::vector<std::string> chosen;
   for (const SourceStatus& st : sources.status) {
-    if (st.chosen) chosen.push_back(st.name);
+    if (st.chosen || st.standby) chosen.push_back(st.name);  // a stand-in is read every tick
   }
   PrivilegePlan plan{capabilities_needed(chosen, accounting_mode == "bpf"), options.user};
   auto dropped = drop_privileges(plan);

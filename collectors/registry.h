@@ -8,6 +8,7 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/options.h"
+#include "collectors/counter_stall.h"
 #include "collectors/energy_source.h"
 
 namespace wattprobe {
@@ -29,18 +30,43 @@ struct SourceStatus {
   Availability availability;
   bool chosen = false;
   std::string why;  // why chosen or passed over
+  /// Every counter it has that must move stood still in the start-up check: not available.
+  bool stalled = false;
+  /// Its counters that stood still ("package socket 0 (intel-rapl:0) stayed at 123"); a source
+  /// with some of them still moving stays available and takes those from the next source.
+  std::vector<std::string> stalled_counters;
+  /// Kept to take over a counter of a chosen source that stalls while `run` runs.
+  bool standby = false;
 };
 
 struct SourceChoice {
   std::vector<std::unique_ptr<EnergySource>> chosen;  // priority order
-  std::vector<SourceStatus> status;                    // every source in the table
-  bool measured = false;                               // a measured source is among the chosen
+  /// Available sources `auto` did not choose (another path to the same counters, the `model`
+  /// estimate), in priority order: what stands in for a stalled counter of a chosen source.
+  std::vector<std::unique_ptr<EnergySource>> standby;
+  std::vector<StalledAtStart> stalled;
+  std::vector<SourceStatus> status;  // every source in the table
+  bool measured = false;             // a measured source is among the chosen
 };
 
-/// Probes the table. `requested` empty = auto: the first available RAPL path, hwmon if it has
-/// sensors, and the `model` estimate only when nothing measured is readable. A requested source
-/// that is not available is still listed, with chosen = false and the reason.
+/// The start-up check's wait between its two reads; empty: cpu_burst() on `paths`.
+using StallCheckWindow = std::function<StallEvidence()>;
+
+/// Probes the table, then reads every available measured source twice across `window` (a short
+/// CPU burst of the agent's own) and takes a source whose counters did not move as stalled, not
+/// available. `requested` empty = auto: the first available RAPL path, hwmon if it has sensors,
+/// and the `model` estimate only when nothing measured is readable; the other available sources
+/// stand by. A requested source that is not available is still listed, with chosen = false and
+/// the reason.
 SourceChoice choose_sources(const std::vector<std::string>& requested, const HostPaths& paths,
-                            const ModelCoefficients& model);
+                            const ModelCoefficients& model, const StallCheckWindow& window = {});
+
+/// What doctor and the log say about a stalled source: its likely cause and what to do.
+inline constexpr std::string_view kStalledCause =
+    "likely a virtualised PMU or powercap/RAPL without passthrough: the hypervisor shows the "
+    "counter but does not advance it, so it would report 0 W whatever the host draws";
+inline constexpr std::string_view kStalledRemedy =
+    "on a VM, ask the hypervisor to pass RAPL through (or measure on the host); until then run "
+    "takes the next source in priority, down to the `model` estimate";
 
 }  // namespace wattprobe

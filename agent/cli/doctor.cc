@@ -4,6 +4,7 @@
 #include "agent/tick/tick_loop.h"
 #include "agent/carbon/carbon.h"
 #include "agent/privileges.h"
+#include "agent/base/text_file.h"
 #include "bpf/sched_account_loader.h"
 #include "collectors/registry.h"
 
@@ -11,12 +12,19 @@ namespace wattprobe {
 
 int run_doctor(const Options& options, std::ostream& out) {
   SourceChoice choice = choose_sources(options.sources, options.paths, options.model);
-  out << "Energy sources (priority order):\n";
+  out << "Energy sources (priority order; each counter read twice, 200 ms of CPU burn apart):\n";
   for (const SourceStatus& st : choice.status) {
-    out << "  " << st.name << ": " << (st.availability.available ? "available" : "not available")
-        << " - " << st.availability.reason << "\n";
-    if (!st.availability.available && !st.availability.remedy.empty()) {
+    const char* state = st.stalled                  ? "STALLED, not available"
+                        : st.availability.available ? "available"
+                                                    : "not available";
+    out << "  " << st.name << ": " << state << " - " << st.availability.reason << "\n";
+    if (st.stalled) {
+      out << "      to fix: " << st.availability.remedy << "\n";
+    } else if (!st.availability.available && !st.availability.remedy.empty()) {
       out << "      to enable: " << st.availability.remedy << "\n";
+    } else if (!st.stalled_counters.empty()) {
+      out << "      stalled counters (" << kStalledCause << "): " << join(st.stalled_counters, ", ")
+          << "\n      to fix: " << kStalledRemedy << "\n";
     }
     out << "      run: " << (st.chosen ? "uses it" : "does not use it") << " (" << st.why << ")\n";
   }
@@ -49,7 +57,7 @@ int run_doctor(const Options& options, std::ostream& out) {
   }
   std::vector<std::string> chosen;
   for (const SourceStatus& st : choice.status) {
-    if (st.chosen) chosen.push_back(st.name);
+    if (st.chosen || st.standby) chosen.push_back(st.name);  // as run keeps them
   }
   bool bpf = acc.ok() && acc->accounting->mode() == "bpf";
   std::vector<int> keep = capabilities_needed(chosen, bpf);

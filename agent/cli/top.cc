@@ -285,7 +285,7 @@ bool start_standalone(const Options& o, Standalone& s) {
     std::fprintf(stderr, "wattprobe top: pipe: %s\n", std::strerror(errno));
     return false;
   }
-  s.agent = std::make_unique<Agent>(o, std::make_unique<EnergyMeter>(std::move(sources.chosen)),
+  s.agent = std::make_unique<Agent>(o, make_energy_meter(std::move(sources)),
                                     std::move(accounting->accounting));
   s.consumer = std::make_unique<StandaloneConsumer>(o, s.wake[1]);
   s.agent->add_consumer(s.consumer.get());

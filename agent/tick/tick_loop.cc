@@ -1,6 +1,8 @@
 #include "agent/tick/tick_loop.h"
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 
 namespace wattprobe {
 
@@ -8,6 +10,11 @@ int64_t wall_clock_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::unique_ptr<EnergyMeter> make_energy_meter(SourceChoice&& choice) {
+  return std::make_unique<EnergyMeter>(std::move(choice.chosen), std::move(choice.standby),
+                                       choice.stalled);
 }
 
 Agent::Agent(Options options, std::unique_ptr<EnergyMeter> meter,
@@ -50,8 +57,15 @@ void Agent::run() {
 }
 
 void Agent::tick(double seconds) {
-  NodeEnergy energy = meter_->tick(seconds);
+  // CPU time first: how busy the host was is the meter's evidence for a stalled counter. Both
+  // are read back to back, so they still cover the same interval.
   CpuTick cpu = accounting_->drain();
+  std::optional<double> busy_cpus;
+  if (cpu.capacity_ns > 0 && seconds > 0) {
+    busy_cpus = static_cast<double>(cpu.capacity_ns - std::min(cpu.idle_ns, cpu.capacity_ns)) /
+                (seconds * 1e9);
+  }
+  NodeEnergy energy = meter_->tick(seconds, busy_cpus);
   int64_t now_ms = wall_clock_ms();
   EnergyTick energy_tick = attribution_.apply(energy, cpu, now_ms);
   for (TickConsumer* c : consumers_) c->on_tick(energy_tick);

@@ -13,6 +13,7 @@
 #include "agent/options.h"
 #include "agent/tick/self_metrics.h"
 #include "agent/base/snapshot.h"
+#include "collectors/registry.h"
 
 namespace wattprobe {
 
@@ -66,5 +67,9 @@ class Agent {
 };
 
 int64_t wall_clock_ms();
+
+/// The meter `run` and `top` use: the chosen sources, those standing by, and the counters found
+/// stalled at start. Takes the sources out of `choice`; its status stays.
+std::unique_ptr<EnergyMeter> make_energy_meter(SourceChoice&& choice);
 
 }  // namespace wattprobe

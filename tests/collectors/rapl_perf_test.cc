@@ -8,7 +8,9 @@
 #include <thread>
 #include <tuple>
 
+#include "agent/tick/energy_meter.h"
 #include "agent/base/text_file.h"
+#include "collectors/counter_stall.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
@@ -42,7 +44,8 @@ class FakePerfCounters : public PerfCounters {
  public:
   using Key = std::tuple<uint32_t, uint64_t, int>;
   std::map<Key, uint64_t> counts;
-  int open_errno = 0;  // every open fails with this when set
+  std::map<Key, uint64_t> step;  // added to a count at each read: a counter that moves
+  int open_errno = 0;            // every open fails with this when set
   std::map<Key, int> open_errno_for;
   int read_errno = 0;
   std::vector<Key> opened;
@@ -60,7 +63,9 @@ class FakePerfCounters : public PerfCounters {
   }
   Result<uint64_t> read(int fd, const std::string& what) override {
     if (read_errno) return error_from_errno(read_errno, what, "read");
-    return counts[opened.at(static_cast<std::size_t>(fd))];
+    const Key& key = opened.at(static_cast<std::size_t>(fd));
+    counts[key] += step[key];
+    return counts[key];
   }
   void close(int) override { --open_fds; }
 };
@@ -238,6 +243,68 @@ TEST(RaplPerf, AmdHasOnlyPackage) {
   Availability a = source.probe();
   ASSERT_TRUE(a.available);
   EXPECT_EQ(a.reason, "1 counters: energy-pkg (package) on CPU 0");
+}
+
+// The H200 VM of issue 12: the kernel lists the power PMU with energy-psys, perf_event_open
+// succeeds, and the count reads 0 forever because the hypervisor does not pass RAPL through.
+void psys_only_vm(const testing::TempTree& tree) {
+  tree.write(std::string(kPmu) + "type", "24\n");
+  tree.write(std::string(kPmu) + "cpumask", "0\n");
+  write_event(tree, "energy-psys", "event=0x05");
+  tree.write("sys/devices/system/cpu/cpu0/topology/physical_package_id", "0\n");
+}
+
+TEST(RaplPerf, CounterThatReadsZeroIsStalledNotMeasured) {
+  testing::TempTree tree;
+  psys_only_vm(tree);
+  auto fake = std::make_unique<FakePerfCounters>();
+  FakePerfCounters& perf = *fake;
+  RaplPerfSource source(tree.paths(), std::move(fake));
+  ASSERT_TRUE(source.probe().available);  // opening works: only reading tells
+
+  auto checks = check_counters_advance({&source}, [] { return StallEvidence{0.2, 1.0}; });
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_TRUE(checks[0].all_stalled());
+  EXPECT_EQ(checks[0].stalled_descriptions(),
+            (std::vector<std::string>{"psys socket 0 (energy-psys/cpu0) stayed at 0"}));
+
+  // The same PMU passed through: the count moves between the two reads.
+  perf.step[{24, 5, 0}] = 1ull << 32;  // 1 J per read
+  checks = check_counters_advance({&source}, [] { return StallEvidence{0.2, 1.0}; });
+  EXPECT_FALSE(checks[0].all_stalled());
+  EXPECT_TRUE(checks[0].stalled_descriptions().empty());
+}
+
+TEST(RaplPerf, CounterThatStopsMidRunIsStalledAndRecovers) {
+  testing::TempTree tree;
+  psys_only_vm(tree);
+  auto fake = std::make_unique<FakePerfCounters>();
+  FakePerfCounters& perf = *fake;
+  const FakePerfCounters::Key psys{24, 5, 0};
+  perf.step[psys] = 3ull << 32;  // 3 J per tick
+  auto source = std::make_unique<RaplPerfSource>(tree.paths(), std::move(fake));
+  ASSERT_TRUE(source->probe().available);
+  std::vector<std::unique_ptr<EnergySource>> chosen;
+  chosen.push_back(std::move(source));
+  EnergyMeter meter(std::move(chosen), {}, {}, StallPolicy{3, 0, 0.5});
+  meter.tick(1, 1.0);
+  NodeEnergy e = meter.tick(1, 1.0);
+  ASSERT_EQ(e.domains.size(), 1u);
+  EXPECT_DOUBLE_EQ(e.domains[0].joules, 3);
+
+  perf.step[psys] = 0;  // the hypervisor stops updating it
+  for (int i = 0; i < 4; ++i) meter.tick(1, 1.0);
+  EXPECT_TRUE(meter.stalled("rapl_perf", "psys", 0));
+  EXPECT_EQ(meter.stalls().at({"rapl_perf", "psys"}), 1u);
+  e = meter.tick(1, 1.0);
+  EXPECT_TRUE(e.domains.empty()) << "a stalled counter must not report 0 W as measured";
+
+  perf.step[psys] = 2ull << 32;
+  meter.tick(1, 1.0);  // moved again: recovered, this tick still left out
+  EXPECT_FALSE(meter.stalled("rapl_perf", "psys", 0));
+  e = meter.tick(1, 1.0);
+  ASSERT_EQ(e.domains.size(), 1u);
+  EXPECT_DOUBLE_EQ(e.domains[0].joules, 2);
 }
 
 // This VM has no power PMU, but the kernel counter path (perf_event_open, 8-byte read, close) is

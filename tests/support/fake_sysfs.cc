@@ -287,9 +287,17 @@ void PowercapDriver::set_zone_watts(std::string_view key, double watts) {
   it->second.watts = watts;
 }
 
+void PowercapDriver::set_zone_held(std::string_view key, bool held) {
+  auto it = state_.find(key);
+  if (it == state_.end()) throw std::invalid_argument("no zone " + std::string(key));
+  it->second.held = held;
+  it->second.carry_uj = 0;
+}
+
 void PowercapDriver::advance(double seconds) {
   for (auto& z : scenario_.zones) {
     ZoneState& st = state_[z.key];
+    if (st.held) continue;
     double exact = st.watts * seconds * 1e6 + st.carry_uj;
     if (exact < 0) exact = 0;
     // Snap values a rounding error away from a whole µJ (42.5 W × 0.7 s) so the added energy is

@@ -116,6 +116,9 @@ class PowercapDriver {
   /// "uncore", "dram", "psys". Returns how many zones matched.
   int set_domain_watts(std::string_view domain, double watts);
   void set_zone_watts(std::string_view key, double watts);
+  /// A held zone's energy_uj stands still, whatever its watts, as a counter the hypervisor does
+  /// not advance; released, it moves on from the value it held (the held time adds nothing).
+  void set_zone_held(std::string_view key, bool held);
 
   /// Adds round(watts × seconds × 1e6) µJ (fractions carried to the next advance) to every zone
   /// and rewrites its energy_uj. Zones whose files a test removed are skipped.
@@ -134,6 +137,7 @@ class PowercapDriver {
  private:
   struct ZoneState {
     double watts = 0;
+    bool held = false;
     double carry_uj = 0;
     uint64_t added_uj = 0;
   };

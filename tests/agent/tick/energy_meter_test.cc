@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
+#include "agent/tick/attribution.h"
+
 namespace wattprobe {
 namespace {
 
@@ -104,6 +108,277 @@ TEST(EnergyMeter, DiesOfOneSocketAddUp) {
   NodeEnergy e = m.tick(1);
   ASSERT_EQ(e.domains.size(), 1u);
   EXPECT_DOUBLE_EQ(e.domains[0].joules, 3);
+}
+
+Reading gauge(std::string domain, int socket, std::string key, double watts) {
+  Reading r;
+  r.domain = std::move(domain);
+  r.socket = socket;
+  r.key = std::move(key);
+  r.kind = ReadingKind::power_gauge;
+  r.watts = watts;
+  return r;
+}
+
+/// What /metrics says of each {source, domain}: "state" label and value of
+/// wattprobe_energy_source_info, and the measured label.
+struct Info {
+  std::string state, measured;
+  double value = -1;
+};
+struct InfoMap {
+  std::map<std::pair<std::string, std::string>, Info> by;
+  Info operator()(const std::string& source, const std::string& domain) const {
+    auto it = by.find({source, domain});
+    return it == by.end() ? Info{} : it->second;
+  }
+};
+InfoMap source_info(const EnergyMeter& m) {
+  std::vector<Family> families;
+  m.append_families(families);
+  InfoMap out;
+  for (const Family& f : families) {
+    if (f.name != "wattprobe_energy_source_info") continue;
+    for (const Series& s : f.series) {
+      std::map<std::string, std::string> l(s.labels.begin(), s.labels.end());
+      EXPECT_FALSE(out.by.count({l["source"], l["domain"]})) << "two info series for a domain";
+      out.by[{l["source"], l["domain"]}] = {l["state"], l["measured"], s.value};
+    }
+  }
+  return out;
+}
+
+double stalls_total(const EnergyMeter& m, const std::string& source, const std::string& domain) {
+  std::vector<Family> families;
+  m.append_families(families);
+  for (const Family& f : families) {
+    if (f.name != "wattprobe_agent_source_stalls_total") continue;
+    for (const Series& s : f.series) {
+      if (s.labels == Labels{{"source", source}, {"domain", domain}}) return s.value;
+    }
+  }
+  return -1;
+}
+
+const DomainEnergy* row(const NodeEnergy& e, const std::string& source, const std::string& domain) {
+  for (const DomainEnergy& d : e.domains)
+    if (d.source == source && d.domain == domain) return &d;
+  return nullptr;
+}
+
+/// One busy CPU in a one-second tick, for the attribution that follows the meter.
+CpuTick busy_tick() {
+  CpuTick cpu;
+  cpu.capacity_ns = 2'000'000'000;
+  cpu.idle_ns = 1'000'000'000;
+  cpu.workloads = {{{"burner.service", "service", "", "", ""}, 1'000'000'000, 0, 0}};
+  return cpu;
+}
+
+TEST(EnergyMeter, CounterThatStallsWhileBusyHandsItsDomainToTheNextSourceAndBack) {
+  std::vector<std::unique_ptr<EnergySource>> chosen, standby;
+  auto* rapl = new ScriptedSource("rapl_powercap", true);
+  auto* model = new ScriptedSource("model", false);
+  chosen.emplace_back(rapl);
+  standby.emplace_back(model);
+  EnergyMeter m(std::move(chosen), std::move(standby));  // default policy: 3 ticks and 5 s
+  Attribution attribution(AttributionOptions{});
+  uint64_t pkg = 1'000'000'000, core = 0;
+  auto tick = [&](uint64_t pkg_uj, uint64_t core_uj) {
+    pkg += pkg_uj;
+    core += core_uj;
+    rapl->next.readings = {counter("package", 0, "intel-rapl:0", pkg, 0),
+                           counter("core", 0, "intel-rapl:0:0", core, 0)};
+    model->next.readings = {gauge("package", -1, "cpu", 7)};
+    NodeEnergy e = m.tick(1, 1.0);
+    attribution.apply(e, busy_tick(), 0);
+    return e;
+  };
+  tick(0, 0);
+  NodeEnergy e = tick(30'000'000, 10'000'000);
+  ASSERT_EQ(e.domains.size(), 2u);  // the stand-in is read but not used
+  EXPECT_DOUBLE_EQ(row(e, "rapl_powercap", "package")->joules, 30);
+  EXPECT_EQ(source_info(m)("rapl_powercap", "package").state, "ok");
+  EXPECT_EQ(stalls_total(m, "rapl_powercap", "package"), 0);
+
+  // Stuck while the host is busy: 0 J for 4 ticks (the evidence gathers), then stalled.
+  for (int i = 0; i < 4; ++i) {
+    e = tick(0, 10'000'000);
+    ASSERT_NE(row(e, "rapl_powercap", "package"), nullptr) << i;
+    EXPECT_EQ(row(e, "rapl_powercap", "package")->joules, 0);
+  }
+  e = tick(0, 10'000'000);
+  EXPECT_TRUE(m.stalled("rapl_powercap", "package", 0));
+  EXPECT_EQ(row(e, "rapl_powercap", "package"), nullptr);
+  ASSERT_NE(row(e, "model", "package"), nullptr);
+  EXPECT_DOUBLE_EQ(row(e, "model", "package")->joules, 7);
+  EXPECT_FALSE(row(e, "model", "package")->measured);
+  EXPECT_DOUBLE_EQ(row(e, "rapl_powercap", "core")->joules, 10);  // the rest is still measured
+  EXPECT_EQ(stalls_total(m, "rapl_powercap", "package"), 1);
+  auto info = source_info(m);
+  EXPECT_EQ(info("rapl_powercap", "package").state, "stalled");
+  EXPECT_EQ(info("rapl_powercap", "package").value, 0);
+  EXPECT_EQ(info("model", "package").state, "ok");
+  EXPECT_EQ(info("model", "package").measured, "false");
+  EXPECT_EQ(info("model", "package").value, 1);
+  EXPECT_EQ(info("rapl_powercap", "core").value, 1);
+
+  // It moves again: that tick's delta spans the stall the estimate already counted, so the
+  // estimate still gives it; from the next tick the counter does.
+  e = tick(500'000'000, 10'000'000);
+  EXPECT_FALSE(m.stalled("rapl_powercap", "package", 0));
+  EXPECT_EQ(row(e, "rapl_powercap", "package"), nullptr);
+  EXPECT_DOUBLE_EQ(row(e, "model", "package")->joules, 7);
+  e = tick(30'000'000, 10'000'000);
+  EXPECT_DOUBLE_EQ(row(e, "rapl_powercap", "package")->joules, 30);
+  EXPECT_EQ(row(e, "model", "package"), nullptr);
+  info = source_info(m);
+  EXPECT_EQ(info("rapl_powercap", "package").state, "ok");
+  EXPECT_EQ(info("model", "package").state, "standby");
+  EXPECT_EQ(info("model", "package").value, 0);
+  EXPECT_EQ(stalls_total(m, "rapl_powercap", "package"), 1);
+
+  // Totals: the counter's own 30 + 0 × 4 + 30 J, the estimate's 7 J × 2 ticks.
+  std::map<std::tuple<std::string, std::string, int>, double> totals;
+  for (const auto& t : m.totals()) totals[{t.source, t.domain, t.socket}] = t.joules;
+  EXPECT_DOUBLE_EQ((totals[{"rapl_powercap", "package", 0}]), 60);
+  EXPECT_DOUBLE_EQ((totals[{"model", "package", -1}]), 14);
+  // Conservation held in every tick, across the hand-over and back.
+  EXPECT_EQ(attribution.conservation_violations(), 0u);
+  AttributionTotals parts = attribution.totals();
+  double package_parts = parts.idle_joules["package"] + parts.unattributed_joules["package"];
+  for (const auto& w : parts.workloads) {
+    for (const auto& [key, j] : w.joules)
+      if (key.second == "package") package_parts += j;
+  }
+  EXPECT_NEAR(package_parts, 74, 1e-9);
+}
+
+TEST(EnergyMeter, IdleHostNeverCallsAStillCounterStalled) {
+  std::vector<std::unique_ptr<EnergySource>> chosen, standby;
+  auto* rapl = new ScriptedSource("rapl_powercap", true);
+  auto* model = new ScriptedSource("model", false);
+  chosen.emplace_back(rapl);
+  standby.emplace_back(model);
+  EnergyMeter m(std::move(chosen), std::move(standby));
+  rapl->next.readings = {counter("package", 0, "intel-rapl:0", 5, 0)};
+  model->next.readings = {gauge("package", -1, "cpu", 1.5)};
+  for (int i = 0; i < 100; ++i) {
+    NodeEnergy e = m.tick(1, i % 2 ? 0.3 : std::optional<double>());
+    ASSERT_EQ(e.domains.size(), 1u);
+    ASSERT_EQ(e.domains[0].source, "rapl_powercap");
+  }
+  EXPECT_EQ(stalls_total(m, "rapl_powercap", "package"), 0);
+}
+
+TEST(EnergyMeter, NonWatchedDomainsAndGaugesNeverStall) {
+  std::vector<std::unique_ptr<EnergySource>> chosen;
+  auto* s = new ScriptedSource("rapl_powercap", true);
+  chosen.emplace_back(s);
+  EnergyMeter m(std::move(chosen), {}, {}, StallPolicy{1, 0, 0.5});
+  // A graphics plane at rest and a platform meter that reports a steady figure.
+  s->next.readings = {counter("uncore", 0, "intel-rapl:0:1", 5, 0),
+                      gauge("platform", -1, "power_meter/power1", 100)};
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(m.tick(1, 4.0).domains.size(), 2u);
+  EXPECT_EQ(stalls_total(m, "rapl_powercap", "uncore"), -1);  // not even watched
+}
+
+TEST(EnergyMeter, HostWideEstimateStandsInForEverySocketOfTheDomain) {
+  std::vector<std::unique_ptr<EnergySource>> chosen, standby;
+  auto* rapl = new ScriptedSource("rapl_powercap", true);
+  auto* model = new ScriptedSource("model", false);
+  chosen.emplace_back(rapl);
+  standby.emplace_back(model);
+  // Socket 1's package counter was found stalled at start.
+  EnergyMeter m(std::move(chosen), std::move(standby),
+                {{"rapl_powercap", "package", 1, "intel-rapl:1"}});
+  EXPECT_EQ(stalls_total(m, "rapl_powercap", "package"), 1);
+  uint64_t p0 = 0;
+  NodeEnergy e;
+  for (int i = 0; i < 3; ++i) {
+    p0 += 20'000'000;
+    rapl->next.readings = {counter("package", 0, "intel-rapl:0", p0, 0),
+                           counter("package", 1, "intel-rapl:1", 77, 0),
+                           counter("dram", 0, "intel-rapl:0:0", p0 / 10, 0)};
+    model->next.readings = {gauge("package", -1, "cpu", 9)};
+    e = m.tick(1, 1.0);
+  }
+  // The estimate covers the whole host's CPUs: socket 0's counter steps aside rather than count
+  // its package twice; dram is still measured.
+  ASSERT_EQ(e.domains.size(), 2u);
+  EXPECT_EQ(row(e, "rapl_powercap", "package"), nullptr);
+  EXPECT_DOUBLE_EQ(row(e, "model", "package")->joules, 9);
+  EXPECT_DOUBLE_EQ(row(e, "rapl_powercap", "dram")->joules, 2);
+  EXPECT_EQ(source_info(m)("rapl_powercap", "package").state, "stalled");
+}
+
+TEST(EnergyMeter, ALowerChosenSourceWithTheSameSocketStandsInFirst) {
+  std::vector<std::unique_ptr<EnergySource>> chosen, standby;
+  auto* rapl = new ScriptedSource("rapl_powercap", true);
+  auto* hwmon = new ScriptedSource("hwmon", true);
+  auto* model = new ScriptedSource("model", false);
+  chosen.emplace_back(rapl);
+  chosen.emplace_back(hwmon);
+  standby.emplace_back(model);
+  EnergyMeter m(std::move(chosen), std::move(standby),
+                {{"rapl_powercap", "package", 0, "intel-rapl:0"}});
+  uint64_t amd = 0;
+  NodeEnergy e;
+  for (int i = 0; i < 2; ++i) {
+    amd += 25'000'000;
+    rapl->next.readings = {counter("package", 0, "intel-rapl:0", 3, 0)};
+    hwmon->next.readings = {counter("package", 0, "amd_energy/Esocket0", amd, 0)};
+    model->next.readings = {gauge("package", -1, "cpu", 9)};
+    e = m.tick(1, 1.0);
+  }
+  ASSERT_EQ(e.domains.size(), 1u);
+  EXPECT_EQ(e.domains[0].source, "hwmon");
+  EXPECT_DOUBLE_EQ(e.domains[0].joules, 25);
+  EXPECT_TRUE(e.domains[0].measured);
+}
+
+TEST(EnergyMeter, StalledDomainNoOtherSourceHasLeavesTheHostToTheEstimate) {
+  // The H200 VM: the perf PMU lists only energy-psys and it reads 0 forever.
+  std::vector<std::unique_ptr<EnergySource>> chosen, standby;
+  auto* perf = new ScriptedSource("rapl_perf", true);
+  auto* model = new ScriptedSource("model", false);
+  chosen.emplace_back(perf);
+  standby.emplace_back(model);
+  EnergyMeter m(std::move(chosen), std::move(standby), {}, StallPolicy{2, 0, 0.5});
+  perf->next.readings = {counter("psys", -1, "energy-psys/cpu0", 0, 0)};
+  model->next.readings = {gauge("package", -1, "cpu", 40)};
+  NodeEnergy e;
+  for (int i = 0; i < 4; ++i) e = m.tick(1, 8.0);
+  ASSERT_EQ(e.domains.size(), 1u);
+  EXPECT_EQ(e.domains[0].source, "model");
+  EXPECT_DOUBLE_EQ(e.domains[0].joules, 40);
+  auto info = source_info(m);
+  EXPECT_EQ(info("rapl_perf", "psys").state, "stalled");
+  EXPECT_EQ(info("rapl_perf", "psys").value, 0);
+  // Carbon and the ledger sum the host: that sum is now the estimate, said so.
+  std::vector<bool> in = host_sum_domains(e);
+  EXPECT_TRUE(in[0]);
+}
+
+TEST(EnergyMeter, WithoutAStandInAStalledDomainReportsNothing) {
+  std::vector<std::unique_ptr<EnergySource>> chosen;
+  auto* rapl = new ScriptedSource("rapl_powercap", true);
+  chosen.emplace_back(rapl);
+  EnergyMeter m(std::move(chosen), {}, {{"rapl_powercap", "core", 0, "intel-rapl:0:0"}});
+  uint64_t pkg = 0;
+  NodeEnergy e;
+  for (int i = 0; i < 3; ++i) {
+    pkg += 5'000'000;
+    rapl->next.readings = {counter("package", 0, "intel-rapl:0", pkg, 0),
+                           counter("core", 0, "intel-rapl:0:0", 9, 0)};
+    e = m.tick(1, 1.0);
+  }
+  ASSERT_EQ(e.domains.size(), 1u);
+  EXPECT_EQ(e.domains[0].domain, "package");
+  auto info = source_info(m);
+  EXPECT_EQ(info("rapl_powercap", "core").state, "stalled");
+  EXPECT_EQ(info("rapl_powercap", "core").measured, "true");
+  EXPECT_EQ(info("rapl_powercap", "core").value, 0);
 }
 
 }  // namespace

@@ -2,14 +2,17 @@
 //
 //   fake_powercap_driver --root DIR --scenario one_socket|two_socket_with_dram|amd_zen|...
 //       --watts package=42,dram=7 [--follow-load idle=20,k=60] [--period-ms 50]
-//       [--max-range-uj N] [--duration-s S] [--report FILE]
+//       [--max-range-uj N] [--duration-s S] [--report FILE] [--stall-file FILE]
 //
 // Writes the tree under DIR/sys once, prints "ready", then every period adds watts × elapsed to
 // each zone's energy_uj (wrapping at max_energy_range_uj) and rewrites FILE atomically with
 // {"elapsed_s":..,"joules":{"<zone>":..},"watts":{"<zone>":..},"busy":..}: the exact energy
 // added since start. --follow-load sets every package zone to idle + k × the busy fraction of the
 // real host's CPUs (the real /proc/stat, not DIR's) over the last period, so a test can burn CPU
-// and know the ground-truth energy. Stops on SIGTERM/SIGINT or after --duration-s.
+// and know the ground-truth energy. --stall-file: while FILE exists, the zones it names (keys
+// separated by commas or newlines, e.g. "intel-rapl:0") hold their energy_uj, as a counter a
+// hypervisor does not advance; once FILE is gone they move on from there. Stops on SIGTERM/SIGINT
+// or after --duration-s.
 
 #include <signal.h>
 #include <time.h>
@@ -22,6 +25,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -41,7 +45,7 @@ void on_signal(int) { g_stop = 1; }
   std::cerr << "fake_powercap_driver: " << why << "\n"
             << "usage: fake_powercap_driver --root DIR --scenario NAME --watts domain=W[,...]\n"
             << "       [--follow-load idle=W,k=W] [--period-ms MS] [--max-range-uj N]\n"
-            << "       [--duration-s S] [--report FILE]\n";
+            << "       [--duration-s S] [--report FILE] [--stall-file FILE]\n";
   std::exit(2);
 }
 
@@ -133,6 +137,22 @@ void write_report(const std::string& file, const PowercapDriver& driver, double 
   }
 }
 
+// The zone keys FILE names; none when it does not exist.
+std::set<std::string> read_stall_file(const std::string& file) {
+  std::set<std::string> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    for (std::size_t start = 0; start < line.size();) {
+      std::size_t end = line.find_first_of(", ", start);
+      if (end == std::string::npos) end = line.size();
+      if (end > start) out.insert(line.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  return out;
+}
+
 double seconds_since(const timespec& a, const timespec& b) {
   return static_cast<double>(b.tv_sec - a.tv_sec) +
          static_cast<double>(b.tv_nsec - a.tv_nsec) / 1e9;
@@ -141,7 +161,7 @@ double seconds_since(const timespec& a, const timespec& b) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string root, scenario_name, watts_arg, follow_arg, report;
+  std::string root, scenario_name, watts_arg, follow_arg, report, stall_file;
   double period_ms = 50, duration_s = 0;
   std::optional<uint64_t> max_range;
   for (int i = 1; i < argc; ++i) {
@@ -170,6 +190,8 @@ int main(int argc, char** argv) {
       duration_s = parse_number(next(), "--duration-s");
     } else if (arg == "--report") {
       report = next();
+    } else if (arg == "--stall-file") {
+      stall_file = next();
     } else {
       usage("unknown argument " + std::string(arg));
     }
@@ -237,6 +259,11 @@ int main(int argc, char** argv) {
           last_cpu = cpu;
         }
         driver.set_domain_watts("package", *follow_idle + *follow_k * busy);
+      }
+      if (!stall_file.empty()) {
+        std::set<std::string> held = read_stall_file(stall_file);
+        for (const auto& z : driver.scenario().zones)
+          driver.set_zone_held(z.key, held.count(z.key));
       }
       driver.advance(seconds_since(last, now));
       last = now;
