@@ -13,6 +13,8 @@
 #include "agent/options.h"
 #include "agent/self_metrics.h"
 #include "agent/snapshot.h"
+#include "collectors/gpu_split.h"
+#include "collectors/nvml.h"
 
 namespace wattprobe {
 
@@ -55,6 +57,8 @@ class Agent {
   std::unique_ptr<EnergyMeter> meter_;
   std::unique_ptr<CpuAccounting> accounting_;
   Attribution attribution_;
+  const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
+  std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
   SelfMetrics self_;
   std::vector<TickConsumer*> consumers_;
   uint64_t ticks_ = 0;

@@ -5,6 +5,7 @@
 #include "agent/carbon.h"
 #include "agent/privileges.h"
 #include "bpf/bpf_accounting.h"
+#include "collectors/nvml.h"
 #include "collectors/registry.h"
 
 namespace wattprobe {
@@ -30,7 +31,19 @@ int run_doctor(const Options& options, std::ostream& out) {
   if (!choice.measured) {
     out << "NOTE: no measured energy source is readable; every figure would be an ESTIMATE "
            "(source=\"model\", measured=\"false\").\n";
+  } else if (choice.estimated_cpu) {
+    out << "NOTE: no measured source covers the CPU: its package energy would be an ESTIMATE "
+           "(source=\"model\", measured=\"false\"); the measured domains stay "
+           "measured=\"true\".\n";
   }
+  out << "\nGPUs (nvml, " << options.paths.nvml_library.string() << "):\n";
+  NvmlSource nvml(options.paths.nvml_library);
+  Availability gpu = nvml.probe();
+  if (!gpu.available) {
+    out << "  none: " << gpu.reason << "\n";
+    if (!gpu.remedy.empty()) out << "      to enable: " << gpu.remedy << "\n";
+  }
+  for (const std::string& line : nvml.doctor_report()) out << "  " << line << "\n";
 
   out << "\nCPU accounting:\n";
   std::string report = BpfAccounting::kernel_support_report(options.paths);

@@ -62,8 +62,13 @@ NodeEnergy EnergyMeter::tick(double seconds) {
           continue;
         }
         Counter& c = counters_[{name, r.key}];
-        if (c.primed)
+        if (c.primed && r.reset_when_lower && r.raw < c.raw) {
+          // Restarted (driver reload): what it counted since is unknown to within a tick, and
+          // a wrap would be a huge figure; count nothing and start again from here.
+          ++errors_[{name, "counter_reset"}];
+        } else if (c.primed) {
           joules = static_cast<double>(counter_delta(c.raw, r.raw, r.modulus)) * r.unit_joules;
+        }
         c.raw = r.raw;
         c.primed = true;
       }

@@ -13,8 +13,13 @@ struct HostPaths {
   std::filesystem::path procfs_root{"/"};
   std::filesystem::path dev_root{"/"};
   std::filesystem::path pods_log_root{"/"};
+  /// The NVML library `nvml` loads (--nvml-library): a bare name goes through the loader's search
+  /// path, as the NVIDIA driver installs it.
+  std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
 
-  std::filesystem::path sys(std::string_view rel = {}) const { return join(sysfs_root, "sys", rel); }
+  std::filesystem::path sys(std::string_view rel = {}) const {
+    return join(sysfs_root, "sys", rel);
+  }
   std::filesystem::path proc(std::string_view rel = {}) const {
     return join(procfs_root, "proc", rel);
   }

@@ -114,7 +114,9 @@ int run(const Options& options) {
   std::string names;
   for (const auto& s : sources.chosen) names += (names.empty() ? "" : ",") + std::string(s->name());
   std::fprintf(stderr, "wattprobe: energy sources: %s%s\n", names.c_str(),
-               sources.measured ? "" : " (ESTIMATE: no measured source is readable)");
+               !sources.measured       ? " (ESTIMATE: no measured source is readable)"
+               : sources.estimated_cpu ? " (CPU package ESTIMATED by model; the rest measured)"
+                                       : "");
 
   auto accounting = choose_accounting(options);
   if (!accounting.ok()) {

@@ -19,7 +19,7 @@ namespace {
 
 const std::set<std::string>& known_sources() {
   static const std::set<std::string> s{"rapl_powercap", "rapl_perf", "rapl_msr", "hwmon",
-                                       "model"};
+                                       "nvml",          "model"};
   return s;
 }
 
@@ -35,7 +35,8 @@ po::options_description describe() {
       ("procfs-root", po::value<std::string>(), "folder holding proc/ (default /)")
       ("dev-root", po::value<std::string>(), "folder holding dev/ (default /)")
       ("pods-log-root", po::value<std::string>(), "folder holding var/log/pods (default /)")
-      ("sources", po::value<std::string>(), "auto, or a comma list of: rapl_powercap,rapl_perf,rapl_msr,hwmon,model")
+      ("sources", po::value<std::string>(), "auto, or a comma list of: rapl_powercap,rapl_perf,rapl_msr,hwmon,nvml,model")
+      ("nvml-library", po::value<std::string>(), "NVML library the nvml source loads (default libnvidia-ml.so.1, from the loader's path)")
       ("accounting", po::value<std::string>(), "auto, bpf or procfs (default auto: bpf, else procfs)")
       ("state-dir", po::value<std::string>(), "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")
       ("checkpoint-interval", po::value<std::string>(), "how often totals are written to state-dir, 1s to 1h (default 30s; also at stop)")
@@ -207,6 +208,10 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("procfs-root")) o.paths.procfs_root = to_folder("procfs-root", *r);
   if (auto r = one("dev-root")) o.paths.dev_root = to_folder("dev-root", *r);
   if (auto r = one("pods-log-root")) o.paths.pods_log_root = to_folder("pods-log-root", *r);
+  if (auto r = one("nvml-library")) {
+    if (r->value.empty()) bad("nvml-library", *r, "expected a library path or name");
+    o.paths.nvml_library = r->value;
+  }
   if (auto r = one("sources")) {
     if (r->value != "auto") {
       std::stringstream ss(r->value);

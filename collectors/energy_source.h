@@ -27,6 +27,9 @@ struct Reading {
   uint64_t modulus = 0;
   double unit_joules = 1e-6;
   double watts = 0;
+  /// A counter that never wraps in practice (NVML's 64-bit mJ): a value below the previous one
+  /// means it restarted (a driver reload), and the tick counts nothing rather than a wrap.
+  bool reset_when_lower = false;
 };
 
 struct Sample {

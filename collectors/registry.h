@@ -33,13 +33,17 @@ struct SourceStatus {
 
 struct SourceChoice {
   std::vector<std::unique_ptr<EnergySource>> chosen;  // priority order
-  std::vector<SourceStatus> status;                    // every source in the table
-  bool measured = false;                               // a measured source is among the chosen
+  std::vector<SourceStatus> status;                   // every source in the table
+  bool measured = false;                              // a measured source is among the chosen
+  bool estimated_cpu = false;  // the CPU's energy comes from the `model` estimate
 };
 
 /// Probes the table. `requested` empty = auto: the first available RAPL path, hwmon if it has
-/// sensors, and the `model` estimate only when nothing measured is readable. A requested source
-/// that is not available is still listed, with chosen = false and the reason.
+/// sensors, nvml if it finds a GPU, and the `model` estimate of the CPU package when no chosen
+/// measured source covers the CPU (RAPL, hwmon's non-GPU sensors). So a GPU VM without CPU
+/// counters gets its GPUs measured by nvml and its package estimated by model, each labelled by
+/// source and measured. A requested source that is not available is still listed, with chosen =
+/// false and the reason.
 SourceChoice choose_sources(const std::vector<std::string>& requested, const HostPaths& paths,
                             const ModelCoefficients& model);
 
