@@ -130,7 +130,7 @@ void EnergyMeter::append_families(std::vector<Family>& out) const {
   }
   Family errors{"wattprobe_agent_collector_errors_total",
                 "Failed reads by collector and reason (absent, permission, malformed, transient, "
-                "unsupported).",
+                "unsupported, counter_reset).",
                 MetricType::counter,
                 {}};
   for (const auto& [key, n] : errors_) {
