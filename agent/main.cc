@@ -105,7 +105,7 @@ int run(const Options& options) {
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  SourceChoice sources = choose_sources(options.sources, options.paths, options.model);
+  SourceChoice sources = choose_sources(options.sources, source_settings(options));
   for (const SourceStatus& st : sources.status) {
     if (!options.sources.empty() && !st.chosen && st.why != "not in --sources") {
       std::fprintf(stderr, "wattprobe: source %s is not available: %s\n", st.name.c_str(),
@@ -124,7 +124,9 @@ int run(const Options& options) {
   std::string names;
   for (const auto& s : sources.chosen) names += (names.empty() ? "" : ",") + std::string(s->name());
   std::fprintf(stderr, "wattprobe: energy sources: %s%s\n", names.c_str(),
-               sources.measured ? "" : " (ESTIMATE: no measured source is readable)");
+               !sources.measured       ? " (ESTIMATE: no measured source is readable)"
+               : sources.estimated_cpu ? " (CPU package ESTIMATED by model; the rest measured)"
+                                       : "");
 
   auto accounting = choose_accounting(options);
   if (!accounting.ok()) {

@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "agent/tick/attribution.h"
-#include "agent/carbon/carbon.h"
 #include "agent/base/host_paths.h"
+#include "agent/carbon/carbon.h"
 #include "agent/state/ledger.h"
+#include "agent/tick/attribution.h"
+#include "collectors/model.h"
+#include "collectors/registry.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
@@ -20,13 +22,6 @@ namespace wattprobe {
 class UsageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
-};
-
-struct ModelCoefficients {
-  // Cloud Carbon Footprint's AWS average, W per vCPU at 0 % and 100 % utilisation
-  // (docs/methodology.md, "The model estimate").
-  double min_watts_per_vcpu = 0.74;
-  double max_watts_per_vcpu = 3.5;
 };
 
 struct Options {
@@ -43,13 +38,18 @@ struct Options {
   AttributionOptions attribution;
   std::size_t process_metrics_top = 0;
   std::size_t max_workloads = 5000;
-  ModelCoefficients model;
+  ModelOptions model;  // [source.model]
+  std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
   CarbonOptions carbon;
   RemoteWriteOptions remote_write;  // off while url is empty
   LedgerOptions ledger;             // its state_dir follows --state-dir
-  std::string user;      // switch to this user after start-up, if set
-  uint64_t max_ticks = 0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
+  std::string user;                 // switch to this user after start-up, if set
+  uint64_t max_ticks =
+      0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
 };
+
+/// What the energy sources are made from, out of the options.
+SourceSettings source_settings(const Options& options);
 
 /// Parses `wattprobe run` options from argv (without the subcommand) and the --config file.
 /// Throws UsageError naming the option, the file (for config values) and the value.

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "agent/base/text_file.h"
+#include "collectors/registry.h"
 
 namespace wattprobe {
 namespace {
@@ -65,19 +66,13 @@ constexpr std::array<std::string_view, 41> kCapabilityNames = {"cap_chown",
 // cgroupfs, /var/log/pods and /dev/nvidia* are world-readable, so CAP_SYS_PTRACE is not kept.
 // Resolving a cgroup id with name_to_handle_at needs no capability either (only
 // open_by_handle_at does). CAP_SYS_RESOURCE (memlock before 5.11) is only needed while loading.
-constexpr std::array<CapabilityNeed, 7> kNeeds = {{
+// The eBPF accounting is not an energy source, so its needs are written here; every source's
+// are in its line of the source table (collectors/registry.cc).
+constexpr std::array<CapabilityUse, 2> kBpfNeeds = {{
     {"bpf", CAP_BPF,
      "map reads after load (kernels before 6.5 check it on every bpf() call when "
      "unprivileged_bpf_disabled is set, Debian's default)"},
     {"bpf", CAP_PERFMON, "tracing programs (sched_switch, exit) and their links"},
-    {"rapl_powercap", CAP_DAC_READ_SEARCH,
-     "energy_uj is mode 0400 root since the PLATYPUS fix (5.10; CVE-2020-8694); or a udev rule "
-     "that chgrps it 0440 to the agent's group"},
-    {"rapl_perf", CAP_PERFMON, "perf_event_open on the power PMU with pid=-1 (system-wide)"},
-    {"rapl_msr", CAP_SYS_RAWIO, "the msr driver checks it when /dev/cpu/N/msr is opened"},
-    {"rapl_msr", CAP_DAC_READ_SEARCH, "/dev/cpu/N/msr is mode 0600 root"},
-    {"hwmon", CAP_DAC_READ_SEARCH,
-     "energy inputs may be mode 0400 (amd_energy after CVE-2020-12912)"},
 }};
 
 constexpr uint64_t bit(int cap) { return uint64_t{1} << cap; }
@@ -196,11 +191,19 @@ std::optional<uint64_t> count_threads_of_self() {
 
 }  // namespace
 
-std::span<const CapabilityNeed> capability_table() { return kNeeds; }
+std::vector<CapabilityUse> capability_table() {
+  std::vector<CapabilityUse> out(kBpfNeeds.begin(), kBpfNeeds.end());
+  for (const SourceEntry& entry : source_registry()) {
+    for (const CapabilityNeed& need : entry.capabilities) {
+      out.push_back({entry.name, need.capability, need.why});
+    }
+  }
+  return out;
+}
 
 std::vector<int> capabilities_needed(const std::vector<std::string>& sources, bool bpf) {
   std::vector<int> caps;
-  for (const auto& need : kNeeds) {
+  for (const auto& need : capability_table()) {
     bool wanted = need.source == "bpf"
                       ? bpf
                       : std::find(sources.begin(), sources.end(), need.source) != sources.end();

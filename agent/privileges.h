@@ -18,15 +18,15 @@ struct PrivilegePlan {
 };
 
 /// Why a source needs a capability; `doctor` prints this table and packaging/README.md mirrors it.
-struct CapabilityNeed {
+struct CapabilityUse {
   std::string_view source;  // a --sources value, or "bpf" for the eBPF accounting
   int capability;
   std::string_view why;
 };
 
-/// Every capability any source can need after start-up, by source. A source absent from the
-/// table (model, nvml, procfs accounting) needs none: the files it reads are world-readable.
-std::span<const CapabilityNeed> capability_table();
+/// Every capability the eBPF accounting or any source can need after start-up, from the source
+/// table. A source with none (model, nvml, procfs accounting) reads world-readable files.
+std::vector<CapabilityUse> capability_table();
 
 /// The capabilities to keep for these sources (and the eBPF accounting when `bpf`), sorted and
 /// without duplicates. Unknown source names add nothing.

@@ -15,7 +15,8 @@ enum class ReadingKind {
 };
 
 /// One counter or gauge as the hardware reports it. Sources do not compute deltas, handle
-/// wraparound or attribute anything (docs/architecture.md): the agent's EnergyMeter does that, once.
+/// wraparound or attribute anything (docs/architecture.md): the agent's EnergyMeter does that,
+/// once.
 struct Reading {
   std::string domain;  // package, core, uncore, dram, psys, gpu, platform
   int socket = -1;     // package / socket index; -1 when the reading is not per socket
@@ -27,6 +28,9 @@ struct Reading {
   uint64_t modulus = 0;
   double unit_joules = 1e-6;
   double watts = 0;
+  /// A counter that never wraps in practice (NVML's 64-bit mJ): a value below the previous one
+  /// means it restarted (a driver reload), and the tick counts nothing rather than a wrap.
+  bool reset_when_lower = false;
 };
 
 struct Sample {
@@ -54,6 +58,10 @@ class EnergySource {
   virtual std::string_view name() const = 0;
   /// False only for estimates (`model`): it labels every figure measured="false".
   virtual bool measured() const { return true; }
+  /// Whether it measures the CPU's energy (package, psys, a platform meter), not only GPUs.
+  /// `auto` adds the `model` estimate of the CPU when no chosen source does, and only such
+  /// sources go through the start-up stall check (the check loads the CPU, not a GPU).
+  virtual bool measures_cpu() const { return measured(); }
   /// Discovers what the host offers. Called at start and by `doctor`; may be called again.
   virtual Availability probe() = 0;
   /// Reads every counter found by probe(). Never throws.

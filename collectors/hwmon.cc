@@ -48,6 +48,11 @@ struct Chip {
 
 HwmonSource::HwmonSource(const HostPaths& paths) : paths_(paths) {}
 
+bool HwmonSource::measures_cpu() const {
+  return std::any_of(sensors_.begin(), sensors_.end(),
+                     [](const Sensor& s) { return s.domain != "gpu"; });
+}
+
 Availability HwmonSource::probe() {
   probed_ = true;
   sensors_.clear();

@@ -30,6 +30,8 @@ class HwmonSource : public EnergySource {
   explicit HwmonSource(const HostPaths& paths);
 
   std::string_view name() const override { return "hwmon"; }
+  /// amdgpu, i915, xe and nouveau sensors measure a GPU; any other sensor counts the CPU's side.
+  bool measures_cpu() const override;
   Availability probe() override;
   Sample sample() override;
 

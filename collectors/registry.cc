@@ -1,11 +1,14 @@
 #include "collectors/registry.h"
 
+#include <linux/capability.h>
+
 #include <algorithm>
 #include <set>
 
 #include "agent/base/text_file.h"
 #include "collectors/hwmon.h"
 #include "collectors/model.h"
+#include "collectors/nvml.h"
 #include "collectors/rapl_msr.h"
 #include "collectors/rapl_perf.h"
 #include "collectors/rapl_powercap.h"
@@ -16,27 +19,62 @@ const std::vector<SourceEntry>& source_registry() {
   // powercap first: it needs no capability beyond read access and is what every peer reads;
   // perf next (64-bit counts, no wrap); MSRs last (CAP_SYS_RAWIO and per-model quirks).
   static const std::vector<SourceEntry> table{
-      {"rapl_powercap", "rapl",
-       [](const HostPaths& p, const ModelCoefficients&) { return make_rapl_powercap_source(p); }},
-      {"rapl_perf", "rapl",
-       [](const HostPaths& p, const ModelCoefficients&) { return make_rapl_perf_source(p); }},
-      {"rapl_msr", "rapl",
-       [](const HostPaths& p, const ModelCoefficients&) { return make_rapl_msr_source(p); }},
-      {"hwmon", "hwmon",
-       [](const HostPaths& p, const ModelCoefficients&) { return make_hwmon_source(p); }},
-      {"model", "model",
-       [](const HostPaths& p, const ModelCoefficients& m) {
-         ModelOptions o;
-         o.min_watts_per_vcpu = m.min_watts_per_vcpu;
-         o.max_watts_per_vcpu = m.max_watts_per_vcpu;
-         return make_model_source(p, o);
-       }},
+      {"rapl_powercap",
+       "rapl",
+       "RAPL through /sys/class/powercap (intel-rapl, amd-rapl)",
+       {{CAP_DAC_READ_SEARCH,
+         "energy_uj is mode 0400 root since the PLATYPUS fix (5.10; CVE-2020-8694); or a udev "
+         "rule that chgrps it 0440 to the agent's group"}},
+       [](const SourceSettings& s) { return make_rapl_powercap_source(s.paths); }},
+      {"rapl_perf",
+       "rapl",
+       "RAPL through the perf_event power PMU",
+       {{CAP_PERFMON, "perf_event_open on the power PMU with pid=-1 (system-wide)"}},
+       [](const SourceSettings& s) { return make_rapl_perf_source(s.paths); }},
+      {"rapl_msr",
+       "rapl",
+       "RAPL through /dev/cpu/N/msr",
+       {{CAP_SYS_RAWIO, "the msr driver checks it when /dev/cpu/N/msr is opened"},
+        {CAP_DAC_READ_SEARCH, "/dev/cpu/N/msr is mode 0600 root"}},
+       [](const SourceSettings& s) { return make_rapl_msr_source(s.paths); }},
+      {"hwmon",
+       "hwmon",
+       "hwmon power and energy sensors (ACPI power meters, amd_energy, GPU drivers)",
+       {{CAP_DAC_READ_SEARCH, "energy inputs may be mode 0400 (amd_energy after CVE-2020-12912)"}},
+       [](const SourceSettings& s) { return make_hwmon_source(s.paths); }},
+      {"nvml",
+       "nvml",
+       "NVIDIA GPUs through NVML, loaded at run time (--nvml-library)",
+       {},
+       [](const SourceSettings& s) { return make_nvml_source(s.nvml_library); }},
+      {"model",
+       "model",
+       "an estimate of the CPU package from /proc/stat utilisation (measured=\"false\")",
+       {},
+       [](const SourceSettings& s) { return make_model_source(s.paths, s.model); }},
   };
   return table;
 }
 
-SourceChoice choose_sources(const std::vector<std::string>& requested, const HostPaths& paths,
-                            const ModelCoefficients& model, const StallCheckWindow& window) {
+const SourceEntry* find_source(std::string_view name) {
+  for (const auto& e : source_registry()) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+std::string source_names(std::string_view separator) {
+  std::string out;
+  for (const auto& e : source_registry()) {
+    if (!out.empty()) out += separator;
+    out += e.name;
+  }
+  return out;
+}
+
+SourceChoice choose_sources(const std::vector<std::string>& requested,
+                            const SourceSettings& settings, const StallCheckWindow& window) {
+  const HostPaths& paths = settings.paths;
   SourceChoice out;
   struct Probed {
     const SourceEntry* entry;
@@ -45,7 +83,7 @@ SourceChoice choose_sources(const std::vector<std::string>& requested, const Hos
   };
   std::vector<Probed> probed;
   for (const SourceEntry& entry : source_registry()) {
-    auto source = entry.make(paths, model);
+    auto source = entry.make(settings);
     SourceStatus st{std::string(entry.name), source->probe(), false, "", false, {}, false};
     bool wanted = requested.empty() ||
                   std::find(requested.begin(), requested.end(), entry.name) != requested.end();
@@ -57,7 +95,8 @@ SourceChoice choose_sources(const std::vector<std::string>& requested, const Hos
   std::vector<EnergySource*> checked;
   std::vector<std::size_t> checked_index;
   for (std::size_t i = 0; i < probed.size(); ++i) {
-    if (probed[i].wanted && out.status[i].availability.available && probed[i].source->measured()) {
+    if (probed[i].wanted && out.status[i].availability.available &&
+        probed[i].source->measures_cpu()) {
       checked.push_back(probed[i].source.get());
       checked_index.push_back(i);
     }
@@ -88,6 +127,7 @@ SourceChoice choose_sources(const std::vector<std::string>& requested, const Hos
   std::unique_ptr<EnergySource> model_source;
   std::size_t model_status = 0;
   std::vector<std::pair<std::size_t, std::unique_ptr<EnergySource>>> standby;
+  bool cpu_measured = false;
   for (std::size_t i = 0; i < probed.size(); ++i) {
     const SourceEntry& entry = *probed[i].entry;
     SourceStatus& st = out.status[i];
@@ -102,18 +142,25 @@ SourceChoice choose_sources(const std::vector<std::string>& requested, const Hos
     } else if (requested.empty() && entry.name == "model") {
       model_source = std::move(source);
       model_status = i;
-      st.why = "estimate, used only when no measured source is readable";
+      st.why = "estimate, used only when no measured source covers the CPU";
     } else {
       st.chosen = true;
       st.why = "chosen";
       families_taken.insert(entry.family);
       out.measured = out.measured || source->measured();
+      cpu_measured = cpu_measured || source->measures_cpu();
+      out.estimated_cpu = out.estimated_cpu || !source->measured();
       out.chosen.push_back(std::move(source));
     }
   }
-  if (requested.empty() && !out.measured && model_source) {
+  if (requested.empty() && !cpu_measured && model_source) {
     out.status[model_status].chosen = true;
-    out.status[model_status].why = "chosen: no measured source is readable on this host";
+    out.status[model_status].why =
+        out.measured ? "chosen: no measured source covers the CPU, so its package energy is "
+                       "estimated (the measured sources keep their own domains, labelled "
+                       "measured)"
+                     : "chosen: no measured source is readable on this host";
+    out.estimated_cpu = true;
     out.chosen.push_back(std::move(model_source));
   } else if (model_source) {
     standby.emplace_back(model_status, std::move(model_source));

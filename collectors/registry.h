@@ -7,23 +7,47 @@
 #include <vector>
 
 #include "agent/base/host_paths.h"
-#include "agent/options.h"
 #include "collectors/counter_stall.h"
 #include "collectors/energy_source.h"
+#include "collectors/model.h"
 
 namespace wattprobe {
 
-/// One line of the source table. The table's order is the documented priority (README "Energy
-/// sources"): a (domain, socket) given by an earlier source is never counted from a later one.
+/// What sources are made from: the host's roots and each source's own options.
+struct SourceSettings {
+  HostPaths paths;
+  ModelOptions model;  // [source.model]
+  /// --nvml-library: a bare name goes through the loader's search path, as the driver installs it.
+  std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
+};
+
+/// A capability a source still needs after start-up, and why (doctor prints the reasons).
+struct CapabilityNeed {
+  int capability;  // CAP_* from <linux/capability.h>
+  std::string_view why;
+};
+
+/// One line of the source table: everything the rest of the agent knows of a source. `--sources`
+/// checking and its help text, the privilege drop, doctor and the choice below read it; adding a
+/// source is its file pair, one line here and its test. The table's order is the documented
+/// priority (README "Energy sources"): a (domain, socket) given by an earlier source is never
+/// counted from a later one.
 struct SourceEntry {
   std::string_view name;
   /// Sources of one family read the same counters by different paths (RAPL through powercap,
   /// perf or MSRs); `auto` takes only the first available of a family.
   std::string_view family;
-  std::function<std::unique_ptr<EnergySource>(const HostPaths&, const ModelCoefficients&)> make;
+  std::string_view help;  // one phrase: what it reads
+  /// What it needs after the privilege drop; none for world-readable files (model, nvml).
+  std::vector<CapabilityNeed> capabilities;
+  std::function<std::unique_ptr<EnergySource>(const SourceSettings&)> make;
 };
 
 const std::vector<SourceEntry>& source_registry();
+/// The entry of that name, or null.
+const SourceEntry* find_source(std::string_view name);
+/// "rapl_powercap,rapl_perf,...": the names in priority order.
+std::string source_names(std::string_view separator = ",");
 
 struct SourceStatus {
   std::string name;
@@ -47,6 +71,7 @@ struct SourceChoice {
   std::vector<StalledAtStart> stalled;
   std::vector<SourceStatus> status;  // every source in the table
   bool measured = false;             // a measured source is among the chosen
+  bool estimated_cpu = false;        // the CPU's energy comes from the `model` estimate
 };
 
 /// The start-up check's wait between its two reads; empty: cpu_burst() on `paths`.
@@ -55,11 +80,12 @@ using StallCheckWindow = std::function<StallEvidence()>;
 /// Probes the table, then reads every available measured source twice across `window` (a short
 /// CPU burst of the agent's own) and takes a source whose counters did not move as stalled, not
 /// available. `requested` empty = auto: the first available RAPL path, hwmon if it has sensors,
-/// and the `model` estimate only when nothing measured is readable; the other available sources
-/// stand by. A requested source that is not available is still listed, with chosen = false and
-/// the reason.
-SourceChoice choose_sources(const std::vector<std::string>& requested, const HostPaths& paths,
-                            const ModelCoefficients& model, const StallCheckWindow& window = {});
+/// nvml if it finds a GPU, and the `model` estimate of the CPU package when no chosen measured
+/// source covers the CPU (so a GPU VM without CPU counters gets its GPUs measured by nvml and its
+/// package estimated by model, each labelled); the other available sources stand by. A requested
+/// source that is not available is still listed, with chosen = false and the reason.
+SourceChoice choose_sources(const std::vector<std::string>& requested,
+                            const SourceSettings& settings, const StallCheckWindow& window = {});
 
 /// What doctor and the log say about a stalled source: its likely cause and what to do.
 inline constexpr std::string_view kStalledCause =

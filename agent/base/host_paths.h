@@ -5,16 +5,18 @@
 
 namespace wattprobe {
 
-/// Every reader of the host goes through these roots (never a hard-coded /sys: docs/architecture.md), so tests and
-/// containers can point the agent at another tree. Each root is the folder that holds `sys`,
-/// `proc`, `dev` or `var/log/pods`; all default to "/".
+/// Every reader of the host goes through these roots (never a hard-coded /sys:
+/// docs/architecture.md), so tests and containers can point the agent at another tree. Each root is
+/// the folder that holds `sys`, `proc`, `dev` or `var/log/pods`; all default to "/".
 struct HostPaths {
   std::filesystem::path sysfs_root{"/"};
   std::filesystem::path procfs_root{"/"};
   std::filesystem::path dev_root{"/"};
   std::filesystem::path pods_log_root{"/"};
 
-  std::filesystem::path sys(std::string_view rel = {}) const { return join(sysfs_root, "sys", rel); }
+  std::filesystem::path sys(std::string_view rel = {}) const {
+    return join(sysfs_root, "sys", rel);
+  }
   std::filesystem::path proc(std::string_view rel = {}) const {
     return join(procfs_root, "proc", rel);
   }

@@ -6,12 +6,13 @@
 #include "agent/privileges.h"
 #include "agent/base/text_file.h"
 #include "bpf/sched_account_loader.h"
+#include "collectors/nvml.h"
 #include "collectors/registry.h"
 
 namespace wattprobe {
 
 int run_doctor(const Options& options, std::ostream& out) {
-  SourceChoice choice = choose_sources(options.sources, options.paths, options.model);
+  SourceChoice choice = choose_sources(options.sources, source_settings(options));
   out << "Energy sources (priority order; each counter read twice, 200 ms of CPU burn apart):\n";
   for (const SourceStatus& st : choice.status) {
     const char* state = st.stalled                  ? "STALLED, not available"
@@ -38,7 +39,19 @@ int run_doctor(const Options& options, std::ostream& out) {
   if (!choice.measured) {
     out << "NOTE: no measured energy source is readable; every figure would be an ESTIMATE "
            "(source=\"model\", measured=\"false\").\n";
+  } else if (choice.estimated_cpu) {
+    out << "NOTE: no measured source covers the CPU: its package energy would be an ESTIMATE "
+           "(source=\"model\", measured=\"false\"); the measured domains stay "
+           "measured=\"true\".\n";
   }
+  out << "\nGPUs (nvml, " << options.nvml_library.string() << "):\n";
+  NvmlSource nvml(options.nvml_library);
+  Availability gpu = nvml.probe();
+  if (!gpu.available) {
+    out << "  none: " << gpu.reason << "\n";
+    if (!gpu.remedy.empty()) out << "      to enable: " << gpu.remedy << "\n";
+  }
+  for (const std::string& line : nvml.doctor_report()) out << "  " << line << "\n";
 
   out << "\nCPU accounting:\n";
   std::string report = BpfAccounting::kernel_support_report(options.paths);

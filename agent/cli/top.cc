@@ -262,7 +262,7 @@ struct Standalone {
 /// by --accounting) and starts its loop on a thread. The agent serves no port and keeps no
 /// checkpoint: it would compete with a daemon's.
 bool start_standalone(const Options& o, Standalone& s) {
-  SourceChoice sources = choose_sources(o.sources, o.paths, o.model);
+  SourceChoice sources = choose_sources(o.sources, source_settings(o));
   for (const SourceStatus& st : sources.status) {
     if (!o.sources.empty() && !st.chosen && st.why != "not in --sources") {
       std::fprintf(stderr, "wattprobe top: source %s is not available: %s\n", st.name.c_str(),

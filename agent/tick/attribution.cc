@@ -84,7 +84,8 @@ void Attribution::widen_cells() {
   stride_ = stride;
 }
 
-EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int64_t now_ms) {
+EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int64_t now_ms,
+                              const GpuTick* gpu) {
   EnergyTick tick;
   tick.end_ms = now_ms;
   tick.seconds = energy.seconds;
@@ -92,6 +93,20 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
   workloads_dropped_ += cpu.workloads_dropped;
 
   const std::size_t n = cpu.workloads.size();
+  // Workloads that used a GPU in this tick but no CPU come after the CPU's: [n, total).
+  std::vector<const WorkloadId*> ids(n);
+  for (std::size_t i = 0; i < n; ++i) ids[i] = &cpu.workloads[i].id;
+  std::unordered_map<WorkloadId, std::size_t, WorkloadIdHash> index_of;
+  if (gpu && !gpu->devices.empty()) {
+    for (std::size_t i = 0; i < n; ++i) index_of.emplace(cpu.workloads[i].id, i);
+    for (const GpuDeviceTick& dev : gpu->devices) {
+      for (const GpuWorkloadShare& s : dev.shares) {
+        if (index_of.emplace(s.id, ids.size()).second) ids.push_back(&s.id);
+      }
+    }
+  }
+  const std::size_t total = ids.size();
+
   // Weights: cycles where every running workload has them and nothing is unaccounted (lost
   // records have no cycles), else on-CPU nanoseconds.
   bool by_cycles = false;
@@ -123,16 +138,17 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
 
   // Workloads that did not run show zero power; those that did sum their socket rows below.
   for (Cell& c : cells_) c.watts = 0;
-  std::vector<uint32_t> slot(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    slot[i] = slot_for(cpu.workloads[i].id);
+  std::vector<uint32_t> slot(total);
+  for (std::size_t i = 0; i < total; ++i) {
+    slot[i] = slot_for(*ids[i]);
     Slot& t = slots_[slot[i]];
-    t.cpu_seconds += static_cast<double>(cpu.workloads[i].cpu_ns) * 1e-9;
+    if (i < n) t.cpu_seconds += static_cast<double>(cpu.workloads[i].cpu_ns) * 1e-9;
     t.last_seen_ms = now_ms;
   }
 
-  std::vector<double> host_joules(n, 0.0);
-  std::vector<double> share(n);
+  std::vector<double> host_joules(total, 0.0);
+  std::vector<double> host_cpu_joules(n, 0.0);  // without GPU energy, for per-process CPU split
+  std::vector<double> share(total);
   std::vector<bool> in_host = host_sum_domains(energy);
   for (std::size_t r = 0; r < energy.domains.size(); ++r) {
     const DomainEnergy& d = energy.domains[r];
@@ -142,7 +158,11 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     if (auto it = options_.idle_watts.find(d.domain); it != options_.idle_watts.end()) {
       est.set_override(it->second);
     }
-    if (energy.seconds > 0 && utilisation >= 0) est.observe(utilisation, d.watts);
+    const bool is_gpu = d.domain == "gpu";
+    const GpuDeviceTick* dev = is_gpu && gpu && d.source == "nvml" ? gpu->find(d.socket) : nullptr;
+    // A GPU's idle power is learned against its own utilisation, never the CPU's.
+    double row_utilisation = is_gpu ? (dev ? dev->utilisation : -1) : utilisation;
+    if (energy.seconds > 0 && row_utilisation >= 0) est.observe(row_utilisation, d.watts);
 
     const double measured = d.joules;
     double idle = 0;
@@ -152,21 +172,52 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     row.method = est.method();
     double dynamic = measured - idle;
     double unattributed = 0;
+    std::fill(share.begin(), share.end(), 0.0);
 
-    if (all_weight > 0) {
-      for (std::size_t i = 0; i < n; ++i) share[i] = dynamic * (weight[i] / all_weight);
-      unattributed = dynamic * (unaccounted / all_weight);
+    if (is_gpu) {
+      if (dev && dev->method != "none") {
+        double given = 0;
+        for (const GpuWorkloadShare& s : dev->shares) {
+          double j = dynamic * s.share;
+          share[index_of.at(s.id)] += j;
+          given += j;
+          auto& by = gpu_split_joules_[s.id][{dev->device, dev->method}];
+          by += j;
+          if (options_.process_metrics_top > 0 && in_host[r])
+            processes_.add_gpu(s.pid, s.comm, s.id.workload, j, now_ms);
+        }
+        unattributed = std::max(0.0, dynamic - given);  // processes gone before they were read
+      } else {
+        unattributed = dynamic;  // no per-process signal: never split a GPU by CPU time
+      }
+      if (options_.idle_policy != IdlePolicy::separate && dev && idle > 0 && !dev->shares.empty()) {
+        double share_sum = 0;
+        for (const GpuWorkloadShare& s : dev->shares) share_sum += s.share;
+        if (share_sum > 0) {
+          for (const GpuWorkloadShare& s : dev->shares) {
+            double j = options_.idle_policy == IdlePolicy::even
+                           ? idle / static_cast<double>(dev->shares.size())
+                           : idle * (s.share / share_sum);
+            share[index_of.at(s.id)] += j;
+          }
+          idle = 0;
+        }
+      }
     } else {
-      std::fill(share.begin(), share.end(), 0.0);
-      unattributed = dynamic;  // energy used while accounting saw no task: nobody to give it to
-    }
-    if (options_.idle_policy != IdlePolicy::separate && n > 0 && idle > 0) {
-      if (options_.idle_policy == IdlePolicy::even) {
-        for (std::size_t i = 0; i < n; ++i) share[i] += idle / static_cast<double>(n);
-        idle = 0;
-      } else if (weight_sum > 0) {
-        for (std::size_t i = 0; i < n; ++i) share[i] += idle * (weight[i] / weight_sum);
-        idle = 0;
+      if (all_weight > 0) {
+        for (std::size_t i = 0; i < n; ++i) share[i] = dynamic * (weight[i] / all_weight);
+        unattributed = dynamic * (unaccounted / all_weight);
+      } else {
+        unattributed = dynamic;  // energy used while accounting saw no task: nobody to give it to
+      }
+      if (options_.idle_policy != IdlePolicy::separate && n > 0 && idle > 0) {
+        if (options_.idle_policy == IdlePolicy::even) {
+          for (std::size_t i = 0; i < n; ++i) share[i] += idle / static_cast<double>(n);
+          idle = 0;
+        } else if (weight_sum > 0) {
+          for (std::size_t i = 0; i < n; ++i) share[i] += idle * (weight[i] / weight_sum);
+          idle = 0;
+        }
       }
     }
 
@@ -188,7 +239,9 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     idle_total_[d.domain] += idle;
     unattributed_total_[d.domain] += unattributed;
     const double per_second = energy.seconds > 0 ? 1.0 / energy.seconds : 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t i = 0; i < total; ++i) {
+      // GPU series only for the workloads that used the GPU.
+      if ((i >= n || is_gpu) && share[i] == 0) continue;
       Cell& c = cells_of(slot[i])[row.pair];
       c.joules += share[i];
       // Several socket rows of one domain add up to the workload's power in that domain.
@@ -200,26 +253,31 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       tick.idle_joules += idle;
       tick.unattributed_joules += unattributed;
       tick.measured = tick.measured && d.measured;
-      for (std::size_t i = 0; i < n; ++i) host_joules[i] += share[i];
+      for (std::size_t i = 0; i < total; ++i) host_joules[i] += share[i];
+      if (!is_gpu) {
+        for (std::size_t i = 0; i < n; ++i) host_cpu_joules[i] += share[i];
+      }
     }
   }
 
-  if (options_.process_metrics_top > 0) processes_.add(cpu, host_joules, now_ms);
+  if (options_.process_metrics_top > 0) processes_.add(cpu, host_cpu_joules, now_ms);
 
-  tick.workloads.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    double host_share = cpu.capacity_ns > 0 ? static_cast<double>(cpu.workloads[i].cpu_ns) /
-                                                  static_cast<double>(cpu.capacity_ns)
-                                            : 0;
-    tick.workloads.push_back(
-        {cpu.workloads[i].id, host_joules[i], std::min(host_share, 1.0), cpu.workloads[i].cpu_ns});
+  tick.workloads.reserve(total);
+  for (std::size_t i = 0; i < total; ++i) {
+    uint64_t cpu_ns = i < n ? cpu.workloads[i].cpu_ns : 0;
+    double host_share = cpu.capacity_ns > 0
+                            ? static_cast<double>(cpu_ns) / static_cast<double>(cpu.capacity_ns)
+                            : 0;
+    tick.workloads.push_back({*ids[i], host_joules[i], std::min(host_share, 1.0), cpu_ns});
   }
 
   // Series of workloads gone for longer than the expiry leave /metrics (their totals live on
   // in the ledger).
   for (uint32_t s = 0; s < slots_.size(); ++s) {
-    if (slots_[s].used && now_ms - slots_[s].last_seen_ms > options_.workload_expiry.count())
+    if (slots_[s].used && now_ms - slots_[s].last_seen_ms > options_.workload_expiry.count()) {
+      gpu_split_joules_.erase(*slots_[s].id);
       free_slot(s);
+    }
   }
   return tick;
 }
@@ -363,9 +421,24 @@ void Attribution::append_families(std::vector<Family>& out) const {
                                   {"method", rows_[r].method}},
                                  rows_[r].idle_watts});
   }
+  Family gpu{"wattprobe_workload_gpu_energy_joules_total",
+             "GPU energy attributed to a workload, by GPU (device = the NVML index) and how the "
+             "split was made (exclusive, sampled, even); also counted in "
+             "wattprobe_workload_energy_joules_total{domain=\"gpu\"}.",
+             MetricType::counter,
+             {}};
+  for (const auto& [id, by] : gpu_split_joules_) {
+    for (const auto& [key, j] : by) {
+      Labels l = workload_labels(id, 2);
+      l.emplace_back("device", std::to_string(key.first));
+      l.emplace_back("split", key.second);
+      gpu.series.push_back({std::move(l), j});
+    }
+  }
   out.push_back(std::move(energy));
   out.push_back(std::move(power));
   out.push_back(std::move(cpu));
+  out.push_back(std::move(gpu));
   out.push_back(std::move(idle));
   out.push_back(std::move(unattributed));
   out.push_back(std::move(idle_power));

@@ -15,6 +15,7 @@
 #include "agent/tick/idle_power.h"
 #include "agent/tick/process_energy.h"
 #include "agent/base/snapshot.h"
+#include "collectors/gpu_split.h"
 
 namespace wattprobe {
 
@@ -60,8 +61,11 @@ class Attribution {
  public:
   explicit Attribution(AttributionOptions options);
 
-  /// One tick. `now_ms` is wall-clock time at its end.
-  EnergyTick apply(const NodeEnergy& energy, const CpuTick& cpu, int64_t now_ms);
+  /// One tick. `now_ms` is wall-clock time at its end. A `gpu` domain is never split by CPU
+  /// time: an nvml row is split by `gpu`'s per-process shares of its device (socket = device
+  /// index), and any other gpu row's dynamic energy is unattributed (no per-process signal).
+  EnergyTick apply(const NodeEnergy& energy, const CpuTick& cpu, int64_t now_ms,
+                   const GpuTick* gpu = nullptr);
 
   void append_families(std::vector<Family>& out) const;
 
@@ -138,6 +142,9 @@ class Attribution {
   std::map<std::string, double> idle_total_;          // by domain
   std::map<std::string, double> unattributed_total_;  // by domain
   ProcessEnergy processes_;
+  /// Per workload: GPU joules by {device, split method}, for wattprobe_workload_gpu_energy_*.
+  std::unordered_map<WorkloadId, std::map<std::pair<int, std::string>, double>, WorkloadIdHash>
+      gpu_split_joules_;
   uint64_t violations_ = 0;
   uint64_t records_lost_ = 0;
   uint64_t workloads_dropped_ = 0;

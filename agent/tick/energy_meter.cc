@@ -104,7 +104,13 @@ NodeEnergy EnergyMeter::tick(double seconds, std::optional<double> busy_cpus) {
         }
         Counter& c = counters_[{name, r.key}];
         primed = c.primed;
-        if (c.primed) {
+        if (c.primed && r.reset_when_lower && r.raw < c.raw) {
+          // Restarted (driver reload): what it counted since is unknown to within a tick, and
+          // a wrap would be a huge figure; count nothing and start again from here. A restart
+          // is movement, not a stall.
+          ++errors_[{name, "counter_reset"}];
+          advanced = true;
+        } else if (c.primed) {
           uint64_t delta = counter_delta(c.raw, r.raw, r.modulus);
           joules = static_cast<double>(delta) * r.unit_joules;
           advanced = delta != 0;
@@ -319,7 +325,7 @@ void EnergyMeter::append_families(std::vector<Family>& out) const {
   }
   Family errors{"wattprobe_agent_collector_errors_total",
                 "Failed reads by collector and reason (absent, permission, malformed, transient, "
-                "unsupported).",
+                "unsupported, counter_reset).",
                 MetricType::counter,
                 {}};
   for (const auto& [key, n] : errors_) {

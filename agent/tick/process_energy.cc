@@ -49,6 +49,20 @@ void ProcessEnergy::add(const CpuTick& cpu, std::span<const double> workload_jou
   enforce_cap();
 }
 
+void ProcessEnergy::add_gpu(uint32_t pid, const std::string& comm, const std::string& workload,
+                            double joules, int64_t now_ms) {
+  // NVML names a process by pid alone: the entry holding the pid is taken to be it (a pid reused
+  // within one tick would be charged to the older process's series until it expires).
+  auto [it, inserted] = by_pid_.try_emplace(pid);
+  Total& t = it->second;
+  t.pid = pid;
+  if (inserted || t.comm.empty()) assign_printable(t.comm, comm);
+  if (t.workload.empty()) t.workload = workload;
+  t.joules += joules;
+  t.last_seen_ms = now_ms;
+  enforce_cap();
+}
+
 void ProcessEnergy::enforce_cap() {
   if (by_pid_.size() <= cap_) return;
   std::vector<const Total*> all;
@@ -87,9 +101,9 @@ std::vector<ProcessEnergy::Total> ProcessEnergy::top() const {
 
 void ProcessEnergy::append_families(std::vector<Family>& out) const {
   Family energy{"wattprobe_process_energy_joules_total",
-                "Energy attributed to a process (its share of its workload's CPU time), summed "
-                "over the host's non-overlapping domains; only the top --process-metrics-top "
-                "processes by energy.",
+                "Energy attributed to a process (its share of its workload's CPU time, plus its "
+                "own share of each GPU it used), summed over the host's non-overlapping domains; "
+                "only the top --process-metrics-top processes by energy.",
                 MetricType::counter,
                 {}};
   std::vector<Total> top_n = top();

@@ -35,6 +35,11 @@ class ProcessEnergy {
   /// `workload_joules[i]` is what cpu.workloads[i] received this tick. `now_ms` is wall clock.
   void add(const CpuTick& cpu, std::span<const double> workload_joules, int64_t now_ms);
 
+  /// GPU joules of one process in this tick (its part of a GPU's split, collectors/gpu_split.h):
+  /// added to the process's total, which then holds its CPU and GPU energy.
+  void add_gpu(uint32_t pid, const std::string& comm, const std::string& workload, double joules,
+               int64_t now_ms);
+
   struct Total {
     uint32_t pid = 0;
     uint64_t start_time_ns = 0;

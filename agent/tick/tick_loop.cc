@@ -22,7 +22,12 @@ Agent::Agent(Options options, std::unique_ptr<EnergyMeter> meter,
     : options_(std::move(options)),
       meter_(std::move(meter)),
       accounting_(std::move(accounting)),
-      attribution_(options_.attribution) {}
+      attribution_(options_.attribution) {
+  for (const auto& source : meter_->sources()) {
+    if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
+  }
+  if (nvml_) gpu_ = std::make_unique<GpuWorkloads>(options_.paths);
+}
 
 void Agent::request_stop() {
   std::lock_guard lock(mu_);
@@ -67,13 +72,20 @@ void Agent::tick(double seconds) {
   }
   NodeEnergy energy = meter_->tick(seconds, busy_cpus);
   int64_t now_ms = wall_clock_ms();
-  EnergyTick energy_tick = attribution_.apply(energy, cpu, now_ms);
+  GpuTick gpu;
+  if (nvml_) {
+    gpu = gpu_->tick(
+        *nvml_,
+        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  }
+  EnergyTick energy_tick = attribution_.apply(energy, cpu, now_ms, nvml_ ? &gpu : nullptr);
   for (TickConsumer* c : consumers_) c->on_tick(energy_tick);
 
   auto snap = std::make_shared<Snapshot>();
   snap->timestamp_ms = now_ms;
   meter_->append_families(snap->families);
   attribution_.append_families(snap->families);
+  if (nvml_) gpu_->append_families(*nvml_, snap->families);
   snap->families.push_back({"wattprobe_agent_accounting_mode",
                             "How per-workload CPU time is accounted: bpf, or the procfs fallback.",
                             MetricType::gauge,

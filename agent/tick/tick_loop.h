@@ -14,6 +14,8 @@
 #include "agent/tick/self_metrics.h"
 #include "agent/base/snapshot.h"
 #include "collectors/registry.h"
+#include "collectors/gpu_split.h"
+#include "collectors/nvml.h"
 
 namespace wattprobe {
 
@@ -56,6 +58,8 @@ class Agent {
   std::unique_ptr<EnergyMeter> meter_;
   std::unique_ptr<CpuAccounting> accounting_;
   Attribution attribution_;
+  const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
+  std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
   SelfMetrics self_;
   std::vector<TickConsumer*> consumers_;
   uint64_t ticks_ = 0;

@@ -105,7 +105,8 @@ TEST(Attribution, DynamicEnergySplitsByCpuTime) {
   opt.idle_watts["package"] = 20;
   Attribution a(opt);
   // 20 W idle override, 80 J measured in 1 s: 60 J dynamic split 3:1.
-  EnergyTick et = a.apply(node({{"package", 80}}), cpu({750'000'000, 250'000'000}, 2'000'000'000), 1000);
+  EnergyTick et =
+      a.apply(node({{"package", 80}}), cpu({750'000'000, 250'000'000}, 2'000'000'000), 1000);
   EXPECT_DOUBLE_EQ(et.idle_joules, 20);
   EXPECT_DOUBLE_EQ(et.workloads[0].joules, 45);
   EXPECT_DOUBLE_EQ(et.workloads[1].joules, 15);
@@ -125,7 +126,8 @@ TEST(Attribution, LostRecordsBecomeUnattributed) {
   AttributionOptions opt;
   opt.idle_watts["package"] = 0;
   Attribution a(opt);
-  EnergyTick et = a.apply(node({{"package", 100}}), cpu({300, 100}, 1000, /*unaccounted=*/100), 1000);
+  EnergyTick et =
+      a.apply(node({{"package", 100}}), cpu({300, 100}, 1000, /*unaccounted=*/100), 1000);
   EXPECT_DOUBLE_EQ(et.unattributed_joules, 20);
   EXPECT_DOUBLE_EQ(et.workloads[0].joules, 60);
 }
@@ -178,8 +180,8 @@ TEST(Attribution, LearnsIdleFromTheHostsOwnTicks) {
 TEST(Attribution, CarbonSumUsesNonOverlappingDomains) {
   Attribution a({});
   // package ⊃ core: only package + dram count toward the host's joules.
-  EnergyTick et = a.apply(node({{"package", 50}, {"core", 30}, {"dram", 5}}),
-                          cpu({1000}, 1000), 1000);
+  EnergyTick et =
+      a.apply(node({{"package", 50}, {"core", 30}, {"dram", 5}}), cpu({1000}, 1000), 1000);
   EXPECT_DOUBLE_EQ(et.measured_joules, 55);
 }
 
@@ -287,6 +289,68 @@ TEST(Attribution, RestoredTotalsContinueTheSameSeries) {
   c.restore(a.totals());
   c.apply(node({{"package", 20}, {"dram", 2}}), cpu({300, 100}, 2000), 6500);
   EXPECT_EQ(c.workload_count(), 2u);
+}
+
+}  // namespace
+}  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+// A GPU is never split by CPU time: an nvml row goes by its device's per-process shares, a
+// workload that used only the GPU still gets its part, and a gpu row without a per-process
+// signal (hwmon) is unattributed.
+TEST(Attribution, GpuRowsFollowTheirOwnSplitNeverCpuTime) {
+  AttributionOptions o;
+  o.idle_watts["gpu"] = 100;
+  Attribution a(o);
+  NodeEnergy e = node({{"package", 50}});
+  DomainEnergy g;
+  g.source = "nvml";
+  g.domain = "gpu";
+  g.socket = 0;
+  g.joules = 500;
+  g.watts = 500;
+  e.domains.push_back(g);
+  DomainEnergy h = g;
+  h.source = "hwmon";
+  h.socket = -1;
+  h.joules = 200;
+  h.watts = 200;
+  e.domains.push_back(h);
+  CpuTick c = cpu({3'000'000, 1'000'000}, 8'000'000);  // w0 3:1 w1 on the CPU
+  GpuTick gpu;
+  GpuDeviceTick dev;
+  dev.device = 0;
+  dev.method = "sampled";
+  dev.utilisation = 0.8;
+  dev.shares.push_back({{"w1", "service", "", "", ""}, 11, "b", 0.6});
+  dev.shares.push_back({{"gpu-only", "service", "", "", ""}, 12, "c", 0.3});
+  dev.unresolved = 0.1;
+  gpu.devices.push_back(dev);
+  // Twice: the first tick teaches nothing odd, the second is checked.
+  a.apply(e, c, 1000, &gpu);
+  EnergyTick t = a.apply(e, c, 2000, &gpu);
+  EXPECT_EQ(a.conservation_violations(), 0u);
+  std::map<std::string, double> host;
+  for (const auto& w : t.workloads) host[w.id.workload] = w.joules;
+  // nvml: 500 J − 100 J idle = 400 J dynamic: w1 60 %, gpu-only 30 %, 10 % unresolved; w0
+  // (most CPU) gets none of it. hwmon: 100 J dynamic, all unattributed.
+  EXPECT_NEAR(host["gpu-only"], 120, 1e-9);
+  EXPECT_NEAR(host["w1"] - host["w0"] / 3, 240, 1e-9);
+  std::vector<Family> fams;
+  a.append_families(fams);
+  EXPECT_NEAR(family_sum(fams, "wattprobe_node_unattributed_energy_joules_total", "gpu"),
+              2 * (40 + 100), 1e-9);
+  EXPECT_NEAR(family_sum(fams, "wattprobe_workload_energy_joules_total", "gpu"), 2 * 360, 1e-9);
+  bool labelled = false;
+  for (const auto& f : fams) {
+    if (f.name != "wattprobe_workload_gpu_energy_joules_total") continue;
+    for (const auto& s : f.series) {
+      for (const auto& [k, v] : s.labels) labelled = labelled || (k == "split" && v == "sampled");
+    }
+  }
+  EXPECT_TRUE(labelled);
 }
 
 }  // namespace
