@@ -6,10 +6,10 @@
 
 namespace wattprobe {
 
-Result<AccountingChoice> choose_accounting(const Options& options) {
+Result<AccountingChoice> choose_accounting(const AccountingSettings& options) {
   AccountingChoice out;
-  bool per_process = options.process_metrics_top > 0;
-  if (options.accounting != "procfs") {
+  const bool per_process = options.per_process;
+  if (options.mode != "procfs") {
     auto resolver = std::make_shared<CgroupResolver>(options.paths);
     AccountingOptions ao;
     ao.max_workloads = options.max_workloads;
@@ -21,7 +21,7 @@ Result<AccountingChoice> choose_accounting(const Options& options) {
       out.why = "eBPF sched_switch and exit hooks loaded";
       return out;
     }
-    if (options.accounting == "bpf") return bpf.error();
+    if (options.mode == "bpf") return bpf.error();
     out.why = "eBPF accounting could not load (" + bpf.error().message() +
               "); using /proc, which misses processes that start and exit within one tick";
   } else {

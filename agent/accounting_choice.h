@@ -1,13 +1,21 @@
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
-#include "collectors/cpu_accounting.h"
-#include "agent/options.h"
+#include "agent/base/host_paths.h"
 #include "agent/base/result.h"
+#include "collectors/cpu_accounting.h"
 
 namespace wattprobe {
+
+struct AccountingSettings {
+  std::string mode = "auto";  // --accounting: auto | bpf | procfs
+  HostPaths paths;
+  std::size_t max_workloads = 5000;
+  bool per_process = false;  // per-process records, for --process-metrics-top and top
+};
 
 struct AccountingChoice {
   std::unique_ptr<CpuAccounting> accounting;
@@ -17,6 +25,6 @@ struct AccountingChoice {
 
 /// --accounting=auto tries eBPF and falls back to /proc with the reason; =bpf fails with the
 /// reason instead of falling back; =procfs skips BPF.
-Result<AccountingChoice> choose_accounting(const Options& options);
+Result<AccountingChoice> choose_accounting(const AccountingSettings& settings);
 
 }  // namespace wattprobe

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "agent/tick/tick_loop.h"
+#include "agent/pipeline.h"
 #include "exporters/prometheus_pull.h"
 
 namespace wattprobe {
@@ -13,7 +13,7 @@ namespace wattprobe {
 /// Whether the tick loop still runs, for /healthz. A process that answers HTTP but no longer
 /// ticks (a sysfs read that never returns, a deadlock) exports frozen figures, so a probe must
 /// fail then too, not only when the process is gone.
-class Liveness : public TickConsumer {
+class Liveness : public SnapshotSink {
  public:
   explicit Liveness(std::chrono::milliseconds interval) : interval_(interval) {}
 

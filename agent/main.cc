@@ -11,72 +11,20 @@
 #include <thread>
 #include <vector>
 
-#include "agent/accounting_choice.h"
-#include "agent/carbon/carbon.h"
 #include "agent/cli/doctor.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
 #include "agent/liveness.h"
 #include "agent/options.h"
+#include "agent/pipeline.h"
 #include "agent/privileges.h"
 #include "agent/state/checkpoint.h"
-#include "agent/state/ledger.h"
-#include "agent/tick/tick_loop.h"
-#include "collectors/registry.h"
 #include "exporters/prometheus_pull.h"
-#include "exporters/remote_write.h"
 
 namespace wattprobe {
 namespace {
 
-/// Carbon follows the ticks: operational and embodied grams per workload.
-class CarbonConsumer : public TickConsumer {
- public:
-  /// Reads the grid API key (a root-only file is fine: privileges are still held), but starts
-  /// no thread: see start().
-  explicit CarbonConsumer(const Options& o) : carbon_(o.paths, o.carbon) {}
-  /// The grid refresh thread fetches and parses network answers, so it starts only after the
-  /// privilege drop; its events go to stderr, one line each.
-  void start() {
-    carbon_.start(
-        [](const std::string& line) { std::fprintf(stderr, "wattprobe: %s\n", line.c_str()); });
-  }
-  ~CarbonConsumer() override { carbon_.stop(); }
-  void on_tick(const EnergyTick& t) override { carbon_.on_tick(t); }
-  void append_families(std::vector<Family>& out) const override { carbon_.append_families(out); }
-  Carbon& carbon() { return carbon_; }
-
- private:
-  Carbon carbon_;
-};
-
-/// The ledger sums each tick's joules and grams per period into the day files `report` reads.
-/// It takes the tick's grams from Carbon, so it must be added after CarbonConsumer.
-class LedgerConsumer : public TickConsumer {
- public:
-  LedgerConsumer(const LedgerOptions& o, const Carbon& carbon) : ledger_(o, carbon) {}
-  Result<bool> open() { return ledger_.open(wall_clock_ms()); }
-  void on_tick(const EnergyTick& t) override { ledger_.on_tick(t); }
-  void append_families(std::vector<Family>& out) const override { ledger_.append_families(out); }
-  void flush() { ledger_.flush_all(); }
-
- private:
-  Ledger ledger_;
-};
-
-/// Remote-write takes every published snapshot into its disk queue.
-class RemoteWriteConsumer : public TickConsumer {
- public:
-  explicit RemoteWriteConsumer(const RemoteWriteOptions& o) : rw_(o) {}
-  Result<bool> start() { return rw_.start(); }
-  /// The last tick is queued: the stop flush may begin while the rest of the agent shuts down.
-  void begin_stop() { rw_.request_stop(); }
-  void append_families(std::vector<Family>& out) const override { rw_.append_families(out); }
-  void on_snapshot(const SnapshotPtr& s) override { rw_.enqueue(*s); }
-
- private:
-  RemoteWrite rw_;
-};
+void log_line(const std::string& line) { std::fprintf(stderr, "wattprobe: %s\n", line.c_str()); }
 
 constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
@@ -105,95 +53,31 @@ int run(const Options& options) {
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  SourceChoice sources = choose_sources(options.sources, source_settings(options));
-  for (const SourceStatus& st : sources.status) {
-    if (!options.sources.empty() && !st.chosen && st.why != "not in --sources") {
-      std::fprintf(stderr, "wattprobe: source %s is not available: %s\n", st.name.c_str(),
-                   st.availability.reason.c_str());
-      return 1;
-    }
-    if (st.stalled) {
-      std::fprintf(stderr, "wattprobe: source %s is not used: %s\n", st.name.c_str(),
-                   st.availability.reason.c_str());
-    }
-  }
-  if (sources.chosen.empty()) {
-    std::fprintf(stderr, "wattprobe: no energy source is readable; `wattprobe doctor` says why\n");
+  auto built = Pipeline::build(options, PipelineRole::daemon, log_line);
+  if (!built.ok()) {
+    log_line(built.error().detail);
     return 1;
   }
-  std::string names;
-  for (const auto& s : sources.chosen) names += (names.empty() ? "" : ",") + std::string(s->name());
-  std::fprintf(stderr, "wattprobe: energy sources: %s%s\n", names.c_str(),
-               !sources.measured       ? " (ESTIMATE: no measured source is readable)"
-               : sources.estimated_cpu ? " (CPU package ESTIMATED by model; the rest measured)"
-                                       : "");
-
-  auto accounting = choose_accounting(options);
-  if (!accounting.ok()) {
-    std::fprintf(stderr, "wattprobe: --accounting=bpf: %s\n", accounting.error().message().c_str());
-    return 1;
-  }
-  std::fprintf(stderr, "wattprobe: cpu accounting: %s (%s)\n",
-               std::string(accounting->accounting->mode()).c_str(), accounting->why.c_str());
-
-  std::string accounting_mode(accounting->accounting->mode());
-  Agent agent(options, make_energy_meter(std::move(sources)), std::move(accounting->accounting));
-  CarbonConsumer carbon(options);
-  agent.add_consumer(&carbon);
-  CheckpointConsumer checkpoint(
-      CheckpointStore(options.state_dir, read_host_identity(options.paths)),
-      options.checkpoint_interval, agent.meter(), agent.attribution(), &carbon.carbon());
-  agent.add_consumer(&checkpoint);
-  LedgerConsumer ledger(options.ledger, carbon.carbon());
-  agent.add_consumer(&ledger);
+  Pipeline& pipeline = **built;
   // Everything privileged is open now (BPF loaded, counters opened at probe): keep only what
   // the tick still needs, before the first request can be served.
-  std::vector<std::string> chosen;
-  for (const SourceStatus& st : sources.status) {
-    if (st.chosen || st.standby) chosen.push_back(st.name);  // a stand-in is read every tick
-  }
-  PrivilegePlan plan{capabilities_needed(chosen, accounting_mode == "bpf"), options.user};
-  auto dropped = drop_privileges(plan);
+  auto dropped = drop_privileges(PrivilegePlan{pipeline.capabilities_needed(), options.user});
   if (!dropped.ok()) {
-    std::fprintf(stderr, "wattprobe: cannot drop privileges: %s\n",
-                 dropped.error().message().c_str());
+    log_line("cannot drop privileges: " + dropped.error().message());
     return 1;
   }
-  std::fprintf(stderr, "wattprobe: privileges: %s\n", dropped->c_str());
-  // The ledger's files belong to the user that writes them, so its folder is made only now.
-  if (auto opened = ledger.open(); !opened.ok()) {
-    std::fprintf(stderr, "wattprobe: ledger: %s\n", opened.error().message().c_str());
+  log_line("privileges: " + *dropped);
+  if (auto started = pipeline.start(log_line); !started.ok()) {
+    log_line(started.error().detail);
     return 1;
-  }
-
-  // After the drop, so the checkpoint files are handled by the user that will write them; before
-  // the first tick, so every _total continues from the checkpoint.
-  if (auto refusal = checkpoint.restore()) {
-    std::fprintf(stderr, "wattprobe: %s\n", refusal->c_str());
-    return 1;
-  }
-
-  carbon.start();
-
-  // After the drop: its sender is a thread (capabilities are per thread, so dropping must come
-  // first), and its queue folder must be writable by the user the agent runs as from now on.
-  std::unique_ptr<RemoteWriteConsumer> remote_write;
-  if (!options.remote_write.url.empty()) {
-    remote_write = std::make_unique<RemoteWriteConsumer>(options.remote_write);
-    auto started = remote_write->start();
-    if (!started.ok()) {
-      std::fprintf(stderr, "wattprobe: remote-write: %s\n", started.error().message().c_str());
-      return 1;
-    }
-    agent.add_consumer(remote_write.get());
   }
 
   Liveness liveness(options.interval);
-  agent.add_consumer(&liveness);
+  pipeline.add_sink(&liveness);
   std::unique_ptr<PrometheusPull> pull;
   try {
     pull = std::make_unique<PrometheusPull>(
-        options.listen, [&agent] { return agent.snapshot(); },
+        options.listen, [&pipeline] { return pipeline.snapshot(); },
         [&liveness] { return liveness.answer(); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattprobe: %s\n", e.what());
@@ -210,19 +94,15 @@ int run(const Options& options) {
     if (sig == 0 || ended) return;
     std::fprintf(stderr, "wattprobe: SIG%s: stopping (final checkpoint and ledger flush)\n",
                  sigabbrev_np(sig));
-    agent.request_stop();
+    pipeline.request_stop();
   });
-  agent.run();
+  pipeline.run(log_line);
   ended = true;
-  ledger.flush();  // the period in progress, with the seconds it covers
-  // The flush (up to --remote-write-flush-timeout) overlaps the HTTP server's shutdown (up to
-  // its 2 s poll quantum) instead of following it, so SIGTERM stays prompt with a hung receiver.
-  if (remote_write) remote_write->begin_stop();
+  pipeline.begin_stop();
   // A normal end (--max-ticks) must still release the waiter.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
-  // The totals of the last tick, so a SIGTERM restart continues them exactly.
-  checkpoint.write_now();
+  pipeline.finish(log_line);
   std::fprintf(stderr, "wattprobe: stopped\n");
   return 0;
 }

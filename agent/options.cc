@@ -9,8 +9,8 @@
 #include <sstream>
 
 #include "agent/base/duration.h"
-#include "agent/carbon/grid/registry.h"
 #include "agent/base/text_file.h"
+#include "agent/carbon/grid/registry.h"
 
 namespace po = boost::program_options;
 
@@ -18,67 +18,106 @@ namespace wattprobe {
 
 namespace {
 
-
 po::options_description describe() {
   po::options_description d("wattprobe run options");
   // Everything is read as text and validated below, so a bad value's message names the option,
   // where it came from and the value, in one line.
   // clang-format off: one option per line reads as the table it is.
-  d.add_options()
-      ("config", po::value<std::string>(), "INI-style config file; command-line options win")
-      ("listen", po::value<std::string>(), "address:port for /metrics and /healthz (default 127.0.0.1:9887)")
-      ("interval", po::value<std::string>(), "tick length, 100ms to 60s (default 1s)")
-      ("sysfs-root", po::value<std::string>(), "folder holding sys/ (default /)")
-      ("procfs-root", po::value<std::string>(), "folder holding proc/ (default /)")
-      ("dev-root", po::value<std::string>(), "folder holding dev/ (default /)")
-      ("pods-log-root", po::value<std::string>(), "folder holding var/log/pods (default /)")
-      ("sources", po::value<std::string>(), ("auto, or a comma list of: " + source_names()).c_str())
-      ("nvml-library", po::value<std::string>(), "NVML library the nvml source loads (default libnvidia-ml.so.1, from the loader's path)")
-      ("accounting", po::value<std::string>(), "auto, bpf or procfs (default auto: bpf, else procfs)")
-      ("state-dir", po::value<std::string>(), "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")
-      ("checkpoint-interval", po::value<std::string>(), "how often totals are written to state-dir, 1s to 1h (default 30s; also at stop)")
-      ("idle-attribution", po::value<std::string>(), "separate, proportional or even (default separate)")
-      ("idle-watts", po::value<std::vector<std::string>>(), "DOMAIN=W idle power per socket, overriding the learned estimate (repeatable)")
-      ("split-by", po::value<std::string>(), "auto, cpu-time or cycles (default auto: cycles where counted)")
-      ("process-metrics-top", po::value<std::string>(), "export the top N processes by energy (default 0: off)")
-      ("max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")
-      ("workload-expiry", po::value<std::string>(), "drop a workload's series after it is gone this long (default 5m)")
-      ("user", po::value<std::string>(), "switch to this user after start-up")
-      ("max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")
-      ("grid-provider", po::value<std::string>(), (grid_provider_names() + " (default static)").c_str())
-      ("grid-intensity", po::value<std::string>(), "static grid intensity and last fallback, gCO2e/kWh (default 475, the world average)")
-      ("grid-zone", po::value<std::string>(), "grid zone or region (Electricity Maps zone, WattTime region; a label for static)")
-      ("grid-file", po::value<std::string>(), "CSV or JSON schedule of intensities for --grid-provider=file")
-      ("grid-url", po::value<std::string>(), "base URL of the grid API (default: the provider's public API)")
-      ("grid-token-file", po::value<std::string>(), "file holding the grid API key or password")
-      ("grid-token-env", po::value<std::string>(), "environment variable holding the grid API key (default WATTPROBE_GRID_TOKEN)")
-      ("grid-username", po::value<std::string>(), "WattTime user name")
-      ("grid-refresh", po::value<std::string>(), "how often to ask the grid API, 1s to 24h (default 15m; the file provider looks for edits every 10s)")
-      ("grid-max-age", po::value<std::string>(), "use the static --grid-intensity when no good answer came for this long, 1s to 30d (default 24h)")
-      ("pue", po::value<std::string>(), "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")
-      ("embodied-kg", po::value<std::string>(), "embodied kgCO2e of this device, replacing the inventory estimate")
-      ("install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")
-      ("lifetime-years", po::value<std::string>(), "expected service life for amortization (default 4)")
-      ("carbon-budget", po::value<std::vector<std::string>>(), "WORKLOAD=GRAMS/day|30d or kind:KIND=GRAMS/day|30d (repeatable)")
-      ("remote-write-url", po::value<std::string>(), "push every tick's series to this Prometheus remote-write endpoint")
-      ("remote-write-bearer-token-file", po::value<std::string>(), "file holding a bearer token for remote-write")
-      ("remote-write-username", po::value<std::string>(), "basic-auth user for remote-write")
-      ("remote-write-password-file", po::value<std::string>(), "file holding the basic-auth password")
-      ("remote-write-header", po::value<std::vector<std::string>>(), "NAME=VALUE extra HTTP header (repeatable)")
-      ("remote-write-queue-bytes", po::value<std::string>(), "bound of the on-disk queue (default 67108864)")
-      ("remote-write-label", po::value<std::vector<std::string>>(), "NAME=VALUE added to every pushed series (repeatable; default instance=<hostname>, instance= for none)")
-      ("remote-write-ca-file", po::value<std::string>(), "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")
-      ("remote-write-batch-interval", po::value<std::string>(), "send what is queued this often, 10ms to 60s (default 1s)")
-      ("remote-write-max-samples-per-request", po::value<std::string>(), "samples per request, 1 to 1000000 (default 2000)")
-      ("remote-write-timeout", po::value<std::string>(), "give up on a request after this long, 10ms to 5m (default 30s)")
-      ("remote-write-connect-timeout", po::value<std::string>(), "give up connecting after this long, 10ms to 5m (default 5s)")
-      ("remote-write-backoff-min", po::value<std::string>(), "first retry delay after a failure, doubling per failure (default 500ms)")
-      ("remote-write-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")
-      ("remote-write-flush-timeout", po::value<std::string>(), "at stop, keep sending this long; the rest waits on disk (default 2s)")
-      ("ledger-retention", po::value<std::string>(), "delete ledger day files older than this many days (default 400; 0 keeps all)")
-      ("ledger-period", po::value<std::string>(), "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")
-      ("source.model.min_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 0 % (default 0.74)")
-      ("source.model.max_watts_per_vcpu", po::value<std::string>(), "model: W per vCPU at 100 % (default 3.5)");
+  d.add_options()("config", po::value<std::string>(),
+                  "INI-style config file; command-line options win")(
+      "listen", po::value<std::string>(),
+      "address:port for /metrics and /healthz (default 127.0.0.1:9887)")(
+      "interval", po::value<std::string>(), "tick length, 100ms to 60s (default 1s)")(
+      "sysfs-root", po::value<std::string>(), "folder holding sys/ (default /)")(
+      "procfs-root", po::value<std::string>(), "folder holding proc/ (default /)")(
+      "dev-root", po::value<std::string>(), "folder holding dev/ (default /)")(
+      "pods-log-root", po::value<std::string>(), "folder holding var/log/pods (default /)")(
+      "sources", po::value<std::string>(), ("auto, or a comma list of: " + source_names()).c_str())(
+      "nvml-library", po::value<std::string>(),
+      "NVML library the nvml source loads (default libnvidia-ml.so.1, from the loader's path)")(
+      "accounting", po::value<std::string>(),
+      "auto, bpf or procfs (default auto: bpf, else procfs)")(
+      "state-dir", po::value<std::string>(),
+      "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")(
+      "checkpoint-interval", po::value<std::string>(),
+      "how often totals are written to state-dir, 1s to 1h (default 30s; also at stop)")(
+      "idle-attribution", po::value<std::string>(),
+      "separate, proportional or even (default separate)")(
+      "idle-watts", po::value<std::vector<std::string>>(),
+      "DOMAIN=W idle power per socket, overriding the learned estimate (repeatable)")(
+      "split-by", po::value<std::string>(),
+      "auto, cpu-time or cycles (default auto: cycles where counted)")(
+      "process-metrics-top", po::value<std::string>(),
+      "export the top N processes by energy (default 0: off)")(
+      "max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")(
+      "workload-expiry", po::value<std::string>(),
+      "drop a workload's series after it is gone this long (default 5m)")(
+      "user", po::value<std::string>(), "switch to this user after start-up")(
+      "max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")(
+      "grid-provider", po::value<std::string>(),
+      (grid_provider_names() + " (default static)").c_str())(
+      "grid-intensity", po::value<std::string>(),
+      "static grid intensity and last fallback, gCO2e/kWh (default 475, the world average)")(
+      "grid-zone", po::value<std::string>(),
+      "grid zone or region (Electricity Maps zone, WattTime region; a label for static)")(
+      "grid-file", po::value<std::string>(),
+      "CSV or JSON schedule of intensities for --grid-provider=file")(
+      "grid-url", po::value<std::string>(),
+      "base URL of the grid API (default: the provider's public API)")(
+      "grid-token-file", po::value<std::string>(), "file holding the grid API key or password")(
+      "grid-token-env", po::value<std::string>(),
+      "environment variable holding the grid API key (default WATTPROBE_GRID_TOKEN)")(
+      "grid-username", po::value<std::string>(), "WattTime user name")(
+      "grid-refresh", po::value<std::string>(),
+      "how often to ask the grid API, 1s to 24h (default 15m; the file provider looks for edits "
+      "every 10s)")("grid-max-age", po::value<std::string>(),
+                    "use the static --grid-intensity when no good answer came for this long, 1s to "
+                    "30d (default 24h)")(
+      "pue", po::value<std::string>(),
+      "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")(
+      "embodied-kg", po::value<std::string>(),
+      "embodied kgCO2e of this device, replacing the inventory estimate")(
+      "install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")(
+      "lifetime-years", po::value<std::string>(),
+      "expected service life for amortization (default 4)")(
+      "carbon-budget", po::value<std::vector<std::string>>(),
+      "WORKLOAD=GRAMS/day|30d or kind:KIND=GRAMS/day|30d (repeatable)")(
+      "remote-write-url", po::value<std::string>(),
+      "push every tick's series to this Prometheus remote-write endpoint")(
+      "remote-write-bearer-token-file", po::value<std::string>(),
+      "file holding a bearer token for remote-write")(
+      "remote-write-username", po::value<std::string>(), "basic-auth user for remote-write")(
+      "remote-write-password-file", po::value<std::string>(),
+      "file holding the basic-auth password")("remote-write-header",
+                                              po::value<std::vector<std::string>>(),
+                                              "NAME=VALUE extra HTTP header (repeatable)")(
+      "remote-write-queue-bytes", po::value<std::string>(),
+      "bound of the on-disk queue (default 67108864)")(
+      "remote-write-label", po::value<std::vector<std::string>>(),
+      "NAME=VALUE added to every pushed series (repeatable; default instance=<hostname>, instance= "
+      "for none)")("remote-write-ca-file", po::value<std::string>(),
+                   "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")(
+      "remote-write-batch-interval", po::value<std::string>(),
+      "send what is queued this often, 10ms to 60s (default 1s)")(
+      "remote-write-max-samples-per-request", po::value<std::string>(),
+      "samples per request, 1 to 1000000 (default 2000)")(
+      "remote-write-timeout", po::value<std::string>(),
+      "give up on a request after this long, 10ms to 5m (default 30s)")(
+      "remote-write-connect-timeout", po::value<std::string>(),
+      "give up connecting after this long, 10ms to 5m (default 5s)")(
+      "remote-write-backoff-min", po::value<std::string>(),
+      "first retry delay after a failure, doubling per failure (default 500ms)")(
+      "remote-write-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")(
+      "remote-write-flush-timeout", po::value<std::string>(),
+      "at stop, keep sending this long; the rest waits on disk (default 2s)")(
+      "ledger-retention", po::value<std::string>(),
+      "delete ledger day files older than this many days (default 400; 0 keeps all)")(
+      "ledger-period", po::value<std::string>(),
+      "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
+      "source.model.min_watts_per_vcpu", po::value<std::string>(),
+      "model: W per vCPU at 0 % (default 0.74)")("source.model.max_watts_per_vcpu",
+                                                 po::value<std::string>(),
+                                                 "model: W per vCPU at 100 % (default 3.5)");
   // clang-format on
   return d;
 }
@@ -212,6 +251,11 @@ std::string run_options_help() {
 
 SourceSettings source_settings(const Options& options) {
   return SourceSettings{options.paths, options.model, options.nvml_library};
+}
+
+AccountingSettings accounting_settings(const Options& options) {
+  return AccountingSettings{options.accounting, options.paths, options.max_workloads,
+                            options.process_metrics_top > 0};
 }
 
 Options parse_run_options(const std::vector<std::string>& args) {
@@ -379,6 +423,7 @@ Options parse_run_options(const std::vector<std::string>& args) {
       c.budgets.push_back(*b);
     }
   }
+  if (auto err = validate_grid(c)) throw UsageError("invalid carbon options: " + *err);
   if (auto err = validate(c)) throw UsageError("invalid carbon options: " + *err);
 
   RemoteWriteOptions& rw = o.remote_write;

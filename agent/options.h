@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/accounting_choice.h"
 #include "agent/base/host_paths.h"
 #include "agent/carbon/carbon.h"
 #include "agent/state/ledger.h"
@@ -50,6 +51,8 @@ struct Options {
 
 /// What the energy sources are made from, out of the options.
 SourceSettings source_settings(const Options& options);
+/// How CPU time is accounted, out of the options.
+AccountingSettings accounting_settings(const Options& options);
 
 /// Parses `wattprobe run` options from argv (without the subcommand) and the --config file.
 /// Throws UsageError naming the option, the file (for config values) and the value.

@@ -5,6 +5,12 @@
 #include <cstdio>
 
 namespace wattprobe {
+
+int64_t wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 namespace {
 
 using namespace std::chrono;

@@ -9,6 +9,9 @@ namespace wattprobe {
 
 inline constexpr int64_t kMsPerUtcDay = 86'400'000;
 
+/// The wall clock, milliseconds since the epoch.
+int64_t wall_clock_ms();
+
 /// Days since 1970-01-01 of the UTC day holding `ms` (floor, also before the epoch).
 int64_t utc_day(int64_t ms);
 

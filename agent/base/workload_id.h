@@ -5,6 +5,8 @@
 #include <initializer_list>
 #include <string>
 
+#include "agent/base/snapshot.h"
+
 namespace wattprobe {
 
 /// Who a cgroup belongs to, in the labels of the metric contract (docs/metrics.md).
@@ -31,5 +33,9 @@ struct WorkloadIdHash {
     return seed;
   }
 };
+
+/// A workload's identity labels in the metric contract's order (workload, kind, namespace, pod,
+/// container), with room for `extra` more.
+Labels workload_labels(const WorkloadId& id, std::size_t extra = 0);
 
 }  // namespace wattprobe

@@ -5,28 +5,12 @@
 #include <sstream>
 
 #include "agent/base/text_file.h"
-#include "agent/carbon/grid/registry.h"
-#include "agent/tick/attribution.h"
 
 namespace wattprobe {
 namespace {
 
 constexpr double kJoulesPerKwh = 3.6e6;
 constexpr int64_t kMsPerDay = 86400000;
-
-/// Stands in for an API provider whose key could not be loaded: the agent still starts (on the
-/// static default) and says why on every refresh.
-class MissingSecretProvider : public GridProvider {
- public:
-  MissingSecretProvider(std::string name, Error error)
-      : name_(std::move(name)), error_(std::move(error)) {}
-  std::string_view name() const override { return name_; }
-  GridFetch fetch(int64_t) override { return GridFetch::failure("no_credentials", error_); }
-
- private:
-  std::string name_;
-  Error error_;
-};
 
 std::string fmt(double v) {
   std::ostringstream s;
@@ -36,26 +20,6 @@ std::string fmt(double v) {
 }
 
 bool finite_in(double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; }
-
-std::unique_ptr<GridProvider> make_provider(const CarbonOptions& o) {
-  // validate() has vouched for the name.
-  const GridProviderEntry& entry = *find_grid_provider(o.grid_provider);
-  GridProviderSettings settings;
-  settings.static_grams_per_kwh = o.grid_intensity;
-  settings.zone = o.zone;
-  settings.url = o.grid_url.empty() ? std::string(entry.default_url) : o.grid_url;
-  settings.file = o.grid_file;
-  settings.username = o.watttime_username;
-  settings.http.connect_timeout_s = o.connect_timeout_seconds;
-  settings.http.total_timeout_s = o.timeout_seconds;
-  settings.http.ca_file = o.ca_file;
-  if (entry.needs_secret) {
-    auto secret = load_secret(o.token_file, o.token_env);
-    if (!secret) return std::make_unique<MissingSecretProvider>(o.grid_provider, secret.error());
-    settings.secret = std::move(*secret);
-  }
-  return entry.make(std::move(settings));
-}
 
 std::chrono::milliseconds ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
@@ -97,9 +61,6 @@ Result<CarbonBudget> parse_budget(std::string_view text) {
 }
 
 std::optional<std::string> validate(const CarbonOptions& o) {
-  const std::string& p = o.grid_provider;
-  const GridProviderEntry* entry = find_grid_provider(p);
-  if (!entry) return "grid-provider: \"" + p + "\" is not one of " + grid_provider_names();
   if (!finite_in(o.grid_intensity, 0, kMaxGramsPerKwh)) {
     return "grid-intensity: " + fmt(o.grid_intensity) + " g/kWh is outside 0.." +
            fmt(kMaxGramsPerKwh);
@@ -130,20 +91,6 @@ std::optional<std::string> validate(const CarbonOptions& o) {
   if (!finite_in(o.max_age_seconds, 1, 30 * 86400.0)) {
     return "grid-max-age: " + fmt(o.max_age_seconds) + " s is outside 1..2592000";
   }
-  if (entry->needs_file && o.grid_file.empty()) {
-    return "grid-file: required with grid-provider=" + p;
-  }
-  if (!entry->zone_example.empty() && o.zone.empty()) {
-    return "grid-zone: required with grid-provider=" + p + " (such as " +
-           std::string(entry->zone_example) + ")";
-  }
-  if (entry->needs_secret && o.token_file.empty() && o.token_env.empty()) {
-    return "grid-token-file: required with grid-provider=" + p +
-           " (or name an environment variable in grid-token-env)";
-  }
-  if (entry->needs_username && o.watttime_username.empty()) {
-    return "grid-username: required with grid-provider=" + p;
-  }
   for (const auto& b : o.budgets) {
     if (!finite_in(b.grams, 0, 1e12) || b.grams == 0 || (b.workload.empty() == b.kind.empty())) {
       return "budget: " + (b.workload.empty() ? "kind:" + b.kind : b.workload) + "=" +
@@ -153,10 +100,8 @@ std::optional<std::string> validate(const CarbonOptions& o) {
   return std::nullopt;
 }
 
-Carbon::Carbon(HostPaths paths, CarbonOptions options)
-    : Carbon(paths, options, make_provider(options)) {}
-
-Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider)
+Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider,
+               GridCadence cadence)
     : paths_(std::move(paths)), options_(std::move(options)) {
   if (!options_.install_date.empty()) install_ms_ = parse_install_date(options_.install_date);
   inventory_ = read_inventory(paths_);
@@ -164,10 +109,8 @@ Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvi
   GridIntensityOptions g;
   g.static_grams_per_kwh = options_.grid_intensity;
   g.zone = options_.zone;
-  // A provider the table does not know (tests hand their own) is asked every 15 minutes.
-  const GridProviderEntry* entry = find_grid_provider(provider->name());
-  g.live = !entry || entry->default_refresh_seconds > 0;
-  g.refresh = ms(options_.refresh_seconds.value_or(entry ? entry->default_refresh_seconds : 900));
+  g.live = cadence.live;
+  g.refresh = ms(options_.refresh_seconds.value_or(cadence.default_refresh_seconds));
   g.max_age = ms(options_.max_age_seconds);
   g.min_backoff = std::min(ms(options_.min_backoff_seconds), g.refresh);
   grid_ = std::make_unique<GridIntensity>(std::move(provider), g);
@@ -219,7 +162,7 @@ void Carbon::restore_budgets(const std::vector<BudgetState>& saved) {
   }
 }
 
-void Carbon::on_tick(const EnergyTick& tick) {
+const CarbonTickGrams& Carbon::on_tick(const EnergyTick& tick) {
   GridIntensity::InForce in_force = grid_->at(tick.end_ms);
   // gCO2e = J / (3.6e6 J/kWh) × PUE × g/kWh.
   const double g_per_joule = options_.pue * in_force.grams_per_kwh / kJoulesPerKwh;
@@ -249,6 +192,7 @@ void Carbon::on_tick(const EnergyTick& tick) {
   totals_.idle.embodied += added.idle.embodied;
   totals_.unattributed_operational += added.unattributed_operational;
   last_tick_ms_ = tick.end_ms;
+  return added;
 }
 
 void Carbon::append_families(std::vector<Family>& out) const {

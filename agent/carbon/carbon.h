@@ -68,8 +68,15 @@ struct CarbonOptions {
   std::vector<CarbonBudget> budgets;
 };
 
-/// A message naming the field and its value, or nullopt when the options are usable.
+/// A message naming the field and its value, or nullopt when the options are usable. What each
+/// grid provider needs is checked by validate_grid (agent/carbon/grid/registry.h).
 std::optional<std::string> validate(const CarbonOptions& options);
+
+/// What the grid provider table says of the provider a Carbon is given.
+struct GridCadence {
+  bool live = true;  // false: a value that never changes (no refresh thread, no age)
+  double default_refresh_seconds = 900;
+};
 
 struct CarbonGrams {
   double operational = 0;
@@ -99,21 +106,22 @@ struct CarbonTickGrams {
 /// the network.
 class Carbon {
  public:
-  Carbon(HostPaths paths, CarbonOptions options);
-  /// For tests and embedding: a given provider instead of the one the options name.
-  Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider);
+  /// The provider the options name comes from make_carbon (agent/carbon/grid/registry.h); tests
+  /// hand their own.
+  Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider,
+         GridCadence cadence = {});
   ~Carbon();
 
   /// Starts the grid refresh (see GridIntensity::start); `log` receives its one-line events.
   void start(std::function<void(const std::string&)> log = {});
   void stop();
-  void on_tick(const EnergyTick& tick);
+  /// Adds the tick's grams to the totals and returns them, for the stages after carbon (the
+  /// ledger): valid until the next call.
+  const CarbonTickGrams& on_tick(const EnergyTick& tick);
   void append_families(std::vector<Family>& out) const;
   std::string doctor_report() const;
 
   const CarbonTotals& totals() const { return totals_; }
-  /// What the last on_tick added, for consumers that run after Carbon in the same tick.
-  const CarbonTickGrams& last_tick() const { return last_tick_grams_; }
   void restore(CarbonTotals totals) { totals_ = std::move(totals); }
 
   GridIntensity& grid() { return *grid_; }

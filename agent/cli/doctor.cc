@@ -1,10 +1,11 @@
 #include "agent/cli/doctor.h"
 
 #include "agent/accounting_choice.h"
-#include "agent/tick/tick_loop.h"
-#include "agent/carbon/carbon.h"
-#include "agent/privileges.h"
 #include "agent/base/text_file.h"
+#include "agent/base/utc_time.h"
+#include "agent/carbon/carbon.h"
+#include "agent/carbon/grid/registry.h"
+#include "agent/privileges.h"
 #include "bpf/sched_account_loader.h"
 #include "collectors/nvml.h"
 #include "collectors/registry.h"
@@ -62,7 +63,7 @@ int run_doctor(const Options& options, std::ostream& out) {
     out << "  " << report.substr(start, end - start) << "\n";
     start = end + 1;
   }
-  auto acc = choose_accounting(options);
+  auto acc = choose_accounting(accounting_settings(options));
   if (acc.ok()) {
     out << "run would use: " << acc->accounting->mode() << " (" << acc->why << ")\n";
   } else {
@@ -81,7 +82,8 @@ int run_doctor(const Options& options, std::ostream& out) {
       << " and drop every other capability before serving\n";
 
   out << "\nCarbon:\n";
-  Carbon carbon(options.paths, options.carbon);
+  std::unique_ptr<Carbon> made = make_carbon(options.paths, options.carbon);
+  Carbon& carbon = *made;
   // One fetch, so doctor shows whether the configured grid API answers (never the key).
   carbon.grid().refresh_now(wall_clock_ms());
   out << carbon.doctor_report();

@@ -17,14 +17,12 @@
 #include <sstream>
 #include <thread>
 
-#include "agent/accounting_choice.h"
-#include "agent/tick/tick_loop.h"
-#include "agent/carbon/carbon.h"
 #include "agent/base/duration.h"
-#include "agent/cli/exposition_text.h"
 #include "agent/base/http_client.h"
+#include "agent/base/utc_time.h"
+#include "agent/cli/exposition_text.h"
+#include "agent/pipeline.h"
 #include "collectors/cpu_topology.h"
-#include "collectors/registry.h"
 
 namespace po = boost::program_options;
 
@@ -219,77 +217,59 @@ Result<SnapshotPtr> scrape(HttpClient& client, const std::string& url) {
   return SnapshotPtr(std::move(snap));
 }
 
-/// The standalone agent's consumers: carbon (for the CO2e figures) and a wake-up of the screen
-/// loop at every published snapshot.
-class StandaloneConsumer : public TickConsumer {
+/// Wakes the screen loop at every snapshot the standalone pipeline publishes.
+class WakeSink : public SnapshotSink {
  public:
-  StandaloneConsumer(const Options& o, int wake_fd)
-      : carbon_(o.paths, o.carbon), wake_fd_(wake_fd) {
-    carbon_.start();
-  }
-  ~StandaloneConsumer() override { carbon_.stop(); }
-  void on_tick(const EnergyTick& t) override { carbon_.on_tick(t); }
-  void append_families(std::vector<Family>& out) const override { carbon_.append_families(out); }
+  explicit WakeSink(int fd) : fd_(fd) {}
   void on_snapshot(const SnapshotPtr&) override {
     char b = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &b, 1);
+    [[maybe_unused]] ssize_t n = ::write(fd_, &b, 1);
   }
 
  private:
-  Carbon carbon_;
-  int wake_fd_;
+  int fd_;
 };
 
 struct Standalone {
-  std::unique_ptr<Agent> agent;
-  std::unique_ptr<StandaloneConsumer> consumer;
+  std::unique_ptr<Pipeline> pipeline;
+  std::unique_ptr<WakeSink> wake_sink;
   std::thread thread;
   int wake[2] = {-1, -1};
 
   ~Standalone() {
     if (thread.joinable()) {
-      agent->request_stop();
+      pipeline->request_stop();
       thread.join();
     }
-    consumer.reset();
+    pipeline.reset();
     for (int fd : wake) {
       if (fd >= 0) ::close(fd);
     }
   }
 };
 
-/// Builds the agent the way `wattprobe run` does (sources by the registry's priority, accounting
-/// by --accounting) and starts its loop on a thread. The agent serves no port and keeps no
-/// checkpoint: it would compete with a daemon's.
+/// The pipeline `wattprobe run` builds, in its standalone role (no port, no checkpoint, no
+/// ledger: they would compete with a daemon's), ticking on a thread.
 bool start_standalone(const Options& o, Standalone& s) {
-  SourceChoice sources = choose_sources(o.sources, source_settings(o));
-  for (const SourceStatus& st : sources.status) {
-    if (!o.sources.empty() && !st.chosen && st.why != "not in --sources") {
-      std::fprintf(stderr, "wattprobe top: source %s is not available: %s\n", st.name.c_str(),
-                   st.availability.reason.c_str());
-      return false;
-    }
-  }
-  if (sources.chosen.empty()) {
-    std::fprintf(stderr,
-                 "wattprobe top: no energy source is readable; `wattprobe doctor` says why\n");
-    return false;
-  }
-  auto accounting = choose_accounting(o);
-  if (!accounting.ok()) {
-    std::fprintf(stderr, "wattprobe top: --accounting=bpf: %s\n",
-                 accounting.error().message().c_str());
+  // What run would log goes unsaid: the screen is about to take the terminal.
+  const LogLine quiet = [](const std::string&) {};
+  auto built = Pipeline::build(o, PipelineRole::standalone, quiet);
+  if (!built.ok()) {
+    std::fprintf(stderr, "wattprobe top: %s\n", built.error().detail.c_str());
     return false;
   }
   if (::pipe2(s.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
     std::fprintf(stderr, "wattprobe top: pipe: %s\n", std::strerror(errno));
     return false;
   }
-  s.agent = std::make_unique<Agent>(o, make_energy_meter(std::move(sources)),
-                                    std::move(accounting->accounting));
-  s.consumer = std::make_unique<StandaloneConsumer>(o, s.wake[1]);
-  s.agent->add_consumer(s.consumer.get());
-  s.thread = std::thread([agent = s.agent.get()] { agent->run(); });
+  s.pipeline = std::move(*built);
+  if (auto started = s.pipeline->start(quiet); !started.ok()) {
+    std::fprintf(stderr, "wattprobe top: %s\n", started.error().detail.c_str());
+    return false;
+  }
+  s.wake_sink = std::make_unique<WakeSink>(s.wake[1]);
+  s.pipeline->add_sink(s.wake_sink.get());
+  s.thread = std::thread([p = s.pipeline.get(), quiet] { p->run(quiet); });
   return true;
 }
 
@@ -501,7 +481,7 @@ int run_top(const TopOptions& options) {
     if (options.standalone) {
       if (fds[2].revents & POLLIN) {
         drain(standalone.wake[0]);
-        if (SnapshotPtr s = standalone.agent->snapshot()) view.accept(std::move(s));
+        if (SnapshotPtr s = standalone.pipeline->snapshot()) view.accept(std::move(s));
       }
     } else if (clock::now() >= next_scrape) {
       auto started = clock::now();

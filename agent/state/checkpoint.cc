@@ -15,8 +15,9 @@
 #include <set>
 #include <unordered_map>
 
-#include "agent/state/checkpoint.pb.h"
 #include "agent/base/text_file.h"
+#include "agent/base/utc_time.h"
+#include "agent/state/checkpoint.pb.h"
 
 namespace wattprobe {
 namespace {
@@ -466,7 +467,7 @@ void restore_totals(const CheckpointState& s, EnergyMeter& meter, Attribution& a
 CheckpointStore::CheckpointStore(std::filesystem::path dir, HostIdentity self)
     : dir_(std::move(dir)), self_(std::move(self)) {}
 
-void CheckpointStore::set_aside(const std::filesystem::path& file, std::string_view why) {
+std::string CheckpointStore::set_aside(const std::filesystem::path& file, std::string_view why) {
   auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
                    std::chrono::system_clock::now().time_since_epoch())
                    .count();
@@ -477,21 +478,19 @@ void CheckpointStore::set_aside(const std::filesystem::path& file, std::string_v
              std::to_string(n);
   }
   if (::rename(file.c_str(), target.c_str()) == 0) {
-    std::fprintf(stderr, "wattprobe: checkpoint %s: kept aside as %s\n", file.c_str(),
-                 target.c_str());
-  } else {
-    std::fprintf(stderr, "wattprobe: checkpoint %s: cannot keep it aside as %s: %s\n", file.c_str(),
-                 target.c_str(), std::strerror(errno));
+    return "checkpoint " + file.string() + ": kept aside as " + target.string();
   }
+  return "checkpoint " + file.string() + ": cannot keep it aside as " + target.string() + ": " +
+         std::strerror(errno);
 }
 
 CheckpointStore::Loaded CheckpointStore::load(bool set_aside_bad) {
+  std::vector<std::string> log;
   for (const std::filesystem::path& file : {current(), previous()}) {
     auto bytes = read_whole(file);
     if (!bytes) {
       count(Reason::read);
-      std::fprintf(stderr, "wattprobe: checkpoint %s: read: %s\n", file.c_str(),
-                   bytes.error().message().c_str());
+      log.push_back("checkpoint " + file.string() + ": read: " + bytes.error().message());
       continue;
     }
     if (!*bytes) continue;
@@ -499,6 +498,7 @@ CheckpointStore::Loaded CheckpointStore::load(bool set_aside_bad) {
     if (auto* f = std::get_if<CheckpointFault>(&decoded)) {
       if (f->reason == Reason::newer_format) {
         Loaded refused;
+        refused.log = std::move(log);
         refused.refusal = "checkpoint " + file.string() + " has " + f->detail +
                           ": refusing to start, so that this older wattprobe does not overwrite "
                           "the newer one's totals (run the newer wattprobe, or move the file "
@@ -506,31 +506,32 @@ CheckpointStore::Loaded CheckpointStore::load(bool set_aside_bad) {
         return refused;
       }
       count(f->reason);
-      std::fprintf(stderr, "wattprobe: checkpoint %s is unusable: %s: %s\n", file.c_str(),
-                   std::string(to_string(f->reason)).c_str(), f->detail.c_str());
-      if (set_aside_bad) set_aside(file, "corrupt");
+      log.push_back("checkpoint " + file.string() +
+                    " is unusable: " + std::string(to_string(f->reason)) + ": " + f->detail);
+      if (set_aside_bad) log.push_back(set_aside(file, "corrupt"));
       continue;
     }
     auto& state = std::get<CheckpointState>(decoded);
     if (!same_host(self_, state.host)) {
       count(Reason::foreign_host);
-      std::fprintf(stderr,
-                   "wattprobe: checkpoint %s was written by %s, not this %s (a cloned disk "
-                   "image?): not restored; totals start from zero\n",
-                   file.c_str(), describe(state.host).c_str(), describe(self_).c_str());
-      if (set_aside_bad) set_aside(file, "foreign");
+      log.push_back("checkpoint " + file.string() + " was written by " + describe(state.host) +
+                    ", not this " + describe(self_) +
+                    " (a cloned disk image?): not restored; totals start from zero");
+      if (set_aside_bad) log.push_back(set_aside(file, "foreign"));
       continue;
     }
     if (file != current()) {
-      std::fprintf(stderr, "wattprobe: checkpoint: using the previous good one, %s\n",
-                   file.c_str());
+      log.push_back("checkpoint: using the previous good one, " + file.string());
     }
     Loaded loaded;
+    loaded.log = std::move(log);
     loaded.state = std::move(state);
     loaded.file = file;
     return loaded;
   }
-  return {};
+  Loaded none;
+  none.log = std::move(log);
+  return none;
 }
 
 Result<bool> CheckpointStore::write(std::string_view file) {
@@ -581,48 +582,45 @@ Result<bool> CheckpointStore::write(std::string_view file) {
   return true;
 }
 
-CheckpointConsumer::CheckpointConsumer(CheckpointStore store, std::chrono::milliseconds interval,
-                                       EnergyMeter& meter, Attribution& attribution, Carbon* carbon)
-    : store_(std::move(store)),
-      interval_(interval),
-      meter_(meter),
-      attribution_(attribution),
-      carbon_(carbon) {}
-
-std::optional<std::string> CheckpointConsumer::restore() {
+Result<CheckpointKeeper::Restored> CheckpointKeeper::restore() {
+  Restored out;
   std::error_code ec;
   std::filesystem::create_directories(store_.dir(), ec);
   if (ec) {
-    std::fprintf(stderr, "wattprobe: state folder %s: %s; checkpoints will fail\n",
-                 store_.dir().c_str(), ec.message().c_str());
+    out.log.push_back("state folder " + store_.dir().string() + ": " + ec.message() +
+                      "; checkpoints will fail");
   }
   CheckpointStore::Loaded loaded = store_.load();
-  if (loaded.refusal) return loaded.refusal;
+  out.log.insert(out.log.end(), loaded.log.begin(), loaded.log.end());
+  if (loaded.refusal) return Error{ErrorKind::unsupported, "", *loaded.refusal};
   if (!loaded.state) {
-    std::fprintf(stderr, "wattprobe: no usable checkpoint in %s: totals start from zero\n",
-                 store_.dir().c_str());
-    return std::nullopt;
+    out.log.push_back("no usable checkpoint in " + store_.dir().string() +
+                      ": totals start from zero");
+    return out;
   }
-  restore_totals(*loaded.state, meter_, attribution_, carbon_);
-  std::fprintf(stderr, "wattprobe: totals restored from %s (written %.3f s ago, %zu workloads)\n",
-               loaded.file.c_str(), (wall_clock_ms() - loaded.state->written_ms) / 1000.0,
-               loaded.state->attribution.workloads.size());
-  return std::nullopt;
+  char line[64];
+  std::snprintf(line, sizeof line, "%.3f", (wall_clock_ms() - loaded.state->written_ms) / 1000.0);
+  out.log.push_back("totals restored from " + loaded.file.string() + " (written " + line +
+                    " s ago, " + std::to_string(loaded.state->attribution.workloads.size()) +
+                    " workloads)");
+  out.state = std::move(loaded.state);
+  return out;
 }
 
-bool CheckpointConsumer::write_now() {
+bool CheckpointKeeper::due() const {
+  return !last_attempt_ || std::chrono::steady_clock::now() - *last_attempt_ >= interval_;
+}
+
+Result<bool> CheckpointKeeper::write(CheckpointState s) {
   auto start = std::chrono::steady_clock::now();
   last_attempt_ = start;
-  CheckpointState s = capture_totals(meter_, attribution_, carbon_);
   s.host = store_.self();
   s.written_ms = wall_clock_ms();
   std::string file = encode_checkpoint(s);
   auto written = store_.write(file);
   if (!written) {
     store_.count(Reason::write);
-    std::fprintf(stderr, "wattprobe: checkpoint not written: %s\n",
-                 written.error().message().c_str());
-    return false;
+    return written.error();
   }
   last_duration_s_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -631,14 +629,7 @@ bool CheckpointConsumer::write_now() {
   return true;
 }
 
-void CheckpointConsumer::on_snapshot(const SnapshotPtr&) {
-  // The first tick writes at once, so a folder that cannot take a checkpoint shows at start.
-  // A failed write waits for the next interval like a good one: no retry storm, no log flood.
-  if (last_attempt_ && std::chrono::steady_clock::now() - *last_attempt_ < interval_) return;
-  write_now();
-}
-
-void CheckpointConsumer::append_families(std::vector<Family>& out) const {
+void CheckpointKeeper::append_families(std::vector<Family>& out) const {
   out.push_back({"wattprobe_agent_checkpoint_last_success_timestamp_seconds",
                  "Wall-clock time of the last checkpoint written (0: none yet).",
                  MetricType::gauge,

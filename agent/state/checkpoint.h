@@ -10,13 +10,12 @@
 #include <variant>
 #include <vector>
 
-#include "agent/tick/tick_loop.h"
-#include "agent/tick/attribution.h"
-#include "agent/carbon/carbon.h"
-#include "agent/tick/energy_meter.h"
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
+#include "agent/carbon/carbon.h"
+#include "agent/tick/attribution.h"
+#include "agent/tick/energy_meter.h"
 
 namespace wattprobe {
 
@@ -98,9 +97,10 @@ class CheckpointStore {
     std::filesystem::path file;            // where the state came from
     /// Set when the agent must not start: a newer format, whose state a downgrade would destroy.
     std::optional<std::string> refusal;
+    std::vector<std::string> log;  // what was found on the way, one line each (files set aside)
   };
   /// The newest usable checkpoint: checkpoint.pb, else checkpoint.pb.prev. A corrupt or foreign
-  /// file is moved aside, logged on stderr and counted. `set_aside` false (checkpoint-dump) only
+  /// file is moved aside, counted and named in `log`. `set_aside` false (checkpoint-dump) only
   /// reads.
   Loaded load(bool set_aside = true);
 
@@ -116,40 +116,45 @@ class CheckpointStore {
   std::filesystem::path previous() const { return dir_ / "checkpoint.pb.prev"; }
 
  private:
-  void set_aside(const std::filesystem::path& file, std::string_view why);
+  /// One line for the log: where the file went.
+  std::string set_aside(const std::filesystem::path& file, std::string_view why);
 
   std::filesystem::path dir_;
   HostIdentity self_;
   std::map<CheckpointFault::Reason, uint64_t> errors_;
 };
 
-/// Restores the totals at start, writes them every interval and once more at stop, and exports
-/// how that goes (wattprobe_agent_checkpoint_*). Runs on the sampling thread: a checkpoint holds
-/// the totals of exactly one tick.
-class CheckpointConsumer : public TickConsumer {
+/// Keeps the totals on disk: loads them at start, writes them every interval and once more at
+/// stop, and exports how that goes (wattprobe_agent_checkpoint_*). The pipeline hands it the
+/// totals it saves (capture_totals) and continues the totals it restores (restore_totals); it
+/// never reaches into the parts itself. Runs on the sampling thread, so a checkpoint holds the
+/// totals of exactly one tick. Returns what to log; prints nothing.
+class CheckpointKeeper {
  public:
-  /// The parts must outlive the consumer; `carbon` may be null.
-  CheckpointConsumer(CheckpointStore store, std::chrono::milliseconds interval, EnergyMeter& meter,
-                     Attribution& attribution, Carbon* carbon);
+  CheckpointKeeper(CheckpointStore store, std::chrono::milliseconds interval)
+      : store_(std::move(store)), interval_(interval) {}
 
-  /// Loads the newest usable checkpoint and continues its totals. Returns the reason the agent
-  /// must not start (a newer format), else nullopt.
-  std::optional<std::string> restore();
+  struct Restored {
+    std::optional<CheckpointState> state;  // empty: totals start from zero
+    std::vector<std::string> log;          // what happened, one line each
+  };
+  /// The newest usable checkpoint. An error is the reason the agent must not start (a newer
+  /// format); a corrupt or foreign file is set aside, counted and logged instead.
+  Result<Restored> restore();
 
-  /// Writes now; false (logged and counted) when the write failed.
-  bool write_now();
+  /// Whether an interval has passed since the last attempt. The first tick writes at once, so a
+  /// folder that cannot take a checkpoint shows at start; a failed write waits for the next
+  /// interval like a good one: no retry storm, no log flood.
+  bool due() const;
+  /// Writes `totals` now; the error (counted) says why it failed.
+  Result<bool> write(CheckpointState totals);
 
-  void on_snapshot(const SnapshotPtr&) override;
-  void append_families(std::vector<Family>& out) const override;
-
+  void append_families(std::vector<Family>& out) const;
   const CheckpointStore& store() const { return store_; }
 
  private:
   CheckpointStore store_;
   std::chrono::milliseconds interval_;
-  EnergyMeter& meter_;
-  Attribution& attribution_;
-  Carbon* carbon_;
   std::optional<std::chrono::steady_clock::time_point> last_attempt_;
   double last_success_s_ = 0;
   double last_duration_s_ = 0;

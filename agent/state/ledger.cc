@@ -50,9 +50,8 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 }  // namespace
 
-Ledger::Ledger(LedgerOptions options, const Carbon& carbon)
+Ledger::Ledger(LedgerOptions options)
     : options_(std::move(options)),
-      carbon_(carbon),
       dir_(options_.state_dir / "ledger"),
       period_ms_(std::chrono::duration_cast<std::chrono::milliseconds>(options_.period).count()) {}
 
@@ -77,12 +76,10 @@ Result<bool> Ledger::open(int64_t now_ms) {
   return true;
 }
 
-void Ledger::on_tick(const EnergyTick& tick) {
-  const CarbonTickGrams& grams = carbon_.last_tick();
+void Ledger::on_tick(const EnergyTick& tick, const CarbonTickGrams& grams) {
   if (grams.end_ms != tick.end_ms || grams.workloads.size() != tick.workloads.size()) {
-    // Carbon did not see this tick first: the consumers were added in the wrong order.
-    fail("carbon has not seen the tick ending " + format_utc_instant(tick.end_ms) +
-         "; the tick is left out of the ledger");
+    fail("the grams handed over are not those of the tick ending " +
+         format_utc_instant(tick.end_ms) + "; the tick is left out of the ledger");
     return;
   }
   const double end = static_cast<double>(tick.end_ms);

@@ -9,10 +9,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "agent/carbon/carbon.h"
-#include "agent/tick/energy_tick.h"
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
+#include "agent/carbon/carbon.h"
+#include "agent/tick/energy_tick.h"
 
 namespace wattprobe {
 
@@ -46,7 +46,7 @@ struct LedgerOptions {
 /// than duplicated. Runs on the sampling thread, after Carbon in each tick.
 class Ledger {
  public:
-  Ledger(LedgerOptions options, const Carbon& carbon);
+  explicit Ledger(LedgerOptions options);
   ~Ledger();
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
@@ -55,8 +55,9 @@ class Ledger {
   /// the user that will write, before the first tick.
   Result<bool> open(int64_t now_ms);
 
-  /// Takes the grams of the tick from Carbon::last_tick(), so Carbon must see the tick first.
-  void on_tick(const EnergyTick& tick);
+  /// One tick's joules and the grams carbon made of them (Carbon::on_tick's answer). Grams of
+  /// another tick are refused, counted and logged: the line would mix two ticks.
+  void on_tick(const EnergyTick& tick, const CarbonTickGrams& grams);
   void append_families(std::vector<Family>& out) const;
 
   /// Writes every period still open, complete or not. At stop; idempotent.
@@ -92,7 +93,6 @@ class Ledger {
   void fail(const std::string& what);
 
   LedgerOptions options_;
-  const Carbon& carbon_;
   std::filesystem::path dir_;
   int64_t period_ms_;
   std::map<int64_t, Period> open_;  // by period index (start / period)

@@ -334,22 +334,10 @@ namespace {
 
 // Label names copied into every workload series: copying a short string is cheaper than making
 // one from a literal, and this runs for every series of every tick.
-const std::string kWorkload = "workload", kKind = "kind", kNamespace = "namespace", kPod = "pod",
-                  kContainer = "container", kDomain = "domain", kSource = "source",
-                  kMeasured = "measured", kTrue = "true", kFalse = "false";
+const std::string kDomain = "domain", kSource = "source", kMeasured = "measured", kTrue = "true",
+                  kFalse = "false";
 
 }  // namespace
-
-Labels workload_labels(const WorkloadId& id, std::size_t extra) {
-  Labels l;
-  l.reserve(5 + extra);
-  l.emplace_back(kWorkload, id.workload);
-  l.emplace_back(kKind, id.kind);
-  l.emplace_back(kNamespace, id.namespace_);
-  l.emplace_back(kPod, id.pod);
-  l.emplace_back(kContainer, id.container);
-  return l;
-}
 
 void Attribution::append_families(std::vector<Family>& out) const {
   Family energy{"wattprobe_workload_energy_joules_total",

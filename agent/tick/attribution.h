@@ -9,12 +9,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "collectors/cpu_accounting.h"
+#include "agent/base/snapshot.h"
 #include "agent/tick/energy_meter.h"
 #include "agent/tick/energy_tick.h"
 #include "agent/tick/idle_power.h"
 #include "agent/tick/process_energy.h"
-#include "agent/base/snapshot.h"
+#include "collectors/cpu_accounting.h"
 #include "collectors/gpu_split.h"
 
 namespace wattprobe {
@@ -149,9 +149,6 @@ class Attribution {
   uint64_t records_lost_ = 0;
   uint64_t workloads_dropped_ = 0;
 };
-
-/// A workload's identity labels (metric contract order), with room for `extra` more.
-Labels workload_labels(const WorkloadId& id, std::size_t extra = 0);
 
 /// Whether `domain` is in the non-overlapping set summed for carbon (energy_tick.h): platform
 /// meters if any, else psys, else package + dram + gpu.

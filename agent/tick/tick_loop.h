@@ -1,79 +1,44 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
-#include <memory>
+#include <cstdint>
+#include <functional>
 #include <mutex>
-#include <string>
 #include <vector>
 
-#include "agent/tick/attribution.h"
-#include "collectors/cpu_accounting.h"
-#include "agent/tick/energy_meter.h"
-#include "agent/tick/energy_tick.h"
-#include "agent/options.h"
-#include "agent/tick/self_metrics.h"
 #include "agent/base/snapshot.h"
-#include "collectors/registry.h"
-#include "collectors/gpu_split.h"
-#include "collectors/nvml.h"
+#include "agent/tick/self_metrics.h"
 
 namespace wattprobe {
 
-/// A part of the agent that follows the ticks: carbon, the ledger, checkpoints, remote-write.
-/// All calls come from the sampling thread, in this order each tick: on_tick, append_families
-/// (into the snapshot being built), on_snapshot (after it is published).
-class TickConsumer {
- public:
-  virtual ~TickConsumer() = default;
-  virtual void on_tick(const EnergyTick&) {}
-  virtual void append_families(std::vector<Family>&) const {}
-  virtual void on_snapshot(const SnapshotPtr&) {}
+struct TickLoopOptions {
+  std::chrono::milliseconds interval{1000};
+  uint64_t max_ticks = 0;  // stop after this many ticks; 0 = until request_stop()
 };
 
-/// The sampling loop: every interval, read energy and CPU accounting, attribute, hand the
-/// result to the consumers and publish an immutable snapshot for the exporters.
-class Agent {
+/// The cadence of the agent: calls `tick` every interval with the seconds since the previous
+/// call, and measures what each call costs (wattprobe_agent_tick_duration_seconds). What a tick
+/// does is the pipeline's (agent/pipeline.cc); this class only keeps time.
+class TickLoop {
  public:
-  Agent(Options options, std::unique_ptr<EnergyMeter> meter,
-        std::unique_ptr<CpuAccounting> accounting);
+  explicit TickLoop(TickLoopOptions options) : options_(options) {}
 
-  /// Not owned; must outlive run().
-  void add_consumer(TickConsumer* consumer) { consumers_.push_back(consumer); }
-
-  /// Runs ticks until request_stop() or --max-ticks. A stop request ends the wait at once, so
+  /// Runs ticks until request_stop() or max_ticks. A stop request ends the wait at once, so
   /// SIGTERM stops the agent within one tick's work, not one interval.
-  void run();
+  void run(const std::function<void(double seconds)>& tick);
+  /// Thread-safe.
   void request_stop();
 
-  /// The last published snapshot; null before the first tick. Thread-safe.
-  SnapshotPtr snapshot() const;
-
-  Attribution& attribution() { return attribution_; }
-  EnergyMeter& meter() { return *meter_; }
+  /// The agent's own cost, as of the last tick (the sampling thread's).
+  void append_families(std::vector<Family>& out) const { self_.append_families(out); }
 
  private:
-  void tick(double seconds);
-
-  Options options_;
-  std::unique_ptr<EnergyMeter> meter_;
-  std::unique_ptr<CpuAccounting> accounting_;
-  Attribution attribution_;
-  const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
-  std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
+  TickLoopOptions options_;
   SelfMetrics self_;
-  std::vector<TickConsumer*> consumers_;
-  uint64_t ticks_ = 0;
-
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;
-  SnapshotPtr snapshot_;
 };
-
-int64_t wall_clock_ms();
-
-/// The meter `run` and `top` use: the chosen sources, those standing by, and the counters found
-/// stalled at start. Takes the sources out of `choice`; its status stays.
-std::unique_ptr<EnergyMeter> make_energy_meter(SourceChoice&& choice);
 
 }  // namespace wattprobe

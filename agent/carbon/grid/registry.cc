@@ -7,6 +7,24 @@
 
 namespace wattprobe {
 
+namespace {
+
+/// Stands in for an API provider whose key could not be loaded: the agent still starts (on the
+/// static default) and says why on every refresh.
+class MissingSecretProvider : public GridProvider {
+ public:
+  MissingSecretProvider(std::string name, Error error)
+      : name_(std::move(name)), error_(std::move(error)) {}
+  std::string_view name() const override { return name_; }
+  GridFetch fetch(int64_t) override { return GridFetch::failure("no_credentials", error_); }
+
+ private:
+  std::string name_;
+  Error error_;
+};
+
+}  // namespace
+
 const std::vector<GridProviderEntry>& grid_providers() {
   // API providers default to 15 minutes: Electricity Maps updates hourly, WattTime every
   // 5 minutes, and public APIs rate-limit. The file provider only stats its file.
@@ -64,6 +82,53 @@ std::string grid_provider_names() {
   std::string out;
   for (const auto& e : grid_providers()) out += (out.empty() ? "" : ", ") + std::string(e.name);
   return out;
+}
+
+std::optional<std::string> validate_grid(const CarbonOptions& o) {
+  const std::string& p = o.grid_provider;
+  const GridProviderEntry* entry = find_grid_provider(p);
+  if (!entry) return "grid-provider: \"" + p + "\" is not one of " + grid_provider_names();
+  if (entry->needs_file && o.grid_file.empty()) {
+    return "grid-file: required with grid-provider=" + p;
+  }
+  if (!entry->zone_example.empty() && o.zone.empty()) {
+    return "grid-zone: required with grid-provider=" + p + " (such as " +
+           std::string(entry->zone_example) + ")";
+  }
+  if (entry->needs_secret && o.token_file.empty() && o.token_env.empty()) {
+    return "grid-token-file: required with grid-provider=" + p +
+           " (or name an environment variable in grid-token-env)";
+  }
+  if (entry->needs_username && o.watttime_username.empty()) {
+    return "grid-username: required with grid-provider=" + p;
+  }
+  return std::nullopt;
+}
+
+std::unique_ptr<Carbon> make_carbon(HostPaths paths, CarbonOptions o) {
+  // validate_grid has vouched for the name.
+  const GridProviderEntry& entry = *find_grid_provider(o.grid_provider);
+  GridProviderSettings settings;
+  settings.static_grams_per_kwh = o.grid_intensity;
+  settings.zone = o.zone;
+  settings.url = o.grid_url.empty() ? std::string(entry.default_url) : o.grid_url;
+  settings.file = o.grid_file;
+  settings.username = o.watttime_username;
+  settings.http.connect_timeout_s = o.connect_timeout_seconds;
+  settings.http.total_timeout_s = o.timeout_seconds;
+  settings.http.ca_file = o.ca_file;
+  std::unique_ptr<GridProvider> provider;
+  if (entry.needs_secret) {
+    auto secret = load_secret(o.token_file, o.token_env);
+    if (!secret) {
+      provider = std::make_unique<MissingSecretProvider>(o.grid_provider, secret.error());
+    } else {
+      settings.secret = std::move(*secret);
+    }
+  }
+  if (!provider) provider = entry.make(std::move(settings));
+  GridCadence cadence{entry.default_refresh_seconds > 0, entry.default_refresh_seconds};
+  return std::make_unique<Carbon>(std::move(paths), std::move(o), std::move(provider), cadence);
 }
 
 }  // namespace wattprobe

@@ -6,7 +6,9 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/host_paths.h"
 #include "agent/base/http_client.h"
+#include "agent/carbon/carbon.h"
 #include "agent/carbon/grid/intensity.h"
 
 namespace wattprobe {
@@ -44,5 +46,14 @@ const std::vector<GridProviderEntry>& grid_providers();
 const GridProviderEntry* find_grid_provider(std::string_view name);
 /// "static, file, electricitymaps, ...": the names in table order, for messages and help.
 std::string grid_provider_names();
+
+/// What the named provider needs (zone, key, user name, file), or nullopt when the options give
+/// it; a message naming the option otherwise. validate() checks the rest of the options.
+std::optional<std::string> validate_grid(const CarbonOptions& options);
+
+/// The carbon stage with the provider the options name. The key is read now (a root-only file
+/// is fine: the agent still holds its privileges); a key that cannot be read leaves the agent
+/// on the static default, saying why on every refresh. Nothing is fetched until start().
+std::unique_ptr<Carbon> make_carbon(HostPaths paths, CarbonOptions options);
 
 }  // namespace wattprobe

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "agent/carbon/grid/electricitymaps.h"
+#include "agent/carbon/grid/registry.h"
 #include "tests/support/fake_grid_api.h"
 #include "tests/support/settable_grid_provider.h"
 #include "tests/support/temp_tree.h"
@@ -121,7 +122,8 @@ TEST(Carbon, EmbodiedPastLifetimeChargesNothing) {
   CarbonOptions o;
   o.install_date = date_years_ago(5);
   o.lifetime_years = 4;
-  Carbon carbon(t.paths(), o);
+  auto made = make_carbon(t.paths(), o);
+  Carbon& carbon = *made;
   EnergyTick tick;
   tick.end_ms = wall_ms();
   tick.seconds = 1;
@@ -146,7 +148,8 @@ TEST(Carbon, EmbodiedSharesSumToTheHostsAmortizedGrams) {
   CarbonOptions o;
   o.install_date = date_years_ago(1);
   o.lifetime_years = 4;
-  Carbon carbon(t.paths(), o);
+  auto made = make_carbon(t.paths(), o);
+  Carbon& carbon = *made;
   const double total = 1050e3;  // base + one HDD; 8 GB is under the 16 in the base
   ASSERT_DOUBLE_EQ(carbon.embodied().total_grams, total);
   int64_t end = wall_ms();
@@ -176,7 +179,8 @@ TEST(Carbon, EmbodiedSharesSumToTheHostsAmortizedGrams) {
 TEST(Carbon, RestoredTotalsKeepGrowing) {
   TempTree t;
   write_small_host(t);
-  Carbon carbon(t.paths(), CarbonOptions{});
+  auto made = make_carbon(t.paths(), CarbonOptions{});
+  Carbon& carbon = *made;
   CarbonTotals saved;
   saved.workloads[service("a.service")] = {10, 2};
   saved.idle = {5, 1};
@@ -197,7 +201,7 @@ TEST(Carbon, ValidateNamesTheFieldAndValue) {
   EXPECT_EQ(validate(o), "pue: 0.9 is outside 1.0..3.0 (1.0 = no facility overhead)");
   o = {};
   o.grid_provider = "em";
-  EXPECT_NE(validate(o)->find("grid-provider: \"em\""), std::string::npos);
+  EXPECT_NE(validate_grid(o)->find("grid-provider: \"em\""), std::string::npos);
   o = {};
   o.install_date = "2024-02-30";
   EXPECT_EQ(validate(o), "install-date: \"2024-02-30\" is not a date YYYY-MM-DD");
@@ -206,7 +210,8 @@ TEST(Carbon, ValidateNamesTheFieldAndValue) {
   EXPECT_NE(validate(o)->find("grid-intensity: 6000"), std::string::npos);
   o = {};
   o.grid_provider = "electricitymaps";
-  EXPECT_EQ(validate(o), "grid-zone: required with grid-provider=electricitymaps (such as DE)");
+  EXPECT_EQ(validate_grid(o),
+            "grid-zone: required with grid-provider=electricitymaps (such as DE)");
   o = {};
   o.lifetime_years = 0;
   EXPECT_NE(validate(o)->find("lifetime-years: 0"), std::string::npos);
@@ -224,9 +229,11 @@ TEST(Carbon, KeysNeverReachDoctorMetricsOrErrors) {
   o.grid_url = api.base_url();
   o.token_file = t.path("etc/em.token").string();
   o.timeout_seconds = 1;
+  ASSERT_EQ(validate_grid(o), std::nullopt);
   ASSERT_EQ(validate(o), std::nullopt);
   api.set_value(338);
-  Carbon carbon(t.paths(), o);
+  auto made = make_carbon(t.paths(), o);
+  Carbon& carbon = *made;
   carbon.start();
   // The first fetch runs on the refresh thread, so the agent's start never waits on the API.
   for (int i = 0; i < 500 && carbon.grid().at(wall_ms()).grams_per_kwh != 338; ++i) {
@@ -260,7 +267,8 @@ TEST(Carbon, MissingKeyStartsOnStaticAndSaysWhy) {
   o.grid_url = "http://127.0.0.1:1";
   o.token_file = "";
   o.token_env = "WATTPROBE_TEST_UNSET_TOKEN_VAR";
-  Carbon carbon(t.paths(), o);
+  auto made = make_carbon(t.paths(), o);
+  Carbon& carbon = *made;
   carbon.grid().refresh_now(wall_ms());
   auto in = carbon.grid().at(wall_ms());
   EXPECT_DOUBLE_EQ(in.grams_per_kwh, 475);
@@ -281,7 +289,8 @@ TEST(Carbon, BudgetsTrackConsumptionPerDayAndKind) {
   CarbonOptions o;
   o.embodied_kg = 0;  // operational only, to count by hand
   o.budgets = {*b, *parse_budget("kind:pod=20000/30d")};
-  Carbon carbon(t.paths(), o);
+  auto made = make_carbon(t.paths(), o);
+  Carbon& carbon = *made;
   const int64_t day0 = 1767225600000;  // 2026-01-01T00:00Z
   auto tick_at = [&](int64_t end, double joules) {
     EnergyTick tick;

@@ -8,12 +8,19 @@
 #include <cmath>
 #include <fstream>
 #include <iterator>
+#include <thread>
 #include <tuple>
 
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
 namespace {
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
 
 using testing::TempTree;
 namespace fs = std::filesystem;
@@ -305,9 +312,8 @@ TEST(Checkpoint, CorruptCurrentIsKeptAsideAndThePreviousGoodOneUsed) {
     if (how == "empty") bad.clear();
     write_file(store.current(), bad);
 
-    ::testing::internal::CaptureStderr();
     auto loaded = store.load();
-    std::string log = ::testing::internal::GetCapturedStderr();
+    std::string log = join_lines(loaded.log);
 
     ASSERT_TRUE(loaded.state);
     EXPECT_EQ(loaded.file, store.previous());
@@ -330,9 +336,8 @@ TEST(Checkpoint, BothCorruptStartsFromZeroAndKeepsBoth) {
   CheckpointStore store(dir.root(), kHere);
   write_file(store.current(), "WPCK");
   write_file(store.previous(), "");
-  ::testing::internal::CaptureStderr();
   auto loaded = store.load();
-  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(loaded.log.size(), 4u) << join_lines(loaded.log);  // each unusable, each set aside
   EXPECT_FALSE(loaded.state);
   EXPECT_FALSE(loaded.refusal);
   EXPECT_EQ(files_starting(dir.root(), "checkpoint.pb.corrupt-").size(), 1u);
@@ -357,9 +362,8 @@ TEST(Checkpoint, AnotherMachinesCheckpointIsSetAsideNotRestored) {
   theirs.host = {"fedcba9876543210fedcba9876543210", "here"};  // a clone keeps the host name
   ASSERT_TRUE(CheckpointStore(dir.root(), theirs.host).write(encode_checkpoint(theirs)));
   CheckpointStore store(dir.root(), kHere);
-  ::testing::internal::CaptureStderr();
   auto loaded = store.load();
-  std::string log = ::testing::internal::GetCapturedStderr();
+  std::string log = join_lines(loaded.log);
   EXPECT_FALSE(loaded.state);
   EXPECT_FALSE(loaded.refusal);
   EXPECT_EQ(store.errors().at(Reason::foreign_host), 1u);
@@ -386,13 +390,6 @@ TEST(Checkpoint, HostIdentityReadsMachineIdUnderTheProcfsRoot) {
   EXPECT_EQ(read_host_identity(t.paths()).machine_id, "");
 }
 
-/// An accounting source with nothing to say: the agent's loop without a host.
-class NoAccounting : public CpuAccounting {
- public:
-  std::string_view mode() const override { return "procfs"; }
-  CpuTick drain() override { return {}; }
-};
-
 double series_value(const Snapshot& snap, std::string_view family, std::string_view reason) {
   const Family* f = snap.find(family);
   if (!f) return -1;
@@ -402,31 +399,29 @@ double series_value(const Snapshot& snap, std::string_view family, std::string_v
   return -1;
 }
 
-TEST(Checkpoint, AnUnwritableFolderIsCountedAndTheAgentKeepsRunning) {
+TEST(Checkpoint, AnUnwritableFolderIsCountedNamedAndExported) {
   TempTree t;
   t.write("not-a-folder", "x");
-  Options o;
-  o.max_ticks = 3;
-  o.interval = std::chrono::milliseconds(100);
-  Agent agent(o, std::make_unique<EnergyMeter>(std::vector<std::unique_ptr<EnergySource>>{}),
-              std::make_unique<NoAccounting>());
-  CheckpointConsumer checkpoint(CheckpointStore(t.path("not-a-folder/state"), kHere),
-                                std::chrono::milliseconds(100), agent.meter(), agent.attribution(),
-                                nullptr);
-  agent.add_consumer(&checkpoint);
-  ::testing::internal::CaptureStderr();
-  EXPECT_FALSE(checkpoint.restore());
-  agent.run();  // three ticks, a write attempted at each that is due
-  EXPECT_FALSE(checkpoint.write_now());
-  std::string log = ::testing::internal::GetCapturedStderr();
-  SnapshotPtr snap = agent.snapshot();
-  ASSERT_TRUE(snap);
-  EXPECT_GE(series_value(*snap, "wattprobe_agent_checkpoint_errors_total", "write"), 1);
-  EXPECT_EQ(series_value(*snap, "wattprobe_agent_checkpoint_last_success_timestamp_seconds", ""),
-            0);
-  EXPECT_GE(checkpoint.store().errors().at(Reason::write), 2u);
-  EXPECT_NE(log.find("checkpoint not written"), std::string::npos) << log;
+  CheckpointKeeper checkpoint(CheckpointStore(t.path("not-a-folder/state"), kHere),
+                              std::chrono::milliseconds(100));
+  auto restored = checkpoint.restore();
+  ASSERT_TRUE(restored.ok());
+  EXPECT_FALSE(restored->state);
+  std::string log = join_lines(restored->log);
   EXPECT_NE(log.find("not-a-folder/state"), std::string::npos) << log;
+  EXPECT_NE(log.find("checkpoints will fail"), std::string::npos) << log;
+  auto first = checkpoint.write(sample_state());
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.error().message().find("not-a-folder/state"), std::string::npos)
+      << first.error().message();
+  EXPECT_FALSE(checkpoint.due()) << "a failed write waits for the next interval like a good one";
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  EXPECT_TRUE(checkpoint.due());
+  EXPECT_FALSE(checkpoint.write(sample_state()).ok());
+  Snapshot snap;
+  checkpoint.append_families(snap.families);
+  EXPECT_EQ(series_value(snap, "wattprobe_agent_checkpoint_errors_total", "write"), 2);
+  EXPECT_EQ(series_value(snap, "wattprobe_agent_checkpoint_last_success_timestamp_seconds", ""), 0);
 }
 
 TEST(Checkpoint, AFolderTheAgentsUserCannotWriteIsAnError) {
@@ -449,21 +444,21 @@ TEST(Checkpoint, AFolderTheAgentsUserCannotWriteIsAnError) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << "10 setresuid, 11 written, 12 not a permission error";
 }
 
-TEST(Checkpoint, ConsumerWritesAtTheFirstTickThenEveryInterval) {
+TEST(Checkpoint, KeeperIsDueAtTheFirstTickThenEveryInterval) {
   TempTree t;
   EnergyMeter meter({});
   meter.restore_total("rapl_powercap", "package", 0, 10);
   Attribution attribution({});
-  CheckpointConsumer checkpoint(CheckpointStore(t.root(), kHere), std::chrono::hours(1), meter,
-                                attribution, nullptr);
-  checkpoint.on_snapshot(nullptr);
+  CheckpointKeeper checkpoint(CheckpointStore(t.root(), kHere), std::chrono::hours(1));
+  ASSERT_TRUE(checkpoint.due());
+  ASSERT_TRUE(checkpoint.write(capture_totals(meter, attribution, nullptr)).ok());
   ASSERT_TRUE(fs::exists(t.root() / "checkpoint.pb"));
   meter.restore_total("rapl_powercap", "package", 0, 20);
-  checkpoint.on_snapshot(nullptr);  // not due for an hour: the file keeps the first totals
+  EXPECT_FALSE(checkpoint.due());  // not for an hour: the file keeps the first totals
   auto loaded = CheckpointStore(t.root(), kHere).load();
   ASSERT_TRUE(loaded.state);
   EXPECT_EQ(loaded.state->node.at(0).joules, 10);
-  ASSERT_TRUE(checkpoint.write_now());  // as at stop
+  ASSERT_TRUE(checkpoint.write(capture_totals(meter, attribution, nullptr)).ok());  // as at stop
   loaded = CheckpointStore(t.root(), kHere).load();
   EXPECT_EQ(loaded.state->node.at(0).joules, 20);
   std::vector<Family> fams;

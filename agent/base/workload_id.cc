@@ -1,0 +1,19 @@
+#include "agent/base/workload_id.h"
+
+namespace wattprobe {
+
+Labels workload_labels(const WorkloadId& id, std::size_t extra) {
+  // The names are built once: a tick labels every workload several times.
+  static const std::string kWorkload = "workload", kKind = "kind", kNamespace = "namespace",
+                           kPod = "pod", kContainer = "container";
+  Labels l;
+  l.reserve(5 + extra);
+  l.emplace_back(kWorkload, id.workload);
+  l.emplace_back(kKind, id.kind);
+  l.emplace_back(kNamespace, id.namespace_);
+  l.emplace_back(kPod, id.pod);
+  l.emplace_back(kContainer, id.container);
+  return l;
+}
+
+}  // namespace wattprobe

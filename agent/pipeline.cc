@@ -1,0 +1,192 @@
+#include "agent/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+#include "agent/accounting_choice.h"
+#include "agent/base/utc_time.h"
+#include "agent/carbon/grid/registry.h"
+#include "agent/privileges.h"
+#include "collectors/registry.h"
+
+namespace wattprobe {
+
+namespace {
+
+/// The pipeline's errors are whole lines for the log: what failed, then the error's own words.
+Error line(std::string what, const Error& e) {
+  return Error{e.kind, "", std::move(what) + ": " + e.message()};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Pipeline>> Pipeline::build(const Options& options, PipelineRole role,
+                                                  const LogLine& log) {
+  SourceChoice sources = choose_sources(options.sources, source_settings(options));
+  std::vector<std::string> kept;
+  for (const SourceStatus& st : sources.status) {
+    if (!options.sources.empty() && !st.chosen && st.why != "not in --sources") {
+      return Error{ErrorKind::absent, "",
+                   "source " + st.name + " is not available: " + st.availability.reason};
+    }
+    if (st.stalled) log("source " + st.name + " is not used: " + st.availability.reason);
+    if (st.chosen || st.standby) kept.push_back(st.name);
+  }
+  if (sources.chosen.empty()) {
+    return Error{ErrorKind::absent, "",
+                 "no energy source is readable; `wattprobe doctor` says why"};
+  }
+  std::string names;
+  for (const auto& s : sources.chosen) names += (names.empty() ? "" : ",") + std::string(s->name());
+  log("energy sources: " + names +
+      (!sources.measured       ? " (ESTIMATE: no measured source is readable)"
+       : sources.estimated_cpu ? " (CPU package ESTIMATED by model; the rest measured)"
+                               : ""));
+
+  auto accounting = choose_accounting(accounting_settings(options));
+  if (!accounting.ok()) return line("--accounting=bpf", accounting.error());
+  log("cpu accounting: " + std::string(accounting->accounting->mode()) + " (" + accounting->why +
+      ")");
+  auto meter = std::make_unique<EnergyMeter>(std::move(sources.chosen), std::move(sources.standby),
+                                             sources.stalled);
+  return std::unique_ptr<Pipeline>(new Pipeline(
+      options, role, std::move(meter), std::move(accounting->accounting), std::move(kept)));
+}
+
+Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<EnergyMeter> meter,
+                   std::unique_ptr<CpuAccounting> accounting, std::vector<std::string> sources_kept)
+    : options_(options),
+      role_(role),
+      sources_kept_(std::move(sources_kept)),
+      loop_(TickLoopOptions{options.interval, options.max_ticks}),
+      meter_(std::move(meter)),
+      accounting_(std::move(accounting)),
+      attribution_(options.attribution),
+      // Reads the grid API key now, while the agent may still read a root-only file; fetches
+      // nothing until start().
+      carbon_(make_carbon(options.paths, options.carbon)) {
+  for (const auto& source : meter_->sources()) {
+    if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
+  }
+  if (nvml_) gpu_ = std::make_unique<GpuWorkloads>(options.paths);
+  if (role_ == PipelineRole::daemon) {
+    ledger_ = std::make_unique<Ledger>(options.ledger);
+    checkpoint_ = std::make_unique<CheckpointKeeper>(
+        CheckpointStore(options.state_dir, read_host_identity(options.paths)),
+        options.checkpoint_interval);
+  }
+}
+
+// The remote-write sender and the grid refresh thread end with their owners.
+Pipeline::~Pipeline() = default;
+
+std::vector<int> Pipeline::capabilities_needed() const {
+  return wattprobe::capabilities_needed(sources_kept_, accounting_->mode() == "bpf");
+}
+
+Result<bool> Pipeline::start(const LogLine& log) {
+  if (ledger_) {
+    if (auto opened = ledger_->open(wall_clock_ms()); !opened.ok()) {
+      return line("ledger", opened.error());
+    }
+  }
+  // Before the first tick, so every _total continues from the checkpoint.
+  if (checkpoint_) {
+    auto restored = checkpoint_->restore();
+    if (!restored.ok()) return Error{restored.error().kind, "", restored.error().detail};
+    for (const std::string& line : restored->log) log(line);
+    if (restored->state) restore_totals(*restored->state, *meter_, attribution_, carbon_.get());
+  }
+  carbon_->start(log);
+  if (role_ == PipelineRole::daemon && !options_.remote_write.url.empty()) {
+    remote_write_ = std::make_unique<RemoteWrite>(options_.remote_write);
+    if (auto started = remote_write_->start(); !started.ok()) {
+      return line("remote-write", started.error());
+    }
+  }
+  return true;
+}
+
+void Pipeline::run(const LogLine& log) {
+  loop_.run([&](double seconds) { tick(seconds, log); });
+}
+
+void Pipeline::tick(double seconds, const LogLine& log) {
+  // readings → joules. CPU time first: how busy the host was is the meter's evidence for a
+  // stalled counter. Both are read back to back, so they cover the same interval.
+  CpuTick cpu = accounting_->drain();
+  std::optional<double> busy_cpus;
+  if (cpu.capacity_ns > 0 && seconds > 0) {
+    busy_cpus = static_cast<double>(cpu.capacity_ns - std::min(cpu.idle_ns, cpu.capacity_ns)) /
+                (seconds * 1e9);
+  }
+  NodeEnergy energy = meter_->tick(seconds, busy_cpus);
+  const int64_t now_ms = wall_clock_ms();
+  GpuTick gpu;
+  if (nvml_) {
+    gpu = gpu_->tick(
+        *nvml_,
+        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  }
+
+  // joules → shares: idle + workloads + unattributed = measured, per domain.
+  EnergyTick shares = attribution_.apply(energy, cpu, now_ms, nvml_ ? &gpu : nullptr);
+
+  // shares → grams.
+  const CarbonTickGrams& grams = carbon_->on_tick(shares);
+
+  // grams → totals on disk: the ledger's periods, the checkpoint's totals.
+  if (ledger_) ledger_->on_tick(shares, grams);
+  if (checkpoint_ && checkpoint_->due()) write_checkpoint(log);
+
+  // families: what this tick publishes.
+  auto snap = std::make_shared<Snapshot>();
+  snap->timestamp_ms = now_ms;
+  std::vector<Family>& families = snap->families;
+  meter_->append_families(families);
+  attribution_.append_families(families);
+  if (nvml_) gpu_->append_families(*nvml_, families);
+  families.push_back({"wattprobe_agent_accounting_mode",
+                      "How per-workload CPU time is accounted: bpf, or the procfs fallback.",
+                      MetricType::gauge,
+                      {{{{"mode", std::string(accounting_->mode())}}, 1}}});
+  carbon_->append_families(families);
+  if (ledger_) ledger_->append_families(families);
+  if (checkpoint_) checkpoint_->append_families(families);
+  if (remote_write_) remote_write_->append_families(families);
+  for (const SnapshotSink* sink : sinks_) sink->append_families(families);
+  loop_.append_families(families);
+  SnapshotPtr published = std::move(snap);
+  {
+    std::lock_guard lock(mu_);
+    snapshot_ = published;
+  }
+
+  // sinks: the one place the route branches.
+  if (remote_write_) remote_write_->enqueue(*published);
+  for (SnapshotSink* sink : sinks_) sink->on_snapshot(published);
+}
+
+void Pipeline::write_checkpoint(const LogLine& log) {
+  auto written = checkpoint_->write(capture_totals(*meter_, attribution_, carbon_.get()));
+  if (!written.ok()) log("checkpoint not written: " + written.error().message());
+}
+
+void Pipeline::begin_stop() {
+  if (ledger_) ledger_->flush_all();  // the period in progress, with the seconds it covers
+  // The flush (up to --remote-write-flush-timeout) overlaps the HTTP server's shutdown (up to
+  // its 2 s poll quantum) instead of following it, so SIGTERM stays prompt with a hung receiver.
+  if (remote_write_) remote_write_->request_stop();
+}
+
+void Pipeline::finish(const LogLine& log) {
+  if (checkpoint_) write_checkpoint(log);
+}
+
+SnapshotPtr Pipeline::snapshot() const {
+  std::lock_guard lock(mu_);
+  return snapshot_;
+}
+
+}  // namespace wattprobe

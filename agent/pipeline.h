@@ -1,0 +1,111 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/base/result.h"
+#include "agent/base/snapshot.h"
+#include "agent/carbon/carbon.h"
+#include "agent/options.h"
+#include "agent/state/checkpoint.h"
+#include "agent/state/ledger.h"
+#include "agent/tick/attribution.h"
+#include "agent/tick/energy_meter.h"
+#include "agent/tick/tick_loop.h"
+#include "collectors/cpu_accounting.h"
+#include "collectors/gpu_split.h"
+#include "collectors/nvml.h"
+#include "exporters/remote_write.h"
+
+namespace wattprobe {
+
+/// Takes every published snapshot, on the sampling thread, after the tick: remote-write queues
+/// it, /healthz notes the time, `top`'s screen wakes up. The HTTP exporter needs no sink: it
+/// reads Pipeline::snapshot() when scraped.
+class SnapshotSink {
+ public:
+  virtual ~SnapshotSink() = default;
+  virtual void on_snapshot(const SnapshotPtr& snapshot) = 0;
+  /// The sink's own metrics, added to every snapshot.
+  virtual void append_families(std::vector<Family>&) const {}
+};
+
+/// Where start-up and the stages say what happened: one line each, without a prefix. main
+/// prints them; nothing below the pipeline prints.
+using LogLine = std::function<void(const std::string&)>;
+
+/// `run` keeps state (checkpoint, ledger) and may push (remote-write). `top --standalone`
+/// measures only, so it never competes with a daemon's files or receiver.
+enum class PipelineRole { daemon, standalone };
+
+/// The agent from the host to the sinks, built once from the options for `run` and `top
+/// --standalone` alike. Each tick runs the stages in order (see tick()): readings → joules →
+/// shares → grams → totals → families → sinks. Values flow forward: each stage is handed what
+/// the stage before produced, and nothing is looked up sideways.
+class Pipeline {
+ public:
+  /// The privileged half of start-up: probes the energy sources (with the start-up stall check)
+  /// and loads the CPU accounting, saying what was chosen. The error's detail is why the agent
+  /// cannot run, as one line for the log (so are start()'s).
+  static Result<std::unique_ptr<Pipeline>> build(const Options& options, PipelineRole role,
+                                                 const LogLine& log);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// What the ticks still need once start-up is over: the chosen sources', those standing by
+  /// (a stand-in is read every tick) and the eBPF accounting's.
+  std::vector<int> capabilities_needed() const;
+
+  /// The unprivileged half, after the privilege drop: the ledger's folder and the checkpoint's
+  /// files belong to the user that writes them, and every thread (the grid refresh, the
+  /// remote-write sender) starts only now, because capabilities are per thread and no network
+  /// answer may be parsed with privileges. The error is why the agent must not start.
+  Result<bool> start(const LogLine& log);
+
+  /// Not owned; must outlive run().
+  void add_sink(SnapshotSink* sink) { sinks_.push_back(sink); }
+
+  /// Ticks until request_stop() or --max-ticks. `log` takes what the stages report while
+  /// running (a checkpoint or ledger failure).
+  void run(const LogLine& log);
+  /// Thread-safe.
+  void request_stop() { loop_.request_stop(); }
+  /// After run(): writes the ledger's open period and begins remote-write's final flush, so it
+  /// overlaps whatever else is shutting down.
+  void begin_stop();
+  /// The last tick's totals to the checkpoint, so a restart continues them exactly.
+  void finish(const LogLine& log);
+
+  /// The last published snapshot; null before the first tick. Thread-safe.
+  SnapshotPtr snapshot() const;
+
+ private:
+  Pipeline(const Options& options, PipelineRole role, std::unique_ptr<EnergyMeter> meter,
+           std::unique_ptr<CpuAccounting> accounting, std::vector<std::string> sources_kept);
+  void tick(double seconds, const LogLine& log);
+  void write_checkpoint(const LogLine& log);
+
+  const Options options_;
+  const PipelineRole role_;
+  std::vector<std::string> sources_kept_;  // chosen and standing by, for the privilege drop
+  TickLoop loop_;
+  std::unique_ptr<EnergyMeter> meter_;
+  std::unique_ptr<CpuAccounting> accounting_;
+  const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
+  std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
+  Attribution attribution_;
+  std::unique_ptr<Carbon> carbon_;
+  std::unique_ptr<Ledger> ledger_;                // daemon only
+  std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
+  std::unique_ptr<RemoteWrite> remote_write_;     // daemon with --remote-write-url only
+  std::vector<SnapshotSink*> sinks_;
+
+  mutable std::mutex mu_;
+  SnapshotPtr snapshot_;
+};
+
+}  // namespace wattprobe
