@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/base/log.h"
 #include "agent/cli/doctor.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
@@ -23,8 +24,6 @@
 
 namespace wattprobe {
 namespace {
-
-void log_line(const std::string& line) { std::fprintf(stderr, "wattprobe: %s\n", line.c_str()); }
 
 constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
@@ -42,6 +41,9 @@ std::string metrics_url(const std::string& listen, int port) {
   return "http://" + host + ":" + std::to_string(port) + "/metrics";
 }
 
+/// The pipeline's lines go where every other part's go (agent/base/log.h).
+void log_to_stderr(const std::string& line) { log_line(line); }
+
 int run(const Options& options) {
   // Block the stop signals before any thread starts, so only the waiter below receives them.
   // SIGHUP stops like SIGTERM: its default action would kill the agent without the final
@@ -53,7 +55,7 @@ int run(const Options& options) {
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto built = Pipeline::build(options, PipelineRole::daemon, log_line);
+  auto built = Pipeline::build(options, PipelineRole::daemon, log_to_stderr);
   if (!built.ok()) {
     log_line(built.error().detail);
     return 1;
@@ -67,7 +69,7 @@ int run(const Options& options) {
     return 1;
   }
   log_line("privileges: " + *dropped);
-  if (auto started = pipeline.start(log_line); !started.ok()) {
+  if (auto started = pipeline.start(log_to_stderr); !started.ok()) {
     log_line(started.error().detail);
     return 1;
   }
@@ -96,13 +98,13 @@ int run(const Options& options) {
                  sigabbrev_np(sig));
     pipeline.request_stop();
   });
-  pipeline.run(log_line);
+  pipeline.run(log_to_stderr);
   ended = true;
   pipeline.begin_stop();
   // A normal end (--max-ticks) must still release the waiter.
   pthread_kill(signal_waiter.native_handle(), SIGTERM);
   signal_waiter.join();
-  pipeline.finish(log_line);
+  pipeline.finish(log_to_stderr);
   std::fprintf(stderr, "wattprobe: stopped\n");
   return 0;
 }

@@ -423,8 +423,9 @@ Options parse_run_options(const std::vector<std::string>& args) {
       c.budgets.push_back(*b);
     }
   }
-  if (auto err = validate_grid(c)) throw UsageError("invalid carbon options: " + *err);
-  if (auto err = validate(c)) throw UsageError("invalid carbon options: " + *err);
+  for (const Result<bool>& valid : {validate_grid(c), validate(c)}) {
+    if (!valid.ok()) throw UsageError("invalid carbon options: " + valid.error().message());
+  }
 
   RemoteWriteOptions& rw = o.remote_write;
   if (auto r = one("remote-write-url")) rw.url = r->value;
@@ -502,7 +503,9 @@ Options parse_run_options(const std::vector<std::string>& args) {
     o.ledger.period = std::chrono::duration_cast<std::chrono::seconds>(d);
   }
   if (!rw.url.empty()) {
-    if (auto err = validate(rw)) throw UsageError("invalid remote-write options: " + *err);
+    if (auto valid = validate(rw); !valid.ok()) {
+      throw UsageError("invalid remote-write options: " + valid.error().message());
+    }
   }
 
   if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {

@@ -26,7 +26,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Options& options, Pipeli
   SourceChoice sources = choose_sources(options.sources, source_settings(options));
   std::vector<std::string> kept;
   for (const SourceStatus& st : sources.status) {
-    if (!options.sources.empty() && !st.chosen && st.why != "not in --sources") {
+    if (!options.sources.empty() && st.requested && !st.chosen) {
       return Error{ErrorKind::absent, "",
                    "source " + st.name + " is not available: " + st.availability.reason};
     }

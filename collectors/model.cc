@@ -6,17 +6,21 @@
 
 namespace wattprobe {
 
-std::optional<std::string> validate(const ModelOptions& options) {
+Result<bool> validate(const ModelOptions& options) {
   const double min = options.min_watts_per_vcpu;
   const double max = options.max_watts_per_vcpu;
-  if (!std::isfinite(min)) return "min_watts_per_vcpu must be a finite number";
-  if (!std::isfinite(max)) return "max_watts_per_vcpu must be a finite number";
-  if (min < 0) return "min_watts_per_vcpu must be >= 0, got " + std::to_string(min);
+  if (!std::isfinite(min))
+    return invalid("[source.model]", "min_watts_per_vcpu must be a finite number");
+  if (!std::isfinite(max))
+    return invalid("[source.model]", "max_watts_per_vcpu must be a finite number");
+  if (min < 0)
+    return invalid("[source.model]", "min_watts_per_vcpu must be >= 0, got " + std::to_string(min));
   if (max < min) {
-    return "max_watts_per_vcpu (" + std::to_string(max) + ") must be >= min_watts_per_vcpu (" +
-           std::to_string(min) + ")";
+    return invalid("[source.model]", "max_watts_per_vcpu (" + std::to_string(max) +
+                                         ") must be >= min_watts_per_vcpu (" + std::to_string(min) +
+                                         ")");
   }
-  return std::nullopt;
+  return true;
 }
 
 double model_watts(int vcpus, double utilisation, const ModelOptions& options) {
@@ -40,8 +44,8 @@ ModelSource::ModelSource(HostPaths paths, ModelOptions options)
 
 Availability ModelSource::probe() {
   Availability a;
-  if (auto bad = validate(options_)) {
-    a.reason = "invalid options: " + *bad;
+  if (auto valid = validate(options_); !valid.ok()) {
+    a.reason = "invalid options: " + valid.error().message();
     return a;
   }
   auto stat = read_proc_stat(paths_);

@@ -23,7 +23,7 @@ struct ModelOptions {
 
 /// The error text for a bad option (`[source.model]` keys), or nullopt when the options are
 /// usable: both finite, min ≥ 0, max ≥ min.
-std::optional<std::string> validate(const ModelOptions& options);
+Result<bool> validate(const ModelOptions& options);
 
 /// CCF's per-host CPU power: vcpus × (min + utilisation × (max − min)). utilisation in 0..1.
 double model_watts(int vcpus, double utilisation, const ModelOptions& options);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "agent/base/log.h"
 #include "collectors/nvml_api.h"
 
 namespace wattprobe {
@@ -204,10 +205,10 @@ void NvmlSource::read_device(std::size_t i, Sample& out) {
   auto lost = [&](int r) {
     if (r != NVML_ERROR_GPU_IS_LOST) return false;
     d.lost = info.lost = true;
-    std::fprintf(stderr,
-                 "wattprobe: nvml: GPU %zu (%s) fell off the bus (NVML_ERROR_GPU_IS_LOST); the "
-                 "other GPUs keep measuring, this one until the agent restarts after a reset\n",
-                 i, info.uuid.c_str());
+    log_printf(
+        "nvml: GPU %zu (%s) fell off the bus (NVML_ERROR_GPU_IS_LOST); the "
+        "other GPUs keep measuring, this one until the agent restarts after a reset",
+        i, info.uuid.c_str());
     out.errors.push_back({ErrorKind::absent, where, "GPU is lost"});
     return true;
   };

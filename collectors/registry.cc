@@ -84,9 +84,12 @@ SourceChoice choose_sources(const std::vector<std::string>& requested,
   std::vector<Probed> probed;
   for (const SourceEntry& entry : source_registry()) {
     auto source = entry.make(settings);
-    SourceStatus st{std::string(entry.name), source->probe(), false, "", false, {}, false};
     bool wanted = requested.empty() ||
                   std::find(requested.begin(), requested.end(), entry.name) != requested.end();
+    SourceStatus st;
+    st.name = std::string(entry.name);
+    st.requested = wanted;
+    st.availability = source->probe();
     out.status.push_back(std::move(st));
     probed.push_back({&entry, std::move(source), wanted});
   }

@@ -51,6 +51,7 @@ std::string source_names(std::string_view separator = ",");
 
 struct SourceStatus {
   std::string name;
+  bool requested = false;  // named in --sources, or any source under auto
   Availability availability;
   bool chosen = false;
   std::string why;  // why chosen or passed over

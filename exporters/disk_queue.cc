@@ -12,6 +12,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "agent/base/log.h"
 #include "agent/base/text_file.h"
 
 namespace wattprobe {
@@ -141,8 +142,8 @@ Result<bool> DiskQueue::replay() {
       cursor_segment = *seg;
       cursor_offset = *off;
     } else {
-      std::fprintf(stderr, "wattprobe: remote-write queue: %s; replaying every segment\n",
-                   (seg.ok() ? off.error() : seg.error()).message().c_str());
+      log_printf("remote-write queue: %s; replaying every segment",
+                 (seg.ok() ? off.error() : seg.error()).message().c_str());
     }
   }
 
@@ -216,10 +217,10 @@ void DiskQueue::replay_segment(uint64_t id, uint64_t cursor_segment, uint64_t cu
       // this record only. Skip it and keep the records after it.
       ++corrupt_records_;
       corrupt_samples_ += samples;
-      std::fprintf(stderr,
-                   "wattprobe: remote-write queue: %s: record at byte %llu fails its "
-                   "checksum, skipped\n",
-                   path.c_str(), static_cast<unsigned long long>(offset));
+      log_printf(
+          "remote-write queue: %s: record at byte %llu fails its "
+          "checksum, skipped",
+          path.c_str(), static_cast<unsigned long long>(offset));
       offset += kHeaderBytes + length;
       continue;
     }
@@ -227,11 +228,11 @@ void DiskQueue::replay_segment(uint64_t id, uint64_t cursor_segment, uint64_t cu
       // A crash mid-append leaves a short or unchecked tail; past a damaged header no length
       // can be trusted, so the rest of this segment is cut off.
       ++corrupt_records_;
-      std::fprintf(stderr,
-                   "wattprobe: remote-write queue: %s: damaged record at byte %llu, %llu bytes "
-                   "after it skipped\n",
-                   path.c_str(), static_cast<unsigned long long>(offset),
-                   static_cast<unsigned long long>(size - offset));
+      log_printf(
+          "remote-write queue: %s: damaged record at byte %llu, %llu bytes "
+          "after it skipped",
+          path.c_str(), static_cast<unsigned long long>(offset),
+          static_cast<unsigned long long>(size - offset));
       if (::ftruncate(fd, static_cast<off_t>(offset)) == 0) ::fsync(fd);
       break;
     }

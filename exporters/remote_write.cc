@@ -13,6 +13,7 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "agent/base/log.h"
 #include "agent/base/text_file.h"
 #include "exporters/remote_write.pb.h"
 
@@ -172,9 +173,10 @@ std::string series_key(const prometheus::TimeSeries& ts) {
 
 }  // namespace
 
-std::optional<std::string> validate(const RemoteWriteOptions& o) {
+Result<bool> validate(const RemoteWriteOptions& o) {
   auto bad = [](std::string_view field, std::string_view value, std::string_view why) {
-    return "remote-write " + std::string(field) + " " + quoted(value) + ": " + std::string(why);
+    return invalid("remote-write-" + std::string(field),
+                   (value.empty() ? "" : quoted(value) + " ") + std::string(why));
   };
   auto ms = [](milliseconds d) { return std::to_string(d.count()) + "ms"; };
   if (!(o.url.starts_with("http://") || o.url.starts_with("https://")) || o.url.size() < 9)
@@ -233,7 +235,7 @@ std::optional<std::string> validate(const RemoteWriteOptions& o) {
     return bad("retry-after-max", ms(o.retry_after_max), "must not be negative");
   if (o.stop_flush_timeout < milliseconds(0))
     return bad("stop-flush-timeout", ms(o.stop_flush_timeout), "must not be negative");
-  return std::nullopt;
+  return true;
 }
 
 RemoteWrite::RemoteWrite(RemoteWriteOptions options) : options_(std::move(options)) {}
@@ -245,8 +247,7 @@ RemoteWrite::~RemoteWrite() {
 }
 
 Result<bool> RemoteWrite::start() {
-  if (auto problem = validate(options_))
-    return Error{ErrorKind::malformed, options_.url.empty() ? "" : redact(options_.url), *problem};
+  if (auto valid = validate(options_); !valid.ok()) return valid.error();
   // Not thread-safe, so here at start-up; reference counted, so other users of curl are fine.
   curl_global_init(CURL_GLOBAL_DEFAULT);
   curl_ = curl_easy_init();
@@ -381,8 +382,8 @@ void RemoteWrite::enqueue(const Snapshot& snapshot) {
   snappy::Compress(serialized.data(), serialized.size(), &compressed);
   if (auto appended = queue_->append(compressed, samples); !appended) {
     dropped_disk_error_ += samples;
-    std::fprintf(stderr, "wattprobe: remote-write: %llu samples not queued: %s\n",
-                 static_cast<unsigned long long>(samples), appended.error().message().c_str());
+    log_printf("remote-write: %llu samples not queued: %s",
+               static_cast<unsigned long long>(samples), appended.error().message().c_str());
     return;
   }
   if (queue_->stats().samples >= options_.max_samples_per_request) wake_.notify_all();
@@ -439,7 +440,7 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
     if (!token) {
       curl_slist_free_all(headers);
       ++failed_credentials_;
-      std::fprintf(stderr, "wattprobe: remote-write: %s\n", token.error().message().c_str());
+      log_printf("remote-write: %s", token.error().message().c_str());
       return attempt;
     }
     headers = curl_slist_append(headers, ("Authorization: Bearer " + *token).c_str());
@@ -449,7 +450,7 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
     if (!secret) {
       curl_slist_free_all(headers);
       ++failed_credentials_;
-      std::fprintf(stderr, "wattprobe: remote-write: %s\n", secret.error().message().c_str());
+      log_printf("remote-write: %s", secret.error().message().c_str());
       return attempt;
     }
     password = std::move(secret.value());
@@ -524,8 +525,8 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
   ++failed_http_4xx_;
   attempt.outcome = Outcome::rejected;
   std::string why = trim(response).empty() ? "" : ": " + quote_for_error(trim(response));
-  std::fprintf(stderr, "wattprobe: remote-write: %s answered %ld, batch dropped%s\n",
-               redact(options_.url).c_str(), status, why.c_str());
+  log_printf("remote-write: %s answered %ld, batch dropped%s", redact(options_.url).c_str(), status,
+             why.c_str());
   return attempt;
 }
 

@@ -59,7 +59,7 @@ struct RemoteWriteOptions {
 
 /// Names the first wrong field and its value ("remote-write url \"ftp://x\": ..."); nullopt when
 /// the options can be used. Never repeats a header value or a credential.
-std::optional<std::string> validate(const RemoteWriteOptions& options);
+Result<bool> validate(const RemoteWriteOptions& options);
 
 /// Prometheus remote-write 1.0 push with a bounded on-disk queue. Each tick's snapshot becomes
 /// one queue record; a sender thread posts the oldest records (snappy-compressed protobuf

@@ -23,6 +23,12 @@ struct Error {
   std::string message() const;
 };
 
+/// A configured value that cannot be used: the option's name as the path, what is wrong as the
+/// detail. Every validate() says so this way.
+inline Error invalid(std::string option, std::string detail) {
+  return Error{ErrorKind::malformed, std::move(option), std::move(detail)};
+}
+
 /// Maps an errno from open/read/pread to an Error kind.
 Error error_from_errno(int err, std::string path, std::string_view what);
 
@@ -30,8 +36,8 @@ Error error_from_errno(int err, std::string path, std::string_view what);
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   explicit operator bool() const { return ok(); }

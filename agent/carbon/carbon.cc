@@ -60,44 +60,45 @@ Result<CarbonBudget> parse_budget(std::string_view text) {
   return b;
 }
 
-std::optional<std::string> validate(const CarbonOptions& o) {
+Result<bool> validate(const CarbonOptions& o) {
   if (!finite_in(o.grid_intensity, 0, kMaxGramsPerKwh)) {
-    return "grid-intensity: " + fmt(o.grid_intensity) + " g/kWh is outside 0.." +
-           fmt(kMaxGramsPerKwh);
+    return invalid("grid-intensity",
+                   fmt(o.grid_intensity) + " g/kWh is outside 0.." + fmt(kMaxGramsPerKwh));
   }
   if (!finite_in(o.pue, 1.0, 3.0)) {
-    return "pue: " + fmt(o.pue) + " is outside 1.0..3.0 (1.0 = no facility overhead)";
+    return invalid("pue", fmt(o.pue) + " is outside 1.0..3.0 (1.0 = no facility overhead)");
   }
   if (!finite_in(o.lifetime_years, 0.1, 30)) {
-    return "lifetime-years: " + fmt(o.lifetime_years) + " is outside 0.1..30";
+    return invalid("lifetime-years", fmt(o.lifetime_years) + " is outside 0.1..30");
   }
   if (o.embodied_kg && !finite_in(*o.embodied_kg, 0, 1e6)) {
-    return "embodied-kg: " + fmt(*o.embodied_kg) + " is outside 0..1000000";
+    return invalid("embodied-kg", fmt(*o.embodied_kg) + " is outside 0..1000000");
   }
   if (!o.install_date.empty()) {
     auto t = parse_install_date(o.install_date);
-    if (!t) return "install-date: \"" + o.install_date + "\" is not a date YYYY-MM-DD";
-    if (*t > wall_ms()) return "install-date: " + o.install_date + " is in the future";
+    if (!t) return invalid("install-date", "\"" + o.install_date + "\" is not a date YYYY-MM-DD");
+    if (*t > wall_ms()) return invalid("install-date", o.install_date + " is in the future");
   }
   if (o.refresh_seconds && !finite_in(*o.refresh_seconds, 1, 86400)) {
-    return "grid-refresh: " + fmt(*o.refresh_seconds) + " s is outside 1..86400";
+    return invalid("grid-refresh", fmt(*o.refresh_seconds) + " s is outside 1..86400");
   }
   if (!finite_in(o.connect_timeout_seconds, 0.1, 120)) {
-    return "grid-connect-timeout: " + fmt(o.connect_timeout_seconds) + " s is outside 0.1..120";
+    return invalid("grid-connect-timeout",
+                   fmt(o.connect_timeout_seconds) + " s is outside 0.1..120");
   }
   if (!finite_in(o.timeout_seconds, 0.1, 600)) {
-    return "grid-timeout: " + fmt(o.timeout_seconds) + " s is outside 0.1..600";
+    return invalid("grid-timeout", fmt(o.timeout_seconds) + " s is outside 0.1..600");
   }
   if (!finite_in(o.max_age_seconds, 1, 30 * 86400.0)) {
-    return "grid-max-age: " + fmt(o.max_age_seconds) + " s is outside 1..2592000";
+    return invalid("grid-max-age", fmt(o.max_age_seconds) + " s is outside 1..2592000");
   }
   for (const auto& b : o.budgets) {
     if (!finite_in(b.grams, 0, 1e12) || b.grams == 0 || (b.workload.empty() == b.kind.empty())) {
-      return "budget: " + (b.workload.empty() ? "kind:" + b.kind : b.workload) + "=" +
-             fmt(b.grams) + " needs one target and grams > 0";
+      return invalid("budget", (b.workload.empty() ? "kind:" + b.kind : b.workload) + "=" +
+                                   fmt(b.grams) + " needs one target and grams > 0");
     }
   }
-  return std::nullopt;
+  return true;
 }
 
 Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvider> provider,

@@ -70,7 +70,7 @@ struct CarbonOptions {
 
 /// A message naming the field and its value, or nullopt when the options are usable. What each
 /// grid provider needs is checked by validate_grid (agent/carbon/grid/registry.h).
-std::optional<std::string> validate(const CarbonOptions& options);
+Result<bool> validate(const CarbonOptions& options);
 
 /// What the grid provider table says of the provider a Carbon is given.
 struct GridCadence {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "agent/base/log.h"
 #include "agent/base/utc_time.h"
 
 namespace wattprobe {
@@ -271,7 +272,7 @@ void Ledger::apply_retention(int64_t today) {
 
 void Ledger::fail(const std::string& what) {
   ++errors_;
-  std::fprintf(stderr, "wattprobe: ledger: %s\n", what.c_str());
+  log_printf("ledger: %s", what.c_str());
 }
 
 void Ledger::append_families(std::vector<Family>& out) const {

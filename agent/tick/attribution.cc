@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <optional>
 
+#include "agent/base/log.h"
+
 namespace wattprobe {
 
 std::vector<bool> host_sum_domains(const NodeEnergy& energy) {
@@ -230,10 +232,10 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     double gap = sum - measured;
     if (std::fabs(gap) > 1e-9 * std::max(std::fabs(measured), 1e-12) || bad_share) {
       ++violations_;
-      std::fprintf(stderr,
-                   "wattprobe: conservation violated for domain %s (source %s, socket %d): parts "
-                   "sum to %.9g J, measured %.9g J, gap %.3g J\n",
-                   d.domain.c_str(), d.source.c_str(), d.socket, sum, measured, gap);
+      log_printf(
+          "conservation violated for domain %s (source %s, socket %d): parts "
+          "sum to %.9g J, measured %.9g J, gap %.3g J",
+          d.domain.c_str(), d.source.c_str(), d.socket, sum, measured, gap);
     }
 
     idle_total_[d.domain] += idle;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <set>
 
+#include "agent/base/log.h"
 #include "agent/base/text_file.h"
 
 namespace wattprobe {
@@ -40,11 +41,11 @@ EnergyMeter::EnergyMeter(std::vector<std::unique_ptr<EnergySource>> sources,
                                             Watch{StallDetector(policy_), s.keys, measured});
     if (it->second.detector.mark_stalled() != StallDetector::Change::stalled) continue;
     ++stalls_[{s.source, s.domain}];
-    std::fprintf(stderr,
-                 "wattprobe: %s %s%s (%s) is stalled: it did not advance in the start-up check "
-                 "while the CPUs were busy; its energy comes from the next source that has %s\n",
-                 s.source.c_str(), s.domain.c_str(), socket_text(s.socket).c_str(), s.keys.c_str(),
-                 s.domain.c_str());
+    log_printf(
+        "%s %s%s (%s) is stalled: it did not advance in the start-up check "
+        "while the CPUs were busy; its energy comes from the next source that has %s",
+        s.source.c_str(), s.domain.c_str(), socket_text(s.socket).c_str(), s.keys.c_str(),
+        s.domain.c_str());
   }
 }
 
@@ -238,10 +239,10 @@ NodeEnergy EnergyMeter::tick(double seconds, std::optional<double> busy_cpus) {
     const std::string where = source + " " + domain + socket_text(socket) + " (" +
                               watches_.at(candidates[i].key).keys + ")";
     if (change == StallDetector::Change::recovered) {
-      std::fprintf(stderr,
-                   "wattprobe: %s recovered: the counter moves again; measured from it from the "
-                   "next tick\n",
-                   where.c_str());
+      log_printf(
+          "%s recovered: the counter moves again; measured from it from the "
+          "next tick",
+          where.c_str());
       continue;
     }
     std::string stand_in = "no other source has " + domain + ", so it reports none";
@@ -255,11 +256,10 @@ NodeEnergy EnergyMeter::tick(double seconds, std::optional<double> busy_cpus) {
       }
     }
     const Watch& w = watches_.at(candidates[i].key);
-    std::fprintf(stderr,
-                 "wattprobe: %s stalled: no change over %d ticks (%.1f s) while the CPUs were "
-                 "busy; %s\n",
-                 where.c_str(), w.detector.busy_ticks(), w.detector.busy_seconds(),
-                 stand_in.c_str());
+    log_printf(
+        "%s stalled: no change over %d ticks (%.1f s) while the CPUs were "
+        "busy; %s",
+        where.c_str(), w.detector.busy_ticks(), w.detector.busy_seconds(), stand_in.c_str());
   }
   first_tick_ = false;
   return out;

@@ -137,15 +137,15 @@ TEST(Model, MissingProcStatIsUnavailable) {
 }
 
 TEST(Model, ValidateRejectsNegativeInvertedAndNonFiniteCoefficients) {
-  EXPECT_EQ(validate(ModelOptions{}), std::nullopt);
-  EXPECT_EQ(validate(ModelOptions{0, 0}), std::nullopt);
-  EXPECT_NE(validate(ModelOptions{-0.1, 3.5}), std::nullopt);
+  EXPECT_TRUE(validate(ModelOptions{}).ok());
+  EXPECT_TRUE(validate(ModelOptions{0, 0}).ok());
+  EXPECT_FALSE(validate(ModelOptions{-0.1, 3.5}).ok());
   auto inverted = validate(ModelOptions{4, 3.5});
-  ASSERT_NE(inverted, std::nullopt);
-  EXPECT_NE(inverted->find("max_watts_per_vcpu"), std::string::npos);
+  ASSERT_FALSE(inverted.ok());
+  EXPECT_NE(inverted.error().message().find("max_watts_per_vcpu"), std::string::npos);
   const double inf = std::numeric_limits<double>::infinity();
-  EXPECT_NE(validate(ModelOptions{0.74, inf}), std::nullopt);
-  EXPECT_NE(validate(ModelOptions{std::nan(""), 3.5}), std::nullopt);
+  EXPECT_FALSE(validate(ModelOptions{0.74, inf}).ok());
+  EXPECT_FALSE(validate(ModelOptions{std::nan(""), 3.5}).ok());
 }
 
 TEST(Model, ProbeRefusesInvalidOptions) {

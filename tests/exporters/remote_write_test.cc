@@ -489,14 +489,17 @@ TEST(RemoteWrite, ValidateNamesTheWrongFieldAndItsValue) {
   RemoteWriteOptions good;
   good.url = "https://mimir.example/api/v1/push";
   good.state_dir = "/var/lib/wattprobe";
-  EXPECT_EQ(validate(good), std::nullopt);
+  EXPECT_TRUE(validate(good).ok());
 
+  // "remote-write-<field>: malformed: \"<value>\" <why>"
   auto with = [&](auto change) {
     RemoteWriteOptions o = good;
     change(o);
-    return validate(o).value_or("");
+    auto valid = validate(o);
+    return valid.ok() ? std::string() : valid.error().message();
   };
-  EXPECT_NE(with([](auto& o) { o.url = "ftp://x/"; }).find("url \"ftp://x/\""), std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.url = "ftp://x/"; }).find("url: malformed: \"ftp://x/\""),
+            std::string::npos);
   EXPECT_NE(with([](auto& o) { o.basic_auth_user = "u"; }).find("password-file"),
             std::string::npos);
   EXPECT_NE(with([](auto& o) {
@@ -507,21 +510,28 @@ TEST(RemoteWrite, ValidateNamesTheWrongFieldAndItsValue) {
             std::string::npos);
   EXPECT_NE(with([](auto& o) {
               o.headers = {{"Content-Encoding", "gzip"}};
-            }).find("header \"Content-Encoding\""),
+            }).find("header: malformed: \"Content-Encoding\""),
             std::string::npos);
   std::string injected = with([](auto& o) { o.headers = {{"X-Tenant", "a\r\nEvil: 1"}}; });
   EXPECT_NE(injected.find("CR, LF"), std::string::npos);
   EXPECT_EQ(injected.find("Evil"), std::string::npos) << "never echoes a header value";
-  EXPECT_NE(with([](auto& o) { o.queue_max_bytes = 100; }).find("queue-max-bytes \"100\""),
-            std::string::npos);
-  EXPECT_NE(with([](auto& o) { o.backoff_max = 1ms; }).find("backoff-max \"1ms\""),
+  EXPECT_NE(
+      with([](auto& o) { o.queue_max_bytes = 100; }).find("queue-max-bytes: malformed: \"100\""),
+      std::string::npos);
+  EXPECT_NE(with([](auto& o) { o.backoff_max = 1ms; }).find("backoff-max: malformed: \"1ms\""),
             std::string::npos);
   EXPECT_NE(with([](auto& o) { o.state_dir.clear(); }).find("state-dir"), std::string::npos);
-  EXPECT_NE(with([](auto& o) { o.labels = {{"__name__", "x"}}; }).find("label \"__name__\""),
+  EXPECT_NE(with([](auto& o) {
+              o.labels = {{"__name__", "x"}};
+            }).find("label: malformed: \"__name__\""),
             std::string::npos);
-  EXPECT_NE(with([](auto& o) { o.labels = {{"host-name", "x"}}; }).find("label \"host-name\""),
+  EXPECT_NE(with([](auto& o) {
+              o.labels = {{"host-name", "x"}};
+            }).find("label: malformed: \"host-name\""),
             std::string::npos);
-  EXPECT_NE(with([](auto& o) { o.labels = {{"dc", "a"}, {"dc", "b"}}; }).find("twice"),
+  EXPECT_NE(with([](auto& o) {
+              o.labels = {{"dc", "a"}, {"dc", "b"}};
+            }).find("twice"),
             std::string::npos);
   EXPECT_EQ(with([](auto& o) { o.labels = {{"instance", "h"}, {"dc", "a"}}; }), "");
 

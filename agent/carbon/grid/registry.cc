@@ -84,25 +84,26 @@ std::string grid_provider_names() {
   return out;
 }
 
-std::optional<std::string> validate_grid(const CarbonOptions& o) {
+Result<bool> validate_grid(const CarbonOptions& o) {
   const std::string& p = o.grid_provider;
   const GridProviderEntry* entry = find_grid_provider(p);
-  if (!entry) return "grid-provider: \"" + p + "\" is not one of " + grid_provider_names();
+  if (!entry)
+    return invalid("grid-provider", "\"" + p + "\" is not one of " + grid_provider_names());
   if (entry->needs_file && o.grid_file.empty()) {
-    return "grid-file: required with grid-provider=" + p;
+    return invalid("grid-file", "required with grid-provider=" + p);
   }
   if (!entry->zone_example.empty() && o.zone.empty()) {
-    return "grid-zone: required with grid-provider=" + p + " (such as " +
-           std::string(entry->zone_example) + ")";
+    return invalid("grid-zone", "required with grid-provider=" + p + " (such as " +
+                                    std::string(entry->zone_example) + ")");
   }
   if (entry->needs_secret && o.token_file.empty() && o.token_env.empty()) {
-    return "grid-token-file: required with grid-provider=" + p +
-           " (or name an environment variable in grid-token-env)";
+    return invalid("grid-token-file", "required with grid-provider=" + p +
+                                          " (or name an environment variable in grid-token-env)");
   }
   if (entry->needs_username && o.watttime_username.empty()) {
-    return "grid-username: required with grid-provider=" + p;
+    return invalid("grid-username", "required with grid-provider=" + p);
   }
-  return std::nullopt;
+  return true;
 }
 
 std::unique_ptr<Carbon> make_carbon(HostPaths paths, CarbonOptions o) {

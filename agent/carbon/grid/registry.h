@@ -49,7 +49,7 @@ std::string grid_provider_names();
 
 /// What the named provider needs (zone, key, user name, file), or nullopt when the options give
 /// it; a message naming the option otherwise. validate() checks the rest of the options.
-std::optional<std::string> validate_grid(const CarbonOptions& options);
+Result<bool> validate_grid(const CarbonOptions& options);
 
 /// The carbon stage with the provider the options name. The key is read now (a root-only file
 /// is fine: the agent still holds its privileges); a key that cannot be read leaves the agent

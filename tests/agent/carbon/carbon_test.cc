@@ -196,25 +196,29 @@ TEST(Carbon, RestoredTotalsKeepGrowing) {
 
 TEST(Carbon, ValidateNamesTheFieldAndValue) {
   CarbonOptions o;
-  EXPECT_EQ(validate(o), std::nullopt);
+  EXPECT_TRUE(validate(o).ok());
   o.pue = 0.9;
-  EXPECT_EQ(validate(o), "pue: 0.9 is outside 1.0..3.0 (1.0 = no facility overhead)");
+  EXPECT_EQ(validate(o).error().message(),
+            "pue: malformed: 0.9 is outside 1.0..3.0 (1.0 = no facility overhead)");
   o = {};
   o.grid_provider = "em";
-  EXPECT_NE(validate_grid(o)->find("grid-provider: \"em\""), std::string::npos);
+  EXPECT_EQ(validate_grid(o).error().path, "grid-provider");
+  EXPECT_NE(validate_grid(o).error().detail.find("\"em\""), std::string::npos);
   o = {};
   o.install_date = "2024-02-30";
-  EXPECT_EQ(validate(o), "install-date: \"2024-02-30\" is not a date YYYY-MM-DD");
+  EXPECT_EQ(validate(o).error().message(),
+            "install-date: malformed: \"2024-02-30\" is not a date YYYY-MM-DD");
   o = {};
   o.grid_intensity = 6000;
-  EXPECT_NE(validate(o)->find("grid-intensity: 6000"), std::string::npos);
+  EXPECT_NE(validate(o).error().message().find("grid-intensity: malformed: 6000"),
+            std::string::npos);
   o = {};
   o.grid_provider = "electricitymaps";
-  EXPECT_EQ(validate_grid(o),
-            "grid-zone: required with grid-provider=electricitymaps (such as DE)");
+  EXPECT_EQ(validate_grid(o).error().message(),
+            "grid-zone: malformed: required with grid-provider=electricitymaps (such as DE)");
   o = {};
   o.lifetime_years = 0;
-  EXPECT_NE(validate(o)->find("lifetime-years: 0"), std::string::npos);
+  EXPECT_NE(validate(o).error().message().find("lifetime-years: malformed: 0"), std::string::npos);
 }
 
 TEST(Carbon, KeysNeverReachDoctorMetricsOrErrors) {
@@ -229,8 +233,8 @@ TEST(Carbon, KeysNeverReachDoctorMetricsOrErrors) {
   o.grid_url = api.base_url();
   o.token_file = t.path("etc/em.token").string();
   o.timeout_seconds = 1;
-  ASSERT_EQ(validate_grid(o), std::nullopt);
-  ASSERT_EQ(validate(o), std::nullopt);
+  ASSERT_TRUE(validate_grid(o).ok());
+  ASSERT_TRUE(validate(o).ok());
   api.set_value(338);
   auto made = make_carbon(t.paths(), o);
   Carbon& carbon = *made;
