@@ -13,10 +13,10 @@
 
 #include "agent/base/log.h"
 #include "agent/cli/doctor.h"
+#include "agent/cli/parse_options.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
 #include "agent/liveness.h"
-#include "agent/options.h"
 #include "agent/pipeline.h"
 #include "agent/privileges.h"
 #include "agent/state/checkpoint.h"

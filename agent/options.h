@@ -4,7 +4,6 @@
 #include <cstddef>
 #include <filesystem>
 #include <map>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,12 +17,6 @@
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
-
-/// A bad option, value or config file. main() prints what() on one line and exits 2.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 struct Options {
   std::string config_file;
@@ -53,12 +46,5 @@ struct Options {
 SourceSettings source_settings(const Options& options);
 /// How CPU time is accounted, out of the options.
 AccountingSettings accounting_settings(const Options& options);
-
-/// Parses `wattprobe run` options from argv (without the subcommand) and the --config file.
-/// Throws UsageError naming the option, the file (for config values) and the value.
-Options parse_run_options(const std::vector<std::string>& args);
-
-/// The --help text of `run`.
-std::string run_options_help();
 
 }  // namespace wattprobe

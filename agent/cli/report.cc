@@ -13,11 +13,11 @@
 #include <set>
 
 #include "agent/base/duration.h"
-#include "agent/carbon/grid/intensity.h"
-#include "agent/state/ledger.h"
-#include "agent/options.h"
 #include "agent/base/text_file.h"
 #include "agent/base/utc_time.h"
+#include "agent/carbon/grid/intensity.h"
+#include "agent/cli/parse_options.h"
+#include "agent/state/ledger.h"
 
 namespace wattprobe {
 namespace {

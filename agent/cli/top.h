@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/options.h"
+#include "agent/cli/parse_options.h"
 #include "agent/cli/top_frame.h"
 
 namespace wattprobe {

@@ -1,0 +1,511 @@
+#include "agent/cli/parse_options.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "agent/base/duration.h"
+#include "agent/base/text_file.h"
+#include "agent/carbon/grid/registry.h"
+
+namespace po = boost::program_options;
+
+namespace wattprobe {
+
+namespace {
+
+po::options_description describe() {
+  po::options_description d("wattprobe run options");
+  // Everything is read as text and validated below, so a bad value's message names the option,
+  // where it came from and the value, in one line.
+  // clang-format off: one option per line reads as the table it is.
+  d.add_options()("config", po::value<std::string>(),
+                  "INI-style config file; command-line options win")(
+      "listen", po::value<std::string>(),
+      "address:port for /metrics and /healthz (default 127.0.0.1:9887)")(
+      "interval", po::value<std::string>(), "tick length, 100ms to 60s (default 1s)")(
+      "sysfs-root", po::value<std::string>(), "folder holding sys/ (default /)")(
+      "procfs-root", po::value<std::string>(), "folder holding proc/ (default /)")(
+      "dev-root", po::value<std::string>(), "folder holding dev/ (default /)")(
+      "pods-log-root", po::value<std::string>(), "folder holding var/log/pods (default /)")(
+      "sources", po::value<std::string>(), ("auto, or a comma list of: " + source_names()).c_str())(
+      "nvml-library", po::value<std::string>(),
+      "NVML library the nvml source loads (default libnvidia-ml.so.1, from the loader's path)")(
+      "accounting", po::value<std::string>(),
+      "auto, bpf or procfs (default auto: bpf, else procfs)")(
+      "state-dir", po::value<std::string>(),
+      "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")(
+      "checkpoint-interval", po::value<std::string>(),
+      "how often totals are written to state-dir, 1s to 1h (default 30s; also at stop)")(
+      "idle-attribution", po::value<std::string>(),
+      "separate, proportional or even (default separate)")(
+      "idle-watts", po::value<std::vector<std::string>>(),
+      "DOMAIN=W idle power per socket, overriding the learned estimate (repeatable)")(
+      "split-by", po::value<std::string>(),
+      "auto, cpu-time or cycles (default auto: cycles where counted)")(
+      "process-metrics-top", po::value<std::string>(),
+      "export the top N processes by energy (default 0: off)")(
+      "max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")(
+      "workload-expiry", po::value<std::string>(),
+      "drop a workload's series after it is gone this long (default 5m)")(
+      "user", po::value<std::string>(), "switch to this user after start-up")(
+      "max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")(
+      "grid-provider", po::value<std::string>(),
+      (grid_provider_names() + " (default static)").c_str())(
+      "grid-intensity", po::value<std::string>(),
+      "static grid intensity and last fallback, gCO2e/kWh (default 475, the world average)")(
+      "grid-zone", po::value<std::string>(),
+      "grid zone or region (Electricity Maps zone, WattTime region; a label for static)")(
+      "grid-file", po::value<std::string>(),
+      "CSV or JSON schedule of intensities for --grid-provider=file")(
+      "grid-url", po::value<std::string>(),
+      "base URL of the grid API (default: the provider's public API)")(
+      "grid-token-file", po::value<std::string>(), "file holding the grid API key or password")(
+      "grid-token-env", po::value<std::string>(),
+      "environment variable holding the grid API key (default WATTPROBE_GRID_TOKEN)")(
+      "grid-username", po::value<std::string>(), "WattTime user name")(
+      "grid-refresh", po::value<std::string>(),
+      "how often to ask the grid API, 1s to 24h (default 15m; the file provider looks for edits "
+      "every 10s)")("grid-max-age", po::value<std::string>(),
+                    "use the static --grid-intensity when no good answer came for this long, 1s to "
+                    "30d (default 24h)")(
+      "pue", po::value<std::string>(),
+      "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")(
+      "embodied-kg", po::value<std::string>(),
+      "embodied kgCO2e of this device, replacing the inventory estimate")(
+      "install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")(
+      "lifetime-years", po::value<std::string>(),
+      "expected service life for amortization (default 4)")(
+      "carbon-budget", po::value<std::vector<std::string>>(),
+      "WORKLOAD=GRAMS/day|30d or kind:KIND=GRAMS/day|30d (repeatable)")(
+      "remote-write-url", po::value<std::string>(),
+      "push every tick's series to this Prometheus remote-write endpoint")(
+      "remote-write-bearer-token-file", po::value<std::string>(),
+      "file holding a bearer token for remote-write")(
+      "remote-write-username", po::value<std::string>(), "basic-auth user for remote-write")(
+      "remote-write-password-file", po::value<std::string>(),
+      "file holding the basic-auth password")("remote-write-header",
+                                              po::value<std::vector<std::string>>(),
+                                              "NAME=VALUE extra HTTP header (repeatable)")(
+      "remote-write-queue-bytes", po::value<std::string>(),
+      "bound of the on-disk queue (default 67108864)")(
+      "remote-write-label", po::value<std::vector<std::string>>(),
+      "NAME=VALUE added to every pushed series (repeatable; default instance=<hostname>, instance= "
+      "for none)")("remote-write-ca-file", po::value<std::string>(),
+                   "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")(
+      "remote-write-batch-interval", po::value<std::string>(),
+      "send what is queued this often, 10ms to 60s (default 1s)")(
+      "remote-write-max-samples-per-request", po::value<std::string>(),
+      "samples per request, 1 to 1000000 (default 2000)")(
+      "remote-write-timeout", po::value<std::string>(),
+      "give up on a request after this long, 10ms to 5m (default 30s)")(
+      "remote-write-connect-timeout", po::value<std::string>(),
+      "give up connecting after this long, 10ms to 5m (default 5s)")(
+      "remote-write-backoff-min", po::value<std::string>(),
+      "first retry delay after a failure, doubling per failure (default 500ms)")(
+      "remote-write-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")(
+      "remote-write-flush-timeout", po::value<std::string>(),
+      "at stop, keep sending this long; the rest waits on disk (default 2s)")(
+      "ledger-retention", po::value<std::string>(),
+      "delete ledger day files older than this many days (default 400; 0 keeps all)")(
+      "ledger-period", po::value<std::string>(),
+      "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
+      "source.model.min_watts_per_vcpu", po::value<std::string>(),
+      "model: W per vCPU at 0 % (default 0.74)")("source.model.max_watts_per_vcpu",
+                                                 po::value<std::string>(),
+                                                 "model: W per vCPU at 100 % (default 3.5)");
+  // clang-format on
+  return d;
+}
+
+struct Raw {
+  std::string value;
+  std::string origin;  // "command line" or "config file X"
+};
+
+[[noreturn]] void bad(const std::string& option, const Raw& raw, const std::string& why) {
+  throw UsageError("invalid value " + std::string("\"") + raw.value + "\" for --" + option + " (" +
+                   raw.origin + "): " + why);
+}
+
+uint64_t to_u64(const std::string& option, const Raw& raw, uint64_t lo, uint64_t hi) {
+  const std::string& v = raw.value;
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+    bad(option, raw, "expected a whole number");
+  }
+  uint64_t n = std::stoull(v);
+  if (n < lo || n > hi) {
+    bad(option, raw, "expected " + std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  return n;
+}
+
+double to_double(const std::string& option, const Raw& raw, double lo, double hi) {
+  std::size_t used = 0;
+  double d = 0;
+  try {
+    d = std::stod(raw.value, &used);
+  } catch (const std::exception&) {
+    bad(option, raw, "expected a number");
+  }
+  if (used != raw.value.size() || !std::isfinite(d)) bad(option, raw, "expected a number");
+  if (d < lo || d > hi) {
+    std::ostringstream os;
+    os << "expected " << lo << " to " << hi;
+    bad(option, raw, os.str());
+  }
+  return d;
+}
+
+std::chrono::milliseconds to_duration(const std::string& option, const Raw& raw,
+                                      std::chrono::milliseconds lo, std::chrono::milliseconds hi) {
+  auto d = parse_duration(raw.value);
+  if (!d) bad(option, raw, "expected a duration such as 500ms, 1s, 5m");
+  if (*d < lo || *d > hi) {
+    bad(option, raw, "expected " + format_duration(lo) + " to " + format_duration(hi));
+  }
+  return *d;
+}
+
+std::filesystem::path to_folder(const std::string& option, const Raw& raw) {
+  if (raw.value.empty()) bad(option, raw, "expected a folder");
+  std::error_code ec;
+  if (!std::filesystem::is_directory(raw.value, ec)) bad(option, raw, "no such folder");
+  return raw.value;
+}
+
+struct ConfigEntry {
+  std::string name;  // "section.key" inside a [section]
+  std::string value;
+  std::string origin;  // "config file X line N"
+};
+
+/// Reads the --config file with Boost's INI syntax (`key = value`, `[section]` prefixing its keys
+/// as `section.key`, `#` to the end of the line a comment), but parsed here, because Boost's
+/// parser reports an error without the line it is on. Every error names the file and the line.
+std::vector<ConfigEntry> read_config_file(const std::string& file,
+                                          const po::options_description& desc) {
+  auto text = read_text(file, 1 << 20);
+  if (!text.ok()) {
+    throw UsageError("cannot read config file " + file + ": " + text.error().detail);
+  }
+  std::vector<ConfigEntry> out;
+  std::map<std::string, std::size_t> first_line;  // of each single-valued key
+  std::string prefix;
+  std::size_t number = 0;
+  std::string_view rest(*text);
+  while (!rest.empty()) {
+    ++number;
+    auto nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    const std::string where = "config file " + file + " line " + std::to_string(number);
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      std::string_view section = line.back() == ']' ? trim(line.substr(1, line.size() - 2)) : "";
+      if (section.empty() || section.find_first_of("[]= \t") != std::string_view::npos) {
+        throw UsageError(where + ": malformed section header " + quote_for_error(line) +
+                         ", expected [name]");
+      }
+      prefix = std::string(section) + (section.back() == '.' ? "" : ".");
+      continue;
+    }
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      throw UsageError(where + ": malformed line " + quote_for_error(line) +
+                       ", expected key = value");
+    }
+    std::string_view key = trim(line.substr(0, eq));
+    if (key.empty()) throw UsageError(where + ": no option name before \"=\"");
+    std::string name = prefix + std::string(key);
+    const po::option_description* known = desc.find_nothrow(name, /*approx=*/false);
+    if (!known) throw UsageError(where + ": unknown option " + quote_for_error(name));
+    if (name == "config") throw UsageError(where + ": config cannot name another config file");
+    bool repeatable = dynamic_cast<const po::typed_value<std::vector<std::string>>*>(
+                          known->semantic().get()) != nullptr;
+    if (!repeatable) {
+      auto [it, fresh] = first_line.emplace(name, number);
+      if (!fresh) {
+        throw UsageError(where + ": " + name + " is already set on line " +
+                         std::to_string(it->second) + " (only repeatable options may repeat)");
+      }
+    }
+    out.push_back({std::move(name), std::string(trim(line.substr(eq + 1))), where});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string run_options_help() {
+  std::ostringstream os;
+  os << describe();
+  return os.str();
+}
+
+Options parse_run_options(const std::vector<std::string>& args) {
+  po::options_description desc = describe();
+  po::variables_map cli;
+  try {
+    po::store(po::command_line_parser(args).options(desc).run(), cli);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + " (command line)");
+  }
+
+  std::map<std::string, std::vector<Raw>> values;
+  for (const auto& [name, v] : cli) {
+    if (v.value().type() == typeid(std::vector<std::string>)) {
+      for (const auto& s : v.as<std::vector<std::string>>())
+        values[name].push_back({s, "command line"});
+    } else {
+      values[name].push_back({v.as<std::string>(), "command line"});
+    }
+  }
+
+  Options o;
+  if (cli.count("config")) {
+    o.config_file = cli["config"].as<std::string>();
+    for (ConfigEntry& e : read_config_file(o.config_file, desc)) {
+      if (values.count(e.name) && values[e.name].front().origin == "command line") {
+        continue;  // the command line wins
+      }
+      values[e.name].push_back({std::move(e.value), std::move(e.origin)});
+    }
+  }
+
+  auto one = [&](const std::string& name) -> const Raw* {
+    auto it = values.find(name);
+    return it == values.end() ? nullptr : &it->second.back();
+  };
+
+  if (auto r = one("listen")) {
+    auto colon = r->value.rfind(':');
+    if (colon == std::string::npos || colon == 0) bad("listen", *r, "expected address:port");
+    to_u64("listen", Raw{r->value.substr(colon + 1), r->origin}, 0, 65535);
+    o.listen = r->value;
+  }
+  if (auto r = one("interval")) {
+    o.interval =
+        to_duration("interval", *r, std::chrono::milliseconds(100), std::chrono::seconds(60));
+  }
+  if (auto r = one("sysfs-root")) o.paths.sysfs_root = to_folder("sysfs-root", *r);
+  if (auto r = one("procfs-root")) o.paths.procfs_root = to_folder("procfs-root", *r);
+  if (auto r = one("dev-root")) o.paths.dev_root = to_folder("dev-root", *r);
+  if (auto r = one("pods-log-root")) o.paths.pods_log_root = to_folder("pods-log-root", *r);
+  if (auto r = one("nvml-library")) {
+    if (r->value.empty()) bad("nvml-library", *r, "expected a library path or name");
+    o.nvml_library = r->value;
+  }
+  if (auto r = one("sources")) {
+    if (r->value != "auto") {
+      std::stringstream ss(r->value);
+      std::string s;
+      std::set<std::string> seen;
+      while (std::getline(ss, s, ',')) {
+        if (!find_source(s)) {
+          bad("sources", *r, "unknown source \"" + s + "\" (known: " + source_names(", ") + ")");
+        }
+        if (!seen.insert(s).second) bad("sources", *r, "source \"" + s + "\" named twice");
+        o.sources.push_back(s);
+      }
+      if (o.sources.empty()) bad("sources", *r, "expected auto or a list of sources");
+    }
+  }
+  if (auto r = one("accounting")) {
+    if (r->value != "auto" && r->value != "bpf" && r->value != "procfs") {
+      bad("accounting", *r, "expected auto, bpf or procfs");
+    }
+    o.accounting = r->value;
+  }
+  if (auto r = one("state-dir")) {
+    if (r->value.empty()) bad("state-dir", *r, "expected a folder");
+    o.state_dir = r->value;
+  }
+  if (auto r = one("checkpoint-interval")) {
+    o.checkpoint_interval =
+        to_duration("checkpoint-interval", *r, std::chrono::seconds(1), std::chrono::hours(1));
+  }
+  if (auto r = one("idle-attribution")) {
+    if (r->value == "separate") {
+      o.attribution.idle_policy = IdlePolicy::separate;
+    } else if (r->value == "proportional") {
+      o.attribution.idle_policy = IdlePolicy::proportional;
+    } else if (r->value == "even") {
+      o.attribution.idle_policy = IdlePolicy::even;
+    } else {
+      bad("idle-attribution", *r, "expected separate, proportional or even");
+    }
+  }
+  if (values.count("idle-watts")) {
+    static const std::set<std::string> domains{"package", "core", "uncore",  "dram",
+                                               "psys",    "gpu",  "platform"};
+    for (const Raw& r : values["idle-watts"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos) bad("idle-watts", r, "expected DOMAIN=WATTS");
+      std::string domain = r.value.substr(0, eq);
+      if (!domains.count(domain)) bad("idle-watts", r, "unknown domain \"" + domain + "\"");
+      o.attribution.idle_watts[domain] =
+          to_double("idle-watts", Raw{r.value.substr(eq + 1), r.origin}, 0, 100000);
+    }
+  }
+  if (auto r = one("split-by")) {
+    if (r->value == "auto") {
+      o.attribution.split_by = SplitKey::automatic;
+    } else if (r->value == "cpu-time") {
+      o.attribution.split_by = SplitKey::cpu_time;
+    } else if (r->value == "cycles") {
+      o.attribution.split_by = SplitKey::cycles;
+    } else {
+      bad("split-by", *r, "expected auto, cpu-time or cycles");
+    }
+  }
+  if (auto r = one("process-metrics-top"))
+    o.process_metrics_top = to_u64("process-metrics-top", *r, 0, 1000);
+  o.attribution.process_metrics_top = o.process_metrics_top;
+  if (auto r = one("max-workloads")) o.max_workloads = to_u64("max-workloads", *r, 1, 1000000);
+  if (auto r = one("workload-expiry")) {
+    o.attribution.workload_expiry =
+        to_duration("workload-expiry", *r, std::chrono::seconds(1), std::chrono::hours(24 * 30));
+  }
+  if (auto r = one("user")) o.user = r->value;
+  if (auto r = one("max-ticks")) o.max_ticks = to_u64("max-ticks", *r, 0, UINT64_MAX >> 8);
+  if (auto r = one("source.model.min_watts_per_vcpu")) {
+    o.model.min_watts_per_vcpu = to_double("source.model.min_watts_per_vcpu", *r, 0, 1000);
+  }
+  if (auto r = one("source.model.max_watts_per_vcpu")) {
+    o.model.max_watts_per_vcpu = to_double("source.model.max_watts_per_vcpu", *r, 0, 1000);
+  }
+  CarbonOptions& c = o.carbon;
+  if (auto r = one("grid-provider")) c.grid_provider = r->value;
+  if (auto r = one("grid-intensity")) c.grid_intensity = to_double("grid-intensity", *r, 0, 5000);
+  if (auto r = one("grid-zone")) c.zone = r->value;
+  if (auto r = one("grid-file")) c.grid_file = r->value;
+  if (auto r = one("grid-url")) {
+    c.grid_url = r->value;
+  }
+  if (auto r = one("grid-token-file")) c.token_file = r->value;
+  if (auto r = one("grid-token-env")) c.token_env = r->value;
+  if (auto r = one("grid-username")) c.watttime_username = r->value;
+  if (auto r = one("grid-refresh")) {
+    c.refresh_seconds =
+        to_duration("grid-refresh", *r, std::chrono::seconds(1), std::chrono::hours(24)).count() /
+        1000.0;
+  }
+  if (auto r = one("grid-max-age")) {
+    c.max_age_seconds =
+        to_duration("grid-max-age", *r, std::chrono::seconds(1), std::chrono::hours(24 * 30))
+            .count() /
+        1000.0;
+  }
+  if (auto r = one("pue")) c.pue = to_double("pue", *r, 1.0, 3.0);
+  if (auto r = one("embodied-kg")) c.embodied_kg = to_double("embodied-kg", *r, 0, 1e6);
+  if (auto r = one("install-date")) c.install_date = r->value;
+  if (auto r = one("lifetime-years")) c.lifetime_years = to_double("lifetime-years", *r, 0.1, 50);
+  if (values.count("carbon-budget")) {
+    for (const Raw& r : values["carbon-budget"]) {
+      auto b = parse_budget(r.value);
+      if (!b.ok()) bad("carbon-budget", r, b.error().detail);
+      c.budgets.push_back(*b);
+    }
+  }
+  for (const Result<bool>& valid : {validate_grid(c), validate(c)}) {
+    if (!valid.ok()) throw UsageError("invalid carbon options: " + valid.error().message());
+  }
+
+  RemoteWriteOptions& rw = o.remote_write;
+  if (auto r = one("remote-write-url")) rw.url = r->value;
+  if (auto r = one("remote-write-bearer-token-file")) rw.bearer_token_file = r->value;
+  if (auto r = one("remote-write-username")) rw.basic_auth_user = r->value;
+  if (auto r = one("remote-write-password-file")) rw.password_file = r->value;
+  if (values.count("remote-write-header")) {
+    for (const Raw& r : values["remote-write-header"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0) bad("remote-write-header", r, "expected NAME=VALUE");
+      rw.headers.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+    }
+  }
+  if (values.count("remote-write-label")) {
+    for (const Raw& r : values["remote-write-label"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0) bad("remote-write-label", r, "expected NAME=VALUE");
+      rw.labels.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+    }
+  }
+  // Pushed series have no scrape target to name the host, so by default they carry its name.
+  if (std::none_of(rw.labels.begin(), rw.labels.end(),
+                   [](const auto& l) { return l.first == "instance"; })) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') {
+      rw.labels.emplace_back("instance", host);
+    }
+  }
+  if (auto r = one("remote-write-queue-bytes")) {
+    rw.queue_max_bytes = to_u64("remote-write-queue-bytes", *r, 1 << 16, uint64_t{1} << 40);
+  }
+  if (auto r = one("remote-write-ca-file")) {
+    std::error_code ec;
+    if (r->value.empty() || !std::filesystem::is_regular_file(r->value, ec)) {
+      bad("remote-write-ca-file", *r, "no such file");
+    }
+    rw.ca_file = r->value;
+  }
+  using std::chrono::milliseconds;
+  auto duration = [&](const char* option, milliseconds lo, milliseconds hi, milliseconds& out) {
+    if (auto r = one(option)) out = to_duration(option, *r, lo, hi);
+  };
+  duration("remote-write-batch-interval", milliseconds(10), std::chrono::seconds(60),
+           rw.batch_interval);
+  if (auto r = one("remote-write-max-samples-per-request")) {
+    rw.max_samples_per_request = to_u64("remote-write-max-samples-per-request", *r, 1, 1000000);
+  }
+  duration("remote-write-timeout", milliseconds(10), std::chrono::minutes(5), rw.request_timeout);
+  duration("remote-write-connect-timeout", milliseconds(10), std::chrono::minutes(5),
+           rw.connect_timeout);
+  duration("remote-write-backoff-min", milliseconds(10), std::chrono::minutes(5), rw.backoff_min);
+  duration("remote-write-backoff-max", milliseconds(10), std::chrono::hours(1), rw.backoff_max);
+  duration("remote-write-flush-timeout", milliseconds(0), std::chrono::seconds(60),
+           rw.stop_flush_timeout);
+  rw.state_dir = o.state_dir;
+  if (rw.url.empty()) {
+    // Tuning a push that is off is almost always a misspelt or forgotten url.
+    for (const auto& [name, raw] : values) {
+      if (name.starts_with("remote-write-") && name != "remote-write-url") {
+        bad(name, raw.back(), "needs --remote-write-url");
+      }
+    }
+  }
+
+  o.ledger.state_dir = o.state_dir;
+  if (auto r = one("ledger-retention")) {
+    o.ledger.retention_days = static_cast<unsigned>(to_u64("ledger-retention", *r, 0, 100000));
+  }
+  if (auto r = one("ledger-period")) {
+    auto d = to_duration("ledger-period", *r, std::chrono::seconds(1), std::chrono::hours(1));
+    // Whole seconds that divide a day keep every period inside one UTC day file.
+    if (d.count() % 1000 != 0 || 86'400'000 % d.count() != 0) {
+      bad("ledger-period", *r, "expected whole seconds that divide a day, such as 1s, 10s, 1m, 5m");
+    }
+    o.ledger.period = std::chrono::duration_cast<std::chrono::seconds>(d);
+  }
+  if (!rw.url.empty()) {
+    if (auto valid = validate(rw); !valid.ok()) {
+      throw UsageError("invalid remote-write options: " + valid.error().message());
+    }
+  }
+
+  if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
+    throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +
+                     std::to_string(o.model.max_watts_per_vcpu) +
+                     ") is below min_watts_per_vcpu (" +
+                     std::to_string(o.model.min_watts_per_vcpu) + ")");
+  }
+  return o;
+}
+
+}  // namespace wattprobe
