@@ -98,6 +98,7 @@ GpuWorkloads::GpuWorkloads(HostPaths paths) : paths_(paths), resolver_(std::move
 
 GpuTick GpuWorkloads::tick(const NvmlSource& nvml, double now_s) {
   GpuTick out;
+  out.source = std::string(nvml.name());
   const auto& activity = nvml.activity();
   splitters_.resize(activity.size());
   last_.resize(activity.size());

@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "collectors/cpu_accounting.h"
 #include "agent/base/host_paths.h"
 #include "agent/base/snapshot.h"
 #include "collectors/cgroup_resolver.h"
+#include "collectors/cpu_accounting.h"
 #include "collectors/nvml.h"
 
 namespace wattprobe {
@@ -81,6 +81,7 @@ struct GpuDeviceTick {
 };
 
 struct GpuTick {
+  std::string source;  // the energy source whose `gpu` rows these devices split
   std::vector<GpuDeviceTick> devices;
   const GpuDeviceTick* find(int device) const {
     for (const GpuDeviceTick& d : devices) {

@@ -215,8 +215,8 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
     frame.seconds = static_cast<double>(current.timestamp_ms - previous->timestamp_ms) / 1000.0;
   }
 
-  // Provenance as wattprobe_energy_source_info states it; a source it does not list is taken
-  // as measured unless it is the `model` estimate.
+  // Provenance as wattprobe_energy_source_info states it; a source it does not list is not
+  // claimed as measured.
   std::map<std::pair<std::string, std::string>, bool> measured;
   if (const Family* f = current.find(kSourceInfo)) {
     for (const Series& s : f->series) {
@@ -226,7 +226,7 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
   }
   auto is_measured = [&](const std::string& source, const std::string& domain) {
     auto it = measured.find({source, domain});
-    return it != measured.end() ? it->second : source != "model";
+    return it != measured.end() && it->second;
   };
 
   if (const Family* f = current.find(kNodePower)) {

@@ -161,7 +161,8 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       est.set_override(it->second);
     }
     const bool is_gpu = d.domain == "gpu";
-    const GpuDeviceTick* dev = is_gpu && gpu && d.source == "nvml" ? gpu->find(d.socket) : nullptr;
+    const GpuDeviceTick* dev =
+        is_gpu && gpu && d.source == gpu->source ? gpu->find(d.socket) : nullptr;
     // A GPU's idle power is learned against its own utilisation, never the CPU's.
     double row_utilisation = is_gpu ? (dev ? dev->utilisation : -1) : utilisation;
     if (energy.seconds > 0 && row_utilisation >= 0) est.observe(row_utilisation, d.watts);

@@ -320,6 +320,7 @@ TEST(Attribution, GpuRowsFollowTheirOwnSplitNeverCpuTime) {
   e.domains.push_back(h);
   CpuTick c = cpu({3'000'000, 1'000'000}, 8'000'000);  // w0 3:1 w1 on the CPU
   GpuTick gpu;
+  gpu.source = "nvml";
   GpuDeviceTick dev;
   dev.device = 0;
   dev.method = "sampled";
