@@ -102,6 +102,26 @@ void register_health(const mg_context* ctx) {
 
 }  // namespace
 
+std::vector<std::string> server_options(const std::string& listen) {
+  return {
+      "listening_ports",
+      listen,
+      // civetweb gives each connection one worker from accepting it until its request is
+      // answered, so a client that sends half a request and stops holds a worker. The timeout
+      // frees it; with only two workers, two such clients held /healthz for 30 s and a liveness
+      // probe failed. A scrape or probe sends its whole request at once, so 5 s is generous.
+      "request_timeout_ms",
+      std::to_string(kRequestTimeoutMs),
+      // Enough workers that the slow clients one timeout can gather still leave some free for
+      // probes and scrapes; a worker is a sleeping thread, and costs only its stack.
+      "num_threads",
+      std::to_string(kServerThreads),
+      // Refuse oversized request headers early (a scrape's are a few hundred bytes).
+      "max_request_size",
+      "16384",
+  };
+}
+
 PrometheusPull::PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
                                std::function<HealthAnswer()> health)
     : health_(std::make_unique<std::function<HealthAnswer()>>(std::move(health))) {
@@ -109,8 +129,7 @@ PrometheusPull::PrometheusPull(const std::string& listen, std::function<Snapshot
   callbacks.init_context = register_health;
   g_health_to_register = health_.get();
   try {
-    // Two threads: a scrape and a probe can be served together; more buys nothing on one host.
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2, &callbacks);
+    exposer_ = std::make_unique<prometheus::Exposer>(server_options(listen), &callbacks);
   } catch (const std::exception& e) {
     g_health_to_register = nullptr;
     throw std::runtime_error("cannot listen on " + listen + ": " + e.what());

@@ -3,13 +3,14 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "agent/base/snapshot.h"
 
 namespace prometheus {
 class Collectable;
 class Exposer;
-}
+}  // namespace prometheus
 
 namespace wattprobe {
 
@@ -40,6 +41,14 @@ class PrometheusPull {
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<class SnapshotCollectable> metrics_;
 };
+
+/// How long civetweb waits for a whole request before closing the connection.
+inline constexpr int kRequestTimeoutMs = 5000;
+/// civetweb's workers: each connection holds one until its request is answered.
+inline constexpr int kServerThreads = 48;
+
+/// The civetweb options the server starts with (listen address, timeouts, workers).
+std::vector<std::string> server_options(const std::string& listen);
 
 /// The /metrics Collectable alone, for benchmarks and tests of the exposition.
 std::shared_ptr<prometheus::Collectable> make_snapshot_collectable(
