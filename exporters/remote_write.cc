@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "agent/base/log.h"
+#include "agent/base/secret_file.h"
 #include "agent/base/text_file.h"
 #include "exporters/remote_write.pb.h"
 
@@ -68,14 +69,6 @@ std::string lower(std::string_view s) {
 std::string quoted(std::string_view s) { return quote_for_error(s); }
 
 // Reads a one-line secret file; the trailing newline editors add is not part of the secret.
-Result<std::string> read_secret(const std::string& path) {
-  auto text = read_text(path, 16384);
-  if (!text) return text.error();
-  std::string_view t = trim(*text);
-  if (t.empty()) return Error{ErrorKind::malformed, path, "the file is empty"};
-  return std::string(t);
-}
-
 size_t collect_body(char* data, size_t size, size_t count, void* user) {
   auto* body = static_cast<std::string*>(user);
   std::size_t n = size * count;
@@ -179,11 +172,14 @@ Result<bool> validate(const RemoteWriteOptions& o) {
                    (value.empty() ? "" : quoted(value) + " ") + std::string(why));
   };
   auto ms = [](milliseconds d) { return std::to_string(d.count()) + "ms"; };
+  // A URL with credentials is not quoted back: its password would reach the log.
+  const std::string shown_url =
+      url_has_credentials(o.url) ? std::string("(a URL with credentials)") : o.url;
   if (!(o.url.starts_with("http://") || o.url.starts_with("https://")) || o.url.size() < 9)
-    return bad("url", o.url, "must be an http:// or https:// URL");
+    return bad("url", shown_url, "must be an http:// or https:// URL");
   for (char c : o.url)
     if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c)))
-      return bad("url", o.url, "must not contain spaces or control characters");
+      return bad("url", shown_url, "must not contain spaces or control characters");
   if (!o.basic_auth_user.empty() && o.password_file.empty())
     return bad("password-file", "", "is required with basic-auth-user");
   if (o.basic_auth_user.empty() && !o.password_file.empty())
@@ -436,7 +432,7 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
     headers = curl_slist_append(headers, (name + ": " + value).c_str());
   std::string password;
   if (!options_.bearer_token_file.empty()) {
-    auto token = read_secret(options_.bearer_token_file);
+    auto token = read_secret_file(options_.bearer_token_file);
     if (!token) {
       curl_slist_free_all(headers);
       ++failed_credentials_;
@@ -446,7 +442,7 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
     headers = curl_slist_append(headers, ("Authorization: Bearer " + *token).c_str());
   }
   if (!options_.basic_auth_user.empty()) {
-    auto secret = read_secret(options_.password_file);
+    auto secret = read_secret_file(options_.password_file);
     if (!secret) {
       curl_slist_free_all(headers);
       ++failed_credentials_;

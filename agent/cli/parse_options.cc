@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <set>
 #include <sstream>
 
 #include "agent/base/duration.h"
+#include "agent/base/log.h"
+#include "agent/base/secret_file.h"
 #include "agent/base/text_file.h"
 #include "agent/carbon/grid/registry.h"
 
@@ -120,6 +123,27 @@ po::options_description describe() {
                                                  "model: W per vCPU at 100 % (default 3.5)");
   // clang-format on
   return d;
+}
+
+/// A secret holding CR, LF or NUL would add headers to the requests it is sent in: refuse it
+/// before anything starts, naming the file or variable, never the value. Readers check again
+/// each time they read, so a file changed later cannot slip one in either.
+void check_secrets(const Options& o) {
+  const std::pair<const char*, const std::string*> files[] = {
+      {"remote-write-bearer-token-file", &o.remote_write.bearer_token_file},
+      {"remote-write-password-file", &o.remote_write.password_file},
+      {"grid-token-file", &o.carbon.token_file},
+  };
+  for (const auto& [option, path] : files) {
+    if (path->empty()) continue;
+    if (auto ok = check_secret_file(*path); !ok)
+      throw UsageError("invalid --" + std::string(option) + ": " + ok.error().message());
+  }
+  const std::string& env = o.carbon.token_env;
+  if (const char* v = env.empty() ? nullptr : std::getenv(env.c_str()); v && !trim(v).empty()) {
+    if (auto ok = secret_from_text(v, "$" + env); !ok)
+      throw UsageError("invalid --grid-token-env: " + ok.error().message());
+  }
 }
 
 struct Raw {
@@ -419,7 +443,16 @@ Options parse_run_options(const std::vector<std::string>& args) {
   }
 
   RemoteWriteOptions& rw = o.remote_write;
-  if (auto r = one("remote-write-url")) rw.url = r->value;
+  if (auto r = one("remote-write-url")) {
+    rw.url = r->value;
+    // Any local user reads a process's arguments in /proc/PID/cmdline.
+    if (r->origin == "command line" && url_has_credentials(rw.url)) {
+      log_line(
+          "warning: --remote-write-url carries credentials on the command line, where every "
+          "local user can read them; use --remote-write-username with "
+          "--remote-write-password-file, or --remote-write-bearer-token-file");
+    }
+  }
   if (auto r = one("remote-write-bearer-token-file")) rw.bearer_token_file = r->value;
   if (auto r = one("remote-write-username")) rw.basic_auth_user = r->value;
   if (auto r = one("remote-write-password-file")) rw.password_file = r->value;
@@ -428,6 +461,12 @@ Options parse_run_options(const std::vector<std::string>& args) {
       auto eq = r.value.find('=');
       if (eq == std::string::npos || eq == 0) bad("remote-write-header", r, "expected NAME=VALUE");
       rw.headers.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+      if (r.origin == "command line" && is_credential_header(rw.headers.back().first)) {
+        log_line("warning: --remote-write-header " + rw.headers.back().first +
+                 " looks like a credential and is on the command line, where every local user "
+                 "can read it; put it in the config file (readable by the agent only), or use "
+                 "--remote-write-bearer-token-file");
+      }
     }
   }
   if (values.count("remote-write-label")) {
@@ -498,6 +537,7 @@ Options parse_run_options(const std::vector<std::string>& args) {
       throw UsageError("invalid remote-write options: " + valid.error().message());
     }
   }
+  check_secrets(o);
 
   if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
     throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +

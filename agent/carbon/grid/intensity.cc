@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "agent/base/secret_file.h"
 #include "agent/base/text_file.h"
 
 namespace wattprobe {
@@ -311,20 +312,13 @@ void GridIntensity::append_families(std::vector<Family>& out, int64_t now_ms) co
 namespace wattprobe {
 
 Result<std::string> load_secret(const std::string& file, const std::string& env_name) {
-  if (!file.empty()) {
-    auto text = read_text(file, 16384);
-    if (!text) return text.error();
-    std::string_view t = trim(*text);
-    if (auto nl = t.find('\n'); nl != std::string_view::npos) t = trim(t.substr(0, nl));
-    if (t.empty()) return Error{ErrorKind::malformed, file, "empty, expected the API key"};
-    return std::string(t);
-  }
+  if (!file.empty()) return read_secret_file(file);
   if (!env_name.empty()) {
     const char* v = std::getenv(env_name.c_str());
     if (!v || !*v) {
       return Error{ErrorKind::absent, "$" + env_name, "environment variable not set or empty"};
     }
-    return std::string(trim(v));
+    return secret_from_text(v, "$" + env_name);
   }
   return Error{ErrorKind::absent, "", "no token file and no token environment variable configured"};
 }

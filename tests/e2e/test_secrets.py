@@ -1,0 +1,73 @@
+"""Secrets cannot inject HTTP headers (issue 16): a bearer-token, password or grid token file, or
+a grid token in the environment, holding CR, LF or NUL stops the agent at start-up with exit 2
+and a message naming the file or variable and never the value. A secret given on the command
+line (a remote-write URL with a password, a credential-looking --remote-write-header) is
+accepted, with one warning line."""
+
+import os
+import subprocess
+import tempfile
+
+from wattprobe_e2e import BIN, start_agent
+
+SECRET = "s3cr3t-value"
+INJECTION = SECRET + "\nX-Injected: yes"
+
+
+def run(*args, env=None, timeout=30):
+    state = tempfile.mkdtemp(prefix="wattprobe-state-")
+    return subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
+                           "--sources", "model", "--accounting", "procfs", *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def expect_refused(what, args, names, env=None):
+    p = run(*args, env=env)
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, f"{what}: exit {p.returncode}, expected 2\n{out}"
+    assert names in out, f"{what}: the message does not name {names!r}:\n{out}"
+    assert "CR, LF or NUL" in out, f"{what}: the message does not say why:\n{out}"
+    assert SECRET not in out and "Injected" not in out, f"{what}: the value was printed:\n{out}"
+    print(f"ok: {what}: exit 2: {p.stderr.strip()}")
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="wattprobe-e2e-secrets-")
+    token = os.path.join(work, "token")
+    with open(token, "w") as f:
+        f.write(INJECTION + "\n")
+    nul = os.path.join(work, "nul-password")
+    with open(nul, "wb") as f:
+        f.write(SECRET.encode() + b"\0tail\n")
+
+    rw = ["--remote-write-url", "http://127.0.0.1:9/api/v1/write"]
+    expect_refused("bearer token file with LF",
+                   rw + ["--remote-write-bearer-token-file", token], token)
+    expect_refused("password file with NUL",
+                   rw + ["--remote-write-username", "u", "--remote-write-password-file", nul], nul)
+    grid = ["--grid-provider", "electricitymaps", "--grid-zone", "DE"]
+    expect_refused("grid token file with LF", grid + ["--grid-token-file", token], token)
+    expect_refused("grid token environment variable with CR LF",
+                   grid + ["--grid-token-env", "WP_E2E_GRID_TOKEN"], "$WP_E2E_GRID_TOKEN",
+                   env={"WP_E2E_GRID_TOKEN": SECRET + "\r\nX-Injected: yes"})
+
+    # Secrets on the command line: accepted, with a warning that names the option, not the value.
+    with start_agent("--sources", "model", "--accounting", "procfs",
+                     "--remote-write-url", f"http://user:{SECRET}@127.0.0.1:9/api/v1/write",
+                     "--remote-write-header", f"X-Api-Key={SECRET}",
+                     "--remote-write-header", "X-Scope-OrgID=tenant-1") as agent:
+        err = agent.stderr()
+    warnings = [l for l in err.splitlines() if "warning:" in l]
+    assert any("--remote-write-url carries credentials" in l for l in warnings), err
+    assert any("--remote-write-header X-Api-Key" in l for l in warnings), err
+    assert not any("X-Scope-OrgID" in l for l in warnings), err
+    assert len(warnings) == 2, warnings
+    assert SECRET not in err, f"a warning printed the secret:\n{err}"
+    for line in warnings:
+        print(f"ok: warned: {line}")
+
+
+if __name__ == "__main__":
+    main()
+    print("PASS")
