@@ -35,10 +35,10 @@ constexpr const char* kUsage =
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
-std::string metrics_url(const std::string& listen, int port) {
+std::string metrics_url(const std::string& listen, int port, bool tls) {
   std::string host = listen.substr(0, listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
-  return "http://" + host + ":" + std::to_string(port) + "/metrics";
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(port) + "/metrics";
 }
 
 /// The pipeline's lines go where every other part's go (agent/base/log.h).
@@ -80,13 +80,13 @@ int run(const Options& options) {
   try {
     pull = std::make_unique<PrometheusPull>(
         options.listen, [&pipeline] { return pipeline.snapshot(); },
-        [&liveness] { return liveness.answer(); });
+        [&liveness] { return liveness.answer(); }, options.web);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattprobe: %s\n", e.what());
     return 1;
   }
   std::printf("wattprobe: serving metrics at %s\n",
-              metrics_url(options.listen, pull->port()).c_str());
+              metrics_url(options.listen, pull->port(), options.web.tls.has_value()).c_str());
   std::fflush(stdout);
 
   std::atomic<bool> ended{false};

@@ -15,12 +15,16 @@
 #include "collectors/model.h"
 #include "collectors/registry.h"
 #include "exporters/remote_write.h"
+#include "exporters/web_config.h"
 
 namespace wattprobe {
 
 struct Options {
   std::string config_file;
   std::string listen = "127.0.0.1:9887";
+  /// --web-config-file, read and checked at start-up: TLS and basic auth for the HTTP server.
+  std::string web_config_file;
+  WebConfig web;
   std::chrono::milliseconds interval{1000};
   HostPaths paths;
   std::vector<std::string> sources;  // empty: auto

@@ -123,8 +123,9 @@ std::vector<std::string> server_options(const std::string& listen) {
 }
 
 PrometheusPull::PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
-                               std::function<HealthAnswer()> health)
-    : health_(std::make_unique<std::function<HealthAnswer()>>(std::move(health))) {
+                               std::function<HealthAnswer()> health, WebConfig web)
+    : health_(std::make_unique<std::function<HealthAnswer()>>(std::move(health))),
+      web_(std::make_unique<WebConfig>(std::move(web))) {
   CivetCallbacks callbacks;
   callbacks.init_context = register_health;
   g_health_to_register = health_.get();
@@ -137,6 +138,14 @@ PrometheusPull::PrometheusPull(const std::string& listen, std::function<Snapshot
   g_health_to_register = nullptr;
   metrics_ = std::make_shared<SnapshotCollectable>(snapshot);
   exposer_->RegisterCollectable(metrics_, "/metrics");
+  if (!web_->basic_auth_users.empty()) {
+    const WebConfig* config = web_.get();
+    exposer_->RegisterAuth(
+        [config](const std::string& user, const std::string& password) {
+          return check_basic_auth(*config, user, password);
+        },
+        "wattprobe", "/metrics");
+  }
 }
 
 PrometheusPull::~PrometheusPull() = default;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agent/base/snapshot.h"
+#include "exporters/web_config.h"
 
 namespace prometheus {
 class Collectable;
@@ -28,8 +29,10 @@ class PrometheusPull {
  public:
   /// Binds `listen` ("address:port", port 0 = any free port). Throws std::runtime_error with the
   /// address when it cannot bind. `health` answers /healthz, from the server's threads.
+  /// `web`'s basic_auth_users guard /metrics; /healthz stays open, since probes carry no
+  /// password. TLS is refused before this is reached (agent/cli/parse_options.cc says why).
   PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
-                 std::function<HealthAnswer()> health);
+                 std::function<HealthAnswer()> health, WebConfig web = {});
   ~PrometheusPull();
 
   /// The port actually bound.
@@ -38,6 +41,8 @@ class PrometheusPull {
  private:
   // Declared first, so it outlives the server whose /healthz handler calls it.
   std::unique_ptr<std::function<HealthAnswer()>> health_;
+  // Read by the auth callback on the server's threads: declared before the server as well.
+  std::unique_ptr<WebConfig> web_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<class SnapshotCollectable> metrics_;
 };

@@ -91,6 +91,14 @@ def check_kubernetes():
     objects = load_kubernetes()
     for kind in ("DaemonSet", "ServiceAccount", "Service", "ServiceMonitor"):
         check(kind in objects, f"kubernetes: a {kind} exists")
+    np = objects.get("NetworkPolicy")
+    if check(np is not None, "kubernetes: a NetworkPolicy exists"):
+        ds_labels = objects.get("DaemonSet", {}).get("spec", {}).get("template", {}).get(
+            "metadata", {}).get("labels", {})
+        check(np["spec"]["podSelector"]["matchLabels"].items() <= ds_labels.items(),
+              "NetworkPolicy: selects the DaemonSet's pods")
+        ports = [p["port"] for rule in np["spec"]["ingress"] for p in rule.get("ports", [])]
+        check(ports == [9887], "NetworkPolicy: admits the metrics port only")
     ds = objects.get("DaemonSet")
     if not ds:
         return
