@@ -10,6 +10,7 @@ workers.
   delta), no energy counter (integrated power, said so), MIG (unattributed, said why), a
   process gone between samples (unattributed), the library missing, no driver."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,7 @@ def main_case():
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
     log = root + "/nvml.log"
     groups = Cgroups("gpu-a.service", "gpu-b.service")
+    state = tempfile.mkdtemp(prefix="wattprobe-state-")
     procs = []
     try:
         procs = [start_in(groups.paths["gpu-a.service"]), start_in(groups.paths["gpu-b.service"])]
@@ -100,9 +102,13 @@ def main_case():
                           "--period-ms", "20"), \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap,nvml",
                          "--nvml-library", FAKE, "--interval", "500ms", "--accounting",
-                         "procfs", "--process-metrics-top", "10") as agent:
+                         "procfs", "--process-metrics-top", "10", "--ledger-period", "1s",
+                         state_dir=state) as agent:
             time.sleep(6)
             m, answers = stable_scrape(agent, log)
+        # The agent has stopped and written its last period: the ledger holds every tick.
+        final = logged(log)
+        ledger_report(state, sum(counted_joules(final, d) for d in (0, 1)))
         for dev in (0, 1):
             got = value(m, "wattprobe_node_energy_joules_total", source="nvml", domain="gpu",
                         socket=str(dev))
@@ -141,6 +147,36 @@ def main_case():
             p.wait()
         groups.close()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def ledger_report(state, counted):
+    """`wattprobe report` over the ledger the GPU run wrote: the GPUs' joules are a field of
+    their own, part of each row's energy, and over the run add up to what the counters moved."""
+    r = subprocess.run([BIN, "report", "--state-dir", state, "--since", "-1h", "--until", "now",
+                        "--format", "json"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    groups = {g["group"]: g for g in rep["groups"]}
+    for name in ("gpu-a.service", "gpu-b.service"):
+        g = groups.get(name)
+        assert g and g["gpu_energy_joules"] > 0, f"{name} has no GPU joules: {groups}"
+        assert g["gpu_energy_joules"] <= g["energy_joules"] + 1e-9, g
+    assert groups["gpu-a.service"]["gpu_energy_joules"] > groups["gpu-b.service"][
+        "gpu_energy_joules"], "A did most of the GPU work"
+    gpu = rep["totals"]["gpu_energy_joules"]
+    assert abs(gpu - counted) <= 1e-6 * counted, f"report GPU {gpu} J, counters moved {counted} J"
+    assert rep["totals"]["energy_joules"] > gpu, "package energy is in the total too"
+    t = subprocess.run([BIN, "report", "--state-dir", state, "--since", "-1h"],
+                       capture_output=True, text=True, timeout=30)
+    assert t.returncode == 0 and "GPU J" in t.stdout, t.stdout + t.stderr
+    assert all(len(l) < 80 for l in t.stdout.splitlines()), t.stdout
+    c = subprocess.run([BIN, "report", "--state-dir", state, "--since", "-1h", "--format", "csv"],
+                       capture_output=True, text=True, timeout=30)
+    assert c.returncode == 0 and c.stdout.splitlines()[0].endswith(",gpu_energy_joules"), c.stdout
+    print(f"ok: ledger and report: GPU {gpu:.3f} J of {rep['totals']['energy_joules']:.3f} J, "
+          f"= counter movement {counted:.3f} J; A {groups['gpu-a.service']['gpu_energy_joules']:.1f}"
+          f" J, B {groups['gpu-b.service']['gpu_energy_joules']:.1f} J")
 
 
 def run_nvml(faults, traces=(PHASED, PHASED), seconds=4.5, pids=""):
