@@ -106,6 +106,7 @@ def main_case():
                          state_dir=state) as agent:
             time.sleep(6)
             m, answers = stable_scrape(agent, log)
+            top_gpu_column(agent.url)
         # The agent has stopped and written its last period: the ledger holds every tick.
         final = logged(log)
         ledger_report(state, sum(counted_joules(final, d) for d in (0, 1)))
@@ -148,6 +149,35 @@ def main_case():
         groups.close()
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def top_gpu_column(url):
+    """`wattprobe top` against the agent, in an 80x24 terminal: a GPU W column, with the
+    workers' GPU watts, within the 80 columns."""
+    from test_top import Top
+
+    def gpu_cells(top, rows):
+        header, table = top.table(rows)
+        if "GPU W" not in header:
+            return None
+        # name kind watts gpu co2e cpu src; an unnamed field would shift the cells.
+        cells = {name: c for name, c in table if len(c) == 7}
+        if not all(n in cells for n in ("gpu-a.service", "gpu-b.service")):
+            return None
+        return header, cells
+
+    with Top("--url", url, "--interval", "500ms") as top:
+        rows = top.tmux.wait_for(lambda rows: gpu_cells(top, rows) is not None, timeout=20,
+                                 what="both GPU workers with a GPU W figure")
+        header, cells = gpu_cells(top, rows)
+        assert all(len(r) <= 80 for r in rows), rows
+        a, b = float(cells["gpu-a.service"][3]), float(cells["gpu-b.service"][3])
+        assert a > 0 and b >= 0, (header, cells)
+        # The workers hold no CPU: their watts are their GPU's.
+        assert abs(float(cells["gpu-a.service"][2]) - a) < 0.01 + 1e-3 * a, cells["gpu-a.service"]
+        print(f"ok: top shows GPU W per workload: A {a} W, B {b} W (80 columns)")
+        top.tmux.keys("q")
+        top.ended_restored(0)
 
 
 def ledger_report(state, counted):
