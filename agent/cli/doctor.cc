@@ -82,7 +82,12 @@ int run_doctor(const Options& options, std::ostream& out) {
       << " and drop every other capability before serving\n";
 
   out << "\nCarbon:\n";
-  std::unique_ptr<Carbon> made = make_carbon(options.paths, options.carbon);
+  // Embodied carbon counts the GPUs NVML lists, as run does, rather than every display device.
+  CarbonOptions carbon_options = options.carbon;
+  if (gpu.available && !nvml.devices().empty()) {
+    carbon_options.nvml_gpus = static_cast<int>(nvml.devices().size());
+  }
+  std::unique_ptr<Carbon> made = make_carbon(options.paths, carbon_options);
   Carbon& carbon = *made;
   // One fetch, so doctor shows whether the configured grid API answers (never the key).
   carbon.grid().refresh_now(wall_clock_ms());

@@ -136,6 +136,13 @@ def main_case():
         assert len(info) == 2 and all(l["energy"] == "counter" for l, _ in info), info
         measured = {l["source"]: l["measured"] for l, _ in series(m, "wattprobe_energy_source_info")}
         assert measured == {"rapl_powercap": "true", "nvml": "true"}, measured
+        # The fixture tree has no PCI bus: NVML's two GPUs are what embodied carbon counts.
+        gpu_kg = value(m, "wattprobe_device_embodied_co2e_grams", component="gpu") / 1000
+        assert gpu_kg == 2 * 150, f"embodied carbon counts NVML's 2 GPUs: {gpu_kg} kg"
+        d = subprocess.run([BIN, "doctor", "--sysfs-root", root, "--nvml-library", FAKE],
+                           capture_output=True, text=True, timeout=60)
+        assert "GPUs: 2 (nvml" in d.stdout, d.stdout
+        print(f"ok: embodied carbon counts NVML's 2 GPUs ({gpu_kg:.0f} kg), doctor says so")
         unattributed = value(m, "wattprobe_node_unattributed_energy_joules_total", domain="gpu")
         assert unattributed > 0, "C (gone) had a share that must be unattributed"
         top = series(m, "wattprobe_process_energy_joules_total", pid=str(a))
