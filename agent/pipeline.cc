@@ -19,6 +19,17 @@ Error line(std::string what, const Error& e) {
   return Error{e.kind, "", std::move(what) + ": " + e.message()};
 }
 
+/// Carbon's options with the GPUs the nvml source lists, when it runs: embodied carbon then
+/// counts each GPU once, not once more for an emulated display (carbon does not read sources).
+CarbonOptions carbon_options(CarbonOptions o, const EnergyMeter& meter) {
+  for (const auto& source : meter.sources()) {
+    if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get());
+        nvml && !nvml->devices().empty())
+      o.nvml_gpus = static_cast<int>(nvml->devices().size());
+  }
+  return o;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> Pipeline::build(const Options& options, PipelineRole role,
@@ -65,7 +76,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       attribution_(options.attribution),
       // Reads the grid API key now, while the agent may still read a root-only file; fetches
       // nothing until start().
-      carbon_(make_carbon(options.paths, options.carbon)) {
+      carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_))) {
   for (const auto& source : meter_->sources()) {
     if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
   }

@@ -106,6 +106,7 @@ Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvi
     : paths_(std::move(paths)), options_(std::move(options)) {
   if (!options_.install_date.empty()) install_ms_ = parse_install_date(options_.install_date);
   inventory_ = read_inventory(paths_);
+  inventory_.nvml_gpus = options_.nvml_gpus;
   embodied_ = embodied_from_inventory(inventory_, options_.embodied_table, options_.embodied_kg);
   GridIntensityOptions g;
   g.static_grams_per_kwh = options_.grid_intensity;
@@ -317,8 +318,14 @@ std::string Carbon::doctor_report() const {
   s << "  cpu: " << (inv.cpu_model.empty() ? "?" : inv.cpu_model) << " x " << inv.sockets
     << " socket(s)\n";
   s << "  memory: " << fmt(inv.memory_bytes / (1024.0 * 1024 * 1024)) << " GiB\n";
-  s << "  disks: " << inv.ssds.size() << " SSD, " << inv.hdds.size()
-    << " HDD; GPUs: " << inv.gpus.size() << "\n";
+  std::string_view gpus_from;
+  const std::size_t gpus = counted_gpus(inv, &gpus_from);
+  s << "  disks: " << inv.ssds.size() << " SSD, " << inv.hdds.size() << " HDD; GPUs: " << gpus
+    << " (" << gpus_from;
+  if (inv.nvml_gpus && *inv.nvml_gpus > 0 && inv.gpus.size() != gpus) {
+    s << "; the PCI display class lists " << inv.gpus.size() << ", counted once";
+  }
+  s << ")\n";
   for (const auto& e : inv.problems) s << "  inventory problem: " << e.message() << "\n";
   s << "  embodied: " << fmt(embodied_.total_grams / 1000) << " kgCO2e ("
     << (options_.embodied_kg ? "declared with --embodied-kg" : "CCF model") << ")";

@@ -151,6 +151,15 @@ DeviceInventory read_inventory(const HostPaths& paths) {
   return inv;
 }
 
+std::size_t counted_gpus(const DeviceInventory& inv, std::string_view* from) {
+  if (inv.nvml_gpus && *inv.nvml_gpus > 0) {
+    if (from) *from = "nvml";
+    return static_cast<std::size_t>(*inv.nvml_gpus);
+  }
+  if (from) *from = "pci display class";
+  return inv.gpus.size();
+}
+
 EmbodiedBreakdown embodied_from_inventory(const DeviceInventory& inv, const EmbodiedTable& t,
                                           std::optional<double> total_kg_override) {
   EmbodiedBreakdown out;
@@ -165,7 +174,8 @@ EmbodiedBreakdown embodied_from_inventory(const DeviceInventory& inv, const Embo
                                         std::max(0, inv.sockets - 1) * t.extra_cpu_kg * 1000);
     out.grams_by_component.emplace_back("hdd", inv.hdds.size() * t.hdd_kg * 1000);
     out.grams_by_component.emplace_back("ssd", inv.ssds.size() * t.ssd_kg * 1000);
-    out.grams_by_component.emplace_back("gpu", inv.gpus.size() * t.gpu_kg * 1000);
+    out.grams_by_component.emplace_back("gpu",
+                                        static_cast<double>(counted_gpus(inv)) * t.gpu_kg * 1000);
   }
   for (const auto& [c, g] : out.grams_by_component) out.total_grams += g;
   return out;

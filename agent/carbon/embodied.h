@@ -1,8 +1,10 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -21,11 +23,19 @@ struct DeviceInventory {
   std::vector<std::string> ssds;  // block device names, /sys/block/<dev>/queue/rotational = 0
   std::vector<std::string> hdds;  // rotational = 1
   std::vector<std::string> gpus;  // PCI addresses with class 0x03xxxx
+  /// GPUs NVML lists, handed in by the wiring (carbon does not read collectors). When set, it is
+  /// the count embodied carbon uses: the PCI display class also counts a BMC's or a VM's
+  /// emulated VGA, which is no GPU, so an H200 VM's one GPU would count twice.
+  std::optional<int> nvml_gpus;
   /// What could not be read; the inventory is still usable (the missing part counts as none).
   std::vector<Error> problems;
 };
 
 DeviceInventory read_inventory(const HostPaths& paths);
+
+/// The GPUs embodied carbon counts: NVML's count where NVML listed any, else the PCI display
+/// controllers. `from` says which ("nvml" or "pci display class").
+std::size_t counted_gpus(const DeviceInventory& inv, std::string_view* from = nullptr);
 
 /// Default embodied kgCO2e per component: Cloud Carbon Footprint's server model (CCF
 /// EmbodiedEmissions.md and ccf-coefficients constants.py, from Dell's PowerEdge R740 LCA).

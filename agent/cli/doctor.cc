@@ -7,6 +7,7 @@
 #include "agent/carbon/grid/registry.h"
 #include "agent/privileges.h"
 #include "bpf/sched_account_loader.h"
+#include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 #include "collectors/registry.h"
 
@@ -54,6 +55,22 @@ int run_doctor(const Options& options, std::ostream& out) {
   }
   for (const std::string& line : nvml.doctor_report()) out << "  " << line << "\n";
 
+  // hwmon's GPU sensors measure the GPU but say nothing of who used it, and a GPU is never split
+  // by CPU time: say so, since the workloads otherwise show no GPU energy without a reason.
+  HwmonSource hwmon(options.paths);
+  if (hwmon.probe().available) {
+    bool header = false;
+    for (const HwmonSource::Sensor& sensor : hwmon.sensors()) {
+      if (sensor.domain != "gpu") continue;
+      if (!header) out << "\nGPUs (hwmon):\n";
+      header = true;
+      out << "  " << sensor.key << (sensor.label.empty() ? "" : " (" + sensor.label + ")")
+          << ": energy measured; split by process: none - wattprobe reads no per-process signal "
+             "for this GPU (the kernel's DRM fdinfo busy time is not read yet), so its dynamic "
+             "energy is unattributed, never split by CPU time\n";
+    }
+  }
+
   out << "\nCPU accounting:\n";
   std::string report = BpfAccounting::kernel_support_report(options.paths);
   std::size_t start = 0;
@@ -82,7 +99,12 @@ int run_doctor(const Options& options, std::ostream& out) {
       << " and drop every other capability before serving\n";
 
   out << "\nCarbon:\n";
-  std::unique_ptr<Carbon> made = make_carbon(options.paths, options.carbon);
+  // Embodied carbon counts the GPUs NVML lists, as run does, rather than every display device.
+  CarbonOptions carbon_options = options.carbon;
+  if (gpu.available && !nvml.devices().empty()) {
+    carbon_options.nvml_gpus = static_cast<int>(nvml.devices().size());
+  }
+  std::unique_ptr<Carbon> made = make_carbon(options.paths, carbon_options);
   Carbon& carbon = *made;
   // One fetch, so doctor shows whether the configured grid API answers (never the key).
   carbon.grid().refresh_now(wall_clock_ms());

@@ -163,6 +163,14 @@ Result<ParsedLine> parse_line(const std::string& text) {
     }
     *n.into = x->get<double>();
   }
+  // Lines written before GPUs were counted apart have no gpu_joules: their GPU energy, if any,
+  // is only in joules, so they add 0 here rather than being refused.
+  if (const nlohmann::json* g = field("gpu_joules")) {
+    if (!g->is_number() || !std::isfinite(g->get<double>()) || g->get<double>() < 0) {
+      return wrong("gpu_joules", "a number, 0 or more");
+    }
+    out.row.gpu_joules = g->get<double>();
+  }
   out.covered_seconds = covered;
   if (measured->get<bool>()) out.row.measured_joules = out.row.joules;
   return out;
@@ -171,6 +179,7 @@ Result<ParsedLine> parse_line(const std::string& text) {
 void write_row_json(nlohmann::ordered_json& j, const ReportRow& r) {
   j["energy_joules"] = r.joules;
   j["energy_kwh"] = r.joules / kJoulesPerKwh;
+  j["gpu_energy_joules"] = r.gpu_joules;
   j["cpu_seconds"] = r.cpu_seconds;
   j["operational_co2e_grams"] = r.operational_grams;
   j["embodied_co2e_grams"] = r.embodied_grams;
@@ -190,14 +199,16 @@ std::string csv_field(const std::string& s) {
 void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
   out << "row," << by_name(o.by)
       << ",energy_joules,energy_kwh,cpu_seconds,operational_co2e_grams,embodied_co2e_grams,"
-         "operational_grams_per_kwh,measured_share\n";
+         "operational_grams_per_kwh,measured_share,gpu_energy_joules\n";
+  // gpu_energy_joules comes last, so scripts that read the older columns by position still work.
   auto row = [&](std::string_view kind, const std::string& group, const ReportRow& r) {
     auto g = per_kwh(r);
     auto m = measured_share(r);
     out << kind << ',' << csv_field(group) << ',' << exact(r.joules) << ','
         << exact(r.joules / kJoulesPerKwh) << ',' << exact(r.cpu_seconds) << ','
         << exact(r.operational_grams) << ',' << exact(r.embodied_grams) << ','
-        << (g ? exact(*g) : "") << ',' << (m ? exact(*m) : "") << '\n';
+        << (g ? exact(*g) : "") << ',' << (m ? exact(*m) : "") << ',' << exact(r.gpu_joules)
+        << '\n';
   };
   for (const ReportRow& r : s.groups) row("group", r.group, r);
   row("idle", "", s.idle);
@@ -229,7 +240,8 @@ void print_json(const ReportOptions& o, const LedgerSums& s, std::ostream& out) 
 }
 
 void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
-  // 79 columns: a name column and seven figures. A longer name gets a line of its own.
+  // 79 columns: a name column and seven figures. A longer name gets a line of its own. The GPU's
+  // joules take the place kWh had (kWh is energy J / 3.6e6, and CSV and JSON still carry it).
   constexpr int kName = 16;
   constexpr int kWidths[] = {10, 9, 9, 9, 9, 6, 4};
   char line[256];
@@ -241,7 +253,7 @@ void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out)
   if (s.skipped) out << ", " << s.skipped << " malformed lines skipped";
   out << "\n\n";
   std::snprintf(line, sizeof line, "%-*s %*s %*s %*s %*s %*s %*s %*s\n", kName,
-                std::string(by_name(o.by)).c_str(), kWidths[0], "energy J", kWidths[1], "kWh",
+                std::string(by_name(o.by)).c_str(), kWidths[0], "energy J", kWidths[1], "GPU J",
                 kWidths[2], "CPU s", kWidths[3], "op gCO2e", kWidths[4], "emb gCO2e", kWidths[5],
                 "g/kWh", kWidths[6], "meas");
   out << line;
@@ -257,7 +269,7 @@ void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out)
     if (m) std::snprintf(share, sizeof share, "%.0f%%", *m * 100);
     std::snprintf(line, sizeof line, "%-*s %*s %*s %*s %*s %*s %*s %*s\n", kName, shown.c_str(),
                   kWidths[0], fit(r.joules, kWidths[0]).c_str(), kWidths[1],
-                  fit(r.joules / kJoulesPerKwh, kWidths[1]).c_str(), kWidths[2],
+                  fit(r.gpu_joules, kWidths[1]).c_str(), kWidths[2],
                   fit(r.cpu_seconds, kWidths[2]).c_str(), kWidths[3],
                   fit(r.operational_grams, kWidths[3]).c_str(), kWidths[4],
                   fit(r.embodied_grams, kWidths[4]).c_str(), kWidths[5],
@@ -277,6 +289,7 @@ void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out)
 
 void ReportRow::add(const ReportRow& o) {
   joules += o.joules;
+  gpu_joules += o.gpu_joules;
   cpu_seconds += o.cpu_seconds;
   operational_grams += o.operational_grams;
   embodied_grams += o.embodied_grams;
@@ -306,8 +319,9 @@ std::string report_help() {
   return "usage: wattprobe report [--since T] [--until T] [--by workload|kind|namespace]\n"
          "                        [--format table|csv|json] [--state-dir DIR]\n"
          "Sums the ledger (<state-dir>/ledger/YYYY-MM-DD.jsonl) over the periods that start in\n"
-         "[since, until): energy, CPU time, operational and embodied CO2e, grams per kWh and the\n"
-         "share of the energy that was measured rather than estimated.\n"
+         "[since, until): energy (and the GPUs' part of it), CPU time, operational and embodied\n"
+         "CO2e, grams per kWh and the share of the energy that was measured rather than\n"
+         "estimated.\n"
          "  --since T      2026-11-23T10:00:00Z, 2026-11-23 (UTC midnight), now, or -24h, -30m,\n"
          "                 -7d before now (default -24h)\n"
          "  --until T      the same forms (default now)\n"

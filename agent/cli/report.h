@@ -32,6 +32,7 @@ std::string report_help();
 struct ReportRow {
   std::string group;
   double joules = 0;
+  double gpu_joules = 0;  // the part of joules GPUs used (0 on lines written before it existed)
   double cpu_seconds = 0;
   double operational_grams = 0;
   double embodied_grams = 0;

@@ -28,11 +28,13 @@ constexpr std::string_view kTickDuration = "wattprobe_agent_tick_duration_second
 // Fixed columns after the name; the name takes what is left of the width.
 constexpr int kKindWidth = 9;
 constexpr int kWattsWidth = 8;
+constexpr int kGpuWidth = 8;
 constexpr int kCo2eWidth = 9;
 constexpr int kCpuWidth = 6;
 constexpr int kSrcWidth = 4;
 constexpr int kFixedWidth = kKindWidth + kWattsWidth + kCo2eWidth + kCpuWidth + kSrcWidth + 5;
 constexpr int kMinNameWidth = 8;
+const std::string kGpuDomain = "gpu";
 constexpr std::size_t kMaxDomainLines = 4;
 constexpr std::size_t kMaxStatusLines = 3;
 
@@ -251,6 +253,7 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
   for (std::size_t i = 0; i < frame.domains.size(); ++i) {
     TopDomain& d = frame.domains[i];
     d.in_host_sum = in_sum[i];
+    frame.has_gpu = frame.has_gpu || d.domain == kGpuDomain;
     if (!d.in_host_sum) continue;
     frame.host_watts += d.watts;
     frame.host_measured = frame.host_measured && d.measured;
@@ -296,6 +299,13 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
     std::set<std::string> seen;
     for (const Series& s : f->series) {
       const std::string& domain = label(s.labels, "domain");
+      // A GPU's watts are the workload's own wherever the host total stands (a psys total may
+      // hold an integrated GPU, but the workload still used it), so they are read before the
+      // overlap rule below. Only workloads that used a GPU have gpu series (attribution).
+      if (domain == kGpuDomain) {
+        TopWorkload& w = entry(s.labels);
+        w.gpu_watts = w.gpu_watts.value_or(0) + s.value;
+      }
       // Overlapping domains (core inside package) would count a joule twice.
       if (!sum_domains.count(domain)) continue;
       TopWorkload& w = entry(s.labels);
@@ -441,13 +451,15 @@ std::vector<std::string> render_top_frame(const TopFrame& frame, int width, int 
   }
   for (const std::string& d : domain_lines) line(d);
 
-  const int name_width = std::max(kMinNameWidth, width - kFixedWidth);
+  const int gpu_width = frame.has_gpu ? kGpuWidth + 1 : 0;  // the column and its gap
+  const int name_width = std::max(kMinNameWidth, width - kFixedWidth - gpu_width);
   auto title_of = [&](TopSort s, std::string_view text) {
     return (frame.sort == s ? "*" : "") + std::string(text);
   };
   std::string header = pad_right(title_of(TopSort::name, "WORKLOAD"), name_width) + " " +
                        pad_right("KIND", kKindWidth) + " " +
                        pad_left(title_of(TopSort::watts, "WATTS"), kWattsWidth) + " " +
+                       (frame.has_gpu ? pad_left("GPU W", kGpuWidth) + " " : "") +
                        pad_left(title_of(TopSort::co2e, "CO2E G/H"), kCo2eWidth) + " " +
                        pad_left(title_of(TopSort::cpu, "CPU %"), kCpuWidth) + " " +
                        pad_right("SRC", kSrcWidth);
@@ -461,6 +473,9 @@ std::vector<std::string> render_top_frame(const TopFrame& frame, int width, int 
     std::string row =
         pad_right(w.name, name_width) + " " + pad_right(w.kind, kKindWidth) + " " +
         pad_left(number(w.watts, 2, kWattsWidth), kWattsWidth) + " " +
+        (frame.has_gpu
+             ? pad_left(w.gpu_watts ? number(*w.gpu_watts, 2, kGpuWidth) : "-", kGpuWidth) + " "
+             : "") +
         pad_left(w.co2e_grams_per_hour ? number(*w.co2e_grams_per_hour, 2, kCo2eWidth) : "-",
                  kCo2eWidth) +
         " " + pad_left(w.cpu_share ? number(*w.cpu_share * 100, 1, kCpuWidth) : "-", kCpuWidth) +

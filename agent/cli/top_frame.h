@@ -32,6 +32,9 @@ struct TopWorkload {
   std::string name;  // the workload label (pods: namespace/pod/container)
   std::string kind;
   double watts = 0;  // over the host's non-overlapping domains, last tick
+  /// The workload's power in the `gpu` domain, last tick (part of `watts` where the host total
+  /// adds the gpu domain); empty when it used no GPU.
+  std::optional<double> gpu_watts;
   /// Operational CO2e rate between the two snapshots; empty without a previous value.
   std::optional<double> co2e_grams_per_hour;
   /// Share of the host's CPU capacity (0..1) between the two snapshots.
@@ -52,6 +55,9 @@ struct TopFrame {
   std::optional<double> idle_watts;
   std::optional<double> grid_grams_per_kwh;
   std::string accounting_mode;
+  /// The host has a `gpu` domain: the table then has a GPU W column, which a host without GPUs
+  /// leaves to the workload names.
+  bool has_gpu = false;
   std::vector<TopDomain> domains;      // sources in exposition order, domains within them
   std::vector<TopWorkload> workloads;  // sorted by `sort`
   TopSort sort = TopSort::watts;

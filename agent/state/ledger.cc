@@ -117,14 +117,17 @@ void Ledger::add(int64_t index, const EnergyTick& tick, const CarbonTickGrams& g
     const auto& w = tick.workloads[i];
     Sums& s = p.workloads[w.id];
     s.joules += w.joules * fraction;
+    s.gpu_joules += w.gpu_joules * fraction;
     s.cpu_seconds += static_cast<double>(w.cpu_ns) / 1e9 * fraction;
     s.operational += grams.workloads[i].operational * fraction;
     s.embodied += grams.workloads[i].embodied * fraction;
   }
   p.idle.joules += tick.idle_joules * fraction;
+  p.idle.gpu_joules += tick.idle_gpu_joules * fraction;
   p.idle.operational += grams.idle.operational * fraction;
   p.idle.embodied += grams.idle.embodied * fraction;
   p.unattributed.joules += tick.unattributed_joules * fraction;
+  p.unattributed.gpu_joules += tick.unattributed_gpu_joules * fraction;
   p.unattributed.operational += grams.unattributed_operational * fraction;
 }
 
@@ -166,6 +169,7 @@ void Ledger::write_period(int64_t index, const Period& p) {
       if (!id->container.empty()) j["container"] = id->container;
     }
     j["joules"] = s.joules;
+    j["gpu_joules"] = s.gpu_joules;
     j["cpu_seconds"] = s.cpu_seconds;
     j["operational_co2e_grams"] = s.operational;
     j["embodied_co2e_grams"] = s.embodied;

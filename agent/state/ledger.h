@@ -32,7 +32,9 @@ struct LedgerOptions {
 };
 
 /// Per-period totals, appended as JSON lines, one per workload plus one each for idle and
-/// unattributed energy. This is what `wattprobe report` reads.
+/// unattributed energy. This is what `wattprobe report` reads. `gpu_joules` is the part of
+/// `joules` that GPUs used; it was added to version 1 without a new version, since a reader that
+/// ignores it still sums every line right.
 ///
 /// A tick is split between the periods it overlaps in proportion to its time in each, so a line
 /// covers only time inside its period (a tick longer than kMaxSplitPeriods periods, after a
@@ -72,6 +74,7 @@ class Ledger {
  private:
   struct Sums {
     double joules = 0;
+    double gpu_joules = 0;  // the part of joules from gpu domains
     double cpu_seconds = 0;
     double operational = 0;
     double embodied = 0;

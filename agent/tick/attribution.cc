@@ -149,7 +149,8 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
   }
 
   std::vector<double> host_joules(total, 0.0);
-  std::vector<double> host_cpu_joules(n, 0.0);  // without GPU energy, for per-process CPU split
+  std::vector<double> host_cpu_joules(n, 0.0);      // without GPU energy, for per-process CPU split
+  std::vector<double> host_gpu_joules(total, 0.0);  // the gpu domains' part of host_joules
   std::vector<double> share(total);
   std::vector<bool> in_host = host_sum_domains(energy);
   for (std::size_t r = 0; r < energy.domains.size(); ++r) {
@@ -259,6 +260,10 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       for (std::size_t i = 0; i < total; ++i) host_joules[i] += share[i];
       if (!is_gpu) {
         for (std::size_t i = 0; i < n; ++i) host_cpu_joules[i] += share[i];
+      } else {
+        for (std::size_t i = 0; i < total; ++i) host_gpu_joules[i] += share[i];
+        tick.idle_gpu_joules += idle;
+        tick.unattributed_gpu_joules += unattributed;
       }
     }
   }
@@ -271,7 +276,8 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     double host_share = cpu.capacity_ns > 0
                             ? static_cast<double>(cpu_ns) / static_cast<double>(cpu.capacity_ns)
                             : 0;
-    tick.workloads.push_back({*ids[i], host_joules[i], std::min(host_share, 1.0), cpu_ns});
+    tick.workloads.push_back(
+        {*ids[i], host_joules[i], std::min(host_share, 1.0), cpu_ns, host_gpu_joules[i]});
   }
 
   // Series of workloads gone for longer than the expiry leave /metrics (their totals live on

@@ -23,11 +23,17 @@ struct EnergyTick {
     /// default key for sharing embodied carbon; 0..1, and the shares sum to at most 1.
     double host_share = 0;
     uint64_t cpu_ns = 0;
+    /// The part of `joules` that came from `gpu` domains (already counted in `joules`), so the
+    /// ledger can show a workload's GPU energy without looking it up in attribution's totals.
+    double gpu_joules = 0;
   };
   std::vector<Workload> workloads;
   double idle_joules = 0;
   double unattributed_joules = 0;
   double measured_joules = 0;
+  /// The `gpu` domains' part of idle_joules and unattributed_joules (already counted in them).
+  double idle_gpu_joules = 0;
+  double unattributed_gpu_joules = 0;
 };
 
 }  // namespace wattprobe

@@ -10,6 +10,7 @@ workers.
   delta), no energy counter (integrated power, said so), MIG (unattributed, said why), a
   process gone between samples (unattributed), the library missing, no driver."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,7 @@ def main_case():
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
     log = root + "/nvml.log"
     groups = Cgroups("gpu-a.service", "gpu-b.service")
+    state = tempfile.mkdtemp(prefix="wattprobe-state-")
     procs = []
     try:
         procs = [start_in(groups.paths["gpu-a.service"]), start_in(groups.paths["gpu-b.service"])]
@@ -100,9 +102,14 @@ def main_case():
                           "--period-ms", "20"), \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap,nvml",
                          "--nvml-library", FAKE, "--interval", "500ms", "--accounting",
-                         "procfs", "--process-metrics-top", "10") as agent:
+                         "procfs", "--process-metrics-top", "10", "--ledger-period", "1s",
+                         state_dir=state) as agent:
             time.sleep(6)
             m, answers = stable_scrape(agent, log)
+            top_gpu_column(agent.url)
+        # The agent has stopped and written its last period: the ledger holds every tick.
+        final = logged(log)
+        ledger_report(state, sum(counted_joules(final, d) for d in (0, 1)))
         for dev in (0, 1):
             got = value(m, "wattprobe_node_energy_joules_total", source="nvml", domain="gpu",
                         socket=str(dev))
@@ -129,6 +136,13 @@ def main_case():
         assert len(info) == 2 and all(l["energy"] == "counter" for l, _ in info), info
         measured = {l["source"]: l["measured"] for l, _ in series(m, "wattprobe_energy_source_info")}
         assert measured == {"rapl_powercap": "true", "nvml": "true"}, measured
+        # The fixture tree has no PCI bus: NVML's two GPUs are what embodied carbon counts.
+        gpu_kg = value(m, "wattprobe_device_embodied_co2e_grams", component="gpu") / 1000
+        assert gpu_kg == 2 * 150, f"embodied carbon counts NVML's 2 GPUs: {gpu_kg} kg"
+        d = subprocess.run([BIN, "doctor", "--sysfs-root", root, "--nvml-library", FAKE],
+                           capture_output=True, text=True, timeout=60)
+        assert "GPUs: 2 (nvml" in d.stdout, d.stdout
+        print(f"ok: embodied carbon counts NVML's 2 GPUs ({gpu_kg:.0f} kg), doctor says so")
         unattributed = value(m, "wattprobe_node_unattributed_energy_joules_total", domain="gpu")
         assert unattributed > 0, "C (gone) had a share that must be unattributed"
         top = series(m, "wattprobe_process_energy_joules_total", pid=str(a))
@@ -141,6 +155,65 @@ def main_case():
             p.wait()
         groups.close()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def top_gpu_column(url):
+    """`wattprobe top` against the agent, in an 80x24 terminal: a GPU W column, with the
+    workers' GPU watts, within the 80 columns."""
+    from test_top import Top
+
+    def gpu_cells(top, rows):
+        header, table = top.table(rows)
+        if "GPU W" not in header:
+            return None
+        # name kind watts gpu co2e cpu src; an unnamed field would shift the cells.
+        cells = {name: c for name, c in table if len(c) == 7}
+        if not all(n in cells for n in ("gpu-a.service", "gpu-b.service")):
+            return None
+        return header, cells
+
+    with Top("--url", url, "--interval", "500ms") as top:
+        rows = top.tmux.wait_for(lambda rows: gpu_cells(top, rows) is not None, timeout=20,
+                                 what="both GPU workers with a GPU W figure")
+        header, cells = gpu_cells(top, rows)
+        assert all(len(r) <= 80 for r in rows), rows
+        a, b = float(cells["gpu-a.service"][3]), float(cells["gpu-b.service"][3])
+        assert a > 0 and b >= 0, (header, cells)
+        # The workers hold no CPU: their watts are their GPU's.
+        assert abs(float(cells["gpu-a.service"][2]) - a) < 0.01 + 1e-3 * a, cells["gpu-a.service"]
+        print(f"ok: top shows GPU W per workload: A {a} W, B {b} W (80 columns)")
+        top.tmux.keys("q")
+        top.ended_restored(0)
+
+
+def ledger_report(state, counted):
+    """`wattprobe report` over the ledger the GPU run wrote: the GPUs' joules are a field of
+    their own, part of each row's energy, and over the run add up to what the counters moved."""
+    r = subprocess.run([BIN, "report", "--state-dir", state, "--since", "-1h", "--until", "now",
+                        "--format", "json"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    groups = {g["group"]: g for g in rep["groups"]}
+    for name in ("gpu-a.service", "gpu-b.service"):
+        g = groups.get(name)
+        assert g and g["gpu_energy_joules"] > 0, f"{name} has no GPU joules: {groups}"
+        assert g["gpu_energy_joules"] <= g["energy_joules"] + 1e-9, g
+    assert groups["gpu-a.service"]["gpu_energy_joules"] > groups["gpu-b.service"][
+        "gpu_energy_joules"], "A did most of the GPU work"
+    gpu = rep["totals"]["gpu_energy_joules"]
+    assert abs(gpu - counted) <= 1e-6 * counted, f"report GPU {gpu} J, counters moved {counted} J"
+    assert rep["totals"]["energy_joules"] > gpu, "package energy is in the total too"
+    t = subprocess.run([BIN, "report", "--state-dir", state, "--since", "-1h"],
+                       capture_output=True, text=True, timeout=30)
+    assert t.returncode == 0 and "GPU J" in t.stdout, t.stdout + t.stderr
+    assert all(len(l) < 80 for l in t.stdout.splitlines()), t.stdout
+    c = subprocess.run([BIN, "report", "--state-dir", state, "--since", "-1h", "--format", "csv"],
+                       capture_output=True, text=True, timeout=30)
+    assert c.returncode == 0 and c.stdout.splitlines()[0].endswith(",gpu_energy_joules"), c.stdout
+    print(f"ok: ledger and report: GPU {gpu:.3f} J of {rep['totals']['energy_joules']:.3f} J, "
+          f"= counter movement {counted:.3f} J; A {groups['gpu-a.service']['gpu_energy_joules']:.1f}"
+          f" J, B {groups['gpu-b.service']['gpu_energy_joules']:.1f} J")
 
 
 def run_nvml(faults, traces=(PHASED, PHASED), seconds=4.5, pids=""):

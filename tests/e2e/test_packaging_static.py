@@ -189,6 +189,13 @@ def check_dashboard():
                   "idle share", "grid carbon intensity and forecast", "embodied", "device age",
                   "measured versus estimated", "agent cpu", "agent resident memory"):
         check(topic in titles, f"dashboard: a panel about {topic!r}")
+    # The GPU panels (issue 14): watts by device and by workload, from the gpu domain.
+    gpu = [p for p in dashboard["panels"] if p["title"].lower().startswith("gpu power by")]
+    check({p["title"].lower() for p in gpu} == {"gpu power by device", "gpu power by workload"},
+          "dashboard: GPU power panels by device and by workload")
+    for p in gpu:
+        check(all('domain="gpu"' in t["expr"] for t in p.get("targets", [])),
+              f"dashboard: every query of {p['title']!r} reads the gpu domain")
     ids = [p["id"] for p in dashboard["panels"]]
     check(len(ids) == len(set(ids)), "dashboard: panel ids are unique")
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
@@ -64,6 +66,37 @@ TEST(Embodied, CcfModelPerComponent) {
   ASSERT_EQ(declared.grams_by_component.size(), 1u);
   EXPECT_EQ(declared.grams_by_component[0].first, "declared");
   EXPECT_DOUBLE_EQ(declared.total_grams, 950e3);
+}
+
+// An H200 VM: QEMU's emulated VGA (0x030000) beside the GPU (3D controller, 0x030200). The PCI
+// display class sees two; NVML lists the one GPU, and that is what embodied carbon counts.
+TEST(Embodied, GpusNvmlListsAreCountedOnceNotAsEveryDisplayDevice) {
+  TempTree t;
+  write_r740(t);
+  t.write("sys/bus/pci/devices/0000:00:01.0/class", "0x030000\n");
+  DeviceInventory inv = read_inventory(t.paths());
+  ASSERT_EQ(inv.gpus.size(), 2u) << "the PCI display class lists the emulated VGA too";
+  auto gpu_grams = [](const DeviceInventory& i) {
+    EmbodiedBreakdown b = embodied_from_inventory(i, {}, std::nullopt);
+    std::map<std::string, double> g(b.grams_by_component.begin(), b.grams_by_component.end());
+    return g["gpu"];
+  };
+  EXPECT_DOUBLE_EQ(gpu_grams(inv), 2 * 150e3) << "without NVML, the PCI count stands";
+
+  std::string_view from;
+  inv.nvml_gpus = 1;
+  EXPECT_EQ(counted_gpus(inv, &from), 1u);
+  EXPECT_EQ(from, "nvml");
+  EXPECT_DOUBLE_EQ(gpu_grams(inv), 150e3);
+
+  // Eight GPUs behind a switch the PCI scan of a container does not see: NVML still counts them.
+  inv.nvml_gpus = 8;
+  EXPECT_DOUBLE_EQ(gpu_grams(inv), 8 * 150e3);
+
+  // NVML that lists nothing (no driver) leaves the PCI count.
+  inv.nvml_gpus = 0;
+  EXPECT_EQ(counted_gpus(inv, &from), 2u);
+  EXPECT_EQ(from, "pci display class");
 }
 
 TEST(Embodied, BrokenFilesAreProblemsNotCrashes) {

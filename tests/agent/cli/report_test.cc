@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "agent/options.h"
 #include "agent/base/utc_time.h"
+#include "agent/options.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
@@ -21,7 +21,8 @@ int64_t at(const char* utc) { return *parse_utc_instant(utc); }
 /// A ledger line as the agent writes it.
 std::string line(const std::string& start, const std::string& type, double joules, double op = 0,
                  double em = 0, double cpu = 0, const std::string& workload = "",
-                 const std::string& kind = "", const std::string& ns = "", bool measured = true) {
+                 const std::string& kind = "", const std::string& ns = "", bool measured = true,
+                 double gpu = -1) {
   nlohmann::ordered_json j;
   j["v"] = 1;
   j["start"] = start;
@@ -35,6 +36,7 @@ std::string line(const std::string& start, const std::string& type, double joule
     if (!ns.empty()) j["namespace"] = ns;
   }
   j["joules"] = joules;
+  if (gpu >= 0) j["gpu_joules"] = gpu;  // lines from before GPUs were counted apart have none
   j["cpu_seconds"] = cpu;
   j["operational_co2e_grams"] = op;
   j["embodied_co2e_grams"] = em;
@@ -320,11 +322,68 @@ TEST_F(ReportTest, CsvHasAHeaderAndOneRowPerGroupAndNodePart) {
   ASSERT_EQ(rows.size(), 5u) << out_;
   EXPECT_EQ(rows[0],
             "row,workload,energy_joules,energy_kwh,cpu_seconds,operational_co2e_grams,"
-            "embodied_co2e_grams,operational_grams_per_kwh,measured_share");
+            "embodied_co2e_grams,operational_grams_per_kwh,measured_share,gpu_energy_joules");
   EXPECT_EQ(rows[1].rfind("group,\"odd,\"\"name\"\"\",10,", 0), 0u) << rows[1];
   EXPECT_EQ(rows[2].rfind("idle,,5,", 0), 0u) << rows[2];
   EXPECT_EQ(rows[3].rfind("unattributed,,0,", 0), 0u) << rows[3];
   EXPECT_EQ(rows[4].rfind("total,,15,", 0), 0u) << rows[4];
+}
+
+TEST_F(ReportTest, GpuJoulesShowInTheTableCsvAndJson) {
+  // A GPU trainer (900 J, 800 of them on the GPU), a web server without GPU, GPU idle and
+  // unattributed GPU energy, and an older line without gpu_joules, which counts as none.
+  write_day(
+      "2026-11-23",
+      line("2026-11-23T10:00:00Z", "workload", 900, 1, 0, 5, "train", "pod", "ml", true, 800) +
+          line("2026-11-23T10:01:00Z", "workload", 100, 1, 0, 5, "train", "pod", "ml", true, 60) +
+          line("2026-11-23T10:00:00Z", "workload", 50, 1, 0, 9, "nginx.service", "service", "",
+               true, 0) +
+          line("2026-11-23T10:00:00Z", "workload", 7, 1, 0, 1, "old.service", "service") +
+          line("2026-11-23T10:00:00Z", "idle", 300, 0, 0, 0, "", "", "", true, 250) +
+          line("2026-11-23T10:00:00Z", "unattributed", 20, 0, 0, 0, "", "", "", true, 15));
+  auto j = json_report({"--since=2026-11-23", "--until=2026-11-24"});
+  ASSERT_EQ(j["groups"][0]["group"], "train");
+  EXPECT_EQ(j["groups"][0]["gpu_energy_joules"].get<double>(), 860);
+  EXPECT_EQ(j["groups"][0]["energy_joules"].get<double>(), 1000) << "GPU joules stay in the total";
+  EXPECT_EQ(j["groups"][1]["gpu_energy_joules"].get<double>(), 0);
+  EXPECT_EQ(j["groups"][2]["gpu_energy_joules"].get<double>(), 0) << "an older line counts none";
+  EXPECT_EQ(j["node"]["idle"]["gpu_energy_joules"].get<double>(), 250);
+  EXPECT_EQ(j["node"]["unattributed"]["gpu_energy_joules"].get<double>(), 15);
+  EXPECT_EQ(j["totals"]["gpu_energy_joules"].get<double>(), 860 + 250 + 15);
+
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24", "--format=csv"}), 0) << err_;
+  EXPECT_NE(out_.find("group,train,1000,"), std::string::npos) << out_;
+  EXPECT_NE(out_.find(",860\n"), std::string::npos) << "the trainer's GPU joules, last:\n" << out_;
+  EXPECT_NE(out_.find("total,,1377,"), std::string::npos) << out_;
+  EXPECT_NE(out_.find(",1125\n"), std::string::npos) << "the total's GPU joules:\n" << out_;
+
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24"}), 0) << err_;
+  EXPECT_NE(out_.find("GPU J"), std::string::npos) << out_;
+  std::istringstream in(out_);
+  bool trainer = false, total = false;
+  for (std::string l; std::getline(in, l);) {
+    EXPECT_LE(l.size(), 79u) << "\"" << l << "\"";
+    std::istringstream words(l);
+    std::string name;
+    double energy = 0, gpu = 0;
+    words >> name >> energy >> gpu;
+    if (name == "train") trainer = energy == 1000 && gpu == 860;
+    if (name == "total") total = energy == 1377 && gpu == 1125;
+  }
+  EXPECT_TRUE(trainer) << "the trainer's row shows 1000 J of which 860 J GPU:\n" << out_;
+  EXPECT_TRUE(total) << out_;
+}
+
+TEST_F(ReportTest, ANegativeGpuJoulesIsMalformed) {
+  std::string bad = line("2026-11-23T10:01:00Z", "idle", 5, 0, 0, 0, "", "", "", true, 1);
+  const std::string field = "\"gpu_joules\":1";
+  bad.replace(bad.find(field), field.size(), "\"gpu_joules\":-3");
+  write_day("2026-11-23",
+            line("2026-11-23T10:00:00Z", "idle", 5, 0, 0, 0, "", "", "", true, 1) + bad);
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24"}), 0) << err_;
+  EXPECT_NE(err_.find("2026-11-23.jsonl:2: field \"gpu_joules\": expected a number, 0 or more"),
+            std::string::npos)
+      << err_;
 }
 
 }  // namespace

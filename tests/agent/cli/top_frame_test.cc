@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <string>
 
 namespace wattprobe {
@@ -277,6 +278,75 @@ TEST(TopFrame, FillsAn80By24TerminalWithTheHeaviestWorkloads) {
   EXPECT_NE(footer.find(std::to_string(rows.size()) + " of 100 workloads"), std::string::npos)
       << footer;
   EXPECT_NE(footer.find("q quit"), std::string::npos);
+}
+
+/// Adds an nvml GPU (two devices) to a snapshot, with each named workload's GPU watts.
+void add_gpus(Snapshot& s, const std::vector<std::pair<std::string, double>>& gpu_watts) {
+  for (Family& f : s.families) {
+    if (f.name == "wattprobe_node_power_watts") {
+      f.series.push_back({{{"source", "nvml"}, {"domain", "gpu"}, {"socket", "0"}}, 400});
+      f.series.push_back({{{"source", "nvml"}, {"domain", "gpu"}, {"socket", "1"}}, 120});
+    } else if (f.name == "wattprobe_energy_source_info") {
+      f.series.push_back({{{"source", "nvml"}, {"domain", "gpu"}, {"measured", "true"}}, 1});
+    } else if (f.name == "wattprobe_workload_power_watts") {
+      for (const auto& [name, w] : gpu_watts) {
+        // Attribution sums a source's devices into one series; two sources are two series,
+        // and the column adds them.
+        for (auto [source, part] :
+             {std::pair<std::string, double>{"nvml", w * 0.75}, {"hwmon", w * 0.25}}) {
+          Labels labels = workload_labels(Load{name});
+          labels.emplace_back("domain", "gpu");
+          labels.emplace_back("source", source);
+          labels.emplace_back("measured", "true");
+          f.series.push_back({labels, part});
+        }
+      }
+    }
+  }
+}
+
+TEST(TopFrame, GpuWattsPerWorkloadInTheirOwnColumnWithin80Columns) {
+  std::vector<Load> loads{{"trainer-with-a-long-name-that-needs-cutting.service", "service", 20, 2},
+                          {"nginx.service", "service", 6, 1},
+                          {"gpu-only.service", "service", 0, 0}};
+  Snapshot snap = snapshot(10'000, loads);
+  add_gpus(snap, {{"trainer-with-a-long-name-that-needs-cutting.service", 310.5},
+                  {"gpu-only.service", 88.25}});
+  TopFrame f = build_top_frame(nullptr, snap, {"test", TopSort::watts, 4});
+  EXPECT_TRUE(f.has_gpu);
+  EXPECT_DOUBLE_EQ(*find(f, "trainer-with-a-long-name-that-needs-cutting.service").gpu_watts,
+                   310.5);
+  EXPECT_DOUBLE_EQ(find(f, "trainer-with-a-long-name-that-needs-cutting.service").watts,
+                   20 + 2 + 310.5)
+      << "the host total adds the gpu domain, so the workload's watts hold its GPU's";
+  EXPECT_DOUBLE_EQ(*find(f, "gpu-only.service").gpu_watts, 88.25);
+  EXPECT_FALSE(find(f, "nginx.service").gpu_watts) << "no GPU used: no figure, not 0";
+  EXPECT_NE(f.host_domains.end(), std::find(f.host_domains.begin(), f.host_domains.end(), "gpu"));
+
+  auto lines = render_top_frame(f, 80, 24, false);
+  for (const auto& l : lines) EXPECT_LE(l.size(), 80u) << l;
+  std::string header = header_of(lines);
+  ASSERT_NE(header.find("GPU W"), std::string::npos) << header;
+  // The figure sits under its header, right-aligned like the other figures.
+  const std::size_t gpu_end = header.find("GPU W") + 5;
+  std::map<std::string, std::string> cell;
+  for (const auto& l : lines) {
+    for (std::string name : {"trainer-with", "nginx.service", "gpu-only.service"}) {
+      if (l.starts_with(name) && l.size() >= gpu_end) {
+        std::size_t start = l.rfind(' ', gpu_end - 1) + 1;
+        cell[name] = l.substr(start, gpu_end - start);
+      }
+    }
+  }
+  EXPECT_EQ(cell["trainer-with"], "310.50");
+  EXPECT_EQ(cell["gpu-only.service"], "88.25");
+  EXPECT_EQ(cell["nginx.service"], "-");
+
+  // A host without GPUs keeps the width for the names.
+  TopFrame cpu_only =
+      build_top_frame(nullptr, snapshot(10'000, loads), {"test", TopSort::watts, 4});
+  EXPECT_FALSE(cpu_only.has_gpu);
+  EXPECT_EQ(header_of(render_top_frame(cpu_only, 80, 24, false)).find("GPU W"), std::string::npos);
 }
 
 TEST(TopFrame, NeverOverflowsAnyTerminalSize) {

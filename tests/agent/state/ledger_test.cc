@@ -150,6 +150,44 @@ TEST(Ledger, SplitsATickThatStraddlesAMinuteInProportionToItsTime) {
   EXPECT_FALSE(first->contains("namespace")) << "only pods carry namespace, pod and container";
 }
 
+TEST(Ledger, GpuJoulesAreAFieldOfTheirOwnAndPartOfTheTotal) {
+  LedgerRig rig;
+  const WorkloadId trainer = pod("ml", "train-0", "main");
+  const WorkloadId web = service("nginx.service");
+  // trainer: 30 J of which 25 J on its GPU; nginx used no GPU. Of idle 40 J, 35 J is the GPU's;
+  // of unattributed 6 J, 5 J is GPU energy no process could be given. The tick straddles 10:01.
+  EnergyTick t =
+      tick(at("2026-11-23T10:01:00Z") + 500, 2.0,
+           {{trainer, 30.0, 0.1, 100'000'000, 25.0}, {web, 8.0, 0.2, 200'000'000}}, 40.0, 6.0);
+  t.idle_gpu_joules = 35.0;
+  t.unattributed_gpu_joules = 5.0;
+  rig.feed(t);
+  rig.ledger->flush_all();
+
+  auto lines = rig.lines();
+  double gpu = 0, all = 0;
+  for (const auto& l : lines) {
+    ASSERT_TRUE(l.json.contains("gpu_joules")) << l.json.dump();
+    EXPECT_LE(l.json["gpu_joules"].get<double>(), l.json["joules"].get<double>() + 1e-12)
+        << "GPU joules are part of the line's joules: " << l.json.dump();
+    gpu += l.json["gpu_joules"].get<double>();
+    all += l.json["joules"].get<double>();
+  }
+  EXPECT_NEAR(gpu, 25.0 + 35.0 + 5.0, 1e-9) << "GPU energy is neither lost nor counted twice";
+  EXPECT_NEAR(all, 30.0 + 8.0 + 40.0 + 6.0, 1e-9);
+  // Split like the rest of the tick: three quarters before 10:01.
+  const auto* first = find(lines, "2026-11-23T10:00:00Z", "workload", trainer.workload);
+  const auto* nginx = find(lines, "2026-11-23T10:00:00Z", "workload", web.workload);
+  const auto* idle = find(lines, "2026-11-23T10:00:00Z", "idle");
+  const auto* unattributed = find(lines, "2026-11-23T10:01:00Z", "unattributed");
+  ASSERT_TRUE(first && nginx && idle && unattributed);
+  EXPECT_DOUBLE_EQ((*first)["gpu_joules"].get<double>(), 25.0 * 0.75);
+  EXPECT_DOUBLE_EQ((*first)["joules"].get<double>(), 30.0 * 0.75);
+  EXPECT_EQ((*nginx)["gpu_joules"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ((*idle)["gpu_joules"].get<double>(), 35.0 * 0.75);
+  EXPECT_DOUBLE_EQ((*unattributed)["gpu_joules"].get<double>(), 5.0 * 0.25);
+}
+
 TEST(Ledger, SumsOfTheLinesEqualSumsOfTheTicksAcrossMinutesAndDays) {
   LedgerRig rig;
   const std::vector<WorkloadId> ids{service("nginx.service"), service("postgres.service"),

@@ -339,6 +339,19 @@ TEST(Attribution, GpuRowsFollowTheirOwnSplitNeverCpuTime) {
   // (most CPU) gets none of it. hwmon: 100 J dynamic, all unattributed.
   EXPECT_NEAR(host["gpu-only"], 120, 1e-9);
   EXPECT_NEAR(host["w1"] - host["w0"] / 3, 240, 1e-9);
+  // The GPU's part travels with the tick, so the ledger gets it without asking attribution.
+  std::map<std::string, double> gpu_part;
+  double gpu_sum = 0;
+  for (const auto& w : t.workloads) {
+    gpu_part[w.id.workload] = w.gpu_joules;
+    gpu_sum += w.gpu_joules;
+  }
+  EXPECT_NEAR(gpu_part["gpu-only"], 120, 1e-9);
+  EXPECT_NEAR(gpu_part["w1"], 240, 1e-9);
+  EXPECT_EQ(gpu_part["w0"], 0);
+  EXPECT_NEAR(t.unattributed_gpu_joules, 40 + 100, 1e-9);
+  EXPECT_NEAR(gpu_sum + t.idle_gpu_joules + t.unattributed_gpu_joules, 500 + 200, 1e-9)
+      << "idle + workloads + unattributed = measured holds for the GPU part alone";
   std::vector<Family> fams;
   a.append_families(fams);
   EXPECT_NEAR(family_sum(fams, "wattprobe_node_unattributed_energy_joules_total", "gpu"),
