@@ -115,8 +115,18 @@ def short_lived():
             m0 = scrape(agent.url)
             subprocess.run([os.path.join(TOOLS, "cpu_burner"), "--spawn", "2000", "--each-ms", "2",
                             "--cgroup", groups.paths["spawner.service"]], check=True, timeout=120)
-            time.sleep(0.6)
-            m1 = scrape(agent.url)
+            # The spawner's last CPU reaches /metrics only at the next 1 s tick; wait until two
+            # ticks in a row add nothing, so the comparison with cpu.stat covers the whole run.
+            m1, last = scrape(agent.url), None
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                time.sleep(1.1)
+                m1 = scrape(agent.url)
+                now = sum(v for _, v in series(m1, "wattprobe_workload_cpu_seconds_total",
+                                               workload="spawner.service"))
+                if now == last:
+                    break
+                last = now
 
         def delta(name, **kw):
             return (sum(v for _, v in series(m1, name, **kw)) -
