@@ -95,8 +95,10 @@ class Pipeline {
   TickLoop loop_;
   std::unique_ptr<EnergyMeter> meter_;
   std::unique_ptr<CpuAccounting> accounting_;
-  const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
-  std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
+  const NvmlSource* nvml_ = nullptr;          // among the meter's sources, when chosen
+  std::unique_ptr<GpuWorkloads> gpu_;         // splits the nvml GPUs' energy by process
+  const HwmonSource* hwmon_gpus_ = nullptr;   // the hwmon source, when it reads a GPU
+  std::unique_ptr<DrmGpuWorkloads> drm_gpu_;  // splits those GPUs by DRM busy time
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
   std::unique_ptr<Ledger> ledger_;                // daemon only

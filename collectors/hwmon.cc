@@ -115,7 +115,8 @@ Availability HwmonSource::probe() {
                  -1,
                  ReadingKind::energy_counter,
                  chip.dir / (stem + "_input"),
-                 optional_label(chip.dir / (stem + "_label"))};
+                 optional_label(chip.dir / (stem + "_label")),
+                 {}};
         if (chip.name == "amd_energy") {
           int socket = -1;
           if (s.label.rfind("Ecore", 0) == 0) {
@@ -135,9 +136,13 @@ Availability HwmonSource::probe() {
     } else {
       for (const auto& [k, file] : power_file) {
         const std::string stem = "power" + std::to_string(k);
-        chip.sensors.push_back(Sensor{stem, chip_domain(chip.name), -1, ReadingKind::power_gauge,
+        chip.sensors.push_back(Sensor{stem,
+                                      chip_domain(chip.name),
+                                      -1,
+                                      ReadingKind::power_gauge,
                                       chip.dir / file,
-                                      optional_label(chip.dir / (stem + "_label"))});
+                                      optional_label(chip.dir / (stem + "_label")),
+                                      {}});
       }
     }
     if (per_core > 0) {
@@ -155,10 +160,16 @@ Availability HwmonSource::probe() {
   for (const auto& c : chips) ++name_count[c.name];
   std::vector<std::string> listed;
   std::vector<Error> read_errors;
+  int gpus = 0;
   for (auto& c : chips) {
     const std::string prefix = name_count[c.name] > 1 ? c.name + "@" + c.device : c.name;
+    const bool gpu = chip_domain(c.name) == "gpu";
     for (auto& s : c.sensors) {
       s.key = prefix + "/" + s.key;
+      if (gpu) s.socket = gpus;
+      // A PCI address is domain:bus:device.function; platform devices have other names.
+      if (c.device.size() == 12 && c.device[4] == ':' && c.device[7] == ':' && c.device[10] == '.')
+        s.pci_address = c.device;
       auto v = read_u64(s.file);
       if (!v) read_errors.push_back(v.error());
       std::string where = s.domain;
@@ -166,6 +177,7 @@ Availability HwmonSource::probe() {
       listed.push_back(s.key + " (" + where + ", " + s.file.filename().string() + ")");
       sensors_.push_back(std::move(s));
     }
+    if (gpu) ++gpus;
   }
 
   Availability out;

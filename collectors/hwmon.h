@@ -19,7 +19,8 @@ namespace wattprobe {
 ///                         (the socket counter already covers its cores; adding both would count
 ///                         the cores twice)
 ///   power_meter           (ACPI power meter, acpi_power_meter driver) → platform
-///   amdgpu, i915, xe, nouveau → gpu
+///   amdgpu, i915, xe, nouveau → gpu, socket = the GPU's place among those chips (0, 1, ...),
+///                         so two GPUs never share a series
 ///   any other chip with a power or energy sensor → platform
 /// Per sensor K: powerK_average is preferred over powerK_input because a Reading's power is a
 /// mean since the last sample and the average is closer to that than an instant value. A chip
@@ -44,6 +45,9 @@ class HwmonSource : public EnergySource {
     ReadingKind kind = ReadingKind::energy_counter;
     std::filesystem::path file;
     std::string label;
+    /// The chip's PCI device ("0000:03:00.0", its `device` link), where it is one: a GPU's DRM
+    /// clients name it as drm-pdev.
+    std::string pci_address;
   };
   const std::vector<Sensor>& sensors() const { return sensors_; }
 
