@@ -18,6 +18,7 @@
 #include "collectors/cpu_accounting.h"
 #include "collectors/gpu_split.h"
 #include "collectors/nvml.h"
+#include "exporters/guest_energy.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
@@ -99,9 +100,10 @@ class Pipeline {
   std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
-  std::unique_ptr<Ledger> ledger_;                // daemon only
-  std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
-  std::unique_ptr<RemoteWrite> remote_write_;     // daemon with --remote-write-url only
+  std::unique_ptr<Ledger> ledger_;                   // daemon only
+  std::unique_ptr<CheckpointKeeper> checkpoint_;     // daemon only
+  std::unique_ptr<RemoteWrite> remote_write_;        // daemon with --remote-write-url only
+  std::unique_ptr<GuestEnergyWriter> guest_energy_;  // daemon with --guest-energy-dir only
   std::vector<SnapshotSink*> sinks_;
 
   mutable std::mutex mu_;

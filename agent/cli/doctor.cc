@@ -7,6 +7,7 @@
 #include "agent/carbon/grid/registry.h"
 #include "agent/privileges.h"
 #include "bpf/sched_account_loader.h"
+#include "collectors/host_energy.h"
 #include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 #include "collectors/registry.h"
@@ -68,6 +69,13 @@ int run_doctor(const Options& options, std::ostream& out) {
           << ": energy measured; split by process: none - wattprobe reads no per-process signal "
              "for this GPU (the kernel's DRM fdinfo busy time is not read yet), so its dynamic "
              "energy is unattributed, never split by CPU time\n";
+    }
+  }
+
+  if (!options.host_energy_path.empty()) {
+    out << "\nVM passthrough (--host-energy-path " << options.host_energy_path.string() << "):\n";
+    for (const std::string& line : HostEnergySource(options.host_energy_path).doctor_report()) {
+      out << "  " << line << "\n";
     }
   }
 
