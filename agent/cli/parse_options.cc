@@ -570,7 +570,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
     if (auto idle = one("idle-attribution")) o.guest_energy.idle_attribution = idle->value;
   }
   if (auto r = one("host-energy-path")) {
-    if (r->value.empty()) bad("host-energy-path", *r, "expected the VM's folder or its energy.json");
+    if (r->value.empty())
+      bad("host-energy-path", *r, "expected the VM's folder or its energy.json");
     o.host_energy_path = r->value;
   }
 
