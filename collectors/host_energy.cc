@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <system_error>
 
 #include "agent/base/log.h"
@@ -81,8 +82,8 @@ Sample HostEnergySource::sample() {
     problem = got.error().message();
   }
   const bool was_stale = stale_;
-  stale_ = !last_ || !got.ok() && got.error().kind == ErrorKind::absent ||
-           (last_change_ && now - *last_change_ > stale_after(*last_));
+  const bool gone = !got.ok() && got.error().kind == ErrorKind::absent;
+  stale_ = !last_ || gone || (last_change_ && now - *last_change_ > stale_after(*last_));
   if (stale_ && problem.empty() && last_) {
     problem = file().string() + ": sequence " + std::to_string(last_->sequence) +
               " has not changed for " +

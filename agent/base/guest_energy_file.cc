@@ -26,7 +26,7 @@ bool is_label_text(const std::string& s) {
 
 std::string to_json(const GuestEnergyFile& f) {
   nlohmann::ordered_json j;
-  j["schema"] = kGuestEnergySchema;
+  j["schema"] = std::string(kGuestEnergySchema);
   j["version"] = f.version;
   j["vm"] = f.vm;
   j["sequence"] = f.sequence;
@@ -34,9 +34,10 @@ std::string to_json(const GuestEnergyFile& f) {
   j["interval_seconds"] = f.interval_seconds;
   j["idle_attribution"] = f.idle_attribution;
   j["idle_included"] = f.idle_included;
-  j["grid_intensity_grams_per_kwh"] = f.grid_intensity ? json(*f.grid_intensity) : json(nullptr);
+  j["grid_intensity_grams_per_kwh"] =
+      f.grid_intensity ? nlohmann::ordered_json(*f.grid_intensity) : nlohmann::ordered_json(nullptr);
   j["pue"] = f.pue;
-  j["domains"] = json::array();
+  j["domains"] = nlohmann::ordered_json::array();
   for (const GuestEnergyDomain& d : f.domains) {
     nlohmann::ordered_json e;
     e["domain"] = d.domain;

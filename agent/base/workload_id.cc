@@ -24,7 +24,7 @@ std::optional<std::string> vm_folder_name(const WorkloadId& id) {
   }
   if (name.empty() || name == "." || name == ".." || name.size() > 255) return std::nullopt;
   for (char c : name) {
-    if (c == '/' || c == '\0' || static_cast<unsigned char>(c) < 0x20) return std::nullopt;
+    if (c == '/' || static_cast<unsigned char>(c) < 0x20) return std::nullopt;
   }
   return name;
 }

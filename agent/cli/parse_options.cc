@@ -432,6 +432,10 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("grid-intensity")) c.grid_intensity = to_double("grid-intensity", *r, 0, 5000);
   if (auto r = one("grid-zone")) c.zone = r->value;
   if (auto r = one("grid-file")) c.grid_file = r->value;
+  // The host's intensity comes from the file the host source reads, unless told otherwise.
+  if (auto r = one("host-energy-path"); r && c.grid_file.empty() && c.grid_provider == "host") {
+    c.grid_file = r->value;
+  }
   if (auto r = one("grid-url")) {
     c.grid_url = r->value;
   }
