@@ -216,9 +216,10 @@ def errors(url, reason):
     return found[0][1] if found else 0
 
 
-def doctor(root, path):
+def doctor(root, path, *extra):
     r = subprocess.run([BIN, "doctor", "--sysfs-root", root, "--accounting", "procfs",
-                        "--host-energy-path", path], capture_output=True, text=True, timeout=60)
+                        "--host-energy-path", path, *extra], capture_output=True, text=True,
+                       timeout=60)
     return r.stdout
 
 
@@ -234,14 +235,20 @@ def bad_files():
     host.tick()
     out = doctor(groots, folder)
     assert "VM guest9" in out and "package: 101.000 J, measured on the host" in out, out
-    assert "host: available" in out, out
-    with start_guest(groots, folder, "--interval", "200ms") as guest:
+    assert "host: available" in out and "run would use: host\n" in out, out
+    assert "host: available" in doctor(groots, folder, "--sources", "host")
+    print("ok: doctor reads the file; auto and --sources host both use the host source")
+    with start_guest(groots, folder, "--interval", "200ms", "--grid-provider", "host") as guest:
         for _ in range(10):
             host.tick()
             time.sleep(0.2)
         m = scrape(guest.url)
         assert claims_measured(m), host_info(m)
         start = guest_node(m)
+        wait_until(lambda: [v for _, v in series(
+            scrape(guest.url), "wattprobe_grid_carbon_intensity_grams_per_kwh", provider="host",
+            signal="host")] == [300.0], 10, "the host's intensity in the guest")
+        print("ok: --grid-provider host takes the host's 300 g/kWh from the file")
 
         for text, reason, words in (
                 ('{"schema": "wattprobe.guest-energy", "version": 1, "vm": "gue', "malformed",
