@@ -52,12 +52,19 @@ std::map<std::string, GuestEnergyFile> guest_energy_files(const Snapshot& snapsh
     intensity = grid->series.front().value;
   }
   std::map<std::string, std::map<std::string, double>> joules;  // folder → domain → J
+  std::set<std::string> clash;
   for (const Series& s : energy->series) {
     if (label(s.labels, "kind") != "vm") continue;
     WorkloadId id = id_of(s.labels);
     auto folder = vm_folder_name(id);
     if (!folder) continue;
     auto [it, fresh] = out.try_emplace(*folder);
+    if (!fresh && it->second.vm != id.workload) {
+      // Two VMs with one folder name (a libvirt "ns_vm" beside KubeVirt's ns/vm): neither gets
+      // the other's joules; neither is written.
+      clash.insert(*folder);
+      continue;
+    }
     if (fresh) {
       GuestEnergyFile& f = it->second;
       f.vm = id.workload;
@@ -71,6 +78,7 @@ std::map<std::string, GuestEnergyFile> guest_energy_files(const Snapshot& snapsh
     }
     joules[*folder][label(s.labels, "domain")] += s.value;
   }
+  for (const std::string& folder : clash) out.erase(folder);
   for (auto& [folder, f] : out) {
     for (const auto& [domain, j] : joules[folder]) {
       auto m = measured_now.find(domain);

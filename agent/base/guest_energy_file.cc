@@ -34,8 +34,8 @@ std::string to_json(const GuestEnergyFile& f) {
   j["interval_seconds"] = f.interval_seconds;
   j["idle_attribution"] = f.idle_attribution;
   j["idle_included"] = f.idle_included;
-  j["grid_intensity_grams_per_kwh"] =
-      f.grid_intensity ? nlohmann::ordered_json(*f.grid_intensity) : nlohmann::ordered_json(nullptr);
+  j["grid_intensity_grams_per_kwh"] = f.grid_intensity ? nlohmann::ordered_json(*f.grid_intensity)
+                                                       : nlohmann::ordered_json(nullptr);
   j["pue"] = f.pue;
   j["domains"] = nlohmann::ordered_json::array();
   for (const GuestEnergyDomain& d : f.domains) {
@@ -141,8 +141,10 @@ Result<GuestEnergyFile> parse_guest_energy(std::string_view text, const std::str
     if (name == d.end() || !name->is_string() || !is_label_text(name->get<std::string>())) {
       return bad(where, at + ".domain: expected a domain name (a-z, 0-9, _)");
     }
-    if (joules == d.end() || !is_num(*joules) || joules->get<double>() < 0) {
-      return bad(where, at + ".joules: expected a finite number ≥ 0");
+    // 1e13 J is 300 kW for a thousand years; a reader keeps it in 64-bit µJ.
+    if (joules == d.end() || !is_num(*joules) || joules->get<double>() < 0 ||
+        joules->get<double>() > kGuestEnergyMaxJoules) {
+      return bad(where, at + ".joules: expected a number from 0 to 1e13");
     }
     if (measured == d.end() || !measured->is_boolean()) {
       return bad(where, at + ".measured: expected true or false");

@@ -17,6 +17,7 @@ inline constexpr std::string_view kGuestEnergySchema = "wattprobe.guest-energy";
 inline constexpr std::string_view kGuestEnergyFileName = "energy.json";
 /// A file larger than this is not one the host wrote.
 inline constexpr std::size_t kGuestEnergyMaxBytes = 64 * 1024;
+inline constexpr double kGuestEnergyMaxJoules = 1e13;
 
 struct GuestEnergyDomain {
   std::string domain;  // package, core, uncore, dram, psys, gpu, platform

@@ -88,6 +88,14 @@ TEST(GuestEnergyFiles, EachVmGetsItsOwnJoulesPerDomainAndWhetherMeasuredNow) {
   EXPECT_DOUBLE_EQ(db.domains[0].joules, 40) << "nothing of another VM or the host";
 }
 
+TEST(GuestEnergyFiles, TwoVmsWithOneFolderNameGetNoFileRatherThanEachOthersJoules) {
+  Snapshot s = two_vms_and_a_service();
+  s.families[0].series.push_back(workload("vms_db", "vm", "rapl_powercap", "package", 9));
+  auto files = guest_energy_files(s, GuestEnergyOptions{}, 1);
+  EXPECT_EQ(files.count("vms_db"), 0u);
+  EXPECT_EQ(files.count("guest1"), 1u);
+}
+
 class GuestEnergyWriterFixture : public ::testing::Test {
  protected:
   GuestEnergyOptions options() {

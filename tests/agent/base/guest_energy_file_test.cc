@@ -68,6 +68,7 @@ TEST(GuestEnergyFile, MalformedAndTruncatedFilesNameTheField) {
       {with(good, "\"sequence\": 42", "\"sequence\": -1"), "sequence"},
       {with(good, "\"joules\": 1234.5", "\"joules\": -1"), "joules"},
       {with(good, "\"joules\": 1234.5", "\"joules\": \"1\""), "joules"},
+      {with(good, "\"joules\": 1234.5", "\"joules\": 1e300"), "joules"},
       {with(good, "\"domain\": \"dram\"", "\"domain\": \"package\""), "named twice"},
       {with(good, "\"domain\": \"dram\"", "\"domain\": \"DRAM\\n\""), "domain"},
       {with(good, "\"pue\": 1.3", "\"pue\": 0.5"), "pue"},
