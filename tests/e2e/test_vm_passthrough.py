@@ -125,6 +125,8 @@ def host_and_guest():
                 doc = json.load(f)
             assert doc["schema"] == "wattprobe.guest-energy" and doc["version"] == 1, doc
             assert doc["vm"] == "guest1" and doc["idle_included"] is False, doc
+            accounting = [l["mode"] for l, _ in series(hm, "wattprobe_agent_accounting_mode")]
+            print(f"host accounting: {accounting}")
             mode = oct(os.stat(vm_dir).st_mode & 0o777)
             print(f"ok: the host keeps {vm_dir}/energy.json (folder mode {mode})")
 
@@ -146,6 +148,15 @@ def host_and_guest():
                 near(g1 - g0, h1 - h0, 0.02, "guest node energy vs the host's energy for the VM")
                 assert value(gm, "wattprobe_agent_source_stalls_total", source="host",
                              domain="package") == 0
+                # Inside the guest the VM's energy is split among its workloads: the parts add
+                # up to the guest's node energy, as on bare metal.
+                assert value(gm, "wattprobe_agent_conservation_violations_total") == 0
+                parts = sum(v for _, v in series(gm, "wattprobe_workload_energy_joules_total",
+                                                 source="host", domain="package"))
+                parts += value(gm, "wattprobe_node_idle_energy_joules_total", domain="package")
+                parts += value(gm, "wattprobe_node_unattributed_energy_joules_total",
+                               domain="package")
+                near(parts, guest_node(gm), 1e-6, "guest idle + workloads + unattributed")
 
                 # The host agent dies: within a few ticks the guest no longer claims measured
                 # energy, and the estimate stands in, labelled.
