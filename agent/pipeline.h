@@ -18,6 +18,7 @@
 #include "collectors/cpu_accounting.h"
 #include "collectors/gpu_split.h"
 #include "collectors/nvml.h"
+#include "exporters/guest_energy.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
@@ -101,9 +102,10 @@ class Pipeline {
   std::unique_ptr<DrmGpuWorkloads> drm_gpu_;  // splits those GPUs by DRM busy time
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
-  std::unique_ptr<Ledger> ledger_;                // daemon only
-  std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
-  std::unique_ptr<RemoteWrite> remote_write_;     // daemon with --remote-write-url only
+  std::unique_ptr<Ledger> ledger_;                   // daemon only
+  std::unique_ptr<CheckpointKeeper> checkpoint_;     // daemon only
+  std::unique_ptr<RemoteWrite> remote_write_;        // daemon with --remote-write-url only
+  std::unique_ptr<GuestEnergyWriter> guest_energy_;  // daemon with --guest-energy-dir only
   std::vector<SnapshotSink*> sinks_;
 
   mutable std::mutex mu_;
