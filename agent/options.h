@@ -14,6 +14,7 @@
 #include "agent/tick/attribution.h"
 #include "collectors/model.h"
 #include "collectors/registry.h"
+#include "exporters/otlp.h"
 #include "exporters/remote_write.h"
 #include "exporters/web_config.h"
 
@@ -40,6 +41,7 @@ struct Options {
   std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
   CarbonOptions carbon;
   RemoteWriteOptions remote_write;  // off while url is empty
+  OtlpOptions otlp;                 // off while endpoint is empty
   LedgerOptions ledger;             // its state_dir follows --state-dir
   std::string user;                 // switch to this user after start-up, if set
   uint64_t max_ticks =

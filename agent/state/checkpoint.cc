@@ -14,6 +14,7 @@
 #include <cstring>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "agent/base/text_file.h"
 #include "agent/base/utc_time.h"
@@ -364,6 +365,16 @@ std::string encode_checkpoint(const CheckpointState& s) {
     for (double g : b.day_grams) p->add_day_grams(g);
     p->set_last_day(b.last_day);
   }
+  for (const auto& st : s.series_starts) {
+    auto* p = m.add_series_starts();
+    p->set_family(st.family);
+    for (const auto& [name, value] : st.labels) {
+      auto* l = p->add_labels();
+      l->set_name(name);
+      l->set_value(value);
+    }
+    p->set_start_unix_ms(st.start_ms);
+  }
 
   const std::size_t size = m.ByteSizeLong();
   std::string out;
@@ -437,6 +448,27 @@ std::variant<CheckpointState, CheckpointFault> decode_checkpoint(std::string_vie
   }
   CheckpointState state;
   if (auto f = from_message(m, state)) return *f;
+  state.format_version = version;
+  for (const auto& p : m.series_starts()) {
+    if (p.family().empty())
+      return fault(Reason::malformed, "series_starts: a family without a name");
+    // A start after the file was written is a clock that cannot be trusted, not a start.
+    if (p.start_unix_ms() <= 0 || (state.written_ms > 0 && p.start_unix_ms() > state.written_ms)) {
+      return fault(Reason::malformed, "series_starts." + p.family() + ": start " +
+                                          std::to_string(p.start_unix_ms()) +
+                                          " ms is not between the epoch and the file's writing");
+    }
+    SeriesStart st;
+    st.family = p.family();
+    for (const auto& l : p.labels()) {
+      if (l.name().empty()) {
+        return fault(Reason::malformed, "series_starts." + p.family() + ": a label without a name");
+      }
+      st.labels.emplace_back(l.name(), l.value());
+    }
+    st.start_ms = p.start_unix_ms();
+    state.series_starts.push_back(std::move(st));
+  }
   return state;
 }
 
@@ -710,6 +742,17 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
                  "From the checkpoint.",
                  MetricType::counter,
                  {{{}, s.carbon.unattributed_operational}}});
+  return out;
+}
+
+std::vector<SeriesStart> starts_of_totals(const CheckpointState& state,
+                                          const std::vector<SeriesStart>& starts) {
+  std::unordered_set<std::string> totals;
+  for (const Family& f : checkpoint_families(state))
+    for (const Series& s : f.series) totals.insert(SeriesStarts::key(f.name, s.labels));
+  std::vector<SeriesStart> out;
+  for (const auto& st : starts)
+    if (totals.count(SeriesStarts::key(st.family, st.labels)) > 0) out.push_back(st);
   return out;
 }
 
