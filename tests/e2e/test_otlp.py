@@ -17,8 +17,8 @@ import tempfile
 import threading
 import time
 
-from wattprobe_e2e import (BIN, Process, _pb_varint, scrape, series, start_agent, start_driver,
-                           value, wait_until)
+from wattprobe_e2e import (BIN, RemoteWriteReceiver, _pb_varint, decode_write_request, scrape,
+                           series, start_agent, start_driver, value, wait_until)
 
 TICKS = "wattprobe_agent_tick_duration_seconds"
 NODE = "wattprobe_node_energy_joules_total"
@@ -148,7 +148,7 @@ def decode(body):
                                     temporality = dx
                                     continue
                                 p = {"metric": name, "kind": "histogram", "unit": unit,
-                                     "attributes": {}, "start": 0}
+                                     "attributes": {}, "start": 0, "value": 0.0}  # proto3 omits a 0 count
                                 counts, nbounds = [], 0
                                 for pf, px in fields(dx, HISTOGRAM_POINT):
                                     if pf == 2:
@@ -165,7 +165,7 @@ def decode(body):
                                 assert 0 < p["start"] <= p["time"], p
                                 points.append(p)
                             assert temporality == 2, f"{name}: histogram temporality {temporality}"
-                        assert unit in ("J", "W", "g", "s", "1", "By", "g/kW.h"), (name, unit)
+                    assert unit in ("J", "W", "g", "s", "1", "By", "g/kW.h"), (name, unit)
     assert resource is not None, "no resource"
     return resource, points
 
@@ -408,6 +408,32 @@ def scripted(root):
         print("ok: 429 retried once, counted")
 
 
+def beside_remote_write(root, figures):
+    """One agent pushing the same ticks both ways, one tick per request: bytes on the wire per
+    sample (a data point for OTLP; remote-write's histogram is 3 + buckets samples) and per tick."""
+    with OtlpReceiver(ok) as o, RemoteWriteReceiver(lambda n, r: (200, {})) as rw:
+        with start_agent(*FAST, "--sysfs-root", root, "--otlp-endpoint", o.url,
+                         "--remote-write-url", rw.url, "--remote-write-batch-interval", "100ms") as agent:
+            wait_until(lambda: len(o.accepted()) >= 12 and len(rw.seen()) >= 12, 20,
+                       "a dozen requests each way")
+        # The steady state: past the first requests, which carry the start-up ticks together.
+        otlp_reqs = o.accepted()[5:12]
+        rw_reqs = [r for r in rw.seen() if r["status"] == 200][5:12]
+        o_bytes = sum(len(r["body"]) for r in otlp_reqs)
+        o_points = sum(len(decode(r["body"])[1]) for r in otlp_reqs)
+        o_ticks = sum(len({p["time"] for p in decode(r["body"])[1]}) for r in otlp_reqs)
+        r_bytes = sum(len(r["body"]) for r in rw_reqs)
+        decoded = [decode_write_request(r["body"]) for r in rw_reqs]
+        r_samples = sum(len(s) for d in decoded for _, s in d)
+        r_ticks = sum(len({t for _, s in d for t, _ in s}) for d in decoded)
+    figures["OTLP gzip, B/data point, one tick per request"] = o_bytes / o_points
+    figures["OTLP gzip, B/tick"] = o_bytes / o_ticks
+    figures["remote-write snappy, B/sample, one tick per request"] = r_bytes / r_samples
+    figures["remote-write snappy, B/tick"] = r_bytes / r_ticks
+    print(f"ok: same ticks both ways: OTLP {o_points / o_ticks:.0f} points/tick, remote-write "
+          f"{r_samples / r_ticks:.0f} samples/tick")
+
+
 def warnings(root):
     with OtlpReceiver(ok) as recv:
         p = start_agent("--interval", "200ms", "--accounting", "procfs", "--sources", "rapl_powercap",
@@ -434,6 +460,7 @@ def main():
             warnings(root)
             outage_and_restarts(root, figures)
             scripted(root)
+            beside_remote_write(root, figures)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for k, v in figures.items():
