@@ -11,7 +11,7 @@
 
 #include "agent/base/secret_file.h"
 #include "agent/base/text_file.h"
-#include "exporters/otlp_metrics.pb.h"
+#include "exporters/otlp.pb.h"
 
 #ifndef WATTPROBE_VERSION
 #define WATTPROBE_VERSION "0.1.0"

@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "exporters/otlp_metrics.pb.h"
+#include "exporters/otlp.pb.h"
 #include "exporters/remote_write.h"
 #include "tests/support/fake_http_receiver.h"
 #include "tests/support/temp_tree.h"
@@ -46,7 +46,7 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout) {
 
 // ---- The golden request, byte by byte from the OTLP specification ----------------------------
 // Field numbers and wire types of opentelemetry-proto v1 (collector/metrics/v1, metrics/v1,
-// common/v1, resource/v1), written here by hand so that a wrong number in otlp_metrics.proto
+// common/v1, resource/v1), written here by hand so that a wrong number in otlp.proto
 // cannot hide in both the encoder and the check.
 
 std::string varint(uint64_t v) {
