@@ -199,7 +199,7 @@ void Pipeline::tick(double seconds, const LogLine& log) {
 
 void Pipeline::write_checkpoint(const LogLine& log) {
   CheckpointState totals = capture_totals(*meter_, attribution_, carbon_.get());
-  totals.series_starts = starts_of_totals(totals, starts_.entries());
+  if (starts_.size() > 0) totals.series_starts = starts_of_totals(totals, starts_.entries());
   auto written = checkpoint_->write(std::move(totals));
   if (!written.ok()) log("checkpoint not written: " + written.error().message());
 }
