@@ -109,7 +109,7 @@ Result<bool> Pipeline::start(const LogLine& log) {
     for (const std::string& line : restored->log) log(line);
     if (restored->state) {
       restore_totals(*restored->state, *meter_, attribution_, carbon_.get());
-      starts_.restore(starts_of_totals(*restored->state, restored->state->series_starts));
+      starts_.restore(restored->state->series_starts);
     }
   }
   carbon_->start(log);
@@ -199,7 +199,7 @@ void Pipeline::tick(double seconds, const LogLine& log) {
 
 void Pipeline::write_checkpoint(const LogLine& log) {
   CheckpointState totals = capture_totals(*meter_, attribution_, carbon_.get());
-  if (starts_.size() > 0) totals.series_starts = starts_of_totals(totals, starts_.entries());
+  totals.series_starts = starts_.entries();
   auto written = checkpoint_->write(std::move(totals));
   if (!written.ok()) log("checkpoint not written: " + written.error().message());
 }

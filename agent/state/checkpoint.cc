@@ -78,6 +78,34 @@ bool valid_machine_id(std::string_view id) {
   return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
+// Every total a checkpoint holds, as the series it continues, in the order of their keys: the
+// order the start times are written in, the same for the writer and the reader whatever order
+// their containers hold the totals in.
+struct TotalSeries {
+  std::string key;
+  std::string family;
+  Labels labels;
+};
+std::vector<TotalSeries> sorted_totals(const CheckpointState& s) {
+  std::vector<TotalSeries> out;
+  for (Family& f : checkpoint_families(s)) {
+    for (Series& series : f.series) {
+      out.push_back({SeriesStarts::key(f.name, series.labels), f.name, std::move(series.labels)});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const TotalSeries& a, const TotalSeries& b) { return a.key < b.key; });
+  return out;
+}
+
+uint32_t totals_crc(const std::vector<TotalSeries>& totals) {
+  uLong c = crc32_z(0L, Z_NULL, 0);
+  for (const auto& t : totals) {
+    c = crc32_z(c, reinterpret_cast<const Bytef*>(t.key.data()), t.key.size() + 1);  // and NUL
+  }
+  return static_cast<uint32_t>(c);
+}
+
 std::string describe(const HostIdentity& h) {
   std::string s = "host \"" + h.hostname + "\"";
   s += h.machine_id.empty() ? " (no machine id)" : " (machine id " + h.machine_id + ")";
@@ -365,15 +393,20 @@ std::string encode_checkpoint(const CheckpointState& s) {
     for (double g : b.day_grams) p->add_day_grams(g);
     p->set_last_day(b.last_day);
   }
-  for (const auto& st : s.series_starts) {
-    auto* p = m.add_series_starts();
-    p->set_family(st.family);
-    for (const auto& [name, value] : st.labels) {
-      auto* l = p->add_labels();
-      l->set_name(name);
-      l->set_value(value);
+  if (!s.series_starts.empty()) {
+    std::unordered_map<std::string, int64_t> start_of;
+    for (const auto& st : s.series_starts)
+      start_of.emplace(SeriesStarts::key(st.family, st.labels), st.start_ms);
+    const auto totals = sorted_totals(s);
+    int64_t previous = 0;
+    m.mutable_total_start_deltas()->Reserve(static_cast<int>(totals.size()));
+    for (const auto& t : totals) {
+      auto it = start_of.find(t.key);
+      const int64_t start = it == start_of.end() ? 0 : it->second;
+      m.add_total_start_deltas(start - previous);
+      previous = start;
     }
-    p->set_start_unix_ms(st.start_ms);
+    m.set_totals_crc(totals_crc(totals));
   }
 
   const std::size_t size = m.ByteSizeLong();
@@ -449,25 +482,25 @@ std::variant<CheckpointState, CheckpointFault> decode_checkpoint(std::string_vie
   CheckpointState state;
   if (auto f = from_message(m, state)) return *f;
   state.format_version = version;
-  for (const auto& p : m.series_starts()) {
-    if (p.family().empty())
-      return fault(Reason::malformed, "series_starts: a family without a name");
-    // A start after the file was written is a clock that cannot be trusted, not a start.
-    if (p.start_unix_ms() <= 0 || (state.written_ms > 0 && p.start_unix_ms() > state.written_ms)) {
-      return fault(Reason::malformed, "series_starts." + p.family() + ": start " +
-                                          std::to_string(p.start_unix_ms()) +
-                                          " ms is not between the epoch and the file's writing");
-    }
-    SeriesStart st;
-    st.family = p.family();
-    for (const auto& l : p.labels()) {
-      if (l.name().empty()) {
-        return fault(Reason::malformed, "series_starts." + p.family() + ": a label without a name");
+  if (m.total_start_deltas_size() > 0) {
+    const auto totals = sorted_totals(state);
+    // Another set of totals than the one the start times were written for would be a bug, not
+    // damage (the checksum was right): the totals are restored, their start times are not.
+    if (totals.size() == static_cast<std::size_t>(m.total_start_deltas_size()) &&
+        totals_crc(totals) == m.totals_crc()) {
+      int64_t start = 0;
+      for (std::size_t i = 0; i < totals.size(); ++i) {
+        start += m.total_start_deltas(static_cast<int>(i));
+        if (start == 0) continue;
+        // A start after the file was written is a clock that cannot be trusted, not a start.
+        if (start < 0 || (state.written_ms > 0 && start > state.written_ms)) {
+          return fault(Reason::malformed, "total_start_deltas: " + totals[i].family +
+                                              " starts at " + std::to_string(start) +
+                                              " ms, not between the epoch and the file's writing");
+        }
+        state.series_starts.push_back({totals[i].family, totals[i].labels, start});
       }
-      st.labels.emplace_back(l.name(), l.value());
     }
-    st.start_ms = p.start_unix_ms();
-    state.series_starts.push_back(std::move(st));
   }
   return state;
 }
@@ -742,17 +775,6 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
                  "From the checkpoint.",
                  MetricType::counter,
                  {{{}, s.carbon.unattributed_operational}}});
-  return out;
-}
-
-std::vector<SeriesStart> starts_of_totals(const CheckpointState& state,
-                                          const std::vector<SeriesStart>& starts) {
-  std::unordered_set<std::string> totals;
-  for (const Family& f : checkpoint_families(state))
-    for (const Series& s : f.series) totals.insert(SeriesStarts::key(f.name, s.labels));
-  std::vector<SeriesStart> out;
-  for (const auto& st : starts)
-    if (totals.count(SeriesStarts::key(st.family, st.labels)) > 0) out.push_back(st);
   return out;
 }
 

@@ -51,7 +51,9 @@ struct CheckpointState {
   AttributionTotals attribution;
   CarbonTotals carbon;
   std::vector<Carbon::BudgetState> budgets;
-  /// When each total began counting (format 2); empty from a format-1 file.
+  /// When each total began counting (format 2); empty from a format-1 file. Written only for
+  /// the totals above (the agent's own counters restart with it), read back with the labels
+  /// checkpoint_families gives them.
   std::vector<SeriesStart> series_starts;
   uint32_t format_version = kCheckpointFormatVersion;  // of the file it was decoded from
 };
@@ -168,10 +170,5 @@ class CheckpointKeeper {
 
 /// The totals in `state` as the /metrics families they continue (for `checkpoint-dump`).
 std::vector<Family> checkpoint_families(const CheckpointState& state);
-
-/// The start times in `starts` of the totals `state` holds: a start time is kept only for a
-/// series the checkpoint continues (the agent's own counters restart from zero with it).
-std::vector<SeriesStart> starts_of_totals(const CheckpointState& state,
-                                          const std::vector<SeriesStart>& starts);
 
 }  // namespace wattprobe

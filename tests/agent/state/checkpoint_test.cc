@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <thread>
 #include <tuple>
 
@@ -112,7 +113,13 @@ void expect_same(CheckpointState a, CheckpointState b) {
   EXPECT_EQ(a.carbon.idle.operational, b.carbon.idle.operational);
   EXPECT_EQ(a.carbon.idle.embodied, b.carbon.idle.embodied);
   EXPECT_EQ(a.carbon.unattributed_operational, b.carbon.unattributed_operational);
-  EXPECT_EQ(a.series_starts, b.series_starts);
+  // Start times come back with the labels checkpoint_families gives a total: compared by series.
+  auto starts = [](const std::vector<SeriesStart>& v) {
+    std::map<std::string, int64_t> out;
+    for (const auto& st : v) out[SeriesStarts::key(st.family, st.labels)] = st.start_ms;
+    return out;
+  };
+  EXPECT_EQ(starts(a.series_starts), starts(b.series_starts));
   ASSERT_EQ(a.budgets.size(), b.budgets.size());
   for (std::size_t i = 0; i < a.budgets.size(); ++i) {
     EXPECT_EQ(a.budgets[i].budget.workload, b.budgets[i].budget.workload);
@@ -317,23 +324,41 @@ TEST(Checkpoint, AStartTimeAfterTheFileWasWrittenIsMalformed) {
   auto d = decode_checkpoint(encode_checkpoint(s));
   ASSERT_TRUE(fault_of(d));
   EXPECT_EQ(fault_of(d)->reason, Reason::malformed);
-  EXPECT_NE(fault_of(d)->detail.find("series_starts.wattprobe_node_energy_joules_total"),
+  EXPECT_NE(fault_of(d)->detail.find("wattprobe_node_energy_joules_total starts at"),
             std::string::npos)
       << fault_of(d)->detail;
 }
 
 TEST(Checkpoint, OnlyTheTotalsTheCheckpointContinuesKeepTheirStart) {
   CheckpointState s = sample_state();
-  std::vector<SeriesStart> all = s.series_starts;
   // The agent's own counters restart from zero with it: their start must not be kept.
-  all.push_back({"wattprobe_agent_otlp_samples_sent_total", {}, 1'690'000'000'000});
+  s.series_starts.push_back({"wattprobe_agent_otlp_samples_sent_total", {}, 1'690'000'000'000});
   // Label order and empty labels (namespace, pod, container) do not matter.
-  all.push_back({"wattprobe_workload_operational_co2e_grams_total",
-                 {{"workload", "gone.service"}, {"kind", "service"}, {"pod", ""}},
-                 1'680'000'000'000});
-  auto kept = starts_of_totals(s, all);
+  s.series_starts.push_back({"wattprobe_workload_operational_co2e_grams_total",
+                             {{"workload", "gone.service"}, {"kind", "service"}, {"pod", ""}},
+                             1'680'000'000'000});
+  auto d = decode_checkpoint(encode_checkpoint(s));
+  ASSERT_FALSE(fault_of(d)) << fault_of(d)->detail;
+  const auto& kept = std::get<CheckpointState>(d).series_starts;
   ASSERT_EQ(kept.size(), 3u);
   for (const auto& k : kept) EXPECT_NE(k.family, "wattprobe_agent_otlp_samples_sent_total");
+  SeriesStarts restored;
+  restored.restore(kept);
+  EXPECT_EQ(restored.start_ms("wattprobe_workload_operational_co2e_grams_total",
+                              {{"kind", "service"}, {"workload", "gone.service"}}),
+            1'680'000'000'000);
+}
+
+TEST(Checkpoint, TotalsWithoutAKnownStartCostAByteEach) {
+  CheckpointState s = sample_state();
+  s.series_starts.clear();
+  const std::size_t without = encode_checkpoint(s).size();
+  for (const Family& f : checkpoint_families(s))
+    for (const Series& series : f.series)
+      s.series_starts.push_back({f.name, series.labels, 1'650'000'000'000});
+  const std::size_t with = encode_checkpoint(s).size();
+  // One varint per total (the first start in full), the CRC and the field keys.
+  EXPECT_LE(with - without, s.series_starts.size() * 2 + 16);
 }
 
 TEST(Checkpoint, ANewerCheckpointRefusesStartAndIsLeftInPlace) {
