@@ -490,10 +490,11 @@ std::variant<CheckpointState, CheckpointFault> decode_checkpoint(std::string_vie
         totals_crc(totals) == m.totals_crc()) {
       int64_t start = 0;
       for (std::size_t i = 0; i < totals.size(); ++i) {
-        start += m.total_start_deltas(static_cast<int>(i));
-        if (start == 0) continue;
+        const bool overflow =
+            __builtin_add_overflow(start, m.total_start_deltas(static_cast<int>(i)), &start);
+        if (!overflow && start == 0) continue;
         // A start after the file was written is a clock that cannot be trusted, not a start.
-        if (start < 0 || (state.written_ms > 0 && start > state.written_ms)) {
+        if (overflow || start < 0 || (state.written_ms > 0 && start > state.written_ms)) {
           return fault(Reason::malformed, "total_start_deltas: " + totals[i].family +
                                               " starts at " + std::to_string(start) +
                                               " ms, not between the epoch and the file's writing");
