@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -183,6 +184,17 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
         if (!amount(j.joules())) return bad_amount(g, j.joules());
         if (!t.joules.emplace(std::pair{j.source(), j.domain()}, j.joules()).second) {
           return bad(g, j.source() + "/" + j.domain() + " twice");
+        }
+      }
+      for (int k = 0; k < a.gpu_size(); ++k) {
+        const auto& j = a.gpu(k);
+        std::string g = f + ".attributed.gpu[" + std::to_string(k) + "]";
+        if (j.source().empty() || j.split().empty()) return bad(g, "source or split is empty");
+        if (j.device() < 0) return bad(g, "device " + std::to_string(j.device()));
+        if (!amount(j.joules())) return bad_amount(g, j.joules());
+        if (!t.gpu_joules.emplace(std::tuple{j.source(), j.device(), j.split()}, j.joules())
+                 .second) {
+          return bad(g, j.source() + "/" + std::to_string(j.device()) + "/" + j.split() + " twice");
         }
       }
       out.attribution.workloads.push_back(std::move(t));
@@ -374,6 +386,13 @@ std::string encode_checkpoint(const CheckpointState& s) {
       auto* e = a->add_joules();
       e->set_source(key.first);
       e->set_domain(key.second);
+      e->set_joules(j);
+    }
+    for (const auto& [key, j] : t.gpu_joules) {
+      auto* e = a->add_gpu();
+      e->set_source(std::get<0>(key));
+      e->set_device(std::get<1>(key));
+      e->set_split(std::get<2>(key));
       e->set_joules(j);
     }
   }
@@ -741,9 +760,17 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
   }
   Family energy{"wattprobe_workload_energy_joules_total", "", MetricType::counter, {}};
   Family cpu{"wattprobe_workload_cpu_seconds_total", "", MetricType::counter, {}};
+  Family gpu{"wattprobe_workload_gpu_energy_joules_total", "", MetricType::counter, {}};
   for (const auto& w : s.attribution.workloads) {
     Labels base = workload_labels(w.id);
     cpu.series.push_back({base, w.cpu_seconds});
+    for (const auto& [key, j] : w.gpu_joules) {
+      Labels l = base;
+      l.emplace_back("source", std::get<0>(key));
+      l.emplace_back("device", std::to_string(std::get<1>(key)));
+      l.emplace_back("split", std::get<2>(key));
+      gpu.series.push_back({std::move(l), j});
+    }
     for (const auto& [key, j] : w.joules) {
       Labels l = base;
       l.emplace_back("domain", key.second);
@@ -760,7 +787,7 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
     em.series.push_back({workload_labels(id), g.embodied});
   }
   std::vector<Family> out;
-  for (Family* f : {&node, &idle, &unattributed, &energy, &cpu, &op, &em}) {
+  for (Family* f : {&node, &idle, &unattributed, &energy, &cpu, &gpu, &op, &em}) {
     f->help = "From the checkpoint.";
     out.push_back(std::move(*f));
   }

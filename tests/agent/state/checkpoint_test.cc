@@ -44,10 +44,13 @@ CheckpointState sample_state() {
             {"model", "package", -1, 99.25, false}};
   s.attribution.idle_joules = {{"package", 5000.125}, {"dram", 700.5}};
   s.attribution.unattributed_joules = {{"package", 0.000123}};
-  AttributionTotals::Workload web{service("nginx.service"), 812.5, 1'700'000'000'000, {}};
+  AttributionTotals::Workload web{service("nginx.service"), 812.5, 1'700'000'000'000, {}, {}};
   web.joules[{"rapl_powercap", "package"}] = 40000.75;
+  web.joules[{"nvml", "gpu"}] = 5300.25;
+  web.gpu_joules[{"nvml", 0, "exclusive"}] = 5000.125;
+  web.gpu_joules[{"nvml", 1, "sampled"}] = 300.125;
   web.joules[{"rapl_powercap", "dram"}] = 1200.5;
-  AttributionTotals::Workload api{pod("shop", "api-7d9f", "app"), 3.25, 1'700'000'100'000, {}};
+  AttributionTotals::Workload api{pod("shop", "api-7d9f", "app"), 3.25, 1'700'000'100'000, {}, {}};
   api.joules[{"rapl_powercap", "package"}] = 77.5;
   s.attribution.workloads = {web, api};
   s.carbon.workloads[web.id] = {5.5, 0.25};
@@ -103,6 +106,7 @@ void expect_same(CheckpointState a, CheckpointState b) {
     EXPECT_EQ(it->cpu_seconds, w.cpu_seconds);
     EXPECT_EQ(it->last_seen_ms, w.last_seen_ms);
     EXPECT_EQ(it->joules, w.joules);
+    EXPECT_EQ(it->gpu_joules, w.gpu_joules);
   }
   ASSERT_EQ(a.carbon.workloads.size(), b.carbon.workloads.size());
   for (const auto& [id, g] : a.carbon.workloads) {
