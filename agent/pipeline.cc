@@ -1,5 +1,7 @@
 #include "agent/pipeline.h"
 
+#include <linux/capability.h>
+
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -93,7 +95,14 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
 Pipeline::~Pipeline() = default;
 
 std::vector<int> Pipeline::capabilities_needed() const {
-  return wattprobe::capabilities_needed(sources_kept_, accounting_->mode() == "bpf");
+  bool bpf = accounting_->mode() == "bpf";
+  if (bpf) {
+    // CAP_SYS_ADMIN also passes the kernel's bpf_capable(), so both are lowered for the trial.
+    auto without = works_without({CAP_BPF, CAP_SYS_ADMIN},
+                                 [this] { return accounting_->kernel_reads_allowed(); });
+    bpf = !without.ok() || !*without;
+  }
+  return wattprobe::capabilities_needed(sources_kept_, bpf);
 }
 
 Result<bool> Pipeline::start(const LogLine& log) {

@@ -36,6 +36,19 @@ std::string optional_label(const fs::path& file) {
   return text ? std::string(trim(*text)) : std::string();
 }
 
+// From the held descriptor; a sensor unreadable at probe is opened again (a udev rule may have
+// made it readable since).
+Result<uint64_t> read_sensor(HwmonSource::Sensor& s) {
+  if (!s.held.is_open()) {
+    auto held = HeldFile::open(s.file);
+    if (!held) return held.error();
+    s.held = std::move(*held);
+  }
+  auto text = s.held.read(256);
+  if (!text) return text.error();
+  return parse_u64(*text, s.file);
+}
+
 struct Chip {
   std::string hwmon;  // hwmonN
   std::string name;
@@ -115,7 +128,8 @@ Availability HwmonSource::probe() {
                  -1,
                  ReadingKind::energy_counter,
                  chip.dir / (stem + "_input"),
-                 optional_label(chip.dir / (stem + "_label"))};
+                 optional_label(chip.dir / (stem + "_label")),
+                 {}};
         if (chip.name == "amd_energy") {
           int socket = -1;
           if (s.label.rfind("Ecore", 0) == 0) {
@@ -135,9 +149,13 @@ Availability HwmonSource::probe() {
     } else {
       for (const auto& [k, file] : power_file) {
         const std::string stem = "power" + std::to_string(k);
-        chip.sensors.push_back(Sensor{stem, chip_domain(chip.name), -1, ReadingKind::power_gauge,
+        chip.sensors.push_back(Sensor{stem,
+                                      chip_domain(chip.name),
+                                      -1,
+                                      ReadingKind::power_gauge,
                                       chip.dir / file,
-                                      optional_label(chip.dir / (stem + "_label"))});
+                                      optional_label(chip.dir / (stem + "_label")),
+                                      {}});
       }
     }
     if (per_core > 0) {
@@ -159,7 +177,8 @@ Availability HwmonSource::probe() {
     const std::string prefix = name_count[c.name] > 1 ? c.name + "@" + c.device : c.name;
     for (auto& s : c.sensors) {
       s.key = prefix + "/" + s.key;
-      auto v = read_u64(s.file);
+      if (auto held = HeldFile::open(s.file)) s.held = std::move(*held);
+      auto v = read_sensor(s);
       if (!v) read_errors.push_back(v.error());
       std::string where = s.domain;
       if (s.socket >= 0) where += " socket " + std::to_string(s.socket);
@@ -196,9 +215,9 @@ Sample HwmonSource::sample() {
   if (!probed_) (void)probe();
   Sample out;
   out.readings.reserve(sensors_.size());
-  for (const auto& s : sensors_) {
+  for (auto& s : sensors_) {
     // Both units are unsigned in the hwmon ABI: power in µW, energy in µJ.
-    auto v = read_u64(s.file);
+    auto v = read_sensor(s);
     if (!v) {
       out.errors.push_back(v.error());
       continue;

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/held_file.h"
 #include "agent/base/host_paths.h"
 #include "collectors/energy_source.h"
 
@@ -24,7 +25,8 @@ namespace wattprobe {
 /// Per sensor K: powerK_average is preferred over powerK_input because a Reading's power is a
 /// mean since the last sample and the average is closer to that than an instant value. A chip
 /// that has energy counters gives only those: integrating its power gauges as well would count
-/// the same energy twice.
+/// the same energy twice. Each sensor file is opened by probe() and held, so sample() keeps
+/// reading a root-only input (amd_energy's are 0400) after the agent drops its privileges.
 class HwmonSource : public EnergySource {
  public:
   explicit HwmonSource(const HostPaths& paths);
@@ -44,6 +46,7 @@ class HwmonSource : public EnergySource {
     ReadingKind kind = ReadingKind::energy_counter;
     std::filesystem::path file;
     std::string label;
+    HeldFile held;  // open since probe(); closed when it could not be opened then
   };
   const std::vector<Sensor>& sensors() const { return sensors_; }
 

@@ -166,6 +166,15 @@ std::string series_key(const prometheus::TimeSeries& ts) {
 
 }  // namespace
 
+void hold_secret_files(RemoteWriteOptions& o) {
+  std::vector<std::string> files = {o.bearer_token_file, o.password_file};
+  for (const auto& [name, file] : o.header_files) files.push_back(file);
+  for (const std::string& file : files) {
+    if (file.empty() || o.held_secrets.count(file)) continue;
+    if (auto held = HeldFile::open(file)) o.held_secrets.emplace(file, std::move(*held));
+  }
+}
+
 Result<bool> validate(const RemoteWriteOptions& o) {
   auto bad = [](std::string_view field, std::string_view value, std::string_view why) {
     return invalid("remote-write-" + std::string(field),
@@ -203,6 +212,17 @@ Result<bool> validate(const RemoteWriteOptions& o) {
     for (char c : value)
       if (c == '\r' || c == '\n' || c == '\0')
         return bad("header", name, "value must not contain CR, LF or NUL");
+  }
+  for (std::size_t i = 0; i < o.header_files.size(); ++i) {
+    const std::string& name = o.header_files[i].first;
+    if (!is_token(name)) return bad("header-file", name, "is not a valid HTTP header name");
+    if (std::find(kReserved.begin(), kReserved.end(), lower(name)) != kReserved.end())
+      return bad("header-file", name,
+                 "is set by the remote-write protocol and cannot be overridden");
+    auto same = [&](const auto& h) { return lower(h.first) == lower(name); };
+    if (std::any_of(o.headers.begin(), o.headers.end(), same) ||
+        std::any_of(o.header_files.begin(), o.header_files.begin() + i, same))
+      return bad("header-file", name, "is given twice");
   }
   for (std::size_t i = 0; i < o.labels.size(); ++i) {
     const std::string& name = o.labels[i].first;
@@ -430,9 +450,23 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
   headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
   for (const auto& [name, value] : options_.headers)
     headers = curl_slist_append(headers, (name + ": " + value).c_str());
+  auto secret_in = [this](const std::string& path) {
+    auto held = options_.held_secrets.find(path);
+    return read_secret_file(path, held == options_.held_secrets.end() ? HeldFile() : held->second);
+  };
+  for (const auto& [name, file] : options_.header_files) {
+    auto value = secret_in(file);
+    if (!value) {
+      curl_slist_free_all(headers);
+      ++failed_credentials_;
+      log_printf("remote-write: header %s: %s", name.c_str(), value.error().message().c_str());
+      return attempt;
+    }
+    headers = curl_slist_append(headers, (name + ": " + *value).c_str());
+  }
   std::string password;
   if (!options_.bearer_token_file.empty()) {
-    auto token = read_secret_file(options_.bearer_token_file);
+    auto token = secret_in(options_.bearer_token_file);
     if (!token) {
       curl_slist_free_all(headers);
       ++failed_credentials_;
@@ -442,7 +476,7 @@ RemoteWrite::Attempt RemoteWrite::post(const std::string& body, Clock::time_poin
     headers = curl_slist_append(headers, ("Authorization: Bearer " + *token).c_str());
   }
   if (!options_.basic_auth_user.empty()) {
-    auto secret = read_secret_file(options_.password_file);
+    auto secret = secret_in(options_.password_file);
     if (!secret) {
       curl_slist_free_all(headers);
       ++failed_credentials_;

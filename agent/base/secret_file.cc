@@ -47,6 +47,14 @@ Result<std::string> read_secret_file(const std::string& path) {
   return secret_from_text(*text, path);
 }
 
+Result<std::string> read_secret_file(const std::string& path, const HeldFile& held) {
+  auto fresh = read_secret_file(path);
+  if (fresh || fresh.error().kind != ErrorKind::permission || !held.is_open()) return fresh;
+  auto text = held.read(kMaxSecretBytes);
+  if (!text) return text.error();
+  return secret_from_text(*text, path);
+}
+
 Result<bool> check_secret_file(const std::string& path) {
   auto text = read_text(path, kMaxSecretBytes);
   if (!text) return true;

@@ -57,7 +57,9 @@ po::options_description describe() {
       "max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")(
       "workload-expiry", po::value<std::string>(),
       "drop a workload's series after it is gone this long (default 5m)")(
-      "user", po::value<std::string>(), "switch to this user after start-up")(
+      "user", po::value<std::string>(),
+      "user (name or uid) to run as after start-up; default, started as root: wattprobe if that "
+      "account exists, else nobody; root stays root")(
       "max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")(
       "grid-provider", po::value<std::string>(),
       (grid_provider_names() + " (default static)").c_str())(
@@ -96,6 +98,8 @@ po::options_description describe() {
       "file holding the basic-auth password")("remote-write-header",
                                               po::value<std::vector<std::string>>(),
                                               "NAME=VALUE extra HTTP header (repeatable)")(
+      "remote-write-header-file", po::value<std::vector<std::string>>(),
+      "NAME=FILE extra HTTP header whose secret value is read from FILE (repeatable)")(
       "remote-write-queue-bytes", po::value<std::string>(),
       "bound of the on-disk queue (default 67108864)")(
       "remote-write-label", po::value<std::vector<std::string>>(),
@@ -140,6 +144,10 @@ void check_secrets(const Options& o) {
     if (path->empty()) continue;
     if (auto ok = check_secret_file(*path); !ok)
       throw UsageError("invalid --" + std::string(option) + ": " + ok.error().message());
+  }
+  for (const auto& [name, path] : o.remote_write.header_files) {
+    if (auto ok = check_secret_file(path); !ok)
+      throw UsageError("invalid --remote-write-header-file " + name + ": " + ok.error().message());
   }
   const std::string& env = o.carbon.token_env;
   if (const char* v = env.empty() ? nullptr : std::getenv(env.c_str()); v && !trim(v).empty()) {
@@ -415,7 +423,10 @@ Options parse_run_options(const std::vector<std::string>& args) {
     o.attribution.workload_expiry =
         to_duration("workload-expiry", *r, std::chrono::seconds(1), std::chrono::hours(24 * 30));
   }
-  if (auto r = one("user")) o.user = r->value;
+  if (auto r = one("user")) {
+    if (r->value.empty()) bad("user", *r, "expected a user name or uid");
+    o.user = r->value;
+  }
   if (auto r = one("max-ticks")) o.max_ticks = to_u64("max-ticks", *r, 0, UINT64_MAX >> 8);
   if (auto r = one("source.model.min_watts_per_vcpu")) {
     o.model.min_watts_per_vcpu = to_double("source.model.min_watts_per_vcpu", *r, 0, 1000);
@@ -430,6 +441,11 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("grid-file")) c.grid_file = r->value;
   if (auto r = one("grid-url")) {
     c.grid_url = r->value;
+    if (r->origin == "command line" && url_has_credentials(c.grid_url)) {
+      log_line(
+          "warning: --grid-url carries credentials on the command line, where every local user "
+          "can read them; use --grid-token-file (or --grid-token-env) for the key");
+    }
   }
   if (auto r = one("grid-token-file")) c.token_file = r->value;
   if (auto r = one("grid-token-env")) c.token_env = r->value;
@@ -482,9 +498,20 @@ Options parse_run_options(const std::vector<std::string>& args) {
       if (r.origin == "command line" && is_credential_header(rw.headers.back().first)) {
         log_line("warning: --remote-write-header " + rw.headers.back().first +
                  " looks like a credential and is on the command line, where every local user "
-                 "can read it; put it in the config file (readable by the agent only), or use "
-                 "--remote-write-bearer-token-file");
+                 "can read it; use --remote-write-header-file " +
+                 rw.headers.back().first +
+                 "=FILE, or put it in the config file (readable by "
+                 "the agent only)");
       }
+    }
+  }
+  if (values.count("remote-write-header-file")) {
+    for (const Raw& r : values["remote-write-header-file"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == r.value.size()) {
+        bad("remote-write-header-file", r, "expected NAME=FILE");
+      }
+      rw.header_files.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
     }
   }
   if (values.count("remote-write-label")) {
@@ -556,6 +583,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   check_secrets(o);
+  // Before the privilege drop, which happens after parsing: a root-only secret stays readable.
+  if (!rw.url.empty()) hold_secret_files(rw);
 
   if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
     throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +
