@@ -1,6 +1,7 @@
 #include "agent/base/held_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,6 +22,12 @@ Result<HeldFile> HeldFile::open(const std::filesystem::path& path) {
 
 Result<std::string> HeldFile::read(std::size_t max_bytes) const {
   if (!fd_) return Error{ErrorKind::absent, path_.string(), "not open"};
+  // The kernel answers ENODEV once a device's attribute is removed (a chip unbound); a plain
+  // file removed or replaced under the name has no link left, and would read stale forever.
+  struct stat st {};
+  if (::fstat(*fd_, &st) == 0 && st.st_nlink == 0) {
+    return Error{ErrorKind::absent, path_.string(), "removed since it was opened"};
+  }
   std::string out;
   char buf[4096];
   for (;;) {

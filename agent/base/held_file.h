@@ -23,7 +23,8 @@ class HeldFile {
 
   bool is_open() const { return fd_ != nullptr; }
   const std::filesystem::path& path() const { return path_; }
-  /// The whole text from offset 0, at most `max_bytes` (larger is malformed, as read_text).
+  /// The whole text from offset 0, at most `max_bytes` (larger is malformed, as read_text). A
+  /// file removed or replaced since it was opened is absent, never read stale.
   Result<std::string> read(std::size_t max_bytes = 65536) const;
 
  private:

@@ -60,6 +60,27 @@ std::optional<Error> hand_over(const fs::path& dir, const StateOwner& to, int de
   return std::nullopt;
 }
 
+// The first folder above `dir` that `owner` cannot pass through (no search permission for it by
+// owner, primary group or others), or nullopt: a folder handed to a user who cannot reach it is
+// no use. Supplementary groups are not counted, so this may refuse a path a group would open.
+std::optional<std::string> unreachable_for(const fs::path& dir, const StateOwner& owner) {
+  std::error_code ec;
+  fs::path at = fs::absolute(dir, ec).lexically_normal();
+  while (at.has_relative_path()) {
+    at = at.parent_path();
+    struct stat st {};
+    if (::stat(at.c_str(), &st) != 0) continue;
+    const bool passes = (st.st_uid == owner.uid && (st.st_mode & S_IXUSR)) ||
+                        (st.st_gid == owner.gid && (st.st_mode & S_IXGRP)) ||
+                        (st.st_mode & S_IXOTH);
+    if (!passes) {
+      return at.string() + " (mode " + octal_mode(st.st_mode) + ", owner " + owner_name(st.st_uid) +
+             ")";
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<std::string> prepare_state_folder(const fs::path& dir,
@@ -103,6 +124,15 @@ Result<std::string> prepare_state_folder(const fs::path& dir,
                      (owner ? " " + owner->name : std::string()) +
                      ": that user could rewrite the totals; refusing to start (chown it, or point "
                      "--state-dir at a folder of the agent's own)"};
+  }
+  if (owner && owner->uid != self) {
+    if (auto blocked = unreachable_for(dir, *owner)) {
+      return Error{ErrorKind::unsupported, "",
+                   where + " cannot be reached by " + owner->name +
+                       ", the user the agent runs as after start-up: " + *blocked +
+                       " lets only its owner through; refusing to start (chmod o+x that folder, "
+                       "or point --state-dir elsewhere)"};
+    }
   }
   if (owner && st.st_uid != owner->uid && self == 0) {
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {

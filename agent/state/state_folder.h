@@ -23,6 +23,7 @@ struct StateOwner {
 ///  - refuses (unsupported) a folder that is group- or world-writable, or owned by anyone but
 ///    root, the agent's own user or `owner`: whoever can write it could swap the checkpoint or
 ///    plant a link where the agent writes;
+///  - refuses a folder below one that `owner` cannot pass through (a 0700 folder of root's);
 ///  - started as root, hands a root-owned folder and the files wattprobe wrote in it to `owner`,
 ///    links included but never followed; a folder holding anything wattprobe does not write is
 ///    refused instead, so a mistaken --state-dir=/var/lib does not give a system folder away.
