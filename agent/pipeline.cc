@@ -1,7 +1,5 @@
 #include "agent/pipeline.h"
 
-#include <linux/capability.h>
-
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -95,14 +93,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
 Pipeline::~Pipeline() = default;
 
 std::vector<int> Pipeline::capabilities_needed() const {
-  bool bpf = accounting_->mode() == "bpf";
-  if (bpf) {
-    // CAP_SYS_ADMIN also passes the kernel's bpf_capable(), so both are lowered for the trial.
-    auto without = works_without({CAP_BPF, CAP_SYS_ADMIN},
-                                 [this] { return accounting_->kernel_reads_allowed(); });
-    bpf = !without.ok() || !*without;
-  }
-  return wattprobe::capabilities_needed(sources_kept_, bpf);
+  return wattprobe::capabilities_needed(sources_kept_, accounting_needs_cap_bpf(*accounting_));
 }
 
 Result<bool> Pipeline::start(const LogLine& log) {

@@ -219,6 +219,13 @@ Result<bool> works_without(const std::vector<int>& caps, const std::function<boo
   return worked;
 }
 
+bool accounting_needs_cap_bpf(const CpuAccounting& accounting) {
+  if (accounting.mode() != "bpf") return false;
+  auto without = works_without({CAP_BPF, CAP_SYS_ADMIN},
+                               [&accounting] { return accounting.kernel_reads_allowed(); });
+  return !without.ok() || !*without;
+}
+
 std::vector<int> capabilities_needed(const std::vector<std::string>& sources, bool bpf) {
   std::vector<int> caps;
   for (const auto& need : capability_table()) {

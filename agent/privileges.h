@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/base/result.h"
+#include "collectors/cpu_accounting.h"
 
 namespace wattprobe {
 
@@ -57,6 +58,11 @@ std::string default_run_user();
 /// what the running kernel really checks, e.g. whether map reads need CAP_BPF after load (they
 /// do before Linux 6.5 with unprivileged_bpf_disabled set).
 Result<bool> works_without(const std::vector<int>& caps, const std::function<bool()>& attempt);
+
+/// Whether this accounting's reads need CAP_BPF once loaded: a trial read with CAP_BPF (and
+/// CAP_SYS_ADMIN, which passes the same kernel check) lowered fails. False for the /proc
+/// accounting. Must run before any thread starts, as works_without.
+bool accounting_needs_cap_bpf(const CpuAccounting& accounting);
 
 /// Drops every capability not in `plan.keep_caps` from the effective, permitted, inheritable,
 /// ambient and bounding sets, sets no_new_privs, and switches to `plan.user` when given, keeping
