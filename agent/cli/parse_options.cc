@@ -166,6 +166,14 @@ struct Raw {
                    raw.origin + "): " + why);
 }
 
+// A secret file's path, `$CREDENTIALS_DIRECTORY/NAME` naming a systemd credential.
+std::string secret_path(const std::string& option, const Raw& raw) {
+  if (raw.value.empty()) bad(option, raw, "expected a file");
+  auto path = expand_credentials_directory(raw.value);
+  if (!path) bad(option, raw, path.error().detail);
+  return *path;
+}
+
 uint64_t to_u64(const std::string& option, const Raw& raw, uint64_t lo, uint64_t hi) {
   const std::string& v = raw.value;
   if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
@@ -447,7 +455,7 @@ Options parse_run_options(const std::vector<std::string>& args) {
           "can read them; use --grid-token-file (or --grid-token-env) for the key");
     }
   }
-  if (auto r = one("grid-token-file")) c.token_file = r->value;
+  if (auto r = one("grid-token-file")) c.token_file = secret_path("grid-token-file", *r);
   if (auto r = one("grid-token-env")) c.token_env = r->value;
   if (auto r = one("grid-username")) c.watttime_username = r->value;
   if (auto r = one("grid-refresh")) {
@@ -487,9 +495,11 @@ Options parse_run_options(const std::vector<std::string>& args) {
           "--remote-write-password-file, or --remote-write-bearer-token-file");
     }
   }
-  if (auto r = one("remote-write-bearer-token-file")) rw.bearer_token_file = r->value;
+  if (auto r = one("remote-write-bearer-token-file"))
+    rw.bearer_token_file = secret_path("remote-write-bearer-token-file", *r);
   if (auto r = one("remote-write-username")) rw.basic_auth_user = r->value;
-  if (auto r = one("remote-write-password-file")) rw.password_file = r->value;
+  if (auto r = one("remote-write-password-file"))
+    rw.password_file = secret_path("remote-write-password-file", *r);
   if (values.count("remote-write-header")) {
     for (const Raw& r : values["remote-write-header"]) {
       auto eq = r.value.find('=');
@@ -511,7 +521,9 @@ Options parse_run_options(const std::vector<std::string>& args) {
       if (eq == std::string::npos || eq == 0 || eq + 1 == r.value.size()) {
         bad("remote-write-header-file", r, "expected NAME=FILE");
       }
-      rw.header_files.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+      rw.header_files.emplace_back(
+          r.value.substr(0, eq),
+          secret_path("remote-write-header-file", Raw{r.value.substr(eq + 1), r.origin}));
     }
   }
   if (values.count("remote-write-label")) {

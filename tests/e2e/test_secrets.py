@@ -82,10 +82,13 @@ def header_from_file(work):
     with open(key, "w") as f:
         f.write(SECRET + "\n")
     os.chmod(key, 0o600)  # root's only: the agent opens it before it drops privileges
+    # As systemd's LoadCredential= gives it: the option names the credential, not the folder.
+    os.environ["CREDENTIALS_DIRECTORY"] = work
     with RemoteWriteReceiver(lambda n, r: (204, {})) as rx:
         with start_agent("--sources", "model", "--accounting", "procfs", "--interval", "200ms",
                          "--remote-write-url", rx.url, "--remote-write-batch-interval", "100ms",
-                         "--remote-write-header-file", f"X-Api-Key={key}") as agent:
+                         "--remote-write-header-file",
+                         "X-Api-Key=$CREDENTIALS_DIRECTORY/api-key") as agent:
             deadline = time.time() + 15
             while time.time() < deadline and len(rx.seen()) < 2:
                 time.sleep(0.1)
@@ -102,7 +105,14 @@ def header_from_file(work):
     assert "warning:" not in err, f"a file-borne secret was warned about:\n{err}"
     assert SECRET not in err
     print(f"ok: --remote-write-header-file: {len(seen)} requests carried X-Api-Key from a 0600 "
-          f"root file while the agent ran as uid {uid}; not in /proc/PID/cmdline, no warning")
+          f"root file ($CREDENTIALS_DIRECTORY/api-key) while the agent ran as uid {uid}; not in "
+          f"/proc/PID/cmdline, no warning")
+
+    del os.environ["CREDENTIALS_DIRECTORY"]
+    p = run("--remote-write-url", "http://127.0.0.1:9/api/v1/write",
+            "--remote-write-bearer-token-file", "$CREDENTIALS_DIRECTORY/token")
+    assert p.returncode == 2 and "CREDENTIALS_DIRECTORY is not set" in p.stderr, p.stderr
+    print(f"ok: $CREDENTIALS_DIRECTORY unset: exit 2: {p.stderr.strip()}")
 
 
 if __name__ == "__main__":
