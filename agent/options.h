@@ -41,7 +41,8 @@ struct Options {
   CarbonOptions carbon;
   RemoteWriteOptions remote_write;  // off while url is empty
   LedgerOptions ledger;             // its state_dir follows --state-dir
-  std::string user;  // switch to this user after start-up; empty: default_run_user()
+  /// The user to switch to after start-up; empty: default_run_user().
+  std::string user;
   uint64_t max_ticks =
       0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
 };
