@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import BIN, scrape, skip, start_agent, start_driver, value
+from wattprobe_e2e import BIN, scrape, series, skip, start_agent, start_driver, value
 
 
 def status_of(pid):
@@ -32,9 +32,16 @@ def expected_user():
         return pwd.getpwnam("nobody")
 
 
-def energy(url):
-    return value(scrape(url), "wattprobe_node_energy_joules_total", source="rapl_powercap",
-                 domain="package", socket="0")
+def energy(url, timeout=20):
+    """The package counter, once the first tick has published it."""
+    deadline = time.time() + timeout
+    while True:
+        found = series(scrape(url), "wattprobe_node_energy_joules_total", source="rapl_powercap",
+                       domain="package", socket="0")
+        if found or time.time() > deadline:
+            return value(scrape(url), "wattprobe_node_energy_joules_total",
+                         source="rapl_powercap", domain="package", socket="0")
+        time.sleep(0.1)
 
 
 def drops_to_the_unprivileged_user_and_keeps_measuring(root):
@@ -50,8 +57,11 @@ def drops_to_the_unprivileged_user_and_keeps_measuring(root):
         for cap in ("CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"):
             assert int(st[cap], 16) == 0, f"{cap} {st[cap]}: the powercap source needs none"
         assert st["NoNewPrivs"] == "1", st["NoNewPrivs"]
-        time.sleep(1.5)
-        e1 = energy(agent.url)
+        deadline = time.time() + 20
+        e1 = e0
+        while e1 <= e0 and time.time() < deadline:
+            time.sleep(0.2)
+            e1 = energy(agent.url)
         assert e1 > e0, f"energy did not advance as {user.pw_name}: {e0} -> {e1}"
         err = agent.stderr()
         assert f"user: {user.pw_name}" in err and "kept: none" in err, err
