@@ -97,6 +97,9 @@ std::vector<int> Pipeline::capabilities_needed() const {
 }
 
 Result<bool> Pipeline::start(const LogLine& log) {
+  if (accounting_->mode() == "procfs") {
+    if (auto hidden = hidden_processes_warning(options_.paths)) log(*hidden);
+  }
   if (ledger_) {
     if (auto opened = ledger_->open(wall_clock_ms()); !opened.ok()) {
       return line("ledger", opened.error());

@@ -226,6 +226,20 @@ bool accounting_needs_cap_bpf(const CpuAccounting& accounting) {
   return !without.ok() || !*without;
 }
 
+std::optional<std::string> hidden_processes_warning(const HostPaths& paths) {
+  if (!read_text(paths.proc("self/stat")).ok()) return std::nullopt;
+  auto first = read_text(paths.proc("1/stat"));
+  if (first.ok() ||
+      (first.error().kind != ErrorKind::absent && first.error().kind != ErrorKind::permission)) {
+    return std::nullopt;
+  }
+  return "warning: " + paths.proc().string() + " hides other users' processes from " +
+         user_name(geteuid()) + " (" + first.error().message() +
+         "; mounted with hidepid=1 or 2?): the /proc accounting sees only its own, and the rest "
+         "of the CPU's energy goes unattributed; use --accounting=bpf, mount /proc with gid= of a "
+         "group of this user, or --user root";
+}
+
 std::vector<int> capabilities_needed(const std::vector<std::string>& sources, bool bpf) {
   std::vector<int> caps;
   for (const auto& need : capability_table()) {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/host_paths.h"
 #include "agent/base/result.h"
 #include "collectors/cpu_accounting.h"
 
@@ -63,6 +64,12 @@ Result<bool> works_without(const std::vector<int>& caps, const std::function<boo
 /// CAP_SYS_ADMIN, which passes the same kernel check) lowered fails. False for the /proc
 /// accounting. Must run before any thread starts, as works_without.
 bool accounting_needs_cap_bpf(const CpuAccounting& accounting);
+
+/// For the /proc accounting after the drop: a warning line when `paths`' /proc lets this process
+/// read its own stat but not PID 1's, as a /proc mounted with hidepid=1 or 2 does for an
+/// unprivileged user; every other user's CPU time would then go unattributed. Nullopt otherwise
+/// (also on a fixture tree without `self`).
+std::optional<std::string> hidden_processes_warning(const HostPaths& paths);
 
 /// Drops every capability not in `plan.keep_caps` from the effective, permitted, inheritable,
 /// ambient and bounding sets, sets no_new_privs, and switches to `plan.user` when given, keeping

@@ -4,7 +4,8 @@ fixture (it holds energy_uj open from before the drop), and still measures. Its 
 checked first: a group- or world-writable one, one owned by another user, one below a folder the
 user cannot pass, or a root-owned one holding files wattprobe does not write stops it with a
 clear message, and a checkpoint that is a
-symbolic link is refused, its target left untouched. --user root keeps root."""
+symbolic link is refused, its target left untouched. --user root keeps root. On a /proc mounted
+with hidepid=2 the /proc accounting warns that it cannot see other users' processes."""
 
 import os
 import pwd
@@ -65,6 +66,7 @@ def drops_to_the_unprivileged_user_and_keeps_measuring(root):
         assert e1 > e0, f"energy did not advance as {user.pw_name}: {e0} -> {e1}"
         err = agent.stderr()
         assert f"user: {user.pw_name}" in err and "kept: none" in err, err
+        assert "hides other users' processes" not in err, err
     owner = os.stat(state).st_uid
     assert owner == user.pw_uid, f"state folder owned by uid {owner}, expected {user.pw_name}"
     assert os.stat(os.path.join(state, "checkpoint.pb")).st_uid == user.pw_uid
@@ -97,6 +99,29 @@ def user_root_stays_root():
         assert int(st["CapEff"], 16) == 0, st["CapEff"]
     print("ok: --user root: stays uid 0, still with no capability")
     shutil.rmtree(state, ignore_errors=True)
+
+
+def hidepid_is_warned_about():
+    """A /proc mounted with hidepid=2 shows the unprivileged agent only its own processes: the
+    /proc accounting says so at start, rather than leaving the energy unattributed silently."""
+    root = tempfile.mkdtemp(prefix="wattprobe-e2e-hidepid-")
+    proc = os.path.join(root, "proc")
+    os.mkdir(proc)
+    if subprocess.run(["mount", "-t", "proc", "-o", "hidepid=2", "proc", proc]).returncode != 0:
+        print("note: cannot mount a hidepid=2 /proc here (no mount privilege); case skipped")
+        return
+    try:
+        state = tempfile.mkdtemp(prefix="wattprobe-state-")
+        p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
+                            "--procfs-root", root, "--sources", "model", "--accounting",
+                            "procfs", "--max-ticks", "2"],
+                           capture_output=True, text=True, timeout=60)
+        warning = [l for l in p.stderr.splitlines() if "hides other users' processes" in l]
+        assert p.returncode == 0 and warning, f"exit {p.returncode}\n{p.stderr}"
+        print(f"ok: hidepid=2 /proc: {warning[0]}")
+    finally:
+        subprocess.run(["umount", proc])
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def refused(state, what, *needles):
@@ -168,6 +193,7 @@ def main():
             drops_to_the_unprivileged_user_and_keeps_measuring(root)
         bpf_accounting_keeps_at_most_cap_bpf()
         user_root_stays_root()
+        hidepid_is_warned_about()
         state_folder_checks()
     finally:
         shutil.rmtree(root, ignore_errors=True)
