@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "agent/pipeline.h"
 #include "agent/privileges.h"
 #include "agent/state/checkpoint.h"
+#include "agent/state/state_folder.h"
 #include "exporters/prometheus_pull.h"
 
 namespace wattprobe {
@@ -55,6 +57,27 @@ int run(const Options& options) {
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Started as root, the agent runs as an unprivileged user once started (--user overrides); the
+  // state folder is made writable for that user now, while the agent may still chown.
+  const std::string user = options.user.empty() ? default_run_user() : options.user;
+  std::optional<StateOwner> owner;
+  if (!user.empty()) {
+    auto identity = lookup_user(user);
+    if (!identity.ok()) {
+      log_line("cannot run as " + user + ": " + identity.error().message() +
+               (options.user.empty() ? " (name another with --user)" : ""));
+      return 1;
+    }
+    owner = StateOwner{identity->uid, identity->gid, identity->name};
+  }
+  auto folder = prepare_state_folder(options.state_dir, owner);
+  if (!folder.ok()) {
+    const Error& e = folder.error();
+    log_line(e.path.empty() ? e.detail : "state folder: " + e.message());
+    return 1;
+  }
+  log_line(*folder);
+
   auto built = Pipeline::build(options, PipelineRole::daemon, log_to_stderr);
   if (!built.ok()) {
     log_line(built.error().detail);
@@ -63,7 +86,7 @@ int run(const Options& options) {
   Pipeline& pipeline = **built;
   // Everything privileged is open now (BPF loaded, counters opened at probe): keep only what
   // the tick still needs, before the first request can be served.
-  auto dropped = drop_privileges(PrivilegePlan{pipeline.capabilities_needed(), options.user});
+  auto dropped = drop_privileges(PrivilegePlan{pipeline.capabilities_needed(), user});
   if (!dropped.ok()) {
     log_line("cannot drop privileges: " + dropped.error().message());
     return 1;

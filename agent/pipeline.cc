@@ -101,10 +101,13 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
 Pipeline::~Pipeline() = default;
 
 std::vector<int> Pipeline::capabilities_needed() const {
-  return wattprobe::capabilities_needed(sources_kept_, accounting_->mode() == "bpf");
+  return wattprobe::capabilities_needed(sources_kept_, accounting_needs_cap_bpf(*accounting_));
 }
 
 Result<bool> Pipeline::start(const LogLine& log) {
+  if (accounting_->mode() == "procfs") {
+    if (auto hidden = hidden_processes_warning(options_.paths)) log(*hidden);
+  }
   if (ledger_) {
     if (auto opened = ledger_->open(wall_clock_ms()); !opened.ok()) {
       return line("ledger", opened.error());

@@ -60,7 +60,9 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   /// What the ticks still need once start-up is over: the chosen sources', those standing by
-  /// (a stand-in is read every tick) and the eBPF accounting's.
+  /// (a stand-in is read every tick) and the eBPF accounting's, which is measured: CAP_BPF only
+  /// where a trial map read without it fails. Before any thread starts (it lowers and restores
+  /// the calling thread's effective set).
   std::vector<int> capabilities_needed() const;
 
   /// The unprivileged half, after the privilege drop: the ledger's folder and the checkpoint's

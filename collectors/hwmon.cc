@@ -36,6 +36,19 @@ std::string optional_label(const fs::path& file) {
   return text ? std::string(trim(*text)) : std::string();
 }
 
+// From the held descriptor; a sensor unreadable at probe is opened again (a udev rule may have
+// made it readable since).
+Result<uint64_t> read_sensor(HwmonSource::Sensor& s) {
+  if (!s.held.is_open()) {
+    auto held = HeldFile::open(s.file);
+    if (!held) return held.error();
+    s.held = std::move(*held);
+  }
+  auto text = s.held.read(256);
+  if (!text) return text.error();
+  return parse_u64(*text, s.file);
+}
+
 struct Chip {
   std::string hwmon;  // hwmonN
   std::string name;
@@ -116,6 +129,7 @@ Availability HwmonSource::probe() {
                  ReadingKind::energy_counter,
                  chip.dir / (stem + "_input"),
                  optional_label(chip.dir / (stem + "_label")),
+                 {},
                  {}};
         if (chip.name == "amd_energy") {
           int socket = -1;
@@ -142,6 +156,7 @@ Availability HwmonSource::probe() {
                                       ReadingKind::power_gauge,
                                       chip.dir / file,
                                       optional_label(chip.dir / (stem + "_label")),
+                                      {},
                                       {}});
       }
     }
@@ -170,7 +185,8 @@ Availability HwmonSource::probe() {
       // A PCI address is domain:bus:device.function; platform devices have other names.
       if (c.device.size() == 12 && c.device[4] == ':' && c.device[7] == ':' && c.device[10] == '.')
         s.pci_address = c.device;
-      auto v = read_u64(s.file);
+      if (auto held = HeldFile::open(s.file)) s.held = std::move(*held);
+      auto v = read_sensor(s);
       if (!v) read_errors.push_back(v.error());
       std::string where = s.domain;
       if (s.socket >= 0) where += " socket " + std::to_string(s.socket);
@@ -208,9 +224,9 @@ Sample HwmonSource::sample() {
   if (!probed_) (void)probe();
   Sample out;
   out.readings.reserve(sensors_.size());
-  for (const auto& s : sensors_) {
+  for (auto& s : sensors_) {
     // Both units are unsigned in the hwmon ABI: power in µW, energy in µJ.
-    auto v = read_u64(s.file);
+    auto v = read_sensor(s);
     if (!v) {
       out.errors.push_back(v.error());
       continue;

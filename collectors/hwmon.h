@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/held_file.h"
 #include "agent/base/host_paths.h"
 #include "collectors/energy_source.h"
 
@@ -25,7 +26,8 @@ namespace wattprobe {
 /// Per sensor K: powerK_average is preferred over powerK_input because a Reading's power is a
 /// mean since the last sample and the average is closer to that than an instant value. A chip
 /// that has energy counters gives only those: integrating its power gauges as well would count
-/// the same energy twice.
+/// the same energy twice. Each sensor file is opened by probe() and held, so sample() keeps
+/// reading a root-only input (amd_energy's are 0400) after the agent drops its privileges.
 class HwmonSource : public EnergySource {
  public:
   explicit HwmonSource(const HostPaths& paths);
@@ -48,6 +50,7 @@ class HwmonSource : public EnergySource {
     /// The chip's PCI device ("0000:03:00.0", its `device` link), where it is one: a GPU's DRM
     /// clients name it as drm-pdev.
     std::string pci_address;
+    HeldFile held;  // open since probe(); closed when it could not be opened then
   };
   const std::vector<Sensor>& sensors() const { return sensors_; }
 

@@ -120,13 +120,15 @@ int run_doctor(const Options& options, std::ostream& out) {
   for (const SourceStatus& st : choice.status) {
     if (st.chosen || st.standby) chosen.push_back(st.name);  // as run keeps them
   }
-  bool bpf = acc.ok() && acc->accounting->mode() == "bpf";
+  bool bpf = acc.ok() && accounting_needs_cap_bpf(*acc->accounting);
   std::vector<int> keep = capabilities_needed(chosen, bpf);
   uint64_t mask = 0;
   for (int c : keep) mask |= uint64_t{1} << c;
+  const std::string user = options.user.empty() ? default_run_user() : options.user;
   out << "\nPrivileges:\n  now: " << current_capabilities() << "\n  run would keep: "
       << (keep.empty() ? std::string("no capabilities") : capability_names(mask))
-      << " and drop every other capability before serving\n";
+      << " and drop every other capability before serving, running as "
+      << (user.empty() ? "the current user" : user) << "\n";
 
   out << "\nCarbon:\n";
   // Embodied carbon counts the GPUs NVML lists, as run does, rather than every display device.

@@ -204,7 +204,9 @@ void Ledger::write_pending() {
     struct stat st {};
     bool existed = ::stat(path.c_str(), &st) == 0;
     auto open_file = [&] {
-      return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+      // O_NOFOLLOW: a link planted in the ledger folder must not make the agent append to
+      // another file.
+      return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     };
     Fd fd(open_file());
     if (fd.get() < 0 && errno == ENOENT) {
@@ -214,7 +216,9 @@ void Ledger::write_pending() {
       fd = Fd(open_file());
     }
     if (fd.get() < 0) {
-      fail("cannot open " + path.string() + ": " + errno_text(errno));
+      fail("cannot open " + path.string() + ": " +
+           (errno == ELOOP ? std::string("it is a symbolic link, which the ledger never follows")
+                           : errno_text(errno)));
       return;  // keep everything for the next period
     }
     // A crash mid-write (kill -9) can leave a line without its newline; start on a fresh line

@@ -149,6 +149,19 @@ def check_kubernetes():
         check(option in args, f"DaemonSet: agent argument {option}")
     ports = [p.get("containerPort") for p in agent.get("ports", [])]
     check(9887 in ports, "DaemonSet: container port 9887")
+    # A uid of the agent's own, not nobody (65534), which other pods on the node may share; the
+    # state folder is handed to the same uid, and the image's wattprobe account has it.
+    user = re.search(r"--user=(\S+)", args)
+    uid = user.group(1) if user else ""
+    check(uid.isdigit() and uid not in ("0", "65534"),
+          f"DaemonSet: --user is a dedicated numeric uid, not root or nobody: {uid!r}")
+    init = " ".join(" ".join(c.get("command", [])) for c in pod.get("initContainers", []))
+    check(f"chown -R {uid}:{uid} /var/lib/wattprobe" in init,
+          f"DaemonSet: the init container hands the state folder to uid {uid}: {init!r}")
+    with open(os.path.join(PACKAGING, "container", "Containerfile")) as f:
+        containerfile = f.read()
+    check(f"--uid {uid} " in containerfile and f"--user={uid}" in containerfile,
+          f"Containerfile: the wattprobe account has uid {uid} and the agent switches to it")
 
     svc = objects.get("Service", {})
     check(svc.get("spec", {}).get("clusterIP") == "None", "Service: headless (clusterIP: None)")
