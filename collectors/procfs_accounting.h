@@ -105,6 +105,10 @@ struct ProcStat {
   uint64_t stime = 0;
   uint64_t starttime = 0;  // clock ticks since boot
 };
+/// The cgroup path of a /proc/<pid>/cgroup text: the "0::" (v2) line's, else the v1 cpuacct
+/// line's; nullopt when neither is there.
+std::optional<std::string_view> cgroup_path_in_proc_cgroup(std::string_view text);
+
 Result<ProcStat> parse_proc_stat(std::string_view line, const std::filesystem::path& path);
 
 }  // namespace wattprobe

@@ -54,6 +54,9 @@ struct LedgerSums {
   ReportRow total() const;
 };
 
+/// One ledger line as `report` reads it: the row it adds, or why it is skipped.
+Result<ReportRow> parse_ledger_line(const std::string& text);
+
 /// Reads the day files under <state_dir>/ledger that overlap [since, until) and sums the lines
 /// whose period starts inside it; a period is counted whole or not at all. Malformed lines are
 /// named on `warnings` ("file:line: what is wrong") and skipped.
