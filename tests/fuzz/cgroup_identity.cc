@@ -5,7 +5,8 @@
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  wattprobe::WorkloadId id = wattprobe::identity_from_cgroup_path(wattprobe::fuzz::text(data, size));
+  wattprobe::WorkloadId id =
+      wattprobe::identity_from_cgroup_path(wattprobe::fuzz::text(data, size));
   auto labels = wattprobe::workload_labels(id);
   (void)labels.size();
   return 0;

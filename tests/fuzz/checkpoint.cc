@@ -1,6 +1,7 @@
 // Checkpoint files (frame, CRC, protobuf payload, every field). A file that decodes must
 // encode to bytes that decode to the same totals again.
 #include "agent/state/checkpoint.h"
+
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

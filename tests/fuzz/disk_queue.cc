@@ -1,9 +1,10 @@
 // Remote-write disk-queue segments as a restart replays them: the input is the first segment
 // file (records of magic, length, sample count, CRC and payload; torn or rotten ones skipped).
 // Whatever replay keeps must come back whole from peek.
+#include "exporters/disk_queue.h"
+
 #include <fstream>
 
-#include "exporters/disk_queue.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

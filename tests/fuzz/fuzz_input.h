@@ -2,13 +2,14 @@
 
 // What every libFuzzer target here shares: the input as a string_view, and a scratch folder
 // for the parsers that read files (one per process, emptied by the target as it needs).
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <string_view>
-
-#include <unistd.h>
 
 namespace wattprobe::fuzz {
 

@@ -4,8 +4,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace wattprobe;
-  GridFetch f = bound_fetch(
-      parse_carbonintensity_uk(fuzz::text(data, size), "http://127.0.0.1/intensity"));
+  GridFetch f =
+      bound_fetch(parse_carbonintensity_uk(fuzz::text(data, size), "http://127.0.0.1/intensity"));
   if (f.reading && f.reading->forecast.size() > kMaxForecastPoints) __builtin_trap();
   return 0;
 }

@@ -6,9 +6,11 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace wattprobe;
   std::string_view body = fuzz::text(data, size);
-  GridFetch latest = parse_electricitymaps_latest(body, "http://127.0.0.1/v3/carbon-intensity/latest");
+  GridFetch latest =
+      parse_electricitymaps_latest(body, "http://127.0.0.1/v3/carbon-intensity/latest");
   if (latest.reading) {
-    auto points = parse_electricitymaps_forecast(body, "http://127.0.0.1/v3/carbon-intensity/forecast");
+    auto points =
+        parse_electricitymaps_forecast(body, "http://127.0.0.1/v3/carbon-intensity/forecast");
     if (points.ok()) latest.reading->forecast = std::move(*points);
   }
   GridFetch bounded = bound_fetch(std::move(latest));

@@ -51,10 +51,8 @@ TEST(CarbonExpiry, SixtyShortLivedScopesLeaveMetricsAndTheCheckpoint) {
   const WorkloadId stays{"agent.service", "service", "", "", ""};
   int64_t t = 1'700'000'000'000;
   rig.carbon->on_tick(tick_of(t, {stays}));
-  const std::size_t bytes_before = encode_checkpoint(capture_totals(
-                                                         EnergyMeter({}), Attribution({}),
-                                                         rig.carbon.get()))
-                                       .size();
+  const std::size_t bytes_before =
+      encode_checkpoint(capture_totals(EnergyMeter({}), Attribution({}), rig.carbon.get())).size();
   for (int i = 0; i < 60; ++i) {
     t += 1000;
     rig.carbon->on_tick(tick_of(t, {stays, scope(i)}));
@@ -69,10 +67,8 @@ TEST(CarbonExpiry, SixtyShortLivedScopesLeaveMetricsAndTheCheckpoint) {
   EXPECT_EQ(series_count(*rig.carbon, "wattprobe_workload_embodied_co2e_grams_total"), 1u);
   EXPECT_TRUE(rig.carbon->totals().workloads.contains(stays));
   EXPECT_EQ(rig.carbon->totals().last_seen_ms.size(), 1u);
-  const std::size_t bytes_after = encode_checkpoint(capture_totals(
-                                                        EnergyMeter({}), Attribution({}),
-                                                        rig.carbon.get()))
-                                      .size();
+  const std::size_t bytes_after =
+      encode_checkpoint(capture_totals(EnergyMeter({}), Attribution({}), rig.carbon.get())).size();
   EXPECT_EQ(bytes_after, bytes_before);
 }
 
@@ -92,8 +88,7 @@ TEST(CarbonExpiry, ACheckpointKeepsWhenEachWorkloadLastRan) {
   int64_t t = 1'700'000'000'000;
   rig.carbon->on_tick(tick_of(t, {scope(1)}));
   rig.carbon->on_tick(tick_of(t + 4000, {scope(2)}));
-  CheckpointState s =
-      capture_totals(EnergyMeter({}), Attribution({}), rig.carbon.get());
+  CheckpointState s = capture_totals(EnergyMeter({}), Attribution({}), rig.carbon.get());
   s.host.hostname = "h";
   s.written_ms = t + 4000;
   auto decoded = decode_checkpoint(encode_checkpoint(s));

@@ -73,11 +73,10 @@ void expect_bounded(const std::vector<Series>& series) {
 }
 
 TEST(ForecastBounds, ElectricityMapsFourMiBAnswer) {
-  std::string body =
-      four_mib(R"({"zone":"DE","forecast":[)", "]}", [](int64_t t, int i) {
-        return R"({"carbonIntensity":)" + std::to_string(200 + i % 100) + R"(,"datetime":")" +
-               utc(t) + R"(.000Z"})";
-      });
+  std::string body = four_mib(R"({"zone":"DE","forecast":[)", "]}", [](int64_t t, int i) {
+    return R"({"carbonIntensity":)" + std::to_string(200 + i % 100) + R"(,"datetime":")" + utc(t) +
+           R"(.000Z"})";
+  });
   ASSERT_GE(body.size(), kFourMiB - 300);
   auto points = parse_electricitymaps_forecast(body, "http://127.0.0.1/forecast");
   ASSERT_TRUE(points.ok()) << points.error().message();
@@ -91,10 +90,9 @@ TEST(ForecastBounds, ElectricityMapsFourMiBAnswer) {
 }
 
 TEST(ForecastBounds, WattTimeFourMiBAnswer) {
-  std::string body = four_mib(R"({"data":[)", R"(],"meta":{"units":"lbs_co2_per_mwh"}})",
-                              [](int64_t t, int) {
-                                return R"({"point_time":")" + utc(t) + R"(+00:00","value":900})";
-                              });
+  std::string body = four_mib(
+      R"({"data":[)", R"(],"meta":{"units":"lbs_co2_per_mwh"}})",
+      [](int64_t t, int) { return R"({"point_time":")" + utc(t) + R"(+00:00","value":900})"; });
   GridFetch f = parse_watttime_forecast(body, "http://127.0.0.1/v3/forecast");
   ASSERT_TRUE(f.reading) << f.error.message();
   f.reading->zone = "CAISO_NORTH";
@@ -117,9 +115,9 @@ TEST(ForecastBounds, AZoneIsALabelOnlyWhenItIsAZoneName) {
   for (std::string zone : {"DE", "US-CAL-CISO", "CAISO_NORTH", "GB", "", "a.b"}) {
     EXPECT_FALSE(check_zone(zone)) << zone;
   }
-  for (std::string zone : {std::string("DE\"} evil{x=\""), std::string("DE\nX"),
-                           std::string(65, 'A'), std::string("zone with space"),
-                           std::string("Z\0Z", 3)}) {
+  for (std::string zone :
+       {std::string("DE\"} evil{x=\""), std::string("DE\nX"), std::string(65, 'A'),
+        std::string("zone with space"), std::string("Z\0Z", 3)}) {
     EXPECT_TRUE(check_zone(zone)) << zone;
   }
   // The API's zone is refused as a malformed answer; the last good value stays in force.
