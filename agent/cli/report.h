@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/result.h"
+
 namespace wattprobe {
 
 struct ReportOptions {

@@ -65,7 +65,9 @@ void expect_bounded(const std::vector<Series>& series) {
   std::set<std::string> horizons;
   for (const auto& s : series) {
     for (const auto& [k, v] : s.labels)
-      if (k == "horizon_minutes") EXPECT_TRUE(horizons.insert(v).second) << "twice: " << v;
+      if (k == "horizon_minutes") {
+        EXPECT_TRUE(horizons.insert(v).second) << "twice: " << v;
+      }
   }
   EXPECT_EQ(horizons.size(), series.size());
   EXPECT_TRUE(horizons.contains("0"));
