@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 
-from wattprobe_e2e import BIN, run_report, scrape, start_agent, value, wait_until
+from wattprobe_e2e import BIN, run_report, scrape, series, start_agent, wait_until
 
 
 def day_file(state, day, size):
@@ -36,19 +36,21 @@ def main():
         files = [day_file(state, d, 600 << 10) for d in days]  # 2.4 MiB of closed days
         with start_agent("--ledger-max-bytes", "1048576", "--sources", "model", "--interval",
                          "200ms", "--ledger-period", "1s", state_dir=state) as agent:
-            m = wait_until(lambda: (lambda m: m if value(
-                m, "wattprobe_agent_ledger_files_removed_for_size_total") >= 1 else None)(
-                    scrape(agent.url)), 10, "the byte cap applied at start")
-            removed = value(m, "wattprobe_agent_ledger_files_removed_for_size_total")
+            def removed_now():
+                got = series(scrape(agent.url),
+                             "wattprobe_agent_ledger_files_removed_for_size_total")
+                return got[0][1] if got else None
+
+            removed = wait_until(removed_now, 10, "the byte cap applied at start")
             wait_until(lambda: os.path.exists(os.path.join(state, "ledger",
                                                            today.isoformat() + ".jsonl")),
                        10, "today's ledger file")
             log = agent.stderr()
         left = [os.path.exists(f) for f in files]
         print(f"closed day files kept: {left}, removed: {removed}")
-        assert left == [False, False, True, True], left
-        assert removed == 2, removed
-        assert log.count("passed --ledger-max-bytes") == 2, log
+        assert left == [False, False, False, True], left  # 2.4 MiB → 0.6 MiB
+        assert removed == 3, removed
+        assert log.count("passed --ledger-max-bytes") == 3, log
         report = run_report("--state-dir", state, "--since", days[0], "--until", "now",
                             "--format", "csv")
         assert report.returncode == 0, report.stderr
