@@ -21,7 +21,10 @@ Error line(std::string what, const Error& e) {
 
 /// Carbon's options with the GPUs the nvml source lists, when it runs: embodied carbon then
 /// counts each GPU once, not once more for an emulated display (carbon does not read sources).
-CarbonOptions carbon_options(CarbonOptions o, const EnergyMeter& meter) {
+/// Its workloads expire as attribution's do.
+CarbonOptions carbon_options(CarbonOptions o, const EnergyMeter& meter, const Options& options) {
+  o.workload_expiry = options.attribution.workload_expiry;
+  o.max_workloads = options.max_workloads;
   for (const auto& source : meter.sources()) {
     if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get());
         nvml && !nvml->devices().empty())
@@ -76,7 +79,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       attribution_(options.attribution),
       // Reads the grid API key now, while the agent may still read a root-only file; fetches
       // nothing until start().
-      carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_))) {
+      carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_, options))) {
   for (const auto& source : meter_->sources()) {
     if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
   }

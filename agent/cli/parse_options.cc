@@ -137,6 +137,9 @@ po::options_description describe() {
       "NAME=VALUE added to the OTLP resource (repeatable; replaces a default of that name)")(
       "ledger-retention", po::value<std::string>(),
       "delete ledger day files older than this many days (default 400; 0 keeps all)")(
+      "ledger-max-bytes", po::value<std::string>(),
+      "delete the oldest closed ledger day files past this many bytes in all, 1 MiB to 1 TiB "
+      "(default 1073741824 = 1 GiB; 0 no cap)")(
       "ledger-period", po::value<std::string>(),
       "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
       "guest-energy-dir", po::value<std::string>(),
@@ -664,6 +667,12 @@ Options parse_run_options(const std::vector<std::string>& args) {
   o.ledger.state_dir = o.state_dir;
   if (auto r = one("ledger-retention")) {
     o.ledger.retention_days = static_cast<unsigned>(to_u64("ledger-retention", *r, 0, 100000));
+  }
+  if (auto r = one("ledger-max-bytes")) {
+    o.ledger.max_bytes = to_u64("ledger-max-bytes", *r, 0, uint64_t{1} << 40);
+    if (o.ledger.max_bytes != 0 && o.ledger.max_bytes < (1u << 20)) {
+      bad("ledger-max-bytes", *r, "expected 0 (no cap) or 1048576 (1 MiB) and more");
+    }
   }
   if (auto r = one("ledger-period")) {
     auto d = to_duration("ledger-period", *r, std::chrono::seconds(1), std::chrono::hours(1));

@@ -402,6 +402,12 @@ ReportOptions parse_report_options(const std::vector<std::string>& args, int64_t
   return o;
 }
 
+Result<ReportRow> parse_ledger_line(const std::string& text) {
+  auto line = parse_line(text);
+  if (!line.ok()) return line.error();
+  return line->row;
+}
+
 LedgerSums sum_ledger(const ReportOptions& o, std::ostream& warnings) {
   LedgerSums sums;
   std::map<std::string, ReportRow> groups;

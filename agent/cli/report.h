@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/result.h"
+
 namespace wattprobe {
 
 struct ReportOptions {
@@ -53,6 +55,9 @@ struct LedgerSums {
   /// Every group plus idle and unattributed: the host's energy in the period.
   ReportRow total() const;
 };
+
+/// One ledger line as `report` reads it: the row it adds, or why it is skipped.
+Result<ReportRow> parse_ledger_line(const std::string& text);
 
 /// Reads the day files under <state_dir>/ledger that overlap [since, until) and sums the lines
 /// whose period starts inside it; a period is counted whole or not at all. Malformed lines are

@@ -204,6 +204,10 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
       if (!amount(c.operational())) return bad_amount(f + ".carbon.operational", c.operational());
       if (!amount(c.embodied())) return bad_amount(f + ".carbon.embodied", c.embodied());
       out.carbon.workloads[id] = {c.operational(), c.embodied()};
+      int64_t seen = w.carbon_last_seen_unix_ms();
+      if (seen < 0) return bad(f + ".carbon_last_seen_unix_ms", std::to_string(seen));
+      if (seen == 0) seen = w.has_attributed() ? w.attributed().last_seen_unix_ms() : 0;
+      out.carbon.last_seen_ms[id] = seen > 0 ? seen : out.written_ms;
     }
   }
   if (!amount(m.idle_carbon().operational()) || !amount(m.idle_carbon().embodied())) {
@@ -400,6 +404,9 @@ std::string encode_checkpoint(const CheckpointState& s) {
     auto* c = entry(id)->mutable_carbon();
     c->set_operational(g.operational);
     c->set_embodied(g.embodied);
+    if (auto seen = s.carbon.last_seen_ms.find(id); seen != s.carbon.last_seen_ms.end()) {
+      entry(id)->set_carbon_last_seen_unix_ms(seen->second);
+    }
   }
   m.mutable_idle_carbon()->set_operational(s.carbon.idle.operational);
   m.mutable_idle_carbon()->set_embodied(s.carbon.idle.embodied);
