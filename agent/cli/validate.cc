@@ -314,6 +314,13 @@ std::string trace_svg(const Trace& tr) {
   return os.str();
 }
 
+// A "|" inside a cell would end it.
+std::string md_cell(const std::string& text) {
+  std::string out;
+  for (char ch : text) out += ch == '|' ? std::string("\\|") : std::string(1, ch);
+  return out;
+}
+
 std::string check_table(const std::vector<ValidateCheck>& checks) {
   std::ostringstream os;
   os << "| check | value | bound | result | how |\n|---|---|---|---|---|\n";
@@ -325,7 +332,7 @@ std::string check_table(const std::vector<ValidateCheck>& checks) {
        << (!c.pass   ? "not run"
            : *c.pass ? "pass"
                      : "**FAIL**")
-       << " | " << c.detail << " |\n";
+       << " | " << md_cell(c.detail) << " |\n";
   }
   return os.str();
 }

@@ -113,7 +113,7 @@ std::vector<ValidateCheck> conservation_checks(const std::vector<ValidateTick>& 
     c.value.reset();
     c.detail = "no tick measured any energy";
   } else {
-    c.detail = "largest |idle + workloads + unattributed - measured| / measured over " +
+    c.detail = "largest abs(idle + workloads + unattributed - measured) / measured over " +
                std::to_string(compared) + " tick-domains" +
                (worst_at.empty() ? "" : " (" + worst_at + ")");
   }
@@ -239,7 +239,7 @@ std::vector<ValidateCheck> counter_checks(const std::vector<ValidateTick>& ticks
                     "highest tick power vs the largest limit " + z.key + " states"};
     if (!seen) {
       c.value.reset();
-      c.detail = "no RAPL power series for " + z.key;
+      c.detail = "no RAPL power series for " + z.key + " (stalled at start, or not read)";
     }
     out.push_back(c.judge());
   }
