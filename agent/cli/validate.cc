@@ -539,6 +539,11 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
                    " J = " + fmt("%.4f", got) + ", kernel cpu.stat " + fmt("%.3f", cpu_a) +
                    " s : " + fmt("%.3f", cpu_b) + " s = " + fmt("%.4f", kernel) +
                    " (burners asked " + fmt("%.2f", kBusyA / kBusyB) + ":1)";
+        if (std::abs(kernel / (kBusyA / kBusyB) - 1) > 0.1) {
+          c.detail +=
+              "; the host was too busy for the asked ratio, so this run tells a CPU-time "
+              "split from an even one only weakly";
+        }
       } else {
         c.detail = "a burner got no energy or no CPU: energy " + fmt("%.3f", ea) + " / " +
                    fmt("%.3f", eb) + " J, cpu.stat " + fmt("%.3f", cpu_a) + " / " +
