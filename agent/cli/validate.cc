@@ -26,9 +26,23 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kBurnerA = "burner-a.service";
-constexpr const char* kBurnerB = "burner-b.service";
-constexpr const char* kShortLived = "short-lived.service";
+// Workloads are named by their cgroup's leaf, so the names carry this process's id: another
+// run, or a test's own burner-a.service, must not add its CPU time to these.
+std::string workload_name(const char* what) {
+  return "validate-" + std::to_string(::getpid()) + "-" + what + ".service";
+}
+const std::string& burner_a() {
+  static const std::string n = workload_name("a");
+  return n;
+}
+const std::string& burner_b() {
+  static const std::string n = workload_name("b");
+  return n;
+}
+const std::string& short_lived() {
+  static const std::string n = workload_name("short");
+  return n;
+}
 // A known CPU ratio of 3:1; the truth the energies must match is what the kernel charged.
 constexpr double kBusyA = 0.6;
 constexpr double kBusyB = 0.2;
@@ -164,7 +178,7 @@ class Recorder : public SnapshotSink {
   std::vector<ValidateTick> ticks_;
 };
 
-double workload_sum(const Snapshot& s, const char* family, const char* workload,
+double workload_sum(const Snapshot& s, const char* family, const std::string& workload,
                     bool without_gpu = false) {
   const Family* f = s.find(family);
   if (!f) return 0;
@@ -243,13 +257,13 @@ Trace burner_trace(const std::vector<ValidateTick>& ticks, size_t from, size_t t
     const Snapshot& b = *ticks[i].snapshot;
     double dt = ticks[i].seconds - ticks[i - 1].seconds;
     if (dt <= 0) continue;
-    auto rate = [&](const char* fam, const char* w, bool no_gpu) {
+    auto rate = [&](const char* fam, const std::string& w, bool no_gpu) {
       return (workload_sum(b, fam, w, no_gpu) - workload_sum(a, fam, w, no_gpu)) / dt;
     };
     tr.t.push_back(ticks[i].seconds - ticks[from].seconds);
     // Power over the host's non-overlapping CPU domains would need the host rule; package is
     // the domain every RAPL host has, and the one the plot is about.
-    auto pkg = [&](const char* w) {
+    auto pkg = [&](const std::string& w) {
       double j = 0;
       for (const Snapshot* s : {&b, &a}) {
         const Family* f = s->find("wattprobe_workload_energy_joules_total");
@@ -260,10 +274,10 @@ Trace burner_trace(const std::vector<ValidateTick>& ticks, size_t from, size_t t
       }
       return j / dt;
     };
-    tr.watts_a.push_back(pkg(kBurnerA));
-    tr.watts_b.push_back(pkg(kBurnerB));
-    tr.cpu_a.push_back(100 * rate("wattprobe_workload_cpu_seconds_total", kBurnerA, false));
-    tr.cpu_b.push_back(100 * rate("wattprobe_workload_cpu_seconds_total", kBurnerB, false));
+    tr.watts_a.push_back(pkg(burner_a()));
+    tr.watts_b.push_back(pkg(burner_b()));
+    tr.cpu_a.push_back(100 * rate("wattprobe_workload_cpu_seconds_total", burner_a(), false));
+    tr.cpu_b.push_back(100 * rate("wattprobe_workload_cpu_seconds_total", burner_b(), false));
   }
   return tr;
 }
@@ -296,7 +310,8 @@ std::string trace_svg(const Trace& tr) {
     os << "<text x=\"" << left + pw << "\" y=\"" << y0 + h - 8 << "\" text-anchor=\"end\">"
        << fmt("%.0f", tmax) << " s</text>\n<text x=\"" << 8 << "\" y=\"" << y0 + top + ph / 2
        << "\">" << unit << "</text>\n";
-    auto line = [&](const std::vector<double>& v, const char* color, const char* name, int ly) {
+    auto line = [&](const std::vector<double>& v, const char* color, const std::string& name,
+                    int ly) {
       os << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"2\" points=\"";
       for (size_t i = 0; i < v.size() && i < tr.t.size(); ++i) {
         os << fmt("%.1f", left + pw * tr.t[i] / tmax) << ","
@@ -305,8 +320,8 @@ std::string trace_svg(const Trace& tr) {
       os << "\"/>\n<text x=\"" << left + pw - 150 << "\" y=\"" << y0 + 18 + ly << "\" fill=\""
          << color << "\">" << name << "</text>\n";
     };
-    line(a, "#d62728", kBurnerA, 0);
-    line(b, "#1f77b4", kBurnerB, 14);
+    line(a, "#d62728", burner_a(), 0);
+    line(b, "#1f77b4", burner_b(), 14);
   };
   panel(0, "attributed package power per tick", tr.watts_a, tr.watts_b, "W");
   panel(h, "CPU per tick (% of one CPU)", tr.cpu_a, tr.cpu_b, "%");
@@ -425,7 +440,7 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     say("cannot create " + vo.out.string() + ": " + ec.message());
     return 1;
   }
-  auto groups = ValidateCgroups::create(o.paths, {kBurnerA, kBurnerB, kShortLived});
+  auto groups = ValidateCgroups::create(o.paths, {burner_a(), burner_b(), short_lived()});
   if (!groups.ok()) {
     say("cannot make its cgroups: " + groups.error().message() + " (run as root on cgroup v2)");
     return 1;
@@ -463,7 +478,7 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     if (!rec.wait_ticks(n, interval)) throw std::runtime_error("the agent stopped ticking");
   };
   std::vector<std::string> failures;
-  auto cpu_of = [&](const char* name) {
+  auto cpu_of = [&](const std::string& name) {
     auto r = groups->usage_seconds(name);
     if (!r.ok()) throw std::runtime_error(r.error().message());
     return *r;
@@ -483,35 +498,35 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     const double idle_busy = busy_between(busy0, sample_cpu(o.paths));
 
     // Attribution: two burners at a known ratio of CPU time.
-    double cpu_a0 = cpu_of(kBurnerA);
-    double cpu_b0 = cpu_of(kBurnerB);
+    double cpu_a0 = cpu_of(burner_a());
+    double cpu_b0 = cpu_of(burner_b());
     size_t load_from = rec.count() - 1;
-    auto a = start_duty_burner(groups->path(kBurnerA), kBusyA, plan.load_s);
-    auto b = start_duty_burner(groups->path(kBurnerB), kBusyB, plan.load_s);
+    auto a = start_duty_burner(groups->path(burner_a()), kBusyA, plan.load_s);
+    auto b = start_duty_burner(groups->path(burner_b()), kBusyB, plan.load_s);
     if (!a.ok() || !b.ok()) throw std::runtime_error((a.ok() ? b : a).error().message());
     if (!wait_child(*a)) failures.push_back("burner a did not finish cleanly");
     if (!wait_child(*b)) failures.push_back("burner b did not finish cleanly");
     // The last burning tick reaches the snapshot at the next tick; a second makes sure.
     wait_ticks(2);
     size_t load_to = rec.count() - 1;
-    double cpu_a = cpu_of(kBurnerA) - cpu_a0;
-    double cpu_b = cpu_of(kBurnerB) - cpu_b0;
+    double cpu_a = cpu_of(burner_a()) - cpu_a0;
+    double cpu_b = cpu_of(burner_b()) - cpu_b0;
 
     // Short-lived: thousands of processes that each end well within a tick.
-    double cpu_s0 = cpu_of(kShortLived);
+    double cpu_s0 = cpu_of(short_lived());
     size_t short_from = rec.count() - 1;
-    auto sp = start_spawner(groups->path(kShortLived), plan.spawn, plan.spawn_each_ms);
+    auto sp = start_spawner(groups->path(short_lived()), plan.spawn, plan.spawn_each_ms);
     if (!sp.ok()) throw std::runtime_error(sp.error().message());
     if (!wait_child(*sp)) failures.push_back("the spawner's children did not all exit with 0");
     // Until two ticks in a row add nothing to the cgroup (its last CPU reaches the next tick).
     double last = -1;
     for (int i = 0; i < 10; ++i) {
       wait_ticks(1);
-      double now = workload_sum(*rec.last(), "wattprobe_workload_cpu_seconds_total", kShortLived);
+      double now = workload_sum(*rec.last(), "wattprobe_workload_cpu_seconds_total", short_lived());
       if (now == last) break;
       last = now;
     }
-    double cpu_s = cpu_of(kShortLived) - cpu_s0;
+    double cpu_s = cpu_of(short_lived()) - cpu_s0;
     pipeline->request_stop();
     ticking.join();
 
@@ -521,14 +536,14 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     std::vector<ValidateCheck> checks;
 
     // attribution
-    double ea = workload_sum(s1, "wattprobe_workload_energy_joules_total", kBurnerA, true) -
-                workload_sum(s0, "wattprobe_workload_energy_joules_total", kBurnerA, true);
-    double eb = workload_sum(s1, "wattprobe_workload_energy_joules_total", kBurnerB, true) -
-                workload_sum(s0, "wattprobe_workload_energy_joules_total", kBurnerB, true);
-    double ca = workload_sum(s1, "wattprobe_workload_cpu_seconds_total", kBurnerA) -
-                workload_sum(s0, "wattprobe_workload_cpu_seconds_total", kBurnerA);
-    double cb = workload_sum(s1, "wattprobe_workload_cpu_seconds_total", kBurnerB) -
-                workload_sum(s0, "wattprobe_workload_cpu_seconds_total", kBurnerB);
+    double ea = workload_sum(s1, "wattprobe_workload_energy_joules_total", burner_a(), true) -
+                workload_sum(s0, "wattprobe_workload_energy_joules_total", burner_a(), true);
+    double eb = workload_sum(s1, "wattprobe_workload_energy_joules_total", burner_b(), true) -
+                workload_sum(s0, "wattprobe_workload_energy_joules_total", burner_b(), true);
+    double ca = workload_sum(s1, "wattprobe_workload_cpu_seconds_total", burner_a()) -
+                workload_sum(s0, "wattprobe_workload_cpu_seconds_total", burner_a());
+    double cb = workload_sum(s1, "wattprobe_workload_cpu_seconds_total", burner_b()) -
+                workload_sum(s0, "wattprobe_workload_cpu_seconds_total", burner_b());
     {
       ValidateCheck c{
           "attribution_energy_ratio_error", std::nullopt, "%", 2.0, "max", std::nullopt, ""};
@@ -551,11 +566,13 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
         c.pass = false;
       }
       checks.push_back(c.judge());
+      // Two-sided: CPU time the agent gives a burner that the kernel did not charge it is as
+      // wrong as CPU time it misses.
       ValidateCheck cap{
-          "attribution_cpu_capture", std::nullopt, "ratio", 0.95, "min", std::nullopt, ""};
+          "attribution_cpu_seconds_error", std::nullopt, "%", 5.0, "max", std::nullopt, ""};
       if (cpu_a > 0 && cpu_b > 0) {
-        cap.value = std::min(ca / cpu_a, cb / cpu_b);
-        cap.detail = "agent CPU seconds / cpu.stat, the lower of the burners: a " +
+        cap.value = 100 * std::max(std::abs(ca / cpu_a - 1), std::abs(cb / cpu_b - 1));
+        cap.detail = "agent CPU seconds vs cpu.stat, the worse of the burners: a " +
                      fmt("%.3f", ca) + " / " + fmt("%.3f", cpu_a) + " s, b " + fmt("%.3f", cb) +
                      " / " + fmt("%.3f", cpu_b) + " s";
       } else {
@@ -568,8 +585,8 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     {
       const Snapshot& a0 = *ticks[short_from].snapshot;
       double got = workload_sum(*ticks.back().snapshot, "wattprobe_workload_cpu_seconds_total",
-                                kShortLived) -
-                   workload_sum(a0, "wattprobe_workload_cpu_seconds_total", kShortLived);
+                                short_lived()) -
+                   workload_sum(a0, "wattprobe_workload_cpu_seconds_total", short_lived());
       ValidateCheck c{
           "short_lived_cpu_capture", std::nullopt, "ratio", 0.95, "min", std::nullopt, ""};
       if (cpu_s > 0) {
@@ -637,18 +654,18 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
        << " s: nothing of validate's own ran (the host was " << fmt("%.0f", 100 * idle_busy)
        << " % busy).\n"
        << "2. **Burners** for " << fmt("%.0f", plan.load_s) << " s in two transient cgroups, `"
-       << kBurnerA << "` at " << fmt("%.0f", 100 * kBusyA) << " % and `" << kBurnerB << "` at "
+       << burner_a() << "` at " << fmt("%.0f", 100 * kBusyA) << " % and `" << burner_b() << "` at "
        << fmt("%.0f", 100 * kBusyB)
        << " % of one CPU. The truth the attributed energies are held to is the kernel's own "
           "`cpu.stat` ratio, not the asked-for one.\n"
        << "3. **Short-lived**: " << plan.spawn << " processes, one after another, each burning "
-       << fmt("%.0f", plan.spawn_each_ms) << " ms of CPU and exiting, in `" << kShortLived
+       << fmt("%.0f", plan.spawn_each_ms) << " ms of CPU and exiting, in `" << short_lived()
        << "`.\n\nConservation is checked at every tick of the whole run, per domain.\n\n"
        << "## Checks\n\n"
        << check_table(checks) << "\n`≤` bounds an error, `≥` a capture rate.\n\n"
        << "## Attributed power and CPU of the burners\n\n"
        << "![attributed package power and CPU of each burner per tick](attribution.svg)\n\n"
-       << "| t (s) | " << kBurnerA << " W | " << kBurnerB << " W | a CPU % | b CPU % |\n"
+       << "| t (s) | " << burner_a() << " W | " << burner_b() << " W | a CPU % | b CPU % |\n"
        << "|---|---|---|---|---|\n";
     for (size_t i = 0; i < tr.t.size(); ++i) {
       md << "| " << fmt("%.1f", tr.t[i]) << " | " << fmt("%.3f", tr.watts_a[i]) << " | "
