@@ -4,7 +4,8 @@ CI can switch on: a powercap fixture with psys, an ACPI power meter under hwmon,
 the fake libnvidia-ml.so.1 with live processes holding them, a live grid API (forecast included),
 remote-write to a local receiver, process metrics, a carbon budget, an install date. The family
 set from its /metrics (the `# TYPE` lines) is compared with the families in the tables of
-docs/metrics.md, in both directions; any difference fails the test and is named.
+docs/metrics.md, in both directions, and so is each family's type; any difference fails the test
+and is named.
 
 A documented family is one whose name, in backticks, starts the first column of a row of a table
 whose header starts with `| family |` in docs/metrics.md (a selector such as `{domain="gpu"}` after the name is ignored). Anything else on
@@ -28,13 +29,13 @@ FAKE_API = os.path.join(HERE, "..", "support", "fake_grid_api.py")
 PHASED = os.path.join(DATA, "nvml/h200-phased-75-25.jsonl")
 RANDOM = os.path.join(DATA, "nvml/h200-random-periods-50-30-20.jsonl")
 
-_ROW = re.compile(r"^\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^`]*\})?`\s*\|")
+_ROW = re.compile(r"^\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^`]*\})?`\s*\|\s*([a-z]+)\s*\|")
 _TYPE = re.compile(r"^# TYPE (\S+) (\S+)$")
 
 
 def documented(path=DOC):
-    """{family: line number} of every family named in the first column of a table whose header
-    starts with `| family |`."""
+    """{family: (line number, type)} of every family named in the first column of a table whose
+    header starts with `| family |` (its second column is the type)."""
     out = {}
     in_family_table = False
     with open(path) as f:
@@ -47,7 +48,7 @@ def documented(path=DOC):
                 continue
             m = _ROW.match(line)
             if in_family_table and m:
-                out.setdefault(m.group(1), number)
+                out.setdefault(m.group(1), (number, m.group(3)))
     return out
 
 
@@ -140,13 +141,18 @@ def main():
         got = exported(text)
         missing = sorted(set(doc) - set(got))
         undocumented = sorted(set(got) - set(doc))
+        mistyped = sorted(n for n in set(doc) & set(got) if doc[n][1] != got[n])
         for name in missing:
-            print(f"documented but not exported: {name} (docs/metrics.md line {doc[name]})")
+            print(f"documented but not exported: {name} (docs/metrics.md line {doc[name][0]})")
         for name in undocumented:
             print(f"exported but not documented: {name} ({got[name]})")
-        assert not missing and not undocumented, (
+        for name in mistyped:
+            print(f"documented as {doc[name][1]} (docs/metrics.md line {doc[name][0]}) but "
+                  f"exported as {got[name]}: {name}")
+        assert not missing and not undocumented and not mistyped, (
             f"docs/metrics.md and /metrics differ: {len(missing)} documented but not exported, "
-            f"{len(undocumented)} exported but not documented (listed above)")
+            f"{len(undocumented)} exported but not documented, {len(mistyped)} with another type "
+            "(listed above)")
         print(f"ok: the {len(got)} families /metrics exports are exactly the {len(doc)} "
               "docs/metrics.md documents")
     finally:
