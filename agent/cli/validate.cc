@@ -1,9 +1,11 @@
 #include "agent/cli/validate.h"
 
+#include <signal.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -112,6 +114,38 @@ std::vector<PowercapZoneFacts> powercap_zones(const HostPaths& paths) {
   return out;
 }
 
+/// A stop signal's effect on the run: the children are killed (a burner must not outlive
+/// validate), and a wait in progress ends.
+class Interrupt {
+ public:
+  void add(pid_t child) {
+    std::lock_guard lock(mu_);
+    children_.push_back(child);
+    if (fired_) ::kill(child, SIGKILL);
+  }
+  void fire() {
+    std::lock_guard lock(mu_);
+    fired_ = true;
+    for (pid_t p : children_) ::kill(p, SIGKILL);
+    cv_.notify_all();
+  }
+  bool fired() {
+    std::lock_guard lock(mu_);
+    return fired_;
+  }
+  /// Sleeps `seconds`; false when a signal came first.
+  bool sleep(double seconds) {
+    std::unique_lock lock(mu_);
+    return !cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return fired_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool fired_ = false;
+  std::vector<pid_t> children_;
+};
+
 /// The host's busy share of all CPUs between two /proc/stat samples (total, idle + iowait).
 struct CpuSample {
   double total = 0, idle = 0;
@@ -158,8 +192,15 @@ class Recorder : public SnapshotSink {
   bool wait_ticks(size_t n, std::chrono::milliseconds interval) {
     std::unique_lock lock(mu_);
     size_t want = ticks_.size() + n;
-    return cv_.wait_for(lock, interval * (4 * static_cast<long>(n) + 8),
-                        [&] { return ticks_.size() >= want; });
+    return cv_.wait_for(lock, interval * (4 * static_cast<long>(n) + 8), [&] {
+      return stopped_ || ticks_.size() >= want;
+    }) && !stopped_;
+  }
+  /// Ends every wait in progress, and all later ones, with false.
+  void stop() {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    cv_.notify_all();
   }
   std::vector<ValidateTick> ticks() const {
     std::lock_guard lock(mu_);
@@ -176,6 +217,7 @@ class Recorder : public SnapshotSink {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<ValidateTick> ticks_;
+  bool stopped_ = false;
 };
 
 double workload_sum(const Snapshot& s, const char* family, const std::string& workload,
@@ -440,6 +482,12 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     say("cannot create " + vo.out.string() + ": " + ec.message());
     return 1;
   }
+  // Only the waiter below takes the stop signals (threads started from here inherit the mask),
+  // so Ctrl-C or SIGTERM ends the children and lets the cgroups go instead of leaving them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, sig);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto groups = ValidateCgroups::create(o.paths, {burner_a(), burner_b(), short_lived()});
   if (!groups.ok()) {
     say("cannot make its cgroups: " + groups.error().message() + " (run as root on cgroup v2)");
@@ -471,11 +519,37 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     }
   } stop{*pipeline, ticking};
 
+  Interrupt interrupt;
+  std::atomic<bool> finished{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    if (finished) return;
+    say(std::string("SIG") + sigabbrev_np(sig) + ": stopping its processes; no report");
+    interrupt.fire();
+    rec.stop();
+    pipeline->request_stop();
+  });
+  struct ReleaseWaiter {
+    std::atomic<bool>& finished;
+    std::thread& t;
+    ~ReleaseWaiter() {
+      finished = true;
+      pthread_kill(t.native_handle(), SIGTERM);
+      t.join();
+    }
+  } release{finished, waiter};
+
   const auto interval = o.interval;
   const double tick_s = std::chrono::duration<double>(interval).count();
-  auto sleep_s = [](double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); };
+  auto sleep_s = [&](double s) {
+    if (!interrupt.sleep(s)) throw std::runtime_error("stopped by a signal");
+  };
   auto wait_ticks = [&](size_t n) {
-    if (!rec.wait_ticks(n, interval)) throw std::runtime_error("the agent stopped ticking");
+    if (!rec.wait_ticks(n, interval)) {
+      throw std::runtime_error(interrupt.fired() ? "stopped by a signal"
+                                                 : "the agent stopped ticking");
+    }
   };
   std::vector<std::string> failures;
   auto cpu_of = [&](const std::string& name) {
@@ -504,6 +578,8 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     auto a = start_duty_burner(groups->path(burner_a()), kBusyA, plan.load_s);
     auto b = start_duty_burner(groups->path(burner_b()), kBusyB, plan.load_s);
     if (!a.ok() || !b.ok()) throw std::runtime_error((a.ok() ? b : a).error().message());
+    interrupt.add(*a);
+    interrupt.add(*b);
     if (!wait_child(*a)) failures.push_back("burner a did not finish cleanly");
     if (!wait_child(*b)) failures.push_back("burner b did not finish cleanly");
     // The last burning tick reaches the snapshot at the next tick; a second makes sure.
@@ -517,6 +593,7 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     size_t short_from = rec.count() - 1;
     auto sp = start_spawner(groups->path(short_lived()), plan.spawn, plan.spawn_each_ms);
     if (!sp.ok()) throw std::runtime_error(sp.error().message());
+    interrupt.add(*sp);
     if (!wait_child(*sp)) failures.push_back("the spawner's children did not all exit with 0");
     // Until two ticks in a row add nothing to the cgroup (its last CPU reaches the next tick).
     double last = -1;
