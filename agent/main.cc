@@ -17,6 +17,7 @@
 #include "agent/cli/parse_options.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
+#include "agent/cli/validate.h"
 #include "agent/liveness.h"
 #include "agent/pipeline.h"
 #include "agent/privileges.h"
@@ -27,6 +28,8 @@
 namespace wattprobe {
 namespace {
 
+constexpr const char* kVersion = "0.1.0";
+
 constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
     "  run      the daemon: measure, attribute, export (/metrics)\n"
@@ -34,6 +37,7 @@ constexpr const char* kUsage =
     "  checkpoint-dump  the totals `run` would restore from --state-dir, as /metrics series\n"
     "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
     "  top      live per-workload watts, CO2e rate and CPU share in the terminal\n"
+    "  validate check the agent's claims on this host and write a report (`--help`)\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -174,7 +178,7 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") {
-    std::puts("wattprobe 0.1.0");
+    std::printf("wattprobe %s\n", kVersion);
     return 0;
   }
   std::string command = args[0];
@@ -198,6 +202,21 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "wattprobe top: %s\n", e.what());
       return 1;
     }
+  }
+  if (command == "validate") {
+    if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+        std::find(args.begin(), args.end(), "-h") != args.end()) {
+      std::fputs(validate_help().c_str(), stdout);
+      return 0;
+    }
+    ValidateOptions v;
+    try {
+      v = parse_validate_options(args);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "wattprobe validate: %s\n", e.what());
+      return 2;
+    }
+    return run_validate(v, kVersion);
   }
   // report reads files only and has its own options (a period, not an agent's configuration).
   if (command == "report") return run_report(args, std::cout, std::cerr);

@@ -18,6 +18,10 @@ struct ReportOptions {
   enum class GroupBy { workload, kind, namespace_ } by = GroupBy::workload;
   enum class Format { table, csv, json } format = Format::table;
   std::filesystem::path state_dir = "/var/lib/wattprobe";
+  /// SCI (ISO/IEC 21031): R, the functional units served in the period (--functional-units),
+  /// and what one is called (--functional-unit-name); without R no SCI is printed.
+  std::optional<double> functional_units;
+  std::string functional_unit_name = "unit";
 };
 
 /// A --since/--until value: "2026-11-23T10:00:00Z", "2026-11-23" (its UTC midnight), "now", or
