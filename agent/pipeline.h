@@ -9,6 +9,7 @@
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
 #include "agent/carbon/carbon.h"
+#include "agent/device_health.h"
 #include "agent/options.h"
 #include "agent/state/checkpoint.h"
 #include "agent/state/ledger.h"
@@ -17,6 +18,7 @@
 #include "agent/tick/tick_loop.h"
 #include "collectors/cpu_accounting.h"
 #include "collectors/gpu_split.h"
+#include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 #include "exporters/remote_write.h"
 
@@ -96,12 +98,14 @@ class Pipeline {
   std::unique_ptr<EnergyMeter> meter_;
   std::unique_ptr<CpuAccounting> accounting_;
   const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
+  const HwmonSource* hwmon_ = nullptr;  // likewise: its V × I rails are described per tick
   std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
   std::unique_ptr<Ledger> ledger_;                // daemon only
   std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
   std::unique_ptr<RemoteWrite> remote_write_;     // daemon with --remote-write-url only
+  std::unique_ptr<DeviceHealth> health_;  // batteries, thermal stress, storage wear
   std::vector<SnapshotSink*> sinks_;
 
   mutable std::mutex mu_;
