@@ -75,7 +75,8 @@ BatteryScan read_batteries(const HostPaths& paths) {
   }
   std::vector<fs::path> supplies;
   for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    supplies.push_back(it->path());
+    std::error_code kind;
+    if (it->is_directory(kind)) supplies.push_back(it->path());
   }
   std::sort(supplies.begin(), supplies.end());
   for (const fs::path& dir : supplies) {

@@ -191,7 +191,10 @@ Availability HwmonSource::probe() {
                  -1,
                  ReadingKind::energy_counter,
                  chip.dir / (stem + "_input"),
-                 optional_label(chip.dir / (stem + "_label"))};
+                 optional_label(chip.dir / (stem + "_label")),
+                 {},
+                 {},
+                 {}};
         if (chip.name == "amd_energy") {
           int socket = -1;
           if (s.label.rfind("Ecore", 0) == 0) {
@@ -215,7 +218,8 @@ Availability HwmonSource::probe() {
         const std::string stem = "power" + std::to_string(k);
         chip.sensors.push_back(Sensor{stem, chip_domain(chip.name), -1, ReadingKind::power_gauge,
                                       chip.dir / file,
-                                      optional_label(chip.dir / (stem + "_label"))});
+                                      optional_label(chip.dir / (stem + "_label")), {}, {},
+                                      {}});
       }
     }
     if (per_core > 0) {

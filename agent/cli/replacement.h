@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/base/result.h"
 #include "agent/cli/report.h"
 
 namespace wattprobe {

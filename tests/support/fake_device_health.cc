@@ -149,7 +149,7 @@ bool write_device_health_scenario(const SysfsWriter& out, std::string_view name)
   } else if (name == "storage") {
     write_storage(out);
   } else if (name == "none") {
-    out.write("sys/class/power_supply/.keep", "");
+    supply(out, "AC", {{"type", "Mains\n"}, {"online", "1\n"}});
   } else {
     return false;
   }

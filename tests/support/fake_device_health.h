@@ -51,7 +51,7 @@ HwmonScenario hwmon_ina3221_without_input();
 void write_storage(const SysfsWriter& out);
 
 /// By name, for the tree tool: laptop, malformed, throttle, temperatures, ina3221,
-/// ina3221_no_input, storage, none. False for an unknown name.
+/// ina3221_no_input, storage, none (a mains supply and nothing else). False for an unknown name.
 bool write_device_health_scenario(const SysfsWriter& out, std::string_view name);
 
 }  // namespace wattprobe::testing
