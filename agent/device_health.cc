@@ -170,12 +170,13 @@ void DeviceHealth::append_families(std::vector<Family>& out) const {
     out.push_back(std::move(hours));
   }
   if (uptime_seconds_) {
-    out.push_back({"wattprobe_device_uptime_seconds", "Seconds since the device last booted.",
+    out.push_back({"wattprobe_device_uptime_seconds",
+                   "Seconds since the device last booted.",
                    MetricType::gauge,
                    {{{}, *uptime_seconds_}}});
   }
-  if (auto powered = drive_power_on_seconds(storage_); powered && age_seconds_ &&
-                                                        *age_seconds_ > 0) {
+  if (auto powered = drive_power_on_seconds(storage_);
+      powered && age_seconds_ && *age_seconds_ > 0) {
     out.push_back({"wattprobe_device_powered_on_ratio",
                    "Share of the device's age (since --install-date) it has been running, from "
                    "its longest-running NVMe drive's power-on hours; capped at 1.",
@@ -200,9 +201,9 @@ std::string DeviceHealth::doctor_report(int64_t now_ms) {
     out << "; cycles " << (b.cycle_count ? std::to_string(*b.cycle_count) : "unknown");
     if (b.discharging) {
       out << "; discharging"
-          << (b.discharge_watts ? " at " + fixed(*b.discharge_watts, 2) + " W (" + b.power_from +
-                                      ")"
-                                : "");
+          << (b.discharge_watts
+                  ? " at " + fixed(*b.discharge_watts, 2) + " W (" + b.power_from + ")"
+                  : "");
     }
     out << "\n";
     for (const Error& e : b.problems) out << "      not read: " << e.message() << "\n";

@@ -98,14 +98,16 @@ class Pipeline {
   std::unique_ptr<EnergyMeter> meter_;
   std::unique_ptr<CpuAccounting> accounting_;
   const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
-  const HwmonSource* hwmon_ = nullptr;  // likewise: its V × I rails are described per tick
   std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
+  /// Among the meter's sources, when chosen: its V × I rails are described every tick.
+  const HwmonSource* hwmon_ = nullptr;
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
   std::unique_ptr<Ledger> ledger_;                // daemon only
   std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
   std::unique_ptr<RemoteWrite> remote_write_;     // daemon with --remote-write-url only
-  std::unique_ptr<DeviceHealth> health_;  // batteries, thermal stress, storage wear
+  /// Batteries, thermal stress, storage wear: exported beside the energy, never attributed.
+  std::unique_ptr<DeviceHealth> health_;
   std::vector<SnapshotSink*> sinks_;
 
   mutable std::mutex mu_;

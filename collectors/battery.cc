@@ -109,8 +109,8 @@ BatteryScan read_batteries(const HostPaths& paths) {
         auto v = optional_i64(dir / "voltage_now", b.problems);
         if (i && v) {
           // µA × µV = 1e-12 W.
-          b.discharge_watts = std::fabs(static_cast<double>(*i)) *
-                              std::fabs(static_cast<double>(*v)) / 1e12;
+          b.discharge_watts =
+              std::fabs(static_cast<double>(*i)) * std::fabs(static_cast<double>(*v)) / 1e12;
           b.power_from = "current_now x voltage_now";
         } else {
           b.problems.push_back(Error{ErrorKind::absent, dir.string(),

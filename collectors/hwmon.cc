@@ -85,8 +85,14 @@ void add_rails(Chip& chip, std::vector<int> volts, const std::vector<int>& amps,
         continue;
       }
     }
-    HwmonSource::Sensor s{"rail" + std::to_string(k), "rail", -1, ReadingKind::power_gauge,
-                          chip.dir / (in + "_input"), label, chip.dir / (curr + "_input"), "part",
+    HwmonSource::Sensor s{"rail" + std::to_string(k),
+                          "rail",
+                          -1,
+                          ReadingKind::power_gauge,
+                          chip.dir / (in + "_input"),
+                          label,
+                          chip.dir / (curr + "_input"),
+                          "part",
                           {}};
     rails.push_back(std::move(s));
   }
@@ -106,8 +112,8 @@ void add_rails(Chip& chip, std::vector<int> volts, const std::vector<int>& amps,
     // The total last, so the parts keep their channel order.
     std::rotate(total, total + 1, rails.end());
   } else {
-    HwmonSource::Sensor sum{"rails_sum", "platform", -1, ReadingKind::power_gauge, {}, "", {},
-                            "sum", {}};
+    HwmonSource::Sensor sum{"rails_sum", "platform", -1, ReadingKind::power_gauge, {}, "",
+                            {},          "sum",      {}};
     for (std::size_t i = 0; i < rails.size(); ++i) sum.sum_of.push_back(i);  // chip-relative
     rails.push_back(std::move(sum));
   }
@@ -191,10 +197,7 @@ Availability HwmonSource::probe() {
                  -1,
                  ReadingKind::energy_counter,
                  chip.dir / (stem + "_input"),
-                 optional_label(chip.dir / (stem + "_label")),
-                 {},
-                 {},
-                 {}};
+                 optional_label(chip.dir / (stem + "_label"))};
         if (chip.name == "amd_energy") {
           int socket = -1;
           if (s.label.rfind("Ecore", 0) == 0) {
@@ -218,8 +221,7 @@ Availability HwmonSource::probe() {
         const std::string stem = "power" + std::to_string(k);
         chip.sensors.push_back(Sensor{stem, chip_domain(chip.name), -1, ReadingKind::power_gauge,
                                       chip.dir / file,
-                                      optional_label(chip.dir / (stem + "_label")), {}, {},
-                                      {}});
+                                      optional_label(chip.dir / (stem + "_label"))});
       }
     }
     if (per_core > 0) {

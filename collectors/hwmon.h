@@ -56,11 +56,11 @@ class HwmonSource : public EnergySource {
     std::string label;
     /// A rail read as voltage × current: `file` is inK_input, this currK_input. Empty for power
     /// and energy sensors.
-    std::filesystem::path current_file;
+    std::filesystem::path current_file = {};
     /// For rails: "total" (the board's input, domain platform), "part" (domain rail, never
     /// added), "sum" (domain platform: the chip's parts added up, when it has no total rail).
-    std::string rail_role;
-    std::vector<std::size_t> sum_of;  // "sum": indices into sensors() of the parts it adds
+    std::string rail_role = {};
+    std::vector<std::size_t> sum_of = {};  // "sum": indices into sensors() of the parts it adds
   };
   const std::vector<Sensor>& sensors() const { return sensors_; }
 

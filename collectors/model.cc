@@ -71,11 +71,11 @@ Availability ModelSource::probe() {
   }
   a.available = true;
   if (options_.board_idle_watts && options_.board_max_watts) {
-    a.reason = "estimate of the whole board (platform): " +
-               format_watts(*options_.board_idle_watts) + " + util × (" +
-               format_watts(*options_.board_max_watts) + " − " +
-               format_watts(*options_.board_idle_watts) +
-               ") W, from [source.model] board_idle_watts and board_max_watts";
+    a.reason =
+        "estimate of the whole board (platform): " + format_watts(*options_.board_idle_watts) +
+        " + util × (" + format_watts(*options_.board_max_watts) + " − " +
+        format_watts(*options_.board_idle_watts) +
+        ") W, from [source.model] board_idle_watts and board_max_watts";
     return a;
   }
   a.reason = "estimate: " + std::to_string(stat->online_cpus()) + " vCPUs × (" +

@@ -22,8 +22,8 @@ struct ModelOptions {
   /// A whole board without a power sensor (a Raspberry Pi): its power at 0 % and 100 % CPU
   /// utilisation, set together in [source.model]. When set, the estimate is the board's, in
   /// domain platform, instead of the CPU package's per-vCPU figure.
-  std::optional<double> board_idle_watts;
-  std::optional<double> board_max_watts;
+  std::optional<double> board_idle_watts = std::nullopt;
+  std::optional<double> board_max_watts = std::nullopt;
 };
 
 /// The error text for a bad option (`[source.model]` keys), or nullopt when the options are

@@ -52,15 +52,16 @@ Result<NvmeHealth> read_nvme(const fs::path& dev) {
   if (rc < 0) {
     Error e = error_from_errno(err, dev.string(), "NVMe Get Log Page (SMART)");
     if (e.kind == ErrorKind::permission) {
-      e.detail += "; the kernel allows this admin command only with CAP_SYS_ADMIN, which the "
-                  "agent holds only before it drops its privileges";
+      e.detail +=
+          "; the kernel allows this admin command only with CAP_SYS_ADMIN, which the "
+          "agent holds only before it drops its privileges";
     }
     return e;
   }
   if (rc > 0) {
-    return Error{ErrorKind::unsupported, dev.string(),
-                 "the controller answered the SMART log request with NVMe status " +
-                     std::to_string(rc)};
+    return Error{
+        ErrorKind::unsupported, dev.string(),
+        "the controller answered the SMART log request with NVMe status " + std::to_string(rc)};
   }
   return parse_nvme_health_log(page, dev.string());
 }

@@ -10,7 +10,8 @@
 
 namespace wattprobe {
 
-/// CPU thermal-throttle events (x86 therm_throt, Documentation/ABI/testing/sysfs-devices-system-cpu):
+/// CPU thermal-throttle events (x86 therm_throt,
+/// Documentation/ABI/testing/sysfs-devices-system-cpu):
 /// /sys/devices/system/cpu/cpuN/thermal_throttle/{core,package}_throttle_count. The core count is
 /// per CPU and summed; the package count is the same file in every CPU of a package, so it is
 /// read once per topology/physical_package_id.
@@ -25,9 +26,9 @@ struct ThrottleCounts {
 ThrottleCounts read_throttle_counts(const HostPaths& paths);
 
 /// The hottest temperature sensor of one device: an hwmon chip's temp*_input (m°C,
-/// Documentation/hwmon/sysfs-interface.rst), or a thermal zone (/sys/class/thermal/thermal_zoneN/temp,
-/// m°C) whose type no hwmon chip already shows (the kernel's thermal_hwmon registers most
-/// zones as hwmon chips too; they are counted once).
+/// Documentation/hwmon/sysfs-interface.rst), or a thermal zone
+/// (/sys/class/thermal/thermal_zoneN/temp, m°C) whose type no hwmon chip already shows (the
+/// kernel's thermal_hwmon registers most zones as hwmon chips too; they are counted once).
 struct HottestSensor {
   std::string device;  // hwmon chip name ("coretemp", "nvme", "k10temp"), "<name>@<dev>" when two
                        // chips share a name, or the thermal zone's type

@@ -8,7 +8,6 @@
 
 #include "agent/base/utc_time.h"
 #include "agent/carbon/embodied.h"
-#include "agent/cli/parse_options.h"
 
 namespace wattprobe {
 
@@ -16,11 +15,19 @@ namespace {
 
 constexpr double kJoulesPerKwh = 3.6e6;
 
-const char* const kFlags[] = {"replacement-embodied-kg", "replacement-power-ratio",
-                              "grid-intensity", "pue", "install-date", "lifetime-years"};
+const char* const kFlags[] = {
+    "replacement-embodied-kg", "replacement-power-ratio", "grid-intensity", "pue", "install-date",
+    "lifetime-years"};
+
+/// Thrown inside take_replacement_options only, and returned from it as an error.
+struct Refused {
+  std::string why;
+};
+
+[[noreturn]] void refuse(std::string why) { throw Refused{std::move(why)}; }
 
 [[noreturn]] void bad(const std::string& flag, const std::string& value, const std::string& why) {
-  throw UsageError("invalid value \"" + value + "\" for --" + flag + ": " + why);
+  refuse("invalid value \"" + value + "\" for --" + flag + ": " + why);
 }
 
 double number(const std::string& flag, const std::string& value, double lo, double hi) {
@@ -46,9 +53,7 @@ std::string g(double v) {
   return buf;
 }
 
-}  // namespace
-
-std::optional<ReplacementOptions> take_replacement_options(std::vector<std::string>& args) {
+std::optional<ReplacementOptions> take(std::vector<std::string>& args) {
   std::map<std::string, std::string> given;
   std::vector<std::string> rest;
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -68,20 +73,19 @@ std::optional<ReplacementOptions> take_replacement_options(std::vector<std::stri
       continue;
     }
     if (!value) {
-      if (i + 1 == args.size()) throw UsageError("--" + name + " needs a value");
+      if (i + 1 == args.size()) refuse("--" + name + " needs a value");
       value = args[++i];
     }
-    if (!given.emplace(name, *value).second) throw UsageError("--" + name + " given twice");
+    if (!given.emplace(name, *value).second) refuse("--" + name + " given twice");
   }
   if (given.empty()) return std::nullopt;
   if (!given.count("replacement-embodied-kg") || !given.count("replacement-power-ratio")) {
-    throw UsageError(
+    refuse(
         "--replacement-embodied-kg and --replacement-power-ratio are given together (and "
         "--grid-intensity, --pue, --install-date, --lifetime-years only with them)");
   }
   ReplacementOptions o;
-  o.new_embodied_kg =
-      number("replacement-embodied-kg", given["replacement-embodied-kg"], 0, 1e6);
+  o.new_embodied_kg = number("replacement-embodied-kg", given["replacement-embodied-kg"], 0, 1e6);
   // Above 0: a device that uses no energy is no replacement the formula can weigh.
   o.power_ratio = number("replacement-power-ratio", given["replacement-power-ratio"], 0.001, 100);
   if (given.count("pue") && !given.count("grid-intensity")) {
@@ -104,6 +108,16 @@ std::optional<ReplacementOptions> take_replacement_options(std::vector<std::stri
   return o;
 }
 
+}  // namespace
+
+Result<std::optional<ReplacementOptions>> take_replacement_options(std::vector<std::string>& args) {
+  try {
+    return take(args);
+  } catch (const Refused& r) {
+    return Error{ErrorKind::malformed, "", r.why};
+  }
+}
+
 std::string replacement_help() {
   return "Keep or replace (docs/methodology.md):\n"
          "  --replacement-embodied-kg KG  embodied kgCO2e of the device that would replace this "
@@ -117,29 +131,29 @@ std::string replacement_help() {
          "goes on the whole year)\n";
 }
 
-Result<ReplacementResult> compute_replacement(const ReplacementOptions& o, const LedgerSums& sums,
-                                              int64_t now_ms) {
-  const ReportRow total = sums.total();
-  if (sums.covered_seconds <= 0 || total.joules <= 0) {
+Result<ReplacementResult> compute_replacement(const ReplacementOptions& o,
+                                              const LedgerTotals& total, int64_t now_ms) {
+  if (total.covered_seconds <= 0 || total.joules <= 0) {
     return Error{ErrorKind::absent, "",
                  "the ledger's period holds no measured time or energy to scale to a year"};
   }
   ReplacementResult r;
-  r.covered_seconds = sums.covered_seconds;
+  r.covered_seconds = total.covered_seconds;
   r.ledger_kwh = total.joules / kJoulesPerKwh;
-  r.kwh_per_year = r.ledger_kwh / sums.covered_seconds * kSecondsPerYear;
+  r.kwh_per_year = r.ledger_kwh / total.covered_seconds * kSecondsPerYear;
   if (o.grid_intensity) {
     r.grams_per_kwh = *o.grid_intensity * o.pue;
     r.grams_per_kwh_from = "--grid-intensity " + g(*o.grid_intensity) + " x --pue " + g(o.pue);
   } else {
     r.grams_per_kwh = total.operational_grams / r.ledger_kwh;
-    r.grams_per_kwh_from = "the ledger: its operational grams over its energy (grid intensity x "
-                           "PUE as the agent applied them)";
+    r.grams_per_kwh_from =
+        "the ledger's operational grams / its kWh: grid intensity x PUE as the agent applied them";
   }
-  r.embodied_grams_per_second = total.embodied_grams / sums.covered_seconds;
+  r.embodied_grams_per_second = total.embodied_grams / total.covered_seconds;
   double embodied_seconds = kSecondsPerYear;
   if (o.install_ms) {
-    const double end_ms = static_cast<double>(*o.install_ms) + o.lifetime_years * kSecondsPerYear * 1000;
+    const double end_ms =
+        static_cast<double>(*o.install_ms) + o.lifetime_years * kSecondsPerYear * 1000;
     r.amortization_left_seconds = std::max(0.0, (end_ms - static_cast<double>(now_ms)) / 1000);
     embodied_seconds = std::min(embodied_seconds, *r.amortization_left_seconds);
   }
@@ -152,7 +166,7 @@ Result<ReplacementResult> compute_replacement(const ReplacementOptions& o, const
   return r;
 }
 
-void print_replacement(const ReplacementOptions& o, const ReportOptions& period,
+void print_replacement(const ReplacementOptions& o, const LedgerTotals& period,
                        const ReplacementResult& r, std::ostream& out) {
   out << "Keep or replace, from the ledger " << format_utc_instant(period.since_ms) << " to "
       << format_utc_instant(period.until_ms) << "\n"
@@ -170,7 +184,8 @@ void print_replacement(const ReplacementOptions& o, const ReportOptions& period,
     out << "  amortization left:        " << g(*r.amortization_left_seconds / kSecondsPerYear)
         << " years (--install-date, --lifetime-years " << g(o.lifetime_years) << ")\n";
   }
-  out << "  replacement embodied:     " << g(o.new_embodied_kg) << " kg (--replacement-embodied-kg)\n"
+  out << "  replacement embodied:     " << g(o.new_embodied_kg)
+      << " kg (--replacement-embodied-kg)\n"
       << "  replacement power ratio:  " << g(o.power_ratio) << " (--replacement-power-ratio)\n"
       << "results (kgCO2e):\n"
       << "  keep one more year:       " << g(r.keep_grams() / 1000) << " = operational "

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "agent/base/result.h"
-#include "agent/cli/report.h"
 
 namespace wattprobe {
 
@@ -26,8 +25,19 @@ struct ReplacementOptions {
 };
 
 /// Takes the replacement flags out of `args`, leaving the ordinary report's. Nullopt when none
-/// is given; throws UsageError naming the flag and the value for a bad or incomplete set.
-std::optional<ReplacementOptions> take_replacement_options(std::vector<std::string>& args);
+/// is given; an error naming the flag and the value for a bad or incomplete set (a usage
+/// error to the caller).
+Result<std::optional<ReplacementOptions>> take_replacement_options(std::vector<std::string>& args);
+
+/// What the formula reads from the ledger over the report's period (report.h's LedgerSums,
+/// summed over every group, idle and unattributed).
+struct LedgerTotals {
+  int64_t since_ms = 0, until_ms = 0;
+  double joules = 0;
+  double operational_grams = 0;
+  double embodied_grams = 0;
+  double covered_seconds = 0;
+};
 
 std::string replacement_help();
 
@@ -53,9 +63,9 @@ struct ReplacementResult {
 /// From the ledger's sums over the report's period. An error when the ledger covers no time or
 /// holds no energy: nothing can be scaled to a year.
 Result<ReplacementResult> compute_replacement(const ReplacementOptions& options,
-                                              const LedgerSums& sums, int64_t now_ms);
+                                              const LedgerTotals& ledger, int64_t now_ms);
 
-void print_replacement(const ReplacementOptions& options, const ReportOptions& period,
+void print_replacement(const ReplacementOptions& options, const LedgerTotals& ledger,
                        const ReplacementResult& result, std::ostream& out);
 
 }  // namespace wattprobe

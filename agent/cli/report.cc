@@ -480,7 +480,9 @@ int run_report(const std::vector<std::string>& all_args, std::ostream& out, std:
   std::vector<std::string> args = all_args;
   std::optional<ReplacementOptions> replacement;
   try {
-    replacement = take_replacement_options(args);
+    auto taken = take_replacement_options(args);
+    if (!taken) throw UsageError(taken.error().detail);
+    replacement = *taken;
     o = parse_report_options(args, wall_ms());
   } catch (const UsageError& e) {
     err << "wattprobe report: " << e.what() << '\n';
@@ -494,12 +496,16 @@ int run_report(const std::vector<std::string>& all_args, std::ostream& out, std:
     return 1;
   }
   if (replacement) {
-    auto result = compute_replacement(*replacement, sums, wall_ms());
+    const ReportRow total = sums.total();
+    const LedgerTotals ledger{o.since_ms,           o.until_ms,
+                              total.joules,         total.operational_grams,
+                              total.embodied_grams, sums.covered_seconds};
+    auto result = compute_replacement(*replacement, ledger, wall_ms());
     if (!result) {
       err << "wattprobe report: " << result.error().detail << '\n';
       return 1;
     }
-    print_replacement(*replacement, o, *result, out);
+    print_replacement(*replacement, ledger, *result, out);
     return 0;
   }
   print_report(o, sums, out);

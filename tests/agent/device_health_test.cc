@@ -80,9 +80,8 @@ TEST(DeviceHealth, KeepsTheLastGoodCapacityWhenAReadFails) {
   EXPECT_THAT(logged[0], HasSubstr("BAT0/energy_full: malformed"));
   std::vector<Family> fs;
   health.append_families(fs);
-  EXPECT_DOUBLE_EQ(
-      value(family(fs, "wattprobe_device_battery_capacity_ratio"), "battery", "BAT0"),
-      testing::kBat0CapacityRatio);
+  EXPECT_DOUBLE_EQ(value(family(fs, "wattprobe_device_battery_capacity_ratio"), "battery", "BAT0"),
+                   testing::kBat0CapacityRatio);
 }
 
 TEST(DeviceHealth, MalformedBatteriesGiveNoSeriesAndDoctorSaysWhy) {

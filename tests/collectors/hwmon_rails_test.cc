@@ -51,8 +51,8 @@ TEST(HwmonRails, Ina3221BoardInputIsPlatformAndItsPartsAreRails) {
   EXPECT_EQ(families[0].name, "wattprobe_hwmon_rail_info");
   ASSERT_EQ(families[0].series.size(), 3u);
   for (const Series& series : families[0].series) {
-    EXPECT_EQ(series.labels.back(), (std::pair<std::string, std::string>{"energy",
-                                                                         "integrated_power"}));
+    EXPECT_EQ(series.labels.back(),
+              (std::pair<std::string, std::string>{"energy", "integrated_power"}));
   }
 }
 
@@ -87,17 +87,18 @@ TEST(HwmonRails, UnreadableRailLeavesTheSumOutNeverShort) {
 
 TEST(HwmonRails, OtherDriversPairOnlyMatchingLabels) {
   TempTree tree;
-  testing::write_hwmon(SysfsWriter(tree),
-                       testing::HwmonScenario{{testing::FakeHwmonChip{7,
-                                                    "some_pmic",
-                                                    "devices/platform/pmic.0",
-                                                    {{"in1_input", "5000\n"},
-                                                     {"in1_label", "VSYS\n"},
-                                                     {"curr1_input", "2000\n"},
-                                                     {"curr1_label", "VSYS\n"},
-                                                     {"in2_input", "3300\n"},
-                                                     {"in2_label", "V3P3\n"},
-                                                     {"curr2_input", "100\n"}}}}});
+  testing::write_hwmon(
+      SysfsWriter(tree),
+      testing::HwmonScenario{{testing::FakeHwmonChip{7,
+                                                     "some_pmic",
+                                                     "devices/platform/pmic.0",
+                                                     {{"in1_input", "5000\n"},
+                                                      {"in1_label", "VSYS\n"},
+                                                      {"curr1_input", "2000\n"},
+                                                      {"curr1_label", "VSYS\n"},
+                                                      {"in2_input", "3300\n"},
+                                                      {"in2_label", "V3P3\n"},
+                                                      {"curr2_input", "100\n"}}}}});
   HwmonSource source(tree.paths());
   Availability a = source.probe();
   ASSERT_TRUE(a.available) << a.reason;

@@ -72,7 +72,9 @@ TEST(StorageWear, RealNvmeControllerWhenTheHostHasOne) {
     if (d.device.rfind("nvme", 0) != 0) continue;
     nvme = true;
     // Either the log was read, or the reason names the device and what refused it.
-    if (!d.nvme) EXPECT_THAT(d.problem->message(), HasSubstr("/dev/" + d.device));
+    if (!d.nvme) {
+      EXPECT_THAT(d.problem->message(), HasSubstr("/dev/" + d.device));
+    }
   }
   if (!nvme) GTEST_SKIP() << "this host has no NVMe controller";
 }

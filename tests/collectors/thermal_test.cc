@@ -61,9 +61,10 @@ TEST(Thermal, ThermalZoneShownByHwmonIsCountedOnce) {
   TempTree tree;
   SysfsWriter out(tree);
   testing::write_temperatures(out);
-  testing::write_hwmon(out, testing::HwmonScenario{{testing::FakeHwmonChip{
-                                5, "acpitz", "devices/virtual/thermal/thermal_zone0",
-                                {{"temp1_input", "50000\n"}}}}});
+  testing::write_hwmon(
+      out,
+      testing::HwmonScenario{{testing::FakeHwmonChip{
+          5, "acpitz", "devices/virtual/thermal/thermal_zone0", {{"temp1_input", "50000\n"}}}}});
   Temperatures t = read_temperatures(tree.paths());
   ASSERT_EQ(t.devices.size(), 3u);
   EXPECT_EQ(t.devices[0].device, "acpitz");

@@ -45,8 +45,7 @@ void write_laptop_batteries(const SysfsWriter& out) {
 }
 
 void write_malformed_batteries(const SysfsWriter& out) {
-  supply(out, "BAT0",
-         {{"type", "Battery\n"}, {"status", "Full\n"}, {"energy_full", "41800000\n"}});
+  supply(out, "BAT0", {{"type", "Battery\n"}, {"status", "Full\n"}, {"energy_full", "41800000\n"}});
   supply(out, "BAT1",
          {{"type", "Battery\n"},
           {"status", "Unknown\n"},

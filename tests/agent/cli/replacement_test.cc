@@ -4,54 +4,47 @@
 #include <gtest/gtest.h>
 
 #include "agent/carbon/embodied.h"
-#include "agent/cli/parse_options.h"
 
 namespace wattprobe {
 namespace {
 
 using ::testing::HasSubstr;
 
-LedgerSums one_hour(double joules, double operational_grams, double embodied_grams) {
-  LedgerSums s;
-  s.idle.joules = joules;
-  s.idle.operational_grams = operational_grams;
-  s.idle.embodied_grams = embodied_grams;
-  s.covered_seconds = 3600;
-  s.lines = 1;
-  return s;
+LedgerTotals one_hour(double joules, double operational_grams, double embodied_grams) {
+  return LedgerTotals{0, 3600000, joules, operational_grams, embodied_grams, 3600};
 }
 
 TEST(Replacement, TakesItsFlagsAndLeavesTheReportsOwn) {
-  std::vector<std::string> args{"--since",  "-24h", "--replacement-embodied-kg=500",
-                                "--replacement-power-ratio", "0.6", "--state-dir", "/x"};
-  auto o = take_replacement_options(args);
+  std::vector<std::string> args{
+      "--since",     "-24h", "--replacement-embodied-kg=500", "--replacement-power-ratio", "0.6",
+      "--state-dir", "/x"};
+  auto taken = take_replacement_options(args);
+  ASSERT_TRUE(taken.ok()) << taken.error().message();
+  const auto& o = *taken;
   ASSERT_TRUE(o);
   EXPECT_EQ(o->new_embodied_kg, 500);
   EXPECT_EQ(o->power_ratio, 0.6);
   EXPECT_EQ(args, (std::vector<std::string>{"--since", "-24h", "--state-dir", "/x"}));
   std::vector<std::string> none{"--since", "-24h"};
-  EXPECT_FALSE(take_replacement_options(none));
+  ASSERT_TRUE(take_replacement_options(none).ok());
+  EXPECT_FALSE(*take_replacement_options(none));
 }
 
 TEST(Replacement, RefusesAnIncompleteOrBadSet) {
   std::vector<std::string> alone{"--replacement-embodied-kg", "500"};
-  EXPECT_THROW(take_replacement_options(alone), UsageError);
+  EXPECT_THAT(take_replacement_options(alone).error().detail, HasSubstr("given together"));
   std::vector<std::string> zero{"--replacement-embodied-kg", "500", "--replacement-power-ratio",
                                 "0"};
-  try {
-    take_replacement_options(zero);
-    FAIL();
-  } catch (const UsageError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("\"0\" for --replacement-power-ratio"));
-  }
-  std::vector<std::string> pue{"--replacement-embodied-kg", "1", "--replacement-power-ratio",
-                               "0.5", "--pue", "1.2"};
-  EXPECT_THROW(take_replacement_options(pue), UsageError);
+  EXPECT_THAT(take_replacement_options(zero).error().detail,
+              HasSubstr("\"0\" for --replacement-power-ratio"));
+  std::vector<std::string> pue{
+      "--replacement-embodied-kg", "1", "--replacement-power-ratio", "0.5", "--pue", "1.2"};
+  EXPECT_THAT(take_replacement_options(pue).error().detail, HasSubstr("needs --grid-intensity"));
 }
 
 TEST(Replacement, HandCalculationFromTheLedgersOwnIntensity) {
   // One hour: 0.1 kWh at 300 g/kWh (30 g), 10 g of embodied amortization.
-  LedgerSums sums = one_hour(0.1 * 3.6e6, 30, 10);
+  LedgerTotals sums = one_hour(0.1 * 3.6e6, 30, 10);
   ReplacementOptions o;
   o.new_embodied_kg = 500;
   o.power_ratio = 0.6;
@@ -69,7 +62,7 @@ TEST(Replacement, HandCalculationFromTheLedgersOwnIntensity) {
 }
 
 TEST(Replacement, FlagsOverrideTheIntensityAndAmortizationEnds) {
-  LedgerSums sums = one_hour(0.1 * 3.6e6, 30, 10);
+  LedgerTotals sums = one_hour(0.1 * 3.6e6, 30, 10);
   ReplacementOptions o;
   o.new_embodied_kg = 100;
   o.power_ratio = 0.5;
@@ -98,7 +91,7 @@ TEST(Replacement, NoSavingsMeansNoBreakEven) {
 
 TEST(Replacement, EmptyLedgerIsAnErrorNotADivisionByZero) {
   ReplacementOptions o;
-  auto r = compute_replacement(o, LedgerSums{}, 0);
+  auto r = compute_replacement(o, LedgerTotals{}, 0);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error().detail, HasSubstr("no measured time or energy"));
 }
