@@ -82,6 +82,14 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     if (auto* hwmon = dynamic_cast<const HwmonSource*>(source.get())) hwmon_ = hwmon;
   }
   if (nvml_) gpu_ = std::make_unique<GpuWorkloads>(options.paths);
+  for (const auto& source : meter_->sources()) {
+    auto* hwmon = dynamic_cast<const HwmonSource*>(source.get());
+    if (!hwmon) continue;
+    for (const auto& s : hwmon->sensors()) {
+      if (s.domain == "gpu") hwmon_gpus_ = hwmon;
+    }
+  }
+  if (hwmon_gpus_) drm_gpu_ = std::make_unique<DrmGpuWorkloads>(options.paths);
   // Here, in the privileged half, because the NVMe SMART logs need CAP_SYS_ADMIN.
   health_ = std::make_unique<DeviceHealth>(options.paths,
                                            parse_install_date(options.carbon.install_date));
@@ -144,9 +152,13 @@ void Pipeline::tick(double seconds, const LogLine& log) {
         *nvml_,
         std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
   }
+  if (drm_gpu_) {
+    for (GpuDeviceTick& d : drm_gpu_->tick(*hwmon_gpus_).devices)
+      gpu.devices.push_back(std::move(d));
+  }
 
   // joules → shares: idle + workloads + unattributed = measured, per domain.
-  EnergyTick shares = attribution_.apply(energy, cpu, now_ms, nvml_ ? &gpu : nullptr);
+  EnergyTick shares = attribution_.apply(energy, cpu, now_ms, &gpu);
 
   // shares → grams.
   const CarbonTickGrams& grams = carbon_->on_tick(shares);
@@ -161,7 +173,7 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   std::vector<Family>& families = snap->families;
   meter_->append_families(families);
   attribution_.append_families(families);
-  if (nvml_) gpu_->append_families(*nvml_, families);
+  append_gpu_families(nvml_, gpu_.get(), drm_gpu_.get(), families);
   if (hwmon_) hwmon_->append_families(families);
   health_->tick(seconds, now_ms, log);
   health_->append_families(families);

@@ -97,8 +97,10 @@ class Pipeline {
   TickLoop loop_;
   std::unique_ptr<EnergyMeter> meter_;
   std::unique_ptr<CpuAccounting> accounting_;
-  const NvmlSource* nvml_ = nullptr;   // among the meter's sources, when chosen
-  std::unique_ptr<GpuWorkloads> gpu_;  // splits the nvml GPUs' energy by process
+  const NvmlSource* nvml_ = nullptr;          // among the meter's sources, when chosen
+  std::unique_ptr<GpuWorkloads> gpu_;         // splits the nvml GPUs' energy by process
+  const HwmonSource* hwmon_gpus_ = nullptr;   // the hwmon source, when it reads a GPU
+  std::unique_ptr<DrmGpuWorkloads> drm_gpu_;  // splits those GPUs by DRM busy time
   /// Among the meter's sources, when chosen: its V × I rails are described every tick.
   const HwmonSource* hwmon_ = nullptr;
   Attribution attribution_;

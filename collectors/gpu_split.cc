@@ -68,7 +68,9 @@ std::optional<std::string> read_small(const std::filesystem::path& p) {
 }
 
 // The cgroup v2 path of a process ("0::" line), or nullopt when it is gone or has none.
-std::optional<std::string> cgroup_of(const HostPaths& paths, uint32_t pid) {
+}  // namespace
+
+std::optional<std::string> process_cgroup(const HostPaths& paths, uint32_t pid) {
   auto text = read_small(paths.proc(std::to_string(pid) + "/cgroup"));
   if (!text) return std::nullopt;
   std::string_view all(*text);
@@ -82,7 +84,7 @@ std::optional<std::string> cgroup_of(const HostPaths& paths, uint32_t pid) {
   return std::nullopt;
 }
 
-std::string comm_of(const HostPaths& paths, uint32_t pid) {
+std::string process_comm(const HostPaths& paths, uint32_t pid) {
   auto text = read_small(paths.proc(std::to_string(pid) + "/comm"));
   if (!text) return "";
   std::string s = text->substr(0, text->find('\n')).substr(0, 64);
@@ -92,13 +94,10 @@ std::string comm_of(const HostPaths& paths, uint32_t pid) {
   return s;
 }
 
-}  // namespace
-
 GpuWorkloads::GpuWorkloads(HostPaths paths) : paths_(paths), resolver_(std::move(paths)) {}
 
 GpuTick GpuWorkloads::tick(const NvmlSource& nvml, double now_s) {
   GpuTick out;
-  out.source = std::string(nvml.name());
   const auto& activity = nvml.activity();
   splitters_.resize(activity.size());
   last_.resize(activity.size());
@@ -106,17 +105,19 @@ GpuTick GpuWorkloads::tick(const NvmlSource& nvml, double now_s) {
     const GpuActivity& a = activity[i];
     GpuSplitResult split = splitters_[i].split(a, now_s);
     GpuDeviceTick dev;
+    dev.source = std::string(nvml.name());
     dev.device = a.index;
     dev.method = split.method;
     dev.why = split.why;
     dev.utilisation = a.utilisation;
     for (const GpuPidShare& s : split.shares) {
-      auto cg = cgroup_of(paths_, s.pid);
+      auto cg = process_cgroup(paths_, s.pid);
       if (!cg) {
         dev.unresolved += s.share;  // exited, or not visible from the agent's pid namespace
         continue;
       }
-      dev.shares.push_back({resolver_.resolve_path(*cg), s.pid, comm_of(paths_, s.pid), s.share});
+      dev.shares.push_back(
+          {resolver_.resolve_path(*cg), s.pid, process_comm(paths_, s.pid), s.share});
     }
     if (a.readable) out.devices.push_back(std::move(dev));
     last_[i] = std::move(split);
@@ -124,17 +125,7 @@ GpuTick GpuWorkloads::tick(const NvmlSource& nvml, double now_s) {
   return out;
 }
 
-void GpuWorkloads::append_families(const NvmlSource& nvml, std::vector<Family>& out) const {
-  Family info{"wattprobe_gpu_info",
-              "GPUs the nvml source reads; device is the socket label of the gpu domain's node "
-              "series. energy says whether joules are the GPU's counter or integrated power.",
-              MetricType::gauge,
-              {}};
-  Family split{"wattprobe_gpu_split_info",
-               "How the last tick's GPU energy was split by process (exclusive, sampled, even, "
-               "none); with none, why.",
-               MetricType::gauge,
-               {}};
+void GpuWorkloads::append_families(const NvmlSource& nvml, Family& info, Family& split) const {
   const auto& devices = nvml.devices();
   for (std::size_t i = 0; i < devices.size(); ++i) {
     const GpuDeviceInfo& g = devices[i];
@@ -148,13 +139,85 @@ void GpuWorkloads::append_families(const NvmlSource& nvml, std::vector<Family>& 
                             {"state", g.lost ? "lost" : "ok"}},
                            1});
     if (i < last_.size()) {
-      split.series.push_back(
-          {{{"device", std::to_string(g.index)}, {"split", last_[i].method}, {"why", last_[i].why}},
-           1});
+      split.series.push_back({{{"source", std::string(nvml.name())},
+                               {"device", std::to_string(g.index)},
+                               {"split", last_[i].method},
+                               {"why", last_[i].why}},
+                              1});
     }
   }
-  out.push_back(std::move(info));
-  out.push_back(std::move(split));
+}
+
+DrmGpuWorkloads::DrmGpuWorkloads(HostPaths paths) : paths_(paths), resolver_(std::move(paths)) {}
+
+GpuTick DrmGpuWorkloads::tick(const HwmonSource& hwmon) {
+  DrmScan scan = scan_drm_clients(paths_);
+  std::map<std::string, std::vector<DrmBusySplit::Share>> by_pdev = busy_.tick(scan);
+  std::map<std::string, std::size_t> clients;  // pdev → DRM files open on it
+  for (const DrmClient& c : scan.clients) ++clients[c.pdev];
+
+  GpuTick out;
+  for (const HwmonSource::Sensor& s : hwmon.sensors()) {
+    if (s.domain != "gpu" || out.find(hwmon.name(), s.socket)) continue;
+    GpuDeviceTick dev;
+    dev.source = std::string(hwmon.name());
+    dev.device = s.socket;
+    GpuSplitResult split;
+    auto shares = by_pdev.find(s.pci_address);
+    if (s.pci_address.empty()) {
+      split.why = "the hwmon chip names no PCI device to match DRM clients with";
+    } else if (shares != by_pdev.end()) {
+      split.method = "busy_time";
+      for (const DrmBusySplit::Share& p : shares->second) {
+        split.shares.push_back({p.pid, p.share});
+        auto cg = process_cgroup(paths_, p.pid);
+        if (!cg) {
+          dev.unresolved += p.share;  // exited between the scan and this read
+          continue;
+        }
+        dev.shares.push_back(
+            {resolver_.resolve_path(*cg), p.pid, process_comm(paths_, p.pid), p.share});
+      }
+    } else if (clients.count(s.pci_address) > 0) {
+      split.why = "no process added DRM busy time in the tick";
+    } else {
+      split.why = "no process shows a DRM client of " + s.pci_address + " in " +
+                  paths_.proc("").string() + "<pid>/fdinfo (none open, or another pid namespace)";
+    }
+    dev.method = split.method;
+    dev.why = split.why;
+    last_[dev.device] = std::move(split);
+    out.devices.push_back(std::move(dev));
+  }
+  return out;
+}
+
+void DrmGpuWorkloads::append_split_info(Family& split) const {
+  for (const auto& [device, r] : last_) {
+    split.series.push_back({{{"source", "hwmon"},
+                             {"device", std::to_string(device)},
+                             {"split", r.method},
+                             {"why", r.why}},
+                            1});
+  }
+}
+
+void append_gpu_families(const NvmlSource* nvml, const GpuWorkloads* nvml_split,
+                         const DrmGpuWorkloads* drm_split, std::vector<Family>& out) {
+  Family info{"wattprobe_gpu_info",
+              "GPUs the nvml source reads; device is the socket label of the gpu domain's node "
+              "series. energy says whether joules are the GPU's counter or integrated power.",
+              MetricType::gauge,
+              {}};
+  Family split{"wattprobe_gpu_split_info",
+               "How the last tick's GPU energy was split by process (exclusive, sampled, even, "
+               "busy_time, none), per source and device; with none, why.",
+               MetricType::gauge,
+               {}};
+  if (nvml && nvml_split) nvml_split->append_families(*nvml, info, split);
+  if (drm_split) drm_split->append_split_info(split);
+  if (nvml) out.push_back(std::move(info));
+  if (nvml_split || drm_split) out.push_back(std::move(split));
 }
 
 }  // namespace wattprobe

@@ -2,6 +2,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +11,8 @@
 #include "agent/base/snapshot.h"
 #include "collectors/cgroup_resolver.h"
 #include "collectors/cpu_accounting.h"
+#include "collectors/drm_fdinfo.h"
+#include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 
 namespace wattprobe {
@@ -62,6 +66,12 @@ class GpuSplitter {
   std::deque<Seen> window_samples_;
 };
 
+/// The cgroup v2 path of a process ("0::" line of /proc/<pid>/cgroup), or nullopt when it is
+/// gone or has none.
+std::optional<std::string> process_cgroup(const HostPaths& paths, uint32_t pid);
+/// /proc/<pid>/comm, non-printable bytes replaced; "" when the process is gone.
+std::string process_comm(const HostPaths& paths, uint32_t pid);
+
 /// A process's part of a GPU's workload energy, with its workload.
 struct GpuWorkloadShare {
   WorkloadId id;
@@ -72,6 +82,7 @@ struct GpuWorkloadShare {
 
 /// The split of one GPU for attribution: shares + unresolved = 1 unless method is "none".
 struct GpuDeviceTick {
+  std::string source;  // the energy source whose `gpu` row (socket = device) this splits
   int device = -1;
   std::string method = "none";
   std::string why;
@@ -80,12 +91,12 @@ struct GpuDeviceTick {
   double unresolved = 0;  // share of processes gone before their workload was read
 };
 
+/// The GPUs of every source that can split them: nvml's and hwmon's may both be present.
 struct GpuTick {
-  std::string source;  // the energy source whose `gpu` rows these devices split
   std::vector<GpuDeviceTick> devices;
-  const GpuDeviceTick* find(int device) const {
+  const GpuDeviceTick* find(std::string_view source, int device) const {
     for (const GpuDeviceTick& d : devices) {
-      if (d.device == device) return &d;
+      if (d.device == device && d.source == source) return &d;
     }
     return nullptr;
   }
@@ -99,8 +110,8 @@ class GpuWorkloads {
  public:
   explicit GpuWorkloads(HostPaths paths);
   GpuTick tick(const NvmlSource& nvml, double now_s);
-  /// wattprobe_gpu_info and the last tick's split per GPU.
-  void append_families(const NvmlSource& nvml, std::vector<Family>& out) const;
+  /// wattprobe_gpu_info rows and the last tick's split per GPU.
+  void append_families(const NvmlSource& nvml, Family& info, Family& split) const;
 
  private:
   HostPaths paths_;
@@ -108,5 +119,30 @@ class GpuWorkloads {
   std::vector<GpuSplitter> splitters_;
   std::vector<GpuSplitResult> last_;
 };
+
+/// Splits the energy of hwmon's GPUs (amdgpu, i915, xe) by the DRM busy time each process added
+/// in the tick: the kernel's own per-process GPU accounting (/proc/<pid>/fdinfo, drm-engine-*),
+/// matched to the hwmon chip through its PCI address (drm-pdev = the chip's `device` link).
+/// Busy time is what the GPU's engines spent on a process's work, so it is the GPU's
+/// counterpart of CPU time; it says nothing about how much power that work drew, which is the
+/// same assumption the CPU split makes. A tick in which no process added busy time leaves the
+/// GPU's dynamic energy unattributed, with why.
+class DrmGpuWorkloads {
+ public:
+  explicit DrmGpuWorkloads(HostPaths paths);
+  GpuTick tick(const HwmonSource& hwmon);
+  /// wattprobe_gpu_split_info rows for hwmon's GPUs.
+  void append_split_info(Family& split) const;
+
+ private:
+  HostPaths paths_;
+  CgroupResolver resolver_;
+  DrmBusySplit busy_;
+  std::map<int, GpuSplitResult> last_;  // by device (hwmon's socket)
+};
+
+/// wattprobe_gpu_info (nvml's GPUs) and wattprobe_gpu_split_info (every GPU that is split).
+void append_gpu_families(const NvmlSource* nvml, const GpuWorkloads* nvml_split,
+                         const DrmGpuWorkloads* drm_split, std::vector<Family>& out);
 
 }  // namespace wattprobe

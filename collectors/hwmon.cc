@@ -85,15 +85,14 @@ void add_rails(Chip& chip, std::vector<int> volts, const std::vector<int>& amps,
         continue;
       }
     }
-    HwmonSource::Sensor s{"rail" + std::to_string(k),
-                          "rail",
-                          -1,
-                          ReadingKind::power_gauge,
-                          chip.dir / (in + "_input"),
-                          label,
-                          chip.dir / (curr + "_input"),
-                          "part",
-                          {}};
+    HwmonSource::Sensor s;
+    s.key = "rail" + std::to_string(k);
+    s.domain = "rail";
+    s.kind = ReadingKind::power_gauge;
+    s.file = chip.dir / (in + "_input");
+    s.label = label;
+    s.current_file = chip.dir / (curr + "_input");
+    s.rail_role = "part";
     rails.push_back(std::move(s));
   }
   if (!unpaired.empty()) {
@@ -112,8 +111,11 @@ void add_rails(Chip& chip, std::vector<int> volts, const std::vector<int>& amps,
     // The total last, so the parts keep their channel order.
     std::rotate(total, total + 1, rails.end());
   } else {
-    HwmonSource::Sensor sum{"rails_sum", "platform", -1, ReadingKind::power_gauge, {}, "",
-                            {},          "sum",      {}};
+    HwmonSource::Sensor sum;
+    sum.key = "rails_sum";
+    sum.domain = "platform";
+    sum.kind = ReadingKind::power_gauge;
+    sum.rail_role = "sum";
     for (std::size_t i = 0; i < rails.size(); ++i) sum.sum_of.push_back(i);  // chip-relative
     rails.push_back(std::move(sum));
   }
@@ -197,7 +199,8 @@ Availability HwmonSource::probe() {
                  -1,
                  ReadingKind::energy_counter,
                  chip.dir / (stem + "_input"),
-                 optional_label(chip.dir / (stem + "_label"))};
+                 optional_label(chip.dir / (stem + "_label")),
+                 {}};
         if (chip.name == "amd_energy") {
           int socket = -1;
           if (s.label.rfind("Ecore", 0) == 0) {
@@ -219,9 +222,13 @@ Availability HwmonSource::probe() {
     } else {
       for (const auto& [k, file] : power_file) {
         const std::string stem = "power" + std::to_string(k);
-        chip.sensors.push_back(Sensor{stem, chip_domain(chip.name), -1, ReadingKind::power_gauge,
+        chip.sensors.push_back(Sensor{stem,
+                                      chip_domain(chip.name),
+                                      -1,
+                                      ReadingKind::power_gauge,
                                       chip.dir / file,
-                                      optional_label(chip.dir / (stem + "_label"))});
+                                      optional_label(chip.dir / (stem + "_label")),
+                                      {}});
       }
     }
     if (per_core > 0) {
@@ -239,11 +246,17 @@ Availability HwmonSource::probe() {
   for (const auto& c : chips) ++name_count[c.name];
   std::vector<std::string> listed;
   std::vector<Error> read_errors;
+  int gpus = 0;
   for (auto& c : chips) {
     const std::string prefix = name_count[c.name] > 1 ? c.name + "@" + c.device : c.name;
+    const bool gpu = chip_domain(c.name) == "gpu";
     const std::size_t first = sensors_.size();
     for (auto& s : c.sensors) {
       s.key = prefix + "/" + s.key;
+      if (gpu) s.socket = gpus;
+      // A PCI address is domain:bus:device.function; platform devices have other names.
+      if (c.device.size() == 12 && c.device[4] == ':' && c.device[7] == ':' && c.device[10] == '.')
+        s.pci_address = c.device;
       std::string how = s.file.filename().string();
       if (s.rail_role == "sum") {
         for (std::size_t& i : s.sum_of) i += first;
@@ -265,6 +278,7 @@ Availability HwmonSource::probe() {
       listed.push_back(s.key + " (" + where + ", " + how + ")");
       sensors_.push_back(std::move(s));
     }
+    if (gpu) ++gpus;
   }
 
   Availability out;

@@ -21,7 +21,8 @@ namespace wattprobe {
 ///                         (the socket counter already covers its cores; adding both would count
 ///                         the cores twice)
 ///   power_meter           (ACPI power meter, acpi_power_meter driver) → platform
-///   amdgpu, i915, xe, nouveau → gpu
+///   amdgpu, i915, xe, nouveau → gpu, socket = the GPU's place among those chips (0, 1, ...),
+///                         so two GPUs never share a series
 ///   any other chip with a power or energy sensor → platform
 ///   a chip with neither but with voltage and current rails (inK_input mV, currK_input mA, as
 ///   ina3221 on NVIDIA Jetson boards) → power = V × I per rail, integrated over each tick.
@@ -54,6 +55,9 @@ class HwmonSource : public EnergySource {
     ReadingKind kind = ReadingKind::energy_counter;
     std::filesystem::path file;
     std::string label;
+    /// The chip's PCI device ("0000:03:00.0", its `device` link), where it is one: a GPU's DRM
+    /// clients name it as drm-pdev.
+    std::string pci_address = {};
     /// A rail read as voltage × current: `file` is inK_input, this currK_input. Empty for power
     /// and energy sensors.
     std::filesystem::path current_file = {};

@@ -1,5 +1,8 @@
 #include "agent/cli/doctor.h"
 
+#include <optional>
+#include <set>
+
 #include "agent/accounting_choice.h"
 #include "agent/base/text_file.h"
 #include "agent/base/utc_time.h"
@@ -8,6 +11,7 @@
 #include "agent/device_health.h"
 #include "agent/privileges.h"
 #include "bpf/sched_account_loader.h"
+#include "collectors/drm_fdinfo.h"
 #include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 #include "collectors/registry.h"
@@ -56,19 +60,37 @@ int run_doctor(const Options& options, std::ostream& out) {
   }
   for (const std::string& line : nvml.doctor_report()) out << "  " << line << "\n";
 
-  // hwmon's GPU sensors measure the GPU but say nothing of who used it, and a GPU is never split
-  // by CPU time: say so, since the workloads otherwise show no GPU energy without a reason.
+  // hwmon's GPU sensors are split by the kernel's DRM busy time of each process; say whether any
+  // process holds a client of the GPU now, since otherwise its dynamic energy is unattributed.
   HwmonSource hwmon(options.paths);
   if (hwmon.probe().available) {
     bool header = false;
+    std::optional<DrmScan> scan;
     for (const HwmonSource::Sensor& sensor : hwmon.sensors()) {
       if (sensor.domain != "gpu") continue;
       if (!header) out << "\nGPUs (hwmon):\n";
       header = true;
       out << "  " << sensor.key << (sensor.label.empty() ? "" : " (" + sensor.label + ")")
-          << ": energy measured; split by process: none - wattprobe reads no per-process signal "
-             "for this GPU (the kernel's DRM fdinfo busy time is not read yet), so its dynamic "
-             "energy is unattributed, never split by CPU time\n";
+          << ", GPU " << sensor.socket << ": energy measured; split by process: ";
+      if (sensor.pci_address.empty()) {
+        out << "none - the chip names no PCI device to match the kernel's DRM clients with, so "
+               "its dynamic energy is unattributed, never split by CPU time\n";
+        continue;
+      }
+      if (!scan) scan = scan_drm_clients(options.paths);
+      std::set<uint32_t> holders;
+      for (const DrmClient& c : scan->clients) {
+        if (c.pdev == sensor.pci_address) holders.insert(c.pid);
+      }
+      out << "DRM busy time of " << sensor.pci_address << " (drm-engine-* in "
+          << options.paths.proc().string() << "/<pid>/fdinfo); ";
+      if (holders.empty()) {
+        out << "no process holds a DRM client of it now, so its dynamic energy is unattributed "
+               "until one does, never split by CPU time\n";
+      } else {
+        out << holders.size() << (holders.size() == 1 ? " process holds" : " processes hold")
+            << " a DRM client of it now\n";
+      }
     }
   }
 

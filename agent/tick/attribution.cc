@@ -162,8 +162,7 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       est.set_override(it->second);
     }
     const bool is_gpu = d.domain == "gpu";
-    const GpuDeviceTick* dev =
-        is_gpu && gpu && d.source == gpu->source ? gpu->find(d.socket) : nullptr;
+    const GpuDeviceTick* dev = is_gpu && gpu ? gpu->find(d.source, d.socket) : nullptr;
     // A GPU's idle power is learned against its own utilisation, never the CPU's.
     double row_utilisation = is_gpu ? (dev ? dev->utilisation : -1) : utilisation;
     if (energy.seconds > 0 && row_utilisation >= 0) est.observe(row_utilisation, d.watts);
@@ -185,7 +184,7 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
           double j = dynamic * s.share;
           share[index_of.at(s.id)] += j;
           given += j;
-          auto& by = gpu_split_joules_[s.id][{dev->device, dev->method}];
+          auto& by = gpu_split_joules_[s.id][{dev->source, dev->device, dev->method}];
           by += j;
           if (options_.process_metrics_top > 0 && in_host[r])
             processes_.add_gpu(s.pid, s.comm, s.id.workload, j, now_ms);
@@ -419,16 +418,19 @@ void Attribution::append_families(std::vector<Family>& out) const {
                                  rows_[r].idle_watts});
   }
   Family gpu{"wattprobe_workload_gpu_energy_joules_total",
-             "GPU energy attributed to a workload, by GPU (device = the NVML index) and how the "
-             "split was made (exclusive, sampled, even); also counted in "
+             "GPU energy attributed to a workload, by GPU (source and device = the gpu domain's "
+             "socket) and how the split was made (exclusive, sampled, even, busy_time); also "
+             "counted in "
              "wattprobe_workload_energy_joules_total{domain=\"gpu\"}.",
              MetricType::counter,
              {}};
   for (const auto& [id, by] : gpu_split_joules_) {
     for (const auto& [key, j] : by) {
-      Labels l = workload_labels(id, 2);
-      l.emplace_back("device", std::to_string(key.first));
-      l.emplace_back("split", key.second);
+      const auto& [source, device, method] = key;
+      Labels l = workload_labels(id, 3);
+      l.emplace_back("source", source);
+      l.emplace_back("device", std::to_string(device));
+      l.emplace_back("split", method);
       gpu.series.push_back({std::move(l), j});
     }
   }

@@ -142,8 +142,10 @@ class Attribution {
   std::map<std::string, double> idle_total_;          // by domain
   std::map<std::string, double> unattributed_total_;  // by domain
   ProcessEnergy processes_;
-  /// Per workload: GPU joules by {device, split method}, for wattprobe_workload_gpu_energy_*.
-  std::unordered_map<WorkloadId, std::map<std::pair<int, std::string>, double>, WorkloadIdHash>
+  /// Per workload: GPU joules by {source, device, split method}, for
+  /// wattprobe_workload_gpu_energy_*.
+  std::unordered_map<WorkloadId, std::map<std::tuple<std::string, int, std::string>, double>,
+                     WorkloadIdHash>
       gpu_split_joules_;
   uint64_t violations_ = 0;
   uint64_t records_lost_ = 0;

@@ -28,9 +28,10 @@ std::string doctor(const std::string& args) {
   return out;
 }
 
-// An amdgpu power sensor measures the GPU but names no process: doctor says the GPU's dynamic
-// energy is unattributed and why, instead of leaving the workloads' missing GPU energy a puzzle.
-TEST(Doctor, AnHwmonGpuWithoutAPerProcessSignalIsUnattributedAndDoctorSaysWhy) {
+// An amdgpu power sensor is split by the DRM busy time of the processes holding a client of its
+// PCI device: doctor says how many do now, and that without one the dynamic energy is
+// unattributed, instead of leaving the workloads' missing GPU energy a puzzle.
+TEST(Doctor, AnHwmonGpuIsSplitByDrmBusyTimeAndDoctorCountsItsClients) {
   TempTree tree;
   testing::HwmonScenario scenario;
   scenario.chips.push_back({5,
@@ -38,15 +39,34 @@ TEST(Doctor, AnHwmonGpuWithoutAPerProcessSignalIsUnattributedAndDoctorSaysWhy) {
                             "devices/pci0000:00/0000:03:00.0",
                             {{"power1_average", "35000000\n"}, {"power1_label", "PPT\n"}}});
   testing::write_hwmon(SysfsWriter(tree), scenario);
-  std::string out = doctor("--sysfs-root " + tree.root().string() +
-                           " --nvml-library /nonexistent/libnvidia-ml.so.1");
+  TempTree procfs;
+  std::string out =
+      doctor("--sysfs-root " + tree.root().string() + " --procfs-root " + procfs.root().string() +
+             " --nvml-library /nonexistent/libnvidia-ml.so.1");
   auto at = out.find(
-      "GPUs (hwmon):\n  amdgpu/power1 (PPT): energy measured; split by process: "
-      "none");
+      "GPUs (hwmon):\n  amdgpu/power1 (PPT), GPU 0: energy measured; split by process: DRM busy "
+      "time of 0000:03:00.0");
   ASSERT_NE(at, std::string::npos) << out;
   std::string line = out.substr(at, out.find('\n', out.find("(PPT)")) - at);
-  EXPECT_NE(line.find("DRM fdinfo"), std::string::npos) << line;
-  EXPECT_NE(line.find("unattributed, never split by CPU time"), std::string::npos) << line;
+  EXPECT_NE(line.find("no process holds a DRM client of it now"), std::string::npos) << line;
+  EXPECT_NE(line.find("unattributed until one does, never split by CPU time"), std::string::npos)
+      << line;
+
+  // Two processes open it (one of them twice, and one file elsewhere that is not a GPU's).
+  SysfsWriter proc(procfs);
+  const std::string info =
+      "drm-driver:\tamdgpu\ndrm-pdev:\t0000:03:00.0\ndrm-client-id:\t7\n"
+      "drm-engine-gfx:\t100 ns\n";
+  for (const char* fd : {"proc/300/fd/4", "proc/300/fd/5", "proc/301/fd/4"}) {
+    std::filesystem::create_directories(procfs.root() / std::filesystem::path(fd).parent_path());
+    std::filesystem::create_symlink("/dev/dri/renderD128", procfs.root() / fd);
+    std::string infopath = fd;
+    infopath.replace(infopath.find("/fd/"), 4, "/fdinfo/");
+    proc.write(infopath, info);
+  }
+  out = doctor("--sysfs-root " + tree.root().string() + " --procfs-root " + procfs.root().string() +
+               " --nvml-library /nonexistent/libnvidia-ml.so.1");
+  EXPECT_NE(out.find("2 processes hold a DRM client of it now"), std::string::npos) << out;
 }
 
 TEST(Doctor, NoHwmonGpuNoHwmonGpuSection) {

@@ -320,8 +320,8 @@ TEST(Attribution, GpuRowsFollowTheirOwnSplitNeverCpuTime) {
   e.domains.push_back(h);
   CpuTick c = cpu({3'000'000, 1'000'000}, 8'000'000);  // w0 3:1 w1 on the CPU
   GpuTick gpu;
-  gpu.source = "nvml";
   GpuDeviceTick dev;
+  dev.source = "nvml";
   dev.device = 0;
   dev.method = "sampled";
   dev.utilisation = 0.8;
@@ -365,6 +365,63 @@ TEST(Attribution, GpuRowsFollowTheirOwnSplitNeverCpuTime) {
     }
   }
   EXPECT_TRUE(labelled);
+}
+
+// nvml's GPU 0 and hwmon's GPU 0 are different GPUs: each row takes the split of its own
+// source's device, and the per-GPU series say which source they came from.
+TEST(Attribution, GpusOfTwoSourcesWithTheSameIndexAreSplitApart) {
+  AttributionOptions o;
+  o.idle_watts["gpu"] = 0;
+  Attribution a(o);
+  NodeEnergy e = node({{"package", 50}});
+  DomainEnergy g;
+  g.source = "nvml";
+  g.domain = "gpu";
+  g.socket = 0;
+  g.joules = 300;
+  g.watts = 300;
+  e.domains.push_back(g);
+  DomainEnergy h = g;
+  h.source = "hwmon";
+  h.joules = 100;
+  h.watts = 100;
+  e.domains.push_back(h);
+  CpuTick c = cpu({3'000'000, 1'000'000}, 8'000'000);
+  GpuTick gpu;
+  GpuDeviceTick nv;
+  nv.source = "nvml";
+  nv.device = 0;
+  nv.method = "exclusive";
+  nv.shares.push_back({{"trainer", "service", "", "", ""}, 11, "python3", 1.0});
+  gpu.devices.push_back(nv);
+  GpuDeviceTick drm;
+  drm.source = "hwmon";
+  drm.device = 0;
+  drm.method = "busy_time";
+  drm.shares.push_back({{"render", "service", "", "", ""}, 21, "blender", 0.75});
+  drm.shares.push_back({{"trainer", "service", "", "", ""}, 11, "python3", 0.25});
+  gpu.devices.push_back(drm);
+  EnergyTick t = a.apply(e, c, 1000, &gpu);
+  EXPECT_EQ(a.conservation_violations(), 0u);
+  std::map<std::string, double> gpu_part;
+  for (const auto& w : t.workloads) gpu_part[w.id.workload] = w.gpu_joules;
+  EXPECT_NEAR(gpu_part["trainer"], 300 + 25, 1e-9);
+  EXPECT_NEAR(gpu_part["render"], 75, 1e-9);
+  EXPECT_EQ(gpu_part["w0"], 0);
+  std::vector<Family> fams;
+  a.append_families(fams);
+  std::map<std::string, double> by;  // "workload source split" → joules
+  for (const auto& f : fams) {
+    if (f.name != "wattprobe_workload_gpu_energy_joules_total") continue;
+    for (const auto& s : f.series) {
+      std::map<std::string, std::string> l(s.labels.begin(), s.labels.end());
+      by[l["workload"] + " " + l["source"] + " " + l["device"] + " " + l["split"]] += s.value;
+    }
+  }
+  EXPECT_NEAR(by["trainer nvml 0 exclusive"], 300, 1e-9);
+  EXPECT_NEAR(by["trainer hwmon 0 busy_time"], 25, 1e-9);
+  EXPECT_NEAR(by["render hwmon 0 busy_time"], 75, 1e-9);
+  EXPECT_EQ(by.size(), 3u);
 }
 
 }  // namespace
