@@ -81,7 +81,7 @@ std::optional<ReplacementOptions> take(std::vector<std::string>& args) {
   if (given.empty()) return std::nullopt;
   if (!given.count("replacement-embodied-kg") || !given.count("replacement-power-ratio")) {
     refuse(
-        "--replacement-embodied-kg and --replacement-power-ratio are given together (and "
+        "--replacement-embodied-kg and --replacement-power-ratio must be given together (and "
         "--grid-intensity, --pue, --install-date, --lifetime-years only with them)");
   }
   ReplacementOptions o;
@@ -119,7 +119,7 @@ Result<std::optional<ReplacementOptions>> take_replacement_options(std::vector<s
 }
 
 std::string replacement_help() {
-  return "Keep or replace (docs/methodology.md):\n"
+  return "\nKeep or replace (docs/methodology.md):\n"
          "  --replacement-embodied-kg KG  embodied kgCO2e of the device that would replace this "
          "one\n"
          "  --replacement-power-ratio R   its energy for the same work, against this device's "
