@@ -142,12 +142,13 @@ void DeviceHealth::append_families(std::vector<Family>& out) const {
     out.push_back(std::move(f));
   }
   if (!temperatures_.devices.empty()) {
+    // Which sensor is hottest changes from read to read; as a label it would start a new
+    // series each time, so doctor names it and the series is per device only.
     Family f{"wattprobe_device_temperature_max_celsius",
-             "The hottest temperature sensor of each device (hwmon chip or thermal zone), and "
-             "which sensor it is.",
+             "The hottest temperature sensor of each device (hwmon chip or thermal zone).",
              MetricType::gauge};
     for (const HottestSensor& s : temperatures_.devices) {
-      f.series.push_back({{{"device", s.device}, {"sensor", s.sensor}}, s.celsius});
+      f.series.push_back({{{"device", s.device}}, s.celsius});
     }
     out.push_back(std::move(f));
   }

@@ -125,6 +125,8 @@ BatteryScan read_batteries(const HostPaths& paths) {
   }
   if (ec) {
     out.none_reason = error_from_errno(ec.value(), root.string(), "list").message();
+  } else if (supplies.empty()) {
+    out.none_reason = "no power supply under " + root.string();
   } else if (out.batteries.empty()) {
     out.none_reason = std::to_string(supplies.size()) +
                       (supplies.size() == 1 ? " power supply" : " power supplies") +
