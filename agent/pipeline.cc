@@ -128,6 +128,12 @@ Result<bool> Pipeline::start(const LogLine& log) {
       return line("remote-write", started.error());
     }
   }
+  if (role_ == PipelineRole::daemon && !options_.guest_energy.dir.empty()) {
+    guest_energy_ = std::make_unique<GuestEnergyWriter>(options_.guest_energy);
+    if (auto opened = guest_energy_->open(); !opened.ok()) {
+      return line("--guest-energy-dir", opened.error());
+    }
+  }
   return true;
 }
 
@@ -185,6 +191,7 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   if (ledger_) ledger_->append_families(families);
   if (checkpoint_) checkpoint_->append_families(families);
   if (remote_write_) remote_write_->append_families(families);
+  if (guest_energy_) guest_energy_->append_families(families);
   for (const SnapshotSink* sink : sinks_) sink->append_families(families);
   loop_.append_families(families);
   SnapshotPtr published = std::move(snap);
@@ -195,6 +202,9 @@ void Pipeline::tick(double seconds, const LogLine& log) {
 
   // sinks: the one place the route branches.
   if (remote_write_) remote_write_->enqueue(*published);
+  if (guest_energy_) {
+    for (const std::string& l : guest_energy_->write(*published)) log(l);
+  }
   for (SnapshotSink* sink : sinks_) sink->on_snapshot(published);
 }
 

@@ -20,6 +20,7 @@
 #include "collectors/gpu_split.h"
 #include "collectors/hwmon.h"
 #include "collectors/nvml.h"
+#include "exporters/guest_energy.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
@@ -105,9 +106,10 @@ class Pipeline {
   const HwmonSource* hwmon_ = nullptr;
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
-  std::unique_ptr<Ledger> ledger_;                // daemon only
-  std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
-  std::unique_ptr<RemoteWrite> remote_write_;     // daemon with --remote-write-url only
+  std::unique_ptr<Ledger> ledger_;                   // daemon only
+  std::unique_ptr<CheckpointKeeper> checkpoint_;     // daemon only
+  std::unique_ptr<RemoteWrite> remote_write_;        // daemon with --remote-write-url only
+  std::unique_ptr<GuestEnergyWriter> guest_energy_;  // daemon with --guest-energy-dir only
   /// Batteries, thermal stress, storage wear: exported beside the energy, never attributed.
   std::unique_ptr<DeviceHealth> health_;
   std::vector<SnapshotSink*> sinks_;

@@ -119,6 +119,10 @@ po::options_description describe() {
       "delete ledger day files older than this many days (default 400; 0 keeps all)")(
       "ledger-period", po::value<std::string>(),
       "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
+      "guest-energy-dir", po::value<std::string>(),
+      "host: keep DIR/<vm>/energy.json with each VM's energy, for its guest's host source")(
+      "host-energy-path", po::value<std::string>(),
+      "guest: the VM's folder from the host's --guest-energy-dir, read by the host source")(
       "source.model.min_watts_per_vcpu", po::value<std::string>(),
       "model: W per vCPU at 0 % (default 0.74)")("source.model.max_watts_per_vcpu",
                                                  po::value<std::string>(),
@@ -447,6 +451,10 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("grid-intensity")) c.grid_intensity = to_double("grid-intensity", *r, 0, 5000);
   if (auto r = one("grid-zone")) c.zone = r->value;
   if (auto r = one("grid-file")) c.grid_file = r->value;
+  // The host's intensity comes from the file the host source reads, unless told otherwise.
+  if (auto r = one("host-energy-path"); r && c.grid_file.empty() && c.grid_provider == "host") {
+    c.grid_file = r->value;
+  }
   if (auto r = one("grid-url")) {
     c.grid_url = r->value;
   }
@@ -575,6 +583,20 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   check_secrets(o);
+
+  // VM passthrough (docs/guest-energy.md): the host writes each VM's figures, the guest reads them.
+  if (auto r = one("guest-energy-dir")) {
+    if (r->value.empty()) bad("guest-energy-dir", *r, "expected a folder");
+    o.guest_energy.dir = r->value;
+    o.guest_energy.pue = c.pue;
+    o.guest_energy.interval_seconds = static_cast<double>(o.interval.count()) / 1000.0;
+    if (auto idle = one("idle-attribution")) o.guest_energy.idle_attribution = idle->value;
+  }
+  if (auto r = one("host-energy-path")) {
+    if (r->value.empty())
+      bad("host-energy-path", *r, "expected the VM's folder or its energy.json");
+    o.host_energy_path = r->value;
+  }
 
   if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
     throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +
