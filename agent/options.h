@@ -15,6 +15,7 @@
 #include "collectors/model.h"
 #include "collectors/registry.h"
 #include "exporters/guest_energy.h"
+#include "exporters/otlp.h"
 #include "exporters/remote_write.h"
 #include "exporters/web_config.h"
 
@@ -41,6 +42,7 @@ struct Options {
   std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
   CarbonOptions carbon;
   RemoteWriteOptions remote_write;         // off while url is empty
+  OtlpOptions otlp;                        // off while endpoint is empty
   LedgerOptions ledger;                    // its state_dir follows --state-dir
   GuestEnergyOptions guest_energy;         // --guest-energy-dir; off while its dir is empty
   std::filesystem::path host_energy_path;  // --host-energy-path, for the `host` source

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/base/result.h"
+#include "agent/base/series_starts.h"
 #include "agent/base/snapshot.h"
 #include "agent/carbon/carbon.h"
 #include "agent/device_health.h"
@@ -21,6 +22,7 @@
 #include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 #include "exporters/guest_energy.h"
+#include "exporters/otlp.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
@@ -110,6 +112,12 @@ class Pipeline {
   std::unique_ptr<CheckpointKeeper> checkpoint_;     // daemon only
   std::unique_ptr<RemoteWrite> remote_write_;        // daemon with --remote-write-url only
   std::unique_ptr<GuestEnergyWriter> guest_energy_;  // daemon with --guest-energy-dir only
+  std::unique_ptr<OtlpExporter> otlp_;               // daemon with --otlp-endpoint only
+  /// When each cumulative series began (OTLP's start times): observed each tick while OTLP
+  /// runs, restored from and saved to the checkpoint for the totals it continues.
+  SeriesStarts starts_;
+  int64_t started_ms_ = 0;    // wall clock at start(): the start of the first tick's series
+  int64_t last_tick_ms_ = 0;  // the end of the last tick: the start of a series new in this one
   /// Batteries, thermal stress, storage wear: exported beside the energy, never attributed.
   std::unique_ptr<DeviceHealth> health_;
   std::vector<SnapshotSink*> sinks_;
