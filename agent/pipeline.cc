@@ -82,6 +82,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_, options))) {
   for (const auto& source : meter_->sources()) {
     if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
+    if (auto* hwmon = dynamic_cast<const HwmonSource*>(source.get())) hwmon_ = hwmon;
   }
   if (nvml_) gpu_ = std::make_unique<GpuWorkloads>(options.paths);
   for (const auto& source : meter_->sources()) {
@@ -92,6 +93,9 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     }
   }
   if (hwmon_gpus_) drm_gpu_ = std::make_unique<DrmGpuWorkloads>(options.paths);
+  // Here, in the privileged half, because the NVMe SMART logs need CAP_SYS_ADMIN.
+  health_ = std::make_unique<DeviceHealth>(options.paths,
+                                           parse_install_date(options.carbon.install_date));
   if (role_ == PipelineRole::daemon) {
     ledger_ = std::make_unique<Ledger>(options.ledger);
     checkpoint_ = std::make_unique<CheckpointKeeper>(
@@ -194,6 +198,9 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   meter_->append_families(families);
   attribution_.append_families(families);
   append_gpu_families(nvml_, gpu_.get(), drm_gpu_.get(), families);
+  if (hwmon_) hwmon_->append_families(families);
+  health_->tick(seconds, now_ms, log);
+  health_->append_families(families);
   families.push_back({"wattprobe_agent_accounting_mode",
                       "How per-workload CPU time is accounted: bpf, or the procfs fallback.",
                       MetricType::gauge,

@@ -8,6 +8,7 @@
 #include "agent/base/utc_time.h"
 #include "agent/carbon/carbon.h"
 #include "agent/carbon/grid/registry.h"
+#include "agent/device_health.h"
 #include "agent/privileges.h"
 #include "bpf/sched_account_loader.h"
 #include "collectors/drm_fdinfo.h"
@@ -141,6 +142,8 @@ int run_doctor(const Options& options, std::ostream& out) {
   // One fetch, so doctor shows whether the configured grid API answers (never the key).
   carbon.grid().refresh_now(wall_clock_ms());
   out << carbon.doctor_report();
+  DeviceHealth health(options.paths, parse_install_date(options.carbon.install_date));
+  out << health.doctor_report(wall_clock_ms());
   return choice.measured ? 0 : 1;
 }
 

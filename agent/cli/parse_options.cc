@@ -149,7 +149,11 @@ po::options_description describe() {
       "source.model.min_watts_per_vcpu", po::value<std::string>(),
       "model: W per vCPU at 0 % (default 0.74)")("source.model.max_watts_per_vcpu",
                                                  po::value<std::string>(),
-                                                 "model: W per vCPU at 100 % (default 3.5)");
+                                                 "model: W per vCPU at 100 % (default 3.5)")(
+      "source.model.board_idle_watts", po::value<std::string>(),
+      "model: a sensorless board's W at 0 % CPU (with board_max_watts: a board estimate)")(
+      "source.model.board_max_watts", po::value<std::string>(),
+      "model: a sensorless board's W at 100 % CPU");
   // clang-format on
   return d;
 }
@@ -464,6 +468,21 @@ Options parse_run_options(const std::vector<std::string>& args) {
   }
   if (auto r = one("source.model.max_watts_per_vcpu")) {
     o.model.max_watts_per_vcpu = to_double("source.model.max_watts_per_vcpu", *r, 0, 1000);
+  }
+  if (auto r = one("source.model.board_idle_watts")) {
+    o.model.board_idle_watts = to_double("source.model.board_idle_watts", *r, 0, 10000);
+  }
+  if (auto r = one("source.model.board_max_watts")) {
+    o.model.board_max_watts = to_double("source.model.board_max_watts", *r, 0, 10000);
+  }
+  if (o.model.board_idle_watts.has_value() != o.model.board_max_watts.has_value()) {
+    throw UsageError(
+        "invalid [source.model]: board_idle_watts and board_max_watts are set together");
+  }
+  if (o.model.board_idle_watts && *o.model.board_max_watts < *o.model.board_idle_watts) {
+    throw UsageError("invalid [source.model]: board_max_watts (" +
+                     std::to_string(*o.model.board_max_watts) + ") is below board_idle_watts (" +
+                     std::to_string(*o.model.board_idle_watts) + ")");
   }
   CarbonOptions& c = o.carbon;
   if (auto r = one("grid-provider")) c.grid_provider = r->value;

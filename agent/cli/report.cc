@@ -17,6 +17,7 @@
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/intensity.h"
 #include "agent/cli/parse_options.h"
+#include "agent/cli/replacement.h"
 #include "agent/state/ledger.h"
 
 namespace wattprobe {
@@ -572,15 +573,20 @@ void print_report(const ReportOptions& o, const LedgerSums& s, std::ostream& out
   }
 }
 
-int run_report(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  for (const std::string& a : args) {
+int run_report(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
+  for (const std::string& a : all_args) {
     if (a == "--help" || a == "-h") {
-      out << report_help();
+      out << report_help() << replacement_help();
       return 0;
     }
   }
   ReportOptions o;
+  std::vector<std::string> args = all_args;
+  std::optional<ReplacementOptions> replacement;
   try {
+    auto taken = take_replacement_options(args);
+    if (!taken) throw UsageError(taken.error().detail);
+    replacement = *taken;
     o = parse_report_options(args, wall_ms());
   } catch (const UsageError& e) {
     err << "wattprobe report: " << e.what() << '\n';
@@ -592,6 +598,19 @@ int run_report(const std::vector<std::string>& args, std::ostream& out, std::ost
         << format_utc_instant(o.since_ms) << ", " << format_utc_instant(o.until_ms) << ") under "
         << (o.state_dir / "ledger").string() << '\n';
     return 1;
+  }
+  if (replacement) {
+    const ReportRow total = sums.total();
+    const LedgerTotals ledger{o.since_ms,           o.until_ms,
+                              total.joules,         total.operational_grams,
+                              total.embodied_grams, sums.covered_seconds};
+    auto result = compute_replacement(*replacement, ledger, wall_ms());
+    if (!result) {
+      err << "wattprobe report: " << result.error().detail << '\n';
+      return 1;
+    }
+    print_replacement(*replacement, ledger, *result, out);
+    return 0;
   }
   print_report(o, sums, out);
   return 0;

@@ -30,6 +30,10 @@ CONTRACT = {
     "wattprobe_agent_bpf_records_lost_total", "wattprobe_agent_remote_write_queue_samples",
     "wattprobe_agent_remote_write_samples_dropped_total", "wattprobe_agent_cpu_seconds_total",
     "wattprobe_agent_resident_memory_bytes",
+    "wattprobe_node_idle_operational_co2e_grams_total",
+    "wattprobe_node_unattributed_operational_co2e_grams_total",
+    "wattprobe_device_battery_capacity_ratio", "wattprobe_device_storage_wear_ratio",
+    "wattprobe_device_thermal_throttle_events_total", "wattprobe_device_temperature_max_celsius",
 }
 
 failures = []
@@ -200,7 +204,8 @@ def check_dashboard():
     titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("power by domain and source", "top workloads by power", "top workloads by co2e",
                   "idle share", "grid carbon intensity and forecast", "embodied", "device age",
-                  "measured versus estimated", "agent cpu", "agent resident memory"):
+                  "measured versus estimated", "agent cpu", "agent resident memory",
+                  "battery health", "storage wear", "break-even"):
         check(topic in titles, f"dashboard: a panel about {topic!r}")
     # The GPU panels (issue 14): watts by device and by workload, from the gpu domain.
     gpu = [p for p in dashboard["panels"] if p["title"].lower().startswith("gpu power by")]
