@@ -81,6 +81,14 @@ int run(const Options& options) {
     return 1;
   }
   log_line(*folder);
+  if (!options.guest_energy.dir.empty()) {
+    auto guests = prepare_guest_energy_folder(options.guest_energy.dir, owner);
+    if (!guests.ok()) {
+      log_line("--guest-energy-dir: " + guests.error().message());
+      return 1;
+    }
+    log_line(*guests);
+  }
 
   auto built = Pipeline::build(options, PipelineRole::daemon, log_to_stderr);
   if (!built.ok()) {

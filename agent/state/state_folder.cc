@@ -158,4 +158,57 @@ Result<std::string> prepare_state_folder(const fs::path& dir,
   return where + ": owner " + owner_name(st.st_uid) + ", mode " + octal_mode(st.st_mode) + how;
 }
 
+Result<std::string> prepare_guest_energy_folder(const std::filesystem::path& dir,
+                                                const std::optional<StateOwner>& owner) {
+  namespace fs = std::filesystem;
+  const std::string where = dir.string();
+  if (::mkdir(where.c_str(), 0755) != 0 && errno != EEXIST) {
+    return error_from_errno(errno, where, "create the guest energy folder");
+  }
+  struct stat st {};
+  if (::stat(where.c_str(), &st) != 0) return error_from_errno(errno, where, "stat");
+  if (!S_ISDIR(st.st_mode)) return Error{ErrorKind::unsupported, where, "is not a folder"};
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return Error{ErrorKind::unsupported, where,
+                 "is writable by its group or by everyone: whoever can write it could plant a "
+                 "link where the agent writes a VM's figures; chmod go-w it"};
+  }
+  std::string line = "guest energy folder " + where;
+  if (!owner || st.st_uid == owner->uid) return line + ": writable by the agent";
+  if (st.st_uid != 0 || ::geteuid() != 0) {
+    return Error{ErrorKind::unsupported, where,
+                 "is owned by uid " + std::to_string(st.st_uid) + ", not by " + owner->name +
+                     " who writes it; chown it to " + owner->name};
+  }
+  // Root's folder: hand over only what a run as root wrote (VM folders of energy.json).
+  std::error_code ec;
+  std::vector<fs::path> vm_folders;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path vm = it->path();
+    bool ours = it->is_directory(ec) && !it->is_symlink(ec);
+    for (fs::directory_iterator f(vm, ec), fend; ours && !ec && f != fend; f.increment(ec)) {
+      const std::string name = f->path().filename().string();
+      ours = name == "energy.json" || name == ".energy.json.tmp";
+    }
+    if (!ours) {
+      return Error{ErrorKind::unsupported, vm.string(),
+                   "is not a VM folder wattprobe wrote; not handing " + where + " to " +
+                       owner->name + ": chown it yourself, or point --guest-energy-dir elsewhere"};
+    }
+    vm_folders.push_back(vm);
+  }
+  if (ec) return error_from_errno(ec.value(), where, "list");
+  for (const fs::path& vm : vm_folders) {
+    for (fs::directory_iterator f(vm, ec), fend; !ec && f != fend; f.increment(ec)) {
+      if (::lchown(f->path().c_str(), owner->uid, owner->gid) != 0)
+        return error_from_errno(errno, f->path().string(), "chown");
+    }
+    if (::lchown(vm.c_str(), owner->uid, owner->gid) != 0)
+      return error_from_errno(errno, vm.string(), "chown");
+  }
+  if (::lchown(where.c_str(), owner->uid, owner->gid) != 0)
+    return error_from_errno(errno, where, "chown");
+  return line + ": handed from root to " + owner->name;
+}
+
 }  // namespace wattprobe

@@ -32,4 +32,14 @@ struct StateOwner {
 Result<std::string> prepare_state_folder(const std::filesystem::path& dir,
                                          const std::optional<StateOwner>& owner);
 
+/// Makes the --guest-energy-dir folder writable by `owner` before the agent drops to it: creates
+/// it (0755, so hypervisors and virtiofsd can read the VMs' folders) when missing; refuses a
+/// folder that is group- or world-writable (a guest with a writable share could then plant
+/// what the host writes through); started as root, hands a root-owned folder and the VM folders
+/// a run as root left in it (holding only energy.json and its temporary) to `owner`, links never
+/// followed. Anything else in a root-owned folder is refused, as for the state folder. Returns
+/// one line for the log.
+Result<std::string> prepare_guest_energy_folder(const std::filesystem::path& dir,
+                                                const std::optional<StateOwner>& owner);
+
 }  // namespace wattprobe

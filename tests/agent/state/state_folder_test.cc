@@ -117,3 +117,42 @@ TEST_F(StateFolderAsRoot, RefusesAFolderOfAnotherUserOrOneTheUserCannotReach) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+// --guest-energy-dir: handed to the run user with the VM folders a run as root left, a VM
+// folder holding anything else is refused, and a folder others may write is refused outright.
+TEST_F(StateFolderAsRoot, TheGuestEnergyFolderIsHandedOverWithItsVmFoldersOnly) {
+  const fs::path dir = tree.path("guests");
+  fs::create_directories(dir / "web1");
+  std::ofstream(dir / "web1/energy.json") << "{}";
+  auto line = prepare_guest_energy_folder(dir, nobody);
+  ASSERT_TRUE(line.ok()) << line.error().message();
+  EXPECT_THAT(*line, HasSubstr("handed from root to nobody"));
+  for (const fs::path& p : {dir, dir / "web1", dir / "web1/energy.json"}) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(p.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 65534u) << p;
+  }
+
+  const fs::path other = tree.path("srv");
+  fs::create_directories(other / "www");
+  std::ofstream(other / "www/index.html") << "hi";
+  auto refused = prepare_guest_energy_folder(other, nobody);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.error().message(), HasSubstr("is not a VM folder wattprobe wrote"));
+  struct stat st {};
+  ASSERT_EQ(::stat(other.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+
+  const fs::path open = tree.path("open");
+  fs::create_directories(open);
+  ASSERT_EQ(::chmod(open.c_str(), 0777), 0);
+  auto writable = prepare_guest_energy_folder(open, nobody);
+  ASSERT_FALSE(writable.ok());
+  EXPECT_THAT(writable.error().message(), HasSubstr("writable by its group or by everyone"));
+}
+
+}  // namespace
+}  // namespace wattprobe
