@@ -174,7 +174,8 @@ void Carbon::restore_budgets(const std::vector<BudgetState>& saved) {
 const CarbonTickGrams& Carbon::on_tick(const EnergyTick& tick) {
   GridIntensity::InForce in_force = grid_->at(tick.end_ms);
   // gCO2e = J / (3.6e6 J/kWh) × PUE × g/kWh.
-  const double g_per_joule = options_.pue * in_force.grams_per_kwh / kJoulesPerKwh;
+  const double g_per_joule =
+      in_force.pue.value_or(options_.pue) * in_force.grams_per_kwh / kJoulesPerKwh;
   const int64_t from_ms = tick.end_ms - static_cast<int64_t>(std::llround(tick.seconds * 1000));
   const double embodied = amortized_grams(embodied_.total_grams, install_ms_,
                                           options_.lifetime_years, from_ms, tick.end_ms);

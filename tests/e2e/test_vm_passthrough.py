@@ -261,6 +261,24 @@ def bad_files():
             signal="host")] == [300.0], 10, "the host's intensity in the guest")
         print("ok: --grid-provider host takes the host's 300 g/kWh from the file")
 
+        # And the host's PUE (1.2 in the file; the guest's own --pue is the default 1.0): the
+        # guest's operational grams per joule over a few ticks are 300 × 1.2 / 3.6e6.
+        def grams_and_joules(m):
+            grams = sum(v for name in ("wattprobe_workload_operational_co2e_grams_total",
+                                       "wattprobe_node_idle_operational_co2e_grams_total",
+                                       "wattprobe_node_unattributed_operational_co2e_grams_total")
+                        for _, v in series(m, name))
+            return grams, guest_node(m)
+        g0, j0 = grams_and_joules(scrape(guest.url))
+        for _ in range(10):
+            host.tick(joules=5.0)
+            time.sleep(0.2)
+        time.sleep(0.5)
+        g1, j1 = grams_and_joules(scrape(guest.url))
+        assert j1 > j0, (j0, j1)
+        near((g1 - g0) / (j1 - j0), 300 * 1.2 / 3.6e6, 1e-6,
+             "the guest's grams per joule use the host's intensity and PUE")
+
         for text, reason, words in (
                 ('{"schema": "wattprobe.guest-energy", "version": 1, "vm": "gue', "malformed",
                  "not JSON"),

@@ -28,6 +28,7 @@ GridFetch HostGridProvider::fetch(int64_t) {
   r.zone = zone_;
   r.signal = "host";
   r.time_ms = parsed->host_time_ms;
+  r.pue = parsed->pue;
   GridFetch f;
   f.reading = std::move(r);
   return f;

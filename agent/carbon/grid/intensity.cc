@@ -301,6 +301,7 @@ GridIntensity::InForce GridIntensity::at(int64_t time_ms) const {
     return out;
   }
   out.grams_per_kwh = good->grams_per_kwh;
+  out.pue = good->pue;
   if (!good->schedule.empty()) {
     // The last point at or before the tick; before the first point there is nothing in force
     // yet, so the static default applies.

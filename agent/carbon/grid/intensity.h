@@ -39,6 +39,9 @@ struct IntensityReading {
   /// True for a schedule (the file provider): the value in force at a tick is the last point of
   /// `schedule` at or before the tick, so a schedule needs no refresh to move on.
   std::vector<IntensityPoint> schedule;
+  /// The facility's PUE where the provider states it (`host`: the VM host's own --pue), used
+  /// instead of --pue while this reading is in force, so a guest's grams are its host's.
+  std::optional<double> pue = std::nullopt;
 };
 
 /// One fetch. On failure `reason` names it in the words of
@@ -142,7 +145,8 @@ class GridIntensity {
     double grams_per_kwh = 0;
     std::string signal;
     std::string zone;
-    double age_seconds = 0;  // since the last good fetch; 0 for static
+    double age_seconds = 0;     // since the last good fetch; 0 for static
+    std::optional<double> pue;  // the reading's own PUE, where its provider states one
   };
   /// The value to use for energy at `time_ms`. Cheap; takes the mutex only.
   InForce at(int64_t time_ms) const;
