@@ -56,7 +56,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Options& options, Pipeli
                                : ""));
 
   auto accounting = choose_accounting(accounting_settings(options));
-  if (!accounting.ok()) return line("--accounting=bpf", accounting.error());
+  if (!accounting.ok()) return line("--accounting=" + options.accounting, accounting.error());
   log("cpu accounting: " + std::string(accounting->accounting->mode()) + " (" + accounting->why +
       ")");
   auto meter = std::make_unique<EnergyMeter>(std::move(sources.chosen), std::move(sources.standby),
@@ -101,7 +101,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
 Pipeline::~Pipeline() = default;
 
 std::vector<int> Pipeline::capabilities_needed() const {
-  return wattprobe::capabilities_needed(sources_kept_, accounting_->mode() == "bpf");
+  return wattprobe::capabilities_needed(sources_kept_, accounting_->mode() != "procfs");
 }
 
 Result<bool> Pipeline::start(const LogLine& log) {

@@ -112,7 +112,7 @@ int run_doctor(const Options& options, std::ostream& out) {
   for (const SourceStatus& st : choice.status) {
     if (st.chosen || st.standby) chosen.push_back(st.name);  // as run keeps them
   }
-  bool bpf = acc.ok() && acc->accounting->mode() == "bpf";
+  bool bpf = acc.ok() && acc->accounting->mode() != "procfs";  // cgroup reads BPF maps too
   std::vector<int> keep = capabilities_needed(chosen, bpf);
   uint64_t mask = 0;
   for (int c : keep) mask |= uint64_t{1} << c;

@@ -41,7 +41,7 @@ po::options_description describe() {
       "nvml-library", po::value<std::string>(),
       "NVML library the nvml source loads (default libnvidia-ml.so.1, from the loader's path)")(
       "accounting", po::value<std::string>(),
-      "auto, bpf or procfs (default auto: bpf, else procfs)")(
+      "auto, cgroup, bpf or procfs (default auto: cgroup, else bpf, else procfs; bpf first with --process-metrics-top)")(
       "state-dir", po::value<std::string>(),
       "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")(
       "checkpoint-interval", po::value<std::string>(),
@@ -360,8 +360,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   if (auto r = one("accounting")) {
-    if (r->value != "auto" && r->value != "bpf" && r->value != "procfs") {
-      bad("accounting", *r, "expected auto, bpf or procfs");
+    if (r->value != "auto" && r->value != "cgroup" && r->value != "bpf" && r->value != "procfs") {
+      bad("accounting", *r, "expected auto, cgroup, bpf or procfs");
     }
     o.accounting = r->value;
   }

@@ -44,7 +44,7 @@ def frozen(driver, agent, report, ticks_s=0.6):
     return m, j
 
 
-def ground_truth():
+def ground_truth(mode="bpf"):
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
     report = root + "/driver.json"
     groups = Cgroups("burner-a.service", "burner-b.service")
@@ -53,7 +53,7 @@ def ground_truth():
                           "--follow-load", "idle=20,k=60", "--period-ms", "20",
                           "--report", report) as driver, \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
-                         "1s", "--accounting", "bpf", "--idle-watts", "package=20") as agent:
+                         "1s", "--accounting", mode, "--idle-watts", "package=20") as agent:
             # The fixture's idle power is known (20 W), so this checks the split itself; the
             # learned idle estimator is checked on its own in tests/agent/tick/attribution_test.cc.
             time.sleep(1.0)
@@ -83,7 +83,7 @@ def ground_truth():
         driver_joules = j1["joules"]["intel-rapl:0"] - j0["joules"]["intel-rapl:0"]
         parts = all_parts(m1) - all_parts(m0)
         # One line for the validation figures (mean and worst over repeated runs).
-        print(f"ground truth: energy ratio {a / b:.4f}, kernel CPU ratio {kernel_ratio:.4f}, "
+        print(f"ground truth ({mode}): energy ratio {a / b:.4f}, kernel CPU ratio {kernel_ratio:.4f}, "
               f"error {100 * (a / b / kernel_ratio - 1):+.3f} %; vs 3:1 "
               f"{100 * (a / b / 3 - 1):+.3f} %; parts vs driver "
               f"{100 * (parts / driver_joules - 1):+.4f} %")
@@ -103,14 +103,14 @@ def ground_truth():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def short_lived():
+def short_lived(mode="bpf"):
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
     groups = Cgroups("spawner.service")
     try:
         with start_driver(root, "--scenario", "one_socket", "--watts", "package=20",
                           "--follow-load", "idle=20,k=60", "--period-ms", "20"), \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
-                         "1s", "--accounting", "bpf", "--idle-watts", "package=20") as agent:
+                         "1s", "--accounting", mode, "--idle-watts", "package=20") as agent:
             time.sleep(1.0)
             m0 = scrape(agent.url)
             subprocess.run([os.path.join(TOOLS, "cpu_burner"), "--spawn", "2000", "--each-ms", "2",
@@ -134,7 +134,7 @@ def short_lived():
 
         cpu_w = delta("wattprobe_workload_cpu_seconds_total", workload="spawner.service")
         kernel_cpu = groups.usage_seconds("spawner.service")
-        print(f"short-lived: agent {cpu_w:.3f} CPU s, kernel cpu.stat {kernel_cpu:.3f} s")
+        print(f"short-lived ({mode}): agent {cpu_w:.3f} CPU s, kernel cpu.stat {kernel_cpu:.3f} s")
         assert cpu_w >= 0.95 * kernel_cpu, "short-lived CPU time went missing"
         cpu_all = delta("wattprobe_workload_cpu_seconds_total")
         dynamic = (delta("wattprobe_workload_energy_joules_total", domain="package") +

@@ -1,0 +1,286 @@
+#include "bpf/cgroup_usage_loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "agent/base/text_file.h"
+#include "bpf/cgroup_usage.h"
+#include "bpf/cgroup_usage.skel.h"
+#include "collectors/cgroup_resolver.h"
+#include "collectors/proc_stat.h"
+
+namespace wattprobe {
+namespace {
+
+constexpr std::string_view kProgram = "bpf/cgroup_usage.bpf.c";
+
+// libbpf's print callback is process-wide: quiet, but the tail carries the verifier's log.
+std::mutex g_log_mutex;
+std::string g_log;
+
+int capture_log(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char line[2048];
+  int n = std::vsnprintf(line, sizeof line, format, args);
+  std::lock_guard lock(g_log_mutex);
+  g_log += line;
+  if (g_log.size() > 4096) g_log.erase(0, g_log.size() - 4096);
+  return n;
+}
+
+std::string take_log() {
+  std::lock_guard lock(g_log_mutex);
+  std::string log;
+  log.swap(g_log);
+  while (!log.empty() && (log.back() == '\n' || log.back() == ' ')) log.pop_back();
+  auto at = log.rfind('\n', log.size() > 600 ? log.size() - 600 : 0);
+  if (log.size() > 600 && at != std::string::npos) log.erase(0, at + 1);
+  return log;
+}
+
+Error load_error(int err, std::string_view step) {
+  std::string log = take_log();
+  std::string detail = std::string(step) + " failed: " + std::strerror(err);
+  if (!log.empty()) detail += "; libbpf: " + log;
+  ErrorKind kind = (err == EPERM || err == EACCES) ? ErrorKind::permission : ErrorKind::unsupported;
+  return Error{kind, std::string(kProgram), std::move(detail)};
+}
+
+uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+}
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd, o.fd);
+    return *this;
+  }
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+struct LinkDeleter {
+  void operator()(::bpf_link* link) const { bpf_link__destroy(link); }
+};
+
+class KernelCgroupTreeReader : public CgroupTreeReader {
+ public:
+  KernelCgroupTreeReader(HostPaths paths,
+                         std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton,
+                         std::unique_ptr<::bpf_link, LinkDeleter> link, Fd root_stat,
+                         std::string root_stat_path, std::size_t max_cgroups)
+      : paths_(std::move(paths)),
+        skeleton_(std::move(skeleton)),
+        link_(std::move(link)),
+        root_stat_(std::move(root_stat)),
+        root_stat_path_(std::move(root_stat_path)),
+        keys_(max_cgroups),
+        values_(max_cgroups) {
+    long hz = ::sysconf(_SC_CLK_TCK);
+    ns_per_clock_tick_ = 1'000'000'000ull / static_cast<uint64_t>(hz > 0 ? hz : 100);
+  }
+
+  Result<CgroupTreeReading> read() override {
+    CgroupTreeReading reading;
+    if (auto stat = read_proc_stat(paths_)) {
+      reading.idle_ns = (stat->aggregate.idle + stat->aggregate.iowait) * ns_per_clock_tick_;
+      reading.idle_known = true;
+      reading.online_cpus = static_cast<unsigned>(std::max(1, stat->online_cpus()));
+    }
+    uint64_t walk = ++skeleton_->bss->wp_walk;
+    if (auto walked = run_iterator(); !walked) return walked.error();
+    // The root's own usage is not in its rstat (cgroup_base_stat_flush skips it); the kernel
+    // makes the root's cpu.stat from kcpustat, and so does this.
+    auto root_usage = read_root_usage();
+    if (!root_usage) return root_usage.error();
+    reading.monotonic_ns = monotonic_ns();
+
+    std::size_t n = read_map();
+    reading.cgroups.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const wp_cgroup_usage& v = values_[i];
+      if (v.walk != walk) {
+        // Written by an earlier walk: the cgroup is gone.
+        bpf_map_delete_elem(map_fd(), &keys_[i]);
+        continue;
+      }
+      CgroupTime& c = reading.cgroups.emplace_back();
+      c.id = keys_[i];
+      c.parent_id = v.parent_id;
+      c.usage_ns = v.parent_id == 0 ? *root_usage : v.usage_ns;
+    }
+    reading.cgroups_lost = skeleton_->bss->wp_cgroups_lost;
+    return reading;
+  }
+
+ private:
+  int map_fd() const { return bpf_map__fd(skeleton_->maps.wp_cgroups); }
+
+  Result<bool> run_iterator() {
+    Fd iter(bpf_iter_create(bpf_link__fd(link_.get())));
+    if (iter.fd < 0) return error_from_errno(errno, std::string(kProgram), "bpf_iter_create");
+    char sink[256];  // the program writes to the map, not to the file
+    for (;;) {
+      ssize_t got = ::read(iter.fd, sink, sizeof sink);
+      if (got == 0) return true;
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) return error_from_errno(errno, std::string(kProgram), "reading the iterator");
+    }
+  }
+
+  Result<uint64_t> read_root_usage() {
+    char buf[1024];
+    ssize_t got = ::pread(root_stat_.fd, buf, sizeof buf - 1, 0);
+    if (got < 0) return error_from_errno(errno, root_stat_path_, "pread");
+    return parse_cpu_stat_usage(std::string_view(buf, static_cast<std::size_t>(got)),
+                                root_stat_path_);
+  }
+
+  std::size_t read_map() {
+    std::size_t total = 0;
+    uint64_t token = 0;
+    bool first = true;
+    while (total < keys_.size()) {
+      __u32 count = static_cast<__u32>(keys_.size() - total);
+      int err = bpf_map_lookup_batch(map_fd(), first ? nullptr : &token, &token, &keys_[total],
+                                     &values_[total], &count, nullptr);
+      int saved = errno;
+      first = false;
+      total += count;
+      if (err == 0) continue;
+      if (saved != ENOENT) total = read_by_key(total);
+      break;
+    }
+    return total;
+  }
+
+  // Kernels without batch lookups (before 5.6) take a key at a time.
+  std::size_t read_by_key(std::size_t) {
+    std::size_t n = 0;
+    uint64_t key = 0, previous = 0;
+    bool started = false;
+    while (n < keys_.size() &&
+           bpf_map_get_next_key(map_fd(), started ? &previous : nullptr, &key) == 0) {
+      if (bpf_map_lookup_elem(map_fd(), &key, &values_[n]) == 0) keys_[n++] = key;
+      previous = key;
+      started = true;
+    }
+    return n;
+  }
+
+  HostPaths paths_;
+  std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton_;
+  std::unique_ptr<::bpf_link, LinkDeleter> link_;
+  Fd root_stat_;
+  std::string root_stat_path_;
+  uint64_t ns_per_clock_tick_ = 10'000'000;
+  std::vector<uint64_t> keys_;
+  std::vector<wp_cgroup_usage> values_;
+};
+
+}  // namespace
+
+Result<uint64_t> parse_cpu_stat_usage(std::string_view text, std::string_view path) {
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    auto nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    constexpr std::string_view kKey = "usage_usec ";
+    if (!line.starts_with(kKey)) continue;
+    auto usec = parse_u64(trim(line.substr(kKey.size())), std::string(path));
+    if (!usec || *usec > UINT64_MAX / 1000)
+      return Error{ErrorKind::malformed, std::string(path),
+                   "usage_usec " + quote_for_error(line.substr(kKey.size()))};
+    return *usec * 1000;
+  }
+  return Error{ErrorKind::malformed, std::string(path),
+               "no usage_usec line in " + quote_for_error(text)};
+}
+
+void CgroupUsageBpfDeleter::operator()(::cgroup_usage_bpf* skeleton) const {
+  cgroup_usage_bpf__destroy(skeleton);
+}
+
+CgroupAccounting::CgroupAccounting(std::unique_ptr<CgroupTreeReader> reader, CgroupCpuDrain drain)
+    : reader_(std::move(reader)), drain_(std::move(drain)) {}
+
+Result<std::unique_ptr<CgroupAccounting>> CgroupAccounting::load(const HostPaths& paths,
+                                                                 Options options,
+                                                                 CgroupCpuDrain::Resolver resolve) {
+  auto root = find_cgroup2_root(paths);
+  if (!root)
+    return Error{ErrorKind::unsupported, paths.cgroup().string(),
+                 "no cgroup v2 hierarchy (neither cgroup.controllers nor unified/ under it)"};
+  std::error_code ec;
+  if (!std::filesystem::exists(paths.sys("kernel/btf/vmlinux"), ec))
+    return Error{ErrorKind::unsupported, paths.sys("kernel/btf/vmlinux").string(),
+                 "no kernel BTF: the cgroup iterator cannot be relocated"};
+  std::string stat_path = (*root / "cpu.stat").string();
+  Fd root_stat(::open(stat_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (root_stat.fd < 0) return error_from_errno(errno, stat_path, "open");
+  Fd root_dir(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root_dir.fd < 0) return error_from_errno(errno, root->string(), "open");
+
+  libbpf_set_print(capture_log);
+  take_log();
+  std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton(cgroup_usage_bpf__open());
+  if (!skeleton) return load_error(errno, "opening the eBPF object");
+  std::size_t max_cgroups = std::max<std::size_t>(1, options.max_cgroups);
+  if (int err =
+          bpf_map__set_max_entries(skeleton->maps.wp_cgroups, static_cast<__u32>(max_cgroups)))
+    return load_error(-err, "sizing the cgroup map");
+  if (int err = cgroup_usage_bpf__load(skeleton.get()))
+    return load_error(-err, "loading (verifier)");
+
+  union bpf_iter_link_info info;
+  std::memset(&info, 0, sizeof info);
+  info.cgroup.cgroup_fd = static_cast<__u32>(root_dir.fd);
+  info.cgroup.order = BPF_CGROUP_ITER_DESCENDANTS_PRE;
+  LIBBPF_OPTS(bpf_iter_attach_opts, attach, .link_info = &info, .link_info_len = sizeof info);
+  std::unique_ptr<::bpf_link, LinkDeleter> link(
+      bpf_program__attach_iter(skeleton->progs.wp_cgroup_usage, &attach));
+  if (!link) return load_error(errno, "attaching the cgroup iterator");
+
+  auto reader = std::make_unique<KernelCgroupTreeReader>(
+      paths, std::move(skeleton), std::move(link), std::move(root_stat), stat_path, max_cgroups);
+  // The first reading proves the iterator runs here (a kernel may load it and refuse to run).
+  auto probe = reader->read();
+  if (!probe) return probe.error();
+  auto accounting = std::make_unique<CgroupAccounting>(
+      std::move(reader), CgroupCpuDrain(options.max_workloads, std::move(resolve)));
+  accounting->drain_.drain(*probe);
+  return accounting;
+}
+
+CpuTick CgroupAccounting::drain() {
+  auto reading = reader_->read();
+  if (!reading) {
+    last_error_ = reading.error();
+    return CpuTick{};
+  }
+  last_error_.reset();
+  return drain_.drain(*reading);
+}
+
+}  // namespace wattprobe

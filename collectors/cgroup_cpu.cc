@@ -1,0 +1,72 @@
+#include "collectors/cgroup_cpu.h"
+
+#include <utility>
+
+namespace wattprobe {
+
+CgroupCpuDrain::CgroupCpuDrain(std::size_t max_workloads, Resolver resolve)
+    : table_(max_workloads), resolve_(std::move(resolve)) {}
+
+const WorkloadId& CgroupCpuDrain::workload_of(uint64_t cgroup_id) {
+  if (auto it = identities_next_.find(cgroup_id); it != identities_next_.end()) return it->second;
+  if (auto it = identities_.find(cgroup_id); it != identities_.end())
+    return identities_next_.emplace(cgroup_id, std::move(it->second)).first->second;
+  return identities_next_.emplace(cgroup_id, resolve_(cgroup_id)).first->second;
+}
+
+CpuTick CgroupCpuDrain::drain(const CgroupTreeReading& reading) {
+  CpuTick tick;
+  auto grown = [](uint64_t now, uint64_t before) { return now >= before ? now - before : 0; };
+
+  // Growth of each cgroup since the last reading; a cgroup new since then grew from zero.
+  std::unordered_map<uint64_t, uint64_t> next_usage;
+  next_usage.reserve(reading.cgroups.size());
+  std::vector<uint64_t> growth(reading.cgroups.size());
+  std::unordered_map<uint64_t, std::size_t> index_of;
+  index_of.reserve(reading.cgroups.size());
+  for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
+    const CgroupTime& c = reading.cgroups[i];
+    next_usage[c.id] = c.usage_ns;
+    index_of[c.id] = i;
+    auto it = last_usage_.find(c.id);
+    growth[i] = it == last_usage_.end() ? c.usage_ns : grown(c.usage_ns, it->second);
+  }
+
+  if (primed_) {
+    tick.capacity_ns =
+        uint64_t{reading.online_cpus} * grown(reading.monotonic_ns, last_monotonic_ns_);
+    if (reading.idle_known && last_idle_known_)
+      tick.idle_ns = grown(reading.idle_ns, last_idle_ns_);
+    tick.records_lost = grown(reading.cgroups_lost, last_lost_);
+
+    // A parent's own time: its growth less its children's.
+    std::vector<uint64_t> own = growth;
+    for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
+      const CgroupTime& c = reading.cgroups[i];
+      if (c.parent_id == 0) continue;
+      auto parent = index_of.find(c.parent_id);
+      if (parent == index_of.end()) continue;
+      uint64_t& p = own[parent->second];
+      // A parent read before a concurrent flush reached it can lag its children by that
+      // flush; the time then shows in the parent's next growth.
+      p = p >= growth[i] ? p - growth[i] : 0;
+    }
+    for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
+      if (own[i] == 0) continue;
+      table_.add(workload_of(reading.cgroups[i].id), own[i]);
+    }
+  }
+  table_.finish(tick);
+
+  last_usage_ = std::move(next_usage);
+  identities_ = std::move(identities_next_);
+  identities_next_.clear();
+  last_monotonic_ns_ = reading.monotonic_ns;
+  last_idle_ns_ = reading.idle_ns;
+  last_idle_known_ = reading.idle_known;
+  last_lost_ = reading.cgroups_lost;
+  primed_ = true;
+  return tick;
+}
+
+}  // namespace wattprobe
