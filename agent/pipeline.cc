@@ -171,7 +171,8 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   attribution_.append_families(families);
   append_gpu_families(nvml_, gpu_.get(), drm_gpu_.get(), families);
   families.push_back({"wattprobe_agent_accounting_mode",
-                      "How per-workload CPU time is accounted: bpf, or the procfs fallback.",
+                      "How per-workload CPU time is accounted: cgroup (the kernel's per-cgroup "
+                      "time), bpf (the sched_switch hook), or the procfs fallback.",
                       MetricType::gauge,
                       {{{{"mode", std::string(accounting_->mode())}}, 1}}});
   carbon_->append_families(families);

@@ -40,14 +40,19 @@ TEST(ParseCpuStatUsage, RefusesAMissingOrMalformedLineNamingTheFile) {
   EXPECT_FALSE(parse_cpu_stat_usage("usage_usec 99999999999999999999\n", "/x/cpu.stat").ok());
 }
 
+// Readings in order; the call numbered `fail_at` (from 0) fails instead.
 class ScriptedReader : public CgroupTreeReader {
  public:
-  std::vector<Result<CgroupTreeReading>> script;
+  std::vector<CgroupTreeReading> readings;
+  std::size_t fail_at = static_cast<std::size_t>(-1);
   Result<CgroupTreeReading> read() override {
-    auto next = script.front();
-    script.erase(script.begin());
-    return next;
+    if (calls_++ == fail_at) return Error{ErrorKind::transient, "bpf/cgroup_usage.bpf.c", "EAGAIN"};
+    return readings.at(next_++);
   }
+
+ private:
+  std::size_t calls_ = 0;
+  std::size_t next_ = 0;
 };
 
 CgroupTreeReading reading(uint64_t t_ms, uint64_t root_ms, uint64_t a_ms) {
@@ -60,9 +65,8 @@ CgroupTreeReading reading(uint64_t t_ms, uint64_t root_ms, uint64_t a_ms) {
 
 TEST(CgroupAccounting, AFailedReadGivesAnEmptyTickAndTheNextCountsFromTheLastGoodOne) {
   auto reader = std::make_unique<ScriptedReader>();
-  reader->script.push_back(reading(0, 0, 0));
-  reader->script.push_back(Error{ErrorKind::transient, "bpf/cgroup_usage.bpf.c", "EAGAIN"});
-  reader->script.push_back(reading(2000, 100, 300));
+  reader->readings = {reading(0, 0, 0), reading(2000, 100, 300)};
+  reader->fail_at = 1;
   CgroupAccounting accounting(std::move(reader), CgroupCpuDrain(10, [](uint64_t id) {
                                 WorkloadId w;
                                 w.workload = "cg" + std::to_string(id);
