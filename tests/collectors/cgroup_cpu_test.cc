@@ -124,8 +124,7 @@ TEST(CgroupCpuDrain, AParentBehindItsChildrenGivesNothingRatherThanWrapping) {
   CgroupCpuDrain drain(100, names.callback());
   drain.drain(reading(0, {{1, 0, 0}, {2, 1, 100 * kMs}, {3, 2, 100 * kMs}}));
   // A flush between reading 3 and 2 would show 3 ahead of 2.
-  CpuTick tick =
-      drain.drain(reading(1000, {{1, 0, 10 * kMs}, {2, 1, 100 * kMs}, {3, 2, 110 * kMs}}));
+  CpuTick tick = drain.drain(reading(1000, {{1, 0, 0}, {2, 1, 100 * kMs}, {3, 2, 110 * kMs}}));
   EXPECT_EQ(cpu_of(tick, "cg3"), 10 * kMs);
   EXPECT_EQ(cpu_of(tick, "cg2"), 0u);
   EXPECT_EQ(cpu_of(tick, "cg1"), 0u);
