@@ -16,9 +16,8 @@ Result<AccountingChoice> choose_accounting(const AccountingSettings& options) {
   // The kernel's own per-cgroup time costs nothing per context switch, so it comes first; it
   // has no per-process records, which only the sched_switch hook (or /proc) gives.
   if (options.mode == "cgroup" && per_process)
-    return Error{ErrorKind::unsupported, "--accounting",
-                 "cgroup accounting has no per-process records, which --process-metrics-top "
-                 "needs: use --accounting bpf or auto"};
+    return Error{ErrorKind::unsupported, "--process-metrics-top",
+                 "cgroup accounting has no per-process records; use --accounting auto or bpf"};
   if (options.mode == "cgroup" || (options.mode == "auto" && !per_process)) {
     CgroupAccounting::Options co;
     co.max_workloads = options.max_workloads;
