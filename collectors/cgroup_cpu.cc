@@ -1,11 +1,12 @@
 #include "collectors/cgroup_cpu.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace wattprobe {
 
 CgroupCpuDrain::CgroupCpuDrain(std::size_t max_workloads, Resolver resolve)
-    : table_(max_workloads), resolve_(std::move(resolve)) {}
+    : max_workloads_(max_workloads), resolve_(std::move(resolve)) {}
 
 const WorkloadId& CgroupCpuDrain::workload_of(uint64_t cgroup_id) {
   if (auto it = identities_next_.find(cgroup_id); it != identities_next_.end()) return it->second;
@@ -51,12 +52,24 @@ CpuTick CgroupCpuDrain::drain(const CgroupTreeReading& reading) {
       // flush; the time then shows in the parent's next growth.
       p = p >= growth[i] ? p - growth[i] : 0;
     }
+    std::unordered_map<WorkloadId, std::size_t, WorkloadIdHash> index;  // cgroups → one workload
     for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
       if (own[i] == 0) continue;
-      table_.add(workload_of(reading.cgroups[i].id), own[i]);
+      const WorkloadId& id = workload_of(reading.cgroups[i].id);
+      auto [at, added] = index.try_emplace(id, tick.workloads.size());
+      if (added) tick.workloads.push_back(WorkloadCpu{.id = id});
+      tick.workloads[at->second].cpu_ns += own[i];
+    }
+    // Past the cap the biggest users are kept, as in bpf mode, so the remainder is smallest.
+    if (tick.workloads.size() > max_workloads_) {
+      std::sort(tick.workloads.begin(), tick.workloads.end(),
+                [](const WorkloadCpu& a, const WorkloadCpu& b) { return a.cpu_ns > b.cpu_ns; });
+      for (std::size_t i = max_workloads_; i < tick.workloads.size(); ++i)
+        tick.unaccounted_ns += tick.workloads[i].cpu_ns;
+      tick.workloads_dropped = tick.workloads.size() - max_workloads_;
+      tick.workloads.resize(max_workloads_);
     }
   }
-  table_.finish(tick);
 
   last_usage_ = std::move(next_usage);
   identities_ = std::move(identities_next_);

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "collectors/cpu_accounting.h"
-#include "collectors/workload_table.h"
 
 namespace wattprobe {
 
@@ -51,7 +50,7 @@ class CgroupCpuDrain {
  private:
   const WorkloadId& workload_of(uint64_t cgroup_id);
 
-  WorkloadTable table_;
+  std::size_t max_workloads_;
   Resolver resolve_;
   bool primed_ = false;
   uint64_t last_monotonic_ns_ = 0;
