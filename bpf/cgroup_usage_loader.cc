@@ -264,13 +264,11 @@ Result<std::unique_ptr<CgroupAccounting>> CgroupAccounting::load(const HostPaths
 
   auto reader = std::make_unique<KernelCgroupTreeReader>(
       paths, std::move(skeleton), std::move(link), std::move(root_stat), stat_path, max_cgroups);
-  // The first reading proves the iterator runs here (a kernel may load it and refuse to run).
-  auto probe = reader->read();
-  if (!probe) return probe.error();
-  auto accounting = std::make_unique<CgroupAccounting>(
+  // One reading proves the iterator runs here (a kernel may load it and refuse to run); the
+  // first drain primes, as in the other modes.
+  if (auto probe = reader->read(); !probe) return probe.error();
+  return std::make_unique<CgroupAccounting>(
       std::move(reader), CgroupCpuDrain(options.max_workloads, std::move(resolve)));
-  accounting->drain_.drain(*probe);
-  return accounting;
 }
 
 CpuTick CgroupAccounting::drain() {

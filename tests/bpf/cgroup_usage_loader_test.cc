@@ -196,6 +196,7 @@ TEST(CgroupAccountingKernel, LoadsAndReadsEveryCgroupOfTheTree) {
   TestCgroup a(*cgroup2_root(), "tree");
   auto loaded = CgroupAccounting::load(HostPaths{}, {}, by_id());
   ASSERT_TRUE(loaded.ok()) << loaded.error().message();
+  (void)(*loaded)->drain();  // primes
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   CpuTick tick = (*loaded)->drain();
   ASSERT_FALSE((*loaded)->last_error().has_value()) << (*loaded)->last_error()->message();
@@ -214,6 +215,7 @@ TEST(CgroupAccountingKernel, TwoCgroupsAgreeWithCpuStatWithin1Percent) {
   TestCgroup a(*cgroup2_root(), "a"), b(*cgroup2_root(), "b");
   auto loaded = CgroupAccounting::load(HostPaths{}, {}, by_id());
   ASSERT_TRUE(loaded.ok()) << loaded.error().message();
+  (void)(*loaded)->drain();  // primes
   pid_t busy = start_tool(
       {"cpu_burner", "--busy-ratio", "0.75", "--seconds", "4", "--cgroup", a.path().string()},
       a.path());
@@ -239,6 +241,7 @@ TEST(CgroupAccountingKernel, ShortLivedProcessesReachTheirCgroup) {
   TestCgroup c(*cgroup2_root(), "short");
   auto loaded = CgroupAccounting::load(HostPaths{}, {}, by_id());
   ASSERT_TRUE(loaded.ok()) << loaded.error().message();
+  (void)(*loaded)->drain();  // primes
   pid_t spawner = start_tool({"cpu_burner", "--spawn", "2000", "--each-ms", "2", "--parallel", "2",
                               "--cgroup", c.path().string()},
                              c.path());
@@ -272,6 +275,7 @@ TEST(CgroupAccountingKernel, ReadCostPerTickFigure) {
     many.push_back(std::make_unique<TestCgroup>(*cgroup2_root(), "n" + std::to_string(i)));
   auto loaded = CgroupAccounting::load(HostPaths{}, {}, by_id());
   ASSERT_TRUE(loaded.ok()) << loaded.error().message();
+  (void)(*loaded)->drain();  // primes
   std::vector<int> fds;
   for (const auto& e : fs::recursive_directory_iterator(*cgroup2_root())) {
     std::error_code ec;
