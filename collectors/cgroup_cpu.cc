@@ -40,18 +40,32 @@ CpuTick CgroupCpuDrain::drain(const CgroupTreeReading& reading) {
       tick.idle_ns = grown(reading.idle_ns, last_idle_ns_);
     tick.records_lost = grown(reading.cgroups_lost, last_lost_);
 
-    // A parent's own time: its growth less its children's.
-    std::vector<uint64_t> own = growth;
+    // A parent's own time: its growth less its children's. It comes out below zero when the
+    // parent's count lags its children's: the root's (kcpustat, sampled at the scheduler tick)
+    // against their exact runtimes, or any parent read just before a concurrent flush reached it.
+    // The shortfall is carried to the parent's next ticks rather than dropped, so its total
+    // stays exact instead of drifting up by every dropped shortfall.
+    std::vector<uint64_t> own(reading.cgroups.size());
+    std::vector<uint64_t> children(reading.cgroups.size());
     for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
-      const CgroupTime& c = reading.cgroups[i];
-      if (c.parent_id == 0) continue;
-      auto parent = index_of.find(c.parent_id);
-      if (parent == index_of.end()) continue;
-      uint64_t& p = own[parent->second];
-      // A parent read before a concurrent flush reached it can lag its children by that
-      // flush; the time then shows in the parent's next growth.
-      p = p >= growth[i] ? p - growth[i] : 0;
+      auto parent = index_of.find(reading.cgroups[i].parent_id);
+      if (reading.cgroups[i].parent_id != 0 && parent != index_of.end())
+        children[parent->second] += growth[i];
     }
+    std::unordered_map<uint64_t, uint64_t> next_shortfall;
+    for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
+      uint64_t owed = children[i];
+      if (auto it = shortfall_.find(reading.cgroups[i].id); it != shortfall_.end())
+        owed += it->second;
+      if (growth[i] >= owed) {
+        own[i] = growth[i] - owed;
+      } else {
+        // At most a tick of its children's growth: steal time, which kcpustat leaves out and
+        // runtimes keep, would otherwise pile up without end.
+        next_shortfall[reading.cgroups[i].id] = std::min(owed - growth[i], children[i]);
+      }
+    }
+    shortfall_ = std::move(next_shortfall);
     std::unordered_map<WorkloadId, std::size_t, WorkloadIdHash> index;  // cgroups → one workload
     for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
       if (own[i] == 0) continue;

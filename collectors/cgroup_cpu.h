@@ -58,6 +58,8 @@ class CgroupCpuDrain {
   bool last_idle_known_ = false;
   uint64_t last_lost_ = 0;
   std::unordered_map<uint64_t, uint64_t> last_usage_;  // cgroups of the last reading
+  std::unordered_map<uint64_t, uint64_t>
+      shortfall_;  // own time owed, of cgroups behind their children
   // Identities of the cgroups of the last reading: a cgroup id is never reused, so an answer
   // stays right while the cgroup lives.
   std::unordered_map<uint64_t, WorkloadId> identities_;

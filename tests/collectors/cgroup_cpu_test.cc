@@ -119,7 +119,7 @@ TEST(CgroupCpuDrain, PastTheCapTheTimeIsUnaccountedNotLost) {
   EXPECT_EQ(tick.workloads_dropped, 1u);
 }
 
-TEST(CgroupCpuDrain, AParentBehindItsChildrenGivesNothingRatherThanWrapping) {
+TEST(CgroupCpuDrain, AParentBehindItsChildrenGivesNothingNowAndOwesItLater) {
   Names names;
   CgroupCpuDrain drain(100, names.callback());
   drain.drain(reading(0, {{1, 0, 0}, {2, 1, 100 * kMs}, {3, 2, 100 * kMs}}));
@@ -128,6 +128,29 @@ TEST(CgroupCpuDrain, AParentBehindItsChildrenGivesNothingRatherThanWrapping) {
   EXPECT_EQ(cpu_of(tick, "cg3"), 10 * kMs);
   EXPECT_EQ(cpu_of(tick, "cg2"), 0u);
   EXPECT_EQ(cpu_of(tick, "cg1"), 0u);
+  // The flush reaches 2 a tick late: those 10 ms are 3's, counted already, not 2's own.
+  CpuTick next = drain.drain(reading(2000, {{1, 0, 0}, {2, 1, 115 * kMs}, {3, 2, 110 * kMs}}));
+  EXPECT_EQ(cpu_of(next, "cg2"), 5 * kMs);
+  EXPECT_EQ(cpu_of(next, "cg3"), 0u);
+}
+
+TEST(CgroupCpuDrain, TheRootsSampledCountBehindItsChildrenEvensOutOverTicks) {
+  Names names;
+  CgroupCpuDrain drain(100, names.callback());
+  drain.drain(reading(0, {{1, 0, 0}, {3, 1, 0}}));
+  // The root's count (kcpustat) moves in 4 ms scheduler ticks; its child's is exact, 7 ms a
+  // tick. After five ticks the root has 36 ms, the child 35: the root's own time is 1 ms, though
+  // in four ticks its sample ran ahead of the child by 1 ms (dropping the shortfalls would give 4).
+  const uint64_t root_steps[] = {4, 8, 8, 8, 8};
+  uint64_t root = 0, child = 0, root_own = 0;
+  for (int t = 0; t < 5; ++t) {
+    child += 7 * kMs;
+    root += root_steps[t] * kMs;
+    CpuTick tick = drain.drain(reading(1000 * (t + 1), {{1, 0, root}, {3, 1, child}}));
+    root_own += cpu_of(tick, "cg1");
+    EXPECT_EQ(cpu_of(tick, "cg3"), 7 * kMs);
+  }
+  EXPECT_EQ(root_own, 1 * kMs);
 }
 
 TEST(CgroupCpuDrain, IdleIsLeftOutWhenEitherReadingLacksIt) {
