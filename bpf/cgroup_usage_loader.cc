@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,16 +89,25 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
   KernelCgroupTreeReader(HostPaths paths,
                          std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton,
                          std::unique_ptr<::bpf_link, LinkDeleter> link, Fd root_stat,
-                         std::string root_stat_path, std::size_t max_cgroups)
+                         std::string root_stat_path, const wp_cgroup_usage* slots,
+                         std::size_t max_cgroups)
       : paths_(std::move(paths)),
         skeleton_(std::move(skeleton)),
         link_(std::move(link)),
         root_stat_(std::move(root_stat)),
         root_stat_path_(std::move(root_stat_path)),
-        keys_(max_cgroups),
-        values_(max_cgroups) {
+        slots_(slots),
+        max_cgroups_(max_cgroups) {
     long hz = ::sysconf(_SC_CLK_TCK);
     ns_per_clock_tick_ = 1'000'000'000ull / static_cast<uint64_t>(hz > 0 ? hz : 100);
+  }
+  ~KernelCgroupTreeReader() override {
+    ::munmap(const_cast<wp_cgroup_usage*>(slots_), mapped_bytes(max_cgroups_));
+  }
+
+  static std::size_t mapped_bytes(std::size_t slots) {
+    std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    return (slots * sizeof(wp_cgroup_usage) + page - 1) / page * page;
   }
 
   Result<CgroupTreeReading> read() override {
@@ -107,7 +117,7 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
       reading.idle_known = true;
       reading.online_cpus = static_cast<unsigned>(std::max(1, stat->online_cpus()));
     }
-    uint64_t walk = ++skeleton_->bss->wp_walk;
+    skeleton_->bss->wp_visited = 0;
     if (auto walked = run_iterator(); !walked) return walked.error();
     // The root's own usage is not in its rstat (cgroup_base_stat_flush skips it); the kernel
     // makes the root's cpu.stat from kcpustat, and so does this.
@@ -115,31 +125,24 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
     if (!root_usage) return root_usage.error();
     reading.monotonic_ns = monotonic_ns();
 
-    std::size_t n = read_map();
-    reading.cgroups.reserve(n);
+    std::size_t n = std::min<std::size_t>(skeleton_->bss->wp_visited, max_cgroups_);
+    reading.cgroups.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
-      const wp_cgroup_usage& v = values_[i];
-      if (v.walk != walk) {
-        // Written by an earlier walk: the cgroup is gone.
-        bpf_map_delete_elem(map_fd(), &keys_[i]);
-        continue;
-      }
-      CgroupTime& c = reading.cgroups.emplace_back();
-      c.id = keys_[i];
-      c.parent_id = v.parent_id;
-      c.usage_ns = v.parent_id == 0 ? *root_usage : v.usage_ns;
+      const wp_cgroup_usage& slot = slots_[i];
+      CgroupTime& c = reading.cgroups[i];
+      c.id = slot.id;
+      c.parent_id = slot.parent_id;
+      c.usage_ns = slot.parent_id == 0 ? *root_usage : slot.usage_ns;
     }
     reading.cgroups_lost = skeleton_->bss->wp_cgroups_lost;
     return reading;
   }
 
  private:
-  int map_fd() const { return bpf_map__fd(skeleton_->maps.wp_cgroups); }
-
   Result<bool> run_iterator() {
     Fd iter(bpf_iter_create(bpf_link__fd(link_.get())));
     if (iter.fd < 0) return error_from_errno(errno, std::string(kProgram), "bpf_iter_create");
-    char sink[256];  // the program writes to the map, not to the file
+    char sink[64];  // the program writes to the array, not to the file
     for (;;) {
       ssize_t got = ::read(iter.fd, sink, sizeof sink);
       if (got == 0) return true;
@@ -156,46 +159,14 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
                                 root_stat_path_);
   }
 
-  std::size_t read_map() {
-    std::size_t total = 0;
-    uint64_t token = 0;
-    bool first = true;
-    while (total < keys_.size()) {
-      __u32 count = static_cast<__u32>(keys_.size() - total);
-      int err = bpf_map_lookup_batch(map_fd(), first ? nullptr : &token, &token, &keys_[total],
-                                     &values_[total], &count, nullptr);
-      int saved = errno;
-      first = false;
-      total += count;
-      if (err == 0) continue;
-      if (saved != ENOENT) total = read_by_key(total);
-      break;
-    }
-    return total;
-  }
-
-  // Kernels without batch lookups (before 5.6) take a key at a time.
-  std::size_t read_by_key(std::size_t) {
-    std::size_t n = 0;
-    uint64_t key = 0, previous = 0;
-    bool started = false;
-    while (n < keys_.size() &&
-           bpf_map_get_next_key(map_fd(), started ? &previous : nullptr, &key) == 0) {
-      if (bpf_map_lookup_elem(map_fd(), &key, &values_[n]) == 0) keys_[n++] = key;
-      previous = key;
-      started = true;
-    }
-    return n;
-  }
-
   HostPaths paths_;
   std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton_;
   std::unique_ptr<::bpf_link, LinkDeleter> link_;
   Fd root_stat_;
   std::string root_stat_path_;
+  const wp_cgroup_usage* slots_;  // the array map, mapped read-only
+  std::size_t max_cgroups_;
   uint64_t ns_per_clock_tick_ = 10'000'000;
-  std::vector<uint64_t> keys_;
-  std::vector<wp_cgroup_usage> values_;
 };
 
 }  // namespace
@@ -262,8 +233,12 @@ Result<std::unique_ptr<CgroupAccounting>> CgroupAccounting::load(const HostPaths
       bpf_program__attach_iter(skeleton->progs.wp_cgroup_usage, &attach));
   if (!link) return load_error(errno, "attaching the cgroup iterator");
 
+  void* slots = ::mmap(nullptr, KernelCgroupTreeReader::mapped_bytes(max_cgroups), PROT_READ,
+                       MAP_SHARED, bpf_map__fd(skeleton->maps.wp_cgroups), 0);
+  if (slots == MAP_FAILED) return load_error(errno, "mapping the cgroup array");
   auto reader = std::make_unique<KernelCgroupTreeReader>(
-      paths, std::move(skeleton), std::move(link), std::move(root_stat), stat_path, max_cgroups);
+      paths, std::move(skeleton), std::move(link), std::move(root_stat), stat_path,
+      static_cast<const wp_cgroup_usage*>(slots), max_cgroups);
   // One reading proves the iterator runs here (a kernel may load it and refuse to run); the
   // first drain primes, as in the other modes.
   if (auto probe = reader->read(); !probe) return probe.error();

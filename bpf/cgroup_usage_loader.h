@@ -36,7 +36,7 @@ class CgroupAccounting : public CpuAccounting {
  public:
   struct Options {
     std::size_t max_workloads = 5000;
-    /// Entries of the kernel's cgroup map: cgroups alive at one walk. A cgroup past it leaves
+    /// Slots of the kernel's cgroup array: cgroups one walk can hold. A cgroup past it leaves
     /// its time with its parent, counted in CpuTick::records_lost.
     std::size_t max_cgroups = 65536;
   };
