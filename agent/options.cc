@@ -3,7 +3,8 @@
 namespace wattprobe {
 
 SourceSettings source_settings(const Options& options) {
-  return SourceSettings{options.paths, options.model, options.nvml_library};
+  return SourceSettings{options.paths, options.model, options.nvml_library,
+                        options.host_energy_path};
 }
 
 AccountingSettings accounting_settings(const Options& options) {

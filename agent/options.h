@@ -14,6 +14,8 @@
 #include "agent/tick/attribution.h"
 #include "collectors/model.h"
 #include "collectors/registry.h"
+#include "exporters/guest_energy.h"
+#include "exporters/otlp.h"
 #include "exporters/remote_write.h"
 #include "exporters/web_config.h"
 
@@ -39,9 +41,12 @@ struct Options {
   ModelOptions model;  // [source.model]
   std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
   CarbonOptions carbon;
-  RemoteWriteOptions remote_write;  // off while url is empty
-  LedgerOptions ledger;             // its state_dir follows --state-dir
-  std::string user;                 // switch to this user after start-up, if set
+  RemoteWriteOptions remote_write;         // off while url is empty
+  OtlpOptions otlp;                        // off while endpoint is empty
+  LedgerOptions ledger;                    // its state_dir follows --state-dir
+  GuestEnergyOptions guest_energy;         // --guest-energy-dir; off while its dir is empty
+  std::filesystem::path host_energy_path;  // --host-energy-path, for the `host` source
+  std::string user;                        // switch to this user after start-up, if set
   uint64_t max_ticks =
       0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
 };

@@ -115,7 +115,10 @@ Result<bool> Pipeline::start(const LogLine& log) {
     auto restored = checkpoint_->restore();
     if (!restored.ok()) return Error{restored.error().kind, "", restored.error().detail};
     for (const std::string& line : restored->log) log(line);
-    if (restored->state) restore_totals(*restored->state, *meter_, attribution_, carbon_.get());
+    if (restored->state) {
+      restore_totals(*restored->state, *meter_, attribution_, carbon_.get());
+      starts_.restore(restored->state->series_starts);
+    }
   }
   carbon_->start(log);
   if (role_ == PipelineRole::daemon && !options_.remote_write.url.empty()) {
@@ -124,6 +127,21 @@ Result<bool> Pipeline::start(const LogLine& log) {
       return line("remote-write", started.error());
     }
   }
+  if (role_ == PipelineRole::daemon && !options_.guest_energy.dir.empty()) {
+    guest_energy_ = std::make_unique<GuestEnergyWriter>(options_.guest_energy);
+    if (auto opened = guest_energy_->open(); !opened.ok()) {
+      return line("--guest-energy-dir", opened.error());
+    }
+  }
+  if (role_ == PipelineRole::daemon && !options_.otlp.endpoint.empty()) {
+    OtlpOptions o = options_.otlp;
+    const HostIdentity host = read_host_identity(options_.paths);
+    o.host_name = host.hostname;
+    o.host_id = host.machine_id;
+    otlp_ = std::make_unique<OtlpExporter>(std::move(o));
+    if (auto started = otlp_->start(); !started.ok()) return line("OTLP", started.error());
+  }
+  started_ms_ = wall_clock_ms();
   return true;
 }
 
@@ -179,6 +197,8 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   if (ledger_) ledger_->append_families(families);
   if (checkpoint_) checkpoint_->append_families(families);
   if (remote_write_) remote_write_->append_families(families);
+  if (guest_energy_) guest_energy_->append_families(families);
+  if (otlp_) otlp_->append_families(families);
   for (const SnapshotSink* sink : sinks_) sink->append_families(families);
   loop_.append_families(families);
   SnapshotPtr published = std::move(snap);
@@ -189,11 +209,21 @@ void Pipeline::tick(double seconds, const LogLine& log) {
 
   // sinks: the one place the route branches.
   if (remote_write_) remote_write_->enqueue(*published);
+  if (guest_energy_) {
+    for (const std::string& l : guest_energy_->write(*published)) log(l);
+  }
+  if (otlp_) {
+    starts_.observe(*published, last_tick_ms_ > 0 ? last_tick_ms_ : started_ms_);
+    otlp_->enqueue(*published, starts_);
+  }
+  last_tick_ms_ = now_ms;
   for (SnapshotSink* sink : sinks_) sink->on_snapshot(published);
 }
 
 void Pipeline::write_checkpoint(const LogLine& log) {
-  auto written = checkpoint_->write(capture_totals(*meter_, attribution_, carbon_.get()));
+  CheckpointState totals = capture_totals(*meter_, attribution_, carbon_.get());
+  totals.series_starts = starts_.entries();
+  auto written = checkpoint_->write(std::move(totals));
   if (!written.ok()) log("checkpoint not written: " + written.error().message());
 }
 
@@ -202,6 +232,7 @@ void Pipeline::begin_stop() {
   // The flush (up to --remote-write-flush-timeout) overlaps the HTTP server's shutdown (up to
   // its 2 s poll quantum) instead of following it, so SIGTERM stays prompt with a hung receiver.
   if (remote_write_) remote_write_->request_stop();
+  if (otlp_) otlp_->request_stop();
 }
 
 void Pipeline::finish(const LogLine& log) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/base/result.h"
+#include "agent/base/series_starts.h"
 #include "agent/base/snapshot.h"
 #include "agent/carbon/carbon.h"
 #include "agent/options.h"
@@ -18,6 +19,8 @@
 #include "collectors/cpu_accounting.h"
 #include "collectors/gpu_split.h"
 #include "collectors/nvml.h"
+#include "exporters/guest_energy.h"
+#include "exporters/otlp.h"
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
@@ -101,9 +104,16 @@ class Pipeline {
   std::unique_ptr<DrmGpuWorkloads> drm_gpu_;  // splits those GPUs by DRM busy time
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
-  std::unique_ptr<Ledger> ledger_;                // daemon only
-  std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
-  std::unique_ptr<RemoteWrite> remote_write_;     // daemon with --remote-write-url only
+  std::unique_ptr<Ledger> ledger_;                   // daemon only
+  std::unique_ptr<CheckpointKeeper> checkpoint_;     // daemon only
+  std::unique_ptr<RemoteWrite> remote_write_;        // daemon with --remote-write-url only
+  std::unique_ptr<GuestEnergyWriter> guest_energy_;  // daemon with --guest-energy-dir only
+  std::unique_ptr<OtlpExporter> otlp_;               // daemon with --otlp-endpoint only
+  /// When each cumulative series began (OTLP's start times): observed each tick while OTLP
+  /// runs, restored from and saved to the checkpoint for the totals it continues.
+  SeriesStarts starts_;
+  int64_t started_ms_ = 0;    // wall clock at start(): the start of the first tick's series
+  int64_t last_tick_ms_ = 0;  // the end of the last tick: the start of a series new in this one
   std::vector<SnapshotSink*> sinks_;
 
   mutable std::mutex mu_;

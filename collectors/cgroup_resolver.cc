@@ -117,6 +117,65 @@ std::optional<std::string> pod_uid_in(std::string_view c) {
   return uid;
 }
 
+/// systemd's unit-name escaping undone: "\x2d" → '-'. A result that is not printable UTF-8 (an
+/// escaped control character or '/') keeps the escaped form, which is.
+std::string systemd_unescape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] == 'x' && is_hex(s.substr(i + 2, 2))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 2, 2)), nullptr, 16));
+      i += 3;
+      continue;
+    }
+    out += s[i];
+  }
+  if (!is_clean(out) || out.find('/') != std::string::npos) return std::string(s);
+  return out;
+}
+
+/// The domain name in libvirt's qemu scope "machine-qemu\x2d<N>\x2d<name>.scope" (systemd's
+/// machine name "qemu-<N>-<name>", escaped). libvirt-lxc ("machine-lxc\x2d…") and
+/// systemd-nspawn scopes share the shape but are containers.
+std::optional<std::string> libvirt_qemu_domain(std::string_view c) {
+  constexpr std::string_view kPrefix = "machine-qemu\\x2d";
+  if (!c.starts_with(kPrefix) || !c.ends_with(".scope")) return std::nullopt;
+  std::string_view s = c.substr(kPrefix.size(), c.size() - kPrefix.size() - 6);
+  auto dash = s.find("\\x2d");
+  if (dash == std::string_view::npos || dash == 0) return std::nullopt;
+  if (!std::all_of(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(dash),
+                   [](char ch) { return ch >= '0' && ch <= '9'; }))
+    return std::nullopt;
+  std::string_view name = s.substr(dash + 4);
+  if (name.empty()) return std::nullopt;
+  return systemd_unescape(name);
+}
+
+/// A Firecracker or cloud-hypervisor VM by its unit: "firecracker-<name>.scope|.service",
+/// "cloud-hypervisor@<name>.service" and the like (systemd-run --unit, a template unit).
+std::optional<std::string> vmm_unit_name(std::string_view c) {
+  if (!is_unit(c)) return std::nullopt;
+  std::string_view s = c.substr(0, c.rfind('.'));
+  for (std::string_view vmm : {"firecracker", "cloud-hypervisor"}) {
+    if (s.size() > vmm.size() + 1 && s.starts_with(vmm) &&
+        (s[vmm.size()] == '-' || s[vmm.size()] == '@')) {
+      return systemd_unescape(s.substr(vmm.size() + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+/// KubeVirt names a VirtualMachineInstance's launcher pod "virt-launcher-<vmi>-<5 random>"
+/// (generateName): the VMI's name is what is between.
+std::optional<std::string> kubevirt_vmi(std::string_view pod) {
+  constexpr std::string_view kPrefix = "virt-launcher-";
+  if (!pod.starts_with(kPrefix)) return std::nullopt;
+  std::string_view s = pod.substr(kPrefix.size());
+  if (s.size() > 6 && s[s.size() - 6] == '-') s.remove_suffix(6);
+  if (s.empty()) return std::nullopt;
+  return std::string(s);
+}
+
 WorkloadId make(std::string workload, std::string kind) {
   WorkloadId id;
   id.workload = std::move(workload);
@@ -140,6 +199,13 @@ WorkloadId pod_identity(const std::string& uid, std::string_view container_id,
     if (!container_id.empty()) {
       if (auto name = pods->container(container_id)) id.container = *name;
     }
+  }
+  if (auto vmi = kubevirt_vmi(id.pod); vmi && !id.namespace_.empty()) {
+    // The whole launcher pod (qemu, libvirtd, virt-launcher itself) is the VM's.
+    id.kind = "vm";
+    id.container.clear();
+    id.workload = id.namespace_ + "/" + *vmi;
+    return id;
   }
   id.workload = id.namespace_.empty() ? id.pod : id.namespace_ + "/" + id.pod;
   id.workload += "/" + id.container;
@@ -201,6 +267,14 @@ WorkloadId identity_from_cgroup_path(std::string_view path, const PodNames* pods
       id.container = id.workload;
       return id;
     }
+    if (i > 0 && parts[i - 1] == "machine.slice") {
+      if (auto domain = libvirt_qemu_domain(c)) return make(std::move(*domain), "vm");
+    }
+    if (i == 0 && c == "firecracker" && parts.size() > 1) {
+      // The jailer's default --parent-cgroup: firecracker/<vm id>.
+      return make(std::string(parts[1]), "vm");
+    }
+    if (auto vm = vmm_unit_name(c)) return make(std::move(*vm), "vm");
     if (i > 0 && parts[i - 1] == "machine.slice" && c.starts_with("machine-") &&
         c.ends_with(".scope") && c.size() > 14) {
       WorkloadId id = make(std::string(c.substr(8, c.size() - 14)), "container");

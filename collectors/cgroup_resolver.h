@@ -8,8 +8,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "collectors/cpu_accounting.h"
 #include "agent/base/host_paths.h"
+#include "collectors/cpu_accounting.h"
 
 namespace wattprobe {
 
@@ -64,10 +64,20 @@ class PodNames {
 ///   boot) kubepods…/…pod<uid>…/<runtime id>           → kind "pod", workload
 ///   "<ns>/<pod>/<container>",
 ///                                                 or "<uid>/<12 hex>" when names are unknown;
-///                                                 the pod slice alone or conmon → container ""
+///                                                 the pod slice alone or conmon → container "";
+///                                                 a KubeVirt launcher pod (named
+///                                                 virt-launcher-<vmi>-<5 chars>, names known)
+///                                                 → kind "vm", workload "<ns>/<vmi>", whole pod
 ///   docker-|cri-containerd-|crio-|libpod-|nerdctl-<64 hex>[.scope], a bare <64 hex>
 ///                                              → kind "container", workload = container = 12 hex
-///   lxc.payload.<name>, machine.slice/machine-<name>.scope → kind "container", workload <name>
+///   machine.slice/machine-qemu\x2d<N>\x2d<name>.scope (libvirt qemu/KVM)
+///                                              → kind "vm", workload <name> (systemd's escaping
+///                                                undone)
+///   firecracker/<id> (the jailer's default parent cgroup), a unit firecracker-<name>.* or
+///   firecracker@<name>.*, cloud-hypervisor-<name>.* or cloud-hypervisor@<name>.*
+///                                              → kind "vm", workload <name>
+///   lxc.payload.<name>, machine.slice/machine-<name>.scope (nspawn, libvirt-lxc)
+///                                              → kind "container", workload <name>
 ///   user.slice/…/user@<uid>.service/…           → {"user@<uid>.service", "session"}
 ///   user.slice/…/session-<n>.scope              → {"session-<n>.scope", "session"}
 ///   the first *.service|*.scope|*.socket|*.mount|*.swap component → kind "service"

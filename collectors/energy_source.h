@@ -31,6 +31,12 @@ struct Reading {
   /// A counter that never wraps in practice (NVML's 64-bit mJ): a value below the previous one
   /// means it restarted (a driver reload), and the tick counts nothing rather than a wrap.
   bool reset_when_lower = false;
+  /// False for a figure the source passes on as an estimate although the source measures (the
+  /// `host` source, where the host estimated that domain): labelled measured="false".
+  bool measured = true;
+  /// The source knows the counter stopped (the `host` source whose writer went away or stopped
+  /// ticking): stalled now, without waiting for CPU evidence, until it moves again.
+  bool known_stalled = false;
 };
 
 struct Sample {
@@ -62,6 +68,10 @@ class EnergySource {
   /// `auto` adds the `model` estimate of the CPU when no chosen source does, and only such
   /// sources go through the start-up stall check (the check loads the CPU, not a GPU).
   virtual bool measures_cpu() const { return measured(); }
+  /// Whether it says itself when its counters stop (Reading::known_stalled), as the `host` source
+  /// does from the host's sequence number. Its counters are then not judged by the CPU evidence
+  /// (a guest busy between two host ticks proves nothing) nor by the start-up check.
+  virtual bool knows_stalls() const { return false; }
   /// Discovers what the host offers. Called at start and by `doctor`; may be called again.
   virtual Availability probe() = 0;
   /// Reads every counter found by probe(). Never throws.

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "agent/base/text_file.h"
+#include "collectors/host_energy.h"
 #include "collectors/hwmon.h"
 #include "collectors/model.h"
 #include "collectors/nvml.h"
@@ -47,6 +48,11 @@ const std::vector<SourceEntry>& source_registry() {
        "NVIDIA GPUs through NVML, loaded at run time (--nvml-library)",
        {},
        [](const SourceSettings& s) { return make_nvml_source(s.nvml_library); }},
+      {"host",
+       "host",
+       "the VM's energy as its host measured it, from --host-energy-path (a guest's source)",
+       {},
+       [](const SourceSettings& s) { return make_host_energy_source(s.host_energy_path); }},
       {"model",
        "model",
        "an estimate of the CPU package from /proc/stat utilisation (measured=\"false\")",
@@ -99,7 +105,7 @@ SourceChoice choose_sources(const std::vector<std::string>& requested,
   std::vector<std::size_t> checked_index;
   for (std::size_t i = 0; i < probed.size(); ++i) {
     if (probed[i].wanted && out.status[i].availability.available &&
-        probed[i].source->measures_cpu()) {
+        probed[i].source->measures_cpu() && !probed[i].source->knows_stalls()) {
       checked.push_back(probed[i].source.get());
       checked_index.push_back(i);
     }

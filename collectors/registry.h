@@ -19,6 +19,9 @@ struct SourceSettings {
   ModelOptions model;  // [source.model]
   /// --nvml-library: a bare name goes through the loader's search path, as the driver installs it.
   std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
+  /// --host-energy-path: the VM's folder from the host's --guest-energy-dir (or its energy.json);
+  /// empty: the `host` source is not available.
+  std::filesystem::path host_energy_path;
 };
 
 /// A capability a source still needs after start-up, and why (doctor prints the reasons).

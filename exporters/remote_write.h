@@ -17,6 +17,7 @@
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
 #include "exporters/disk_queue.h"
+#include "exporters/push_queue.h"
 
 namespace prometheus {
 class WriteRequest;
@@ -61,16 +62,13 @@ struct RemoteWriteOptions {
 /// the options can be used. Never repeats a header value or a credential.
 Result<bool> validate(const RemoteWriteOptions& options);
 
-/// Prometheus remote-write 1.0 push with a bounded on-disk queue. Each tick's snapshot becomes
-/// one queue record; a sender thread posts the oldest records (snappy-compressed protobuf
-/// WriteRequest) and removes them from the queue only after a 2xx, so an outage of the receiver
-/// or a restart of the agent loses nothing within `queue_max_bytes`. 5xx, 429 and connection
-/// errors are retried with exponential backoff; any other 4xx drops that batch (counted as
-/// rejected), since sending it again would fail again and block everything behind it.
-class RemoteWrite {
+/// Prometheus remote-write 1.0 push: this class encodes each tick's snapshot as one queue
+/// record (a snappy-compressed protobuf WriteRequest) and merges queued records into requests;
+/// the shared PushQueue keeps them on disk and delivers them (exporters/push_queue.h).
+class RemoteWrite : private PushProtocol {
  public:
   explicit RemoteWrite(RemoteWriteOptions options);
-  ~RemoteWrite();  // stop()
+  ~RemoteWrite() override;  // stop()
   RemoteWrite(const RemoteWrite&) = delete;
   RemoteWrite& operator=(const RemoteWrite&) = delete;
 
@@ -78,9 +76,9 @@ class RemoteWrite {
   Result<bool> start();
   /// Starts the stop without waiting: the sender keeps sending for stop_flush_timeout, then
   /// ends; the rest stays queued. Lets the caller shut other parts down meanwhile.
-  void request_stop();
+  void request_stop() { push_.request_stop(); }
   /// request_stop(), then waits for the sender to end.
-  void stop();
+  void stop() { push_.stop(); }
   /// Called by the sampling thread each tick. Converts every series to a TimeSeries (labels:
   /// __name__ plus the series labels, sorted by name, unique, empty values left out; one sample
   /// at snapshot.timestamp_ms), a histogram to its classic _bucket{le}, _sum and _count series,
@@ -90,68 +88,27 @@ class RemoteWrite {
   void enqueue(const Snapshot& snapshot);
   /// wattprobe_agent_remote_write_* families (queue depth and bytes, samples and bytes sent,
   /// retried, dropped and failed by reason). Thread-safe.
-  void append_families(std::vector<Family>& out) const;
+  void append_families(std::vector<Family>& out) const { push_.append_families(out); }
 
   /// Waits until the queue is empty (tests, and `stop` callers that want to know).
-  bool wait_until_drained(std::chrono::milliseconds timeout) const;
+  bool wait_until_drained(std::chrono::milliseconds timeout) const {
+    return push_.wait_until_drained(timeout);
+  }
 
   /// The counters behind the families, for tests and `doctor`.
-  struct Counters {
-    uint64_t samples_sent = 0;
-    uint64_t requests_sent = 0;
-    uint64_t requests_retried = 0;
-    uint64_t dropped_queue_full = 0;
-    uint64_t dropped_rejected = 0;
-    uint64_t dropped_invalid = 0;
-    uint64_t dropped_disk_error = 0;
-    uint64_t dropped_corrupt = 0;
-    uint64_t failed_timeout = 0;
-    uint64_t failed_connect = 0;
-    uint64_t failed_transport = 0;
-    uint64_t failed_http_5xx = 0;
-    uint64_t failed_http_429 = 0;
-    uint64_t failed_http_4xx = 0;
-    uint64_t failed_credentials = 0;
-    uint64_t wire_bytes = 0;  // compressed request bodies that got a 2xx
-    std::size_t queue_samples = 0;
-    std::size_t queue_bytes = 0;
-  };
-  Counters counters() const;
+  using Counters = PushQueue::Counters;
+  Counters counters() const { return push_.counters(); }
 
  private:
-  enum class Outcome { sent, rejected, retry };
-  struct Attempt {
-    Outcome outcome = Outcome::retry;
-    std::chrono::milliseconds retry_after{-1};
-  };
-
-  void run_sender();
-  Attempt post(const std::string& body, std::chrono::steady_clock::time_point deadline);
-  bool build_request(const QueueBatch& batch, std::string* body, std::size_t* samples);
-  bool sleep_unless_stopping(std::chrono::milliseconds delay);
+  bool build_request(const QueueBatch& batch, std::string* body, std::size_t* samples,
+                     uint64_t* corrupt) override;
+  Result<Request> request() override;
 
   RemoteWriteOptions options_;
-  std::unique_ptr<DiskQueue> queue_;
+  PushQueue push_;
   /// The series of the last enqueued tick (their labels): what the next tick lacks is marked
   /// stale. Sampling thread only; empty after a restart, so no marker spans one.
   std::unique_ptr<prometheus::WriteRequest> last_tick_;
-  std::thread sender_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable wake_;  // enqueue → sender (full batch), stop → sender
-  mutable std::condition_variable drained_;
-  bool stopping_ = false;
-  std::chrono::steady_clock::time_point stop_deadline_;
-  std::atomic<int64_t> stop_deadline_ns_{INT64_MAX};  // steady clock; read during a transfer
-  void* curl_ = nullptr;                              // CURL*, used only by the sender thread
-  void* multi_ = nullptr;                             // CURLM* running curl_'s transfers, likewise
-
-  std::atomic<uint64_t> samples_sent_{0}, requests_sent_{0}, requests_retried_{0};
-  std::atomic<uint64_t> dropped_rejected_{0}, dropped_invalid_{0}, dropped_disk_error_{0},
-      dropped_corrupt_{0};
-  std::atomic<uint64_t> failed_timeout_{0}, failed_connect_{0}, failed_transport_{0},
-      failed_http_5xx_{0}, failed_http_429_{0}, failed_http_4xx_{0}, failed_credentials_{0};
-  std::atomic<uint64_t> wire_bytes_{0};
-  std::atomic<int64_t> last_success_ms_{0};
 };
 
 }  // namespace wattprobe

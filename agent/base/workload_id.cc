@@ -16,4 +16,17 @@ Labels workload_labels(const WorkloadId& id, std::size_t extra) {
   return l;
 }
 
+std::optional<std::string> vm_folder_name(const WorkloadId& id) {
+  if (id.kind != "vm") return std::nullopt;
+  std::string name = id.workload;
+  if (!id.namespace_.empty() && name.starts_with(id.namespace_ + "/")) {
+    name[id.namespace_.size()] = '_';
+  }
+  if (name.empty() || name == "." || name == ".." || name.size() > 255) return std::nullopt;
+  for (char c : name) {
+    if (c == '/' || static_cast<unsigned char>(c) < 0x20) return std::nullopt;
+  }
+  return name;
+}
+
 }  // namespace wattprobe

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <string>
 
 #include "agent/base/snapshot.h"
@@ -12,9 +13,11 @@ namespace wattprobe {
 /// Who a cgroup belongs to, in the labels of the metric contract (docs/metrics.md).
 /// kind is one of: service (systemd unit), session (user session scope or user@UID.service),
 /// container (docker/containerd/cri-o/podman outside Kubernetes), pod (a Kubernetes pod
-/// container), kernel (kernel threads), system (the root cgroup and slices), other.
+/// container), vm (a virtual machine: libvirt qemu, KubeVirt, Firecracker, cloud-hypervisor),
+/// kernel (kernel threads), system (the root cgroup and slices), other.
 struct WorkloadId {
-  std::string workload;  // service or container name; for pods "<namespace>/<pod>/<container>"
+  std::string workload;  // service or container name; for pods "<namespace>/<pod>/<container>";
+                         // for KubeVirt VMs "<namespace>/<vmi>"
   std::string kind;
   std::string namespace_;
   std::string pod;
@@ -37,5 +40,10 @@ struct WorkloadIdHash {
 /// A workload's identity labels in the metric contract's order (workload, kind, namespace, pod,
 /// container), with room for `extra` more.
 Labels workload_labels(const WorkloadId& id, std::size_t extra = 0);
+
+/// The folder a vm workload's guest energy goes in (--guest-energy-dir): the VM's name, or
+/// "<namespace>_<vmi>" for KubeVirt. One path component, never "." or "..", no '/': nullopt for
+/// any other kind or a name that cannot be one.
+std::optional<std::string> vm_folder_name(const WorkloadId& id);
 
 }  // namespace wattprobe

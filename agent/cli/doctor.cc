@@ -11,6 +11,7 @@
 #include "agent/privileges.h"
 #include "bpf/sched_account_loader.h"
 #include "collectors/drm_fdinfo.h"
+#include "collectors/host_energy.h"
 #include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 #include "collectors/registry.h"
@@ -90,6 +91,13 @@ int run_doctor(const Options& options, std::ostream& out) {
         out << holders.size() << (holders.size() == 1 ? " process holds" : " processes hold")
             << " a DRM client of it now\n";
       }
+    }
+  }
+
+  if (!options.host_energy_path.empty()) {
+    out << "\nVM passthrough (--host-energy-path " << options.host_energy_path.string() << "):\n";
+    for (const std::string& line : HostEnergySource(options.host_energy_path).doctor_report()) {
+      out << "  " << line << "\n";
     }
   }
 

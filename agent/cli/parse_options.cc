@@ -116,10 +116,30 @@ po::options_description describe() {
       "remote-write-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")(
       "remote-write-flush-timeout", po::value<std::string>(),
       "at stop, keep sending this long; the rest waits on disk (default 2s)")(
+      "otlp-endpoint", po::value<std::string>(),
+      "push every tick's series over OTLP/HTTP to <URL>/v1/metrics (e.g. http://collector:4318)")(
+      "otlp-header", po::value<std::vector<std::string>>(),
+      "NAME=VALUE extra HTTP header for OTLP (repeatable)")(
+      "otlp-header-file", po::value<std::vector<std::string>>(),
+      "NAME=FILE header whose value (a secret) is read from FILE before each request (repeatable)")(
+      "otlp-compression", po::value<std::string>(), "gzip or none (default gzip)")(
+      "otlp-ca-file", po::value<std::string>(),
+      "extra CA bundle (PEM) to verify an https endpoint (default: the system store)")(
+      "otlp-timeout", po::value<std::string>(),
+      "give up on a request after this long, 10ms to 5m (default 10s)")(
+      "otlp-backoff-min", po::value<std::string>(),
+      "first retry delay after a failure, doubling per failure (default 500ms)")(
+      "otlp-backoff-max", po::value<std::string>(), "longest retry delay (default 30s)")(
+      "otlp-resource-attribute", po::value<std::vector<std::string>>(),
+      "NAME=VALUE added to the OTLP resource (repeatable; replaces a default of that name)")(
       "ledger-retention", po::value<std::string>(),
       "delete ledger day files older than this many days (default 400; 0 keeps all)")(
       "ledger-period", po::value<std::string>(),
       "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
+      "guest-energy-dir", po::value<std::string>(),
+      "host: keep DIR/<vm>/energy.json with each VM's energy, for its guest's host source")(
+      "host-energy-path", po::value<std::string>(),
+      "guest: the VM's folder from the host's --guest-energy-dir, read by the host source")(
       "source.model.min_watts_per_vcpu", po::value<std::string>(),
       "model: W per vCPU at 0 % (default 0.74)")("source.model.max_watts_per_vcpu",
                                                  po::value<std::string>(),
@@ -433,6 +453,10 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("grid-intensity")) c.grid_intensity = to_double("grid-intensity", *r, 0, 5000);
   if (auto r = one("grid-zone")) c.zone = r->value;
   if (auto r = one("grid-file")) c.grid_file = r->value;
+  // The host's intensity comes from the file the host source reads, unless told otherwise.
+  if (auto r = one("host-energy-path"); r && c.grid_file.empty() && c.grid_provider == "host") {
+    c.grid_file = r->value;
+  }
   if (auto r = one("grid-url")) {
     c.grid_url = r->value;
   }
@@ -543,6 +567,66 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
 
+  OtlpOptions& ot = o.otlp;
+  if (auto r = one("otlp-endpoint")) {
+    ot.endpoint = r->value;
+    if (r->origin == "command line" && url_has_credentials(ot.endpoint)) {
+      log_line(
+          "warning: --otlp-endpoint carries credentials on the command line, where every local "
+          "user can read them; use --otlp-header-file");
+    }
+  }
+  auto name_value = [&](const char* option, NameValues& out) {
+    if (!values.count(option)) return;
+    for (const Raw& r : values[option]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0) bad(option, r, "expected NAME=VALUE");
+      out.emplace_back(r.value.substr(0, eq), r.value.substr(eq + 1));
+    }
+  };
+  name_value("otlp-header", ot.headers);
+  if (values.count("otlp-header")) {
+    for (std::size_t i = 0; i < ot.headers.size(); ++i) {
+      if (values["otlp-header"][i].origin == "command line" &&
+          is_credential_header(ot.headers[i].first)) {
+        log_line("warning: --otlp-header " + ot.headers[i].first +
+                 " looks like a credential and is on the command line, where every local user "
+                 "can read it; use --otlp-header-file " +
+                 ot.headers[i].first + "=FILE");
+      }
+    }
+  }
+  name_value("otlp-header-file", ot.header_files);
+  for (const auto& [name, file] : ot.header_files) {
+    if (auto ok = check_secret_file(file); !ok)
+      throw UsageError("invalid --otlp-header-file " + name + ": " + ok.error().message());
+  }
+  if (auto r = one("otlp-compression")) {
+    if (r->value != "gzip" && r->value != "none")
+      bad("otlp-compression", *r, "expected gzip or none");
+    ot.gzip = r->value == "gzip";
+  }
+  if (auto r = one("otlp-ca-file")) {
+    std::error_code ec;
+    if (r->value.empty() || !std::filesystem::is_regular_file(r->value, ec)) {
+      bad("otlp-ca-file", *r, "no such file");
+    }
+    ot.ca_file = r->value;
+  }
+  duration("otlp-timeout", milliseconds(10), std::chrono::minutes(5), ot.request_timeout);
+  duration("otlp-backoff-min", milliseconds(10), std::chrono::minutes(5), ot.backoff_min);
+  duration("otlp-backoff-max", milliseconds(10), std::chrono::hours(1), ot.backoff_max);
+  name_value("otlp-resource-attribute", ot.resource_attributes);
+  ot.state_dir = o.state_dir;
+  if (ot.endpoint.empty()) {
+    for (const auto& [name, raw] : values) {
+      if (name.starts_with("otlp-") && name != "otlp-endpoint")
+        bad(name, raw.back(), "needs --otlp-endpoint");
+    }
+  } else if (auto valid = validate(ot); !valid.ok()) {
+    throw UsageError("invalid OTLP options: " + valid.error().message());
+  }
+
   o.ledger.state_dir = o.state_dir;
   if (auto r = one("ledger-retention")) {
     o.ledger.retention_days = static_cast<unsigned>(to_u64("ledger-retention", *r, 0, 100000));
@@ -561,6 +645,20 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   check_secrets(o);
+
+  // VM passthrough (docs/guest-energy.md): the host writes each VM's figures, the guest reads them.
+  if (auto r = one("guest-energy-dir")) {
+    if (r->value.empty()) bad("guest-energy-dir", *r, "expected a folder");
+    o.guest_energy.dir = r->value;
+    o.guest_energy.pue = c.pue;
+    o.guest_energy.interval_seconds = static_cast<double>(o.interval.count()) / 1000.0;
+    if (auto idle = one("idle-attribution")) o.guest_energy.idle_attribution = idle->value;
+  }
+  if (auto r = one("host-energy-path")) {
+    if (r->value.empty())
+      bad("host-energy-path", *r, "expected the VM's folder or its energy.json");
+    o.host_energy_path = r->value;
+  }
 
   if (o.model.max_watts_per_vcpu < o.model.min_watts_per_vcpu) {
     throw UsageError("invalid [source.model]: max_watts_per_vcpu (" +

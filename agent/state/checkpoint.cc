@@ -13,7 +13,9 @@
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "agent/base/text_file.h"
 #include "agent/base/utc_time.h"
@@ -75,6 +77,34 @@ std::string_view window_name(CarbonBudget::Window w) {
 
 bool valid_machine_id(std::string_view id) {
   return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// Every total a checkpoint holds, as the series it continues, in the order of their keys: the
+// order the start times are written in, the same for the writer and the reader whatever order
+// their containers hold the totals in.
+struct TotalSeries {
+  std::string key;
+  std::string family;
+  Labels labels;
+};
+std::vector<TotalSeries> sorted_totals(const CheckpointState& s) {
+  std::vector<TotalSeries> out;
+  for (Family& f : checkpoint_families(s)) {
+    for (Series& series : f.series) {
+      out.push_back({SeriesStarts::key(f.name, series.labels), f.name, std::move(series.labels)});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const TotalSeries& a, const TotalSeries& b) { return a.key < b.key; });
+  return out;
+}
+
+uint32_t totals_crc(const std::vector<TotalSeries>& totals) {
+  uLong c = crc32_z(0L, Z_NULL, 0);
+  for (const auto& t : totals) {
+    c = crc32_z(c, reinterpret_cast<const Bytef*>(t.key.data()), t.key.size() + 1);  // and NUL
+  }
+  return static_cast<uint32_t>(c);
 }
 
 std::string describe(const HostIdentity& h) {
@@ -154,6 +184,17 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
         if (!amount(j.joules())) return bad_amount(g, j.joules());
         if (!t.joules.emplace(std::pair{j.source(), j.domain()}, j.joules()).second) {
           return bad(g, j.source() + "/" + j.domain() + " twice");
+        }
+      }
+      for (int k = 0; k < a.gpu_size(); ++k) {
+        const auto& j = a.gpu(k);
+        std::string g = f + ".attributed.gpu[" + std::to_string(k) + "]";
+        if (j.source().empty() || j.split().empty()) return bad(g, "source or split is empty");
+        if (j.device() < 0) return bad(g, "device " + std::to_string(j.device()));
+        if (!amount(j.joules())) return bad_amount(g, j.joules());
+        if (!t.gpu_joules.emplace(std::tuple{j.source(), j.device(), j.split()}, j.joules())
+                 .second) {
+          return bad(g, j.source() + "/" + std::to_string(j.device()) + "/" + j.split() + " twice");
         }
       }
       out.attribution.workloads.push_back(std::move(t));
@@ -347,6 +388,13 @@ std::string encode_checkpoint(const CheckpointState& s) {
       e->set_domain(key.second);
       e->set_joules(j);
     }
+    for (const auto& [key, j] : t.gpu_joules) {
+      auto* e = a->add_gpu();
+      e->set_source(std::get<0>(key));
+      e->set_device(std::get<1>(key));
+      e->set_split(std::get<2>(key));
+      e->set_joules(j);
+    }
   }
   for (const auto& [id, g] : s.carbon.workloads) {
     auto* c = entry(id)->mutable_carbon();
@@ -363,6 +411,21 @@ std::string encode_checkpoint(const CheckpointState& s) {
     p->set_window(std::string(window_name(b.budget.window)));
     for (double g : b.day_grams) p->add_day_grams(g);
     p->set_last_day(b.last_day);
+  }
+  if (!s.series_starts.empty()) {
+    std::unordered_map<std::string, int64_t> start_of;
+    for (const auto& st : s.series_starts)
+      start_of.emplace(SeriesStarts::key(st.family, st.labels), st.start_ms);
+    const auto totals = sorted_totals(s);
+    int64_t previous = 0;
+    m.mutable_total_start_deltas()->Reserve(static_cast<int>(totals.size()));
+    for (const auto& t : totals) {
+      auto it = start_of.find(t.key);
+      const int64_t start = it == start_of.end() ? 0 : it->second;
+      m.add_total_start_deltas(start - previous);
+      previous = start;
+    }
+    m.set_totals_crc(totals_crc(totals));
   }
 
   const std::size_t size = m.ByteSizeLong();
@@ -437,6 +500,28 @@ std::variant<CheckpointState, CheckpointFault> decode_checkpoint(std::string_vie
   }
   CheckpointState state;
   if (auto f = from_message(m, state)) return *f;
+  state.format_version = version;
+  if (m.total_start_deltas_size() > 0) {
+    const auto totals = sorted_totals(state);
+    // Another set of totals than the one the start times were written for would be a bug, not
+    // damage (the checksum was right): the totals are restored, their start times are not.
+    if (totals.size() == static_cast<std::size_t>(m.total_start_deltas_size()) &&
+        totals_crc(totals) == m.totals_crc()) {
+      int64_t start = 0;
+      for (std::size_t i = 0; i < totals.size(); ++i) {
+        const bool overflow =
+            __builtin_add_overflow(start, m.total_start_deltas(static_cast<int>(i)), &start);
+        if (!overflow && start == 0) continue;
+        // A start after the file was written is a clock that cannot be trusted, not a start.
+        if (overflow || start < 0 || (state.written_ms > 0 && start > state.written_ms)) {
+          return fault(Reason::malformed, "total_start_deltas: " + totals[i].family +
+                                              " starts at " + std::to_string(start) +
+                                              " ms, not between the epoch and the file's writing");
+        }
+        state.series_starts.push_back({totals[i].family, totals[i].labels, start});
+      }
+    }
+  }
   return state;
 }
 
@@ -675,9 +760,17 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
   }
   Family energy{"wattprobe_workload_energy_joules_total", "", MetricType::counter, {}};
   Family cpu{"wattprobe_workload_cpu_seconds_total", "", MetricType::counter, {}};
+  Family gpu{"wattprobe_workload_gpu_energy_joules_total", "", MetricType::counter, {}};
   for (const auto& w : s.attribution.workloads) {
     Labels base = workload_labels(w.id);
     cpu.series.push_back({base, w.cpu_seconds});
+    for (const auto& [key, j] : w.gpu_joules) {
+      Labels l = base;
+      l.emplace_back("source", std::get<0>(key));
+      l.emplace_back("device", std::to_string(std::get<1>(key)));
+      l.emplace_back("split", std::get<2>(key));
+      gpu.series.push_back({std::move(l), j});
+    }
     for (const auto& [key, j] : w.joules) {
       Labels l = base;
       l.emplace_back("domain", key.second);
@@ -694,7 +787,7 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
     em.series.push_back({workload_labels(id), g.embodied});
   }
   std::vector<Family> out;
-  for (Family* f : {&node, &idle, &unattributed, &energy, &cpu, &op, &em}) {
+  for (Family* f : {&node, &idle, &unattributed, &energy, &cpu, &gpu, &op, &em}) {
     f->help = "From the checkpoint.";
     out.push_back(std::move(*f));
   }

@@ -12,6 +12,7 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
+#include "agent/base/series_starts.h"
 #include "agent/base/snapshot.h"
 #include "agent/carbon/carbon.h"
 #include "agent/tick/attribution.h"
@@ -19,9 +20,10 @@
 
 namespace wattprobe {
 
-/// The version this agent writes and the newest it reads. The frame (magic, version, length,
-/// CRC32) never changes; a payload change an older agent would misread raises this number.
-inline constexpr uint32_t kCheckpointFormatVersion = 1;
+/// The version this agent writes and the newest it reads; it reads every older one. The frame
+/// (magic, version, length, CRC32) never changes; a payload change raises this number.
+/// 1: the totals. 2: and the start time of each total (series_starts).
+inline constexpr uint32_t kCheckpointFormatVersion = 2;
 
 /// Which machine wrote a checkpoint. The machine id is the stable identity (systemd's
 /// machine-id(5): set once per installation, regenerated when an image is cloned properly); the
@@ -49,6 +51,11 @@ struct CheckpointState {
   AttributionTotals attribution;
   CarbonTotals carbon;
   std::vector<Carbon::BudgetState> budgets;
+  /// When each total began counting (format 2); empty from a format-1 file. Written only for
+  /// the totals above (the agent's own counters restart with it), read back with the labels
+  /// checkpoint_families gives them.
+  std::vector<SeriesStart> series_starts;
+  uint32_t format_version = kCheckpointFormatVersion;  // of the file it was decoded from
 };
 
 /// Why a checkpoint file cannot be used. The reason's spelling is the `reason` label of

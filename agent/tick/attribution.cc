@@ -317,7 +317,9 @@ AttributionTotals Attribution::totals() const {
   for (uint32_t s = 0; s < slots_.size(); ++s) {
     const Slot& t = slots_[s];
     if (!t.used) continue;
-    AttributionTotals::Workload w{*t.id, t.cpu_seconds, t.last_seen_ms, {}};
+    AttributionTotals::Workload w{*t.id, t.cpu_seconds, t.last_seen_ms, {}, {}};
+    if (auto g = gpu_split_joules_.find(*t.id); g != gpu_split_joules_.end())
+      w.gpu_joules = g->second;
     const Cell* cells = cells_of(s);
     for (std::size_t p = 0; p < pairs_.size(); ++p) {
       if (cells[p].present) w.joules[{pairs_[p].source, pairs_[p].domain}] = cells[p].joules;
@@ -333,6 +335,7 @@ void Attribution::restore(const AttributionTotals& totals) {
   for (const auto& w : totals.workloads) {
     restore_workload(w.id, w.cpu_seconds, w.joules);
     slots_[slot_of_.at(w.id)].last_seen_ms = w.last_seen_ms;
+    if (!w.gpu_joules.empty()) gpu_split_joules_[w.id] = w.gpu_joules;
   }
   for (const auto& [domain, j] : totals.idle_joules) idle_total_[domain] = j;
   for (const auto& [domain, j] : totals.unattributed_joules) unattributed_total_[domain] = j;

@@ -44,6 +44,8 @@ struct AttributionTotals {
     double cpu_seconds = 0;
     int64_t last_seen_ms = 0;  // wall clock; a restored workload still expires on time
     std::map<std::pair<std::string, std::string>, double> joules;  // {source, domain} → J
+    /// The GPU part of `joules`: {source, device, split method} → J.
+    std::map<std::tuple<std::string, int, std::string>, double> gpu_joules;
   };
   std::vector<Workload> workloads;
   std::map<std::string, double> idle_joules;          // by domain

@@ -125,7 +125,8 @@ NodeEnergy EnergyMeter::tick(double seconds, std::optional<double> busy_cpus) {
         Candidate c;
         c.key = key;
         c.source = si;
-        c.measured = source.measured();
+        c.measured = source.measured() && r.measured;
+        c.knows_stalls = source.knows_stalls();
         c.counter = r.kind == ReadingKind::energy_counter;
         candidates.push_back(std::move(c));
       }
@@ -134,6 +135,7 @@ NodeEnergy EnergyMeter::tick(double seconds, std::optional<double> busy_cpus) {
       c.counter = c.counter && r.kind == ReadingKind::energy_counter;
       c.primed = c.primed && primed;
       c.advanced = c.advanced || advanced;
+      c.known_stalled = c.known_stalled || r.known_stalled;
       c.keys.push_back(r.key);
     }
   }
@@ -145,12 +147,26 @@ NodeEnergy EnergyMeter::tick(double seconds, std::optional<double> busy_cpus) {
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     const Candidate& c = candidates[i];
     const auto& [source, domain, socket] = c.key;
-    if (!c.counter || !counter_must_advance(domain)) continue;
+    const bool watched = c.counter && (c.knows_stalls || counter_must_advance(domain));
+    if (!watched) continue;
     auto [it, fresh] =
         watches_.try_emplace(c.key, Watch{StallDetector(policy_), join(c.keys, ","), c.measured});
     Watch& w = it->second;
     const bool was_stalled = w.detector.stalled();
-    if (c.primed) {
+    if (c.known_stalled) {
+      // A source that knows its counter stopped (the `host` source's writer went away) needs no
+      // CPU evidence; the same stalled state, counter and stand-in follow.
+      if (w.detector.mark_stalled() == StallDetector::Change::stalled) {
+        changes.emplace_back(i, StallDetector::Change::stalled);
+        ++stalls_[{source, domain}];
+      }
+    } else if (c.knows_stalls) {
+      // Its own word decides: moving again is the only change the meter still looks for.
+      if (c.primed && c.advanced &&
+          w.detector.observe(true, out.seconds, busy_cpus) == StallDetector::Change::recovered) {
+        changes.emplace_back(i, StallDetector::Change::recovered);
+      }
+    } else if (c.primed) {
       auto change = w.detector.observe(c.advanced, out.seconds, busy_cpus);
       if (change != StallDetector::Change::none) changes.emplace_back(i, change);
       if (change == StallDetector::Change::stalled) ++stalls_[{source, domain}];

@@ -31,10 +31,10 @@ struct NodeEnergy {
   std::vector<DomainEnergy> domains;  // in source priority order
 };
 
-/// Turns the sources' raw readings into per-tick joules, once for every source (docs/architecture.md):
-/// deltas, wraparound at the counter's modulus, integration of power gauges, per-socket
-/// aggregation of dies, and de-duplication — a (domain, socket) already given by a source of
-/// higher priority is never counted again from another.
+/// Turns the sources' raw readings into per-tick joules, once for every source
+/// (docs/architecture.md): deltas, wraparound at the counter's modulus, integration of power
+/// gauges, per-socket aggregation of dies, and de-duplication — a (domain, socket) already given by
+/// a source of higher priority is never counted again from another.
 ///
 /// Stalled counters (README "Stalled counters"): every (source, domain, socket) row whose
 /// counters must move (counter_must_advance) has a StallDetector fed with the tick's CPU
@@ -44,6 +44,8 @@ struct NodeEnergy {
 /// then stands in for every socket of the package domain). A row is used only in ticks it was
 /// not stalled at either end: the tick in which a stalled counter moves again still comes from
 /// the stand-in, because the counter's delta spans the time the stand-in already counted.
+/// A source that knows_stalls() (`host`) is not judged by CPU evidence: its Reading::known_stalled
+/// stalls the row at once, and the row recovers when its counter moves again.
 class EnergyMeter {
  public:
   /// `sources` in priority order (the registry's order); `standby` likewise, read every tick
@@ -101,9 +103,11 @@ class EnergyMeter {
     std::size_t source = 0;  // index into all_
     bool measured = true;
     double joules = 0;
-    bool counter = false;   // made of energy counters (else a power gauge)
-    bool primed = true;     // every counter had a previous value
-    bool advanced = false;  // some counter moved
+    bool counter = false;        // made of energy counters (else a power gauge)
+    bool primed = true;          // every counter had a previous value
+    bool advanced = false;       // some counter moved
+    bool known_stalled = false;  // the source said so (Reading::known_stalled)
+    bool knows_stalls = false;   // the source's own word decides (EnergySource::knows_stalls)
     std::vector<std::string> keys;
   };
   struct RowState {

@@ -97,6 +97,28 @@ std::vector<Case> shapes() {
        id("web1", "container", "", "", "web1")},
       {"systemd-nspawn machine", "/machine.slice/machine-build\\x2dbox.scope",
        id("build\\x2dbox", "container", "", "", "build\\x2dbox")},
+      {"libvirt-lxc stays a container", "/machine.slice/machine-lxc\\x2d7\\x2dweb.scope",
+       id("lxc\\x2d7\\x2dweb", "container", "", "", "lxc\\x2d7\\x2dweb")},
+      // Virtual machines.
+      {"libvirt qemu domain", "/machine.slice/machine-qemu\\x2d1\\x2dguest1.scope",
+       id("guest1", "vm")},
+      {"libvirt qemu domain with a dash, vcpu thread group",
+       "/machine.slice/machine-qemu\\x2d12\\x2dweb\\x2dfront.scope/libvirt/vcpu0",
+       id("web-front", "vm")},
+      {"libvirt qemu escaped slash keeps the escape",
+       "/machine.slice/machine-qemu\\x2d3\\x2da\\x2fb.scope", id("a\\x2fb", "vm")},
+      {"libvirt qemu without a domain id is not a vm", "/machine.slice/machine-qemu\\x2dx.scope",
+       id("qemu\\x2dx", "container", "", "", "qemu\\x2dx")},
+      {"firecracker jailer", "/firecracker/vm-42", id("vm-42", "vm")},
+      {"firecracker jailer, vcpu threads", "/firecracker/vm-42/fc_vcpu0", id("vm-42", "vm")},
+      {"firecracker in a transient scope", "/system.slice/firecracker-build7.scope",
+       id("build7", "vm")},
+      {"cloud-hypervisor template unit",
+       "/system.slice/system-cloud\\x2dhypervisor.slice/"
+       "cloud-hypervisor@db1.service",
+       id("db1", "vm")},
+      {"a service merely named like a vmm", "/system.slice/firecrackers.service",
+       id("firecrackers.service", "service")},
       // Kubernetes, systemd cgroup driver, all three QoS classes and every runtime's leaf.
       {"k8s systemd burstable containerd",
        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + kUidUnderscores +
@@ -166,6 +188,15 @@ TEST(CgroupIdentity, RealWorldShapes) {
   }
 }
 
+TEST(VmFolderName, NameOrNamespacedNameAndNothingThatIsNotOneComponent) {
+  EXPECT_EQ(vm_folder_name(id("guest1", "vm")), "guest1");
+  EXPECT_EQ(vm_folder_name(id("shop/db", "vm", "shop", "virt-launcher-db-abcde")), "shop_db");
+  EXPECT_EQ(vm_folder_name(id("guest1", "container")), std::nullopt);
+  EXPECT_EQ(vm_folder_name(id("..", "vm")), std::nullopt);
+  EXPECT_EQ(vm_folder_name(id("a/b", "vm")), std::nullopt);
+  EXPECT_EQ(vm_folder_name(id("", "vm")), std::nullopt);
+}
+
 TEST(CgroupIdentity, OverlongPathIsSaneAndPrintable) {
   std::string path;
   while (path.size() < 10000) path += "/abc.slice";
@@ -223,6 +254,17 @@ TEST_F(PodNamesFixture, NamesFromKubeletLogFolders) {
       identity_from_cgroup_path("/kubepods/burstable/pod0123456789abcdef0123456789abcdef", &names);
   EXPECT_EQ(static_pod, id("kube-system/kube-apiserver-node1/", "pod", "kube-system",
                            "kube-apiserver-node1", ""));
+}
+
+TEST_F(PodNamesFixture, KubeVirtLauncherPodIsItsVirtualMachine) {
+  const std::string uid = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+  tree.mkdir("var/log/pods/vms_virt-launcher-db-primary-x7k2p_" + uid + "/compute");
+  PodNames names(tree.paths());
+  WorkloadId got = identity_from_cgroup_path("/kubepods/burstable/pod" + uid + "/" + kHexB, &names);
+  EXPECT_EQ(got, id("vms/db-primary", "vm", "vms", "virt-launcher-db-primary-x7k2p", ""));
+  EXPECT_EQ(vm_folder_name(got), "vms_db-primary");
+  // Without the kubelet's names the pod cannot be told from any other.
+  EXPECT_EQ(identity_from_cgroup_path("/kubepods/burstable/pod" + uid + "/" + kHexB).kind, "pod");
 }
 
 TEST_F(PodNamesFixture, NewPodFoundOnMissAfterShortDelay) {

@@ -193,14 +193,15 @@ def newer_format_refuses_start(root, state):
     with open(current, "rb") as f:
         data = f.read()
     payload = data[20:]
-    head = struct.pack("<IQ", 2, len(payload))
+    version = struct.unpack("<I", data[4:8])[0] + 1  # one past what this agent writes
+    head = struct.pack("<IQ", version, len(payload))
     newer = b"WPCK" + head + struct.pack("<I", zlib.crc32(head + payload)) + payload
     with open(current, "wb") as f:
         f.write(newer)
     p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
                         *agent_args(root)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1, f"exit {p.returncode}: {p.stderr}"
-    assert "format version 2" in p.stderr and "refusing to start" in p.stderr, p.stderr
+    assert f"format version {version}" in p.stderr and "refusing to start" in p.stderr, p.stderr
     with open(current, "rb") as f:
         assert f.read() == newer, "the newer checkpoint was touched"
     print("ok: a newer-format checkpoint: exit 1, " +

@@ -3,6 +3,7 @@
 #include "agent/carbon/grid/carbonintensity_uk.h"
 #include "agent/carbon/grid/electricitymaps.h"
 #include "agent/carbon/grid/file_provider.h"
+#include "agent/carbon/grid/host_provider.h"
 #include "agent/carbon/grid/watttime.h"
 
 namespace wattprobe {
@@ -58,6 +59,11 @@ const std::vector<GridProviderEntry>& grid_providers() {
          w.password = std::move(s.secret);
          w.http = s.http;
          return std::make_unique<WattTimeProvider>(std::move(w));
+       }},
+      {"host", "inside a VM: the host's intensity, from its energy.json (--host-energy-path)", "",
+       false, false, true, "", 10,
+       [](GridProviderSettings s) {
+         return std::make_unique<HostGridProvider>(std::move(s.file), std::move(s.zone));
        }},
       {"carbonintensity-uk", "the GB Carbon Intensity API (National Grid ESO)", "", false, false,
        false, "https://api.carbonintensity.org.uk", 900,

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <thread>
 #include <tuple>
 
@@ -43,10 +44,13 @@ CheckpointState sample_state() {
             {"model", "package", -1, 99.25, false}};
   s.attribution.idle_joules = {{"package", 5000.125}, {"dram", 700.5}};
   s.attribution.unattributed_joules = {{"package", 0.000123}};
-  AttributionTotals::Workload web{service("nginx.service"), 812.5, 1'700'000'000'000, {}};
+  AttributionTotals::Workload web{service("nginx.service"), 812.5, 1'700'000'000'000, {}, {}};
   web.joules[{"rapl_powercap", "package"}] = 40000.75;
+  web.joules[{"nvml", "gpu"}] = 5300.25;
+  web.gpu_joules[{"nvml", 0, "exclusive"}] = 5000.125;
+  web.gpu_joules[{"nvml", 1, "sampled"}] = 300.125;
   web.joules[{"rapl_powercap", "dram"}] = 1200.5;
-  AttributionTotals::Workload api{pod("shop", "api-7d9f", "app"), 3.25, 1'700'000'100'000, {}};
+  AttributionTotals::Workload api{pod("shop", "api-7d9f", "app"), 3.25, 1'700'000'100'000, {}, {}};
   api.joules[{"rapl_powercap", "package"}] = 77.5;
   s.attribution.workloads = {web, api};
   s.carbon.workloads[web.id] = {5.5, 0.25};
@@ -63,6 +67,12 @@ CheckpointState sample_state() {
   for (std::size_t i = 0; i < month.day_grams.size(); ++i) month.day_grams[i] = 1.5 * i;
   month.last_day = 19700;
   s.budgets = {day, month};
+  s.series_starts = {{"wattprobe_node_energy_joules_total",
+                      {{"domain", "package"}, {"socket", "0"}, {"source", "rapl_powercap"}},
+                      1'600'000'000'000},
+                     {"wattprobe_workload_cpu_seconds_total",
+                      {{"kind", "service"}, {"workload", "nginx.service"}},
+                      1'650'000'000'000}};
   return s;
 }
 
@@ -96,6 +106,7 @@ void expect_same(CheckpointState a, CheckpointState b) {
     EXPECT_EQ(it->cpu_seconds, w.cpu_seconds);
     EXPECT_EQ(it->last_seen_ms, w.last_seen_ms);
     EXPECT_EQ(it->joules, w.joules);
+    EXPECT_EQ(it->gpu_joules, w.gpu_joules);
   }
   ASSERT_EQ(a.carbon.workloads.size(), b.carbon.workloads.size());
   for (const auto& [id, g] : a.carbon.workloads) {
@@ -106,6 +117,13 @@ void expect_same(CheckpointState a, CheckpointState b) {
   EXPECT_EQ(a.carbon.idle.operational, b.carbon.idle.operational);
   EXPECT_EQ(a.carbon.idle.embodied, b.carbon.idle.embodied);
   EXPECT_EQ(a.carbon.unattributed_operational, b.carbon.unattributed_operational);
+  // Start times come back with the labels checkpoint_families gives a total: compared by series.
+  auto starts = [](const std::vector<SeriesStart>& v) {
+    std::map<std::string, int64_t> out;
+    for (const auto& st : v) out[SeriesStarts::key(st.family, st.labels)] = st.start_ms;
+    return out;
+  };
+  EXPECT_EQ(starts(a.series_starts), starts(b.series_starts));
   ASSERT_EQ(a.budgets.size(), b.budgets.size());
   for (std::size_t i = 0; i < a.budgets.size(); ++i) {
     EXPECT_EQ(a.budgets[i].budget.workload, b.budgets[i].budget.workload);
@@ -203,6 +221,7 @@ TEST(Checkpoint, RestoreThroughTheRealPartsContinuesTheirTotals) {
   restore_totals(s, meter, attribution, &carbon);
   CheckpointState back = capture_totals(meter, attribution, &carbon);
   back.host = s.host;
+  back.series_starts = s.series_starts;  // start times go through SeriesStarts, not the parts
   back.written_ms = s.written_ms;
   // The budget configured since the checkpoint starts empty; the others continue.
   ASSERT_EQ(back.budgets.size(), 3u);
@@ -278,6 +297,74 @@ TEST(Checkpoint, AFutureFormatVersionIsNewerFormatNotCorrupt) {
   EXPECT_FALSE(fault_of(decode_checkpoint(reframe(file, kCheckpointFormatVersion))));
 }
 
+TEST(Checkpoint, AFormatOneFileIsStillReadWithoutStartTimes) {
+  // Format 1 is format 2 without series_starts: the same payload, its version field (1, a
+  // varint, the payload's first bytes 0x08 0x02) saying 1, in a frame saying 1.
+  CheckpointState s = sample_state();
+  s.series_starts.clear();
+  std::string file = encode_checkpoint(s);
+  ASSERT_EQ(file.substr(20, 2), std::string("\x08\x02", 2));
+  file[21] = 0x01;
+  auto d = decode_checkpoint(reframe(file, 1));
+  ASSERT_FALSE(fault_of(d)) << fault_of(d)->detail;
+  const auto& state = std::get<CheckpointState>(d);
+  expect_same(s, state);
+  EXPECT_EQ(state.format_version, 1u);
+  EXPECT_TRUE(state.series_starts.empty());
+}
+
+TEST(Checkpoint, FormatTwoKeepsTheStartTimeOfEachTotal) {
+  auto d = decode_checkpoint(encode_checkpoint(sample_state()));
+  ASSERT_FALSE(fault_of(d)) << fault_of(d)->detail;
+  const auto& state = std::get<CheckpointState>(d);
+  EXPECT_EQ(state.format_version, 2u);
+  ASSERT_EQ(state.series_starts.size(), 2u);
+  EXPECT_EQ(state.series_starts[1].start_ms, 1'650'000'000'000);
+}
+
+TEST(Checkpoint, AStartTimeAfterTheFileWasWrittenIsMalformed) {
+  CheckpointState s = sample_state();
+  s.series_starts[0].start_ms = s.written_ms + 1;
+  auto d = decode_checkpoint(encode_checkpoint(s));
+  ASSERT_TRUE(fault_of(d));
+  EXPECT_EQ(fault_of(d)->reason, Reason::malformed);
+  EXPECT_NE(fault_of(d)->detail.find("wattprobe_node_energy_joules_total starts at"),
+            std::string::npos)
+      << fault_of(d)->detail;
+}
+
+TEST(Checkpoint, OnlyTheTotalsTheCheckpointContinuesKeepTheirStart) {
+  CheckpointState s = sample_state();
+  // The agent's own counters restart from zero with it: their start must not be kept.
+  s.series_starts.push_back({"wattprobe_agent_otlp_samples_sent_total", {}, 1'690'000'000'000});
+  // Label order and empty labels (namespace, pod, container) do not matter.
+  s.series_starts.push_back({"wattprobe_workload_operational_co2e_grams_total",
+                             {{"workload", "gone.service"}, {"kind", "service"}, {"pod", ""}},
+                             1'680'000'000'000});
+  auto d = decode_checkpoint(encode_checkpoint(s));
+  ASSERT_FALSE(fault_of(d)) << fault_of(d)->detail;
+  const auto& kept = std::get<CheckpointState>(d).series_starts;
+  ASSERT_EQ(kept.size(), 3u);
+  for (const auto& k : kept) EXPECT_NE(k.family, "wattprobe_agent_otlp_samples_sent_total");
+  SeriesStarts restored;
+  restored.restore(kept);
+  EXPECT_EQ(restored.start_ms("wattprobe_workload_operational_co2e_grams_total",
+                              {{"kind", "service"}, {"workload", "gone.service"}}),
+            1'680'000'000'000);
+}
+
+TEST(Checkpoint, TotalsWithoutAKnownStartCostAByteEach) {
+  CheckpointState s = sample_state();
+  s.series_starts.clear();
+  const std::size_t without = encode_checkpoint(s).size();
+  for (const Family& f : checkpoint_families(s))
+    for (const Series& series : f.series)
+      s.series_starts.push_back({f.name, series.labels, 1'650'000'000'000});
+  const std::size_t with = encode_checkpoint(s).size();
+  // One varint per total (the first start in full), the CRC and the field keys.
+  EXPECT_LE(with - without, s.series_starts.size() * 2 + 16);
+}
+
 TEST(Checkpoint, ANewerCheckpointRefusesStartAndIsLeftInPlace) {
   TempTree dir;
   CheckpointStore store(dir.root(), kHere);
@@ -291,7 +378,9 @@ TEST(Checkpoint, ANewerCheckpointRefusesStartAndIsLeftInPlace) {
   auto loaded = store.load();
   EXPECT_FALSE(loaded.state);
   ASSERT_TRUE(loaded.refusal);
-  EXPECT_NE(loaded.refusal->find("format version 2"), std::string::npos) << *loaded.refusal;
+  EXPECT_NE(loaded.refusal->find("format version " + std::to_string(kCheckpointFormatVersion + 1)),
+            std::string::npos)
+      << *loaded.refusal;
   EXPECT_NE(loaded.refusal->find(store.previous().string()), std::string::npos);
   EXPECT_EQ(read_file(store.previous()), newer);
 }

@@ -383,3 +383,76 @@ TEST(EnergyMeter, WithoutAStandInAStalledDomainReportsNothing) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+/// A source that says itself when it is stalled, as `host` does.
+class SelfReportingSource : public ScriptedSource {
+ public:
+  SelfReportingSource() : ScriptedSource("host", true) {}
+  bool knows_stalls() const override { return true; }
+};
+
+TEST(EnergyMeter, SourceThatKnowsItStalledHandsOverAtOnceAndResumesWithoutANegativeStep) {
+  std::vector<std::unique_ptr<EnergySource>> chosen, standby;
+  auto* host = new SelfReportingSource();
+  auto* model = new ScriptedSource("model", false);
+  chosen.emplace_back(host);
+  standby.emplace_back(model);
+  EnergyMeter m(std::move(chosen), std::move(standby));
+  auto tick = [&](uint64_t raw, bool stalled, std::optional<double> busy = 1.0) {
+    Reading r = counter("package", -1, "host:package", raw, 0);
+    r.reset_when_lower = true;
+    r.known_stalled = stalled;
+    host->next.readings = {r};
+    model->next.readings = {gauge("package", -1, "cpu", 5)};
+    return m.tick(1, busy);
+  };
+  tick(1'000'000, false);
+  // A guest busy between two host ticks sees no change: no evidence against the host.
+  for (int i = 0; i < 8; ++i) EXPECT_NE(row(tick(1'000'000, false), "host", "package"), nullptr);
+  EXPECT_FALSE(m.stalled("host", "package", -1));
+  NodeEnergy e = tick(3'000'000, false);
+  EXPECT_DOUBLE_EQ(row(e, "host", "package")->joules, 2);
+  EXPECT_TRUE(row(e, "host", "package")->measured);
+
+  // The host says nothing new for long enough: stalled at once, even on an idle guest.
+  e = tick(3'000'000, true, 0.0);
+  EXPECT_TRUE(m.stalled("host", "package", -1));
+  EXPECT_EQ(row(e, "host", "package"), nullptr);
+  EXPECT_DOUBLE_EQ(row(e, "model", "package")->joules, 5);
+  EXPECT_EQ(stalls_total(m, "host", "package"), 1);
+  EXPECT_EQ(source_info(m)("host", "package").state, "stalled");
+  tick(3'000'000, true);
+  EXPECT_EQ(stalls_total(m, "host", "package"), 1) << "one stall, counted once";
+
+  // The host comes back without its checkpoint: lower figures, a reset, counted as nothing.
+  e = tick(500'000, false);
+  EXPECT_FALSE(m.stalled("host", "package", -1));
+  EXPECT_EQ(row(e, "host", "package"), nullptr) << "the recovery tick is the stand-in's";
+  e = tick(1'500'000, false);
+  EXPECT_DOUBLE_EQ(row(e, "host", "package")->joules, 1);
+  double total = 0;
+  for (const auto& t : m.totals())
+    if (t.source == "host") total = t.joules;
+  EXPECT_DOUBLE_EQ(total, 3) << "2 J + 1 J: no step back, no wrap";
+  EXPECT_EQ(m.errors().at({"host", "counter_reset"}), 1u);
+}
+
+TEST(EnergyMeter, AnEstimatedReadingOfAMeasuringSourceIsLabelledEstimated) {
+  std::vector<std::unique_ptr<EnergySource>> chosen;
+  auto* host = new SelfReportingSource();
+  chosen.emplace_back(host);
+  EnergyMeter m(std::move(chosen));
+  Reading r = counter("package", -1, "host:package", 0, 0);
+  r.measured = false;
+  host->next.readings = {r};
+  m.tick(1);
+  host->next.readings[0].raw = 1'000'000;
+  EXPECT_FALSE(row(m.tick(1), "host", "package")->measured);
+  EXPECT_EQ(source_info(m)("host", "package").measured, "false");
+}
+
+}  // namespace
+}  // namespace wattprobe
