@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,14 +17,18 @@
 #include "agent/cli/parse_options.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
+#include "agent/cli/validate.h"
 #include "agent/liveness.h"
 #include "agent/pipeline.h"
 #include "agent/privileges.h"
 #include "agent/state/checkpoint.h"
+#include "agent/state/state_folder.h"
 #include "exporters/prometheus_pull.h"
 
 namespace wattprobe {
 namespace {
+
+constexpr const char* kVersion = "0.1.0";
 
 constexpr const char* kUsage =
     "usage: wattprobe <command> [options]\n"
@@ -32,6 +37,7 @@ constexpr const char* kUsage =
     "  checkpoint-dump  the totals `run` would restore from --state-dir, as /metrics series\n"
     "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
     "  top      live per-workload watts, CO2e rate and CPU share in the terminal\n"
+    "  validate check the agent's claims on this host and write a report (`--help`)\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -55,6 +61,35 @@ int run(const Options& options) {
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Started as root, the agent runs as an unprivileged user once started (--user overrides); the
+  // state folder is made writable for that user now, while the agent may still chown.
+  const std::string user = options.user.empty() ? default_run_user() : options.user;
+  std::optional<StateOwner> owner;
+  if (!user.empty()) {
+    auto identity = lookup_user(user);
+    if (!identity.ok()) {
+      log_line("cannot run as " + user + ": " + identity.error().message() +
+               (options.user.empty() ? " (name another with --user)" : ""));
+      return 1;
+    }
+    owner = StateOwner{identity->uid, identity->gid, identity->name};
+  }
+  auto folder = prepare_state_folder(options.state_dir, owner);
+  if (!folder.ok()) {
+    const Error& e = folder.error();
+    log_line(e.path.empty() ? e.detail : "state folder: " + e.message());
+    return 1;
+  }
+  log_line(*folder);
+  if (!options.guest_energy.dir.empty()) {
+    auto guests = prepare_guest_energy_folder(options.guest_energy.dir, owner);
+    if (!guests.ok()) {
+      log_line("--guest-energy-dir: " + guests.error().message());
+      return 1;
+    }
+    log_line(*guests);
+  }
+
   auto built = Pipeline::build(options, PipelineRole::daemon, log_to_stderr);
   if (!built.ok()) {
     log_line(built.error().detail);
@@ -63,7 +98,7 @@ int run(const Options& options) {
   Pipeline& pipeline = **built;
   // Everything privileged is open now (BPF loaded, counters opened at probe): keep only what
   // the tick still needs, before the first request can be served.
-  auto dropped = drop_privileges(PrivilegePlan{pipeline.capabilities_needed(), options.user});
+  auto dropped = drop_privileges(PrivilegePlan{pipeline.capabilities_needed(), user});
   if (!dropped.ok()) {
     log_line("cannot drop privileges: " + dropped.error().message());
     return 1;
@@ -151,7 +186,7 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") {
-    std::puts("wattprobe 0.1.0");
+    std::printf("wattprobe %s\n", kVersion);
     return 0;
   }
   std::string command = args[0];
@@ -175,6 +210,21 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "wattprobe top: %s\n", e.what());
       return 1;
     }
+  }
+  if (command == "validate") {
+    if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+        std::find(args.begin(), args.end(), "-h") != args.end()) {
+      std::fputs(validate_help().c_str(), stdout);
+      return 0;
+    }
+    ValidateOptions v;
+    try {
+      v = parse_validate_options(args);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "wattprobe validate: %s\n", e.what());
+      return 2;
+    }
+    return run_validate(v, kVersion);
   }
   // report reads files only and has its own options (a period, not an agent's configuration).
   if (command == "report") return run_report(args, std::cout, std::cerr);

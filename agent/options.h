@@ -46,7 +46,8 @@ struct Options {
   LedgerOptions ledger;                    // its state_dir follows --state-dir
   GuestEnergyOptions guest_energy;         // --guest-energy-dir; off while its dir is empty
   std::filesystem::path host_energy_path;  // --host-energy-path, for the `host` source
-  std::string user;                        // switch to this user after start-up, if set
+  /// The user to switch to after start-up; empty: default_run_user().
+  std::string user;
   uint64_t max_ticks =
       0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
 };

@@ -21,7 +21,10 @@ Error line(std::string what, const Error& e) {
 
 /// Carbon's options with the GPUs the nvml source lists, when it runs: embodied carbon then
 /// counts each GPU once, not once more for an emulated display (carbon does not read sources).
-CarbonOptions carbon_options(CarbonOptions o, const EnergyMeter& meter) {
+/// Its workloads expire as attribution's do.
+CarbonOptions carbon_options(CarbonOptions o, const EnergyMeter& meter, const Options& options) {
+  o.workload_expiry = options.attribution.workload_expiry;
+  o.max_workloads = options.max_workloads;
   for (const auto& source : meter.sources()) {
     if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get());
         nvml && !nvml->devices().empty())
@@ -76,9 +79,10 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       attribution_(options.attribution),
       // Reads the grid API key now, while the agent may still read a root-only file; fetches
       // nothing until start().
-      carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_))) {
+      carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_, options))) {
   for (const auto& source : meter_->sources()) {
     if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
+    if (auto* hwmon = dynamic_cast<const HwmonSource*>(source.get())) hwmon_ = hwmon;
   }
   if (nvml_) gpu_ = std::make_unique<GpuWorkloads>(options.paths);
   for (const auto& source : meter_->sources()) {
@@ -89,6 +93,9 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     }
   }
   if (hwmon_gpus_) drm_gpu_ = std::make_unique<DrmGpuWorkloads>(options.paths);
+  // Here, in the privileged half, because the NVMe SMART logs need CAP_SYS_ADMIN.
+  health_ = std::make_unique<DeviceHealth>(options.paths,
+                                           parse_install_date(options.carbon.install_date));
   if (role_ == PipelineRole::daemon) {
     ledger_ = std::make_unique<Ledger>(options.ledger);
     checkpoint_ = std::make_unique<CheckpointKeeper>(
@@ -101,10 +108,13 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
 Pipeline::~Pipeline() = default;
 
 std::vector<int> Pipeline::capabilities_needed() const {
-  return wattprobe::capabilities_needed(sources_kept_, accounting_->mode() != "procfs");
+  return wattprobe::capabilities_needed(sources_kept_, accounting_needs_cap_bpf(*accounting_));
 }
 
 Result<bool> Pipeline::start(const LogLine& log) {
+  if (accounting_->mode() == "procfs") {
+    if (auto hidden = hidden_processes_warning(options_.paths)) log(*hidden);
+  }
   if (ledger_) {
     if (auto opened = ledger_->open(wall_clock_ms()); !opened.ok()) {
       return line("ledger", opened.error());
@@ -188,6 +198,9 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   meter_->append_families(families);
   attribution_.append_families(families);
   append_gpu_families(nvml_, gpu_.get(), drm_gpu_.get(), families);
+  if (hwmon_) hwmon_->append_families(families);
+  health_->tick(seconds, now_ms, log);
+  health_->append_families(families);
   families.push_back({"wattprobe_agent_accounting_mode",
                       "How per-workload CPU time is accounted: cgroup (the kernel's per-cgroup "
                       "time), bpf (the sched_switch hook), or the procfs fallback.",

@@ -10,6 +10,7 @@
 #include "agent/base/series_starts.h"
 #include "agent/base/snapshot.h"
 #include "agent/carbon/carbon.h"
+#include "agent/device_health.h"
 #include "agent/options.h"
 #include "agent/state/checkpoint.h"
 #include "agent/state/ledger.h"
@@ -18,6 +19,7 @@
 #include "agent/tick/tick_loop.h"
 #include "collectors/cpu_accounting.h"
 #include "collectors/gpu_split.h"
+#include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 #include "exporters/guest_energy.h"
 #include "exporters/otlp.h"
@@ -60,7 +62,9 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   /// What the ticks still need once start-up is over: the chosen sources', those standing by
-  /// (a stand-in is read every tick) and the eBPF accounting's.
+  /// (a stand-in is read every tick) and the eBPF accounting's, which is measured: CAP_BPF only
+  /// where a trial map read without it fails. Before any thread starts (it lowers and restores
+  /// the calling thread's effective set).
   std::vector<int> capabilities_needed() const;
 
   /// The unprivileged half, after the privilege drop: the ledger's folder and the checkpoint's
@@ -102,6 +106,8 @@ class Pipeline {
   std::unique_ptr<GpuWorkloads> gpu_;         // splits the nvml GPUs' energy by process
   const HwmonSource* hwmon_gpus_ = nullptr;   // the hwmon source, when it reads a GPU
   std::unique_ptr<DrmGpuWorkloads> drm_gpu_;  // splits those GPUs by DRM busy time
+  /// Among the meter's sources, when chosen: its V × I rails are described every tick.
+  const HwmonSource* hwmon_ = nullptr;
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
   std::unique_ptr<Ledger> ledger_;                   // daemon only
@@ -114,6 +120,8 @@ class Pipeline {
   SeriesStarts starts_;
   int64_t started_ms_ = 0;    // wall clock at start(): the start of the first tick's series
   int64_t last_tick_ms_ = 0;  // the end of the last tick: the start of a series new in this one
+  /// Batteries, thermal stress, storage wear: exported beside the energy, never attributed.
+  std::unique_ptr<DeviceHealth> health_;
   std::vector<SnapshotSink*> sinks_;
 
   mutable std::mutex mu_;

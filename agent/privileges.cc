@@ -62,17 +62,19 @@ constexpr std::array<std::string_view, 41> kCapabilityNames = {"cap_chown",
                                                                "cap_bpf",
                                                                "cap_checkpoint_restore"};
 
-// procfs accounting, the model and NVML need nothing after start-up: /proc/PID/{stat,cgroup},
-// cgroupfs, /var/log/pods and /dev/nvidia* are world-readable, so CAP_SYS_PTRACE is not kept.
-// Resolving a cgroup id with name_to_handle_at needs no capability either (only
-// open_by_handle_at does). CAP_SYS_RESOURCE (memlock before 5.11) is only needed while loading.
-// The eBPF accounting is not an energy source, so its needs are written here; every source's
-// are in its line of the source table (collectors/registry.cc).
-constexpr std::array<CapabilityUse, 2> kBpfNeeds = {{
+// The /proc accounting, the model and NVML need nothing after start-up: /proc/PID/{stat,cgroup,
+// comm}, cgroupfs, /var/log/pods and /dev/nvidia* are world-readable, so CAP_SYS_PTRACE is not
+// kept. Resolving a cgroup id with name_to_handle_at needs no capability either (only
+// open_by_handle_at does). CAP_SYS_RESOURCE (memlock before 5.11) and CAP_PERFMON (tracing
+// programs and their links) are only checked while loading and attaching. The eBPF accounting
+// is not an energy source, so its need is written here; a source's would be in its line of the
+// source table (collectors/registry.cc), where every line is empty since each source reads
+// descriptors it opened before the drop.
+constexpr std::array<CapabilityUse, 1> kBpfNeeds = {{
     {"bpf", CAP_BPF,
-     "map reads after load (kernels before 6.5 check it on every bpf() call when "
-     "unprivileged_bpf_disabled is set, Debian's default)"},
-    {"bpf", CAP_PERFMON, "tracing programs (sched_switch, exit) and their links"},
+     "map reads after load: kernels before 6.5 check it on every bpf() call when "
+     "unprivileged_bpf_disabled is set (Debian's default); `run` keeps it only where a trial "
+     "read without it fails"},
 }};
 
 constexpr uint64_t bit(int cap) { return uint64_t{1} << cap; }
@@ -118,13 +120,6 @@ std::optional<Error> set_caps(const ThreadCaps& caps) {
   return std::nullopt;
 }
 
-struct Identity {
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::string name;
-  bool in_passwd = false;
-};
-
 std::optional<uint32_t> parse_id(std::string_view text) {
   uint32_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -132,7 +127,7 @@ std::optional<uint32_t> parse_id(std::string_view text) {
   return value;
 }
 
-Result<Identity> resolve_user(const std::string& user) {
+Result<UserIdentity> resolve_user(const std::string& user) {
   std::vector<char> buffer(16384);
   passwd entry{};
   passwd* found = nullptr;
@@ -142,8 +137,8 @@ Result<Identity> resolve_user(const std::string& user) {
       err = getpwuid_r(*id, &entry, buffer.data(), buffer.size(), &found);
     }
   }
-  if (found != nullptr) return Identity{found->pw_uid, found->pw_gid, found->pw_name, true};
-  if (auto id = parse_id(user)) return Identity{*id, *id, user, false};
+  if (found != nullptr) return UserIdentity{found->pw_uid, found->pw_gid, found->pw_name, true};
+  if (auto id = parse_id(user)) return UserIdentity{*id, *id, user, false};
   return Error{ErrorKind::absent, "",
                "user " + quote_for_error(user) +
                    " is not in the passwd "
@@ -159,7 +154,7 @@ std::string user_name(uid_t uid) {
   return found != nullptr ? std::string(found->pw_name) : "uid " + std::to_string(uid);
 }
 
-std::optional<Error> switch_user(const Identity& to) {
+std::optional<Error> switch_user(const UserIdentity& to) {
   auto failed = [&](std::string_view what) {
     Error e = error_from_errno(errno, "", what);
     e.detail = "switching to user " + to.name + ": " + e.detail;
@@ -199,6 +194,50 @@ std::vector<CapabilityUse> capability_table() {
     }
   }
   return out;
+}
+
+Result<UserIdentity> lookup_user(const std::string& user) { return resolve_user(user); }
+
+std::string default_run_user() {
+  if (geteuid() != 0) return "";
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  getpwnam_r("wattprobe", &entry, buffer.data(), buffer.size(), &found);
+  return found != nullptr ? "wattprobe" : "nobody";
+}
+
+Result<bool> works_without(const std::vector<int>& caps, const std::function<bool()>& attempt) {
+  auto held = get_caps();
+  if (!held.ok()) return held.error();
+  ThreadCaps lowered = *held;
+  for (int cap : caps) lowered.effective &= ~bit(cap);
+  if (lowered.effective == held->effective) return attempt();
+  if (auto err = set_caps(lowered)) return *err;
+  const bool worked = attempt();
+  if (auto err = set_caps(*held)) return *err;
+  return worked;
+}
+
+bool accounting_needs_cap_bpf(const CpuAccounting& accounting) {
+  if (accounting.mode() == "procfs") return false;
+  auto without = works_without({CAP_BPF, CAP_SYS_ADMIN},
+                               [&accounting] { return accounting.kernel_reads_allowed(); });
+  return !without.ok() || !*without;
+}
+
+std::optional<std::string> hidden_processes_warning(const HostPaths& paths) {
+  if (!read_text(paths.proc("self/stat")).ok()) return std::nullopt;
+  auto first = read_text(paths.proc("1/stat"));
+  if (first.ok() ||
+      (first.error().kind != ErrorKind::absent && first.error().kind != ErrorKind::permission)) {
+    return std::nullopt;
+  }
+  return "warning: " + paths.proc().string() + " hides other users' processes from " +
+         user_name(geteuid()) + " (" + first.error().message() +
+         "; mounted with hidepid=1 or 2?): the /proc accounting sees only its own, and the rest "
+         "of the CPU's energy goes unattributed; use --accounting=bpf, mount /proc with gid= of a "
+         "group of this user, or --user root";
 }
 
 std::vector<int> capabilities_needed(const std::vector<std::string>& sources, bool bpf) {
@@ -293,7 +332,7 @@ Result<std::string> drop_privileges(const PrivilegePlan& plan) {
                  "privileges must be dropped before any thread starts; found " +
                      std::to_string(*threads) + " threads"};
   }
-  std::optional<Identity> identity;
+  std::optional<UserIdentity> identity;
   if (!plan.user.empty()) {
     auto resolved = resolve_user(plan.user);
     if (!resolved.ok()) return resolved.error();

@@ -1,13 +1,18 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "agent/base/host_paths.h"
 #include "agent/base/result.h"
+#include "collectors/cpu_accounting.h"
 
 namespace wattprobe {
 
@@ -31,6 +36,40 @@ std::vector<CapabilityUse> capability_table();
 /// The capabilities to keep for these sources (and the eBPF accounting when `bpf`), sorted and
 /// without duplicates. Unknown source names add nothing.
 std::vector<int> capabilities_needed(const std::vector<std::string>& sources, bool bpf);
+
+/// A user the agent can switch to.
+struct UserIdentity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string name;
+  bool in_passwd = false;  // a bare uid with no passwd line takes gid = uid, no extra groups
+};
+
+/// `user` (a name, or a numeric uid) from the passwd database; a number with no passwd line is
+/// still accepted. Absent when a name is not there.
+Result<UserIdentity> lookup_user(const std::string& user);
+
+/// The user `run` switches to when --user is not given. Started as root: the `wattprobe` system
+/// account the package creates, or `nobody` where there is none. Started as any other user
+/// (systemd's DynamicUser=, a container's runAsUser): empty, the agent already is unprivileged.
+std::string default_run_user();
+
+/// Whether `attempt` still succeeds with `caps` out of the effective set, which is restored
+/// afterwards (they stay permitted meanwhile, so this is undoable, unlike the drop). Measures
+/// what the running kernel really checks, e.g. whether map reads need CAP_BPF after load (they
+/// do before Linux 6.5 with unprivileged_bpf_disabled set).
+Result<bool> works_without(const std::vector<int>& caps, const std::function<bool()>& attempt);
+
+/// Whether this accounting's reads need CAP_BPF once loaded: a trial read with CAP_BPF (and
+/// CAP_SYS_ADMIN, which passes the same kernel check) lowered fails. False for the /proc
+/// accounting. Must run before any thread starts, as works_without.
+bool accounting_needs_cap_bpf(const CpuAccounting& accounting);
+
+/// For the /proc accounting after the drop: a warning line when `paths`' /proc lets this process
+/// read its own stat but not PID 1's, as a /proc mounted with hidepid=1 or 2 does for an
+/// unprivileged user; every other user's CPU time would then go unattributed. Nullopt otherwise
+/// (also on a fixture tree without `self`).
+std::optional<std::string> hidden_processes_warning(const HostPaths& paths);
 
 /// Drops every capability not in `plan.keep_caps` from the effective, permitted, inheritable,
 /// ambient and bounding sets, sets no_new_privs, and switches to `plan.user` when given, keeping

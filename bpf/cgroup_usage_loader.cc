@@ -138,6 +138,11 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
     return reading;
   }
 
+  bool kernel_reads_allowed() const override {
+    Fd iter(bpf_iter_create(bpf_link__fd(link_.get())));
+    return iter.fd >= 0;
+  }
+
  private:
   Result<bool> run_iterator() {
     Fd iter(bpf_iter_create(bpf_link__fd(link_.get())));

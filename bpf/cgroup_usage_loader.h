@@ -23,6 +23,8 @@ class CgroupTreeReader {
   virtual ~CgroupTreeReader() = default;
   /// Every cgroup under the v2 root with its cumulative usage; the root's own from its cpu.stat.
   virtual Result<CgroupTreeReading> read() = 0;
+  /// Whether the kernel lets this process start a walk now (the bpf() call a read makes).
+  virtual bool kernel_reads_allowed() const { return true; }
 };
 
 struct CgroupUsageBpfDeleter {
@@ -51,6 +53,8 @@ class CgroupAccounting : public CpuAccounting {
 
   std::string_view mode() const override { return "cgroup"; }
   CpuTick drain() override;
+  /// Creates an iterator and closes it unread: the bpf() call a tick makes.
+  bool kernel_reads_allowed() const override { return reader_->kernel_reads_allowed(); }
 
   /// The last read's failure, if the last drain had one (the drain then gives no workloads).
   const std::optional<Error>& last_error() const { return last_error_; }

@@ -24,8 +24,8 @@
 namespace wattprobe {
 namespace {
 
-// libbpf has one process-wide print callback. It stays quiet (docs/architecture.md: no stray stderr in the
-// daemon) but keeps the tail, which carries the verifier log when a load fails.
+// libbpf has one process-wide print callback. It stays quiet (docs/architecture.md: no stray stderr
+// in the daemon) but keeps the tail, which carries the verifier log when a load fails.
 constexpr std::size_t kLogTailBytes = 8192;
 std::mutex g_libbpf_log_mutex;
 std::string g_libbpf_log;
@@ -432,9 +432,8 @@ void CpuAccountingBpfDeleter::operator()(::sched_account_bpf* skeleton) const {
   sched_account_bpf__destroy(skeleton);
 }
 
-BpfAccounting::BpfAccounting(
-    std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton,
-    std::unique_ptr<TaskMapReader> reader, TaskDrain drain)
+BpfAccounting::BpfAccounting(std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton,
+                             std::unique_ptr<TaskMapReader> reader, TaskDrain drain)
     : skeleton_(std::move(skeleton)), reader_(std::move(reader)), drain_(std::move(drain)) {}
 
 Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& paths,
@@ -446,8 +445,7 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
 
   libbpf_set_print(capture_libbpf_log);
   take_libbpf_log();
-  std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton(
-      sched_account_bpf__open());
+  std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton(sched_account_bpf__open());
   if (!skeleton) return load_error(errno, "opening the eBPF object");
   skeleton->rodata->wp_loaded_at_ns = monotonic_ns();
   if (int err = bpf_map__set_max_entries(
@@ -474,6 +472,18 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
 CpuTick BpfAccounting::drain() {
   TaskMapSnapshot snapshot = reader_->read();
   return drain_.drain(snapshot, monotonic_ns());
+}
+
+bool BpfAccounting::kernel_reads_allowed() const {
+  wp_task_key key{};
+  if (bpf_map_get_next_key(bpf_map__fd(skeleton_->maps.wp_tasks), nullptr, &key) != 0 &&
+      errno != ENOENT) {
+    return false;
+  }
+  bpf_prog_info info{};
+  __u32 len = sizeof info;
+  return bpf_obj_get_info_by_fd(bpf_program__fd(skeleton_->progs.wp_sched_switch), &info, &len) ==
+         0;
 }
 
 BpfProgramStats BpfAccounting::sched_switch_stats() const {

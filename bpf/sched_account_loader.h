@@ -9,9 +9,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "collectors/cpu_accounting.h"
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
+#include "collectors/cpu_accounting.h"
 
 struct sched_account_bpf;  // the generated skeleton (bpf/sched_account.skel.h)
 
@@ -126,6 +126,9 @@ class BpfAccounting : public CpuAccounting {
 
   std::string_view mode() const override { return "bpf"; }
   CpuTick drain() override;
+  /// A key lookup in the task map and a read of the program's stats: the bpf() calls a tick and
+  /// the agent's own metrics make.
+  bool kernel_reads_allowed() const override;
 
   /// The sched_switch program, the one that runs on every context switch.
   BpfProgramStats sched_switch_stats() const;

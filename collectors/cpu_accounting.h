@@ -48,6 +48,10 @@ class CpuAccounting {
   virtual std::string_view mode() const = 0;
   /// CPU time since the previous drain. The first call primes and may return an empty tick.
   virtual CpuTick drain() = 0;
+  /// One read of the kernel's data the way drain() reads it, consuming nothing: false when the
+  /// kernel refuses it. The privilege drop asks it with a capability lowered, to keep only what
+  /// the reads really need. Files under /proc need nothing, so the default is true.
+  virtual bool kernel_reads_allowed() const { return true; }
 };
 
 }  // namespace wattprobe

@@ -1,6 +1,7 @@
 #include "collectors/hwmon.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <system_error>
@@ -36,6 +37,36 @@ std::string optional_label(const fs::path& file) {
   return text ? std::string(trim(*text)) : std::string();
 }
 
+// From the held descriptor; a sensor unreadable at probe is opened again (a udev rule may have
+// made it readable since).
+Result<uint64_t> read_sensor(HwmonSource::Sensor& s) {
+  if (!s.held.is_open()) {
+    auto held = HeldFile::open(s.file);
+    if (!held) return held.error();
+    s.held = std::move(*held);
+  }
+  auto text = s.held.read(256);
+  if (!text) return text.error();
+  return parse_u64(*text, s.file);
+}
+
+/// Drivers whose rails pair by channel number alone: channel K is inK_input with currK_input for
+/// K in [first, last]. The ina3221 driver (Documentation/hwmon/ina3221.rst) gives the bus
+/// voltage of channel K in inK and its shunt voltage in in(K+3); only the bus voltage times the
+/// current is the rail's power.
+struct ChannelPairing {
+  std::string_view driver;
+  int first, last;
+};
+constexpr ChannelPairing kChannelPairings[] = {{"ina3221", 1, 3}};
+
+/// The label of a board's input rail: "VDD_IN" (Jetson Xavier and Orin), "POM_5V_IN" (Nano).
+bool is_board_input(std::string_view label) {
+  std::string upper(label);
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return upper.size() > 3 && upper.ends_with("_IN");
+}
+
 struct Chip {
   std::string hwmon;  // hwmonN
   std::string name;
@@ -43,6 +74,66 @@ struct Chip {
   fs::path dir;
   std::vector<HwmonSource::Sensor> sensors;  // keys hold only the sensor stem until prefixed
 };
+
+/// The chip's V × I rails, paired as the class comment says; parts first, then the total or sum.
+void add_rails(Chip& chip, std::vector<int> volts, const std::vector<int>& amps,
+               std::vector<std::string>& notes) {
+  std::sort(volts.begin(), volts.end());
+  const ChannelPairing* by_channel = nullptr;
+  for (const auto& p : kChannelPairings) {
+    if (p.driver == chip.name) by_channel = &p;
+  }
+  std::vector<HwmonSource::Sensor> rails;
+  std::vector<std::string> unpaired;
+  for (int k : volts) {
+    if (std::find(amps.begin(), amps.end(), k) == amps.end()) continue;
+    const std::string in = "in" + std::to_string(k), curr = "curr" + std::to_string(k);
+    std::string label = optional_label(chip.dir / (in + "_label"));
+    if (by_channel) {
+      if (k < by_channel->first || k > by_channel->last) continue;
+    } else {
+      const std::string curr_label = optional_label(chip.dir / (curr + "_label"));
+      if (label.empty() || label != curr_label) {
+        unpaired.push_back(in + "/" + curr);
+        continue;
+      }
+    }
+    HwmonSource::Sensor s;
+    s.key = "rail" + std::to_string(k);
+    s.domain = "rail";
+    s.kind = ReadingKind::power_gauge;
+    s.file = chip.dir / (in + "_input");
+    s.label = label;
+    s.current_file = chip.dir / (curr + "_input");
+    s.rail_role = "part";
+    rails.push_back(std::move(s));
+  }
+  if (!unpaired.empty()) {
+    notes.push_back(chip.name + ": " + join(unpaired, ", ") +
+                    " not paired: no pairing is known for this driver and their labels differ");
+  }
+  if (rails.empty()) return;
+  auto total = std::find_if(rails.begin(), rails.end(),
+                            [](const auto& r) { return is_board_input(r.label); });
+  if (rails.size() == 1) {
+    rails.front().rail_role = "total";
+    rails.front().domain = "platform";
+  } else if (total != rails.end()) {
+    total->rail_role = "total";
+    total->domain = "platform";
+    // The total last, so the parts keep their channel order.
+    std::rotate(total, total + 1, rails.end());
+  } else {
+    HwmonSource::Sensor sum;
+    sum.key = "rails_sum";
+    sum.domain = "platform";
+    sum.kind = ReadingKind::power_gauge;
+    sum.rail_role = "sum";
+    for (std::size_t i = 0; i < rails.size(); ++i) sum.sum_of.push_back(i);  // chip-relative
+    rails.push_back(std::move(sum));
+  }
+  for (auto& r : rails) chip.sensors.push_back(std::move(r));
+}
 
 }  // namespace
 
@@ -56,6 +147,7 @@ bool HwmonSource::measures_cpu() const {
 Availability HwmonSource::probe() {
   probed_ = true;
   sensors_.clear();
+  rail_rows_ = 0;
   const fs::path root = paths_.sys("class/hwmon");
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
@@ -90,10 +182,15 @@ Availability HwmonSource::probe() {
 
     std::map<int, std::string> power_file;  // K → the one file chosen for power K
     std::vector<int> energy;
+    std::vector<int> volts, amps;
     for (fs::directory_iterator it(chip.dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string file = it->path().filename().string();
       int k = 0;
-      if (sensor_index(file, "power", "_average", k)) {
+      if (sensor_index(file, "in", "_input", k)) {
+        volts.push_back(k);
+      } else if (sensor_index(file, "curr", "_input", k)) {
+        amps.push_back(k);
+      } else if (sensor_index(file, "power", "_average", k)) {
         power_file[k] = file;
       } else if (sensor_index(file, "power", "_input", k)) {
         power_file.try_emplace(k, file);
@@ -116,6 +213,7 @@ Availability HwmonSource::probe() {
                  ReadingKind::energy_counter,
                  chip.dir / (stem + "_input"),
                  optional_label(chip.dir / (stem + "_label")),
+                 {},
                  {}};
         if (chip.name == "amd_energy") {
           int socket = -1;
@@ -133,6 +231,8 @@ Availability HwmonSource::probe() {
         }
         chip.sensors.push_back(std::move(s));
       }
+    } else if (power_file.empty()) {
+      add_rails(chip, volts, amps, notes);
     } else {
       for (const auto& [k, file] : power_file) {
         const std::string stem = "power" + std::to_string(k);
@@ -142,6 +242,7 @@ Availability HwmonSource::probe() {
                                       ReadingKind::power_gauge,
                                       chip.dir / file,
                                       optional_label(chip.dir / (stem + "_label")),
+                                      {},
                                       {}});
       }
     }
@@ -164,24 +265,47 @@ Availability HwmonSource::probe() {
   for (auto& c : chips) {
     const std::string prefix = name_count[c.name] > 1 ? c.name + "@" + c.device : c.name;
     const bool gpu = chip_domain(c.name) == "gpu";
+    const std::size_t first = sensors_.size();
     for (auto& s : c.sensors) {
       s.key = prefix + "/" + s.key;
       if (gpu) s.socket = gpus;
       // A PCI address is domain:bus:device.function; platform devices have other names.
       if (c.device.size() == 12 && c.device[4] == ':' && c.device[7] == ':' && c.device[10] == '.')
         s.pci_address = c.device;
-      auto v = read_u64(s.file);
-      if (!v) read_errors.push_back(v.error());
+      std::string how = s.file.filename().string();
+      if (s.rail_role == "sum") {
+        for (std::size_t& i : s.sum_of) i += first;
+        how = "the sum of its rails";
+      } else {
+        // Energy and power inputs are held open across the privilege drop; rails' inK/currK are
+        // world-readable and read by name.
+        if (s.current_file.empty()) {
+          if (auto held = HeldFile::open(s.file)) s.held = std::move(*held);
+        }
+        auto v = s.current_file.empty() ? read_sensor(s) : read_u64(s.file);
+        if (!v) read_errors.push_back(v.error());
+        if (!s.current_file.empty()) {
+          if (auto a = read_u64(s.current_file); !a && v) read_errors.push_back(a.error());
+          how += " x " + s.current_file.filename().string() + ", integrated power";
+          if (!s.label.empty()) how += ", " + s.label;
+        }
+        // Each rail is its own row of domain "rail", so parts of different chips never merge.
+        if (s.rail_role == "part") s.socket = rail_rows_++;
+      }
       std::string where = s.domain;
+      if (!s.rail_role.empty()) where += " " + s.rail_role;
       if (s.socket >= 0) where += " socket " + std::to_string(s.socket);
-      listed.push_back(s.key + " (" + where + ", " + s.file.filename().string() + ")");
+      listed.push_back(s.key + " (" + where + ", " + how + ")");
       sensors_.push_back(std::move(s));
     }
     if (gpu) ++gpus;
   }
 
   Availability out;
-  const std::size_t readable = sensors_.size() - read_errors.size();
+  // A rails' sum reads no file of its own: it is as readable as its parts.
+  const std::size_t read_files = static_cast<std::size_t>(std::count_if(
+      sensors_.begin(), sensors_.end(), [](const Sensor& s) { return s.rail_role != "sum"; }));
+  const std::size_t readable = read_files - std::min(read_errors.size(), read_files);
   if (sensors_.empty()) {
     out.reason = "no hwmon power or energy sensors";
     if (!silent_chips.empty()) out.reason += " (chips: " + join(silent_chips, ", ") + ")";
@@ -208,9 +332,44 @@ Sample HwmonSource::sample() {
   if (!probed_) (void)probe();
   Sample out;
   out.readings.reserve(sensors_.size());
-  for (const auto& s : sensors_) {
+  std::vector<std::optional<double>> rail_watts(sensors_.size());
+  for (std::size_t i = 0; i < sensors_.size(); ++i) {
+    Sensor& s = sensors_[i];
+    if (!s.rail_role.empty()) {
+      std::optional<double> watts;
+      if (s.rail_role == "sum") {
+        watts = 0.0;
+        for (std::size_t part : s.sum_of) {
+          // A part that could not be read leaves the sum unknown for this tick, never short.
+          if (!rail_watts[part]) {
+            watts.reset();
+            break;
+          }
+          *watts += *rail_watts[part];
+        }
+      } else {
+        auto mv = read_u64(s.file);
+        auto ma = mv ? read_u64(s.current_file) : Result<uint64_t>(mv.error());
+        if (!ma) {
+          out.errors.push_back(ma.error());
+          continue;
+        }
+        // mV × mA = µW.
+        watts = static_cast<double>(*mv) * static_cast<double>(*ma) / 1e6;
+      }
+      rail_watts[i] = watts;
+      if (!watts) continue;
+      Reading r;
+      r.domain = s.domain;
+      r.socket = s.socket;
+      r.key = s.key;
+      r.kind = ReadingKind::power_gauge;
+      r.watts = *watts;
+      out.readings.push_back(std::move(r));
+      continue;
+    }
     // Both units are unsigned in the hwmon ABI: power in µW, energy in µJ.
-    auto v = read_u64(s.file);
+    auto v = read_sensor(s);
     if (!v) {
       out.errors.push_back(v.error());
       continue;
@@ -231,6 +390,25 @@ Sample HwmonSource::sample() {
     out.readings.push_back(std::move(r));
   }
   return out;
+}
+
+void HwmonSource::append_families(std::vector<Family>& out) const {
+  Family f{"wattprobe_hwmon_rail_info",
+           "Power rails hwmon reads as voltage x current (no power sensor): their energy is "
+           "integrated power. role: total (the board's input, domain platform), part (domain "
+           "rail, inside the total, never added), sum (the parts added up, domain platform).",
+           MetricType::gauge};
+  for (const Sensor& s : sensors_) {
+    if (s.rail_role.empty()) continue;
+    f.series.push_back({{{"rail", s.key},
+                         {"label", s.label},
+                         {"domain", s.domain},
+                         {"socket", s.socket < 0 ? "" : std::to_string(s.socket)},
+                         {"role", s.rail_role},
+                         {"energy", "integrated_power"}},
+                        1});
+  }
+  if (!f.series.empty()) out.push_back(std::move(f));
 }
 
 std::unique_ptr<EnergySource> make_hwmon_source(const HostPaths& paths) {

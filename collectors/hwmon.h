@@ -2,11 +2,14 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "agent/base/held_file.h"
 #include "agent/base/host_paths.h"
+#include "agent/base/snapshot.h"
 #include "collectors/energy_source.h"
 
 namespace wattprobe {
@@ -22,10 +25,19 @@ namespace wattprobe {
 ///   amdgpu, i915, xe, nouveau → gpu, socket = the GPU's place among those chips (0, 1, ...),
 ///                         so two GPUs never share a series
 ///   any other chip with a power or energy sensor → platform
+///   a chip with neither but with voltage and current rails (inK_input mV, currK_input mA, as
+///   ina3221 on NVIDIA Jetson boards) → power = V × I per rail, integrated over each tick.
+///   Rails pair per driver (docs/methodology.md "Power rails"): ina3221 channel K is inK with
+///   currK for K = 1..3 (in4..in6 are its shunt voltages, never paired); any other driver pairs
+///   inK with currK only where both carry the same label. The rail labelled as the board's
+///   input (a label ending in "_IN": VDD_IN, POM_5V_IN) is the chip's platform figure and the
+///   others are parts of it, exported in domain "rail" (one socket per rail) and never added;
+///   without such a rail the parts are summed into the platform figure.
 /// Per sensor K: powerK_average is preferred over powerK_input because a Reading's power is a
 /// mean since the last sample and the average is closer to that than an instant value. A chip
 /// that has energy counters gives only those: integrating its power gauges as well would count
-/// the same energy twice.
+/// the same energy twice. Each sensor file is opened by probe() and held, so sample() keeps
+/// reading a root-only input (amd_energy's are 0400) after the agent drops its privileges.
 class HwmonSource : public EnergySource {
  public:
   explicit HwmonSource(const HostPaths& paths);
@@ -47,13 +59,25 @@ class HwmonSource : public EnergySource {
     std::string label;
     /// The chip's PCI device ("0000:03:00.0", its `device` link), where it is one: a GPU's DRM
     /// clients name it as drm-pdev.
-    std::string pci_address;
+    std::string pci_address = {};
+    HeldFile held = {};  // open since probe(); closed when it could not be opened then
+    /// A rail read as voltage × current: `file` is inK_input, this currK_input. Empty for power
+    /// and energy sensors.
+    std::filesystem::path current_file = {};
+    /// For rails: "total" (the board's input, domain platform), "part" (domain rail, never
+    /// added), "sum" (domain platform: the chip's parts added up, when it has no total rail).
+    std::string rail_role = {};
+    std::vector<std::size_t> sum_of = {};  // "sum": indices into sensors() of the parts it adds
   };
   const std::vector<Sensor>& sensors() const { return sensors_; }
+
+  /// wattprobe_hwmon_rail_info: one series per rail, saying its energy is integrated power.
+  void append_families(std::vector<Family>& out) const;
 
  private:
   HostPaths paths_;
   bool probed_ = false;
+  int rail_rows_ = 0;
   std::vector<Sensor> sensors_;
 };
 

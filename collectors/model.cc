@@ -20,11 +20,26 @@ Result<bool> validate(const ModelOptions& options) {
                                          ") must be >= min_watts_per_vcpu (" + std::to_string(min) +
                                          ")");
   }
+  if (options.board_idle_watts.has_value() != options.board_max_watts.has_value()) {
+    return invalid("[source.model]", "board_idle_watts and board_max_watts are set together");
+  }
+  if (options.board_idle_watts) {
+    const double idle = *options.board_idle_watts, top = *options.board_max_watts;
+    if (!std::isfinite(idle) || !std::isfinite(top) || idle < 0 || top < idle) {
+      return invalid("[source.model]", "board_max_watts (" + std::to_string(top) +
+                                           ") must be >= board_idle_watts (" +
+                                           std::to_string(idle) + ") >= 0");
+    }
+  }
   return true;
 }
 
 double model_watts(int vcpus, double utilisation, const ModelOptions& options) {
   utilisation = std::clamp(utilisation, 0.0, 1.0);
+  if (options.board_idle_watts && options.board_max_watts) {
+    return *options.board_idle_watts +
+           utilisation * (*options.board_max_watts - *options.board_idle_watts);
+  }
   return vcpus * (options.min_watts_per_vcpu +
                   utilisation * (options.max_watts_per_vcpu - options.min_watts_per_vcpu));
 }
@@ -55,6 +70,14 @@ Availability ModelSource::probe() {
     return a;
   }
   a.available = true;
+  if (options_.board_idle_watts && options_.board_max_watts) {
+    a.reason =
+        "estimate of the whole board (platform): " + format_watts(*options_.board_idle_watts) +
+        " + util × (" + format_watts(*options_.board_max_watts) + " − " +
+        format_watts(*options_.board_idle_watts) +
+        ") W, from [source.model] board_idle_watts and board_max_watts";
+    return a;
+  }
   a.reason = "estimate: " + std::to_string(stat->online_cpus()) + " vCPUs × (" +
              format_watts(options_.min_watts_per_vcpu) + " + util × (" +
              format_watts(options_.max_watts_per_vcpu) + " − " +
@@ -86,9 +109,10 @@ Sample ModelSource::sample() {
   have_previous_ = true;
 
   Reading r;
-  r.domain = "package";
+  const bool board = options_.board_idle_watts.has_value();
+  r.domain = board ? "platform" : "package";
   r.socket = -1;
-  r.key = "cpu";
+  r.key = board ? "board" : "cpu";
   r.kind = ReadingKind::power_gauge;
   r.watts = model_watts(stat->online_cpus(), utilisation, options_);
   s.readings.push_back(std::move(r));

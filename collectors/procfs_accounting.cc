@@ -226,11 +226,7 @@ std::optional<ProcfsAccounting::StatLine> ProcfsAccounting::read_stat(uint32_t p
   return StatLine{std::move(st->comm), st->flags, st->utime + st->stime, st->starttime};
 }
 
-std::optional<std::string> ProcfsAccounting::read_cgroup(uint32_t pid) {
-  auto path = paths_.proc(std::to_string(pid) + "/cgroup");
-  auto read = read_pid_file(path, kMaxCgroupBytes);
-  if (!read) return std::nullopt;
-  const std::string& text = *read;
+std::optional<std::string_view> cgroup_path_in_proc_cgroup(std::string_view text) {
   // hierarchy-id:controllers:path, one line per hierarchy; "0::" is the v2 one.
   std::optional<std::string_view> v1_cpuacct;
   std::string_view all(text);
@@ -243,7 +239,7 @@ std::optional<std::string> ProcfsAccounting::read_cgroup(uint32_t pid) {
     if (c2 == std::string_view::npos) continue;
     std::string_view cg = line.substr(c2 + 1);
     if (cg.empty() || cg.front() != '/') continue;
-    if (line.substr(0, c2) == "0:") return std::string(cg);
+    if (line.substr(0, c2) == "0:") return cg;
     std::string_view controllers = line.substr(c1 + 1, c2 - c1 - 1);
     std::string_view rest = controllers;
     while (!rest.empty()) {
@@ -253,7 +249,15 @@ std::optional<std::string> ProcfsAccounting::read_cgroup(uint32_t pid) {
       rest.remove_prefix(comma + 1);
     }
   }
-  if (v1_cpuacct) return std::string(*v1_cpuacct);
+  return v1_cpuacct;
+}
+
+std::optional<std::string> ProcfsAccounting::read_cgroup(uint32_t pid) {
+  auto path = paths_.proc(std::to_string(pid) + "/cgroup");
+  auto read = read_pid_file(path, kMaxCgroupBytes);
+  if (!read) return std::nullopt;
+  const std::string& text = *read;
+  if (auto cg = cgroup_path_in_proc_cgroup(text)) return std::string(*cg);
   errors_.push_back(Error{ErrorKind::malformed, path.string(),
                           "no \"0::\" or cpuacct line in " + quote_for_error(text)});
   return std::nullopt;

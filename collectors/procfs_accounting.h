@@ -10,10 +10,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "collectors/cpu_accounting.h"
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
 #include "collectors/cgroup_resolver.h"
+#include "collectors/cpu_accounting.h"
 #include "collectors/workload_table.h"
 
 namespace wattprobe {
@@ -29,8 +29,8 @@ namespace wattprobe {
 /// read only for tasks that used CPU this drain. The agent must see the host's cgroup namespace,
 /// else every path is "/".
 ///
-/// Known limits (docs/metrics.md, invariant 3): a process that starts and exits between two drains is
-/// invisible, and so is the time a process used between the previous drain and its exit (the
+/// Known limits (docs/metrics.md, invariant 3): a process that starts and exits between two drains
+/// is invisible, and so is the time a process used between the previous drain and its exit (the
 /// kernel adds it to the parent's cutime/cstime, which is not counted, to avoid double counting).
 /// Times are in clock ticks (USER_HZ, usually 10 ms), so a drain is only as precise as that.
 /// Tasks vanishing mid-read are normal, not errors. Not thread-safe.
@@ -105,6 +105,10 @@ struct ProcStat {
   uint64_t stime = 0;
   uint64_t starttime = 0;  // clock ticks since boot
 };
+/// The cgroup path of a /proc/<pid>/cgroup text: the "0::" (v2) line's, else the v1 cpuacct
+/// line's; nullopt when neither is there.
+std::optional<std::string_view> cgroup_path_in_proc_cgroup(std::string_view text);
+
 Result<ProcStat> parse_proc_stat(std::string_view line, const std::filesystem::path& path);
 
 }  // namespace wattprobe

@@ -57,6 +57,12 @@ bool read_enabled(const fs::path& file) {
   return !v.ok() || *v != 0;
 }
 
+Result<uint64_t> read_energy(const HeldFile& file) {
+  auto text = file.read(256);
+  if (!text) return text.error();
+  return parse_u64(*text, file.path());
+}
+
 }  // namespace
 
 std::optional<RaplZoneName> parse_rapl_zone_name(std::string_view name) {
@@ -150,9 +156,17 @@ Availability RaplPowercapSource::probe() {
       continue;
     }
 
-    Zone zone{key,  zone_name,        parsed->domain, socket, read_enabled(dir / "enabled"),
-              *max, dir / "energy_uj"};
-    auto energy = read_u64(zone.energy_file);
+    Zone zone{key,
+              zone_name,
+              parsed->domain,
+              socket,
+              read_enabled(dir / "enabled"),
+              *max,
+              dir / "energy_uj",
+              {}};
+    auto held = HeldFile::open(zone.energy_file);
+    if (held) zone.energy = std::move(*held);
+    Result<uint64_t> energy = held ? read_energy(zone.energy) : Result<uint64_t>(held.error());
     if (!zone.enabled) {
       // Disabling a zone turns off power limiting, not the energy status register, so its energy
       // is still real. One that cannot be read either is left out: nothing to report.
@@ -198,13 +212,17 @@ Sample RaplPowercapSource::sample() {
   if (!probed_) (void)probe();
   Sample out;
   out.readings.reserve(zones_.size());
-  for (const auto& z : zones_) {
-    auto text = read_text(z.energy_file);
-    if (!text) {
-      out.errors.push_back(text.error());
-      continue;
+  for (auto& z : zones_) {
+    if (!z.energy.is_open()) {
+      // Unreadable at probe: a udev rule may have made it readable since.
+      auto held = HeldFile::open(z.energy_file);
+      if (!held) {
+        out.errors.push_back(held.error());
+        continue;
+      }
+      z.energy = std::move(*held);
     }
-    auto raw = parse_u64(*text, z.energy_file);
+    auto raw = read_energy(z.energy);
     if (!raw) {
       out.errors.push_back(raw.error());
       continue;

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/held_file.h"
 #include "agent/base/host_paths.h"
 #include "collectors/energy_source.h"
 
@@ -34,6 +35,8 @@ std::optional<RaplZoneName> parse_rapl_zone_name(std::string_view name);
 ///    register) and probe() says so; if its energy_uj is unreadable at probe it is left out.
 ///  - Subzones (core, uncore, dram) take the socket of their parent package-N; a top-level psys
 ///    has socket -1; package-N-die-M keeps socket N with its own key.
+///  - Each energy_uj is opened by probe() and held: sample() reads it again with pread, so the
+///    agent keeps reading the root-only file after it drops to an unprivileged user.
 class RaplPowercapSource : public EnergySource {
  public:
   explicit RaplPowercapSource(const HostPaths& paths);
@@ -52,6 +55,8 @@ class RaplPowercapSource : public EnergySource {
     bool enabled = true;
     uint64_t max_energy_range_uj = 0;
     std::filesystem::path energy_file;
+    /// Open since probe(); closed when energy_uj could not be opened then (sample() retries).
+    HeldFile energy;
   };
   /// The zones the last probe() will read, in id order.
   const std::vector<Zone>& zones() const { return zones_; }

@@ -1,7 +1,5 @@
 #include "collectors/registry.h"
 
-#include <linux/capability.h>
-
 #include <algorithm>
 #include <set>
 
@@ -20,28 +18,30 @@ const std::vector<SourceEntry>& source_registry() {
   // powercap first: it needs no capability beyond read access and is what every peer reads;
   // perf next (64-bit counts, no wrap); MSRs last (CAP_SYS_RAWIO and per-model quirks).
   static const std::vector<SourceEntry> table{
+      // Every source opens its files, perf events and MSR devices in probe(), before the
+      // privilege drop, and reads those descriptors afterwards: the kernel checks permission and
+      // capabilities when a file is opened (msr_open checks CAP_SYS_RAWIO; energy_uj is 0400
+      // root since the PLATYPUS fix, CVE-2020-8694), not when it is read. So none keeps a
+      // capability; what each needs to start is in packaging/README.md.
       {"rapl_powercap",
        "rapl",
        "RAPL through /sys/class/powercap (intel-rapl, amd-rapl)",
-       {{CAP_DAC_READ_SEARCH,
-         "energy_uj is mode 0400 root since the PLATYPUS fix (5.10; CVE-2020-8694); or a udev "
-         "rule that chgrps it 0440 to the agent's group"}},
+       {},
        [](const SourceSettings& s) { return make_rapl_powercap_source(s.paths); }},
       {"rapl_perf",
        "rapl",
        "RAPL through the perf_event power PMU",
-       {{CAP_PERFMON, "perf_event_open on the power PMU with pid=-1 (system-wide)"}},
+       {},
        [](const SourceSettings& s) { return make_rapl_perf_source(s.paths); }},
       {"rapl_msr",
        "rapl",
        "RAPL through /dev/cpu/N/msr",
-       {{CAP_SYS_RAWIO, "the msr driver checks it when /dev/cpu/N/msr is opened"},
-        {CAP_DAC_READ_SEARCH, "/dev/cpu/N/msr is mode 0600 root"}},
+       {},
        [](const SourceSettings& s) { return make_rapl_msr_source(s.paths); }},
       {"hwmon",
        "hwmon",
        "hwmon power and energy sensors (ACPI power meters, amd_energy, GPU drivers)",
-       {{CAP_DAC_READ_SEARCH, "energy inputs may be mode 0400 (amd_energy after CVE-2020-12912)"}},
+       {},
        [](const SourceSettings& s) { return make_hwmon_source(s.paths); }},
       {"nvml",
        "nvml",

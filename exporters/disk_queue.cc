@@ -133,7 +133,13 @@ Result<bool> DiskQueue::replay() {
   // way, trading duplicates (harmless to the receiver) for loss.
   uint64_t cursor_segment = 0, cursor_offset = 0;
   auto cursor_path = options_.dir / kCursorName;
-  if (auto text = read_text(cursor_path, 128); text.ok()) {
+  // A link in place of the cursor is not followed: the agent would read (and later replace)
+  // what it points at.
+  if (auto text = std::filesystem::is_symlink(cursor_path, ec)
+                      ? Result<std::string>(
+                            Error{ErrorKind::unsupported, cursor_path.string(), "a symbolic link"})
+                      : read_text(cursor_path, 128);
+      text.ok()) {
     std::string_view t = trim(*text);
     auto space = t.find(' ');
     auto seg = parse_u64(t.substr(0, space), cursor_path);
@@ -189,7 +195,7 @@ Result<bool> DiskQueue::replay() {
 
 void DiskQueue::replay_segment(uint64_t id, uint64_t cursor_segment, uint64_t cursor_offset) {
   auto path = segment_path(id);
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return;
   off_t end = ::lseek(fd, 0, SEEK_END);
   uint64_t size = end < 0 ? 0 : static_cast<uint64_t>(end);
@@ -258,7 +264,8 @@ Result<bool> DiskQueue::rotate() {
   if (!segments_.empty() && segments_.back() >= write_segment_)
     write_segment_ = segments_.back() + 1;
   auto path = segment_path(write_segment_);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+  int fd =
+      ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return error_from_errno(errno, path.string(), "creating a queue segment");
   write_fd_ = fd;
   write_offset_ = 0;
@@ -323,7 +330,7 @@ QueueBatch DiskQueue::peek(std::size_t max_samples) {
     if (!batch.empty() && batch.samples + r.samples > max_samples) break;
     if (fd < 0 || fd_segment != r.segment) {
       if (fd >= 0) ::close(fd);
-      fd = ::open(segment_path(r.segment).c_str(), O_RDONLY | O_CLOEXEC);
+      fd = ::open(segment_path(r.segment).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
       fd_segment = r.segment;
     }
     std::string data(r.size, '\0');
@@ -380,7 +387,8 @@ void DiskQueue::persist_cursor_locked() {
   std::string text = std::to_string(segment) + " " + std::to_string(offset) + "\n";
   auto path = options_.dir / kCursorName;
   auto tmp = options_.dir / (std::string(kCursorName) + ".tmp");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return;  // the old cursor stays: those records are sent again, not lost
   bool ok = write_all(fd, text.data(), text.size());
   if (ok && options_.fsync_each_append) ok = ::fsync(fd) == 0;

@@ -448,13 +448,23 @@ bool OtlpExporter::build_request(const QueueBatch& batch, std::string* body, std
   return !body->empty();
 }
 
+void hold_secret_files(OtlpOptions& o) {
+  for (const auto& [name, file] : o.header_files) {
+    if (file.empty() || o.held_secrets.count(file)) continue;
+    if (auto held = HeldFile::open(file)) o.held_secrets.emplace(file, std::move(*held));
+  }
+}
+
 Result<PushProtocol::Request> OtlpExporter::request() {
   Request r;
   r.header_lines.push_back("Content-Type: application/x-protobuf");
   if (options_.gzip) r.header_lines.push_back("Content-Encoding: gzip");
   for (const auto& [name, value] : options_.headers) r.header_lines.push_back(name + ": " + value);
   for (const auto& [name, file] : options_.header_files) {
-    auto secret = read_secret_file(file);
+    // Held open since before the privilege drop, so a root-only 0600 secret stays readable.
+    auto held = options_.held_secrets.find(file);
+    auto secret =
+        read_secret_file(file, held == options_.held_secrets.end() ? HeldFile() : held->second);
     if (!secret) return secret.error();
     r.header_lines.push_back(name + ": " + *secret);
   }

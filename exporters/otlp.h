@@ -4,11 +4,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "agent/base/held_file.h"
 #include "agent/base/result.h"
 #include "agent/base/series_starts.h"
 #include "agent/base/snapshot.h"
@@ -27,6 +29,8 @@ struct OtlpOptions {
   /// Headers whose value is read from a file before every request (a rotated secret is picked
   /// up without a restart): name → file.
   NameValues header_files;
+  /// The header files opened before the privilege drop (hold_secret_files), by path.
+  std::map<std::string, HeldFile> held_secrets;
   bool gzip = true;  // --otlp-compression gzip|none
   /// Extra CA bundle (PEM) for https; empty = the system store. Peer verification is always on.
   std::string ca_file;
@@ -51,6 +55,10 @@ struct OtlpOptions {
   std::chrono::milliseconds retry_after_max{std::chrono::minutes(5)};
   std::chrono::milliseconds stop_flush_timeout{2000};
 };
+
+/// Opens every header file of `o` that can be opened now and keeps it in `o.held_secrets`; one
+/// that cannot is left to the reader, which reports it while the agent runs.
+void hold_secret_files(OtlpOptions& o);
 
 /// Names the first wrong field and its value ("otlp-endpoint \"ftp://x\": ..."); never repeats a
 /// header value.

@@ -72,6 +72,15 @@ std::string series_key(const prometheus::TimeSeries& ts) {
 
 }  // namespace
 
+void hold_secret_files(RemoteWriteOptions& o) {
+  std::vector<std::string> files = {o.bearer_token_file, o.password_file};
+  for (const auto& [name, file] : o.header_files) files.push_back(file);
+  for (const std::string& file : files) {
+    if (file.empty() || o.held_secrets.count(file)) continue;
+    if (auto held = HeldFile::open(file)) o.held_secrets.emplace(file, std::move(*held));
+  }
+}
+
 Result<bool> validate(const RemoteWriteOptions& o) {
   auto bad = [](std::string_view field, std::string_view value, std::string_view why) {
     return invalid("remote-write-" + std::string(field),
@@ -109,6 +118,17 @@ Result<bool> validate(const RemoteWriteOptions& o) {
     for (char c : value)
       if (c == '\r' || c == '\n' || c == '\0')
         return bad("header", name, "value must not contain CR, LF or NUL");
+  }
+  for (std::size_t i = 0; i < o.header_files.size(); ++i) {
+    const std::string& name = o.header_files[i].first;
+    if (!is_header_name(name)) return bad("header-file", name, "is not a valid HTTP header name");
+    if (std::find(kReserved.begin(), kReserved.end(), lower(name)) != kReserved.end())
+      return bad("header-file", name,
+                 "is set by the remote-write protocol and cannot be overridden");
+    auto same = [&](const auto& h) { return lower(h.first) == lower(name); };
+    if (std::any_of(o.headers.begin(), o.headers.end(), same) ||
+        std::any_of(o.header_files.begin(), o.header_files.begin() + i, same))
+      return bad("header-file", name, "is given twice");
   }
   for (std::size_t i = 0; i < o.labels.size(); ++i) {
     const std::string& name = o.labels[i].first;
@@ -313,13 +333,24 @@ Result<PushProtocol::Request> RemoteWrite::request() {
   r.header_lines = {"Content-Encoding: snappy", "Content-Type: application/x-protobuf",
                     "X-Prometheus-Remote-Write-Version: 0.1.0"};
   for (const auto& [name, value] : options_.headers) r.header_lines.push_back(name + ": " + value);
+  // Files held open since before the privilege drop, so a root-only 0600 secret stays readable.
+  auto secret_in = [this](const std::string& path) {
+    auto held = options_.held_secrets.find(path);
+    return read_secret_file(path, held == options_.held_secrets.end() ? HeldFile() : held->second);
+  };
+  for (const auto& [name, file] : options_.header_files) {
+    auto value = secret_in(file);
+    if (!value)
+      return Error{value.error().kind, "", "header " + name + ": " + value.error().message()};
+    r.header_lines.push_back(name + ": " + *value);
+  }
   if (!options_.bearer_token_file.empty()) {
-    auto token = read_secret_file(options_.bearer_token_file);
+    auto token = secret_in(options_.bearer_token_file);
     if (!token) return token.error();
     r.header_lines.push_back("Authorization: Bearer " + *token);
   }
   if (!options_.basic_auth_user.empty()) {
-    auto secret = read_secret_file(options_.password_file);
+    auto secret = secret_in(options_.password_file);
     if (!secret) return secret.error();
     r.basic_auth_user = options_.basic_auth_user;
     r.basic_auth_password = std::move(secret.value());

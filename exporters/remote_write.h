@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/base/held_file.h"
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
 #include "exporters/disk_queue.h"
@@ -35,6 +37,12 @@ struct RemoteWriteOptions {
   std::string bearer_token_file;
   /// Extra request headers (e.g. X-Scope-OrgID). Protocol and auth headers cannot be overridden.
   std::vector<std::pair<std::string, std::string>> headers;
+  /// Extra request headers whose value is a secret in a file (NAME, FILE), re-read before every
+  /// request like the token, so an API key stays out of the command line and the config file.
+  std::vector<std::pair<std::string, std::string>> header_files;
+  /// The secret files above opened before the privilege drop (hold_secret_files), by path: a
+  /// file only root can read is still read through them once the agent is unprivileged.
+  std::map<std::string, HeldFile> held_secrets;
   /// Labels added to every pushed series that lacks a label of that name (like Prometheus's
   /// external_labels), e.g. instance=<host>; an empty value adds nothing.
   std::vector<std::pair<std::string, std::string>> labels;
@@ -57,6 +65,10 @@ struct RemoteWriteOptions {
   /// How long stop() keeps sending; what is left stays on disk for the next start.
   std::chrono::milliseconds stop_flush_timeout{2000};
 };
+
+/// Opens every secret file of `o` that can be opened now and keeps it in `o.held_secrets`; one
+/// that cannot is left to the reader, which reports it while the agent runs.
+void hold_secret_files(RemoteWriteOptions& o);
 
 /// Names the first wrong field and its value ("remote-write url \"ftp://x\": ..."); nullopt when
 /// the options can be used. Never repeats a header value or a credential.

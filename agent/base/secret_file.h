@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "agent/base/held_file.h"
 #include "agent/base/result.h"
 
 namespace wattprobe {
@@ -20,6 +21,19 @@ Result<std::string> read_secret_file(const std::string& path);
 /// The secret in `text`, which came from `where` (a file, or "$NAME" for an environment
 /// variable): trimmed, refused when empty or holding CR, LF or NUL.
 Result<std::string> secret_from_text(std::string_view text, const std::string& where);
+
+/// As read_secret_file, but where `path` cannot be opened for permission (the agent has dropped
+/// to an unprivileged user and the file is root's), the copy of it held open from start-up
+/// (HeldFile::open before the drop) is read instead: an edit in place is still seen, a file
+/// replaced under the same name is not until the agent can open it (make it readable by the
+/// agent's user, or give it through systemd's LoadCredential=).
+Result<std::string> read_secret_file(const std::string& path, const HeldFile& held);
+
+/// A secret file option's value with a leading `$CREDENTIALS_DIRECTORY/` (or
+/// `${CREDENTIALS_DIRECTORY}/`) replaced by that variable, which systemd sets for a unit with
+/// LoadCredential= to the folder holding its credentials; so one config line works whatever the
+/// unit is called. Any other value is returned as it is. Malformed when the variable is unset.
+Result<std::string> expand_credentials_directory(const std::string& value);
 
 /// For start-up: an error only when `path` can be read and holds a secret that would be refused
 /// for its characters. A missing or unreadable file is left to the reader that needs it, which

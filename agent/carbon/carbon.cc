@@ -1,5 +1,6 @@
 #include "agent/carbon/carbon.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -151,6 +152,12 @@ void Carbon::charge_budgets(const WorkloadId& id, double grams, int64_t day) {
   }
 }
 
+void Carbon::restore(CarbonTotals totals) {
+  totals_ = std::move(totals);
+  std::erase_if(totals_.last_seen_ms,
+                [&](const auto& e) { return !totals_.workloads.contains(e.first); });
+}
+
 void Carbon::restore_budgets(const std::vector<BudgetState>& saved) {
   for (auto& b : budgets_) {
     for (const auto& s : saved) {
@@ -194,7 +201,37 @@ const CarbonTickGrams& Carbon::on_tick(const EnergyTick& tick) {
   totals_.idle.embodied += added.idle.embodied;
   totals_.unattributed_operational += added.unattributed_operational;
   last_tick_ms_ = tick.end_ms;
+  for (const auto& w : tick.workloads) totals_.last_seen_ms[w.id] = tick.end_ms;
+  forget_workloads(tick.end_ms);
   return added;
+}
+
+void Carbon::forget_workloads(int64_t now_ms) {
+  auto& seen = totals_.last_seen_ms;
+  const int64_t expiry = options_.workload_expiry.count();
+  for (auto it = totals_.workloads.begin(); it != totals_.workloads.end();) {
+    auto s = seen.try_emplace(it->first, now_ms).first;
+    if (now_ms - s->second > expiry) {
+      seen.erase(s);
+      it = totals_.workloads.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (totals_.workloads.size() <= options_.max_workloads) return;
+  std::vector<std::pair<int64_t, const WorkloadId*>> by_age;
+  by_age.reserve(totals_.workloads.size());
+  for (const auto& [id, g] : totals_.workloads) by_age.emplace_back(seen.at(id), &id);
+  const std::size_t excess = by_age.size() - options_.max_workloads;
+  std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(excess) - 1,
+                   by_age.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<WorkloadId> gone;
+  gone.reserve(excess);
+  for (std::size_t i = 0; i < excess; ++i) gone.push_back(*by_age[i].second);
+  for (const auto& id : gone) {
+    seen.erase(id);
+    totals_.workloads.erase(id);
+  }
 }
 
 void Carbon::append_families(std::vector<Family>& out) const {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -68,6 +69,11 @@ struct CarbonOptions {
   double lifetime_years = 4;
   EmbodiedTable embodied_table;
   std::vector<CarbonBudget> budgets;
+  /// A workload's grams leave /metrics and the checkpoint with its energy series: once it has
+  /// not run for this long (--workload-expiry), or, past --max-workloads tracked, the longest
+  /// idle first. The ledger keeps their history.
+  std::chrono::milliseconds workload_expiry{std::chrono::minutes(5)};
+  std::size_t max_workloads = 5000;
 };
 
 /// A message naming the field and its value, or nullopt when the options are usable. What each
@@ -88,6 +94,9 @@ struct CarbonGrams {
 /// Cumulative grams, the shape the ledger checkpoints and restores.
 struct CarbonTotals {
   std::unordered_map<WorkloadId, CarbonGrams, WorkloadIdHash> workloads;
+  /// Wall clock of each workload's last tick (the keys of `workloads`); one missing counts from
+  /// the next tick.
+  std::unordered_map<WorkloadId, int64_t, WorkloadIdHash> last_seen_ms;
   CarbonGrams idle;
   double unattributed_operational = 0;
 };
@@ -124,7 +133,8 @@ class Carbon {
   std::string doctor_report() const;
 
   const CarbonTotals& totals() const { return totals_; }
-  void restore(CarbonTotals totals) { totals_ = std::move(totals); }
+  /// Continues totals from a checkpoint; workloads past the expiry leave at the next tick.
+  void restore(CarbonTotals totals);
 
   GridIntensity& grid() { return *grid_; }
   const DeviceInventory& inventory() const { return inventory_; }
@@ -145,6 +155,8 @@ class Carbon {
 
  private:
   void charge_budgets(const WorkloadId& id, double grams, int64_t day);
+  /// Drops the workloads gone past the expiry, then the longest idle past max_workloads.
+  void forget_workloads(int64_t now_ms);
 
   HostPaths paths_;
   CarbonOptions options_;

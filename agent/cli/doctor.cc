@@ -8,6 +8,7 @@
 #include "agent/base/utc_time.h"
 #include "agent/carbon/carbon.h"
 #include "agent/carbon/grid/registry.h"
+#include "agent/device_health.h"
 #include "agent/privileges.h"
 #include "bpf/sched_account_loader.h"
 #include "collectors/drm_fdinfo.h"
@@ -120,13 +121,15 @@ int run_doctor(const Options& options, std::ostream& out) {
   for (const SourceStatus& st : choice.status) {
     if (st.chosen || st.standby) chosen.push_back(st.name);  // as run keeps them
   }
-  bool bpf = acc.ok() && acc->accounting->mode() != "procfs";  // cgroup reads BPF maps too
+  bool bpf = acc.ok() && accounting_needs_cap_bpf(*acc->accounting);
   std::vector<int> keep = capabilities_needed(chosen, bpf);
   uint64_t mask = 0;
   for (int c : keep) mask |= uint64_t{1} << c;
+  const std::string user = options.user.empty() ? default_run_user() : options.user;
   out << "\nPrivileges:\n  now: " << current_capabilities() << "\n  run would keep: "
       << (keep.empty() ? std::string("no capabilities") : capability_names(mask))
-      << " and drop every other capability before serving\n";
+      << " and drop every other capability before serving, running as "
+      << (user.empty() ? "the current user" : user) << "\n";
 
   out << "\nCarbon:\n";
   // Embodied carbon counts the GPUs NVML lists, as run does, rather than every display device.
@@ -139,6 +142,8 @@ int run_doctor(const Options& options, std::ostream& out) {
   // One fetch, so doctor shows whether the configured grid API answers (never the key).
   carbon.grid().refresh_now(wall_clock_ms());
   out << carbon.doctor_report();
+  DeviceHealth health(options.paths, parse_install_date(options.carbon.install_date));
+  out << health.doctor_report(wall_clock_ms());
   return choice.measured ? 0 : 1;
 }
 

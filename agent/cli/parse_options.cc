@@ -58,7 +58,9 @@ po::options_description describe() {
       "max-workloads", po::value<std::string>(), "cap on tracked workloads (default 5000)")(
       "workload-expiry", po::value<std::string>(),
       "drop a workload's series after it is gone this long (default 5m)")(
-      "user", po::value<std::string>(), "switch to this user after start-up")(
+      "user", po::value<std::string>(),
+      "user (name or uid) to run as after start-up; default, started as root: wattprobe if that "
+      "account exists, else nobody; root stays root")(
       "max-ticks", po::value<std::string>(), "stop after N ticks (default 0: run until SIGTERM)")(
       "grid-provider", po::value<std::string>(),
       (grid_provider_names() + " (default static)").c_str())(
@@ -97,6 +99,8 @@ po::options_description describe() {
       "file holding the basic-auth password")("remote-write-header",
                                               po::value<std::vector<std::string>>(),
                                               "NAME=VALUE extra HTTP header (repeatable)")(
+      "remote-write-header-file", po::value<std::vector<std::string>>(),
+      "NAME=FILE extra HTTP header whose secret value is read from FILE (repeatable)")(
       "remote-write-queue-bytes", po::value<std::string>(),
       "bound of the on-disk queue (default 67108864)")(
       "remote-write-label", po::value<std::vector<std::string>>(),
@@ -134,6 +138,9 @@ po::options_description describe() {
       "NAME=VALUE added to the OTLP resource (repeatable; replaces a default of that name)")(
       "ledger-retention", po::value<std::string>(),
       "delete ledger day files older than this many days (default 400; 0 keeps all)")(
+      "ledger-max-bytes", po::value<std::string>(),
+      "delete the oldest closed ledger day files past this many bytes in all, 1 MiB to 1 TiB "
+      "(default 1073741824 = 1 GiB; 0 no cap)")(
       "ledger-period", po::value<std::string>(),
       "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
       "guest-energy-dir", po::value<std::string>(),
@@ -143,7 +150,11 @@ po::options_description describe() {
       "source.model.min_watts_per_vcpu", po::value<std::string>(),
       "model: W per vCPU at 0 % (default 0.74)")("source.model.max_watts_per_vcpu",
                                                  po::value<std::string>(),
-                                                 "model: W per vCPU at 100 % (default 3.5)");
+                                                 "model: W per vCPU at 100 % (default 3.5)")(
+      "source.model.board_idle_watts", po::value<std::string>(),
+      "model: a sensorless board's W at 0 % CPU (with board_max_watts: a board estimate)")(
+      "source.model.board_max_watts", po::value<std::string>(),
+      "model: a sensorless board's W at 100 % CPU");
   // clang-format on
   return d;
 }
@@ -162,6 +173,10 @@ void check_secrets(const Options& o) {
     if (auto ok = check_secret_file(*path); !ok)
       throw UsageError("invalid --" + std::string(option) + ": " + ok.error().message());
   }
+  for (const auto& [name, path] : o.remote_write.header_files) {
+    if (auto ok = check_secret_file(path); !ok)
+      throw UsageError("invalid --remote-write-header-file " + name + ": " + ok.error().message());
+  }
   const std::string& env = o.carbon.token_env;
   if (const char* v = env.empty() ? nullptr : std::getenv(env.c_str()); v && !trim(v).empty()) {
     if (auto ok = secret_from_text(v, "$" + env); !ok)
@@ -177,6 +192,14 @@ struct Raw {
 [[noreturn]] void bad(const std::string& option, const Raw& raw, const std::string& why) {
   throw UsageError("invalid value " + std::string("\"") + raw.value + "\" for --" + option + " (" +
                    raw.origin + "): " + why);
+}
+
+// A secret file's path, `$CREDENTIALS_DIRECTORY/NAME` naming a systemd credential.
+std::string secret_path(const std::string& option, const Raw& raw) {
+  if (raw.value.empty()) bad(option, raw, "expected a file");
+  auto path = expand_credentials_directory(raw.value);
+  if (!path) bad(option, raw, path.error().detail);
+  return *path;
 }
 
 uint64_t to_u64(const std::string& option, const Raw& raw, uint64_t lo, uint64_t hi) {
@@ -440,13 +463,31 @@ Options parse_run_options(const std::vector<std::string>& args) {
     o.attribution.workload_expiry =
         to_duration("workload-expiry", *r, std::chrono::seconds(1), std::chrono::hours(24 * 30));
   }
-  if (auto r = one("user")) o.user = r->value;
+  if (auto r = one("user")) {
+    if (r->value.empty()) bad("user", *r, "expected a user name or uid");
+    o.user = r->value;
+  }
   if (auto r = one("max-ticks")) o.max_ticks = to_u64("max-ticks", *r, 0, UINT64_MAX >> 8);
   if (auto r = one("source.model.min_watts_per_vcpu")) {
     o.model.min_watts_per_vcpu = to_double("source.model.min_watts_per_vcpu", *r, 0, 1000);
   }
   if (auto r = one("source.model.max_watts_per_vcpu")) {
     o.model.max_watts_per_vcpu = to_double("source.model.max_watts_per_vcpu", *r, 0, 1000);
+  }
+  if (auto r = one("source.model.board_idle_watts")) {
+    o.model.board_idle_watts = to_double("source.model.board_idle_watts", *r, 0, 10000);
+  }
+  if (auto r = one("source.model.board_max_watts")) {
+    o.model.board_max_watts = to_double("source.model.board_max_watts", *r, 0, 10000);
+  }
+  if (o.model.board_idle_watts.has_value() != o.model.board_max_watts.has_value()) {
+    throw UsageError(
+        "invalid [source.model]: board_idle_watts and board_max_watts are set together");
+  }
+  if (o.model.board_idle_watts && *o.model.board_max_watts < *o.model.board_idle_watts) {
+    throw UsageError("invalid [source.model]: board_max_watts (" +
+                     std::to_string(*o.model.board_max_watts) + ") is below board_idle_watts (" +
+                     std::to_string(*o.model.board_idle_watts) + ")");
   }
   CarbonOptions& c = o.carbon;
   if (auto r = one("grid-provider")) c.grid_provider = r->value;
@@ -459,8 +500,13 @@ Options parse_run_options(const std::vector<std::string>& args) {
   }
   if (auto r = one("grid-url")) {
     c.grid_url = r->value;
+    if (r->origin == "command line" && url_has_credentials(c.grid_url)) {
+      log_line(
+          "warning: --grid-url carries credentials on the command line, where every local user "
+          "can read them; use --grid-token-file (or --grid-token-env) for the key");
+    }
   }
-  if (auto r = one("grid-token-file")) c.token_file = r->value;
+  if (auto r = one("grid-token-file")) c.token_file = secret_path("grid-token-file", *r);
   if (auto r = one("grid-token-env")) c.token_env = r->value;
   if (auto r = one("grid-username")) c.watttime_username = r->value;
   if (auto r = one("grid-refresh")) {
@@ -500,9 +546,11 @@ Options parse_run_options(const std::vector<std::string>& args) {
           "--remote-write-password-file, or --remote-write-bearer-token-file");
     }
   }
-  if (auto r = one("remote-write-bearer-token-file")) rw.bearer_token_file = r->value;
+  if (auto r = one("remote-write-bearer-token-file"))
+    rw.bearer_token_file = secret_path("remote-write-bearer-token-file", *r);
   if (auto r = one("remote-write-username")) rw.basic_auth_user = r->value;
-  if (auto r = one("remote-write-password-file")) rw.password_file = r->value;
+  if (auto r = one("remote-write-password-file"))
+    rw.password_file = secret_path("remote-write-password-file", *r);
   if (values.count("remote-write-header")) {
     for (const Raw& r : values["remote-write-header"]) {
       auto eq = r.value.find('=');
@@ -511,9 +559,22 @@ Options parse_run_options(const std::vector<std::string>& args) {
       if (r.origin == "command line" && is_credential_header(rw.headers.back().first)) {
         log_line("warning: --remote-write-header " + rw.headers.back().first +
                  " looks like a credential and is on the command line, where every local user "
-                 "can read it; put it in the config file (readable by the agent only), or use "
-                 "--remote-write-bearer-token-file");
+                 "can read it; use --remote-write-header-file " +
+                 rw.headers.back().first +
+                 "=FILE, or put it in the config file (readable by "
+                 "the agent only)");
       }
+    }
+  }
+  if (values.count("remote-write-header-file")) {
+    for (const Raw& r : values["remote-write-header-file"]) {
+      auto eq = r.value.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == r.value.size()) {
+        bad("remote-write-header-file", r, "expected NAME=FILE");
+      }
+      rw.header_files.emplace_back(
+          r.value.substr(0, eq),
+          secret_path("remote-write-header-file", Raw{r.value.substr(eq + 1), r.origin}));
     }
   }
   if (values.count("remote-write-label")) {
@@ -631,6 +692,12 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("ledger-retention")) {
     o.ledger.retention_days = static_cast<unsigned>(to_u64("ledger-retention", *r, 0, 100000));
   }
+  if (auto r = one("ledger-max-bytes")) {
+    o.ledger.max_bytes = to_u64("ledger-max-bytes", *r, 0, uint64_t{1} << 40);
+    if (o.ledger.max_bytes != 0 && o.ledger.max_bytes < (1u << 20)) {
+      bad("ledger-max-bytes", *r, "expected 0 (no cap) or 1048576 (1 MiB) and more");
+    }
+  }
   if (auto r = one("ledger-period")) {
     auto d = to_duration("ledger-period", *r, std::chrono::seconds(1), std::chrono::hours(1));
     // Whole seconds that divide a day keep every period inside one UTC day file.
@@ -645,6 +712,9 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   check_secrets(o);
+  // Before the privilege drop, which happens after parsing: a root-only secret stays readable.
+  if (!rw.url.empty()) hold_secret_files(rw);
+  if (!o.otlp.endpoint.empty()) hold_secret_files(o.otlp);
 
   // VM passthrough (docs/guest-energy.md): the host writes each VM's figures, the guest reads them.
   if (auto r = one("guest-energy-dir")) {

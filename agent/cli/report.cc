@@ -17,6 +17,7 @@
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/intensity.h"
 #include "agent/cli/parse_options.h"
+#include "agent/cli/replacement.h"
 #include "agent/state/ledger.h"
 
 namespace wattprobe {
@@ -189,6 +190,56 @@ void write_row_json(nlohmann::ordered_json& j, const ReportRow& r) {
   j["measured_share"] = m ? nlohmann::ordered_json(*m) : nlohmann::ordered_json();
 }
 
+// SCI = (E × I + M) / R. E × I is the ledger's operational grams (each tick's energy × PUE ×
+// the intensity then in force), so the I shown is the one the row achieved: E × I ÷ E.
+double sci(const ReportRow& r, double units) {
+  return (r.operational_grams + r.embodied_grams) / units;
+}
+
+void write_sci_json(nlohmann::ordered_json& j, const ReportRow& r, double units) {
+  auto g = per_kwh(r);
+  j["sci"] = {{"grams_per_unit", sci(r, units)},
+              {"E_kwh", r.joules / kJoulesPerKwh},
+              {"I_grams_per_kwh", g ? nlohmann::ordered_json(*g) : nlohmann::ordered_json()},
+              {"E_times_I_grams", r.operational_grams},
+              {"M_grams", r.embodied_grams},
+              {"R", units}};
+}
+
+void print_sci_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
+  const double units = *o.functional_units;
+  const std::string& name = o.functional_unit_name;
+  out << "\nSCI (ISO/IEC 21031) = (E x I + M) / R, R = " << exact(units) << " " << name
+      << " in the period\n"
+      << "E: kWh used; I: gCO2e/kWh achieved (the grid intensity at each tick x PUE);\n"
+      << "M: embodied gCO2e amortised over the period. SCI: gCO2e per " << name << "\n\n";
+  char line[256];
+  constexpr int kName = 26;
+  std::snprintf(line, sizeof line, "%-*s %12s %9s %10s %16s\n", kName,
+                std::string(by_name(o.by)).c_str(), "E kWh", "I g/kWh", "M gCO2e",
+                ("g/" + name).substr(0, 16).c_str());
+  out << line;
+  auto row = [&](const std::string& label, const ReportRow& r) {
+    std::string shown = label.empty() ? "-" : label;
+    if (static_cast<int>(shown.size()) > kName) {
+      out << shown << '\n';
+      shown.clear();
+    }
+    auto g = per_kwh(r);
+    std::snprintf(line, sizeof line, "%-*s %12s %9s %10s %16s\n", kName, shown.c_str(),
+                  fit(r.joules / kJoulesPerKwh, 12).c_str(), g ? fit(*g, 9).c_str() : "-",
+                  fit(r.embodied_grams, 10).c_str(), fit(sci(r, units), 16).c_str());
+    out << line;
+  };
+  for (const ReportRow& r : s.groups) row(r.group, r);
+  std::string rule(76, '-');
+  out << rule << '\n';
+  row("(idle)", s.idle);
+  row("(unattributed)", s.unattributed);
+  out << rule << '\n';
+  row("total", s.total());
+}
+
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
   std::string q = "\"";
@@ -199,7 +250,8 @@ std::string csv_field(const std::string& s) {
 void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
   out << "row," << by_name(o.by)
       << ",energy_joules,energy_kwh,cpu_seconds,operational_co2e_grams,embodied_co2e_grams,"
-         "operational_grams_per_kwh,measured_share,gpu_energy_joules\n";
+         "operational_grams_per_kwh,measured_share,gpu_energy_joules"
+      << (o.functional_units ? ",sci_grams_per_functional_unit" : "") << "\n";
   // gpu_energy_joules comes last, so scripts that read the older columns by position still work.
   auto row = [&](std::string_view kind, const std::string& group, const ReportRow& r) {
     auto g = per_kwh(r);
@@ -207,8 +259,9 @@ void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
     out << kind << ',' << csv_field(group) << ',' << exact(r.joules) << ','
         << exact(r.joules / kJoulesPerKwh) << ',' << exact(r.cpu_seconds) << ','
         << exact(r.operational_grams) << ',' << exact(r.embodied_grams) << ','
-        << (g ? exact(*g) : "") << ',' << (m ? exact(*m) : "") << ',' << exact(r.gpu_joules)
-        << '\n';
+        << (g ? exact(*g) : "") << ',' << (m ? exact(*m) : "") << ',' << exact(r.gpu_joules);
+    if (o.functional_units) out << ',' << exact(sci(r, *o.functional_units));
+    out << '\n';
   };
   for (const ReportRow& r : s.groups) row("group", r.group, r);
   row("idle", "", s.idle);
@@ -231,11 +284,31 @@ void print_json(const ReportOptions& o, const LedgerSums& s, std::ostream& out) 
     nlohmann::ordered_json g;
     g["group"] = r.group;
     write_row_json(g, r);
+    if (o.functional_units) write_sci_json(g, r, *o.functional_units);
     j["groups"].push_back(std::move(g));
   }
   write_row_json(j["node"]["idle"], s.idle);
   write_row_json(j["node"]["unattributed"], s.unattributed);
   write_row_json(j["totals"], s.total());
+  if (o.functional_units) {
+    write_sci_json(j["node"]["idle"], s.idle, *o.functional_units);
+    write_sci_json(j["node"]["unattributed"], s.unattributed, *o.functional_units);
+    write_sci_json(j["totals"], s.total(), *o.functional_units);
+    j["sci"] = {{"standard", "ISO/IEC 21031:2024 (Green Software Foundation SCI)"},
+                {"formula", "(E * I + M) / R"},
+                {"R", *o.functional_units},
+                {"functional_unit", o.functional_unit_name},
+                {"E",
+                 "energy the ledger holds for the row, kWh (measured_share says how much "
+                 "was measured)"},
+                {"I",
+                 "operational gCO2e per kWh the row achieved: the grid intensity in force "
+                 "at each tick times PUE (location-based; market-based instruments are "
+                 "not used)"},
+                {"M",
+                 "embodied gCO2e of the host amortised linearly over its lifetime, the "
+                 "row's share for the period"}};
+  }
   out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
@@ -283,6 +356,7 @@ void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out)
   row("(unattributed)", s.unattributed);
   out << rule << '\n';
   row("total", s.total());
+  if (o.functional_units) print_sci_table(o, s, out);
 }
 
 }  // namespace
@@ -327,12 +401,16 @@ std::string report_help() {
          "  --until T      the same forms (default now)\n"
          "  --by G         workload (default), kind or namespace\n"
          "  --format F     table (default), csv or json\n"
-         "  --state-dir D  the agent's --state-dir (default /var/lib/wattprobe)\n";
+         "  --state-dir D  the agent's --state-dir (default /var/lib/wattprobe)\n"
+         "  --functional-units N      R, the functional units served in the period (requests,\n"
+         "                 jobs, users): adds SCI = (E x I + M) / R per row (ISO/IEC 21031)\n"
+         "  --functional-unit-name S  what one unit is called (default unit)\n";
 }
 
 ReportOptions parse_report_options(const std::vector<std::string>& args, int64_t now_ms) {
   std::map<std::string, std::string> given;
-  static const std::set<std::string> kFlags{"since", "until", "by", "format", "state-dir"};
+  static const std::set<std::string> kFlags{
+      "since", "until", "by", "format", "state-dir", "functional-units", "functional-unit-name"};
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument \"" + a + "\"");
@@ -399,7 +477,34 @@ ReportOptions parse_report_options(const std::vector<std::string>& args, int64_t
     if (given["state-dir"].empty()) bad("state-dir", "", "expected a folder");
     o.state_dir = given["state-dir"];
   }
+  if (given.count("functional-units")) {
+    const std::string& v = given["functional-units"];
+    double n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || !(n > 0) || !std::isfinite(n)) {
+      bad("functional-units", v, "expected a number of units above 0, e.g. 1200000");
+    }
+    o.functional_units = n;
+  }
+  if (given.count("functional-unit-name")) {
+    const std::string& v = given["functional-unit-name"];
+    bool printable =
+        !v.empty() && v.size() <= 40 &&
+        std::all_of(v.begin(), v.end(), [](unsigned char c) { return c > 32 && c < 127; });
+    if (!printable)
+      bad("functional-unit-name", v, "expected a word of 1 to 40 printable characters");
+    if (!o.functional_units) {
+      bad("functional-unit-name", v, "names the unit of --functional-units, which is not given");
+    }
+    o.functional_unit_name = v;
+  }
   return o;
+}
+
+Result<ReportRow> parse_ledger_line(const std::string& text) {
+  auto line = parse_line(text);
+  if (!line.ok()) return line.error();
+  return line->row;
 }
 
 LedgerSums sum_ledger(const ReportOptions& o, std::ostream& warnings) {
@@ -468,15 +573,20 @@ void print_report(const ReportOptions& o, const LedgerSums& s, std::ostream& out
   }
 }
 
-int run_report(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  for (const std::string& a : args) {
+int run_report(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
+  for (const std::string& a : all_args) {
     if (a == "--help" || a == "-h") {
-      out << report_help();
+      out << report_help() << replacement_help();
       return 0;
     }
   }
   ReportOptions o;
+  std::vector<std::string> args = all_args;
+  std::optional<ReplacementOptions> replacement;
   try {
+    auto taken = take_replacement_options(args);
+    if (!taken) throw UsageError(taken.error().detail);
+    replacement = *taken;
     o = parse_report_options(args, wall_ms());
   } catch (const UsageError& e) {
     err << "wattprobe report: " << e.what() << '\n';
@@ -488,6 +598,19 @@ int run_report(const std::vector<std::string>& args, std::ostream& out, std::ost
         << format_utc_instant(o.since_ms) << ", " << format_utc_instant(o.until_ms) << ") under "
         << (o.state_dir / "ledger").string() << '\n';
     return 1;
+  }
+  if (replacement) {
+    const ReportRow total = sums.total();
+    const LedgerTotals ledger{o.since_ms,           o.until_ms,
+                              total.joules,         total.operational_grams,
+                              total.embodied_grams, sums.covered_seconds};
+    auto result = compute_replacement(*replacement, ledger, wall_ms());
+    if (!result) {
+      err << "wattprobe report: " << result.error().detail << '\n';
+      return 1;
+    }
+    print_replacement(*replacement, ledger, *result, out);
+    return 0;
   }
   print_report(o, sums, out);
   return 0;

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/base/result.h"
+
 namespace wattprobe {
 
 struct ReportOptions {
@@ -16,6 +18,10 @@ struct ReportOptions {
   enum class GroupBy { workload, kind, namespace_ } by = GroupBy::workload;
   enum class Format { table, csv, json } format = Format::table;
   std::filesystem::path state_dir = "/var/lib/wattprobe";
+  /// SCI (ISO/IEC 21031): R, the functional units served in the period (--functional-units),
+  /// and what one is called (--functional-unit-name); without R no SCI is printed.
+  std::optional<double> functional_units;
+  std::string functional_unit_name = "unit";
 };
 
 /// A --since/--until value: "2026-11-23T10:00:00Z", "2026-11-23" (its UTC midnight), "now", or
@@ -53,6 +59,9 @@ struct LedgerSums {
   /// Every group plus idle and unattributed: the host's energy in the period.
   ReportRow total() const;
 };
+
+/// One ledger line as `report` reads it: the row it adds, or why it is skipped.
+Result<ReportRow> parse_ledger_line(const std::string& text);
 
 /// Reads the day files under <state_dir>/ledger that overlap [since, until) and sums the lines
 /// whose period starts inside it; a period is counted whole or not at all. Malformed lines are

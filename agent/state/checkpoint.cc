@@ -204,6 +204,10 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
       if (!amount(c.operational())) return bad_amount(f + ".carbon.operational", c.operational());
       if (!amount(c.embodied())) return bad_amount(f + ".carbon.embodied", c.embodied());
       out.carbon.workloads[id] = {c.operational(), c.embodied()};
+      int64_t seen = w.carbon_last_seen_unix_ms();
+      if (seen < 0) return bad(f + ".carbon_last_seen_unix_ms", std::to_string(seen));
+      if (seen == 0) seen = w.has_attributed() ? w.attributed().last_seen_unix_ms() : 0;
+      out.carbon.last_seen_ms[id] = seen > 0 ? seen : out.written_ms;
     }
   }
   if (!amount(m.idle_carbon().operational()) || !amount(m.idle_carbon().embodied())) {
@@ -250,7 +254,7 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
 
 // A whole file, or nullopt when there is none.
 Result<std::optional<std::string>> read_whole(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>{};
     return error_from_errno(errno, path.string(), "open");
@@ -400,6 +404,9 @@ std::string encode_checkpoint(const CheckpointState& s) {
     auto* c = entry(id)->mutable_carbon();
     c->set_operational(g.operational);
     c->set_embodied(g.embodied);
+    if (auto seen = s.carbon.last_seen_ms.find(id); seen != s.carbon.last_seen_ms.end()) {
+      entry(id)->set_carbon_last_seen_unix_ms(seen->second);
+    }
   }
   m.mutable_idle_carbon()->set_operational(s.carbon.idle.operational);
   m.mutable_idle_carbon()->set_embodied(s.carbon.idle.embodied);
@@ -572,6 +579,17 @@ std::string CheckpointStore::set_aside(const std::filesystem::path& file, std::s
 CheckpointStore::Loaded CheckpointStore::load(bool set_aside_bad) {
   std::vector<std::string> log;
   for (const std::filesystem::path& file : {current(), previous()}) {
+    // Whoever planted a link here wants the agent to read, or later overwrite, another file.
+    std::error_code ec;
+    if (std::filesystem::is_symlink(file, ec)) {
+      Loaded refused;
+      refused.log = std::move(log);
+      refused.refusal = "checkpoint " + file.string() + " is a symbolic link (to " +
+                        std::filesystem::read_symlink(file, ec).string() +
+                        "): refusing to follow it; a state file must be a regular file the agent "
+                        "wrote (remove the link to start from zero)";
+      return refused;
+    }
     auto bytes = read_whole(file);
     if (!bytes) {
       count(Reason::read);
@@ -621,7 +639,10 @@ CheckpointStore::Loaded CheckpointStore::load(bool set_aside_bad) {
 
 Result<bool> CheckpointStore::write(std::string_view file) {
   const std::filesystem::path tmp = dir_ / "checkpoint.pb.tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  // A leftover (or planted) tmp file or link is removed, and O_EXCL | O_NOFOLLOW make sure the
+  // bytes go into a new file of the agent's own, never through a link.
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
   if (fd < 0) return fail(errno, tmp, "open");
   std::size_t done = 0;
   while (done < file.size()) {

@@ -204,7 +204,9 @@ void Ledger::write_pending() {
     struct stat st {};
     bool existed = ::stat(path.c_str(), &st) == 0;
     auto open_file = [&] {
-      return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+      // O_NOFOLLOW: a link planted in the ledger folder must not make the agent append to
+      // another file.
+      return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     };
     Fd fd(open_file());
     if (fd.get() < 0 && errno == ENOENT) {
@@ -214,7 +216,9 @@ void Ledger::write_pending() {
       fd = Fd(open_file());
     }
     if (fd.get() < 0) {
-      fail("cannot open " + path.string() + ": " + errno_text(errno));
+      fail("cannot open " + path.string() + ": " +
+           (errno == ELOOP ? std::string("it is a symbolic link, which the ledger never follows")
+                           : errno_text(errno)));
       return;  // keep everything for the next period
     }
     // A crash mid-write (kill -9) can leave a line without its newline; start on a fresh line
@@ -254,6 +258,7 @@ void Ledger::write_pending() {
 
 void Ledger::apply_retention(int64_t today) {
   retention_day_ = today;
+  apply_byte_cap(today);
   if (options_.retention_days == 0) return;
   std::error_code ec;
   std::filesystem::directory_iterator files(dir_, ec);
@@ -274,6 +279,38 @@ void Ledger::apply_retention(int64_t today) {
   }
 }
 
+void Ledger::apply_byte_cap(int64_t today) {
+  if (options_.max_bytes == 0) return;
+  std::error_code ec;
+  std::filesystem::directory_iterator files(dir_, ec);
+  if (ec) return;  // retention names the folder's problem
+  std::map<int64_t, std::pair<std::filesystem::path, uint64_t>> closed;  // oldest first
+  uint64_t total = 0;
+  for (const auto& entry : files) {
+    int64_t day = 0;
+    if (!is_day_file(entry.path().filename().string(), &day)) continue;
+    std::error_code size_ec;
+    uint64_t size = entry.file_size(size_ec);
+    if (size_ec) continue;
+    total += size;
+    if (day < today) closed[day] = {entry.path(), size};
+  }
+  for (const auto& [day, file] : closed) {
+    if (total <= options_.max_bytes) break;
+    std::error_code rm;
+    std::filesystem::remove(file.first, rm);
+    if (rm) {
+      fail("cannot delete " + file.first.string() + ": " + rm.message());
+      continue;
+    }
+    total -= file.second;
+    ++files_removed_for_size_;
+    log_printf("ledger: deleted %s (%llu bytes): the day files passed --ledger-max-bytes %llu",
+               file.first.c_str(), static_cast<unsigned long long>(file.second),
+               static_cast<unsigned long long>(options_.max_bytes));
+  }
+}
+
 void Ledger::fail(const std::string& what) {
   ++errors_;
   log_printf("ledger: %s", what.c_str());
@@ -288,6 +325,10 @@ void Ledger::append_families(std::vector<Family>& out) const {
                  "Ledger failures: folder, write, fsync, retention; each is logged.",
                  MetricType::counter,
                  {{{}, static_cast<double>(errors_)}}});
+  out.push_back({"wattprobe_agent_ledger_files_removed_for_size_total",
+                 "Closed ledger day files deleted because the ledger passed --ledger-max-bytes.",
+                 MetricType::counter,
+                 {{{}, static_cast<double>(files_removed_for_size_)}}});
 }
 
 }  // namespace wattprobe

@@ -29,6 +29,10 @@ struct LedgerOptions {
   /// Day files whose whole day ended more than this many days ago are deleted; 0 keeps all.
   /// 400 days covers a year's report with a margin.
   unsigned retention_days = 400;
+  /// Past this many bytes of day files in all, the oldest closed ones (never today's) are
+  /// deleted, at start and at each new day; 0: no cap. 1 GiB holds about a year of a node with
+  /// 10 workloads at the 1-minute period (a line is about 290 bytes), or two weeks of 200.
+  uint64_t max_bytes = uint64_t{1} << 30;
 };
 
 /// Per-period totals, appended as JSON lines, one per workload plus one each for idle and
@@ -68,6 +72,7 @@ class Ledger {
   std::filesystem::path dir() const { return dir_; }
   uint64_t lines_written() const { return lines_written_; }
   uint64_t errors() const { return errors_; }
+  uint64_t files_removed_for_size() const { return files_removed_for_size_; }
 
   static constexpr int64_t kMaxSplitPeriods = 120;
 
@@ -93,6 +98,7 @@ class Ledger {
   void write_period(int64_t period_index, const Period& p);
   void write_pending();
   void apply_retention(int64_t today);
+  void apply_byte_cap(int64_t today);
   void fail(const std::string& what);
 
   LedgerOptions options_;
@@ -104,6 +110,7 @@ class Ledger {
   std::optional<int64_t> retention_day_;
   uint64_t lines_written_ = 0;
   uint64_t errors_ = 0;
+  uint64_t files_removed_for_size_ = 0;
 };
 
 }  // namespace wattprobe

@@ -1,18 +1,25 @@
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace wattprobe {
 
 /// Learns one domain's idle power from the host's own ticks.
 ///
-/// Estimator (documented in README "Idle power"): every tick adds (utilisation u, power P) to
-/// exponentially forgotten sums (half-life ~10 min at 1 s ticks). Once utilisation has varied
-/// (weighted standard deviation ≥ 5 points), idle is the intercept at u = 0 of the least-squares
-/// line P = idle + slope·u — the linear power model SPECpower curves and Cloud Carbon Footprint
-/// use. Until then, it is the forgotten mean of P over low-utilisation ticks (u ≤ 10 %). With no
-/// such tick yet, idle is unknown and all energy is dynamic. An --idle-watts override wins.
+/// Estimator (docs/methodology.md, "The idle estimator"): every tick's (utilisation u, power P)
+/// pair goes to a reservoir of 10 utilisation bins (0-10 %, ..., 90-100 %) that keep their last
+/// 16 pairs each, for at most an hour of ticks, so a long busy stretch never pushes the idle
+/// points out. Once u varies over the reservoir (standard deviation ≥ 5 points), idle is the
+/// Theil-Sen line's intercept at u = 0: the slope is the median of the slopes between pairs at
+/// least 5 points of u apart, the intercept the median of P − slope·u. Medians shrug off the
+/// ticks whose u and P disagree (a tick boundary inside a load step, an idle CPU accounted late)
+/// that pulled the least-squares line before. Until then, it is the forgotten mean of P over
+/// low-utilisation ticks (u ≤ 10 %). With no such tick yet, idle is unknown and all energy is
+/// dynamic. An --idle-watts override wins.
 class IdlePowerEstimator {
  public:
   void observe(double utilisation, double watts);
@@ -23,11 +30,23 @@ class IdlePowerEstimator {
   void set_override(double watts) { override_ = watts; }
 
  private:
-  std::optional<double> regression_intercept() const;
+  std::optional<double> fit() const;
 
-  static constexpr double kDecay = 0.99885;  // 0.5^(1/600)
+  struct Point {
+    double u = 0, p = 0;
+    uint64_t tick = 0;
+  };
+  static constexpr int kBins = 10;
+  static constexpr std::size_t kPerBin = 16;
+  static constexpr uint64_t kMaxAgeTicks = 3600;
+  static constexpr double kMinSpread = 0.05;  // of u, for the line and for a pair's slope
+  static constexpr double kDecay = 0.99885;   // 0.5^(1/600): the low-utilisation mean
   static constexpr double kLowUtilisation = 0.10;
-  double w_ = 0, su_ = 0, sp_ = 0, suu_ = 0, sup_ = 0;
+
+  std::array<std::vector<Point>, kBins> bins_;
+  std::array<std::size_t, kBins> next_{};  // the slot each full bin overwrites next
+  uint64_t ticks_ = 0;
+  std::optional<double> regression_;  // refitted at each observe
   double low_w_ = 0, low_sp_ = 0;
   double max_power_ = 0;
   std::optional<double> override_;

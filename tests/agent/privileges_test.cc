@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "agent/base/held_file.h"
 #include "agent/base/text_file.h"
 #include "tests/support/temp_tree.h"
 
@@ -95,16 +96,70 @@ bool can_create_bpf_map() {
   return true;
 }
 
-TEST(Privileges, CapabilitiesNeededFollowTheSourceTable) {
+TEST(Privileges, OnlyTheEbpfAccountingMayKeepACapabilityAfterStartUp) {
+  // Every source reads descriptors it opened before the drop, so none keeps a capability.
   EXPECT_EQ(capabilities_needed({"model"}, false), std::vector<int>{});
-  EXPECT_EQ(capabilities_needed({"model"}, true), (std::vector<int>{CAP_PERFMON, CAP_BPF}));
-  EXPECT_EQ(capabilities_needed({"rapl_powercap", "rapl_perf"}, true),
-            (std::vector<int>{CAP_DAC_READ_SEARCH, CAP_PERFMON, CAP_BPF}));
-  EXPECT_EQ(capabilities_needed({"rapl_msr"}, false),
-            (std::vector<int>{CAP_DAC_READ_SEARCH, CAP_SYS_RAWIO}));
-  EXPECT_EQ(capabilities_needed({"hwmon", "nvml", "no_such_source"}, false),
-            std::vector<int>{CAP_DAC_READ_SEARCH});
+  EXPECT_EQ(capabilities_needed({"model"}, true), std::vector<int>{CAP_BPF});
+  EXPECT_EQ(capabilities_needed({"rapl_powercap", "rapl_perf"}, true), std::vector<int>{CAP_BPF});
+  EXPECT_EQ(capabilities_needed({"rapl_msr", "rapl_powercap"}, false), std::vector<int>{});
+  EXPECT_EQ(capabilities_needed({"hwmon", "nvml", "no_such_source"}, false), std::vector<int>{});
   for (const auto& need : capability_table()) EXPECT_FALSE(need.why.empty()) << need.source;
+}
+
+TEST(Privileges, WorksWithoutLowersTheCapabilityForTheTrialOnlyThenRestoresIt) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to hold capabilities to lower";
+  testing::TempTree tree;
+  tree.write("energy_uj", "123\n");
+  ASSERT_EQ(chown(tree.path("energy_uj").c_str(), 65534, 65534), 0);
+  tree.chmod("energy_uj", std::filesystem::perms::owner_read);
+  auto can_open = [&] {
+    int fd = open(tree.path("energy_uj").c_str(), O_RDONLY);
+    if (fd >= 0) close(fd);
+    return fd >= 0;
+  };
+  auto out = in_child([&] {
+    auto with_one_left = works_without({CAP_DAC_OVERRIDE}, can_open);
+    auto with_none = works_without({CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH}, can_open);
+    if (!with_one_left.ok() || !with_none.ok()) return std::string("error");
+    return std::string(*with_one_left ? "opened" : "refused") + " " +
+           (*with_none ? "opened" : "refused") + " " + (can_open() ? "restored" : "lost");
+  });
+  EXPECT_EQ(out, "opened refused restored");
+}
+
+TEST(Privileges, DefaultRunUserIsAnUnprivilegedAccountOnlyWhenStartedAsRoot) {
+  const std::string user = default_run_user();
+  if (geteuid() != 0) {
+    EXPECT_EQ(user, "");
+  } else {
+    EXPECT_TRUE(user == "wattprobe" || user == "nobody") << user;
+    auto identity = lookup_user(user);
+    ASSERT_TRUE(identity.ok()) << identity.error().message();
+    EXPECT_NE(identity->uid, 0u);
+  }
+  EXPECT_FALSE(lookup_user("no-such-user-wattprobe").ok());
+  auto numeric = lookup_user("4242424");
+  ASSERT_TRUE(numeric.ok());
+  EXPECT_EQ(numeric->uid, 4242424u);
+}
+
+TEST(Privileges, AFileHeldOpenFromBeforeTheDropIsStillReadAsNobodyWithNoCapability) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  testing::TempTree tree;
+  tree.write("energy_uj", "123\n");
+  tree.chmod("energy_uj", std::filesystem::perms::owner_read);  // root-owned 0400, like sysfs
+  auto held = HeldFile::open(tree.path("energy_uj"));
+  ASSERT_TRUE(held.ok()) << held.error().message();
+  auto report = split(in_child([&] {
+    return drop_and_report({{}, "nobody"}, [&] {
+      auto reopened = read_text(tree.path("energy_uj"));
+      auto text = held->read();
+      return std::string(reopened.ok() ? "reopened" : "reopen-denied") + " " +
+             (text.ok() ? std::string(trim(*text)) : text.error().message());
+    });
+  }));
+  EXPECT_EQ(report.line, "kept: none; dropped all others; user: nobody");
+  EXPECT_EQ(report.probe, "reopen-denied 123");
 }
 
 TEST(Privileges, NamesCapabilitiesTheWayCapabilities7Does) {

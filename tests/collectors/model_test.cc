@@ -170,5 +170,33 @@ TEST(Model, EstimatesThisHostFromItsRealProcStat) {
   EXPECT_LE(s.readings[0].watts, vcpus * 3.5 + 1e-9);
 }
 
+TEST(Model, BoardFiguresEstimateTheWholeBoardAsPlatform) {
+  testing::TempTree tree;
+  tree.write("proc/stat", four_vcpus(100, 300));  // 25 % busy since boot
+  ModelOptions o;
+  o.board_idle_watts = 2.7;
+  o.board_max_watts = 6.4;
+  auto source = make_model_source(tree.paths(), o);
+  Availability a = source->probe();
+  ASSERT_TRUE(a.available) << a.reason;
+  EXPECT_NE(a.reason.find("estimate of the whole board (platform)"), std::string::npos);
+  EXPECT_FALSE(source->measured());
+  Sample s = source->sample();
+  ASSERT_EQ(s.readings.size(), 1u);
+  EXPECT_EQ(s.readings[0].domain, "platform");
+  EXPECT_EQ(s.readings[0].key, "board");
+  EXPECT_DOUBLE_EQ(s.readings[0].watts, 2.7 + 0.25 * (6.4 - 2.7));
+}
+
+TEST(Model, BoardFiguresComeTogetherAndInOrder) {
+  ModelOptions one;
+  one.board_idle_watts = 2.7;
+  EXPECT_FALSE(validate(one).ok());
+  ModelOptions reversed;
+  reversed.board_idle_watts = 6.4;
+  reversed.board_max_watts = 2.7;
+  EXPECT_FALSE(validate(reversed).ok());
+}
+
 }  // namespace
 }  // namespace wattprobe

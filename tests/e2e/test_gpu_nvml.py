@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import (BIN, Cgroups, scrape, series, skip, start_agent, start_driver,
-                           value)
+from wattprobe_e2e import (BIN, Cgroups, agent_writable, scrape, series, skip, start_agent,
+                           start_driver, value)
 
 FAKE = os.environ.get("WATTPROBE_FAKE_NVML", "build/fake_nvml/libnvidia-ml.so.1")
 DATA = os.environ.get("WATTPROBE_TEST_DATA", os.path.join(os.path.dirname(__file__), "../data"))
@@ -88,7 +88,7 @@ def start_in(cgroup):
 def main_case():
     """Two GPUs (the phased and the random trace), powercap beside them, live workers."""
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
-    log = root + "/nvml.log"
+    log = agent_writable(root + "/nvml.log")
     groups = Cgroups("gpu-a.service", "gpu-b.service")
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
     procs = []
@@ -218,7 +218,7 @@ def ledger_report(state, counted):
 
 def run_nvml(faults, traces=(PHASED, PHASED), seconds=4.5, pids=""):
     root = tempfile.mkdtemp(prefix="wattprobe-nvml-")
-    log = root + "/nvml.log"
+    log = agent_writable(root + "/nvml.log")
     fake_env(list(traces), start=5, faults=faults, log=log, pids=pids)
     try:
         with start_agent("--sources", "nvml", "--nvml-library", FAKE, "--interval", "500ms",

@@ -42,8 +42,9 @@ class FakeApi:
 
 
 def intensity(m):
-    (labels, v), = series(m, "wattprobe_grid_carbon_intensity_grams_per_kwh")
-    return labels, v
+    # Before the first tick (a loaded host) the family is not there yet: no value, no signal.
+    got = series(m, "wattprobe_grid_carbon_intensity_grams_per_kwh")
+    return got[0] if got else ({"signal": None}, float("nan"))
 
 
 def wait_for(agent, what, check, timeout=15):

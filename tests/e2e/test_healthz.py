@@ -67,7 +67,7 @@ def main():
     os.makedirs(os.path.join(procfs, "proc", "1"))
     shutil.copyfile("/proc/stat", os.path.join(procfs, "proc", "stat"))
     fifo = os.path.join(procfs, "proc", "1", "stat")
-    os.mkfifo(fifo, 0o600)
+    os.mkfifo(fifo, 0o644)  # readable by the agent after it drops to nobody, as /proc/1/stat is
     try:
         with start_driver(sysfs, "--scenario", "one_socket", "--watts", "package=30") as driver, \
                 start_agent("--sysfs-root", sysfs, "--procfs-root", procfs,

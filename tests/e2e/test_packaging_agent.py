@@ -57,6 +57,10 @@ def exported_names(text):
     return names
 
 
+DEVICE_HEALTH = ("wattprobe_device_battery_", "wattprobe_device_thermal_throttle_",
+                 "wattprobe_device_temperature_", "wattprobe_device_storage_")
+
+
 def node_joules(text):
     return sum(float(m.group(1)) for m in re.finditer(
         r"^wattprobe_node_energy_joules_total\{[^}]*\} ([0-9.eE+-]+)", text, re.M))
@@ -116,6 +120,13 @@ def main():
                 for target in panel.get("targets", []):
                     queried |= set(re.findall(r"\bwattprobe_[a-z0-9_]+", target["expr"]))
             missing = queried - exported_names(second)
+            # Device health exists only where the host has the device (a battery, throttle
+            # counters, temperature sensors, an NVMe drive); test_lifecycle and test_metrics_doc
+            # check those families on the device fixture.
+            absent_here = {n for n in missing if n.startswith(DEVICE_HEALTH)}
+            if absent_here:
+                print(f"not on this host (checked on the device fixture): {sorted(absent_here)}")
+            missing -= absent_here
             check(not missing, f"the dashboard queries metrics /metrics does not export: "
                                f"{sorted(missing)}")
         finally:

@@ -134,6 +134,10 @@ def main():
         print("note: no isolated root; nothing of the package exists here, so the test installs "
               "and purges on this machine and removes only what it created")
 
+    # postinst adds a system account, which purge keeps (Debian's practice for files it may
+    # still own); on this machine the test removes the one it made.
+    account_existed = subprocess.run(in_root(["getent", "passwd", "wattprobe"]),
+                                     capture_output=True).returncode == 0
     with tempfile.TemporaryDirectory() as out:
         r = run(["cpack", "-G", "DEB", "-B", out], cwd=BUILD, timeout=600)
         debs = glob.glob(os.path.join(out, "wattprobe_*.deb"))
@@ -145,6 +149,10 @@ def main():
             check(f".{path}\n" in contents + "\n", f"the package ships {path}")
         control = run(["dpkg-deb", "-f", deb, "Depends"]).stdout
         check("libbpf" in control, f"Depends lists the runtime libraries (shlibdeps): {control!r}")
+        check("adduser" in control, f"Depends lists adduser, which postinst runs: {control!r}")
+        check("./usr/share/wattprobe/systemd/msr.conf\n" in contents,
+              "the package ships the opt-in msr.conf drop-in, outside wattprobe.service.d")
+        check("wattprobe.service.d" not in contents, "no drop-in is active by default")
         info = run(["dpkg-deb", "-I", deb, "conffiles"]).stdout
         check("/etc/wattprobe/wattprobe.conf" in info, "the config is a conffile")
 
@@ -158,6 +166,27 @@ def main():
             for path in INSTALLED:
                 check(os.path.exists(at(path)), f"{path} exists after dpkg -i")
             check(os.path.isdir(at("/var/lib/wattprobe")), "postinst created /var/lib/wattprobe")
+            user = subprocess.run(in_root(["getent", "passwd", "wattprobe"]), capture_output=True,
+                                  text=True).stdout.strip()
+            print(f"wattprobe account: {user!r}")
+            fields = user.split(":")
+            if check(len(fields) == 7, "postinst created the wattprobe account"):
+                uid = int(fields[2])
+                check(0 < uid < 1000, f"wattprobe is a system account (uid {uid})")
+                check(fields[6] in ("/usr/sbin/nologin", "/bin/false"),
+                      f"wattprobe has no login shell: {fields[6]}")
+                st = os.stat(at("/var/lib/wattprobe"))
+                check(st.st_uid == uid and st.st_mode & 0o777 == 0o700,
+                      f"/var/lib/wattprobe is wattprobe's, 0700: uid {st.st_uid}, "
+                      f"mode {oct(st.st_mode & 0o777)}")
+            creds = at("/etc/wattprobe/credentials")
+            check(os.path.isdir(creds) and os.stat(creds).st_mode & 0o777 == 0o700,
+                  "postinst created /etc/wattprobe/credentials, 0700")
+            for name in ("remote-write-token", "remote-write-password", "remote-write-api-key",
+                         "grid-token"):
+                path = os.path.join(creds, name)
+                check(os.path.isfile(path) and os.stat(path).st_mode & 0o777 == 0o600 and
+                      os.stat(path).st_uid == 0, f"{path}: root's, 0600, for LoadCredential=")
             check(not os.path.lexists(at(ENABLED_LINK)), "postinst did not enable the service")
             check("systemctl enable --now wattprobe" in r.stdout + r.stderr,
                   "postinst tells how to start the service")
@@ -181,6 +210,8 @@ def main():
             # root), so the purge removes only what this test created.
             r = run(in_root(["dpkg", "--purge", "wattprobe"]))
             check(r.returncode == 0, "dpkg --purge succeeds")
+            if not root and not account_existed:
+                run(["deluser", "--system", "--quiet", "wattprobe"])
             for path in INSTALLED + ["/etc/wattprobe", "/var/lib/wattprobe"]:
                 check(not os.path.exists(at(path)), f"nothing left at {path} after purge")
     return report()

@@ -30,6 +30,10 @@ CONTRACT = {
     "wattprobe_agent_bpf_records_lost_total", "wattprobe_agent_remote_write_queue_samples",
     "wattprobe_agent_remote_write_samples_dropped_total", "wattprobe_agent_cpu_seconds_total",
     "wattprobe_agent_resident_memory_bytes",
+    "wattprobe_node_idle_operational_co2e_grams_total",
+    "wattprobe_node_unattributed_operational_co2e_grams_total",
+    "wattprobe_device_battery_capacity_ratio", "wattprobe_device_storage_wear_ratio",
+    "wattprobe_device_thermal_throttle_events_total", "wattprobe_device_temperature_max_celsius",
 }
 
 failures = []
@@ -149,6 +153,19 @@ def check_kubernetes():
         check(option in args, f"DaemonSet: agent argument {option}")
     ports = [p.get("containerPort") for p in agent.get("ports", [])]
     check(9887 in ports, "DaemonSet: container port 9887")
+    # A uid of the agent's own, not nobody (65534), which other pods on the node may share; the
+    # state folder is handed to the same uid, and the image's wattprobe account has it.
+    user = re.search(r"--user=(\S+)", args)
+    uid = user.group(1) if user else ""
+    check(uid.isdigit() and uid not in ("0", "65534"),
+          f"DaemonSet: --user is a dedicated numeric uid, not root or nobody: {uid!r}")
+    init = " ".join(" ".join(c.get("command", [])) for c in pod.get("initContainers", []))
+    check(f"chown -R {uid}:{uid} /var/lib/wattprobe" in init,
+          f"DaemonSet: the init container hands the state folder to uid {uid}: {init!r}")
+    with open(os.path.join(PACKAGING, "container", "Containerfile")) as f:
+        containerfile = f.read()
+    check(f"--uid {uid} " in containerfile and f"--user={uid}" in containerfile,
+          f"Containerfile: the wattprobe account has uid {uid} and the agent switches to it")
 
     svc = objects.get("Service", {})
     check(svc.get("spec", {}).get("clusterIP") == "None", "Service: headless (clusterIP: None)")
@@ -187,7 +204,8 @@ def check_dashboard():
     titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("power by domain and source", "top workloads by power", "top workloads by co2e",
                   "idle share", "grid carbon intensity and forecast", "embodied", "device age",
-                  "measured versus estimated", "agent cpu", "agent resident memory"):
+                  "measured versus estimated", "agent cpu", "agent resident memory",
+                  "battery health", "storage wear", "break-even"):
         check(topic in titles, f"dashboard: a panel about {topic!r}")
     # The GPU panels (issue 14): watts by device and by workload, from the gpu domain.
     gpu = [p for p in dashboard["panels"] if p["title"].lower().startswith("gpu power by")]

@@ -243,7 +243,8 @@ def scripted_receivers(root, figures):
     # also while a request with a long timeout hangs; the next start delivers them. The first
     # run's options come from a config file, the second's timeout from the command line over it.
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
-    conf = os.path.join(state, "wattprobe.conf")
+    # Beside the state folder, not in it: the agent hands only a folder of its own files over.
+    conf = state + ".conf"
     with RemoteWriteReceiver(lambda n, r: None) as hang:
         with open(conf, "w") as f:
             f.write(f"remote-write-url = {hang.url}\nremote-write-timeout = 300ms\n")

@@ -35,6 +35,46 @@ def sums_by_workload(lines, field):
     return out
 
 
+def sci(state, rep):
+    """SCI = (E x I + M) / R per group and in total, from the same ledger, with R given; the
+    table says which E, I and M went in; a bad R is refused naming the option."""
+    units = 1500
+    r = run_report("--state-dir", state, "--format", "json", "--functional-units", str(units),
+                   "--functional-unit-name", "requests")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["sci"]["R"] == units and j["sci"]["functional_unit"] == "requests", j["sci"]
+    assert j["sci"]["formula"] == "(E * I + M) / R"
+    for row in j["groups"] + [j["totals"]]:
+        s = row["sci"]
+        want = (row["operational_co2e_grams"] + row["embodied_co2e_grams"]) / units
+        near(s["grams_per_unit"], want, 1e-9, f"SCI of {row.get('group', 'the total')}")
+        # E x I is the operational grams: E in kWh times the achieved I.
+        near(s["E_kwh"] * s["I_grams_per_kwh"], s["E_times_I_grams"], 1e-9, "E x I")
+        assert s["M_grams"] == row["embodied_co2e_grams"] and s["R"] == units
+    # The SCI of the whole host's rows adds up to the total's: R is shared, grams add.
+    parts = sum(g["sci"]["grams_per_unit"] for g in j["groups"])
+    parts += j["node"]["idle"]["sci"]["grams_per_unit"]
+    parts += j["node"]["unattributed"]["sci"]["grams_per_unit"]
+    near(parts, j["totals"]["sci"]["grams_per_unit"], 1e-9, "SCI rows add up to the total")
+    t = run_report("--state-dir", state, "--functional-units", str(units),
+                   "--functional-unit-name", "requests")
+    assert t.returncode == 0, t.stderr
+    assert "SCI (ISO/IEC 21031) = (E x I + M) / R, R = 1500 requests" in t.stdout, t.stdout
+    assert "g/requests" in t.stdout and all(len(l) < 80 for l in t.stdout.splitlines()), t.stdout
+    print(t.stdout)
+    c = run_report("--state-dir", state, "--format", "csv", "--functional-units", str(units))
+    assert c.returncode == 0 and c.stdout.splitlines()[0].endswith(",sci_grams_per_functional_unit")
+    plain = run_report("--state-dir", state, "--format", "json")
+    assert "sci" not in json.loads(plain.stdout), "SCI only when R is given"
+    for args, needle in ((["--functional-units", "0"], "--functional-units"),
+                         (["--functional-units", "many"], '"many"'),
+                         (["--functional-unit-name", "requests"], "--functional-unit-name")):
+        bad = run_report("--state-dir", state, *args)
+        assert bad.returncode == 2 and needle in bad.stderr, (args, bad.stderr)
+    print(f"ok: SCI per group and in total, {j['totals']['sci']['grams_per_unit']:.6g} g/request")
+
+
 def main():
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
@@ -126,6 +166,8 @@ def main():
         assert f"{path}:{count + 1}: field \"start\"" in r.stderr, r.stderr
         near(json.loads(r.stdout)["totals"]["energy_joules"], rep["totals"]["energy_joules"],
              1e-12, "totals with a malformed line skipped")
+
+        sci(state, rep)
 
         r = run_report("--state-dir", state, "--by", "pod")
         assert r.returncode == 2 and '--by' in r.stderr and '"pod"' in r.stderr, r.stderr

@@ -2,13 +2,18 @@
 a grid token in the environment, holding CR, LF or NUL stops the agent at start-up with exit 2
 and a message naming the file or variable and never the value. A secret given on the command
 line (a remote-write URL with a password, a credential-looking --remote-write-header) is
-accepted, with one warning line."""
+accepted, with one warning line. Every secret has a file form: --remote-write-header-file
+NAME=FILE sends the file's one line as the header's value, keeps it off /proc/PID/cmdline, warns
+about nothing, and is still read after the agent has dropped from root to an unprivileged user,
+through the file held open from start-up, even when only root may open it (mode 0600)."""
 
 import os
 import subprocess
 import tempfile
 
-from wattprobe_e2e import BIN, start_agent
+import time
+
+from wattprobe_e2e import BIN, RemoteWriteReceiver, start_agent
 
 SECRET = "s3cr3t-value"
 INJECTION = SECRET + "\nX-Injected: yes"
@@ -46,6 +51,8 @@ def main():
                    rw + ["--remote-write-bearer-token-file", token], token)
     expect_refused("password file with NUL",
                    rw + ["--remote-write-username", "u", "--remote-write-password-file", nul], nul)
+    expect_refused("header value file with LF",
+                   rw + ["--remote-write-header-file", f"X-Api-Key={token}"], token)
     grid = ["--grid-provider", "electricitymaps", "--grid-zone", "DE"]
     expect_refused("grid token file with LF", grid + ["--grid-token-file", token], token)
     expect_refused("grid token environment variable with CR LF",
@@ -66,6 +73,46 @@ def main():
     assert SECRET not in err, f"a warning printed the secret:\n{err}"
     for line in warnings:
         print(f"ok: warned: {line}")
+
+    header_from_file(work)
+
+
+def header_from_file(work):
+    key = os.path.join(work, "api-key")
+    with open(key, "w") as f:
+        f.write(SECRET + "\n")
+    os.chmod(key, 0o600)  # root's only: the agent opens it before it drops privileges
+    # As systemd's LoadCredential= gives it: the option names the credential, not the folder.
+    os.environ["CREDENTIALS_DIRECTORY"] = work
+    with RemoteWriteReceiver(lambda n, r: (204, {})) as rx:
+        with start_agent("--sources", "model", "--accounting", "procfs", "--interval", "200ms",
+                         "--remote-write-url", rx.url, "--remote-write-batch-interval", "100ms",
+                         "--remote-write-header-file",
+                         "X-Api-Key=$CREDENTIALS_DIRECTORY/api-key") as agent:
+            deadline = time.time() + 15
+            while time.time() < deadline and len(rx.seen()) < 2:
+                time.sleep(0.1)
+            with open(f"/proc/{agent.proc.pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open(f"/proc/{agent.proc.pid}/status") as f:
+                uid = next(l.split()[1] for l in f if l.startswith("Uid:"))
+            err = agent.stderr()
+        seen = rx.seen()
+    assert len(seen) >= 2, f"the receiver got {len(seen)} requests\n{err}"
+    values = {r["headers"].get("X-Api-Key") for r in seen}
+    assert values == {SECRET}, f"X-Api-Key values sent: {values}\n{err}"
+    assert SECRET not in cmdline, "the secret is on the command line"
+    assert "warning:" not in err, f"a file-borne secret was warned about:\n{err}"
+    assert SECRET not in err
+    print(f"ok: --remote-write-header-file: {len(seen)} requests carried X-Api-Key from a 0600 "
+          f"root file ($CREDENTIALS_DIRECTORY/api-key) while the agent ran as uid {uid}; not in "
+          f"/proc/PID/cmdline, no warning")
+
+    del os.environ["CREDENTIALS_DIRECTORY"]
+    p = run("--remote-write-url", "http://127.0.0.1:9/api/v1/write",
+            "--remote-write-bearer-token-file", "$CREDENTIALS_DIRECTORY/token")
+    assert p.returncode == 2 and "CREDENTIALS_DIRECTORY is not set" in p.stderr, p.stderr
+    print(f"ok: $CREDENTIALS_DIRECTORY unset: exit 2: {p.stderr.strip()}")
 
 
 if __name__ == "__main__":

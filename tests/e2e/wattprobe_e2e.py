@@ -14,6 +14,31 @@ import time
 import urllib.parse
 import urllib.request
 
+# Started as root, the agent runs as `wattprobe` or `nobody` after start-up (README "Security"),
+# and keeps reading the fixture trees the tests make, as it reads the host's world-readable /sys
+# and /proc. So the folders tests make are passable by any user, 0755 like /sys; each test's
+# files keep the modes it gives them. The state folders inside stay the agent's (0700).
+_mkdtemp = tempfile.mkdtemp
+
+
+def _mkdtemp_passable(*args, **kwargs):
+    path = _mkdtemp(*args, **kwargs)
+    os.chmod(path, 0o755)
+    return path
+
+
+tempfile.mkdtemp = _mkdtemp_passable
+
+
+def agent_writable(path):
+    """Creates `path` empty and writable by any user: a file the agent itself appends to (a fake
+    library's log), which it does after dropping from root to an unprivileged user."""
+    with open(path, "a"):
+        pass
+    os.chmod(path, 0o666)
+    return path
+
+
 BIN = os.environ.get("WATTPROBE_BIN", "build/wattprobe")
 TOOLS = os.environ.get("WATTPROBE_TOOLS_DIR", "build/tools")
 SKIP = 77

@@ -534,6 +534,16 @@ TEST(RemoteWrite, ValidateNamesTheWrongFieldAndItsValue) {
             }).find("twice"),
             std::string::npos);
   EXPECT_EQ(with([](auto& o) { o.labels = {{"instance", "h"}, {"dc", "a"}}; }), "");
+  EXPECT_NE(with([](auto& o) {
+              o.header_files = {{"Authorization", "/k"}};
+            }).find("header-file: malformed: \"Authorization\""),
+            std::string::npos);
+  EXPECT_NE(with([](auto& o) {
+              o.headers = {{"X-Api-Key", "v"}};
+              o.header_files = {{"x-api-key", "/k"}};
+            }).find("twice"),
+            std::string::npos);
+  EXPECT_EQ(with([](auto& o) { o.header_files = {{"X-Api-Key", "/k"}}; }), "");
 
   RemoteWrite rw(RemoteWriteOptions{});  // no url: start() refuses, nothing is created
   auto r = rw.start();

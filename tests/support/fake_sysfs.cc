@@ -93,7 +93,7 @@ fs::path SysfsWriter::path(std::string_view rel) const {
 }
 
 void SysfsWriter::write(std::string_view rel, std::string_view contents) const {
-  write_file_atomically(path(rel), contents);
+  write_file_in_place(path(rel), contents);
 }
 
 void SysfsWriter::write_u64(std::string_view rel, uint64_t value) const {
@@ -129,6 +129,15 @@ std::string powercap_device_dir(std::string_view key) {
 
 namespace {
 
+// energy_uj as wide as the largest value, leading spaces (which readers trim) filling the rest:
+// every rewrite has the same length, one write a concurrent reader never sees half of.
+std::string energy_text(const FakeZone& z) {
+  std::string text = std::to_string(z.energy_uj);
+  const std::size_t width = std::to_string(z.max_energy_range_uj).size();
+  if (text.size() < width) text.insert(0, width - text.size(), ' ');
+  return text + "\n";
+}
+
 void write_zone(const SysfsWriter& out, const FakeZone& z) {
   const std::string dir = powercap_device_dir(z.key);
   out.write(dir + "/name", z.name + "\n");
@@ -155,7 +164,7 @@ void write_zone(const SysfsWriter& out, const FakeZone& z) {
          {"constraint_0_max_power_uw", "constraint_1_name", "constraint_1_max_power_uw"})
       out.chmod(dir + "/" + ro, fs::perms(0444));
   }
-  out.write_u64(dir + "/energy_uj", z.energy_uj);
+  out.write(dir + "/energy_uj", energy_text(z));
   // energy_uj is 0400 since commit 949dd0104c49 (PLATYPUS, CVE-2020-8694).
   out.chmod(dir + "/energy_uj", fs::perms::owner_read);
   out.symlink("../../devices/virtual/powercap/" +
@@ -312,7 +321,7 @@ void PowercapDriver::advance(double seconds) {
         (z.energy_uj % z.max_energy_range_uj + add % z.max_energy_range_uj) % z.max_energy_range_uj;
     const std::string file = powercap_device_dir(z.key) + "/energy_uj";
     if (!fs::exists(out_.path(file).parent_path())) continue;
-    out_.write_u64(file, z.energy_uj);
+    out_.write(file, energy_text(z));
   }
 }
 

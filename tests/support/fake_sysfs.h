@@ -50,8 +50,9 @@ PowercapScenario psys_platform();
 std::optional<PowercapScenario> powercap_scenario(std::string_view name);
 
 /// Writes sysfs files under a root that stands for the host's / (a TempTree's root, or the
-/// folder an end-to-end test hands the driver tool). Writes are atomic (write then rename) and
-/// keep the mode of the file they replace, so a reader never sees half a number.
+/// folder an end-to-end test hands the driver tool). A file that exists is rewritten in place
+/// (write_file_in_place), as the kernel updates an attribute, so a reader holding it open sees
+/// the new value; a new file is written atomically.
 class SysfsWriter {
  public:
   explicit SysfsWriter(std::filesystem::path root) : root_(std::move(root)) {}

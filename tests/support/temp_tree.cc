@@ -1,9 +1,12 @@
 #include "tests/support/temp_tree.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 
 namespace wattprobe::testing {
@@ -48,6 +51,34 @@ void write_file_atomically(const fs::path& target, std::string_view contents) {
   auto st = fs::status(target, ec);
   if (!ec && fs::exists(st)) fs::permissions(tmp, st.permissions(), ec);
   fs::rename(tmp, target);
+}
+
+void write_file_in_place(const fs::path& target, std::string_view contents) {
+  int fd = ::open(target.c_str(), O_WRONLY | O_CLOEXEC);
+  std::optional<fs::perms> restore;
+  if (fd < 0 && errno == EACCES) {
+    // A 0400 energy_uj owned by a non-root test user: writable for the moment of the write.
+    std::error_code ec;
+    auto perms = fs::status(target, ec).permissions();
+    if (!ec) {
+      fs::permissions(target, perms | fs::perms::owner_write, ec);
+      if (!ec) restore = perms;
+      fd = ::open(target.c_str(), O_WRONLY | O_CLOEXEC);
+    }
+  }
+  if (fd < 0) {
+    write_file_atomically(target, contents);
+    return;
+  }
+  bool ok =
+      ::pwrite(fd, contents.data(), contents.size(), 0) == static_cast<ssize_t>(contents.size()) &&
+      ::ftruncate(fd, static_cast<off_t>(contents.size())) == 0;
+  ::close(fd);
+  if (restore) {
+    std::error_code ec;
+    fs::permissions(target, *restore, ec);
+  }
+  if (!ok) throw std::runtime_error("cannot write " + target.string() + " in place");
 }
 
 void TempTree::write(std::string_view rel, std::string_view contents) const {

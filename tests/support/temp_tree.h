@@ -13,6 +13,12 @@ namespace wattprobe::testing {
 /// creating parent folders, so a reader never sees a half-written file while a driver rewrites it.
 void write_file_atomically(const std::filesystem::path& target, std::string_view contents);
 
+/// Rewrites an existing `target` in place, keeping its inode, as the kernel updates a sysfs
+/// attribute: a reader holding the file open (the agent holds energy_uj) sees the new value on
+/// its next read from offset 0. A missing target is written atomically instead. Contents of the
+/// same length as before replace it in one write, so a concurrent reader never sees a mix.
+void write_file_in_place(const std::filesystem::path& target, std::string_view contents);
+
 /// A temporary folder that stands in for the host's / (sys, proc, dev, var/log/pods), removed
 /// when the object goes. Files are written the way the kernel shows them: the caller gives exact
 /// names and contents (with the trailing newline sysfs prints).

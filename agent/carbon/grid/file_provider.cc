@@ -17,7 +17,11 @@ std::optional<int64_t> parse_time_field(std::string_view t) {
   if (auto iso = parse_utc_time(t)) return iso;
   int64_t secs = 0;
   auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), secs);
-  if (ec != std::errc() || end != t.data() + t.size() || secs < 0) return std::nullopt;
+  // Up to 9999-12-31T23:59:59Z: a larger number is no time, and its milliseconds would overflow.
+  constexpr int64_t kLastSecond = 253402300799;
+  if (ec != std::errc() || end != t.data() + t.size() || secs < 0 || secs > kLastSecond) {
+    return std::nullopt;
+  }
   return secs * 1000;
 }
 

@@ -1,5 +1,7 @@
 #include "agent/carbon/grid/intensity.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -8,6 +10,13 @@
 #include "agent/base/text_file.h"
 
 namespace wattprobe {
+
+namespace {
+
+// Minutes since the epoch, rounding down before 1970 too.
+int64_t floor_minute(int64_t ms) { return ms / 60000 - (ms % 60000 < 0 ? 1 : 0); }
+
+}  // namespace
 
 int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -179,7 +188,51 @@ void GridIntensity::log(const std::string& line) const {
   if (log_) log_("grid " + std::string(provider_->name()) + ": " + line);
 }
 
+std::optional<std::string> check_zone(std::string_view zone) {
+  if (zone.size() > 64) return std::to_string(zone.size()) + " characters, more than 64";
+  for (char c : zone) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return quote_for_error(zone.substr(0, 80)) + " has a character outside [A-Za-z0-9_.-]";
+    }
+  }
+  return std::nullopt;
+}
+
+GridFetch bound_fetch(GridFetch fetch) {
+  if (!fetch.reading) return fetch;
+  if (auto why = check_zone(fetch.reading->zone)) {
+    return GridFetch::failure("malformed", Error{ErrorKind::malformed, "zone", *why});
+  }
+  auto& points = fetch.reading->forecast;
+  std::stable_sort(points.begin(), points.end(),
+                   [](const auto& a, const auto& b) { return a.time_ms < b.time_ms; });
+  std::size_t kept = 0, same_minute = 0;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    if (kept > 0 && floor_minute(points[i].time_ms) == floor_minute(points[kept - 1].time_ms)) {
+      ++same_minute;
+      continue;
+    }
+    points[kept++] = points[i];
+  }
+  points.resize(kept);
+  if (same_minute > 0) {
+    fetch.warnings.push_back(
+        {"malformed", Error{ErrorKind::malformed, "forecast",
+                            std::to_string(same_minute) +
+                                " points in the same minute as an earlier one, dropped"}});
+  }
+  if (points.size() > kMaxForecastPoints) {
+    fetch.warnings.push_back(
+        {"too_large", Error{ErrorKind::malformed, "forecast",
+                            std::to_string(points.size()) + " points, kept the first " +
+                                std::to_string(kMaxForecastPoints)}});
+    points.resize(kMaxForecastPoints);
+  }
+  return fetch;
+}
+
 std::chrono::milliseconds GridIntensity::apply(GridFetch fetch, int64_t now_ms) {
+  fetch = bound_fetch(std::move(fetch));
   std::lock_guard lock(mu_);
   ++status_.fetches;
   status_.last_attempt_ms = now_ms;
@@ -288,11 +341,16 @@ void GridIntensity::append_families(std::vector<Family>& out, int64_t now_ms) co
                   MetricType::gauge,
                   {}};
   if (st.last_good) {
+    // Points are in time order and a minute apart at least, but two can still round to the
+    // same horizon from a `now` mid-minute: one series per horizon, the earlier point's.
+    int64_t last_horizon = -1;
     for (const auto& p : st.last_good->forecast) {
       if (p.time_ms < now_ms) continue;
+      const int64_t horizon = (p.time_ms - now_ms) / 60000;
+      if (horizon == last_horizon) continue;
+      last_horizon = horizon;
       forecast.series.push_back(Series{
-          {{"zone", now.zone}, {"horizon_minutes", std::to_string((p.time_ms - now_ms) / 60000)}},
-          p.grams_per_kwh});
+          {{"zone", now.zone}, {"horizon_minutes", std::to_string(horizon)}}, p.grams_per_kwh});
     }
   }
   out.push_back(std::move(forecast));

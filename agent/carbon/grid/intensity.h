@@ -93,6 +93,18 @@ std::optional<std::string> check_intensity(double grams_per_kwh);
 /// %g: short numbers for error messages.
 std::string format_number(double v);
 
+/// The most forecast points kept from one answer: 48 h of 5-minute points (WattTime's 24 h
+/// at 5 min, Electricity Maps' 72 h hourly and the UK's 48 h half-hourly fit), so a huge
+/// answer cannot become thousands of series.
+inline constexpr std::size_t kMaxForecastPoints = 576;
+/// A zone becomes a label: 1 to 64 of [A-Za-z0-9_.-] (Electricity Maps "US-CAL-CISO", WattTime
+/// "CAISO_NORTH", "GB"); empty is allowed (the configured zone is used). Else why not.
+std::optional<std::string> check_zone(std::string_view zone);
+/// What every answer goes through before it is used: its zone checked (a bad one fails the
+/// fetch as malformed), its forecast sorted by time, later points in the same UTC minute as
+/// an earlier one dropped, and the points past kMaxForecastPoints dropped, each with a warning.
+GridFetch bound_fetch(GridFetch fetch);
+
 struct GridIntensityOptions {
   /// False for a provider whose value never changes (`static`): no refresh thread, no age, and
   /// its value is reported with signal "static" rather than as a fallback.

@@ -84,6 +84,18 @@ TEST(FileGrid, MalformedRowIsNamedAndTheRestKept) {
   EXPECT_EQ(grid.status().errors_by_reason["malformed"], 2u);
 }
 
+// Found by tests/fuzz/schedule_file: Unix seconds past the year 9999 overflowed when made
+// milliseconds (undefined behaviour); such a row is now malformed like any other.
+TEST(FileGrid, UnixSecondsPastYear9999AreAMalformedRow) {
+  std::vector<Error> errors;
+  auto points = parse_intensity_schedule(
+      "time,grams_per_kwh\n210700100000100000,300\n253402300799,200\n", "grid.csv", errors);
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].time_ms, 253402300799000);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].message().find("line 2"), std::string::npos) << errors[0].message();
+}
+
 TEST(FileGrid, EditedFileIsPickedUpByTheRefreshThread) {
   TempTree tree;
   int64_t h = this_hour();

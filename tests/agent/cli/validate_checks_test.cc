@@ -1,0 +1,181 @@
+#include "agent/cli/validate_checks.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+namespace wattprobe {
+namespace {
+
+/// One tick of a host with a package row (and psys when given): cumulative joules per family.
+struct Host {
+  double package = 0, psys = -1, idle = 0, work = 0, lost = 0;
+};
+
+SnapshotPtr snap(const Host& h) {
+  auto s = std::make_shared<Snapshot>();
+  Family node{"wattprobe_node_energy_joules_total", "", MetricType::counter};
+  node.series.push_back(
+      {{{"source", "rapl_powercap"}, {"domain", "package"}, {"socket", "0"}}, h.package});
+  if (h.psys >= 0) {
+    node.series.push_back(
+        {{{"source", "rapl_powercap"}, {"domain", "psys"}, {"socket", ""}}, h.psys});
+  }
+  s->families.push_back(node);
+  s->families.push_back({"wattprobe_node_idle_energy_joules_total",
+                         "",
+                         MetricType::counter,
+                         {{{{"domain", "package"}}, h.idle}}});
+  s->families.push_back({"wattprobe_node_unattributed_energy_joules_total",
+                         "",
+                         MetricType::counter,
+                         {{{{"domain", "package"}}, h.lost}}});
+  s->families.push_back({"wattprobe_workload_energy_joules_total",
+                         "",
+                         MetricType::counter,
+                         {{{{"workload", "a.service"}, {"domain", "package"}}, h.work}}});
+  s->families.push_back({"wattprobe_energy_source_info",
+                         "",
+                         MetricType::gauge,
+                         {{{{"source", "rapl_powercap"}, {"measured", "true"}}, 1}}});
+  return s;
+}
+
+/// Ticks 1 s apart: `idle_w` for the first `idle_n` ticks, then `load_w`; everything conserved.
+std::vector<ValidateTick> run(double idle_w, int idle_n, double load_w, int load_n,
+                              double psys_over = -1) {
+  std::vector<ValidateTick> ticks;
+  Host h;
+  if (psys_over >= 0) h.psys = 0;
+  for (int i = 0; i <= idle_n + load_n; ++i) {
+    if (i > 0) {
+      double w = i <= idle_n ? idle_w : load_w;
+      h.package += w;
+      h.idle += std::min(w, 20.0);
+      h.work += w - std::min(w, 20.0);
+      if (h.psys >= 0) h.psys += w * psys_over;
+    }
+    ticks.push_back({static_cast<double>(i), snap(h), {}});
+  }
+  return ticks;
+}
+
+const ValidateCheck* find(const std::vector<ValidateCheck>& checks, const std::string& name) {
+  for (const auto& c : checks)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
+TEST(ValidateChecks, ConservationPassesWhenThePartsAddUp) {
+  auto checks = conservation_checks(run(20, 5, 60, 5));
+  const ValidateCheck* c = find(checks, "conservation_every_tick");
+  ASSERT_TRUE(c && c->pass);
+  EXPECT_TRUE(*c->pass);
+  EXPECT_LT(*c->value, 1e-12);
+}
+
+TEST(ValidateChecks, ConservationNamesTheTickThatDoesNotAddUp) {
+  auto ticks = run(20, 5, 60, 5);
+  // Tick 7 loses 1 J of a workload's energy: its parts no longer sum to the measured 60 J.
+  for (size_t i = 7; i < ticks.size(); ++i) {
+    auto s = std::make_shared<Snapshot>(*ticks[i].snapshot);
+    for (auto& f : s->families)
+      if (f.name == "wattprobe_workload_energy_joules_total") f.series[0].value -= 1;
+    ticks[i].snapshot = s;
+  }
+  const ValidateCheck* c = find(conservation_checks(ticks), "conservation_every_tick");
+  ASSERT_TRUE(c && c->pass);
+  EXPECT_FALSE(*c->pass);
+  EXPECT_NEAR(*c->value, 1.0 / 60, 1e-9);
+  EXPECT_NE(c->detail.find("tick 7, package"), std::string::npos) << c->detail;
+}
+
+TEST(ValidateChecks, CountersAdvanceAndIdleDrawsLess) {
+  auto ticks = run(20, 5, 60, 5);
+  auto checks = counter_checks(ticks, {0, 5}, {5, 10}, {});
+  const ValidateCheck* adv = find(checks, "counter_advances_rapl_powercap_package_0");
+  ASSERT_TRUE(adv && adv->pass);
+  EXPECT_TRUE(*adv->pass);
+  EXPECT_NEAR(*adv->value, 60, 1e-9);
+  const ValidateCheck* flat = find(checks, "counter_idle_below_load_rapl_powercap_package_0");
+  ASSERT_TRUE(flat && flat->pass);
+  EXPECT_NEAR(*flat->value, 20.0 / 60, 1e-9);
+  EXPECT_TRUE(*flat->pass);
+}
+
+TEST(ValidateChecks, AStalledCounterFailsToAdvance) {
+  auto checks = counter_checks(run(0, 5, 0, 5), {0, 5}, {5, 10}, {});
+  const ValidateCheck* adv = find(checks, "counter_advances_rapl_powercap_package_0");
+  ASSERT_TRUE(adv && adv->pass);
+  EXPECT_FALSE(*adv->pass);
+}
+
+TEST(ValidateChecks, ATotalSteppingBackFails) {
+  auto ticks = run(20, 5, 60, 5);
+  auto s = std::make_shared<Snapshot>(*ticks[6].snapshot);
+  s->families[0].series[0].value -= 500;  // a wrap taken for a reset
+  ticks[6].snapshot = s;
+  const ValidateCheck* c =
+      find(counter_checks(ticks, {0, 5}, {5, 10}, {}), "counter_totals_monotonic");
+  ASSERT_TRUE(c && c->pass);
+  EXPECT_FALSE(*c->pass);
+}
+
+TEST(ValidateChecks, PowerAboveTheZonesLimitOverThreeTicksFails) {
+  PowercapZoneFacts zone{"intel-rapl:0", "package", "0", 262143328850.0, 50};
+  const ValidateCheck* ok = find(counter_checks(run(20, 5, 45, 5), {0, 5}, {5, 10}, {zone}),
+                                 "counter_power_plausible_package_0");
+  ASSERT_TRUE(ok && ok->pass);
+  EXPECT_TRUE(*ok->pass);
+  const ValidateCheck* bad = find(counter_checks(run(20, 5, 60, 5), {0, 5}, {5, 10}, {zone}),
+                                  "counter_power_plausible_package_0");
+  ASSERT_TRUE(bad && bad->pass);
+  EXPECT_FALSE(*bad->pass);
+  EXPECT_NEAR(*bad->value, 60, 1e-9);
+}
+
+TEST(ValidateChecks, ASecondMeterMustHoldWhatItCovers) {
+  const ValidateCheck* ok = find(counter_checks(run(20, 5, 60, 5, 1.3), {0, 5}, {5, 10}, {}),
+                                 "counter_second_meter_psys");
+  ASSERT_TRUE(ok && ok->pass);
+  EXPECT_TRUE(*ok->pass);
+  const ValidateCheck* bad = find(counter_checks(run(20, 5, 60, 5, 0.5), {0, 5}, {5, 10}, {}),
+                                  "counter_second_meter_psys");
+  ASSERT_TRUE(bad && bad->pass);
+  EXPECT_FALSE(*bad->pass);
+  const ValidateCheck* none =
+      find(counter_checks(run(20, 5, 60, 5), {0, 5}, {5, 10}, {}), "counter_second_meter");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->pass.has_value()) << "no second meter: not run, with a reason";
+  EXPECT_FALSE(none->detail.empty());
+}
+
+TEST(ValidateChecks, IdleErrorAgainstTheTruthOrTheEstimateAlone) {
+  auto ticks = run(20, 5, 60, 5);
+  auto s = std::make_shared<Snapshot>(*ticks.back().snapshot);
+  s->families.push_back({"wattprobe_node_idle_power_watts",
+                         "",
+                         MetricType::gauge,
+                         {{{{"source", "rapl_powercap"},
+                            {"domain", "package"},
+                            {"socket", "0"},
+                            {"method", "regression"}},
+                           20.6}}});
+  ticks.back().snapshot = s;
+  const ValidateCheck* judged =
+      find(idle_checks(ticks, {{"package", 20}}), "idle_power_rapl_powercap_package_0_error");
+  ASSERT_TRUE(judged && judged->pass);
+  EXPECT_NEAR(*judged->value, 3.0, 1e-9);
+  EXPECT_TRUE(*judged->pass);
+  const ValidateCheck* off =
+      find(idle_checks(ticks, {{"package", 18}}), "idle_power_rapl_powercap_package_0_error");
+  ASSERT_TRUE(off && off->pass);
+  EXPECT_FALSE(*off->pass);
+  const ValidateCheck* alone = find(idle_checks(ticks, {}), "idle_power_rapl_powercap_package_0");
+  ASSERT_TRUE(alone);
+  EXPECT_FALSE(alone->pass.has_value());
+  EXPECT_EQ(*alone->value, 20.6);
+}
+
+}  // namespace
+}  // namespace wattprobe
