@@ -11,7 +11,7 @@
 namespace wattprobe {
 
 struct AccountingSettings {
-  std::string mode = "auto";  // --accounting: auto | bpf | procfs
+  std::string mode = "auto";  // --accounting: auto | cgroup | bpf | procfs
   HostPaths paths;
   std::size_t max_workloads = 5000;
   bool per_process = false;  // per-process records, for --process-metrics-top and top
@@ -23,8 +23,9 @@ struct AccountingChoice {
   std::string why;
 };
 
-/// --accounting=auto tries eBPF and falls back to /proc with the reason; =bpf fails with the
-/// reason instead of falling back; =procfs skips BPF.
+/// --accounting=auto tries the kernel's per-cgroup time (cgroup), then the eBPF hooks (bpf, first
+/// when per-process records are asked for), then /proc, with the reason; =cgroup and =bpf fail
+/// with the reason instead of falling back; =procfs skips BPF.
 Result<AccountingChoice> choose_accounting(const AccountingSettings& settings);
 
 }  // namespace wattprobe

@@ -30,7 +30,7 @@ struct Options {
   std::chrono::milliseconds interval{1000};
   HostPaths paths;
   std::vector<std::string> sources;  // empty: auto
-  std::string accounting = "auto";   // auto | bpf | procfs
+  std::string accounting = "auto";   // auto | cgroup | bpf | procfs
   std::filesystem::path state_dir = "/var/lib/wattprobe";
   /// How often the cumulative totals are written to state_dir (and once more at stop): the most
   /// a kill -9 or a power cut can lose.

@@ -59,7 +59,7 @@ Result<std::unique_ptr<Pipeline>> Pipeline::build(const Options& options, Pipeli
                                : ""));
 
   auto accounting = choose_accounting(accounting_settings(options));
-  if (!accounting.ok()) return line("--accounting=bpf", accounting.error());
+  if (!accounting.ok()) return line("--accounting=" + options.accounting, accounting.error());
   log("cpu accounting: " + std::string(accounting->accounting->mode()) + " (" + accounting->why +
       ")");
   auto meter = std::make_unique<EnergyMeter>(std::move(sources.chosen), std::move(sources.standby),
@@ -202,7 +202,8 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   health_->tick(seconds, now_ms, log);
   health_->append_families(families);
   families.push_back({"wattprobe_agent_accounting_mode",
-                      "How per-workload CPU time is accounted: bpf, or the procfs fallback.",
+                      "How per-workload CPU time is accounted: cgroup (the kernel's per-cgroup "
+                      "time), bpf (the sched_switch hook), or the procfs fallback.",
                       MetricType::gauge,
                       {{{{"mode", std::string(accounting_->mode())}}, 1}}});
   carbon_->append_families(families);

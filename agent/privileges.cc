@@ -220,7 +220,7 @@ Result<bool> works_without(const std::vector<int>& caps, const std::function<boo
 }
 
 bool accounting_needs_cap_bpf(const CpuAccounting& accounting) {
-  if (accounting.mode() != "bpf") return false;
+  if (accounting.mode() == "procfs") return false;
   auto without = works_without({CAP_BPF, CAP_SYS_ADMIN},
                                [&accounting] { return accounting.kernel_reads_allowed(); });
   return !without.ok() || !*without;

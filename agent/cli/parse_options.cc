@@ -41,7 +41,8 @@ po::options_description describe() {
       "nvml-library", po::value<std::string>(),
       "NVML library the nvml source loads (default libnvidia-ml.so.1, from the loader's path)")(
       "accounting", po::value<std::string>(),
-      "auto, bpf or procfs (default auto: bpf, else procfs)")(
+      "auto, cgroup, bpf or procfs (default auto: cgroup, else bpf, else procfs; bpf first "
+      "with --process-metrics-top)")(
       "state-dir", po::value<std::string>(),
       "folder for checkpoints, ledger and queues (default /var/lib/wattprobe)")(
       "checkpoint-interval", po::value<std::string>(),
@@ -403,8 +404,8 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   if (auto r = one("accounting")) {
-    if (r->value != "auto" && r->value != "bpf" && r->value != "procfs") {
-      bad("accounting", *r, "expected auto, bpf or procfs");
+    if (r->value != "auto" && r->value != "cgroup" && r->value != "bpf" && r->value != "procfs") {
+      bad("accounting", *r, "expected auto, cgroup, bpf or procfs");
     }
     o.accounting = r->value;
   }
@@ -450,8 +451,12 @@ Options parse_run_options(const std::vector<std::string>& args) {
       bad("split-by", *r, "expected auto, cpu-time or cycles");
     }
   }
-  if (auto r = one("process-metrics-top"))
+  if (auto r = one("process-metrics-top")) {
     o.process_metrics_top = to_u64("process-metrics-top", *r, 0, 1000);
+    if (o.process_metrics_top > 0 && o.accounting == "cgroup")
+      bad("process-metrics-top", *r,
+          "--accounting cgroup has no per-process records; use --accounting auto or bpf");
+  }
   o.attribution.process_metrics_top = o.process_metrics_top;
   if (auto r = one("max-workloads")) o.max_workloads = to_u64("max-workloads", *r, 1, 1000000);
   if (auto r = one("workload-expiry")) {

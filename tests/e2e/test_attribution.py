@@ -23,6 +23,11 @@ from wattprobe_e2e import (TOOLS, Cgroups, near, read_json, scrape, series, skip
                            start_driver, value)
 
 
+# Workload names of this run: the agent reads every cgroup of the host, and another run of these
+# tests on the same host (a second checkout, a CI job beside this one) would add to the same name.
+TAG = os.getpid()
+
+
 def workload_energy(metrics, workload, domain="package"):
     return sum(v for l, v in series(metrics, "wattprobe_workload_energy_joules_total",
                                     workload=workload, domain=domain))
@@ -44,16 +49,17 @@ def frozen(driver, agent, report, ticks_s=0.6):
     return m, j
 
 
-def ground_truth():
+def ground_truth(mode="bpf"):
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
+    A, B = f"burner-a-{TAG}.service", f"burner-b-{TAG}.service"
     report = root + "/driver.json"
-    groups = Cgroups("burner-a.service", "burner-b.service")
+    groups = Cgroups(A, B)
     try:
         with start_driver(root, "--scenario", "one_socket", "--watts", "package=20",
                           "--follow-load", "idle=20,k=60", "--period-ms", "20",
                           "--report", report) as driver, \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
-                         "1s", "--accounting", "bpf", "--idle-watts", "package=20") as agent:
+                         "1s", "--accounting", mode, "--idle-watts", "package=20") as agent:
             # The fixture's idle power is known (20 W), so this checks the split itself; the
             # learned idle estimator is checked on its own in tests/agent/tick/attribution_test.cc.
             time.sleep(1.0)
@@ -64,26 +70,29 @@ def ground_truth():
             cpu0 = {n: groups.usage_seconds(n) for n in groups.paths}
             burners = [subprocess.Popen([os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", r,
                                          "--seconds", "5", "--cgroup", groups.paths[n]])
-                       for n, r in (("burner-a.service", "0.75"), ("burner-b.service", "0.25"))]
+                       for n, r in ((A, "0.75"), (B, "0.25"))]
             for b in burners:
                 assert b.wait(30) == 0, "cpu_burner failed"
             time.sleep(1.5)
             m1, j1 = frozen(driver, agent, report, 2.5)
-        a = workload_energy(m1, "burner-a.service") - workload_energy(m0, "burner-a.service")
-        b = workload_energy(m1, "burner-b.service") - workload_energy(m0, "burner-b.service")
+        a = workload_energy(m1, A) - workload_energy(m0, A)
+        b = workload_energy(m1, B) - workload_energy(m0, B)
         assert a > 0 and b > 0, f"burner workloads got no energy: a={a} b={b}"
         # The burners aim at 3:1 in CPU time; on a loaded host they get less than they ask, so
         # the truth the energies must match is the CPU the kernel itself charged each cgroup.
-        kernel_ratio = ((groups.usage_seconds("burner-a.service") - cpu0["burner-a.service"]) /
-                        (groups.usage_seconds("burner-b.service") - cpu0["burner-b.service"]))
+        kernel_ratio = ((groups.usage_seconds(A) - cpu0[A]) /
+                        (groups.usage_seconds(B) - cpu0[B]))
         print(f"burners reached {kernel_ratio:.3f}:1 in kernel-charged CPU time")
-        cpu_a = sum(v for _, v in series(m1, "wattprobe_workload_cpu_seconds_total", workload="burner-a.service"))
-        cpu_b = sum(v for _, v in series(m1, "wattprobe_workload_cpu_seconds_total", workload="burner-b.service"))
-        print(f"agent: cpu a={cpu_a:.3f}s b={cpu_b:.3f}s, energy a={a:.3f}J b={b:.3f}J")
+        cpu_a = sum(v for _, v in series(m1, "wattprobe_workload_cpu_seconds_total", workload=A))
+        cpu_b = sum(v for _, v in series(m1, "wattprobe_workload_cpu_seconds_total", workload=B))
+        cpu0_a = sum(v for _, v in series(m0, "wattprobe_workload_cpu_seconds_total", workload=A))
+        cpu0_b = sum(v for _, v in series(m0, "wattprobe_workload_cpu_seconds_total", workload=B))
+        print(f"agent: cpu a={cpu_a:.3f}s b={cpu_b:.3f}s, energy a={a:.3f}J b={b:.3f}J; CPU ratio "
+              f"{(cpu_a - cpu0_a) / (cpu_b - cpu0_b):.4f} vs the kernel's {kernel_ratio:.4f}")
         driver_joules = j1["joules"]["intel-rapl:0"] - j0["joules"]["intel-rapl:0"]
         parts = all_parts(m1) - all_parts(m0)
         # One line for the validation figures (mean and worst over repeated runs).
-        print(f"ground truth: energy ratio {a / b:.4f}, kernel CPU ratio {kernel_ratio:.4f}, "
+        print(f"ground truth ({mode}): energy ratio {a / b:.4f}, kernel CPU ratio {kernel_ratio:.4f}, "
               f"error {100 * (a / b / kernel_ratio - 1):+.3f} %; vs 3:1 "
               f"{100 * (a / b / 3 - 1):+.3f} %; parts vs driver "
               f"{100 * (parts / driver_joules - 1):+.4f} %")
@@ -103,18 +112,19 @@ def ground_truth():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def short_lived():
+def short_lived(mode="bpf"):
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
-    groups = Cgroups("spawner.service")
+    S = f"spawner-{TAG}.service"
+    groups = Cgroups(S)
     try:
         with start_driver(root, "--scenario", "one_socket", "--watts", "package=20",
                           "--follow-load", "idle=20,k=60", "--period-ms", "20"), \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
-                         "1s", "--accounting", "bpf", "--idle-watts", "package=20") as agent:
+                         "1s", "--accounting", mode, "--idle-watts", "package=20") as agent:
             time.sleep(1.0)
             m0 = scrape(agent.url)
             subprocess.run([os.path.join(TOOLS, "cpu_burner"), "--spawn", "2000", "--each-ms", "2",
-                            "--cgroup", groups.paths["spawner.service"]], check=True, timeout=120)
+                            "--cgroup", groups.paths[S]], check=True, timeout=120)
             # The spawner's last CPU reaches /metrics only at the next 1 s tick; wait until two
             # ticks in a row add nothing, so the comparison with cpu.stat covers the whole run.
             m1, last = scrape(agent.url), None
@@ -123,7 +133,7 @@ def short_lived():
                 time.sleep(1.1)
                 m1 = scrape(agent.url)
                 now = sum(v for _, v in series(m1, "wattprobe_workload_cpu_seconds_total",
-                                               workload="spawner.service"))
+                                               workload=S))
                 if now == last:
                     break
                 last = now
@@ -132,14 +142,14 @@ def short_lived():
             return (sum(v for _, v in series(m1, name, **kw)) -
                     sum(v for _, v in series(m0, name, **kw)))
 
-        cpu_w = delta("wattprobe_workload_cpu_seconds_total", workload="spawner.service")
-        kernel_cpu = groups.usage_seconds("spawner.service")
-        print(f"short-lived: agent {cpu_w:.3f} CPU s, kernel cpu.stat {kernel_cpu:.3f} s")
+        cpu_w = delta("wattprobe_workload_cpu_seconds_total", workload=S)
+        kernel_cpu = groups.usage_seconds(S)
+        print(f"short-lived ({mode}): agent {cpu_w:.3f} CPU s, kernel cpu.stat {kernel_cpu:.3f} s")
         assert cpu_w >= 0.95 * kernel_cpu, "short-lived CPU time went missing"
         cpu_all = delta("wattprobe_workload_cpu_seconds_total")
         dynamic = (delta("wattprobe_workload_energy_joules_total", domain="package") +
                    delta("wattprobe_node_unattributed_energy_joules_total", domain="package"))
-        got = delta("wattprobe_workload_energy_joules_total", workload="spawner.service",
+        got = delta("wattprobe_workload_energy_joules_total", workload=S,
                     domain="package")
         near(got, dynamic * cpu_w / cpu_all, 0.05, "short-lived workload energy vs CPU share × dynamic")
     finally:
