@@ -134,7 +134,6 @@ Result<bool> validate(const OtlpOptions& o) {
     return invalid("otlp-" + std::string(field),
                    (value.empty() ? "" : quote_for_error(value) + " ") + std::string(why));
   };
-  auto ms = [](milliseconds d) { return std::to_string(d.count()) + "ms"; };
   const std::string shown =
       url_has_credentials(o.endpoint) ? std::string("(a URL with credentials)") : o.endpoint;
   if (!(o.endpoint.starts_with("http://") || o.endpoint.starts_with("https://")) ||
@@ -185,27 +184,7 @@ Result<bool> validate(const OtlpOptions& o) {
       if (o.resource_attributes[j].first == name)
         return bad("resource-attribute", name, "is given twice");
   }
-  if (o.state_dir.empty()) return bad("state-dir", "", "is required for the disk queue");
-  if (o.queue_max_bytes < (std::size_t{64} << 10))
-    return bad("queue-bytes", std::to_string(o.queue_max_bytes), "must be at least 65536");
-  if (o.batch_interval < milliseconds(10) || o.batch_interval > milliseconds(60000))
-    return bad("batch-interval", ms(o.batch_interval), "must be between 10ms and 60s");
-  if (o.max_samples_per_request < 1 || o.max_samples_per_request > 1000000)
-    return bad("max-samples-per-request", std::to_string(o.max_samples_per_request),
-               "must be between 1 and 1000000");
-  if (o.connect_timeout <= milliseconds(0))
-    return bad("connect-timeout", ms(o.connect_timeout), "must be positive");
-  if (o.request_timeout <= milliseconds(0))
-    return bad("timeout", ms(o.request_timeout), "must be positive");
-  if (o.backoff_min <= milliseconds(0))
-    return bad("backoff-min", ms(o.backoff_min), "must be positive");
-  if (o.backoff_max < o.backoff_min)
-    return bad("backoff-max", ms(o.backoff_max), "must not be below backoff-min");
-  if (o.retry_after_max < milliseconds(0))
-    return bad("retry-after-max", ms(o.retry_after_max), "must not be negative");
-  if (o.stop_flush_timeout < milliseconds(0))
-    return bad("flush-timeout", ms(o.stop_flush_timeout), "must not be negative");
-  return true;
+  return validate_delivery(o, {"queue-bytes", "timeout", "flush-timeout"}, bad);
 }
 
 std::string encode_otlp_tick(const Snapshot& snapshot, const SeriesStarts& starts,

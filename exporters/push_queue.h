@@ -164,4 +164,39 @@ class PushQueue {
 /// RFC 9110 token characters: what a header name may hold.
 bool is_header_name(std::string_view s);
 
+/// The option suffixes a pusher gives the delivery settings it shares with the other: only the
+/// names differ (remote-write's "queue-max-bytes", OTLP's "queue-bytes").
+struct DeliveryOptionNames {
+  std::string_view queue_bytes, request_timeout, flush_timeout;
+};
+
+/// Checks the delivery settings remote-write and OTLP share (queue, batching, timeouts, backoff)
+/// alike; `bad(option suffix, value, why)` makes the protocol's error.
+template <typename Options, typename Bad>
+Result<bool> validate_delivery(const Options& o, const DeliveryOptionNames& name, const Bad& bad) {
+  using std::chrono::milliseconds;
+  auto ms = [](milliseconds d) { return std::to_string(d.count()) + "ms"; };
+  if (o.state_dir.empty()) return bad("state-dir", "", "is required for the disk queue");
+  if (o.queue_max_bytes < (std::size_t{64} << 10))
+    return bad(name.queue_bytes, std::to_string(o.queue_max_bytes), "must be at least 65536");
+  if (o.batch_interval < milliseconds(10) || o.batch_interval > milliseconds(60000))
+    return bad("batch-interval", ms(o.batch_interval), "must be between 10ms and 60s");
+  if (o.max_samples_per_request < 1 || o.max_samples_per_request > 1000000)
+    return bad("max-samples-per-request", std::to_string(o.max_samples_per_request),
+               "must be between 1 and 1000000");
+  if (o.connect_timeout <= milliseconds(0))
+    return bad("connect-timeout", ms(o.connect_timeout), "must be positive");
+  if (o.request_timeout <= milliseconds(0))
+    return bad(name.request_timeout, ms(o.request_timeout), "must be positive");
+  if (o.backoff_min <= milliseconds(0))
+    return bad("backoff-min", ms(o.backoff_min), "must be positive");
+  if (o.backoff_max < o.backoff_min)
+    return bad("backoff-max", ms(o.backoff_max), "must not be below backoff-min");
+  if (o.retry_after_max < milliseconds(0))
+    return bad("retry-after-max", ms(o.retry_after_max), "must not be negative");
+  if (o.stop_flush_timeout < milliseconds(0))
+    return bad(name.flush_timeout, ms(o.stop_flush_timeout), "must not be negative");
+  return true;
+}
+
 }  // namespace wattprobe

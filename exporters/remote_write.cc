@@ -86,7 +86,6 @@ Result<bool> validate(const RemoteWriteOptions& o) {
     return invalid("remote-write-" + std::string(field),
                    (value.empty() ? "" : quoted(value) + " ") + std::string(why));
   };
-  auto ms = [](milliseconds d) { return std::to_string(d.count()) + "ms"; };
   // A URL with credentials is not quoted back: its password would reach the log.
   const std::string shown_url =
       url_has_credentials(o.url) ? std::string("(a URL with credentials)") : o.url;
@@ -137,27 +136,7 @@ Result<bool> validate(const RemoteWriteOptions& o) {
     for (std::size_t j = 0; j < i; ++j)
       if (o.labels[j].first == name) return bad("label", name, "is given twice");
   }
-  if (o.state_dir.empty()) return bad("state-dir", "", "is required for the disk queue");
-  if (o.queue_max_bytes < (std::size_t{64} << 10))
-    return bad("queue-max-bytes", std::to_string(o.queue_max_bytes), "must be at least 65536");
-  if (o.batch_interval < milliseconds(10) || o.batch_interval > milliseconds(60000))
-    return bad("batch-interval", ms(o.batch_interval), "must be between 10ms and 60s");
-  if (o.max_samples_per_request < 1 || o.max_samples_per_request > 1000000)
-    return bad("max-samples-per-request", std::to_string(o.max_samples_per_request),
-               "must be between 1 and 1000000");
-  if (o.connect_timeout <= milliseconds(0))
-    return bad("connect-timeout", ms(o.connect_timeout), "must be positive");
-  if (o.request_timeout <= milliseconds(0))
-    return bad("request-timeout", ms(o.request_timeout), "must be positive");
-  if (o.backoff_min <= milliseconds(0))
-    return bad("backoff-min", ms(o.backoff_min), "must be positive");
-  if (o.backoff_max < o.backoff_min)
-    return bad("backoff-max", ms(o.backoff_max), "must not be below backoff-min");
-  if (o.retry_after_max < milliseconds(0))
-    return bad("retry-after-max", ms(o.retry_after_max), "must not be negative");
-  if (o.stop_flush_timeout < milliseconds(0))
-    return bad("stop-flush-timeout", ms(o.stop_flush_timeout), "must not be negative");
-  return true;
+  return validate_delivery(o, {"queue-max-bytes", "request-timeout", "stop-flush-timeout"}, bad);
 }
 
 namespace {
