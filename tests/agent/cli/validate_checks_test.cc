@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 
 namespace wattprobe {
 namespace {
@@ -60,15 +61,17 @@ std::vector<ValidateTick> run(double idle_w, int idle_n, double load_w, int load
   return ticks;
 }
 
-const ValidateCheck* find(const std::vector<ValidateCheck>& checks, const std::string& name) {
+// A copy: the checks are often a temporary that ends with the statement.
+std::optional<ValidateCheck> find(const std::vector<ValidateCheck>& checks,
+                                  const std::string& name) {
   for (const auto& c : checks)
-    if (c.name == name) return &c;
-  return nullptr;
+    if (c.name == name) return c;
+  return std::nullopt;
 }
 
 TEST(ValidateChecks, ConservationPassesWhenThePartsAddUp) {
   auto checks = conservation_checks(run(20, 5, 60, 5));
-  const ValidateCheck* c = find(checks, "conservation_every_tick");
+  const auto c = find(checks, "conservation_every_tick");
   ASSERT_TRUE(c && c->pass);
   EXPECT_TRUE(*c->pass);
   EXPECT_LT(*c->value, 1e-12);
@@ -83,7 +86,7 @@ TEST(ValidateChecks, ConservationNamesTheTickThatDoesNotAddUp) {
       if (f.name == "wattprobe_workload_energy_joules_total") f.series[0].value -= 1;
     ticks[i].snapshot = s;
   }
-  const ValidateCheck* c = find(conservation_checks(ticks), "conservation_every_tick");
+  const auto c = find(conservation_checks(ticks), "conservation_every_tick");
   ASSERT_TRUE(c && c->pass);
   EXPECT_FALSE(*c->pass);
   EXPECT_NEAR(*c->value, 1.0 / 60, 1e-9);
@@ -93,11 +96,11 @@ TEST(ValidateChecks, ConservationNamesTheTickThatDoesNotAddUp) {
 TEST(ValidateChecks, CountersAdvanceAndIdleDrawsLess) {
   auto ticks = run(20, 5, 60, 5);
   auto checks = counter_checks(ticks, {0, 5}, {5, 10}, {});
-  const ValidateCheck* adv = find(checks, "counter_advances_rapl_powercap_package_0");
+  const auto adv = find(checks, "counter_advances_rapl_powercap_package_0");
   ASSERT_TRUE(adv && adv->pass);
   EXPECT_TRUE(*adv->pass);
   EXPECT_NEAR(*adv->value, 60, 1e-9);
-  const ValidateCheck* flat = find(checks, "counter_idle_below_load_rapl_powercap_package_0");
+  const auto flat = find(checks, "counter_idle_below_load_rapl_powercap_package_0");
   ASSERT_TRUE(flat && flat->pass);
   EXPECT_NEAR(*flat->value, 20.0 / 60, 1e-9);
   EXPECT_TRUE(*flat->pass);
@@ -105,7 +108,7 @@ TEST(ValidateChecks, CountersAdvanceAndIdleDrawsLess) {
 
 TEST(ValidateChecks, AStalledCounterFailsToAdvance) {
   auto checks = counter_checks(run(0, 5, 0, 5), {0, 5}, {5, 10}, {});
-  const ValidateCheck* adv = find(checks, "counter_advances_rapl_powercap_package_0");
+  const auto adv = find(checks, "counter_advances_rapl_powercap_package_0");
   ASSERT_TRUE(adv && adv->pass);
   EXPECT_FALSE(*adv->pass);
 }
@@ -115,35 +118,34 @@ TEST(ValidateChecks, ATotalSteppingBackFails) {
   auto s = std::make_shared<Snapshot>(*ticks[6].snapshot);
   s->families[0].series[0].value -= 500;  // a wrap taken for a reset
   ticks[6].snapshot = s;
-  const ValidateCheck* c =
-      find(counter_checks(ticks, {0, 5}, {5, 10}, {}), "counter_totals_monotonic");
+  const auto c = find(counter_checks(ticks, {0, 5}, {5, 10}, {}), "counter_totals_monotonic");
   ASSERT_TRUE(c && c->pass);
   EXPECT_FALSE(*c->pass);
 }
 
 TEST(ValidateChecks, PowerAboveTheZonesLimitOverThreeTicksFails) {
   PowercapZoneFacts zone{"intel-rapl:0", "package", "0", 262143328850.0, 50};
-  const ValidateCheck* ok = find(counter_checks(run(20, 5, 45, 5), {0, 5}, {5, 10}, {zone}),
-                                 "counter_power_plausible_package_0");
+  const auto ok = find(counter_checks(run(20, 5, 45, 5), {0, 5}, {5, 10}, {zone}),
+                       "counter_power_plausible_package_0");
   ASSERT_TRUE(ok && ok->pass);
   EXPECT_TRUE(*ok->pass);
-  const ValidateCheck* bad = find(counter_checks(run(20, 5, 60, 5), {0, 5}, {5, 10}, {zone}),
-                                  "counter_power_plausible_package_0");
+  const auto bad = find(counter_checks(run(20, 5, 60, 5), {0, 5}, {5, 10}, {zone}),
+                        "counter_power_plausible_package_0");
   ASSERT_TRUE(bad && bad->pass);
   EXPECT_FALSE(*bad->pass);
   EXPECT_NEAR(*bad->value, 60, 1e-9);
 }
 
 TEST(ValidateChecks, ASecondMeterMustHoldWhatItCovers) {
-  const ValidateCheck* ok = find(counter_checks(run(20, 5, 60, 5, 1.3), {0, 5}, {5, 10}, {}),
-                                 "counter_second_meter_psys");
+  const auto ok = find(counter_checks(run(20, 5, 60, 5, 1.3), {0, 5}, {5, 10}, {}),
+                       "counter_second_meter_psys");
   ASSERT_TRUE(ok && ok->pass);
   EXPECT_TRUE(*ok->pass);
-  const ValidateCheck* bad = find(counter_checks(run(20, 5, 60, 5, 0.5), {0, 5}, {5, 10}, {}),
-                                  "counter_second_meter_psys");
+  const auto bad = find(counter_checks(run(20, 5, 60, 5, 0.5), {0, 5}, {5, 10}, {}),
+                        "counter_second_meter_psys");
   ASSERT_TRUE(bad && bad->pass);
   EXPECT_FALSE(*bad->pass);
-  const ValidateCheck* none =
+  const auto none =
       find(counter_checks(run(20, 5, 60, 5), {0, 5}, {5, 10}, {}), "counter_second_meter");
   ASSERT_TRUE(none);
   EXPECT_FALSE(none->pass.has_value()) << "no second meter: not run, with a reason";
@@ -162,16 +164,16 @@ TEST(ValidateChecks, IdleErrorAgainstTheTruthOrTheEstimateAlone) {
                             {"method", "regression"}},
                            20.6}}});
   ticks.back().snapshot = s;
-  const ValidateCheck* judged =
+  const auto judged =
       find(idle_checks(ticks, {{"package", 20}}), "idle_power_rapl_powercap_package_0_error");
   ASSERT_TRUE(judged && judged->pass);
   EXPECT_NEAR(*judged->value, 3.0, 1e-9);
   EXPECT_TRUE(*judged->pass);
-  const ValidateCheck* off =
+  const auto off =
       find(idle_checks(ticks, {{"package", 18}}), "idle_power_rapl_powercap_package_0_error");
   ASSERT_TRUE(off && off->pass);
   EXPECT_FALSE(*off->pass);
-  const ValidateCheck* alone = find(idle_checks(ticks, {}), "idle_power_rapl_powercap_package_0");
+  const auto alone = find(idle_checks(ticks, {}), "idle_power_rapl_powercap_package_0");
   ASSERT_TRUE(alone);
   EXPECT_FALSE(alone->pass.has_value());
   EXPECT_EQ(*alone->value, 20.6);
