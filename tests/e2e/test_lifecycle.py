@@ -84,11 +84,13 @@ def laptop_and_jetson():
         print("ok: batteries, throttle counters and the hottest sensors carry the fixture's values")
 
         # The board input is the platform's energy; its parts are rails, never added.
-        assert value(m, "wattprobe_node_power_watts", source="hwmon", domain="platform") == 9.5
-        assert value(m, "wattprobe_node_power_watts", source="hwmon", domain="rail",
-                     socket="0") == 2.85
-        assert value(m, "wattprobe_node_power_watts", source="hwmon", domain="rail",
-                     socket="1") == 1.9
+        # Watts are joules over the tick's seconds, so they may differ in the last bits.
+        near(value(m, "wattprobe_node_power_watts", source="hwmon", domain="platform"), 9.5, 1e-9,
+             "board input power (V x I of its _IN rail)")
+        near(value(m, "wattprobe_node_power_watts", source="hwmon", domain="rail", socket="0"),
+             2.85, 1e-9, "rail 0 power")
+        near(value(m, "wattprobe_node_power_watts", source="hwmon", domain="rail", socket="1"),
+             1.9, 1e-9, "rail 1 power")
         platform = value(m, "wattprobe_node_energy_joules_total", source="hwmon",
                          domain="platform")
         rail0 = value(m, "wattprobe_node_energy_joules_total", source="hwmon", domain="rail",
