@@ -323,16 +323,7 @@ PushQueueOptions push_options(const OtlpOptions& o) {
   p.family = "otlp";
   p.ca_file = o.ca_file;
   p.queue_dir = o.state_dir / "otlp";
-  p.queue_max_bytes = o.queue_max_bytes;
-  p.queue_fsync_each_append = o.queue_fsync_each_append;
-  p.batch_interval = o.batch_interval;
-  p.max_samples_per_request = o.max_samples_per_request;
-  p.connect_timeout = o.connect_timeout;
-  p.request_timeout = o.request_timeout;
-  p.backoff_min = o.backoff_min;
-  p.backoff_max = o.backoff_max;
-  p.retry_after_max = o.retry_after_max;
-  p.stop_flush_timeout = o.stop_flush_timeout;
+  copy_delivery(o, p);
   p.has_partial_success = true;
   return p;
 }

@@ -164,6 +164,22 @@ class PushQueue {
 /// RFC 9110 token characters: what a header name may hold.
 bool is_header_name(std::string_view s);
 
+/// Copies the delivery settings remote-write and OTLP share (same names in both option structs)
+/// into the queue's options.
+template <typename Options>
+void copy_delivery(const Options& o, PushQueueOptions& p) {
+  p.queue_max_bytes = o.queue_max_bytes;
+  p.queue_fsync_each_append = o.queue_fsync_each_append;
+  p.batch_interval = o.batch_interval;
+  p.max_samples_per_request = o.max_samples_per_request;
+  p.connect_timeout = o.connect_timeout;
+  p.request_timeout = o.request_timeout;
+  p.backoff_min = o.backoff_min;
+  p.backoff_max = o.backoff_max;
+  p.retry_after_max = o.retry_after_max;
+  p.stop_flush_timeout = o.stop_flush_timeout;
+}
+
 /// The option suffixes a pusher gives the delivery settings it shares with the other: only the
 /// names differ (remote-write's "queue-max-bytes", OTLP's "queue-bytes").
 struct DeliveryOptionNames {
