@@ -119,12 +119,15 @@ NameValues otlp_resource(const OtlpOptions& o) {
   if (!o.host_id.empty()) r.emplace_back("host.id", o.host_id);
   r.emplace_back("service.name", "wattprobe");
   r.emplace_back("service.version", WATTPROBE_VERSION);
-  for (const auto& [name, value] : o.resource_attributes) {
-    auto it = std::find_if(r.begin(), r.end(), [&](const auto& kv) { return kv.first == name; });
+  // Not a structured binding: clang 15 (Debian 12's, which builds the fuzz targets) refuses to
+  // capture one in a lambda.
+  for (const auto& attribute : o.resource_attributes) {
+    auto it = std::find_if(r.begin(), r.end(),
+                           [&](const auto& kv) { return kv.first == attribute.first; });
     if (it != r.end())
-      it->second = value;
+      it->second = attribute.second;
     else
-      r.emplace_back(name, value);
+      r.push_back(attribute);
   }
   return r;
 }
