@@ -57,6 +57,7 @@ uint32_t Attribution::slot_for(const WorkloadId& id) {
       s = static_cast<uint32_t>(slots_.size());
       slots_.emplace_back();
       cells_.resize(slots_.size() * stride_);
+      cell_labels_.resize(cells_.size());
     } else {
       s = free_slots_.back();
       free_slots_.pop_back();
@@ -72,6 +73,8 @@ void Attribution::free_slot(uint32_t s) {
   slot_of_.erase(slot_of_.find(*slots_[s].id));
   slots_[s] = Slot{};
   std::fill_n(cells_of(s), stride_, Cell{});
+  std::fill_n(cell_labels_.begin() + static_cast<std::ptrdiff_t>(s * stride_), stride_,
+              CellLabels{});
   free_slots_.push_back(s);
 }
 
@@ -79,10 +82,16 @@ void Attribution::widen_cells() {
   if (pairs_.size() <= stride_) return;
   std::size_t stride = pairs_.size() + 2;  // a source or two more without another copy
   std::vector<Cell> wider(slots_.size() * stride);
-  for (std::size_t s = 0; s < slots_.size(); ++s)
-    std::copy_n(cells_.begin() + static_cast<std::ptrdiff_t>(s * stride_), stride_,
-                wider.begin() + static_cast<std::ptrdiff_t>(s * stride));
+  std::vector<CellLabels> wider_labels(wider.size());
+  for (std::size_t s = 0; s < slots_.size(); ++s) {
+    const auto from = static_cast<std::ptrdiff_t>(s * stride_);
+    const auto to = static_cast<std::ptrdiff_t>(s * stride);
+    std::copy_n(cells_.begin() + from, stride_, wider.begin() + to);
+    std::move(cell_labels_.begin() + from, cell_labels_.begin() + from + std::ptrdiff_t(stride_),
+              wider_labels.begin() + to);
+  }
   cells_ = std::move(wider);
+  cell_labels_ = std::move(wider_labels);
   stride_ = stride;
 }
 
@@ -375,13 +384,18 @@ void Attribution::append_families(std::vector<Family>& out) const {
   for (uint32_t s = 0; s < slots_.size(); ++s) {
     if (!slots_[s].used) continue;
     const Cell* cells = cells_of(s);
+    CellLabels* labels = cell_labels_.data() + s * stride_;
     for (std::size_t p = 0; p < pairs_.size(); ++p) {
       if (!cells[p].present) continue;
-      Labels l = workload_labels(*slots_[s].id, 3);
-      l.emplace_back(kDomain, pairs_[p].domain);
-      l.emplace_back(kSource, pairs_[p].source);
-      l.emplace_back(kMeasured, pairs_[p].measured != 0 ? kTrue : kFalse);
-      energy.series.push_back({std::move(l), cells[p].joules});
+      const int measured = pairs_[p].measured != 0;
+      if (labels[p].measured != measured) {
+        Labels l = workload_labels(*slots_[s].id, 3);
+        l.emplace_back(kDomain, pairs_[p].domain);
+        l.emplace_back(kSource, pairs_[p].source);
+        l.emplace_back(kMeasured, measured ? kTrue : kFalse);
+        labels[p] = {std::move(l), measured};
+      }
+      energy.series.push_back({labels[p].labels, cells[p].joules});
     }
   }
   std::size_t k = 0;
@@ -393,7 +407,9 @@ void Attribution::append_families(std::vector<Family>& out) const {
     }
   }
   for (const Slot& t : slots_) {
-    if (t.used) cpu.series.push_back({workload_labels(*t.id, 0), t.cpu_seconds});
+    if (!t.used) continue;
+    if (t.cpu_labels.empty()) t.cpu_labels = workload_labels(*t.id, 0);
+    cpu.series.push_back({t.cpu_labels, t.cpu_seconds});
   }
   Family idle{"wattprobe_node_idle_energy_joules_total",
               "Measured energy counted as idle (with --idle-attribution=separate), by domain.",

@@ -111,6 +111,15 @@ class Attribution {
     double cpu_seconds = 0;
     int64_t last_seen_ms = 0;
     bool used = false;
+    /// The workload's labels for wattprobe_workload_cpu_seconds_total, built at its first
+    /// export and shared by every snapshot after.
+    mutable SeriesLabels cpu_labels;
+  };
+  /// A cell's energy and power labels, built once; `measured` is the pair's flag they carry, so
+  /// a restored pair that a tick later shows measured or not gets fresh ones.
+  struct CellLabels {
+    SeriesLabels labels;
+    int measured = -2;
   };
   /// Workload names are unique within a kind (a pod's name holds its namespace and container),
   /// so hashing those two is enough; equality still compares every field.
@@ -138,6 +147,7 @@ class Attribution {
   std::vector<std::size_t> tick_rows_;  // this tick's energy.domains[r] → rows_ index
   std::vector<Slot> slots_;
   std::vector<Cell> cells_;  // slots_.size() × stride_, a slot's cells by pair index
+  mutable std::vector<CellLabels> cell_labels_;  // laid out as cells_
   std::size_t stride_ = 0;
   std::vector<uint32_t> free_slots_;
   std::unordered_map<WorkloadId, uint32_t, SlotHash> slot_of_;

@@ -339,9 +339,11 @@ TEST(CgroupResolver, CacheIsBoundedDroppingLongestGoneFirst) {
   CgroupResolver resolver(tree.paths(), {std::chrono::milliseconds(0), 8, 32});
   resolver.rescan();
   EXPECT_LE(resolver.cached(), 8u);
+  // Made before the others go: the kernel never reuses a cgroup's id, but a temporary
+  // directory's inode number is reused at once, which would resolve to a stale name.
+  tree.mkdir("sys/fs/cgroup/system.slice/fresh.service");
   for (int i = 0; i < 10; ++i)
     tree.remove("sys/fs/cgroup/system.slice/s" + std::to_string(i) + ".service");
-  tree.mkdir("sys/fs/cgroup/system.slice/fresh.service");
   struct stat st {};
   ASSERT_EQ(::stat(tree.path("sys/fs/cgroup/system.slice/fresh.service").c_str(), &st), 0);
   EXPECT_EQ(resolver.resolve_id(st.st_ino), id("fresh.service", "service"));

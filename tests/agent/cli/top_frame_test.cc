@@ -132,7 +132,11 @@ TEST(TopFrame, HostPowerAddsTheDomainsThatDoNotOverlap) {
   // An idle estimate not found yet is unknown, not 0 W.
   for (Family& family : now.families) {
     if (family.name != "wattprobe_node_idle_power_watts") continue;
-    for (Series& s : family.series) s.labels.back().second = "none";
+    for (Series& s : family.series) {
+      Labels l = s.labels;
+      l.back().second = "none";
+      s.labels = std::move(l);
+    }
   }
   EXPECT_FALSE(build_top_frame(nullptr, now, {"test", TopSort::watts, 4}).idle_watts);
   EXPECT_EQ(f.grid_grams_per_kwh, 475);
