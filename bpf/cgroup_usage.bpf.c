@@ -16,8 +16,12 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Since 6.15 the flush takes the css (kernel/cgroup/rstat.c); a sleepable kfunc. */
-extern void css_rstat_flush(struct cgroup_subsys_state* css) __ksym;
+/* The flush is a sleepable kfunc: since 6.15 it takes the css (kernel/cgroup/rstat.c), from 6.1
+ * to 6.14 the cgroup. Both are weak so that one object loads on either: the loader tells which
+ * this kernel has (its BTF names one), and the verifier drops the other call as dead code. */
+extern void css_rstat_flush(struct cgroup_subsys_state* css) __ksym __weak;
+extern void cgroup_rstat_flush(struct cgroup* cgrp) __ksym __weak;
+const volatile bool wp_flush_takes_css = true;
 
 /* The loader sizes it before load. */
 struct {
@@ -39,7 +43,12 @@ int wp_cgroup_usage(struct bpf_iter__cgroup* ctx) {
   struct cgroup* cgrp = ctx->cgroup;
   if (!cgrp) return 0; /* the call after the last cgroup */
   /* Pre-order from the root: the first cgroup is the root, whose flush covers the tree. */
-  if (ctx->meta->seq_num == 0) css_rstat_flush(&cgrp->self);
+  if (ctx->meta->seq_num == 0) {
+    if (wp_flush_takes_css)
+      css_rstat_flush(&cgrp->self);
+    else
+      cgroup_rstat_flush(cgrp);
+  }
 
   __u32 slot = wp_visited;
   struct wp_cgroup_usage* usage = bpf_map_lookup_elem(&wp_cgroups, &slot);

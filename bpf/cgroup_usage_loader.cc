@@ -1,6 +1,7 @@
 #include "bpf/cgroup_usage_loader.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -174,6 +175,22 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
   uint64_t ns_per_clock_tick_ = 10'000'000;
 };
 
+enum class RstatFlush { css, cgroup };
+
+/// Which rstat flush kfunc the running kernel's BTF has: css_rstat_flush (6.15+) or
+/// cgroup_rstat_flush (6.1 to 6.14).
+Result<RstatFlush> rstat_flush_of_kernel() {
+  std::unique_ptr<::btf, void (*)(::btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
+  if (!vmlinux) return load_error(errno, "reading the kernel's BTF");
+  if (btf__find_by_name_kind(vmlinux.get(), "css_rstat_flush", BTF_KIND_FUNC) > 0)
+    return RstatFlush::css;
+  if (btf__find_by_name_kind(vmlinux.get(), "cgroup_rstat_flush", BTF_KIND_FUNC) > 0)
+    return RstatFlush::cgroup;
+  return Error{ErrorKind::unsupported, std::string(kProgram),
+               "the kernel has no rstat flush kfunc (css_rstat_flush since 6.15, "
+               "cgroup_rstat_flush from 6.1 to 6.14)"};
+}
+
 }  // namespace
 
 Result<uint64_t> parse_cpu_stat_usage(std::string_view text, std::string_view path) {
@@ -226,6 +243,9 @@ Result<std::unique_ptr<CgroupAccounting>> CgroupAccounting::load(const HostPaths
   if (int err =
           bpf_map__set_max_entries(skeleton->maps.wp_cgroups, static_cast<__u32>(max_cgroups)))
     return load_error(-err, "sizing the cgroup map");
+  auto flush = rstat_flush_of_kernel();
+  if (!flush) return flush.error();
+  skeleton->rodata->wp_flush_takes_css = *flush == RstatFlush::css;
   if (int err = cgroup_usage_bpf__load(skeleton.get()))
     return load_error(-err, "loading (verifier)");
 

@@ -45,7 +45,7 @@ class CgroupAccounting : public CpuAccounting {
 
   /// Loads the iterator and opens the root's cpu.stat. The Error says why not, in doctor's
   /// words: no cgroup v2 tree, no BTF, no privileges, a kernel without the iterator or the
-  /// css_rstat_flush kfunc (before 6.15; --accounting auto then takes bpf).
+  /// rstat flush kfunc (before 6.1; --accounting auto then takes bpf).
   static Result<std::unique_ptr<CgroupAccounting>> load(const HostPaths& paths, Options options,
                                                         CgroupCpuDrain::Resolver resolve);
 
