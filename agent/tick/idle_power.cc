@@ -64,9 +64,17 @@ std::optional<double> IdlePowerEstimator::fit() const {
   if (slopes.size() < 3) return std::nullopt;
   double slope = median(slopes);
   if (slope < 0) return std::nullopt;  // power falling with load: not a usable line
+  // The intercept from the points nearest idle where there are enough of them: a slope a few
+  // percent off moves each point's P - slope·u by that error times its u, so points at u ≈ 0.5
+  // would carry it into the idle figure ten times as much as points at u ≤ 0.1 do.
   std::vector<double> intercepts;
   intercepts.reserve(pts.size());
-  for (const Point& q : pts) intercepts.push_back(q.p - slope * q.u);
+  for (const Point& q : pts)
+    if (q.u <= kLowUtilisation) intercepts.push_back(q.p - slope * q.u);
+  if (intercepts.size() < kMinNearIdle) {
+    intercepts.clear();
+    for (const Point& q : pts) intercepts.push_back(q.p - slope * q.u);
+  }
   return std::clamp(median(intercepts), 0.0, max_power_);
 }
 

@@ -15,7 +15,8 @@ namespace wattprobe {
 /// 16 pairs each, for at most an hour of ticks, so a long busy stretch never pushes the idle
 /// points out. Once u varies over the reservoir (standard deviation ≥ 5 points), idle is the
 /// Theil-Sen line's intercept at u = 0: the slope is the median of the slopes between pairs at
-/// least 5 points of u apart, the intercept the median of P − slope·u. Medians shrug off the
+/// least 5 points of u apart, the intercept the median of P − slope·u over the points at u ≤ 10 %
+/// (over all points while fewer than 3 lie there). Medians shrug off the
 /// ticks whose u and P disagree (a tick boundary inside a load step, an idle CPU accounted late)
 /// that pulled the least-squares line before. Until then, it is the forgotten mean of P over
 /// low-utilisation ticks (u ≤ 10 %). With no such tick yet, idle is unknown and all energy is
@@ -42,6 +43,7 @@ class IdlePowerEstimator {
   static constexpr double kMinSpread = 0.05;  // of u, for the line and for a pair's slope
   static constexpr double kDecay = 0.99885;   // 0.5^(1/600): the low-utilisation mean
   static constexpr double kLowUtilisation = 0.10;
+  static constexpr std::size_t kMinNearIdle = 3;  // points at u ≤ 10 % that anchor the intercept
 
   std::array<std::vector<Point>, kBins> bins_;
   std::array<std::size_t, kBins> next_{};  // the slot each full bin overwrites next

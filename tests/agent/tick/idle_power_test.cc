@@ -49,6 +49,20 @@ TEST(IdlePowerEstimator, ALongBusyStretchKeepsTheIdlePoints) {
   EXPECT_NEAR(*e.idle_watts(), 20, 1e-6);
 }
 
+// Power that sags below a straight line at mid load (frequency scaling, or a utilisation measure
+// that runs a little ahead of the power's): the slope comes out steep, and extrapolating it from
+// the many mid- and high-load ticks put idle 25 % low. The ticks near idle anchor it instead.
+TEST(IdlePowerEstimator, TheTicksNearIdleAnchorTheIntercept) {
+  auto bent = [](double u) { return 20 + 40 * u - 12 * u * (1 - u); };
+  IdlePowerEstimator e;
+  for (int t = 0; t < 5; ++t) e.observe(0.02, bent(0.02));
+  for (int t = 0; t < 16; ++t) e.observe(0.45, bent(0.45));
+  for (int t = 0; t < 16; ++t) e.observe(0.95, bent(0.95));
+  ASSERT_TRUE(e.idle_watts());
+  EXPECT_NEAR(*e.idle_watts(), 20, 0.5);
+  EXPECT_EQ(e.method(), "regression");
+}
+
 TEST(IdlePowerEstimator, FallsBackToTheLowUtilisationMeanWithoutSpread) {
   IdlePowerEstimator e;
   EXPECT_FALSE(e.idle_watts());
