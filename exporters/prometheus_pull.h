@@ -25,9 +25,9 @@ struct HealthAnswer {
 };
 
 /// zlib level of a gzip /metrics body. The text repeats the same names and labels on every line,
-/// so the fastest level already takes it to about a tenth of its size (docs/architecture.md has
-/// the figures); the default level (6) saves a few percent more for several times the CPU, on
-/// every host, for every tick that is scraped.
+/// so the fastest level already shrinks it 17-fold (10,009 series: 1.76 MB to 100 KiB in 4 ms);
+/// zlib's default (6) gets 82 KiB for twice the CPU, paid on every host for every scraped tick,
+/// which would take render and gzip together to the 10 ms a scrape of 10,000 series may cost.
 inline constexpr int kMetricsGzipLevel = 1;
 
 /// The body of one snapshot's scrapes, rendered once (prometheus_text.h), and deflated once when
