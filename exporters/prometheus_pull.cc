@@ -181,10 +181,10 @@ class MetricsEndpoint {
       mg_response_header_send(conn);
       return 405;
     }
-    const std::string lead = prometheus::TextSerializer().Serialize(registry_->Collect());
     const bool gzip = accepts_gzip(mg_get_header(conn, "Accept-Encoding"));
     std::size_t sent = 0;
     try {
+      const std::string lead = prometheus::TextSerializer().Serialize(registry_->Collect());
       MetricsPage page = cache_.page(gzip);
       sent =
           gzip ? send_gzip(conn, head, lead, *page.gzip) : send_plain(conn, head, lead, *page.text);
