@@ -105,8 +105,7 @@ inline constexpr int kServerThreads = 48;
 std::vector<std::string> server_options(const std::string& listen);
 
 /// The snapshot through prometheus-cpp's Collectable, as /metrics was served before
-/// prometheus_text.h: for `wattprobe checkpoint-dump`, and as the reference the renderer's
-/// tests and benchmark compare with.
+/// prometheus_text.h: the reference the renderer's tests and benchmark compare with.
 std::shared_ptr<prometheus::Collectable> make_snapshot_collectable(
     std::function<SnapshotPtr()> snapshot);
 
