@@ -1,5 +1,3 @@
-#include <prometheus/collectable.h>
-#include <prometheus/text_serializer.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -24,6 +22,7 @@
 #include "agent/state/checkpoint.h"
 #include "agent/state/state_folder.h"
 #include "exporters/prometheus_pull.h"
+#include "exporters/prometheus_text.h"
 
 namespace wattprobe {
 namespace {
@@ -170,8 +169,8 @@ int checkpoint_dump(const Options& options) {
   auto snap = std::make_shared<Snapshot>();
   snap->timestamp_ms = s.written_ms;
   snap->families = checkpoint_families(s);
-  auto collectable = make_snapshot_collectable([snap] { return SnapshotPtr(snap); });
-  std::fputs(prometheus::TextSerializer().Serialize(collectable->Collect()).c_str(), stdout);
+  // The text /metrics serves, so the totals compare with a scrape digit for digit.
+  std::fputs(render_prometheus_text(*snap).c_str(), stdout);
   return 0;
 }
 

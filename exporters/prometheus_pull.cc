@@ -3,12 +3,20 @@
 #include <CivetServer.h>
 #include <civetweb.h>
 #include <prometheus/collectable.h>
+#include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/summary.h>
+#include <prometheus/text_serializer.h>
 
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string_view>
+
+#include "exporters/prometheus_text.h"
 
 namespace wattprobe {
 
@@ -70,7 +78,189 @@ class SnapshotCollectable : public prometheus::Collectable {
   std::function<SnapshotPtr()> snapshot_;
 };
 
+MetricsPageCache::MetricsPageCache(std::function<SnapshotPtr()> snapshot, int gzip_level)
+    : snapshot_(std::move(snapshot)), gzip_level_(gzip_level) {}
+
+MetricsPage MetricsPageCache::page(bool gzip) {
+  std::lock_guard lock(mu_);
+  SnapshotPtr snap = snapshot_();
+  const bool same = page_.text && !key_.owner_before(snap) && !snap.owner_before(key_);
+  if (!same) {
+    page_.text = std::make_shared<const std::string>(snap ? render_prometheus_text(*snap) : "");
+    page_.gzip.reset();
+    key_ = snap;
+    ++renders_;
+  }
+  if (gzip && !page_.gzip) {
+    page_.gzip = std::make_shared<const DeflatedPiece>(
+        deflate_piece(*page_.text, gzip_level_, /*last=*/true));
+    ++compressions_;
+  }
+  MetricsPage out = page_;
+  if (!gzip) out.gzip.reset();
+  return out;
+}
+
+uint64_t MetricsPageCache::renders() const {
+  std::lock_guard lock(mu_);
+  return renders_;
+}
+
+uint64_t MetricsPageCache::compressions() const {
+  std::lock_guard lock(mu_);
+  return compressions_;
+}
+
+bool accepts_gzip(const char* accept_encoding) {
+  if (!accept_encoding) return false;
+  auto trim = [](std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+  };
+  auto lower_equals = [](std::string_view s, std::string_view lower) {
+    if (s.size() != lower.size()) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const char c = s[i] >= 'A' && s[i] <= 'Z' ? static_cast<char>(s[i] - 'A' + 'a') : s[i];
+      if (c != lower[i]) return false;
+    }
+    return true;
+  };
+  std::string_view rest(accept_encoding);
+  while (!rest.empty()) {
+    const std::size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const std::size_t semi = item.find(';');
+    const std::string_view coding = trim(item.substr(0, semi));
+    if (!lower_equals(coding, "gzip") && !lower_equals(coding, "x-gzip")) continue;
+    if (semi == std::string_view::npos) return true;
+    // RFC 9110 12.4.2: a q of 0 (0, 0.0, 0.00, 0.000) refuses the coding.
+    std::string_view param = trim(item.substr(semi + 1));
+    if (param.size() < 2 || !lower_equals(param.substr(0, 2), "q=")) return true;
+    param.remove_prefix(2);
+    return param.find_first_not_of("0.") != std::string_view::npos;
+  }
+  return false;
+}
+
+/// /metrics: the cached page of the newest snapshot after prometheus-cpp's own three exposer_*
+/// families, which change on every scrape (docs/metrics.md lists them).
+class MetricsEndpoint {
+ public:
+  explicit MetricsEndpoint(std::function<SnapshotPtr()> snapshot)
+      : cache_(std::move(snapshot)),
+        registry_(std::make_shared<prometheus::Registry>()),
+        bytes_(prometheus::BuildCounter()
+                   .Name("exposer_transferred_bytes_total")
+                   .Help("Transferred bytes to metrics services")
+                   .Register(*registry_)
+                   .Add({})),
+        scrapes_(prometheus::BuildCounter()
+                     .Name("exposer_scrapes_total")
+                     .Help("Number of times metrics were scraped")
+                     .Register(*registry_)
+                     .Add({})),
+        latencies_(
+            prometheus::BuildSummary()
+                .Name("exposer_request_latencies")
+                .Help("Latencies of serving scrape requests, in microseconds")
+                .Register(*registry_)
+                .Add({}, prometheus::Summary::Quantiles{{0.5, 0.05}, {0.9, 0.01}, {0.99, 0.001}})) {
+  }
+
+  int serve(mg_connection* conn) {
+    const auto start = std::chrono::steady_clock::now();
+    const mg_request_info* request = mg_get_request_info(conn);
+    const char* method = request && request->request_method ? request->request_method : "";
+    const bool head = std::strcmp(method, "HEAD") == 0;
+    if (!head && std::strcmp(method, "GET") != 0) {
+      mg_response_header_start(conn, 405);
+      mg_response_header_add(conn, "Allow", "GET, HEAD", -1);
+      mg_response_header_add(conn, "Content-Length", "0", -1);
+      mg_response_header_send(conn);
+      return 405;
+    }
+    const bool gzip = accepts_gzip(mg_get_header(conn, "Accept-Encoding"));
+    std::size_t sent = 0;
+    try {
+      const std::string lead = prometheus::TextSerializer().Serialize(registry_->Collect());
+      MetricsPage page = cache_.page(gzip);
+      sent =
+          gzip ? send_gzip(conn, head, lead, *page.gzip) : send_plain(conn, head, lead, *page.text);
+    } catch (const std::exception& e) {
+      // zlib out of memory, or the render's allocation: an answer, never an exception into
+      // civetweb's C frames.
+      const std::string why = std::string("cannot render /metrics: ") + e.what() + "\n";
+      send(conn, 500, why.size(), nullptr);
+      if (!head) mg_write(conn, why.data(), why.size());
+      return 500;
+    }
+    if (!head) {
+      bytes_.Increment(static_cast<double>(sent));
+      scrapes_.Increment();
+      latencies_.Observe(static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                 std::chrono::steady_clock::now() - start)
+                                                 .count()));
+    }
+    return 200;
+  }
+
+ private:
+  static void send(mg_connection* conn, int status, std::size_t length, const char* encoding) {
+    const std::string size = std::to_string(length);
+    mg_response_header_start(conn, status);
+    mg_response_header_add(
+        conn, "Content-Type",
+        status == 200 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8",
+        -1);
+    mg_response_header_add(conn, "Content-Length", size.c_str(), -1);
+    if (encoding) mg_response_header_add(conn, "Content-Encoding", encoding, -1);
+    mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
+    mg_response_header_send(conn);
+  }
+
+  static std::size_t send_plain(mg_connection* conn, bool head, const std::string& lead,
+                                const std::string& text) {
+    const std::size_t length = lead.size() + text.size();
+    send(conn, 200, length, nullptr);
+    if (!head) {
+      mg_write(conn, lead.data(), lead.size());
+      mg_write(conn, text.data(), text.size());
+    }
+    return length;
+  }
+
+  // One gzip member: the exposer_* lines deflated now, joined to the snapshot's text deflated
+  // once for all of its scrapes, under one CRC.
+  std::size_t send_gzip(mg_connection* conn, bool head, const std::string& lead,
+                        const DeflatedPiece& text) {
+    const DeflatedPiece first = deflate_piece(lead, kMetricsGzipLevel, /*last=*/false);
+    std::string prefix(gzip_header());
+    prefix += first.bytes;
+    const std::string trailer = gzip_trailer(first, text);
+    const std::size_t length = prefix.size() + text.bytes.size() + trailer.size();
+    send(conn, 200, length, "gzip");
+    if (!head) {
+      mg_write(conn, prefix.data(), prefix.size());
+      mg_write(conn, text.bytes.data(), text.bytes.size());
+      mg_write(conn, trailer.data(), trailer.size());
+    }
+    return length;
+  }
+
+  MetricsPageCache cache_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Counter& bytes_;
+  prometheus::Counter& scrapes_;
+  prometheus::Summary& latencies_;
+};
+
 namespace {
+
+int serve_metrics(mg_connection* conn, void* cbdata) {
+  return static_cast<MetricsEndpoint*>(cbdata)->serve(conn);
+}
 
 /// /healthz with the status code of `answer`: the Exposer's own handlers always answer 200.
 int serve_health(mg_connection* conn, void* cbdata) {
@@ -90,14 +280,17 @@ int serve_health(mg_connection* conn, void* cbdata) {
 
 // The Exposer keeps its CivetServer private. civetweb calls init_context inside mg_start, on the
 // thread constructing the Exposer and before any request can arrive: the one moment a handler of
-// our own can join the Exposer's server. The constructor sets this for exactly that call.
+// our own can join the Exposer's server, and where its context can be kept for /metrics'. The
+// constructor sets these for exactly that call.
 thread_local const std::function<HealthAnswer()>* g_health_to_register = nullptr;
+thread_local mg_context** g_context_out = nullptr;
 
 void register_health(const mg_context* ctx) {
   if (!g_health_to_register) return;
   // civetweb passes the context const, but this is the documented moment to configure it.
   mg_set_request_handler(const_cast<mg_context*>(ctx), "/healthz", serve_health,
                          const_cast<std::function<HealthAnswer()>*>(g_health_to_register));
+  if (g_context_out) *g_context_out = const_cast<mg_context*>(ctx);
 }
 
 }  // namespace
@@ -125,19 +318,27 @@ std::vector<std::string> server_options(const std::string& listen) {
 PrometheusPull::PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
                                std::function<HealthAnswer()> health, WebConfig web)
     : health_(std::make_unique<std::function<HealthAnswer()>>(std::move(health))),
-      web_(std::make_unique<WebConfig>(std::move(web))) {
+      web_(std::make_unique<WebConfig>(std::move(web))),
+      metrics_(std::make_unique<MetricsEndpoint>(std::move(snapshot))) {
   CivetCallbacks callbacks;
   callbacks.init_context = register_health;
+  mg_context* context = nullptr;
   g_health_to_register = health_.get();
+  g_context_out = &context;
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(server_options(listen), &callbacks);
   } catch (const std::exception& e) {
     g_health_to_register = nullptr;
+    g_context_out = nullptr;
     throw std::runtime_error("cannot listen on " + listen + ": " + e.what());
   }
   g_health_to_register = nullptr;
-  metrics_ = std::make_shared<SnapshotCollectable>(snapshot);
-  exposer_->RegisterCollectable(metrics_, "/metrics");
+  g_context_out = nullptr;
+  if (!context) throw std::runtime_error("cannot listen on " + listen + ": no server context");
+  // The auth handler first, then ours: civetweb keeps request and auth handlers apart and runs
+  // the auth handler of a URI before its request handler, so setting ours for "/metrics" replaces
+  // only the Exposer's request handler and keeps its Basic auth. Until ours is set, /metrics is
+  // the Exposer's (behind the same auth), never open.
   if (!web_->basic_auth_users.empty()) {
     const WebConfig* config = web_.get();
     exposer_->RegisterAuth(
@@ -146,6 +347,7 @@ PrometheusPull::PrometheusPull(const std::string& listen, std::function<Snapshot
         },
         "wattprobe", "/metrics");
   }
+  mg_set_request_handler(context, "/metrics", serve_metrics, metrics_.get());
 }
 
 PrometheusPull::~PrometheusPull() = default;

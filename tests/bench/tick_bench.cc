@@ -2,7 +2,8 @@
 //   build/bench/tick_bench
 // - one EnergyMeter tick over a powercap tree of 2 and of 64 zones (real files in a temp dir);
 // - one attribution tick for N workloads, including building its families;
-// - rendering /metrics (snapshot → prometheus-cpp text) for N workload series.
+// - rendering /metrics for N workload series: the text a snapshot's first scrape renders
+//   (prometheus_text.h), with its gzip, and the prometheus-cpp path it replaced, for comparison.
 #include <benchmark/benchmark.h>
 #include <prometheus/collectable.h>
 #include <prometheus/text_serializer.h>
@@ -13,7 +14,9 @@
 #include "agent/tick/energy_meter.h"
 #include "collectors/rapl_powercap.h"
 #include "collectors/workload_table.h"
+#include "exporters/gzip_body.h"
 #include "exporters/prometheus_pull.h"
+#include "exporters/prometheus_text.h"
 #include "tests/bench/bench_inputs.h"
 #include "tests/support/fake_sysfs.h"
 #include "tests/support/temp_tree.h"
@@ -97,22 +100,92 @@ void BM_AttributionFamilies(benchmark::State& state) {
 }
 BENCHMARK(BM_AttributionFamilies)->Arg(10000)->Unit(benchmark::kMillisecond);
 
-void BM_RenderMetrics(benchmark::State& state) {
+// The snapshot of N workloads' attribution: Arg(2000) is 10,009 series.
+std::shared_ptr<Snapshot> attribution_snapshot(std::size_t workloads_n, std::size_t& series) {
   Attribution a({});
-  a.apply(two_domains(), workloads(static_cast<std::size_t>(state.range(0))), 1000);
+  a.apply(two_domains(), workloads(workloads_n), 1000);
   auto snap = std::make_shared<Snapshot>();
   a.append_families(snap->families);
-  std::size_t series = 0;
+  series = 0;
   for (const auto& f : snap->families) series += f.series.size();
-  prometheus::TextSerializer text;
-  auto collectable = make_snapshot_collectable([snap] { return SnapshotPtr(snap); });
+  return snap;
+}
+
+// The cost of a snapshot's first scrape (the later ones are served from the cache).
+void BM_RenderMetrics(benchmark::State& state) {
+  std::size_t series = 0;
+  auto snap = attribution_snapshot(static_cast<std::size_t>(state.range(0)), series);
+  std::size_t bytes = 0;
   for (auto _ : state) {
-    std::string out = text.Serialize(collectable->Collect());
+    std::string out = render_prometheus_text(*snap);
+    bytes = out.size();
     benchmark::DoNotOptimize(out);
   }
-  state.SetLabel(std::to_string(series) + " series");
+  state.SetLabel(std::to_string(series) + " series, " + std::to_string(bytes / 1024) + " KiB");
 }
 BENCHMARK(BM_RenderMetrics)->Arg(100)->Arg(2000)->Unit(benchmark::kMillisecond);
+
+// The first gzip scrape of a snapshot: render and deflate at range(1) (kMetricsGzipLevel is
+// what the agent uses; 6 is zlib's default, which prometheus-cpp used on every scrape).
+void BM_RenderMetricsGzip(benchmark::State& state) {
+  std::size_t series = 0;
+  auto snap = attribution_snapshot(static_cast<std::size_t>(state.range(0)), series);
+  const int level = static_cast<int>(state.range(1));
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    DeflatedPiece piece = deflate_piece(render_prometheus_text(*snap), level, /*last=*/true);
+    bytes = piece.bytes.size();
+    benchmark::DoNotOptimize(piece);
+  }
+  state.SetLabel(std::to_string(series) + " series, level " + std::to_string(level) + ", " +
+                 std::to_string(bytes / 1024) + " KiB");
+}
+BENCHMARK(BM_RenderMetricsGzip)
+    ->Args({2000, kMetricsGzipLevel})
+    ->Args({2000, 6})
+    ->Unit(benchmark::kMillisecond);
+
+// A later gzip scrape of the same snapshot: the cached page, and the few exposer_* lines that
+// change on every scrape deflated on their own (about 1 KiB, as PrometheusPull does).
+void BM_ScrapeFromCache(benchmark::State& state) {
+  std::size_t series = 0;
+  SnapshotPtr snap = attribution_snapshot(static_cast<std::size_t>(state.range(0)), series);
+  MetricsPageCache cache([snap] { return snap; });
+  cache.page(true);
+  const std::string lead(1024, 'x');
+  for (auto _ : state) {
+    MetricsPage page = cache.page(true);
+    DeflatedPiece first = deflate_piece(lead, kMetricsGzipLevel, /*last=*/false);
+    benchmark::DoNotOptimize(page);
+    benchmark::DoNotOptimize(first);
+  }
+  state.SetLabel(std::to_string(series) + " series, " + std::to_string(cache.renders()) +
+                 " render");
+}
+BENCHMARK(BM_ScrapeFromCache)->Arg(2000)->Unit(benchmark::kMicrosecond);
+
+// What every scrape cost before: prometheus-cpp's Collect + TextSerializer, then (range(1) = 1)
+// its handler's gzip at zlib's default level.
+void BM_RenderMetricsPrometheusCpp(benchmark::State& state) {
+  std::size_t series = 0;
+  auto snap = attribution_snapshot(static_cast<std::size_t>(state.range(0)), series);
+  prometheus::TextSerializer text;
+  auto collectable = make_snapshot_collectable([snap] { return SnapshotPtr(snap); });
+  const bool gzip = state.range(1) != 0;
+  for (auto _ : state) {
+    std::string out = text.Serialize(collectable->Collect());
+    if (gzip) {
+      DeflatedPiece piece = deflate_piece(out, 6, /*last=*/true);
+      benchmark::DoNotOptimize(piece);
+    }
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetLabel(std::to_string(series) + " series" + (gzip ? ", gzip level 6" : ""));
+}
+BENCHMARK(BM_RenderMetricsPrometheusCpp)
+    ->Args({2000, 0})
+    ->Args({2000, 1})
+    ->Unit(benchmark::kMillisecond);
 
 // One drain's fold of 10,000 tasks into 500 workloads (goal: well under 5 ms).
 void BM_WorkloadTableFold(benchmark::State& state) {

@@ -1,5 +1,7 @@
 """A real Prometheus server scrapes the agent running on a driven fixture tree; PromQL
-rate(wattprobe_node_energy_joules_total[...]) returns the driver's wattage within 2 % (issue 2)."""
+rate(wattprobe_node_energy_joules_total[...]) returns the driver's wattage within 2 % (issue 2).
+Prometheus scrapes with gzip, which the agent sends as one gzip member joined from two pieces
+(issue 18): both the per-scrape exposer_* lines and the snapshot's must arrive."""
 
 import shutil
 import tempfile
@@ -32,6 +34,10 @@ def main():
                 dram = prom.query(
                     'sum(rate(wattprobe_node_energy_joules_total{domain="dram"}[8s]))')
                 near(float(dram[0]["value"][1]), 14.0, 0.02, "PromQL rate of dram, both sockets")
+                scrapes = prom.query('exposer_scrapes_total{job="wattprobe"}')
+                assert len(scrapes) == 1 and float(scrapes[0]["value"][1]) > 0, scrapes
+                print(f"ok: Prometheus read exposer_scrapes_total {scrapes[0]['value'][1]} "
+                      "and the snapshot's series from the same gzip body")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("1 passed, 0 failed")

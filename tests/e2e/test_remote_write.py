@@ -91,8 +91,9 @@ def against_prometheus(root, driver, figures):
                 local = {(l["domain"], l["socket"]): v for l, v in series(scrape(a.url), NODE)}
                 assert len(local) == 4, local
 
-                # /metrics writes 16 significant digits (prometheus-cpp), the push the exact
-                # double: equal to within the exposition's rounding.
+                # /metrics writes the shortest text of the exact double (issue 18; before it,
+                # prometheus-cpp's 16 digits), the push the double itself: equal to within the
+                # rounding an older /metrics had.
                 def stored():
                     got = {(r["metric"]["domain"], r["metric"]["socket"]): float(r["value"][1])
                            for r in prom.query(NODE)}

@@ -1,6 +1,7 @@
 """--web-config-file (issue 16), in the Prometheus exporter-toolkit format, with real bcrypt hashes
 made by htpasswd: /metrics answers 401 without a password, with a wrong one and for an unknown
-user, 200 with the right one; /healthz answers without one. tls_server_config is parsed and
+user, gzip or not, 200 with the right one, and a gzip answer decodes to the plain one's text
+(issue 18: the page is cached and gzipped per snapshot); /healthz answers without one. tls_server_config is parsed and
 checked (real certificates made by openssl) but refused with exit 2: Debian's civetweb 1.15
 crashes on the first TLS connection with OpenSSL 3 (README, Security). A bad config stops the
 agent with exit 2 naming the file and the field, never a hash."""
@@ -12,6 +13,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import base64
+import gzip
 
 from wattprobe_e2e import BIN, Process, skip
 
@@ -50,15 +52,43 @@ def start(config):
     return p
 
 
-def get(url, auth=None):
+def get(url, auth=None, accept_gzip=False):
     req = urllib.request.Request(url)
     if auth:
         req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    if accept_gzip:
+        req.add_header("Accept-Encoding", "gzip")
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read().decode()
+            body = r.read()
+            if r.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            else:
+                assert not accept_gzip or r.status != 200, "gzip asked for, plain sent"
+            return r.status, body.decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def without_server_lines(text):
+    """The snapshot's part of /metrics: prometheus-cpp's exposer_* lines change on every scrape."""
+    return "".join(l for l in text.splitlines(True) if "exposer_" not in l)
+
+
+def same_text_gzip_and_plain(url, auth):
+    """A gzip scrape decodes to the plain text of the same snapshot. Ticks every 200 ms may fall
+    between two scrapes, so a pair is taken as the same snapshot when the plain scrapes around
+    the gzip one agree."""
+    for _ in range(50):
+        _, before = get(url, auth=auth)
+        status, zipped = get(url, auth=auth, accept_gzip=True)
+        _, after = get(url, auth=auth)
+        assert status == 200, f"gzip scrape: {status}"
+        if without_server_lines(before) == without_server_lines(after):
+            assert without_server_lines(zipped) == without_server_lines(before), \
+                f"gzip text differs:\n{zipped}\n---\n{before}"
+            return len(before.splitlines())
+    raise AssertionError("no two plain scrapes of the same snapshot in 50 tries")
 
 
 def main():
@@ -80,12 +110,17 @@ def main():
         status, _ = get(agent.url, auth="prometheus:wrong")
         assert status == 401, f"wrong password: {status}"
         print("ok: /metrics with a wrong password: 401")
+        status, _ = get(agent.url, auth="prometheus:wrong", accept_gzip=True)
+        assert status == 401, f"wrong password, gzip: {status}"
+        print("ok: /metrics with a wrong password, gzip: 401")
         status, _ = get(agent.url, auth="nobody:" + PASSWORD)
         assert status == 401, f"unknown user: {status}"
         print("ok: /metrics for an unknown user: 401")
         status, body = get(agent.url, auth="prometheus:" + PASSWORD)
         assert status == 200 and "wattprobe_" in body, f"right password: {status}"
         print("ok: /metrics with the right password: 200")
+        lines = same_text_gzip_and_plain(agent.url, "prometheus:" + PASSWORD)
+        print(f"ok: a gzip scrape decodes to the plain scrape's {lines} lines")
         status, body = get(base + "/healthz")
         assert status in (200, 503), f"/healthz without a password: {status} {body!r}"
         print(f"ok: /healthz without a password: {status}")

@@ -1,13 +1,10 @@
 #include "agent/cli/exposition_text.h"
 
 #include <gtest/gtest.h>
-#include <prometheus/collectable.h>
-#include <prometheus/text_serializer.h>
 
 #include <cmath>
-#include <sstream>
 
-#include "exporters/prometheus_pull.h"
+#include "exporters/prometheus_text.h"
 
 namespace wattprobe {
 namespace {
@@ -105,23 +102,20 @@ TEST(ExpositionText, ReadsBackWhatTheAgentServes) {
                             MetricType::counter,
                             {{{{"workload", "nginx.service"}, {"kind", "service"}}, 12.25},
                              {{{"workload", "we\"ird\\name\nx"}, {"kind", "container"}}, 0.5}}});
-  // prometheus-cpp writes HELP text unescaped, so the agent's help strings hold no \ or newline.
   snap->families.push_back(
       {"wattprobe_node_power_watts",
-       "Mean power over the last tick.",
+       "Mean power \\ over the last\ntick.",
        MetricType::gauge,
        {{{{"source", "rapl_powercap"}, {"domain", "package"}, {"socket", "0"}}, 42.125}}});
   Family tick("wattprobe_agent_tick_duration_seconds", "Tick time.", MetricType::histogram);
   tick.histogram = Histogram{{0.001, 0.01, 0.1}, {2, 9, 10}, 11, 0.75};
   snap->families.push_back(tick);
 
-  std::ostringstream text;
-  prometheus::TextSerializer().Serialize(
-      text, make_snapshot_collectable([&] { return snap; })->Collect());
-  auto parsed = parse_exposition_text(text.str(), kSource);
-  ASSERT_TRUE(parsed.ok()) << parsed.error().message() << "\n" << text.str();
+  const std::string text = render_prometheus_text(*snap);
+  auto parsed = parse_exposition_text(text, kSource);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message() << "\n" << text;
   auto back = to_snapshot_families(std::move(*parsed));
-  ASSERT_EQ(back.size(), snap->families.size()) << text.str();
+  ASSERT_EQ(back.size(), snap->families.size()) << text;
   for (std::size_t i = 0; i < back.size(); ++i) {
     const Family& want = snap->families[i];
     EXPECT_EQ(back[i].name, want.name);
