@@ -97,6 +97,14 @@ def main():
     assert result["cases"]["switch_storm"]["load"]["target"] == {"context_switches_per_s": 20000}
     assert result["cases"]["fork_churn"]["load"]["target"] == {"processes_per_s": 500}
     check_figures("render", result["render_10000_series"], ("ms_per_10000_series",))
+    # Where no 16-CPU host is at hand the benchmark states what grows with what, and projects
+    # from this run's own per-unit costs.
+    sc = result["scaling"]
+    assert sc["cpus"] == os.cpu_count() and sc["ran_at_scale"] == (os.cpu_count() >= 16), sc
+    assert set(sc["grows_with"]) >= {"bpf", "cgroup", "procfs", "user_space"}, sc
+    if bpf_expected and result["cases"]["idle"]["wattprobe_accounting"] == "cgroup":
+        assert sc["per_unit"].get("cgroup_iterator_us_per_cgroup", 0) > 0, sc
+    print(f"scale: {sc['per_unit']} -> {sc['projection']}")
     print("ok: every figure of every case and agent is a number or null with its reason")
 
 
