@@ -8,6 +8,7 @@
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/registry.h"
 #include "agent/privileges.h"
+#include "collectors/gpu_power_limit.h"
 #include "collectors/registry.h"
 
 namespace wattprobe {
@@ -198,6 +199,14 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   meter_->append_families(families);
   attribution_.append_families(families);
   append_gpu_families(nvml_, gpu_.get(), drm_gpu_.get(), families);
+  if (nvml_ || hwmon_gpus_) {
+    std::vector<GpuPowerLimit> limits;
+    if (nvml_) limits = nvml_->power_limits();
+    if (hwmon_gpus_) {
+      for (GpuPowerLimit& l : hwmon_gpus_->gpu_power_limits()) limits.push_back(std::move(l));
+    }
+    append_gpu_power_limit_family(limits, families);
+  }
   if (hwmon_) hwmon_->append_families(families);
   health_->tick(seconds, now_ms, log);
   health_->append_families(families);

@@ -7,6 +7,7 @@
 #include <system_error>
 #include <utility>
 
+#include "agent/base/log.h"
 #include "agent/base/text_file.h"
 
 namespace wattprobe {
@@ -147,6 +148,7 @@ bool HwmonSource::measures_cpu() const {
 Availability HwmonSource::probe() {
   probed_ = true;
   sensors_.clear();
+  limits_.clear();
   rail_rows_ = 0;
   const fs::path root = paths_.sys("class/hwmon");
   std::error_code ec;
@@ -298,7 +300,20 @@ Availability HwmonSource::probe() {
       listed.push_back(s.key + " (" + where + ", " + how + ")");
       sensors_.push_back(std::move(s));
     }
-    if (gpu) ++gpus;
+    if (gpu) {
+      LimitFile l;
+      l.socket = gpus;
+      const bool pl1 = c.name == "i915" || c.name == "xe";
+      if (fs::exists(c.dir / "power1_cap", ec)) {
+        l.file = c.dir / "power1_cap";
+      } else if (pl1 && fs::exists(c.dir / "power1_max", ec)) {
+        l.file = c.dir / "power1_max";
+      } else {
+        l.why = c.name + " states no " + (pl1 ? "power1_cap or power1_max" : "power1_cap");
+      }
+      limits_.push_back(std::move(l));
+      ++gpus;
+    }
   }
 
   Availability out;
@@ -328,8 +343,38 @@ Availability HwmonSource::probe() {
   return out;
 }
 
+void HwmonSource::read_power_limits() {
+  for (LimitFile& l : limits_) {
+    if (l.file.empty()) continue;
+    auto text = read_text(l.file, 256);
+    auto watts =
+        text ? parse_hwmon_power_limit(*text, l.file) : Result<std::optional<double>>(text.error());
+    if (!watts) {
+      // The last good limit stays; a bad file is said once, not every tick.
+      const std::string problem = watts.error().message();
+      if (problem != l.logged) {
+        l.logged = problem;
+        log_printf("hwmon: GPU %d power limit not read: %s", l.socket, problem.c_str());
+      }
+      if (!l.watts) l.why = problem;
+      continue;
+    }
+    l.logged.clear();
+    l.watts = *watts;
+    if (!l.watts) l.why = l.file.string() + " reads 0: the limit is off";
+  }
+}
+
+std::vector<GpuPowerLimit> HwmonSource::gpu_power_limits() const {
+  std::vector<GpuPowerLimit> out;
+  for (const LimitFile& l : limits_)
+    out.push_back({"hwmon", l.socket, l.watts, l.watts ? "" : l.why});
+  return out;
+}
+
 Sample HwmonSource::sample() {
   if (!probed_) (void)probe();
+  read_power_limits();
   Sample out;
   out.readings.reserve(sensors_.size());
   std::vector<std::optional<double>> rail_watts(sensors_.size());

@@ -11,6 +11,7 @@
 #include "agent/base/host_paths.h"
 #include "agent/base/snapshot.h"
 #include "collectors/energy_source.h"
+#include "collectors/gpu_power_limit.h"
 
 namespace wattprobe {
 
@@ -71,6 +72,12 @@ class HwmonSource : public EnergySource {
   };
   const std::vector<Sensor>& sensors() const { return sensors_; }
 
+  /// Each GPU chip's power limit as of the last sample(): power1_cap (µW, the cap the driver
+  /// acts on: Documentation/hwmon/sysfs-interface.rst, amdgpu), or for i915 and xe, which have
+  /// no cap, power1_max (their PL1 sustained limit; 0 = off). Never power1_cap_max: that is the
+  /// largest cap one may set, not the one in force.
+  std::vector<GpuPowerLimit> gpu_power_limits() const;
+
   /// wattprobe_hwmon_rail_info: one series per rail, saying its energy is integrated power.
   void append_families(std::vector<Family>& out) const;
 
@@ -79,6 +86,15 @@ class HwmonSource : public EnergySource {
   bool probed_ = false;
   int rail_rows_ = 0;
   std::vector<Sensor> sensors_;
+  struct LimitFile {
+    int socket = -1;
+    std::filesystem::path file;  // empty: the chip has no limit attribute
+    std::optional<double> watts;
+    std::string why;
+    std::string logged;  // the last read problem logged, to log each once
+  };
+  std::vector<LimitFile> limits_;
+  void read_power_limits();
 };
 
 std::unique_ptr<EnergySource> make_hwmon_source(const HostPaths& paths);

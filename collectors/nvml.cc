@@ -22,6 +22,7 @@ struct NvmlSource::Api {
   decltype(&nvmlDeviceGetName) name = nullptr;
   decltype(&nvmlDeviceGetTotalEnergyConsumption) energy = nullptr;
   decltype(&nvmlDeviceGetPowerUsage) power = nullptr;
+  decltype(&nvmlDeviceGetEnforcedPowerLimit) power_limit = nullptr;
   decltype(&nvmlDeviceGetUtilizationRates) utilisation = nullptr;
   decltype(&nvmlDeviceGetComputeRunningProcesses_v3) running = nullptr;
   decltype(&nvmlDeviceGetProcessUtilization) samples = nullptr;
@@ -35,7 +36,8 @@ struct NvmlSource::Device {
   bool energy_checked = false;  // the first read decides counter or integrated power
   bool lost = false;
   bool mig = false;
-  uint64_t last_seen_us = 0;  // newest sample timestamp, the lastSeen of the next query
+  uint64_t last_seen_us = 0;      // newest sample timestamp, the lastSeen of the next query
+  unsigned refused_limit_mw = 0;  // the last limit answer refused and logged, to log it once
 };
 
 namespace {
@@ -117,6 +119,7 @@ Availability NvmlSource::probe() {
     resolve(handle_, "nvmlDeviceGetProcessUtilization", f.samples);
     resolve(handle_, "nvmlDeviceGetMigMode", f.mig);
     resolve(handle_, "nvmlDeviceGetAccountingMode", f.accounting);
+    resolve(handle_, "nvmlDeviceGetEnforcedPowerLimit", f.power_limit);
   }
   if (!initialised_) {
     int r = api_->init();
@@ -264,6 +267,7 @@ void NvmlSource::read_device(std::size_t i, Sample& out) {
   }
   if (have_reading) out.readings.push_back(reading);
   act.readable = have_reading;
+  read_power_limit(i);
 
   if (api_->utilisation) {
     nvmlUtilization_t u{};
@@ -350,6 +354,51 @@ void NvmlSource::read_device(std::size_t i, Sample& out) {
   for (const auto& s : act.samples) d.last_seen_us = std::max(d.last_seen_us, s.timestamp_us);
 }
 
+void NvmlSource::read_power_limit(std::size_t i) {
+  Device& d = *devices_[i];
+  GpuDeviceInfo& info = info_[i];
+  if (!api_->power_limit) {
+    info.power_limit_status = "the NVML library lacks nvmlDeviceGetEnforcedPowerLimit";
+    return;
+  }
+  unsigned mw = 0;
+  int r = api_->power_limit(d.handle, &mw);
+  if (r == NVML_ERROR_NOT_SUPPORTED) {
+    info.power_limit_watts.reset();
+    info.power_limit_status = "the GPU states no power limit (NOT_SUPPORTED)";
+    return;
+  }
+  if (r != NVML_SUCCESS) {  // transient: the last good limit stays
+    if (!info.power_limit_watts)
+      info.power_limit_status = "nvmlDeviceGetEnforcedPowerLimit: " + error_string(r);
+    return;
+  }
+  auto watts = checked_gpu_power_limit(mw / 1000.0, "nvml:" + std::to_string(i));
+  if (!watts) {
+    // A corrupt answer is no limit; the last good one stays, and the refusal is logged once.
+    if (mw != d.refused_limit_mw) {
+      d.refused_limit_mw = mw;
+      log_printf("nvml: GPU %zu (%s): refused enforced power limit %u mW: out of range (0, %d] W",
+                 i, info.uuid.c_str(), mw, static_cast<int>(kMaxGpuPowerLimitWatts));
+    }
+    if (!info.power_limit_watts)
+      info.power_limit_status = "refused: " + std::to_string(mw) + " mW is out of range";
+    return;
+  }
+  d.refused_limit_mw = 0;
+  info.power_limit_watts = *watts;
+  info.power_limit_status = "enforced";
+}
+
+std::vector<GpuPowerLimit> NvmlSource::power_limits() const {
+  std::vector<GpuPowerLimit> out;
+  for (const GpuDeviceInfo& g : info_) {
+    out.push_back(
+        {"nvml", g.index, g.power_limit_watts, g.power_limit_watts ? "" : g.power_limit_status});
+  }
+  return out;
+}
+
 Sample NvmlSource::sample() {
   Sample out;
   activity_.resize(devices_.size());
@@ -370,6 +419,14 @@ std::vector<std::string> NvmlSource::doctor_report() {
     lines.push_back("  MIG " + g.mig + ", accounting mode " + g.accounting +
                     " (read only: wattprobe never changes a GPU setting)");
     lines.push_back("  energy: " + (g.energy_status.empty() ? "unknown" : g.energy_status));
+    if (g.power_limit_watts) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.1f W", *g.power_limit_watts);
+      lines.push_back("  power limit: " + std::string(buf) + " (enforced)");
+    } else {
+      lines.push_back("  power limit: none stated - " +
+                      (g.power_limit_status.empty() ? "not read" : g.power_limit_status));
+    }
     std::string split = a.unsplittable.empty()
                             ? "per-process samples " +
                                   (g.samples_status.empty() ? "unknown" : g.samples_status) + ", " +

@@ -2,12 +2,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "agent/base/host_paths.h"
 #include "collectors/energy_source.h"
+#include "collectors/gpu_power_limit.h"
 
 namespace wattprobe {
 
@@ -42,6 +44,10 @@ struct GpuDeviceInfo {
   std::string accounting = "unknown";  // "off", "on", "unknown" (only read, never set)
   std::string energy_status;           // "readable" or the NVML error
   std::string samples_status;          // "readable", "none yet" or the NVML error
+  /// nvmlDeviceGetEnforcedPowerLimit in W, read every sample (an administrator may change it);
+  /// none where the GPU states none (NOT_SUPPORTED, or a library without the call).
+  std::optional<double> power_limit_watts;
+  std::string power_limit_status;  // "enforced", or why there is no limit
 };
 
 /// `nvml`: NVIDIA GPU energy through NVML, loaded at run time with dlopen, so the build does not
@@ -74,6 +80,8 @@ class NvmlSource : public EnergySource {
   const std::vector<GpuActivity>& activity() const { return activity_; }
   const std::vector<GpuDeviceInfo>& devices() const { return info_; }
   const std::string& driver_version() const { return driver_; }
+  /// Each GPU's enforced power limit as of the last sample().
+  std::vector<GpuPowerLimit> power_limits() const;
   /// Reads each GPU once more (energy, samples, modes) for `doctor`; lines without newlines.
   std::vector<std::string> doctor_report();
 
@@ -82,6 +90,7 @@ class NvmlSource : public EnergySource {
  private:
   struct Device;
   void read_device(std::size_t i, Sample& out);
+  void read_power_limit(std::size_t i);
   std::string error_string(int code) const;
 
   std::filesystem::path library_;

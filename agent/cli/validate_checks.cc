@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <set>
 
 namespace wattprobe {
@@ -14,6 +16,7 @@ constexpr const char* kWorkload = "wattprobe_workload_energy_joules_total";
 constexpr const char* kIdle = "wattprobe_node_idle_energy_joules_total";
 constexpr const char* kUnattributed = "wattprobe_node_unattributed_energy_joules_total";
 constexpr const char* kIdlePower = "wattprobe_node_idle_power_watts";
+constexpr const char* kGpuLimit = "wattprobe_gpu_power_limit_watts";
 
 std::string key_of(const Labels& labels) {
   std::string k;
@@ -53,6 +56,31 @@ std::string fmt(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
+}
+
+/// The highest mean power over kWindow ticks of the node energy series `match` picks. Limits hold
+/// over their time windows (RAPL's PL1 ~28 s, PL2 a few ms; a GPU's over about a second), not
+/// over any one read: a counter updated in steps, or a read that comes late, puts two ticks'
+/// joules in one. Mean power over kWindow ticks is what the hardware bounds.
+double peak_mean_watts(const std::vector<ValidateTick>& ticks,
+                       const std::function<bool(const Labels&)>& match) {
+  constexpr size_t kWindow = 3;
+  std::vector<double> joules;
+  for (const auto& t : ticks) {
+    double j = 0;
+    if (const Family* f = t.snapshot->find(kNode)) {
+      for (const auto& s : f->series) {
+        if (match(s.labels.get())) j += s.value;
+      }
+    }
+    joules.push_back(j);
+  }
+  double peak = 0;
+  for (size_t i = kWindow; i < ticks.size(); ++i) {
+    double dt = ticks[i].seconds - ticks[i - kWindow].seconds;
+    if (dt > 0) peak = std::max(peak, (joules[i] - joules[i - kWindow]) / dt);
+  }
+  return peak;
 }
 
 std::string row_name(const std::string& source, const std::string& domain,
@@ -230,30 +258,13 @@ std::vector<ValidateCheck> counter_checks(const std::vector<ValidateTick>& ticks
                      z.key + " states no constraint_*_max_power_uw or power limit"});
       continue;
     }
-    // The limits hold over their time windows (PL1 ~28 s, PL2 a few ms), not over any one read:
-    // a counter updated in steps, or a read that comes late, puts two ticks' joules in one.
-    // Mean power over kWindow ticks is what the hardware bounds.
-    constexpr size_t kWindow = 3;
-    std::vector<double> joules;
     bool seen = false;
-    for (const auto& t : ticks) {
-      double j = 0;
-      if (const Family* f = t.snapshot->find(kNode)) {
-        for (const auto& s : f->series) {
-          if (get(s.labels, "domain") == z.domain && get(s.labels, "socket") == z.socket &&
-              get(s.labels, "source").rfind("rapl", 0) == 0) {
-            j += s.value;
-            seen = true;
-          }
-        }
-      }
-      joules.push_back(j);
-    }
-    double peak = 0;
-    for (size_t i = kWindow; i < ticks.size(); ++i) {
-      double dt = ticks[i].seconds - ticks[i - kWindow].seconds;
-      if (dt > 0) peak = std::max(peak, (joules[i] - joules[i - kWindow]) / dt);
-    }
+    double peak = peak_mean_watts(ticks, [&](const Labels& l) {
+      bool match = get(l, "domain") == z.domain && get(l, "socket") == z.socket &&
+                   get(l, "source").rfind("rapl", 0) == 0;
+      seen = seen || match;
+      return match;
+    });
     ValidateCheck c{name,
                     peak,
                     "W",
@@ -267,13 +278,43 @@ std::vector<ValidateCheck> counter_checks(const std::vector<ValidateTick>& ticks
     }
     out.push_back(c.judge());
   }
-  if (const Family* f = last.find(kPower)) {
-    bool gpu = std::any_of(f->series.begin(), f->series.end(),
-                           [](const Series& s) { return get(s.labels, "domain") == "gpu"; });
-    if (gpu) {
-      out.push_back({"counter_power_plausible_gpu", std::nullopt, "W", std::nullopt, "max",
-                     std::nullopt, "the GPU's power limit is not read by this version"});
+  // GPUs: each gpu row against the limit its driver states (wattprobe_gpu_power_limit_watts, the
+  // largest over the run: an administrator may raise it while validate runs).
+  std::set<std::pair<std::string, std::string>> gpus;  // (source, device)
+  for (const auto& [key, lv] : by_labels(last, kNode)) {
+    if (get(lv.first, "domain") == "gpu")
+      gpus.insert({get(lv.first, "source"), get(lv.first, "socket")});
+  }
+  for (const auto& [source, device] : gpus) {
+    const std::string name = "counter_power_plausible_gpu_" + source + "_" + device;
+    std::optional<double> limit;
+    for (const auto& t : ticks) {
+      if (const Family* f = t.snapshot->find(kGpuLimit)) {
+        for (const auto& s : f->series) {
+          if (get(s.labels, "source") == source && get(s.labels, "device") == device)
+            limit = std::max(limit.value_or(0.0), s.value);
+        }
+      }
     }
+    if (!limit) {
+      out.push_back({name, std::nullopt, "W", std::nullopt, "max", std::nullopt,
+                     "GPU " + device + " of " + source +
+                         " states no power limit (NVML answers NOT_SUPPORTED, or the hwmon "
+                         "chip has no power1_cap): nothing to hold its power to"});
+      continue;
+    }
+    double peak = peak_mean_watts(ticks, [&](const Labels& l) {
+      return get(l, "domain") == "gpu" && get(l, "source") == source && get(l, "socket") == device;
+    });
+    ValidateCheck c{name,
+                    peak,
+                    "W",
+                    *limit,
+                    "max",
+                    std::nullopt,
+                    "highest mean power over 3 ticks vs the power limit the GPU's driver "
+                    "enforces (wattprobe_gpu_power_limit_watts)"};
+    out.push_back(c.judge());
   }
 
   // A second meter: psys or a platform meter holds at least what package + dram measured.

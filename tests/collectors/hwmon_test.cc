@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "tests/support/fake_sysfs.h"
@@ -118,6 +119,95 @@ TEST(Hwmon, GpuChipsAreTheGpuDomain) {
   EXPECT_EQ(s.readings[0].domain, "gpu");
   EXPECT_DOUBLE_EQ(s.readings[0].watts, 35.0);
   EXPECT_EQ(source.sensors().at(0).label, "PPT");
+}
+
+// The GPU's limit is its power1_cap (the cap in force), never power1_cap_max (the largest cap
+// one may set), in µW; its device is the gpu row's socket.
+TEST(Hwmon, AGpuChipsPowerLimitIsItsPowerCap) {
+  TempTree tree;
+  testing::write_hwmon(SysfsWriter(tree), testing::hwmon_amdgpu());
+  HwmonSource source(tree.paths());
+  ASSERT_TRUE(source.probe().available);
+  Sample s = source.sample();
+  ASSERT_EQ(s.readings.size(), 1u);
+  std::vector<GpuPowerLimit> limits = source.gpu_power_limits();
+  ASSERT_EQ(limits.size(), 1u);
+  EXPECT_EQ(limits[0].source, "hwmon");
+  EXPECT_EQ(limits[0].device, s.readings[0].socket);
+  ASSERT_TRUE(limits[0].watts.has_value()) << limits[0].why;
+  EXPECT_DOUBLE_EQ(*limits[0].watts, 203.0);
+  // An administrator lowers the cap: the next sample has the new one.
+  SysfsWriter(tree).write(hwmon_file(5, "power1_cap"), "150500000\n");
+  (void)source.sample();
+  EXPECT_DOUBLE_EQ(*source.gpu_power_limits()[0].watts, 150.5);
+}
+
+TEST(Hwmon, AGpuChipWithoutAPowerCapStatesNoLimitAndSaysWhy) {
+  TempTree tree;
+  auto scenario = testing::hwmon_amdgpu();
+  auto& files = scenario.chips[0].files;
+  files.erase(std::remove_if(files.begin(), files.end(),
+                             [](const auto& f) { return f.first == "power1_cap"; }),
+              files.end());
+  testing::write_hwmon(SysfsWriter(tree), scenario);
+  HwmonSource source(tree.paths());
+  ASSERT_TRUE(source.probe().available);
+  Sample s = source.sample();
+  EXPECT_TRUE(s.errors.empty());
+  ASSERT_EQ(s.readings.size(), 1u) << "the GPU still measures";
+  auto limits = source.gpu_power_limits();
+  ASSERT_EQ(limits.size(), 1u);
+  EXPECT_FALSE(limits[0].watts.has_value()) << "power1_cap_max is no limit in force";
+  EXPECT_THAT(limits[0].why, HasSubstr("no power1_cap"));
+}
+
+// A malformed cap is no limit: the last good one stays, the why names the file and the text, and
+// the GPU's energy is read as before.
+TEST(Hwmon, AMalformedPowerCapIsRefusedAndTheLastGoodOneStays) {
+  for (const char* bad : {"", "abc\n", "-5\n", "2.5e8\n", "99999999999999\n"}) {
+    TempTree tree;
+    testing::write_hwmon(SysfsWriter(tree), testing::hwmon_amdgpu());
+    HwmonSource source(tree.paths());
+    ASSERT_TRUE(source.probe().available);
+    (void)source.sample();
+    SysfsWriter(tree).write(hwmon_file(5, "power1_cap"), bad);
+    Sample s = source.sample();
+    EXPECT_TRUE(s.errors.empty()) << "a bad cap is no energy error";
+    ASSERT_EQ(s.readings.size(), 1u);
+    ASSERT_TRUE(source.gpu_power_limits()[0].watts.has_value()) << bad;
+    EXPECT_DOUBLE_EQ(*source.gpu_power_limits()[0].watts, 203.0) << bad;
+  }
+  for (const char* bad : {"abc\n", "99999999999999\n"}) {
+    TempTree tree;
+    testing::write_hwmon(SysfsWriter(tree), testing::hwmon_amdgpu());
+    SysfsWriter(tree).write(hwmon_file(5, "power1_cap"), bad);
+    HwmonSource source(tree.paths());
+    ASSERT_TRUE(source.probe().available);
+    (void)source.sample();
+    auto limits = source.gpu_power_limits();
+    EXPECT_FALSE(limits[0].watts.has_value()) << bad;
+    EXPECT_THAT(limits[0].why, HasSubstr("hwmon5/power1_cap")) << bad;
+  }
+}
+
+// i915 and xe have no cap: their limit is PL1 in power1_max, and 0 there means PL1 is off.
+TEST(Hwmon, IntelGpusStateTheirSustainedLimitInPowerMax) {
+  TempTree tree;
+  testing::HwmonScenario scenario;
+  scenario.chips.push_back({4,
+                            "i915",
+                            "devices/pci0000:00/0000:00:02.0",
+                            {{"energy1_input", "123456789\n"}, {"power1_max", "35000000\n"}}});
+  testing::write_hwmon(SysfsWriter(tree), scenario);
+  HwmonSource source(tree.paths());
+  ASSERT_TRUE(source.probe().available);
+  (void)source.sample();
+  ASSERT_TRUE(source.gpu_power_limits().at(0).watts.has_value());
+  EXPECT_DOUBLE_EQ(*source.gpu_power_limits()[0].watts, 35.0);
+  SysfsWriter(tree).write(hwmon_file(4, "power1_max"), "0\n");
+  (void)source.sample();
+  EXPECT_FALSE(source.gpu_power_limits()[0].watts.has_value());
+  EXPECT_THAT(source.gpu_power_limits()[0].why, HasSubstr("the limit is off"));
 }
 
 TEST(Hwmon, KeysSurviveRenumberingAndTwoChipsOfOneNameAreToldApartByDevice) {

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -141,7 +143,8 @@ TEST(Nvml, MigMakesTheGpuUnsplittableAndSaysWhy) {
   EXPECT_EQ(nvml.devices()[0].mig, "on");
 }
 
-// Absurd answers (utilisation 250 %, power 2^32-1 mW) are refused, not passed on as values.
+// Absurd answers (utilisation 250 %, power and power limit 2^32-1 mW) are refused, not passed on as
+// values.
 TEST(Nvml, AbsurdAnswersAreRefused) {
   fake(kPhased, "garbage:0");
   NvmlSource nvml(WATTPROBE_FAKE_NVML);
@@ -156,6 +159,56 @@ TEST(Nvml, AbsurdAnswersAreRefused) {
       EXPECT_LT(r.watts, 10'000);
     }
   }
+  // A limit of 2^32-1 mW is no limit: refused, said so, and the GPU still measures.
+  std::vector<GpuPowerLimit> limits = nvml.power_limits();
+  ASSERT_EQ(limits.size(), 1u);
+  EXPECT_FALSE(limits[0].watts.has_value()) << *limits[0].watts;
+  EXPECT_NE(limits[0].why.find("4294967295 mW is out of range"), std::string::npos)
+      << limits[0].why;
+  EXPECT_NE(reading(s, 0), nullptr);
+}
+
+// Each GPU's enforced power limit is its trace's (the H200s were limited to 700 W), per device.
+TEST(Nvml, EachGpuStatesItsEnforcedPowerLimit) {
+  fake(kPhased + "," + kRandom);
+  NvmlSource nvml(WATTPROBE_FAKE_NVML);
+  ASSERT_TRUE(nvml.probe().available);
+  (void)nvml.sample();
+  std::vector<GpuPowerLimit> limits = nvml.power_limits();
+  ASSERT_EQ(limits.size(), 2u);
+  for (int gpu : {0, 1}) {
+    EXPECT_EQ(limits[gpu].source, "nvml");
+    EXPECT_EQ(limits[gpu].device, gpu);
+    ASSERT_TRUE(limits[gpu].watts.has_value()) << limits[gpu].why;
+    EXPECT_DOUBLE_EQ(*limits[gpu].watts, 700.0);
+  }
+  std::vector<std::string> doctor = nvml.doctor_report();
+  EXPECT_NE(std::find(doctor.begin(), doctor.end(), "  power limit: 700.0 W (enforced)"),
+            doctor.end());
+}
+
+// A GPU without power management answers NOT_SUPPORTED: no limit, said why, and the source
+// measures as before.
+TEST(Nvml, AGpuThatStatesNoPowerLimitHasNoneAndStillMeasures) {
+  testing::TempTree t;
+  std::ifstream in(kPhased);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string field = "\"power_limit_mw\": 700000, ";
+  const auto at = text.find(field);
+  ASSERT_NE(at, std::string::npos) << "the trace header states the H200's limit";
+  text.erase(at, field.size());
+  const std::string trace = (t.root() / "no-limit.jsonl").string();
+  std::ofstream(trace) << text;
+  fake(trace);
+  NvmlSource nvml(WATTPROBE_FAKE_NVML);
+  ASSERT_TRUE(nvml.probe().available);
+  Sample s = nvml.sample();
+  EXPECT_NE(reading(s, 0), nullptr);
+  EXPECT_TRUE(s.errors.empty()) << s.errors.front().message();
+  std::vector<GpuPowerLimit> limits = nvml.power_limits();
+  ASSERT_EQ(limits.size(), 1u);
+  EXPECT_FALSE(limits[0].watts.has_value());
+  EXPECT_NE(limits[0].why.find("NOT_SUPPORTED"), std::string::npos) << limits[0].why;
 }
 
 // The samples name live processes: the running list and samples come from the trace, mapped.

@@ -23,6 +23,7 @@ from wattprobe_e2e import (Cgroups, near, scrape, series, start_agent, start_dri
 PDEV = "0000:03:00.0"
 GPU_WATTS = 60.0
 GPU_IDLE = 20.0
+GPU_CAP = 203.0  # power1_cap; power1_cap_max (the largest cap one may set) is higher
 
 
 def write_atomic(path, text):
@@ -33,14 +34,16 @@ def write_atomic(path, text):
 
 
 def amdgpu_chip(sysfs):
-    """An amdgpu hwmon chip as the kernel lays it out: power1_average in µW, a label, and the
-    `device` link to its PCI device."""
+    """An amdgpu hwmon chip as the kernel lays it out: power1_average and its power cap
+    (power1_cap, power1_cap_max) in µW, a label, and the `device` link to its PCI device."""
     dev = os.path.join(sysfs, "sys/devices/pci0000:00", PDEV)
     hw = os.path.join(dev, "hwmon/hwmon3")
     os.makedirs(hw)
     write_atomic(os.path.join(hw, "name"), "amdgpu\n")
     write_atomic(os.path.join(hw, "power1_average"), f"{int(GPU_WATTS * 1e6)}\n")
     write_atomic(os.path.join(hw, "power1_label"), "PPT\n")
+    write_atomic(os.path.join(hw, "power1_cap"), f"{int(GPU_CAP * 1e6)}\n")
+    write_atomic(os.path.join(hw, "power1_cap_max"), f"{int(241 * 1e6)}\n")
     os.symlink("../../../" + PDEV, os.path.join(hw, "device"))
     cls = os.path.join(sysfs, "sys/class/hwmon")
     os.makedirs(cls, exist_ok=True)
@@ -153,6 +156,9 @@ def main():
                 assert value(m1, "wattprobe_gpu_split_info", source="hwmon", device="0",
                              split="busy_time") == 1
                 assert value(m1, "wattprobe_agent_conservation_violations_total") == 0
+                cap = value(m1, "wattprobe_gpu_power_limit_watts", source="hwmon", device="0")
+                assert cap == GPU_CAP, f"power limit {cap} W, power1_cap says {GPU_CAP} W"
+                print(f"ok: wattprobe_gpu_power_limit_watts is power1_cap's {cap:.0f} W")
 
                 # Nobody adds busy time: the dynamic energy is unattributed, and said why.
                 procfs.busy.clear()

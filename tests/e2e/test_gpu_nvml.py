@@ -134,6 +134,12 @@ def main_case():
         assert splits == {"sampled"}, splits
         info = series(m, "wattprobe_gpu_info")
         assert len(info) == 2 and all(l["energy"] == "counter" for l, _ in info), info
+        # The H200s of the traces were limited to 700 W (their header's power_limit_mw), and
+        # NVML's enforced limit is what the family says, per device.
+        for dev in (0, 1):
+            limit = value(m, "wattprobe_gpu_power_limit_watts", source="nvml", device=str(dev))
+            assert limit == 700, f"GPU {dev}: power limit {limit} W, the trace states 700 W"
+        print("ok: wattprobe_gpu_power_limit_watts is the traces' 700 W for both GPUs")
         measured = {l["source"]: l["measured"] for l, _ in series(m, "wattprobe_energy_source_info")}
         assert measured == {"rapl_powercap": "true", "nvml": "true"}, measured
         # The fixture tree has no PCI bus: NVML's two GPUs are what embodied carbon counts.

@@ -1,6 +1,7 @@
 """`wattprobe validate --quick` (issue 17) on the powercap fixture that follows the real load
 (20 W + 40 W x the host's busy fraction, wrapping every few seconds), as CI runs it: every check
-named in the issue is there, every check that ran passed, the exit code says so, and report.md
+named in the issue is there (a GPU's power against its limit, with a recorded H200 through the
+fake libnvidia-ml.so.1 beside the powercap zones), every check that ran passed, the exit code says so, and report.md
 and the plot are written. --idle-truth gives the fixture's known 20 W idle, so the estimator's
 error is judged. Also: a bad option is refused with exit 2, naming it."""
 
@@ -12,6 +13,12 @@ import subprocess
 import tempfile
 
 from wattprobe_e2e import BIN, cgroup2_root, skip, start_driver
+
+FAKE_NVML = os.environ.get("WATTPROBE_FAKE_NVML", "build/fake_nvml/libnvidia-ml.so.1")
+DATA = os.environ.get("WATTPROBE_TEST_DATA", os.path.join(os.path.dirname(__file__), "../data"))
+# Its busiest 3 s drew 604 W of the H200's 700 W: the replay steps every 0.1 s, so a 3-tick window
+# may read up to ~4 % high, still well under the limit (the phased trace's 686 W would not be).
+RANDOM = os.path.join(DATA, "nvml/h200-random-periods-50-30-20.jsonl")
 
 PREFIXES = ("attribution", "conservation", "short_lived", "idle", "counter")
 
@@ -35,10 +42,13 @@ def quick_on_fixture():
         with start_driver(root, "--scenario", "one_socket", "--watts", "package=20",
                           "--follow-load", "idle=20,k=40", "--period-ms", "20",
                           "--max-range-uj", "200000000"):
+            # A GPU beside it through the fake libnvidia-ml.so.1, replaying a recorded H200
+            # (limited to 700 W): its power is held to the limit NVML states.
+            env = dict(os.environ, WATTPROBE_FAKE_NVML_TRACE=RANDOM, WATTPROBE_FAKE_NVML_START="5")
             r = subprocess.run([BIN, "validate", "--quick", "--out", out, "--sysfs-root", root,
-                                "--sources", "rapl_powercap", "--accounting", "auto",
-                                "--idle-truth", "package=20"],
-                               capture_output=True, text=True, timeout=300)
+                                "--sources", "rapl_powercap,nvml", "--nvml-library", FAKE_NVML,
+                                "--accounting", "auto", "--idle-truth", "package=20"],
+                               capture_output=True, text=True, timeout=300, env=env)
         print(r.stdout)
         if r.returncode not in (0, 1):
             raise AssertionError(f"validate exited {r.returncode}: {r.stderr}")
@@ -68,6 +78,10 @@ def quick_on_fixture():
         wraps = [c for c in checks if c["name"] == "counter_totals_monotonic"]
         seen = re.search(r"(\d+) powercap register wrap", wraps[0]["detail"]) if wraps else None
         assert seen and int(seen.group(1)) > 0, f"no wrap happened during the run: {wraps}"
+        gpu = [c for c in checks if c["name"] == "counter_power_plausible_gpu_nvml_0"]
+        assert gpu and gpu[0]["pass"] is True and gpu[0]["bound"] == 700 and gpu[0]["value"] > 50, \
+            f"the H200's power vs its 700 W limit: {gpu}"
+        print(f"ok: GPU 0 drew at most {gpu[0]['value']:.0f} W over 3 ticks, under its 700 W limit")
         failed = [c for c in checks if c["pass"] is False]
         assert not failed, "checks failed on the fixture:\n" + "\n".join(
             f"  {c['name']}: {c['value']} {c['unit']} (bound {c['bound']}, {c['kind']}): "

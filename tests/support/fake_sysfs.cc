@@ -242,6 +242,20 @@ HwmonScenario hwmon_amd_energy() {
   return s;
 }
 
+HwmonScenario hwmon_amdgpu() {
+  HwmonScenario s;
+  s.chips.push_back(FakeHwmonChip{5,
+                                  "amdgpu",
+                                  "devices/pci0000:00/0000:03:00.0",
+                                  {{"power1_average", "35000000\n"},
+                                   {"power1_label", "PPT\n"},
+                                   {"power1_cap", "203000000\n"},
+                                   {"power1_cap_default", "203000000\n"},
+                                   {"power1_cap_min", "0\n"},
+                                   {"power1_cap_max", "241000000\n"}}});
+  return s;
+}
+
 std::string hwmon_file(int index, std::string_view file) {
   return "sys/class/hwmon/hwmon" + std::to_string(index) + "/" + std::string(file);
 }

@@ -99,6 +99,9 @@ HwmonScenario hwmon_acpi_power_meter();
 /// Out-of-tree amd_energy on 2 sockets × 2 cores: energy1..4 are Ecore000..Ecore003, energy5/6
 /// are Esocket0/Esocket1, µJ accumulated to 64 bits by the driver.
 HwmonScenario hwmon_amd_energy();
+/// An amdgpu chip (hwmon5, PCI device 0000:03:00.0) drawing 35 W in power1_average, its power
+/// cap 203 W in power1_cap (µW) and the largest settable cap, 241 W, in power1_cap_max.
+HwmonScenario hwmon_amdgpu();
 
 /// "sys/class/hwmon/hwmon<index>/<file>".
 std::string hwmon_file(int index, std::string_view file);

@@ -4,6 +4,8 @@
 
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace wattprobe {
 namespace {
@@ -134,6 +136,70 @@ TEST(ValidateChecks, PowerAboveTheZonesLimitOverThreeTicksFails) {
   ASSERT_TRUE(bad && bad->pass);
   EXPECT_FALSE(*bad->pass);
   EXPECT_NEAR(*bad->value, 60, 1e-9);
+}
+
+/// Adds a GPU row (source, device) drawing `watts` to every tick, and the limit its driver
+/// states (none when `limit` < 0).
+void add_gpu(std::vector<ValidateTick>& ticks, const std::string& source, const std::string& device,
+             double watts, double limit) {
+  for (size_t i = 0; i < ticks.size(); ++i) {
+    auto s = std::make_shared<Snapshot>(*ticks[i].snapshot);
+    for (auto& f : s->families) {
+      if (f.name == "wattprobe_node_energy_joules_total") {
+        f.series.push_back({{{"source", source}, {"domain", "gpu"}, {"socket", device}},
+                            watts * ticks[i].seconds});
+      }
+    }
+    if (limit >= 0) {
+      Family* f = nullptr;
+      for (auto& g : s->families)
+        if (g.name == "wattprobe_gpu_power_limit_watts") f = &g;
+      if (!f) {
+        s->families.push_back({"wattprobe_gpu_power_limit_watts", "", MetricType::gauge, {}});
+        f = &s->families.back();
+      }
+      f->series.push_back({{{"source", source}, {"device", device}}, limit});
+    }
+    ticks[i].snapshot = s;
+  }
+}
+
+TEST(ValidateChecks, AGpuUnderItsPowerLimitPasses) {
+  auto ticks = run(20, 5, 60, 5);
+  add_gpu(ticks, "nvml", "0", 450, 700);
+  const auto c =
+      find(counter_checks(ticks, {0, 5}, {5, 10}, {}), "counter_power_plausible_gpu_nvml_0");
+  ASSERT_TRUE(c && c->pass);
+  EXPECT_TRUE(*c->pass);
+  EXPECT_NEAR(*c->value, 450, 1e-9);
+  EXPECT_EQ(c->bound, 700);
+  EXPECT_EQ(c->kind, "max");
+  EXPECT_EQ(c->unit, "W");
+}
+
+TEST(ValidateChecks, AGpuOverItsPowerLimitFails) {
+  auto ticks = run(20, 5, 60, 5);
+  add_gpu(ticks, "nvml", "0", 450, 700);
+  add_gpu(ticks, "hwmon", "1", 250, 203);
+  auto checks = counter_checks(ticks, {0, 5}, {5, 10}, {});
+  const auto bad = find(checks, "counter_power_plausible_gpu_hwmon_1");
+  ASSERT_TRUE(bad && bad->pass);
+  EXPECT_FALSE(*bad->pass);
+  EXPECT_NEAR(*bad->value, 250, 1e-9);
+  const auto ok = find(checks, "counter_power_plausible_gpu_nvml_0");
+  ASSERT_TRUE(ok && ok->pass);
+  EXPECT_TRUE(*ok->pass) << "each GPU against its own limit";
+}
+
+TEST(ValidateChecks, AGpuThatStatesNoPowerLimitIsNotRunAndSaysWhy) {
+  auto ticks = run(20, 5, 60, 5);
+  add_gpu(ticks, "nvml", "0", 450, -1);
+  auto checks = counter_checks(ticks, {0, 5}, {5, 10}, {});
+  const auto c = find(checks, "counter_power_plausible_gpu_nvml_0");
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->pass.has_value());
+  EXPECT_NE(c->detail.find("states no power limit"), std::string::npos) << c->detail;
+  EXPECT_FALSE(find(checks, "counter_power_plausible_gpu")) << "the placeholder is gone";
 }
 
 TEST(ValidateChecks, ASecondMeterMustHoldWhatItCovers) {

@@ -20,7 +20,10 @@
 //       mig:I                     device I is in MIG mode: GetMigMode current 1, per-process
 //                                 utilisation NOT_SUPPORTED, as real MIG devices answer
 //       accounting:I              GetAccountingMode says ENABLED for device I (read only)
-//       garbage:I                 device I answers absurd values (util 250 %, power 2^32-1 mW)
+//       garbage:I                 device I answers absurd values (util 250 %, power and power
+//                                 limit 2^32-1 mW)
+// nvmlDeviceGetEnforcedPowerLimit answers the trace header's device.power_limit_mw, and
+// NVML_ERROR_NOT_SUPPORTED for a trace whose header has none (as GPUs without power management).
 // Replay runs in real time from nvmlInit_v2: a call at elapsed time e answers the last record
 // with t <= START + e, and holds the last record after the end of the trace.
 
@@ -59,6 +62,7 @@ struct Record {
 struct Device {
   std::string uuid, name;
   std::vector<Record> records;
+  long long power_limit_mw = -1;  // -1: the header states none
   double lost_at = -1;
   double reset_at = -1;
   bool energy_unsupported = false;
@@ -128,6 +132,8 @@ bool load() {
         d.uuid = j["device"]["uuid"].get<std::string>();
         d.name = j["device"]["name"].get<std::string>();
         driver = j["device"]["driver"].get<std::string>();
+        if (j["device"].contains("power_limit_mw"))
+          d.power_limit_mw = j["device"]["power_limit_mw"].get<unsigned>();
         header = false;
         continue;
       }
@@ -330,6 +336,21 @@ __attribute__((visibility("default"))) nvmlReturn_t nvmlDeviceGetPowerUsage(nvml
   if (nvmlReturn_t r = check(h, &d)) return r;
   if (!power) return NVML_ERROR_INVALID_ARGUMENT;
   *power = d->garbage ? 0xFFFFFFFFu : d->records[record_index(*d, elapsed())].power_mw;
+  return NVML_SUCCESS;
+}
+
+__attribute__((visibility("default"))) nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(
+    nvmlDevice_t h, unsigned* limit) {
+  std::lock_guard lock(mu);
+  Device* d = nullptr;
+  if (nvmlReturn_t r = check(h, &d)) return r;
+  if (!limit) return NVML_ERROR_INVALID_ARGUMENT;
+  if (d->garbage) {
+    *limit = 0xFFFFFFFFu;
+    return NVML_SUCCESS;
+  }
+  if (d->power_limit_mw < 0) return NVML_ERROR_NOT_SUPPORTED;
+  *limit = static_cast<unsigned>(d->power_limit_mw);
   return NVML_SUCCESS;
 }
 
