@@ -1,33 +1,16 @@
 #include "exporters/gzip_body.h"
 
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <random>
 #include <string>
 
+#include "tests/support/gunzip.h"
+
 namespace wattprobe {
 namespace {
 
-/// What a client's gzip decoder gets (zlib in gzip mode checks the CRC and size), or "<error>".
-std::string gunzip(const std::string& body) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return "<error>";
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
-  zs.avail_in = static_cast<uInt>(body.size());
-  std::string out;
-  int rc = Z_OK;
-  char buf[65536];
-  while (rc == Z_OK) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof buf;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    out.append(buf, sizeof buf - zs.avail_out);
-  }
-  const bool whole = rc == Z_STREAM_END && zs.avail_in == 0;
-  inflateEnd(&zs);
-  return whole ? out : "<error>";
-}
+using testing::gunzip;
 
 std::string join(std::string_view first, std::string_view second, int level) {
   const DeflatedPiece a = deflate_piece(first, level, /*last=*/false);

@@ -3,7 +3,6 @@
 #include <crypt.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <atomic>
 #include <mutex>
@@ -12,9 +11,12 @@
 #include <vector>
 
 #include "exporters/prometheus_text.h"
+#include "tests/support/gunzip.h"
 
 namespace wattprobe {
 namespace {
+
+using testing::gunzip;
 
 SnapshotPtr snapshot_of(int workloads, double value) {
   auto snap = std::make_shared<Snapshot>();
@@ -153,24 +155,6 @@ Answer request(int port, const char* method, const char* accept_encoding,
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
   return a;
-}
-
-std::string gunzip(const std::string& body) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return "<error>";
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
-  zs.avail_in = static_cast<uInt>(body.size());
-  std::string out;
-  int rc = Z_OK;
-  char buf[65536];
-  while (rc == Z_OK) {
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof buf;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    out.append(buf, sizeof buf - zs.avail_out);
-  }
-  inflateEnd(&zs);
-  return rc == Z_STREAM_END && zs.avail_in == 0 ? out : "<error>";
 }
 
 bool ends_with(const std::string& s, const std::string& tail) {
