@@ -184,12 +184,12 @@ def estimated_mode():
 
 
 # The learned idle is the intercept of a Theil-Sen line of power on utilisation
-# (docs/methodology.md, "The idle estimator"). The fixture draws exactly 20 W + 60 W x busy, read
-# from /proc/stat every 20 ms, and its own 1 s samples regress to 19.7 W; the agent's per-tick
-# pairs scatter more (its utilisation and energy windows are not the fixture's, and eBPF counts
-# an idle stretch only when the CPU leaves idle). The least-squares line used before found
-# 15.4-23.6 W over ~20 ticks on a shared 2-CPU host (8 runs); the medians are meant to bring that
-# within 5 % (validate --idle-truth checks 5 % in tests/e2e/test_validate.py). 6 W here still tells
+# (docs/methodology.md, "The idle estimator"). The fixture draws exactly 20 W + 60 W x busy, with
+# busy the host's capacity less /proc/stat's idle time every 20 ms; the agent's per-tick pairs
+# scatter more (its utilisation and energy windows are not the fixture's, and eBPF counts an idle
+# stretch only when the CPU leaves idle). The least-squares line used before found 15.4-23.6 W
+# over ~20 ticks on a shared 2-CPU host (8 runs); the medians found 20.19 W here (validate
+# --idle-truth checks 5 % in tests/e2e/test_validate.py). 6 W here still tells
 # a working estimator from a broken one: no estimate at all reads 0 W, and one that fell back to
 # the low-utilisation mean is asserted against by its method label.
 IDLE_TOLERANCE_W = 6.0

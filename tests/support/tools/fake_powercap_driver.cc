@@ -8,15 +8,17 @@
 // each zone's energy_uj (wrapping at max_energy_range_uj) and rewrites FILE atomically with
 // {"elapsed_s":..,"joules":{"<zone>":..},"watts":{"<zone>":..},"busy":..}: the exact energy
 // added since start. --follow-load sets every package zone to idle + k × the busy fraction of the
-// real host's CPUs (the real /proc/stat, not DIR's) over the last period, so a test can burn CPU
-// and know the ground-truth energy. --stall-file: while FILE exists, the zones it names (keys
-// separated by commas or newlines, e.g. "intel-rapl:0") hold their energy_uj, as a counter a
-// hypervisor does not advance; once FILE is gone they move on from there. Stops on SIGTERM/SIGINT
-// or after --duration-s.
+// real host's CPUs over the last period (capacity less the real /proc/stat's idle time, not DIR's),
+// so a test can burn CPU and know the ground-truth energy. --stall-file: while FILE exists, the
+// zones it names (keys separated by commas or newlines, e.g. "intel-rapl:0") hold their energy_uj,
+// as a counter a hypervisor does not advance; once FILE is gone they move on from there. Stops on
+// SIGTERM/SIGINT or after --duration-s.
 
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -74,24 +76,29 @@ std::map<std::string, double> parse_pairs(std::string_view text, std::string_vie
 }
 
 struct CpuTimes {
-  unsigned long long busy = 0;
-  unsigned long long total = 0;
+  unsigned long long idle = 0;  // idle + iowait, USER_HZ ticks
+  int cpus = 0;                 // cpuN lines: the CPUs online now
 };
 
-// The aggregate "cpu" line of the real host's /proc/stat, in USER_HZ ticks. guest time is already
-// inside user, so it is not added again.
+// The real host's idle time from /proc/stat. Hardware power follows how long the CPUs were not
+// idle, and the idle fields are the kernel's exact (NO_HZ) idle time, where user and system are
+// sampled at the scheduler tick: a host whose only work is short timer wakeups (this driver, an
+// agent) read several percent busy from them and drew 1-3 W above its idle at "idle".
 std::optional<CpuTimes> read_host_cpu() {
   std::ifstream in("/proc/stat");
   std::string label;
-  unsigned long long user, nice, system, idle, iowait, irq, softirq, steal = 0;
-  if (!(in >> label >> user >> nice >> system >> idle >> iowait >> irq >> softirq) ||
-      label != "cpu") {
+  unsigned long long user, nice, system, idle, iowait;
+  if (!(in >> label >> user >> nice >> system >> idle >> iowait) || label != "cpu") {
     return std::nullopt;
   }
-  in >> steal;
   CpuTimes t;
-  t.busy = user + nice + system + irq + softirq + steal;
-  t.total = t.busy + idle + iowait;
+  t.idle = idle + iowait;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > 3 && line.compare(0, 3, "cpu") == 0 && line[3] >= '0' && line[3] <= '9')
+      ++t.cpus;
+  }
+  if (t.cpus == 0) return std::nullopt;
   return t;
 }
 
@@ -221,6 +228,8 @@ int main(int argc, char** argv) {
     }
     std::optional<CpuTimes> last_cpu;
     double busy = 0;
+    double carried_busy_s = 0;  // CPU-seconds of busy time owed to (< 0: taken from) next periods
+    const long clock_ticks_per_s = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
     if (follow_idle) {
       last_cpu = read_host_cpu();
       if (!last_cpu) usage("cannot read the host's /proc/stat for --follow-load");
@@ -251,11 +260,19 @@ int main(int argc, char** argv) {
       // After a SIGSTOP the deadlines are in the past; start again from now rather than catch up.
       if (seconds_since(deadline, now) > period_ms / 1000) deadline = now;
       if (follow_idle) {
-        // The load of the period just ended sets its power. /proc/stat moves in 10 ms ticks, so a
-        // period with no tick keeps the last fraction and the next one measures both.
-        if (auto cpu = read_host_cpu(); cpu && cpu->total > last_cpu->total) {
-          busy = static_cast<double>(cpu->busy - last_cpu->busy) /
-                 static_cast<double>(cpu->total - last_cpu->total);
+        // The load of the period just ended sets its power: the CPUs' capacity over the period
+        // less their idle time. /proc/stat shows idle in 10 ms units, so one period can read
+        // more or less idle than it had; what falls outside [0, capacity] is carried to the
+        // next periods rather than clamped away, so the energy of any stretch follows its busy
+        // time.
+        if (auto cpu = read_host_cpu()) {
+          const double capacity_s = cpu->cpus * seconds_since(last, now);
+          const double idle_s = static_cast<double>(cpu->idle - last_cpu->idle) /
+                                static_cast<double>(clock_ticks_per_s);
+          const double busy_s = capacity_s - idle_s + carried_busy_s;
+          const double used_s = std::clamp(busy_s, 0.0, capacity_s);
+          carried_busy_s = busy_s - used_s;
+          busy = capacity_s > 0 ? used_s / capacity_s : 0;
           last_cpu = cpu;
         }
         driver.set_domain_watts("package", *follow_idle + *follow_k * busy);
