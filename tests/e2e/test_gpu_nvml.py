@@ -26,6 +26,9 @@ PHASED = os.path.join(DATA, "nvml/h200-phased-75-25.jsonl")
 RANDOM = os.path.join(DATA, "nvml/h200-random-periods-50-30-20.jsonl")
 
 
+# Above PID_MAX_LIMIT (4,194,304 on 64-bit Linux): never a live process.
+NO_SUCH_PID = 4194305
+
 def fake_env(traces, start=5, pids="", faults="", log=""):
     for k in list(os.environ):
         if k.startswith("WATTPROBE_FAKE_NVML_"):
@@ -95,9 +98,11 @@ def main_case():
     try:
         procs = [start_in(groups.paths["gpu-a.service"]), start_in(groups.paths["gpu-b.service"])]
         a, b = procs[0].pid, procs[1].pid
-        # Phased trace: 430 = A, 431 = B. Random trace: 433 = A, 434 = B, 435 (C) left unmapped:
-        # a recorded pid with no live process is a process gone between samples.
-        fake_env([PHASED, RANDOM], start=5, pids=f"430={a},431={b},433={a},434={b}", log=log)
+        # Phased trace: 430 = A, 431 = B. Random trace: 433 = A, 434 = B, 435 (C) a pid no process
+        # can have: a process gone between samples. (Left as 435, it was now and then a live
+        # process of someone else's: pid_max is 32768 on small hosts, and pids wrap.)
+        fake_env([PHASED, RANDOM], start=5,
+                 pids=f"430={a},431={b},433={a},434={b},435={NO_SUCH_PID}", log=log)
         with start_driver(root, "--scenario", "one_socket", "--watts", "package=30",
                           "--period-ms", "20"), \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap,nvml",
