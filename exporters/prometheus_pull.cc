@@ -182,12 +182,14 @@ class MetricsEndpoint {
       return 405;
     }
     const bool gzip = accepts_gzip(mg_get_header(conn, "Accept-Encoding"));
-    std::size_t sent = 0;
     try {
       const std::string lead = prometheus::TextSerializer().Serialize(registry_->Collect());
       MetricsPage page = cache_.page(gzip);
-      sent =
-          gzip ? send_gzip(conn, head, lead, *page.gzip) : send_plain(conn, head, lead, *page.text);
+      if (gzip) {
+        send_gzip(conn, head, lead, *page.gzip);
+      } else {
+        send_plain(conn, head, lead, *page.text);
+      }
     } catch (const std::exception& e) {
       // zlib out of memory, or the render's allocation: an answer, never an exception into
       // civetweb's C frames.
@@ -197,8 +199,6 @@ class MetricsEndpoint {
       return 500;
     }
     if (!head) {
-      bytes_.Increment(static_cast<double>(sent));
-      scrapes_.Increment();
       latencies_.Observe(static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - start)
                                                  .count()));
@@ -220,21 +220,28 @@ class MetricsEndpoint {
     mg_response_header_send(conn);
   }
 
-  static std::size_t send_plain(mg_connection* conn, bool head, const std::string& lead,
-                                const std::string& text) {
+  // A scrape is counted before its body goes out: a client that reads the body and scrapes
+  // again at once then sees it counted, where counting after the writes raced its next request.
+  void count(std::size_t length) {
+    bytes_.Increment(static_cast<double>(length));
+    scrapes_.Increment();
+  }
+
+  void send_plain(mg_connection* conn, bool head, const std::string& lead,
+                  const std::string& text) {
     const std::size_t length = lead.size() + text.size();
     send(conn, 200, length, nullptr);
     if (!head) {
+      count(length);
       mg_write(conn, lead.data(), lead.size());
       mg_write(conn, text.data(), text.size());
     }
-    return length;
   }
 
   // One gzip member: the exposer_* lines deflated now, joined to the snapshot's text deflated
   // once for all of its scrapes, under one CRC.
-  std::size_t send_gzip(mg_connection* conn, bool head, const std::string& lead,
-                        const DeflatedPiece& text) {
+  void send_gzip(mg_connection* conn, bool head, const std::string& lead,
+                 const DeflatedPiece& text) {
     const DeflatedPiece first = deflate_piece(lead, kMetricsGzipLevel, /*last=*/false);
     std::string prefix(gzip_header());
     prefix += first.bytes;
@@ -242,11 +249,11 @@ class MetricsEndpoint {
     const std::size_t length = prefix.size() + text.bytes.size() + trailer.size();
     send(conn, 200, length, "gzip");
     if (!head) {
+      count(length);
       mg_write(conn, prefix.data(), prefix.size());
       mg_write(conn, text.bytes.data(), text.bytes.size());
       mg_write(conn, trailer.data(), trailer.size());
     }
-    return length;
   }
 
   MetricsPageCache cache_;

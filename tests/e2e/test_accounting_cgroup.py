@@ -11,7 +11,7 @@ import os
 import subprocess
 
 from test_attribution import ground_truth, short_lived
-from wattprobe_e2e import BIN, scrape, series, skip, start_agent
+from wattprobe_e2e import BIN, scrape, series, skip, start_agent, wait_until
 
 
 def held_tracepoints(pid):
@@ -34,9 +34,17 @@ def mode_of(metrics):
     return found[0]
 
 
+def first_snapshot(agent):
+    """A scrape once the first tick has published (until then /metrics has only exposer_*)."""
+    def published():
+        m = scrape(agent.url)
+        return m if series(m, "wattprobe_agent_accounting_mode") else None
+    return wait_until(published, 30, "the agent's first tick on /metrics")
+
+
 def auto_choice():
     with start_agent("--interval", "200ms", "--accounting", "auto") as agent:
-        m = scrape(agent.url)
+        m = first_snapshot(agent)
         tracepoints = held_tracepoints(agent.proc.pid)
         log = agent.stderr() + agent.stdout()
     assert mode_of(m) == "cgroup", (mode_of(m), log)
@@ -46,7 +54,7 @@ def auto_choice():
 
     with start_agent("--interval", "200ms", "--accounting", "auto",
                      "--process-metrics-top", "3") as agent:
-        m = scrape(agent.url)
+        m = first_snapshot(agent)
     assert mode_of(m) == "bpf", mode_of(m)
     print("ok: auto picks bpf with --process-metrics-top")
 
