@@ -49,8 +49,13 @@ def sci(state, rep):
         s = row["sci"]
         want = (row["operational_co2e_grams"] + row["embodied_co2e_grams"]) / units
         near(s["grams_per_unit"], want, 1e-9, f"SCI of {row.get('group', 'the total')}")
-        # E x I is the operational grams: E in kWh times the achieved I.
-        near(s["E_kwh"] * s["I_grams_per_kwh"], s["E_times_I_grams"], 1e-9, "E x I")
+        # E x I is the operational grams: E in kWh times the achieved I. A group with no
+        # energy (a kernel thread's few ms that fell in ticks with no dynamic energy) has no
+        # achieved intensity: I is null there, and E x I zero.
+        if s["E_kwh"] == 0:
+            assert s["I_grams_per_kwh"] is None and s["E_times_I_grams"] == 0, s
+        else:
+            near(s["E_kwh"] * s["I_grams_per_kwh"], s["E_times_I_grams"], 1e-9, "E x I")
         assert s["M_grams"] == row["embodied_co2e_grams"] and s["R"] == units
     # The SCI of the whole host's rows adds up to the total's: R is shared, grams add.
     parts = sum(g["sci"]["grams_per_unit"] for g in j["groups"])
