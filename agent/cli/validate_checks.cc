@@ -11,7 +11,6 @@ namespace wattprobe {
 namespace {
 
 constexpr const char* kNode = "wattprobe_node_energy_joules_total";
-constexpr const char* kPower = "wattprobe_node_power_watts";
 constexpr const char* kWorkload = "wattprobe_workload_energy_joules_total";
 constexpr const char* kIdle = "wattprobe_node_idle_energy_joules_total";
 constexpr const char* kUnattributed = "wattprobe_node_unattributed_energy_joules_total";
@@ -285,7 +284,11 @@ std::vector<ValidateCheck> counter_checks(const std::vector<ValidateTick>& ticks
     if (get(lv.first, "domain") == "gpu")
       gpus.insert({get(lv.first, "source"), get(lv.first, "socket")});
   }
-  for (const auto& [source, device] : gpus) {
+  for (const auto& gpu : gpus) {
+    // Named copies, not a structured binding: Debian 12's clang 15 (the fuzz build) refuses a
+    // binding captured by the lambda below.
+    const std::string& source = gpu.first;
+    const std::string& device = gpu.second;
     const std::string name = "counter_power_plausible_gpu_" + source + "_" + device;
     std::optional<double> limit;
     for (const auto& t : ticks) {
