@@ -12,7 +12,6 @@
 #include "exporters/web_config.h"
 
 namespace prometheus {
-class Collectable;
 class Exposer;
 }  // namespace prometheus
 
@@ -103,10 +102,5 @@ inline constexpr int kServerThreads = 48;
 
 /// The civetweb options the server starts with (listen address, timeouts, workers).
 std::vector<std::string> server_options(const std::string& listen);
-
-/// The snapshot through prometheus-cpp's Collectable, as /metrics was served before
-/// prometheus_text.h: the reference the renderer's tests and benchmark compare with.
-std::shared_ptr<prometheus::Collectable> make_snapshot_collectable(
-    std::function<SnapshotPtr()> snapshot);
 
 }  // namespace wattprobe

@@ -19,6 +19,7 @@
 #include "exporters/prometheus_text.h"
 #include "tests/bench/bench_inputs.h"
 #include "tests/support/fake_sysfs.h"
+#include "tests/support/snapshot_collectable.h"
 #include "tests/support/temp_tree.h"
 
 namespace wattprobe {
@@ -170,7 +171,7 @@ void BM_RenderMetricsPrometheusCpp(benchmark::State& state) {
   std::size_t series = 0;
   auto snap = attribution_snapshot(static_cast<std::size_t>(state.range(0)), series);
   prometheus::TextSerializer text;
-  auto collectable = make_snapshot_collectable([snap] { return SnapshotPtr(snap); });
+  auto collectable = testing::make_snapshot_collectable([snap] { return SnapshotPtr(snap); });
   const bool gzip = state.range(1) != 0;
   for (auto _ : state) {
     std::string out = text.Serialize(collectable->Collect());

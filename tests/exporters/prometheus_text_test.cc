@@ -12,6 +12,7 @@
 
 #include "agent/cli/exposition_text.h"
 #include "exporters/prometheus_pull.h"
+#include "tests/support/snapshot_collectable.h"
 
 namespace wattprobe {
 namespace {
@@ -27,7 +28,7 @@ std::vector<ExpositionFamily> parse(const std::string& text, std::string_view wh
 
 std::string prometheus_cpp_text(const SnapshotPtr& snap) {
   return prometheus::TextSerializer().Serialize(
-      make_snapshot_collectable([snap] { return snap; })->Collect());
+      testing::make_snapshot_collectable([snap] { return snap; })->Collect());
 }
 
 bool same_double(double a, double b) {
