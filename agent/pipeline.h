@@ -8,6 +8,7 @@
 
 #include "agent/base/result.h"
 #include "agent/base/series_starts.h"
+#include "agent/base/sink.h"
 #include "agent/base/snapshot.h"
 #include "agent/carbon/carbon.h"
 #include "agent/device_health.h"
@@ -26,17 +27,6 @@
 #include "exporters/remote_write.h"
 
 namespace wattprobe {
-
-/// Takes every published snapshot, on the sampling thread, after the tick: remote-write queues
-/// it, /healthz notes the time, `top`'s screen wakes up. The HTTP exporter needs no sink: it
-/// reads Pipeline::snapshot() when scraped.
-class SnapshotSink {
- public:
-  virtual ~SnapshotSink() = default;
-  virtual void on_snapshot(const SnapshotPtr& snapshot) = 0;
-  /// The sink's own metrics, added to every snapshot.
-  virtual void append_families(std::vector<Family>&) const {}
-};
 
 /// Where start-up and the stages say what happened: one line each, without a prefix. main
 /// prints them; nothing below the pipeline prints.
