@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agent/base/result.h"
+#include "agent/base/snapshot.h"
 
 namespace wattprobe {
 
@@ -76,6 +77,10 @@ class EnergySource {
   virtual Availability probe() = 0;
   /// Reads every counter found by probe(). Never throws.
   virtual Sample sample() = 0;
+  /// The source's own families, beyond the energy the meter books from its readings (hwmon's
+  /// rails, a BMC's info series): added to every snapshot after the tick. The pipeline calls it
+  /// on every chosen source and names none.
+  virtual void append_families(std::vector<Family>&) const {}
 };
 
 }  // namespace wattprobe

@@ -79,7 +79,7 @@ class HwmonSource : public EnergySource {
   std::vector<GpuPowerLimit> gpu_power_limits() const;
 
   /// wattprobe_hwmon_rail_info: one series per rail, saying its energy is integrated power.
-  void append_families(std::vector<Family>& out) const;
+  void append_families(std::vector<Family>& out) const override;
 
  private:
   HostPaths paths_;
