@@ -8,7 +8,6 @@
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/registry.h"
 #include "agent/privileges.h"
-#include "collectors/gpu_power_limit.h"
 #include "collectors/registry.h"
 
 namespace wattprobe {
@@ -20,17 +19,27 @@ Error line(std::string what, const Error& e) {
   return Error{e.kind, "", std::move(what) + ": " + e.message()};
 }
 
-/// Carbon's options with the GPUs the nvml source lists, when it runs: embodied carbon then
-/// counts each GPU once, not once more for an emulated display (carbon does not read sources).
-/// Its workloads expire as attribution's do.
-CarbonOptions carbon_options(CarbonOptions o, const EnergyMeter& meter, const Options& options) {
+/// The GPU splits of the meter's sources, from their table lines.
+std::vector<std::unique_ptr<GpuSplitSource>> gpu_splits(const EnergyMeter& meter,
+                                                        const HostPaths& paths) {
+  std::vector<std::unique_ptr<GpuSplitSource>> splits;
+  for (const auto& source : meter.sources()) {
+    if (auto split = make_gpu_split(*source, paths)) splits.push_back(std::move(split));
+  }
+  return splits;
+}
+
+/// Carbon's options with the GPUs the sources list: embodied carbon then counts each GPU once,
+/// not once more for an emulated display (carbon does not read sources). Its workloads expire
+/// as attribution's do.
+CarbonOptions carbon_options(CarbonOptions o,
+                             const std::vector<std::unique_ptr<GpuSplitSource>>& gpus,
+                             const Options& options) {
   o.workload_expiry = options.attribution.workload_expiry;
   o.max_workloads = options.max_workloads;
-  for (const auto& source : meter.sources()) {
-    if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get());
-        nvml && !nvml->devices().empty())
-      o.nvml_gpus = static_cast<int>(nvml->devices().size());
-  }
+  int embodied = 0;
+  for (const auto& g : gpus) embodied += g->embodied_gpus();
+  if (embodied > 0) o.nvml_gpus = embodied;
   return o;
 }
 
@@ -77,23 +86,11 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       loop_(TickLoopOptions{options.interval, options.max_ticks}),
       meter_(std::move(meter)),
       accounting_(std::move(accounting)),
+      gpu_splits_(gpu_splits(*meter_, options.paths)),
       attribution_(options.attribution),
       // Reads the grid API key now, while the agent may still read a root-only file; fetches
       // nothing until start().
-      carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_, options))) {
-  for (const auto& source : meter_->sources()) {
-    if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
-    if (auto* hwmon = dynamic_cast<const HwmonSource*>(source.get())) hwmon_ = hwmon;
-  }
-  if (nvml_) gpu_ = std::make_unique<GpuWorkloads>(options.paths);
-  for (const auto& source : meter_->sources()) {
-    auto* hwmon = dynamic_cast<const HwmonSource*>(source.get());
-    if (!hwmon) continue;
-    for (const auto& s : hwmon->sensors()) {
-      if (s.domain == "gpu") hwmon_gpus_ = hwmon;
-    }
-  }
-  if (hwmon_gpus_) drm_gpu_ = std::make_unique<DrmGpuWorkloads>(options.paths);
+      carbon_(make_carbon(options.paths, carbon_options(options.carbon, gpu_splits_, options))) {
   // Here, in the privileged half, because the NVMe SMART logs need CAP_SYS_ADMIN.
   health_ = std::make_unique<DeviceHealth>(options.paths,
                                            parse_install_date(options.carbon.install_date));
@@ -102,6 +99,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     checkpoint_ = std::make_unique<CheckpointKeeper>(
         CheckpointStore(options.state_dir, read_host_identity(options.paths)),
         options.checkpoint_interval);
+    own_sinks_ = make_daemon_sinks(options);
   }
 }
 
@@ -132,27 +130,15 @@ Result<bool> Pipeline::start(const LogLine& log) {
     }
   }
   carbon_->start(log);
-  if (role_ == PipelineRole::daemon && !options_.remote_write.url.empty()) {
-    remote_write_ = std::make_unique<RemoteWrite>(options_.remote_write);
-    if (auto started = remote_write_->start(); !started.ok()) {
-      return line("remote-write", started.error());
-    }
+  const SinkContext context{log, &starts_, wall_clock_ms()};
+  for (NamedSink& s : own_sinks_) {
+    if (auto started = s.sink->start(context); !started.ok()) return line(s.name, started.error());
   }
-  if (role_ == PipelineRole::daemon && !options_.guest_energy.dir.empty()) {
-    guest_energy_ = std::make_unique<GuestEnergyWriter>(options_.guest_energy);
-    if (auto opened = guest_energy_->open(); !opened.ok()) {
-      return line("--guest-energy-dir", opened.error());
-    }
-  }
-  if (role_ == PipelineRole::daemon && !options_.otlp.endpoint.empty()) {
-    OtlpOptions o = options_.otlp;
-    const HostIdentity host = read_host_identity(options_.paths);
-    o.host_name = host.hostname;
-    o.host_id = host.machine_id;
-    otlp_ = std::make_unique<OtlpExporter>(std::move(o));
-    if (auto started = otlp_->start(); !started.ok()) return line("OTLP", started.error());
-  }
-  started_ms_ = wall_clock_ms();
+  // The daemon's sinks first, so the caller's (liveness, top) see a snapshot the others took.
+  std::vector<SnapshotSink*> callers = std::move(sinks_);
+  sinks_.clear();
+  for (NamedSink& s : own_sinks_) sinks_.push_back(s.sink.get());
+  sinks_.insert(sinks_.end(), callers.begin(), callers.end());
   return true;
 }
 
@@ -172,14 +158,10 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   NodeEnergy energy = meter_->tick(seconds, busy_cpus);
   const int64_t now_ms = wall_clock_ms();
   GpuTick gpu;
-  if (nvml_) {
-    gpu = gpu_->tick(
-        *nvml_,
-        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
-  }
-  if (drm_gpu_) {
-    for (GpuDeviceTick& d : drm_gpu_->tick(*hwmon_gpus_).devices)
-      gpu.devices.push_back(std::move(d));
+  const double now_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  for (const auto& split : gpu_splits_) {
+    for (GpuDeviceTick& d : split->tick(now_s)) gpu.devices.push_back(std::move(d));
   }
 
   // joules → shares: idle + workloads + unattributed = measured, per domain.
@@ -198,16 +180,8 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   std::vector<Family>& families = snap->families;
   meter_->append_families(families);
   attribution_.append_families(families);
-  append_gpu_families(nvml_, gpu_.get(), drm_gpu_.get(), families);
-  if (nvml_ || hwmon_gpus_) {
-    std::vector<GpuPowerLimit> limits;
-    if (nvml_) limits = nvml_->power_limits();
-    if (hwmon_gpus_) {
-      for (GpuPowerLimit& l : hwmon_gpus_->gpu_power_limits()) limits.push_back(std::move(l));
-    }
-    append_gpu_power_limit_family(limits, families);
-  }
-  if (hwmon_) hwmon_->append_families(families);
+  append_gpu_split_families(gpu_splits_, families);
+  for (const auto& source : meter_->sources()) source->append_families(families);
   health_->tick(seconds, now_ms, log);
   health_->append_families(families);
   families.push_back({"wattprobe_agent_accounting_mode",
@@ -218,9 +192,6 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   carbon_->append_families(families);
   if (ledger_) ledger_->append_families(families);
   if (checkpoint_) checkpoint_->append_families(families);
-  if (remote_write_) remote_write_->append_families(families);
-  if (guest_energy_) guest_energy_->append_families(families);
-  if (otlp_) otlp_->append_families(families);
   for (const SnapshotSink* sink : sinks_) sink->append_families(families);
   loop_.append_families(families);
   SnapshotPtr published = std::move(snap);
@@ -230,15 +201,6 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   }
 
   // sinks: the one place the route branches.
-  if (remote_write_) remote_write_->enqueue(*published);
-  if (guest_energy_) {
-    for (const std::string& l : guest_energy_->write(*published)) log(l);
-  }
-  if (otlp_) {
-    starts_.observe(*published, last_tick_ms_ > 0 ? last_tick_ms_ : started_ms_);
-    otlp_->enqueue(*published, starts_);
-  }
-  last_tick_ms_ = now_ms;
   for (SnapshotSink* sink : sinks_) sink->on_snapshot(published);
 }
 
@@ -253,12 +215,12 @@ void Pipeline::begin_stop() {
   if (ledger_) ledger_->flush_all();  // the period in progress, with the seconds it covers
   // The flush (up to --remote-write-flush-timeout) overlaps the HTTP server's shutdown (up to
   // its 2 s poll quantum) instead of following it, so SIGTERM stays prompt with a hung receiver.
-  if (remote_write_) remote_write_->request_stop();
-  if (otlp_) otlp_->request_stop();
+  for (SnapshotSink* sink : sinks_) sink->begin_stop();
 }
 
 void Pipeline::finish(const LogLine& log) {
   if (checkpoint_) write_checkpoint(log);
+  for (SnapshotSink* sink : sinks_) sink->finish_stop();
 }
 
 SnapshotPtr Pipeline::snapshot() const {

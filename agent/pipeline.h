@@ -18,13 +18,9 @@
 #include "agent/tick/attribution.h"
 #include "agent/tick/energy_meter.h"
 #include "agent/tick/tick_loop.h"
+#include "agent/sinks.h"
 #include "collectors/cpu_accounting.h"
-#include "collectors/gpu_split.h"
-#include "collectors/hwmon.h"
-#include "collectors/nvml.h"
-#include "exporters/guest_energy.h"
-#include "exporters/otlp.h"
-#include "exporters/remote_write.h"
+#include "collectors/gpu_split_source.h"
 
 namespace wattprobe {
 
@@ -63,7 +59,8 @@ class Pipeline {
   /// answer may be parsed with privileges. The error is why the agent must not start.
   Result<bool> start(const LogLine& log);
 
-  /// Not owned; must outlive run().
+  /// A sink of the caller's (liveness, `top`, `validate`), added before start(). Not owned; must
+  /// outlive run(). Its start() is not called: the caller starts what it owns.
   void add_sink(SnapshotSink* sink) { sinks_.push_back(sink); }
 
   /// Ticks until request_stop() or --max-ticks. `log` takes what the stages report while
@@ -71,10 +68,11 @@ class Pipeline {
   void run(const LogLine& log);
   /// Thread-safe.
   void request_stop() { loop_.request_stop(); }
-  /// After run(): writes the ledger's open period and begins remote-write's final flush, so it
-  /// overlaps whatever else is shutting down.
+  /// After run(): writes the ledger's open period and begins every sink's stop (remote-write's
+  /// final flush), so it overlaps whatever else is shutting down.
   void begin_stop();
-  /// The last tick's totals to the checkpoint, so a restart continues them exactly.
+  /// Waits for the sinks' stops, then writes the last tick's totals to the checkpoint, so a
+  /// restart continues them exactly.
   void finish(const LogLine& log);
 
   /// The last published snapshot; null before the first tick. Thread-safe.
@@ -92,24 +90,17 @@ class Pipeline {
   TickLoop loop_;
   std::unique_ptr<EnergyMeter> meter_;
   std::unique_ptr<CpuAccounting> accounting_;
-  const NvmlSource* nvml_ = nullptr;          // among the meter's sources, when chosen
-  std::unique_ptr<GpuWorkloads> gpu_;         // splits the nvml GPUs' energy by process
-  const HwmonSource* hwmon_gpus_ = nullptr;   // the hwmon source, when it reads a GPU
-  std::unique_ptr<DrmGpuWorkloads> drm_gpu_;  // splits those GPUs by DRM busy time
-  /// Among the meter's sources, when chosen: its V × I rails are described every tick.
-  const HwmonSource* hwmon_ = nullptr;
+  /// The per-process split of every chosen source that reads GPUs.
+  std::vector<std::unique_ptr<GpuSplitSource>> gpu_splits_;
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
   std::unique_ptr<Ledger> ledger_;                   // daemon only
   std::unique_ptr<CheckpointKeeper> checkpoint_;     // daemon only
-  std::unique_ptr<RemoteWrite> remote_write_;        // daemon with --remote-write-url only
-  std::unique_ptr<GuestEnergyWriter> guest_energy_;  // daemon with --guest-energy-dir only
-  std::unique_ptr<OtlpExporter> otlp_;               // daemon with --otlp-endpoint only
-  /// When each cumulative series began (OTLP's start times): observed each tick while OTLP
-  /// runs, restored from and saved to the checkpoint for the totals it continues.
+  /// The daemon's own sinks (agent/sinks.h), started in start(); then the caller's.
+  std::vector<NamedSink> own_sinks_;
+  /// When each cumulative series began (OTLP's start times): lent to the sinks, which observe
+  /// it as they need; restored from and saved to the checkpoint for the totals it continues.
   SeriesStarts starts_;
-  int64_t started_ms_ = 0;    // wall clock at start(): the start of the first tick's series
-  int64_t last_tick_ms_ = 0;  // the end of the last tick: the start of a series new in this one
   /// Batteries, thermal stress, storage wear: exported beside the energy, never attributed.
   std::unique_ptr<DeviceHealth> health_;
   std::vector<SnapshotSink*> sinks_;

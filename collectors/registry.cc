@@ -4,6 +4,7 @@
 #include <set>
 
 #include "agent/base/text_file.h"
+#include "collectors/gpu_split_source.h"
 #include "collectors/host_energy.h"
 #include "collectors/hwmon.h"
 #include "collectors/model.h"
@@ -42,12 +43,19 @@ const std::vector<SourceEntry>& source_registry() {
        "hwmon",
        "hwmon power and energy sensors (ACPI power meters, amd_energy, GPU drivers)",
        {},
-       [](const SourceSettings& s) { return make_hwmon_source(s.paths); }},
+       [](const SourceSettings& s) { return make_hwmon_source(s.paths); },
+       // The line that made the source knows its type: the only place a source is cast down.
+       [](const EnergySource& source, const HostPaths& paths) {
+         return make_drm_gpu_split(static_cast<const HwmonSource&>(source), paths);
+       }},
       {"nvml",
        "nvml",
        "NVIDIA GPUs through NVML, loaded at run time (--nvml-library)",
        {},
-       [](const SourceSettings& s) { return make_nvml_source(s.nvml_library); }},
+       [](const SourceSettings& s) { return make_nvml_source(s.nvml_library); },
+       [](const EnergySource& source, const HostPaths& paths) {
+         return make_nvml_gpu_split(static_cast<const NvmlSource&>(source), paths);
+       }},
       {"host",
        "host",
        "the VM's energy as its host measured it, from --host-energy-path (a guest's source)",
@@ -60,6 +68,13 @@ const std::vector<SourceEntry>& source_registry() {
        [](const SourceSettings& s) { return make_model_source(s.paths, s.model); }},
   };
   return table;
+}
+
+std::unique_ptr<GpuSplitSource> make_gpu_split(const EnergySource& source,
+                                                const HostPaths& paths) {
+  const SourceEntry* entry = find_source(source.name());
+  if (entry == nullptr || !entry->make_gpu_split) return nullptr;
+  return entry->make_gpu_split(source, paths);
 }
 
 const SourceEntry* find_source(std::string_view name) {

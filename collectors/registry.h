@@ -13,6 +13,8 @@
 
 namespace wattprobe {
 
+class GpuSplitSource;
+
 /// What sources are made from: the host's roots and each source's own options.
 struct SourceSettings {
   HostPaths paths;
@@ -44,11 +46,18 @@ struct SourceEntry {
   /// What it needs after the privilege drop; none for world-readable files (model, nvml).
   std::vector<CapabilityNeed> capabilities;
   std::function<std::unique_ptr<EnergySource>(const SourceSettings&)> make;
+  /// For a source that reads GPUs: the per-process split of their energy, its rows and the
+  /// GPUs' power limits (collectors/gpu_split_source.h); may return null (no GPU read).
+  std::function<std::unique_ptr<GpuSplitSource>(const EnergySource&, const HostPaths&)>
+      make_gpu_split = nullptr;
 };
 
 const std::vector<SourceEntry>& source_registry();
 /// The entry of that name, or null.
 const SourceEntry* find_source(std::string_view name);
+/// The GPU split of a chosen source, from its table line; null for a source without GPUs.
+std::unique_ptr<GpuSplitSource> make_gpu_split(const EnergySource& source, const HostPaths& paths);
+
 /// "rapl_powercap,rapl_perf,...": the names in priority order.
 std::string source_names(std::string_view separator = ",");
 

@@ -193,4 +193,15 @@ void GuestEnergyWriter::append_families(std::vector<Family>& out) const {
   out.push_back(std::move(errors));
 }
 
+Result<bool> GuestEnergyWriter::start(const SinkContext& context) {
+  log_ = context.log;
+  return open();
+}
+
+void GuestEnergyWriter::on_snapshot(const SnapshotPtr& snapshot) {
+  for (const std::string& line : write(*snapshot)) {
+    if (log_) log_(line);
+  }
+}
+
 }  // namespace wattprobe

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/base/sink.h"
 #include "agent/base/guest_energy_file.h"
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
@@ -36,7 +37,7 @@ std::map<std::string, GuestEnergyFile> guest_energy_files(const Snapshot& snapsh
 /// nothing a guest plants in a writable share (a symlink, a hard link, a fifo) is followed or
 /// written through. A folder holds its VM's numbers only. Not thread-safe: the sampling thread
 /// calls write().
-class GuestEnergyWriter {
+class GuestEnergyWriter : public SnapshotSink {
  public:
   explicit GuestEnergyWriter(GuestEnergyOptions options);
   ~GuestEnergyWriter();
@@ -50,9 +51,14 @@ class GuestEnergyWriter {
   /// until it writes again.
   std::vector<std::string> write(const Snapshot& snapshot);
   /// wattprobe_guest_energy_vms, wattprobe_agent_guest_energy_errors_total.
-  void append_families(std::vector<Family>& out) const;
+  void append_families(std::vector<Family>& out) const override;
+
+  // As a sink of the running agent: open() at start, write() each snapshot into its log.
+  Result<bool> start(const SinkContext& context) override;
+  void on_snapshot(const SnapshotPtr& snapshot) override;
 
  private:
+  std::function<void(const std::string&)> log_;
   Result<bool> write_one(const std::string& folder, const std::string& text);
 
   GuestEnergyOptions options_;

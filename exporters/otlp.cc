@@ -455,4 +455,16 @@ uint64_t OtlpExporter::rejected_in_success(std::string_view body, std::string* w
                                             : 0;
 }
 
+Result<bool> OtlpExporter::start(const SinkContext& context) {
+  if (context.series_starts != nullptr) starts_ = context.series_starts;
+  last_tick_ms_ = context.started_ms;
+  return start();
+}
+
+void OtlpExporter::on_snapshot(const SnapshotPtr& snapshot) {
+  starts_->observe(*snapshot, last_tick_ms_);
+  enqueue(*snapshot, *starts_);
+  last_tick_ms_ = snapshot->timestamp_ms;
+}
+
 }  // namespace wattprobe

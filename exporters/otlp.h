@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/base/sink.h"
 #include "agent/base/held_file.h"
 #include "agent/base/result.h"
 #include "agent/base/series_starts.h"
@@ -86,7 +87,7 @@ std::string encode_otlp_tick(const Snapshot& snapshot, const SeriesStarts& start
 /// OTLP/HTTP push (protobuf bodies, gzip by default) with the same delivery guarantees as
 /// remote-write: each tick is queued on disk (exporters/push_queue.h), leaves the queue only on
 /// a 2xx, a partial-success answer counts the points it rejected.
-class OtlpExporter : private PushProtocol {
+class OtlpExporter : public SnapshotSink, private PushProtocol {
  public:
   explicit OtlpExporter(OtlpOptions options);
   ~OtlpExporter() override;  // stop()
@@ -101,7 +102,15 @@ class OtlpExporter : private PushProtocol {
   /// (encode_otlp_tick) and appends it to the disk queue as one record.
   void enqueue(const Snapshot& snapshot, const SeriesStarts& starts);
   /// wattprobe_agent_otlp_* (as remote-write's, plus reason="partial"). Thread-safe.
-  void append_families(std::vector<Family>& out) const { push_.append_families(out); }
+  void append_families(std::vector<Family>& out) const override { push_.append_families(out); }
+
+  // As a sink of the running agent: start() with the agent's series starts, which each snapshot
+  // is observed into before it is encoded (a series new in a tick starts at the tick before).
+  Result<bool> start(const SinkContext& context) override;
+  void on_snapshot(const SnapshotPtr& snapshot) override;
+  void begin_stop() override { request_stop(); }
+  void finish_stop() override { stop(); }
+
   bool wait_until_drained(std::chrono::milliseconds timeout) const {
     return push_.wait_until_drained(timeout);
   }
@@ -117,6 +126,9 @@ class OtlpExporter : private PushProtocol {
   OtlpOptions options_;
   NameValues resource_;
   PushQueue push_;
+  SeriesStarts own_starts_;               // when started without the agent's
+  SeriesStarts* starts_ = &own_starts_;  // the agent's, from start(SinkContext)
+  int64_t last_tick_ms_ = 0;        // the end of the last tick: where a new series starts
 };
 
 }  // namespace wattprobe

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/base/sink.h"
 #include "agent/base/held_file.h"
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
@@ -77,7 +78,7 @@ Result<bool> validate(const RemoteWriteOptions& options);
 /// Prometheus remote-write 1.0 push: this class encodes each tick's snapshot as one queue
 /// record (a snappy-compressed protobuf WriteRequest) and merges queued records into requests;
 /// the shared PushQueue keeps them on disk and delivers them (exporters/push_queue.h).
-class RemoteWrite : private PushProtocol {
+class RemoteWrite : public SnapshotSink, private PushProtocol {
  public:
   explicit RemoteWrite(RemoteWriteOptions options);
   ~RemoteWrite() override;  // stop()
@@ -100,7 +101,13 @@ class RemoteWrite : private PushProtocol {
   void enqueue(const Snapshot& snapshot);
   /// wattprobe_agent_remote_write_* families (queue depth and bytes, samples and bytes sent,
   /// retried, dropped and failed by reason). Thread-safe.
-  void append_families(std::vector<Family>& out) const { push_.append_families(out); }
+  void append_families(std::vector<Family>& out) const override { push_.append_families(out); }
+
+  // As a sink of the running agent: start(), enqueue() each snapshot, and the stop in two halves.
+  Result<bool> start(const SinkContext&) override { return start(); }
+  void on_snapshot(const SnapshotPtr& snapshot) override { enqueue(*snapshot); }
+  void begin_stop() override { request_stop(); }
+  void finish_stop() override { stop(); }
 
   /// Waits until the queue is empty (tests, and `stop` callers that want to know).
   bool wait_until_drained(std::chrono::milliseconds timeout) const {
