@@ -16,7 +16,7 @@
 #include "agent/base/text_file.h"
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/intensity.h"
-#include "agent/cli/parse_options.h"
+#include "agent/base/usage_error.h"
 #include "agent/cli/replacement.h"
 #include "agent/state/ledger.h"
 
