@@ -20,7 +20,7 @@
 #include "agent/base/duration.h"
 #include "agent/base/http_client.h"
 #include "agent/base/utc_time.h"
-#include "agent/cli/exposition_text.h"
+#include "exporters/exposition_text.h"
 #include "agent/pipeline.h"
 #include "collectors/cpu_topology.h"
 

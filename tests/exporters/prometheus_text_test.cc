@@ -10,7 +10,7 @@
 #include <limits>
 #include <random>
 
-#include "agent/cli/exposition_text.h"
+#include "exporters/exposition_text.h"
 #include "exporters/prometheus_pull.h"
 #include "tests/support/snapshot_collectable.h"
 

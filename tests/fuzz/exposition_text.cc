@@ -1,6 +1,6 @@
 // The Prometheus text exposition parser `wattprobe top` reads an agent's /metrics with, and
 // the snapshot it makes of what parses.
-#include "agent/cli/exposition_text.h"
+#include "exporters/exposition_text.h"
 
 #include "tests/fuzz/fuzz_input.h"
 

@@ -1,4 +1,4 @@
-#include "agent/cli/exposition_text.h"
+#include "exporters/exposition_text.h"
 
 #include <algorithm>
 #include <charconv>
