@@ -7,13 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "agent/accounting_choice.h"
 #include "agent/base/host_paths.h"
 #include "agent/carbon/carbon.h"
-#include "agent/state/ledger.h"
-#include "agent/tick/attribution.h"
+#include "agent/state/ledger_options.h"
+#include "agent/tick/attribution_options.h"
 #include "collectors/model.h"
-#include "collectors/registry.h"
 #include "exporters/guest_energy.h"
 #include "exporters/otlp.h"
 #include "exporters/remote_write.h"
@@ -51,10 +49,5 @@ struct Options {
   uint64_t max_ticks =
       0;  // stop after this many ticks (tests, benchmarks); 0 = run until signalled
 };
-
-/// What the energy sources are made from, out of the options.
-SourceSettings source_settings(const Options& options);
-/// How CPU time is accounted, out of the options.
-AccountingSettings accounting_settings(const Options& options);
 
 }  // namespace wattprobe

@@ -8,6 +8,7 @@
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/registry.h"
 #include "agent/privileges.h"
+#include "agent/settings.h"
 #include "collectors/registry.h"
 
 namespace wattprobe {
@@ -99,12 +100,22 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     checkpoint_ = std::make_unique<CheckpointKeeper>(
         CheckpointStore(options.state_dir, read_host_identity(options.paths)),
         options.checkpoint_interval);
-    own_sinks_ = make_daemon_sinks(options);
+    SinkSettings sinks{options.paths, options.remote_write, options.otlp, options.guest_energy};
+    if (!sinks.otlp.endpoint.empty()) {  // the resource every OTLP point belongs to
+      const HostIdentity host = read_host_identity(options.paths);
+      sinks.otlp.host_name = host.hostname;
+      sinks.otlp.host_id = host.machine_id;
+    }
+    own_sinks_ = make_daemon_sinks(sinks);
   }
 }
 
-// The remote-write sender and the grid refresh thread end with their owners.
-Pipeline::~Pipeline() = default;
+// Last, after main has closed the HTTP server: a sink's final flush (remote-write's, up to its
+// --remote-write-flush-timeout) began in begin_stop() and has overlapped that shutdown, so
+// SIGTERM stays prompt with a hung receiver. The grid refresh thread ends with its owner.
+Pipeline::~Pipeline() {
+  for (NamedSink& s : own_sinks_) s.sink->finish_stop();
+}
 
 std::vector<int> Pipeline::capabilities_needed() const {
   return wattprobe::capabilities_needed(sources_kept_, accounting_needs_cap_bpf(*accounting_));
@@ -220,7 +231,6 @@ void Pipeline::begin_stop() {
 
 void Pipeline::finish(const LogLine& log) {
   if (checkpoint_) write_checkpoint(log);
-  for (SnapshotSink* sink : sinks_) sink->finish_stop();
 }
 
 SnapshotPtr Pipeline::snapshot() const {

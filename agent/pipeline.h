@@ -13,12 +13,12 @@
 #include "agent/carbon/carbon.h"
 #include "agent/device_health.h"
 #include "agent/options.h"
+#include "agent/sinks.h"
 #include "agent/state/checkpoint.h"
 #include "agent/state/ledger.h"
 #include "agent/tick/attribution.h"
 #include "agent/tick/energy_meter.h"
 #include "agent/tick/tick_loop.h"
-#include "agent/sinks.h"
 #include "collectors/cpu_accounting.h"
 #include "collectors/gpu_split_source.h"
 
@@ -71,8 +71,8 @@ class Pipeline {
   /// After run(): writes the ledger's open period and begins every sink's stop (remote-write's
   /// final flush), so it overlaps whatever else is shutting down.
   void begin_stop();
-  /// Waits for the sinks' stops, then writes the last tick's totals to the checkpoint, so a
-  /// restart continues them exactly.
+  /// The last tick's totals to the checkpoint, so a restart continues them exactly. The daemon's
+  /// sinks finish stopping when the pipeline goes.
   void finish(const LogLine& log);
 
   /// The last published snapshot; null before the first tick. Thread-safe.
@@ -94,8 +94,8 @@ class Pipeline {
   std::vector<std::unique_ptr<GpuSplitSource>> gpu_splits_;
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
-  std::unique_ptr<Ledger> ledger_;                   // daemon only
-  std::unique_ptr<CheckpointKeeper> checkpoint_;     // daemon only
+  std::unique_ptr<Ledger> ledger_;                // daemon only
+  std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
   /// The daemon's own sinks (agent/sinks.h), started in start(); then the caller's.
   std::vector<NamedSink> own_sinks_;
   /// When each cumulative series began (OTLP's start times): lent to the sinks, which observe

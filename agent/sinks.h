@@ -4,8 +4,11 @@
 #include <string>
 #include <vector>
 
+#include "agent/base/host_paths.h"
 #include "agent/base/sink.h"
-#include "agent/options.h"
+#include "exporters/guest_energy.h"
+#include "exporters/otlp.h"
+#include "exporters/remote_write.h"
 
 namespace wattprobe {
 
@@ -15,10 +18,19 @@ struct NamedSink {
   std::unique_ptr<SnapshotSink> sink;
 };
 
+/// What the daemon's sinks are made from: each sink's own options (Options holds them), so the
+/// sinks need nothing else of the daemon's.
+struct SinkSettings {
+  HostPaths paths;
+  RemoteWriteOptions remote_write;  // off while url is empty
+  OtlpOptions otlp;                 // off while endpoint is empty; host_name and host_id set
+  GuestEnergyOptions guest_energy;  // off while dir is empty
+};
+
 /// The daemon's own sinks, from the one table of sinks (agent/sinks.cc): remote-write, OTLP,
 /// the guest energy folders, each when its option is set. `top --standalone` and `validate`
 /// measure only, so they get none (no pushing, no files). Constructs only: nothing starts before
 /// SnapshotSink::start, after the privilege drop.
-std::vector<NamedSink> make_daemon_sinks(const Options& options);
+std::vector<NamedSink> make_daemon_sinks(const SinkSettings& settings);
 
 }  // namespace wattprobe

@@ -21,6 +21,7 @@
 #include "agent/base/text_file.h"
 #include "bpf/cgroup_usage.h"
 #include "bpf/cgroup_usage.skel.h"
+#include "bpf/libbpf_log.h"
 #include "collectors/cgroup_resolver.h"
 #include "collectors/proc_stat.h"
 
@@ -29,32 +30,8 @@ namespace {
 
 constexpr std::string_view kProgram = "bpf/cgroup_usage.bpf.c";
 
-// libbpf's print callback is process-wide: quiet, but the tail carries the verifier's log.
-std::mutex g_log_mutex;
-std::string g_log;
-
-int capture_log(enum libbpf_print_level level, const char* format, va_list args) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char line[2048];
-  int n = std::vsnprintf(line, sizeof line, format, args);
-  std::lock_guard lock(g_log_mutex);
-  g_log += line;
-  if (g_log.size() > 4096) g_log.erase(0, g_log.size() - 4096);
-  return n;
-}
-
-std::string take_log() {
-  std::lock_guard lock(g_log_mutex);
-  std::string log;
-  log.swap(g_log);
-  while (!log.empty() && (log.back() == '\n' || log.back() == ' ')) log.pop_back();
-  auto at = log.rfind('\n', log.size() > 600 ? log.size() - 600 : 0);
-  if (log.size() > 600 && at != std::string::npos) log.erase(0, at + 1);
-  return log;
-}
-
 Error load_error(int err, std::string_view step) {
-  std::string log = take_log();
+  std::string log = take_libbpf_log(600);
   std::string detail = std::string(step) + " failed: " + std::strerror(err);
   if (!log.empty()) detail += "; libbpf: " + log;
   ErrorKind kind = (err == EPERM || err == EACCES) ? ErrorKind::permission : ErrorKind::unsupported;
@@ -235,8 +212,7 @@ Result<std::unique_ptr<CgroupAccounting>> CgroupAccounting::load(const HostPaths
   Fd root_dir(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root_dir.fd < 0) return error_from_errno(errno, root->string(), "open");
 
-  libbpf_set_print(capture_log);
-  take_log();
+  capture_libbpf_log();
   std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton(cgroup_usage_bpf__open());
   if (!skeleton) return load_error(errno, "opening the eBPF object");
   std::size_t max_cgroups = std::max<std::size_t>(1, options.max_cgroups);

@@ -18,36 +18,12 @@
 #include <sstream>
 
 #include "agent/base/text_file.h"
+#include "bpf/libbpf_log.h"
 #include "bpf/sched_account.h"
 #include "bpf/sched_account.skel.h"
 
 namespace wattprobe {
 namespace {
-
-// libbpf has one process-wide print callback. It stays quiet (docs/architecture.md: no stray stderr
-// in the daemon) but keeps the tail, which carries the verifier log when a load fails.
-constexpr std::size_t kLogTailBytes = 8192;
-std::mutex g_libbpf_log_mutex;
-std::string g_libbpf_log;
-
-int capture_libbpf_log(enum libbpf_print_level level, const char* format, va_list args) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char line[2048];
-  int n = std::vsnprintf(line, sizeof line, format, args);
-  std::lock_guard lock(g_libbpf_log_mutex);
-  g_libbpf_log += line;
-  if (g_libbpf_log.size() > kLogTailBytes)
-    g_libbpf_log.erase(0, g_libbpf_log.size() - kLogTailBytes);
-  return n;
-}
-
-std::string take_libbpf_log() {
-  std::lock_guard lock(g_libbpf_log_mutex);
-  std::string log;
-  log.swap(g_libbpf_log);
-  while (!log.empty() && (log.back() == '\n' || log.back() == ' ')) log.pop_back();
-  return log;
-}
 
 uint64_t monotonic_ns() {
   timespec ts{};
@@ -443,8 +419,7 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
   auto cpus = online_cpu_count(paths);
   if (!cpus) return cpus.error();
 
-  libbpf_set_print(capture_libbpf_log);
-  take_libbpf_log();
+  capture_libbpf_log();
   std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton(sched_account_bpf__open());
   if (!skeleton) return load_error(errno, "opening the eBPF object");
   skeleton->rodata->wp_loaded_at_ns = monotonic_ns();

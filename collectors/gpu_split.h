@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "collectors/cgroup_resolver.h"
 #include "collectors/cpu_accounting.h"
 #include "collectors/drm_fdinfo.h"
+#include "collectors/gpu_split_source.h"
 #include "collectors/hwmon.h"
 #include "collectors/nvml.h"
 
@@ -72,36 +74,6 @@ std::optional<std::string> process_cgroup(const HostPaths& paths, uint32_t pid);
 /// /proc/<pid>/comm, non-printable bytes replaced; "" when the process is gone.
 std::string process_comm(const HostPaths& paths, uint32_t pid);
 
-/// A process's part of a GPU's workload energy, with its workload.
-struct GpuWorkloadShare {
-  WorkloadId id;
-  uint32_t pid = 0;
-  std::string comm;
-  double share = 0;
-};
-
-/// The split of one GPU for attribution: shares + unresolved = 1 unless method is "none".
-struct GpuDeviceTick {
-  std::string source;  // the energy source whose `gpu` row (socket = device) this splits
-  int device = -1;
-  std::string method = "none";
-  std::string why;
-  double utilisation = -1;  // 0..1, for the GPU's idle estimate; -1 unknown
-  std::vector<GpuWorkloadShare> shares;
-  double unresolved = 0;  // share of processes gone before their workload was read
-};
-
-/// The GPUs of every source that can split them: nvml's and hwmon's may both be present.
-struct GpuTick {
-  std::vector<GpuDeviceTick> devices;
-  const GpuDeviceTick* find(std::string_view source, int device) const {
-    for (const GpuDeviceTick& d : devices) {
-      if (d.device == device && d.source == source) return &d;
-    }
-    return nullptr;
-  }
-};
-
 /// Turns the nvml source's activity into a GpuTick: one GpuSplitter per GPU, and each process
 /// mapped to its workload through /proc/<pid>/cgroup (the identity path of procfs accounting),
 /// so containers and pods are charged through the existing resolver. A process that exited
@@ -141,8 +113,10 @@ class DrmGpuWorkloads {
   std::map<int, GpuSplitResult> last_;  // by device (hwmon's socket)
 };
 
-/// wattprobe_gpu_info (nvml's GPUs) and wattprobe_gpu_split_info (every GPU that is split).
-void append_gpu_families(const NvmlSource* nvml, const GpuWorkloads* nvml_split,
-                         const DrmGpuWorkloads* drm_split, std::vector<Family>& out);
+/// NVML's GPUs, split by NVML's per-process signals (GpuWorkloads).
+std::unique_ptr<GpuSplitSource> make_nvml_gpu_split(const NvmlSource& nvml, const HostPaths& paths);
+/// hwmon's GPUs (amdgpu, i915, xe), split by DRM busy time; null when hwmon reads no GPU.
+std::unique_ptr<GpuSplitSource> make_drm_gpu_split(const HwmonSource& hwmon,
+                                                   const HostPaths& paths);
 
 }  // namespace wattprobe

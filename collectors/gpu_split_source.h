@@ -1,15 +1,46 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/base/host_paths.h"
 #include "agent/base/snapshot.h"
-#include "collectors/energy_source.h"
+#include "agent/base/workload_id.h"
 #include "collectors/gpu_power_limit.h"
-#include "collectors/gpu_split.h"
 
 namespace wattprobe {
+
+/// A process's part of a GPU's workload energy, with its workload.
+struct GpuWorkloadShare {
+  WorkloadId id;
+  uint32_t pid = 0;
+  std::string comm;
+  double share = 0;
+};
+
+/// The split of one GPU for attribution: shares + unresolved = 1 unless method is "none".
+struct GpuDeviceTick {
+  std::string source;  // the energy source whose `gpu` row (socket = device) this splits
+  int device = -1;
+  std::string method = "none";
+  std::string why;
+  double utilisation = -1;  // 0..1, for the GPU's idle estimate; -1 unknown
+  std::vector<GpuWorkloadShare> shares;
+  double unresolved = 0;  // share of processes gone before their workload was read
+};
+
+/// The GPUs of every source that can split them: nvml's and hwmon's may both be present.
+struct GpuTick {
+  std::vector<GpuDeviceTick> devices;
+  const GpuDeviceTick* find(std::string_view source, int device) const {
+    for (const GpuDeviceTick& d : devices) {
+      if (d.device == device && d.source == source) return &d;
+    }
+    return nullptr;
+  }
+};
 
 /// What a source that reads GPUs adds beyond their energy: the split of each GPU's energy
 /// between processes, the rows that say how it was split, and the GPUs' power limits. The source
@@ -28,11 +59,6 @@ class GpuSplitSource {
   /// The discrete GPUs whose embodied carbon the host carries (an emulated display is none).
   virtual int embodied_gpus() const { return 0; }
 };
-
-/// NVML's GPUs, split by NVML's per-process signals (GpuWorkloads).
-std::unique_ptr<GpuSplitSource> make_nvml_gpu_split(const NvmlSource& nvml, const HostPaths& paths);
-/// hwmon's GPUs (amdgpu, i915, xe), split by DRM busy time; null when hwmon reads no GPU.
-std::unique_ptr<GpuSplitSource> make_drm_gpu_split(const HwmonSource& hwmon, const HostPaths& paths);
 
 /// wattprobe_gpu_info, wattprobe_gpu_split_info and wattprobe_gpu_power_limit_watts over every
 /// source's split; nothing when there is none.

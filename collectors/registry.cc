@@ -4,7 +4,7 @@
 #include <set>
 
 #include "agent/base/text_file.h"
-#include "collectors/gpu_split_source.h"
+#include "collectors/gpu_split.h"
 #include "collectors/host_energy.h"
 #include "collectors/hwmon.h"
 #include "collectors/model.h"
@@ -70,8 +70,7 @@ const std::vector<SourceEntry>& source_registry() {
   return table;
 }
 
-std::unique_ptr<GpuSplitSource> make_gpu_split(const EnergySource& source,
-                                                const HostPaths& paths) {
+std::unique_ptr<GpuSplitSource> make_gpu_split(const EnergySource& source, const HostPaths& paths) {
   const SourceEntry* entry = find_source(source.name());
   if (entry == nullptr || !entry->make_gpu_split) return nullptr;
   return entry->make_gpu_split(source, paths);

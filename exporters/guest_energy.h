@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "agent/base/sink.h"
 #include "agent/base/guest_energy_file.h"
 #include "agent/base/result.h"
+#include "agent/base/sink.h"
 #include "agent/base/snapshot.h"
 
 namespace wattprobe {

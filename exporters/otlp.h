@@ -10,10 +10,10 @@
 #include <utility>
 #include <vector>
 
-#include "agent/base/sink.h"
 #include "agent/base/held_file.h"
 #include "agent/base/result.h"
 #include "agent/base/series_starts.h"
+#include "agent/base/sink.h"
 #include "agent/base/snapshot.h"
 #include "exporters/push_queue.h"
 
@@ -126,9 +126,9 @@ class OtlpExporter : public SnapshotSink, private PushProtocol {
   OtlpOptions options_;
   NameValues resource_;
   PushQueue push_;
-  SeriesStarts own_starts_;               // when started without the agent's
+  SeriesStarts own_starts_;              // when started without the agent's
   SeriesStarts* starts_ = &own_starts_;  // the agent's, from start(SinkContext)
-  int64_t last_tick_ms_ = 0;        // the end of the last tick: where a new series starts
+  int64_t last_tick_ms_ = 0;             // the end of the last tick: where a new series starts
 };
 
 }  // namespace wattprobe

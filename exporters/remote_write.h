@@ -15,9 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "agent/base/sink.h"
 #include "agent/base/held_file.h"
 #include "agent/base/result.h"
+#include "agent/base/sink.h"
 #include "agent/base/snapshot.h"
 #include "exporters/disk_queue.h"
 #include "exporters/push_queue.h"

@@ -44,7 +44,8 @@ class SnapshotSink {
   /// After the last tick: begin whatever takes time (a final flush), so that it overlaps the
   /// other sinks' stopping.
   virtual void begin_stop() {}
-  /// Wait for what begin_stop() began.
+  /// Wait for what begin_stop() began: the pipeline's own sinks, when the pipeline goes (after
+  /// the HTTP server has closed, so the two overlap); a caller's sink, when the caller says.
   virtual void finish_stop() {}
 };
 

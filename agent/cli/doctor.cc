@@ -10,6 +10,7 @@
 #include "agent/carbon/grid/registry.h"
 #include "agent/device_health.h"
 #include "agent/privileges.h"
+#include "agent/settings.h"
 #include "bpf/sched_account_loader.h"
 #include "collectors/drm_fdinfo.h"
 #include "collectors/host_energy.h"

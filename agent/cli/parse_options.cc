@@ -14,6 +14,7 @@
 #include "agent/base/secret_file.h"
 #include "agent/base/text_file.h"
 #include "agent/carbon/grid/registry.h"
+#include "collectors/registry.h"
 
 namespace po = boost::program_options;
 

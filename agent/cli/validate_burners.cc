@@ -15,31 +15,12 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/base/cpu_burn.h"
+
 namespace wattprobe {
 namespace fs = std::filesystem;
 
 namespace {
-
-int64_t now_ns(clockid_t clock) {
-  timespec ts{};
-  clock_gettime(clock, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-// CPU time, not wall time: on a busy host the burner still does the work it was asked for.
-void burn_cpu_ns(int64_t ns) {
-  const int64_t until = now_ns(CLOCK_THREAD_CPUTIME_ID) + ns;
-  volatile uint64_t sink = 0;
-  while (now_ns(CLOCK_THREAD_CPUTIME_ID) < until) {
-    for (int i = 0; i < 1000; ++i) sink = sink + i;
-  }
-}
-
-void sleep_until(int64_t monotonic_ns) {
-  timespec ts{.tv_sec = monotonic_ns / 1'000'000'000, .tv_nsec = monotonic_ns % 1'000'000'000};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-  }
-}
 
 // In the child: "0" moves the writer itself, so nothing needs formatting (no allocation after
 // fork in a process with threads).
@@ -135,11 +116,11 @@ Result<pid_t> start_duty_burner(const fs::path& cgroup, double busy_ratio, doubl
   if (pid < 0) return error_from_errno(errno, "fork", "cannot start a burner");
   if (pid == 0) {
     if (!join_cgroup_in_child(procs.c_str())) ::_exit(3);
-    const int64_t start = now_ns(CLOCK_MONOTONIC);
+    const int64_t start = clock_ns(CLOCK_MONOTONIC);
     const int64_t end = start + length_ns;
     for (int64_t period = start; period < end; period += kPeriodNs) {
-      burn_cpu_ns(std::min(busy_ns, std::max<int64_t>(0, end - now_ns(CLOCK_MONOTONIC))));
-      sleep_until(std::min(period + kPeriodNs, end));
+      burn_cpu_ns(std::min(busy_ns, std::max<int64_t>(0, end - clock_ns(CLOCK_MONOTONIC))));
+      sleep_until_monotonic_ns(std::min(period + kPeriodNs, end));
     }
     ::_exit(0);
   }

@@ -12,28 +12,13 @@
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
 #include "agent/carbon/carbon.h"
+#include "agent/state/ledger_options.h"
 #include "agent/tick/energy_tick.h"
 
 namespace wattprobe {
 
 /// The ledger's line format; a reader refuses lines of a newer version.
 inline constexpr int kLedgerSchemaVersion = 1;
-
-struct LedgerOptions {
-  /// The day files go to <state_dir>/ledger/YYYY-MM-DD.jsonl (UTC days).
-  std::filesystem::path state_dir;
-  /// Length of the periods the lines sum, aligned to UTC (a period starts at a multiple of it
-  /// since the epoch). A minute for reports; a second lets a test see lines within seconds.
-  /// Divides a day, so no period spans two day files.
-  std::chrono::seconds period{60};
-  /// Day files whose whole day ended more than this many days ago are deleted; 0 keeps all.
-  /// 400 days covers a year's report with a margin.
-  unsigned retention_days = 400;
-  /// Past this many bytes of day files in all, the oldest closed ones (never today's) are
-  /// deleted, at start and at each new day; 0: no cap. 1 GiB holds about a year of a node with
-  /// 10 workloads at the 1-minute period (a line is about 290 bytes), or two weeks of 200.
-  uint64_t max_bytes = uint64_t{1} << 30;
-};
 
 /// Per-period totals, appended as JSON lines, one per workload plus one each for idle and
 /// unattributed energy. This is what `wattprobe report` reads. `gpu_joules` is the part of

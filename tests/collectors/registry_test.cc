@@ -116,8 +116,9 @@ TEST(Registry, AnIdleWindowProvesNothingSoAStillCounterIsNotStalled) {
 
 TEST(Registry, ARequestedSourceThatIsMissingIsListedWithItsReasonAndNotReplaced) {
   TempTree tree;
-  SourceChoice c =
-      choose_sources({"rapl_powercap"}, settings_on(tree), [] { return StallEvidence{0.2, 1.0}; });
+  SourceChoice c = choose_sources({"rapl_powercap"}, settings_on(tree), [] {
+    return StallEvidence{0.2, 1.0};
+  });
   const SourceStatus& rapl = status(c, "rapl_powercap");
   EXPECT_TRUE(rapl.requested);
   EXPECT_FALSE(rapl.chosen);

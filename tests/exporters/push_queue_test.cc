@@ -80,9 +80,8 @@ TEST(PushQueue, DeliversEveryRecordInOrderWithTheProtocolsHeaders) {
 TEST(PushQueue, A5xxIsRetriedUntilItIsTakenAndNothingIsLost) {
   TempTree tree;
   int calls = 0;
-  FakeHttpReceiver receiver([&calls](const auto&) {
-    return FakeHttpReceiver::answer(++calls <= 2 ? 503 : 200);
-  });
+  FakeHttpReceiver receiver(
+      [&calls](const auto&) { return FakeHttpReceiver::answer(++calls <= 2 ? 503 : 200); });
   LinesProtocol protocol;
   PushQueue queue(options_for(receiver, tree), protocol);
   ASSERT_TRUE(queue.start().ok());
@@ -98,9 +97,8 @@ TEST(PushQueue, A5xxIsRetriedUntilItIsTakenAndNothingIsLost) {
 TEST(PushQueue, A4xxDropsTheBatchAsRejectedRatherThanBlockingTheQueue) {
   TempTree tree;
   int calls = 0;
-  FakeHttpReceiver receiver([&calls](const auto&) {
-    return FakeHttpReceiver::answer(++calls == 1 ? 400 : 200);
-  });
+  FakeHttpReceiver receiver(
+      [&calls](const auto&) { return FakeHttpReceiver::answer(++calls == 1 ? 400 : 200); });
   LinesProtocol protocol;
   PushQueue queue(options_for(receiver, tree), protocol);
   ASSERT_TRUE(queue.start().ok());

@@ -23,28 +23,13 @@
 #include <string>
 #include <string_view>
 
+#include "agent/base/cpu_burn.h"
+
 namespace {
 
-int64_t now_ns(clockid_t clock) {
-  timespec ts{};
-  clock_gettime(clock, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-// Spins until this thread has used `ns` of CPU time, whatever else runs on the host.
-void burn_cpu_ns(int64_t ns) {
-  const int64_t until = now_ns(CLOCK_THREAD_CPUTIME_ID) + ns;
-  volatile uint64_t sink = 0;
-  while (now_ns(CLOCK_THREAD_CPUTIME_ID) < until) {
-    for (int i = 0; i < 1000; ++i) sink = sink + i;
-  }
-}
-
-void sleep_until(int64_t monotonic_ns) {
-  timespec ts{.tv_sec = monotonic_ns / 1'000'000'000, .tv_nsec = monotonic_ns % 1'000'000'000};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-  }
-}
+using wattprobe::burn_cpu_ns;
+using wattprobe::clock_ns;
+using wattprobe::sleep_until_monotonic_ns;
 
 bool join_cgroup(const std::string& dir) {
   std::string procs = dir + "/cgroup.procs";
@@ -82,11 +67,11 @@ int usage() {
 int run_steady(double busy_ratio, double seconds) {
   constexpr int64_t kPeriodNs = 100'000'000;
   const int64_t busy_ns = static_cast<int64_t>(busy_ratio * kPeriodNs);
-  const int64_t start = now_ns(CLOCK_MONOTONIC);
+  const int64_t start = clock_ns(CLOCK_MONOTONIC);
   const int64_t end = start + static_cast<int64_t>(seconds * 1e9);
   for (int64_t period = start; period < end; period += kPeriodNs) {
-    burn_cpu_ns(std::min(busy_ns, std::max<int64_t>(0, end - now_ns(CLOCK_MONOTONIC))));
-    sleep_until(std::min(period + kPeriodNs, end));
+    burn_cpu_ns(std::min(busy_ns, std::max<int64_t>(0, end - clock_ns(CLOCK_MONOTONIC))));
+    sleep_until_monotonic_ns(std::min(period + kPeriodNs, end));
   }
   return 0;
 }
