@@ -25,6 +25,8 @@ constexpr double kUnexplainedSuspect = 0.10;
 // Accounting's percents are whole and truncated; beyond this bound on the window's busy seconds
 // the accounting split is labelled uncertain.
 constexpr double kAccountingBound = 0.10;
+constexpr double kAccountingMinimum = 1;    // s: the shortest window
+constexpr double kAccountingHistory = 600;  // s of accounting reads kept to widen the window
 
 bool holds(const std::vector<uint32_t>& running, uint32_t pid) {
   return std::find(running.begin(), running.end(), pid) != running.end();
@@ -93,30 +95,45 @@ std::optional<GpuSplitResult> GpuSplitter::from_accounting(const GpuActivity& a,
     return std::nullopt;
   }
   busy_.push_back(std::move(now));
-  while (busy_.size() > 1 && busy_[1].t <= now_s - accounting_window_) busy_.pop_front();
-  const Busy& base = busy_.front();
+  while (!busy_.empty() && busy_.front().t < now_s - kAccountingHistory) busy_.pop_front();
   const Busy& last = busy_.back();
-  if (base.t >= now_s) return std::nullopt;  // the first read: no window yet
-  double total = 0, slack = 0;
+  // The busy seconds each process added since a base read: the newest base at least the window
+  // old whose bound holds, else the oldest kept (a young process: the window is all its life).
+  // Each whole percent is truncated, so a difference of two is off by up to 1 % of the lifetime:
+  // as processes age the window must grow for the same bound.
+  double total = 0, bound = 1;
   std::map<uint32_t, double> delta;
-  for (const auto& [pid, bl] : last.busy_life) {
-    double before = 0, life_before = 0;
-    if (auto b = base.busy_life.find(pid); b != base.busy_life.end()) {
-      before = b->second.first;
-      life_before = b->second.second;
-    } else if (bl.second > now_s - base.t + 1) {
-      return std::nullopt;  // a process older than the window that the base did not list
+  bool found = false;
+  for (auto base = busy_.rbegin(); base != busy_.rend(); ++base) {
+    if (base->t > now_s - kAccountingMinimum) continue;
+    double sum = 0, worst_life = 0;
+    std::map<uint32_t, double> d;
+    bool complete = true;
+    for (const auto& [pid, bl] : last.busy_life) {
+      double before = 0;
+      if (auto b = base->busy_life.find(pid); b != base->busy_life.end()) {
+        before = b->second.first;
+      } else if (bl.second > now_s - base->t + 1) {
+        complete = false;  // a process older than the window that the base did not list
+        break;
+      }
+      d[pid] = std::max(0.0, bl.first - before);
+      sum += d[pid];
+      worst_life = std::max(worst_life, bl.second);
     }
-    delta[pid] = std::max(0.0, bl.first - before);
-    total += delta[pid];
-    // Each whole percent is truncated: up to 1 % of the lifetime at either end.
-    slack += 0.01 * (bl.second + life_before);
+    if (!complete) break;
+    found = true;
+    total = sum;
+    delta = std::move(d);
+    bound = total > 0 ? 2 * 0.01 * worst_life / total : 1;
+    if (base->t <= now_s - accounting_window_ && bound <= kAccountingBound) break;
   }
+  if (!found) return std::nullopt;      // no read old enough yet
   if (total <= 0) return std::nullopt;  // nothing ran in the window: the samples say as much
   GpuSplitResult out;
   out.method = "accounting";
   for (const auto& [pid, d] : delta) out.shares.push_back({pid, d / total});
-  if (slack / total <= kAccountingBound) {
+  if (bound <= kAccountingBound) {
     out.confidence = "confident";
   } else {
     out.why =
@@ -158,6 +175,10 @@ GpuSplitResult GpuSplitter::from_samples(const GpuActivity& a, double now_s) {
     double explained = latest_.count(named.front()) ? latest_[named.front()] : 0;
     double unexplained = util > 0 ? std::max(0.0, util - explained) / util : 0;
     alias_.emplace_back(now_s, unexplained);
+    // Its smUtil trails its work by seconds, so early in a busy stretch it explains little of the
+    // device; but a process named in every sample is never taken as less busy than one never
+    // named: it keeps at least an even share.
+    unexplained = std::min(unexplained, 1 - 1 / n);
     while (!alias_.empty() && alias_.front().first < now_s - history_) alias_.pop_front();
     bool suspect = std::any_of(alias_.begin(), alias_.end(),
                                [](const auto& x) { return x.second >= kUnexplainedSuspect; });
