@@ -465,6 +465,16 @@ std::vector<std::string> NvmlSource::doctor_report() {
                             : "per-process split: not possible - " + a.unsplittable +
                                   "; the GPU's workload energy goes to unattributed";
     lines.push_back("  " + split);
+    if (a.unsplittable.empty() && g.accounting == "on") {
+      lines.push_back("  accounting stats: " + std::to_string(a.accounting.size()) + " of " +
+                      std::to_string(a.running.size()) +
+                      " process(es) (the split uses them where every context holder has one)");
+    } else if (a.unsplittable.empty() && g.accounting == "off") {
+      lines.push_back(
+          "  accounting mode off: the split rests on NVML's samples, and work in step with them "
+          "is labelled confidence=\"uncertain\" (turning it on, nvidia-smi -am 1, is the "
+          "administrator's call)");
+    }
     if (g.mig == "on")
       lines.push_back(
           "  fix: none from wattprobe; disabling MIG (nvidia-smi -mig 0) is the "
