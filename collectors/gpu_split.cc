@@ -1,21 +1,64 @@
 #include "collectors/gpu_split.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <optional>
 
+#include "agent/base/log.h"
+
 namespace wattprobe {
 
-GpuSplitter::GpuSplitter(double window_seconds, double shrink)
-    : window_(window_seconds), shrink_(std::clamp(shrink, 0.0, 1.0)) {}
+namespace {
+
+// A sample below this smUtil names a context, not work: the traces name idle context holders at
+// 0-1 %.
+constexpr unsigned kNamedSm = 3;
+// A process counts as named by the samples once two of them name its work: a single sample may be
+// the tail of work that ended as the device went busy with another's.
+constexpr int kNamedSamples = 2;
+constexpr double kBusyUtilisation = 0.05;
+// The one-named pattern is suspect once the device was this much busier than the named
+// process's samples explain.
+constexpr double kUnexplainedSuspect = 0.10;
+// Accounting's percents are whole and truncated; beyond this bound on the window's busy seconds
+// the accounting split is labelled uncertain.
+constexpr double kAccountingBound = 0.10;
+constexpr double kAccountingMinimum = 1;    // s: the shortest window
+constexpr double kAccountingHistory = 600;  // s of accounting reads kept to widen the window
+
+bool holds(const std::vector<uint32_t>& running, uint32_t pid) {
+  return std::find(running.begin(), running.end(), pid) != running.end();
+}
+
+}  // namespace
+
+GpuSplitter::GpuSplitter(double window_seconds, double detect_seconds, double history_seconds,
+                         double accounting_seconds)
+    : window_(window_seconds),
+      detect_(std::max(detect_seconds, window_seconds)),
+      history_(history_seconds),
+      accounting_window_(accounting_seconds) {}
 
 GpuSplitResult GpuSplitter::split(const GpuActivity& a, double now_s) {
-  GpuSplitResult out;
-  for (const GpuProcessSample& s : a.samples) window_samples_.push_back({now_s, s.pid, s.sm_util});
-  while (!window_samples_.empty() && window_samples_.front().t < now_s - window_) {
-    window_samples_.pop_front();
+  // The samples of a read cover the time since the previous one: they name work only where the
+  // device was busy at both ends (an idle process's smUtil decays for seconds after its work).
+  const bool busy = a.utilisation < 0 || (a.utilisation >= kBusyUtilisation &&
+                                          previous_utilisation_ >= kBusyUtilisation);
+  previous_utilisation_ = a.utilisation < 0 ? 1 : a.utilisation;
+  for (const GpuProcessSample& s : a.samples) {
+    samples_.push_back({now_s, s.pid, s.sm_util, busy});
+    latest_[s.pid] = s.sm_util;
   }
+  while (!samples_.empty() && samples_.front().t < now_s - detect_) samples_.pop_front();
+  if (a.utilisation >= 0) util_.push_back({now_s, 100 * a.utilisation});
+  while (!util_.empty() && util_.front().t < now_s - window_) util_.pop_front();
+  for (auto it = latest_.begin(); it != latest_.end();) {
+    it = holds(a.running, it->first) ? std::next(it) : latest_.erase(it);
+  }
+
+  GpuSplitResult out;
   if (!a.unsplittable.empty()) {
     out.why = a.unsplittable;
     return out;
@@ -26,30 +69,170 @@ GpuSplitResult GpuSplitter::split(const GpuActivity& a, double now_s) {
   }
   if (a.running.size() == 1) {
     out.method = "exclusive";
+    out.confidence = "confident";
     out.shares.push_back({a.running.front(), 1.0});
     return out;
   }
-  // Only processes holding a context now share the energy: a pid sampled earlier in the window
-  // that has since released the GPU did its work in earlier ticks.
-  std::map<uint32_t, double> sampled;
-  double total = 0;
-  for (const Seen& s : window_samples_) {
-    if (std::find(a.running.begin(), a.running.end(), s.pid) == a.running.end()) continue;
-    sampled[s.pid] += s.sm;
-    total += s.sm;
+  if (auto acc = from_accounting(a, now_s)) return *acc;
+  return from_samples(a, now_s);
+}
+
+std::optional<GpuSplitResult> GpuSplitter::from_accounting(const GpuActivity& a, double now_s) {
+  if (a.accounting.empty()) {
+    busy_.clear();
+    return std::nullopt;
+  }
+  Busy now{now_s, {}};
+  for (const GpuAccountingStat& s : a.accounting) {
+    if (!holds(a.running, s.pid)) continue;
+    double life = static_cast<double>(a.accounting_read_us - s.start_us) / 1e6;
+    now.busy_life[s.pid] = {s.gpu_util / 100.0 * life, life};
+  }
+  // Every context holder needs a record: one without (started before accounting was enabled)
+  // would get nothing for work it may have done.
+  if (now.busy_life.size() != a.running.size()) {
+    busy_.clear();
+    return std::nullopt;
+  }
+  busy_.push_back(std::move(now));
+  while (!busy_.empty() && busy_.front().t < now_s - kAccountingHistory) busy_.pop_front();
+  const Busy& last = busy_.back();
+  // The busy seconds each process added since a base read: the newest base at least the window
+  // old whose bound holds, else the oldest kept (a young process: the window is all its life).
+  // Each whole percent is truncated, so a difference of two is off by up to 1 % of the lifetime:
+  // as processes age the window must grow for the same bound.
+  double total = 0, bound = 1;
+  std::map<uint32_t, double> delta;
+  bool found = false;
+  for (auto base = busy_.rbegin(); base != busy_.rend(); ++base) {
+    if (base->t > now_s - kAccountingMinimum) continue;
+    double sum = 0, worst_life = 0;
+    std::map<uint32_t, double> d;
+    bool complete = true;
+    for (const auto& [pid, bl] : last.busy_life) {
+      double before = 0;
+      if (auto b = base->busy_life.find(pid); b != base->busy_life.end()) {
+        before = b->second.first;
+      } else if (bl.second > now_s - base->t + 1) {
+        complete = false;  // a process older than the window that the base did not list
+        break;
+      }
+      d[pid] = std::max(0.0, bl.first - before);
+      sum += d[pid];
+      worst_life = std::max(worst_life, bl.second);
+    }
+    if (!complete) break;
+    found = true;
+    total = sum;
+    delta = std::move(d);
+    bound = total > 0 ? 2 * 0.01 * worst_life / total : 1;
+    if (base->t <= now_s - accounting_window_ && bound <= kAccountingBound) break;
+  }
+  if (!found) return std::nullopt;      // no read old enough yet
+  if (total <= 0) return std::nullopt;  // nothing ran in the window: the samples say as much
+  GpuSplitResult out;
+  out.method = "accounting";
+  for (const auto& [pid, d] : delta) out.shares.push_back({pid, d / total});
+  if (bound <= kAccountingBound) {
+    out.confidence = "confident";
+  } else {
+    out.why =
+        "accounting mode's whole percents over each process's lifetime are too coarse for the "
+        "busy time of the window (long-lived processes)";
+  }
+  return out;
+}
+
+GpuSplitResult GpuSplitter::from_samples(const GpuActivity& a, double now_s) {
+  GpuSplitResult out;
+  std::map<uint32_t, int> naming;
+  for (const Seen& s : samples_) {
+    if (s.busy && s.sm >= kNamedSm && holds(a.running, s.pid)) ++naming[s.pid];
+  }
+  std::vector<uint32_t> named;
+  for (const auto& [pid, c] : naming) {
+    if (c >= kNamedSamples) named.push_back(pid);
+  }
+  double util = -1;
+  if (!util_.empty()) {
+    util = 0;
+    for (const Util& u : util_) util += u.percent;
+    util /= static_cast<double>(util_.size());
   }
   const double n = static_cast<double>(a.running.size());
-  if (total <= 0) {
+
+  if (named.size() == 1) {
+    // One process named in every sample while others hold contexts: they are idle, or busy in
+    // step with the sampling, between the samples. What its samples explain is its own; the rest
+    // of the device's utilisation is theirs.
+    std::vector<uint32_t> holders = a.running;
+    std::sort(holders.begin(), holders.end());
+    auto key = std::make_pair(named.front(), holders);
+    if (!pattern_ || *pattern_ != key) {
+      pattern_ = key;
+      alias_.clear();
+    }
+    double explained = latest_.count(named.front()) ? latest_[named.front()] : 0;
+    double unexplained = util > 0 ? std::max(0.0, util - explained) / util : 0;
+    alias_.emplace_back(now_s, unexplained);
+    // Its smUtil trails its work by seconds, so early in a busy stretch it explains little of the
+    // device; but a process named in every sample is never taken as less busy than one never
+    // named: it keeps at least an even share.
+    unexplained = std::min(unexplained, 1 - 1 / n);
+    while (!alias_.empty() && alias_.front().first < now_s - history_) alias_.pop_front();
+    bool suspect = std::any_of(alias_.begin(), alias_.end(),
+                               [](const auto& x) { return x.second >= kUnexplainedSuspect; });
+    if (suspect) {
+      out.method = "remainder";
+      out.why =
+          "one process is named in every per-process sample while others hold contexts, and "
+          "the device was busier than its samples explain: the others may be idle or busy in "
+          "step with the sampling; the unexplained utilisation went to them evenly";
+    } else {
+      out.method = "sampled";
+      out.confidence = "confident";
+      unexplained = 0;  // its samples explain the device: the others hold idle contexts
+    }
+    for (uint32_t pid : a.running) {
+      out.shares.push_back({pid, pid == named.front() ? 1 - unexplained : unexplained / (n - 1)});
+    }
+    return out;
+  }
+  pattern_.reset();
+  alias_.clear();
+
+  std::map<uint32_t, double> part;
+  std::map<uint32_t, double> named_count;
+  double count = 0, sm = 0, named_total = 0;
+  for (const Seen& s : samples_) {
+    if (s.t < now_s - window_ || !holds(a.running, s.pid)) continue;
+    part[s.pid] += s.sm;
+    sm += s.sm;
+    ++count;
+    if (s.busy && s.sm >= kNamedSm) {
+      ++named_count[s.pid];
+      ++named_total;
+    }
+  }
+  if (sm <= 0) {
     out.method = "even";
-    out.why = "no per-process sample named any of the processes in the last " +
-              std::to_string(static_cast<int>(window_)) + " s";
+    out.why = "no per-process sample named any of the processes holding a context";
     for (uint32_t pid : a.running) out.shares.push_back({pid, 1.0 / n});
     return out;
   }
+  // What the samples explain of the device's utilisation, and the rest in proportion to how
+  // often each process was named: their smUtil trails the work by seconds, the naming does not.
+  for (auto& [pid, v] : part) v /= count;
+  double rest = util > 0 ? std::max(0.0, util - sm / count) : 0;
+  if (named_total > 0) {
+    for (const auto& [pid, c] : named_count) part[pid] += rest * c / named_total;
+  }
+  double total = 0;
+  for (const auto& [pid, v] : part) total += v;
   out.method = "sampled";
+  out.confidence = "confident";
   for (uint32_t pid : a.running) {
-    double s = sampled.count(pid) ? sampled[pid] / total : 0.0;
-    out.shares.push_back({pid, (1 - shrink_) * s + shrink_ / n});
+    out.shares.push_back({pid, part.count(pid) ? part[pid] / total : 0.0});
   }
   return out;
 }
@@ -94,6 +277,38 @@ std::string process_comm(const HostPaths& paths, uint32_t pid) {
   return s;
 }
 
+namespace {
+
+// Once per change of a GPU's split, not per tick: how it is made now, the shares, and the bound.
+void log_split_change(int device, const GpuSplitResult& split) {
+  std::string shares;
+  double top = 0;
+  for (const GpuPidShare& s : split.shares) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%s%u %.0f%%", shares.empty() ? "" : ", ", s.pid, 100 * s.share);
+    shares += buf;
+    top = std::max(top, s.share);
+  }
+  std::string bound;
+  if (split.method == "remainder") {
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "; bound: any process's share may be off by up to %.0f points (the named "
+                  "process may have done anything from nothing to all of it)",
+                  100 * top);
+    bound = buf;
+  } else if (split.method == "sampled") {
+    bound = "; bound: within 4 points of the counted work on the recorded random-timing traces";
+  } else if (split.method == "even") {
+    bound = "; bound: none (an even split of unknown work)";
+  }
+  log_printf("nvml: GPU %d split %s (%s)%s%s%s%s%s", device, split.method.c_str(),
+             split.confidence.c_str(), shares.empty() ? "" : ": ", shares.c_str(),
+             split.why.empty() ? "" : "; ", split.why.c_str(), bound.c_str());
+}
+
+}  // namespace
+
 GpuWorkloads::GpuWorkloads(HostPaths paths) : paths_(paths), resolver_(std::move(paths)) {}
 
 GpuTick GpuWorkloads::tick(const NvmlSource& nvml, double now_s) {
@@ -108,8 +323,11 @@ GpuTick GpuWorkloads::tick(const NvmlSource& nvml, double now_s) {
     dev.source = std::string(nvml.name());
     dev.device = a.index;
     dev.method = split.method;
+    dev.confidence = split.confidence;
     dev.why = split.why;
     dev.utilisation = a.utilisation;
+    if (split.method != last_[i].method || split.confidence != last_[i].confidence)
+      log_split_change(a.index, split);
     for (const GpuPidShare& s : split.shares) {
       auto cg = process_cgroup(paths_, s.pid);
       if (!cg) {
@@ -142,6 +360,7 @@ void GpuWorkloads::append_families(const NvmlSource& nvml, Family& info, Family&
       split.series.push_back({{{"source", std::string(nvml.name())},
                                {"device", std::to_string(g.index)},
                                {"split", last_[i].method},
+                               {"confidence", last_[i].confidence},
                                {"why", last_[i].why}},
                               1});
     }
@@ -184,7 +403,9 @@ GpuTick DrmGpuWorkloads::tick(const HwmonSource& hwmon) {
       split.why = "no process shows a DRM client of " + s.pci_address + " in " +
                   paths_.proc("").string() + "<pid>/fdinfo (none open, or another pid namespace)";
     }
+    if (split.method != "none") split.confidence = "confident";
     dev.method = split.method;
+    dev.confidence = split.confidence;
     dev.why = split.why;
     last_[dev.device] = std::move(split);
     out.devices.push_back(std::move(dev));
@@ -197,6 +418,7 @@ void DrmGpuWorkloads::append_split_info(Family& split) const {
     split.series.push_back({{{"source", "hwmon"},
                              {"device", std::to_string(device)},
                              {"split", r.method},
+                             {"confidence", r.confidence},
                              {"why", r.why}},
                             1});
   }

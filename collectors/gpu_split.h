@@ -28,31 +28,44 @@ struct GpuPidShare {
 /// How a GPU's dynamic energy of one tick is divided among its processes (README "GPU energy
 /// per process"). `method` is the split= label:
 ///   exclusive  one process held a compute context: it gets everything (exact)
-///   sampled    several held one: their shares of NVML's per-process samples over the last
-///              window, shrunk toward an even split (see GpuSplitter)
+///   accounting accounting mode is on: each process's busy seconds over the last window, from
+///              nvmlDeviceGetAccountingStats (every process, all the time: no sampling)
+///   sampled    several processes are named by NVML's per-process samples: what each sample
+///              explains of the device's utilisation, and the rest in proportion to how often
+///              each was named
+///   remainder  one process is named in every sample while others hold contexts: it keeps what
+///              its samples explain, and what they leave of the device's utilisation goes to the
+///              others (always `uncertain`: periodic work in step with the sampling looks the
+///              same whichever process did it)
 ///   even       several held one and no sample named any: an even split
 ///   none       no split is possible (MIG, samples NOT_SUPPORTED, nobody holds a context):
 ///              the dynamic energy is unattributed, and `why` says why
+/// `confidence` is "confident" where the signals separate the processes, "uncertain" where they
+/// cannot (the split is then the best the signals allow, and `why` gives the bound).
 struct GpuSplitResult {
   std::string method = "none";
+  std::string confidence = "uncertain";
   std::string why;
   std::vector<GpuPidShare> shares;  // sums to 1 unless method is "none"
 };
 
-/// The per-process split of one GPU, from the signals NVML gives without changing a setting.
+/// The per-process split of one GPU, from every signal NVML gives without changing a setting.
 ///
-/// NVML's per-process samples each name one process, every ~200 ms, like snapshots. With random
-/// timing their sums land within a few points of the truth; with work periodic in step with the
-/// sampling they alias, and a process doing a quarter of the work can vanish from them. Nothing
-/// else NVML reports without accounting mode tells an aliased busy process from an idle one
-/// that holds a context (measured on the H200 traces in tests/data/nvml: README "GPU energy per
-/// process"), so the sampled shares are shrunk toward an even split over the processes holding
-/// a context: share = (1 − λ) · sampled + λ / n, λ = `shrink`. That bounds the error of both
-/// failure modes (an aliased minority gets λ/n instead of nothing; an idle context holder gets
-/// λ/n instead of nothing) rather than being exact in one and badly wrong in the other.
+/// Measured on the H200 traces in tests/data/nvml: each per-process sample names one process
+/// (every ~200 ms), and its smUtil is a slow average that takes seconds to follow a change.
+/// The device's utilisation covers every process. So, over the last `window` seconds:
+/// - with two or more processes named, each gets what its samples explain (Σ smUtil / samples)
+///   and the part of the device's utilisation they leave unexplained in proportion to how often
+///   it was named: random timing, and the split lands within a few points of the truth;
+/// - with one process named while others hold contexts, the samples may alias: the others may be
+///   idle, or busy exactly between the samples. The unexplained utilisation goes to them evenly
+///   (`remainder`), labelled `uncertain` once the device was busier than the samples explain in
+///   the last `history` seconds, since nothing else NVML reports tells the two apart;
+/// - with accounting mode on, the driver's per-process busy time replaces both (`accounting`).
 class GpuSplitter {
  public:
-  explicit GpuSplitter(double window_seconds = 2, double shrink = 0.25);
+  explicit GpuSplitter(double window_seconds = 2, double detect_seconds = 5,
+                       double history_seconds = 20, double accounting_seconds = 10);
 
   /// One tick. `now_s` is a monotonic time in seconds.
   GpuSplitResult split(const GpuActivity& activity, double now_s);
@@ -62,10 +75,29 @@ class GpuSplitter {
     double t;
     uint32_t pid;
     unsigned sm;
+    bool busy;  // the device was busy at this read and the one before: the sample names work
   };
-  double window_;
-  double shrink_;
-  std::deque<Seen> window_samples_;
+  struct Util {
+    double t;
+    double percent;
+  };
+  struct Busy {
+    double t;
+    std::map<uint32_t, std::pair<double, double>> busy_life;  // pid → (busy s, lifetime s)
+  };
+  std::optional<GpuSplitResult> from_accounting(const GpuActivity& a, double now_s);
+  GpuSplitResult from_samples(const GpuActivity& a, double now_s);
+
+  double window_, detect_, history_, accounting_window_;
+  std::deque<Seen> samples_;
+  std::deque<Util> util_;
+  std::map<uint32_t, unsigned> latest_;  // each process's last smUtil
+  double previous_utilisation_ = -1;
+  // The one-named pattern (named pid, context holders) and when, within it, the device was
+  // busier than the samples explained.
+  std::optional<std::pair<uint32_t, std::vector<uint32_t>>> pattern_;
+  std::deque<std::pair<double, double>> alias_;  // (t, unexplained fraction) in the pattern
+  std::deque<Busy> busy_;
 };
 
 /// The cgroup v2 path of a process ("0::" line of /proc/<pid>/cgroup), or nullopt when it is

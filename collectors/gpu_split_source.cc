@@ -11,8 +11,10 @@ void append_gpu_split_families(const std::vector<std::unique_ptr<GpuSplitSource>
               MetricType::gauge,
               {}};
   Family split{"wattprobe_gpu_split_info",
-               "How the last tick's GPU energy was split by process (exclusive, sampled, even, "
-               "busy_time, none), per source and device; with none, why.",
+               "How the last tick's GPU energy was split by process (exclusive, accounting, "
+               "sampled, remainder, even, busy_time, none), per source and device, whether the "
+               "signals could separate the processes (confidence confident or uncertain), and "
+               "why.",
                MetricType::gauge,
                {}};
   std::vector<GpuPowerLimit> limits;

@@ -25,6 +25,7 @@ struct GpuDeviceTick {
   std::string source;  // the energy source whose `gpu` row (socket = device) this splits
   int device = -1;
   std::string method = "none";
+  std::string confidence = "uncertain";
   std::string why;
   double utilisation = -1;  // 0..1, for the GPU's idle estimate; -1 unknown
   std::vector<GpuWorkloadShare> shares;

@@ -1,6 +1,7 @@
 #include "collectors/nvml.h"
 
 #include <dlfcn.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -28,6 +29,7 @@ struct NvmlSource::Api {
   decltype(&nvmlDeviceGetProcessUtilization) samples = nullptr;
   decltype(&nvmlDeviceGetMigMode) mig = nullptr;
   decltype(&nvmlDeviceGetAccountingMode) accounting = nullptr;
+  decltype(&nvmlDeviceGetAccountingStats) accounting_stats = nullptr;
 };
 
 struct NvmlSource::Device {
@@ -36,6 +38,7 @@ struct NvmlSource::Device {
   bool energy_checked = false;  // the first read decides counter or integrated power
   bool lost = false;
   bool mig = false;
+  bool accounting = false;        // accounting mode was on at probe (never changed by us)
   uint64_t last_seen_us = 0;      // newest sample timestamp, the lastSeen of the next query
   unsigned refused_limit_mw = 0;  // the last limit answer refused and logged, to log it once
 };
@@ -120,6 +123,7 @@ Availability NvmlSource::probe() {
     resolve(handle_, "nvmlDeviceGetMigMode", f.mig);
     resolve(handle_, "nvmlDeviceGetAccountingMode", f.accounting);
     resolve(handle_, "nvmlDeviceGetEnforcedPowerLimit", f.power_limit);
+    resolve(handle_, "nvmlDeviceGetAccountingStats", f.accounting_stats);
   }
   if (!initialised_) {
     int r = api_->init();
@@ -168,8 +172,10 @@ Availability NvmlSource::probe() {
         }
         if (api_->accounting) {
           nvmlEnableState_t mode = NVML_FEATURE_DISABLED;
-          if (api_->accounting(d->handle, &mode) == NVML_SUCCESS)
-            info.accounting = mode == NVML_FEATURE_ENABLED ? "on" : "off";
+          if (api_->accounting(d->handle, &mode) == NVML_SUCCESS) {
+            d->accounting = mode == NVML_FEATURE_ENABLED;
+            info.accounting = d->accounting ? "on" : "off";
+          }
         }
       }
       if (info.uuid.empty()) info.uuid = "index-" + std::to_string(i);
@@ -352,6 +358,31 @@ void NvmlSource::read_device(std::size_t i, Sample& out) {
     act.samples.push_back({s.pid, s.timeStamp, s.smUtil});
   }
   for (const auto& s : act.samples) d.last_seen_us = std::max(d.last_seen_us, s.timestamp_us);
+
+  if (d.accounting && api_->accounting_stats) read_accounting(d, act, out, where);
+}
+
+void NvmlSource::read_accounting(Device& d, GpuActivity& act, Sample& out,
+                                 const std::string& where) {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  act.accounting_read_us =
+      static_cast<uint64_t>(now.tv_sec) * 1'000'000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
+  for (uint32_t pid : act.running) {
+    nvmlAccountingStats_t st{};
+    int r = api_->accounting_stats(d.handle, pid, &st);
+    // NOT_FOUND: the driver keeps no record of this pid (it started before accounting was
+    // enabled, or the record was recycled); the split then falls back to the samples.
+    if (r != NVML_SUCCESS) continue;
+    if (st.gpuUtilization > 100 || st.startTime == 0 || st.startTime > act.accounting_read_us) {
+      out.errors.push_back({ErrorKind::malformed, where,
+                            "accounting stats of pid " + std::to_string(pid) + ": gpuUtilization " +
+                                std::to_string(st.gpuUtilization) + " startTime " +
+                                std::to_string(st.startTime)});
+      continue;
+    }
+    act.accounting.push_back({pid, st.gpuUtilization, st.startTime});
+  }
 }
 
 void NvmlSource::read_power_limit(std::size_t i) {
@@ -434,6 +465,16 @@ std::vector<std::string> NvmlSource::doctor_report() {
                             : "per-process split: not possible - " + a.unsplittable +
                                   "; the GPU's workload energy goes to unattributed";
     lines.push_back("  " + split);
+    if (a.unsplittable.empty() && g.accounting == "on") {
+      lines.push_back("  accounting stats: " + std::to_string(a.accounting.size()) + " of " +
+                      std::to_string(a.running.size()) +
+                      " process(es) (the split uses them where every context holder has one)");
+    } else if (a.unsplittable.empty() && g.accounting == "off") {
+      lines.push_back(
+          "  accounting mode off: the split rests on NVML's samples, and work in step with them "
+          "is labelled confidence=\"uncertain\" (turning it on, nvidia-smi -am 1, is the "
+          "administrator's call)");
+    }
     if (g.mig == "on")
       lines.push_back(
           "  fix: none from wattprobe; disabling MIG (nvidia-smi -mig 0) is the "

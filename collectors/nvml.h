@@ -21,6 +21,16 @@ struct GpuProcessSample {
   unsigned sm_util = 0;  // 0..100
 };
 
+/// One process's accounting statistics (nvmlDeviceGetAccountingStats, accounting mode on): the
+/// share of its lifetime during which one of its kernels ran. Unlike the samples it is kept by
+/// the driver for every process, all the time, so periodic work cannot hide from it; but it is a
+/// whole percent over the whole lifetime, so its resolution coarsens as the process ages.
+struct GpuAccountingStat {
+  uint32_t pid = 0;
+  unsigned gpu_util = 0;  // 0..100, over the process's life so far
+  uint64_t start_us = 0;  // when the process started, µs since the epoch
+};
+
 /// What one GPU told about its users in the last sample(): the input of the per-process split
 /// (collectors/gpu_split.h). Every value was range-checked.
 struct GpuActivity {
@@ -29,6 +39,10 @@ struct GpuActivity {
   double utilisation = -1;                // nvmlUtilization_t.gpu / 100; -1 unknown
   std::vector<uint32_t> running;          // pids holding a compute context
   std::vector<GpuProcessSample> samples;  // newer than those of the previous sample
+  /// Where accounting mode is on: the running processes' statistics (those that answered), and
+  /// the wall clock they were read at (µs since the epoch), to turn percents into seconds.
+  std::vector<GpuAccountingStat> accounting;
+  uint64_t accounting_read_us = 0;
   /// Non-empty when the device's energy cannot be split by process, and why ("MIG mode is on:
   /// NVML has no per-process utilisation for MIG devices").
   std::string unsplittable;
@@ -91,6 +105,7 @@ class NvmlSource : public EnergySource {
   struct Device;
   void read_device(std::size_t i, Sample& out);
   void read_power_limit(std::size_t i);
+  void read_accounting(Device& d, GpuActivity& act, Sample& out, const std::string& where);
   std::string error_string(int code) const;
 
   std::filesystem::path library_;

@@ -64,6 +64,17 @@ typedef struct nvmlProcessUtilizationSample_st {
   unsigned int decUtil;
 } nvmlProcessUtilizationSample_t;
 
+// nvmlAccountingStats_t: a process's statistics while accounting mode is on.
+typedef struct nvmlAccountingStats_st {
+  unsigned int gpuUtilization;     // % of the process's lifetime with one of its kernels running
+  unsigned int memoryUtilization;  // % of it with device memory read or written
+  unsigned long long maxMemoryUsage;
+  unsigned long long time;       // ms the context was active; 0 while the process runs
+  unsigned long long startTime;  // µs since the epoch (CPU clock) when the process started
+  unsigned int isRunning;
+  unsigned int reserved[5];
+} nvmlAccountingStats_t;
+
 nvmlReturn_t nvmlInit_v2(void);
 nvmlReturn_t nvmlShutdown(void);
 const char* nvmlErrorString(nvmlReturn_t result);
@@ -86,5 +97,7 @@ nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
 nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int* currentMode,
                                   unsigned int* pendingMode);
 nvmlReturn_t nvmlDeviceGetAccountingMode(nvmlDevice_t device, nvmlEnableState_t* mode);
+nvmlReturn_t nvmlDeviceGetAccountingStats(nvmlDevice_t device, unsigned int pid,
+                                          nvmlAccountingStats_t* stats);
 
 }  // extern "C"

@@ -438,7 +438,8 @@ void Attribution::append_families(std::vector<Family>& out) const {
   }
   Family gpu{"wattprobe_workload_gpu_energy_joules_total",
              "GPU energy attributed to a workload, by GPU (source and device = the gpu domain's "
-             "socket) and how the split was made (exclusive, sampled, even, busy_time); also "
+             "socket) and how the split was made (exclusive, accounting, sampled, remainder, even, "
+             "busy_time); also "
              "counted in "
              "wattprobe_workload_energy_joules_total{domain=\"gpu\"}.",
              MetricType::counter,

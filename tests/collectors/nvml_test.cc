@@ -13,6 +13,7 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -226,6 +227,40 @@ TEST(Nvml, RecordedPidsMapToLiveOnes) {
   for (uint32_t pid : a.running) running = running || pid == static_cast<uint32_t>(getpid());
   EXPECT_TRUE(running) << "recorded pid 430 holds a context in S1, mapped to this process";
   EXPECT_GT(a.utilisation, 0.5) << "both workers are busy in S1";
+}
+
+// Accounting mode on: each context holder's share of its life with a kernel running, which names
+// the worker the samples never do. In S1 of the phased trace every sample names A (430) while B
+// (431) did a quarter of the work; accounting says both, about 3:1.
+TEST(Nvml, AccountingModeSeesTheWorkerTheSamplesMiss) {
+  fake(kPhased, "accounting:0");
+  setenv("WATTPROBE_FAKE_NVML_START", "15", 1);  // 10 s into S1
+  NvmlSource nvml(WATTPROBE_FAKE_NVML);
+  ASSERT_TRUE(nvml.probe().available);
+  EXPECT_EQ(nvml.devices()[0].accounting, "on");
+  (void)nvml.sample();
+  wait_s(1.0);
+  (void)nvml.sample();
+  const GpuActivity& a = nvml.activity()[0];
+  for (const GpuProcessSample& s : a.samples) EXPECT_EQ(s.pid, 430u) << "samples name only A";
+  std::map<uint32_t, unsigned> util;
+  for (const GpuAccountingStat& s : a.accounting) {
+    util[s.pid] = s.gpu_util;
+    EXPECT_LT(s.start_us, a.accounting_read_us);
+  }
+  ASSERT_EQ(util.size(), 2u);
+  EXPECT_GT(util[431], 0u) << "accounting sees B";
+  // ~10 s of work in ~16 s of life: A ~47 %, B ~16 %, each a truncated whole percent.
+  EXPECT_NEAR(static_cast<double>(util[430]) / util[431], 3.0, 0.35);
+}
+
+TEST(Nvml, WithoutAccountingModeThereAreNoAccountingStats) {
+  fake(kPhased);
+  NvmlSource nvml(WATTPROBE_FAKE_NVML);
+  ASSERT_TRUE(nvml.probe().available);
+  (void)nvml.sample();
+  EXPECT_EQ(nvml.devices()[0].accounting, "off");
+  EXPECT_TRUE(nvml.activity()[0].accounting.empty());
 }
 
 }  // namespace

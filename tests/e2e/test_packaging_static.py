@@ -19,7 +19,7 @@ CONTRACT = {
     "wattprobe_workload_power_watts", "wattprobe_workload_cpu_seconds_total",
     "wattprobe_workload_operational_co2e_grams_total",
     "wattprobe_workload_embodied_co2e_grams_total",
-    "wattprobe_process_energy_joules_total",
+    "wattprobe_process_energy_joules_total", "wattprobe_gpu_split_info",
     "wattprobe_grid_carbon_intensity_grams_per_kwh", "wattprobe_grid_carbon_intensity_age_seconds",
     "wattprobe_grid_carbon_intensity_forecast_grams_per_kwh",
     "wattprobe_device_embodied_co2e_grams", "wattprobe_device_age_seconds",

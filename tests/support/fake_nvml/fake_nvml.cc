@@ -19,11 +19,20 @@
 //       samples:not_supported[:I] nvmlDeviceGetProcessUtilization → NOT_SUPPORTED
 //       mig:I                     device I is in MIG mode: GetMigMode current 1, per-process
 //                                 utilisation NOT_SUPPORTED, as real MIG devices answer
-//       accounting:I              GetAccountingMode says ENABLED for device I (read only)
+//       accounting:I              GetAccountingMode says ENABLED for device I (read only), and
+//                                 nvmlDeviceGetAccountingStats answers for its running pids
+//                                 (below)
 //       garbage:I                 device I answers absurd values (util 250 %, power and power
 //                                 limit 2^32-1 mW)
 // nvmlDeviceGetEnforcedPowerLimit answers the trace header's device.power_limit_mw, and
 // NVML_ERROR_NOT_SUPPORTED for a trace whose header has none (as GPUs without power management).
+// nvmlDeviceGetAccountingStats (accounting mode on) is synthetic, since the traces were recorded
+// with it off: each recorded worker started at t = 0 of the trace, and its busy time so far is
+// its `matmuls` count (the truth the trace carries) times the kernel's duration, chosen so that
+// the workers' busy seconds add up to the device's (Σ util_gpu × the records' spacing). The
+// answer is what the driver gives: gpuUtilization = busy ÷ lifetime as a whole percent,
+// truncated; startTime in µs of the wall clock. A pid the trace's workers do not name, or a
+// trace without `matmuls`, answers NVML_ERROR_NOT_FOUND.
 // Replay runs in real time from nvmlInit_v2: a call at elapsed time e answers the last record
 // with t <= START + e, and holds the last record after the end of the trace.
 
@@ -52,6 +61,7 @@ struct Sample {
 
 struct Record {
   double t = 0;
+  std::vector<std::pair<unsigned, double>> busy_s;  // live pid → busy seconds so far (synthetic)
   unsigned long long energy_mj = 0;
   unsigned power_mw = 0;
   unsigned util_gpu = 0;
@@ -70,6 +80,7 @@ struct Device {
   bool mig = false;
   bool accounting = false;
   bool garbage = false;
+  unsigned long long start_us = 0;  // wall clock of the trace's t = 0, for accounting
 };
 
 std::mutex mu;
@@ -125,6 +136,8 @@ bool load() {
     Device d;
     std::string line;
     bool header = true;
+    std::vector<std::pair<std::string, unsigned>> workers;  // label → live pid
+    std::vector<std::vector<double>> counts;                // per record, per worker
     while (std::getline(in, line)) {
       if (line.empty()) continue;
       auto j = nlohmann::json::parse(line);
@@ -134,6 +147,10 @@ bool load() {
         driver = j["device"]["driver"].get<std::string>();
         if (j["device"].contains("power_limit_mw"))
           d.power_limit_mw = j["device"]["power_limit_mw"].get<unsigned>();
+        if (j.contains("workers")) {
+          for (auto& [pid, label] : j["workers"].items())
+            workers.emplace_back(label.get<std::string>(), live(std::stoul(pid)));
+        }
         header = false;
         continue;
       }
@@ -147,9 +164,28 @@ bool load() {
         r.samples.push_back({live(s[0].get<unsigned>()), s[1].get<unsigned long long>(),
                              s[2].get<unsigned>(), s[3].get<unsigned>()});
       }
+      std::vector<double> c;
+      if (j.contains("matmuls")) {
+        for (auto& [label, pid] : workers) c.push_back(j["matmuls"].value(label, 0.0));
+      }
+      counts.push_back(std::move(c));
       d.records.push_back(std::move(r));
     }
     if (d.records.empty()) return false;
+    // Synthetic accounting: the kernel's duration that makes the counted work the device's
+    // busy time.
+    double busy = 0, work = 0;
+    for (std::size_t i = 1; i < d.records.size(); ++i)
+      busy += d.records[i].util_gpu / 100.0 * (d.records[i].t - d.records[i - 1].t);
+    if (!counts.back().empty()) {
+      for (double c : counts.back()) work += c;
+    }
+    if (work > 0) {
+      for (std::size_t i = 0; i < d.records.size(); ++i) {
+        for (std::size_t w = 0; w < workers.size() && w < counts[i].size(); ++w)
+          d.records[i].busy_s.emplace_back(workers[w].second, counts[i][w] * busy / work);
+      }
+    }
     devices.push_back(std::move(d));
   }
   auto device_of = [](const std::string& s) -> Device* {
@@ -230,6 +266,12 @@ __attribute__((visibility("default"))) nvmlReturn_t nvmlInit_v2(void) {
     return NVML_ERROR_UNKNOWN;
   }
   t0 = now_s();
+  timespec wall{};
+  clock_gettime(CLOCK_REALTIME, &wall);
+  unsigned long long wall_us = static_cast<unsigned long long>(wall.tv_sec) * 1000000ULL +
+                               static_cast<unsigned long long>(wall.tv_nsec) / 1000ULL;
+  for (Device& d : devices)
+    d.start_us = wall_us - static_cast<unsigned long long>(start_offset * 1e6);
   initialised = true;
   return NVML_SUCCESS;
 }
@@ -436,6 +478,28 @@ __attribute__((visibility("default"))) nvmlReturn_t nvmlDeviceGetAccountingMode(
   if (!mode) return NVML_ERROR_INVALID_ARGUMENT;
   *mode = d->accounting ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
   return NVML_SUCCESS;
+}
+
+__attribute__((visibility("default"))) nvmlReturn_t nvmlDeviceGetAccountingStats(
+    nvmlDevice_t h, unsigned pid, nvmlAccountingStats_t* stats) {
+  std::lock_guard lock(mu);
+  Device* d = nullptr;
+  if (nvmlReturn_t r = check(h, &d)) return r;
+  if (!stats) return NVML_ERROR_INVALID_ARGUMENT;
+  if (!d->accounting) return NVML_ERROR_NOT_SUPPORTED;
+  double e = elapsed();
+  const Record& rec = d->records[record_index(*d, e)];
+  for (auto [p, busy] : rec.busy_s) {
+    if (p != pid) continue;
+    double life = start_offset + e;
+    *stats = nvmlAccountingStats_t{};
+    stats->gpuUtilization =
+        life > 0 ? static_cast<unsigned>(std::min(100.0, 100.0 * busy / life)) : 0;
+    stats->startTime = d->start_us;
+    stats->isRunning = 1;
+    return NVML_SUCCESS;
+  }
+  return NVML_ERROR_NOT_FOUND;
 }
 
 }  // extern "C"
