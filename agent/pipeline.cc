@@ -34,6 +34,13 @@ CarbonOptions carbon_options(CarbonOptions o, const EnergyMeter& meter, const Op
   return o;
 }
 
+/// Attribution's options with the workload cap every per-workload family shares.
+AttributionOptions attribution_options(const Options& options) {
+  AttributionOptions o = options.attribution;
+  o.max_workloads = options.max_workloads;
+  return o;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> Pipeline::build(const Options& options, PipelineRole role,
@@ -77,7 +84,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       loop_(TickLoopOptions{options.interval, options.max_ticks}),
       meter_(std::move(meter)),
       accounting_(std::move(accounting)),
-      attribution_(options.attribution),
+      attribution_(attribution_options(options)),
       // Reads the grid API key now, while the agent may still read a root-only file; fetches
       // nothing until start().
       carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_, options))) {
