@@ -214,7 +214,7 @@ void Pipeline::tick(double seconds, const LogLine& log) {
     }
     append_gpu_power_limit_family(limits, families);
   }
-  if (hwmon_) hwmon_->append_families(families);
+  for (const auto& source : meter_->sources()) source->append_families(families);
   health_->tick(seconds, now_ms, log);
   health_->append_families(families);
   families.push_back({"wattprobe_agent_accounting_mode",
