@@ -29,9 +29,11 @@ struct LedgerOptions {
   /// Day files whose whole day ended more than this many days ago are deleted; 0 keeps all.
   /// 400 days covers a year's report with a margin.
   unsigned retention_days = 400;
-  /// Past this many bytes of day files in all, the oldest closed ones (never today's) are
-  /// deleted, at start and at each new day; 0: no cap. 1 GiB holds about a year of a node with
-  /// 10 workloads at the 1-minute period (a line is about 290 bytes), or two weeks of 200.
+  /// Past this many bytes of day files in all, the oldest closed ones are deleted, at start, at
+  /// each new day and whenever a write would pass it; 0: no cap. When today's file alone would
+  /// pass it, its periods are dropped (counted, logged once a day) until the next day: the cap
+  /// bounds the disk, today's file included. 1 GiB holds about a year of a node with 10
+  /// workloads at the 1-minute period (a line is about 290 bytes), or two weeks of 200.
   uint64_t max_bytes = uint64_t{1} << 30;
 };
 
@@ -73,6 +75,7 @@ class Ledger {
   uint64_t lines_written() const { return lines_written_; }
   uint64_t errors() const { return errors_; }
   uint64_t files_removed_for_size() const { return files_removed_for_size_; }
+  uint64_t lines_dropped_for_size() const { return lines_dropped_for_size_; }
 
   static constexpr int64_t kMaxSplitPeriods = 120;
 
@@ -98,7 +101,11 @@ class Ledger {
   void write_period(int64_t period_index, const Period& p);
   void write_pending();
   void apply_retention(int64_t today);
-  void apply_byte_cap(int64_t today);
+  /// Deletes the oldest closed day files while the day files, and `more` bytes about to be
+  /// written, pass max_bytes; sets disk_bytes_.
+  void apply_byte_cap(int64_t today, uint64_t more = 0);
+  /// Whether `more` bytes fit under max_bytes, after deleting closed day files if need be.
+  bool fits_byte_cap(std::size_t more);
   void fail(const std::string& what);
 
   LedgerOptions options_;
@@ -111,6 +118,9 @@ class Ledger {
   uint64_t lines_written_ = 0;
   uint64_t errors_ = 0;
   uint64_t files_removed_for_size_ = 0;
+  uint64_t lines_dropped_for_size_ = 0;
+  uint64_t disk_bytes_ = 0;  // of the day files, as of the last listing plus our writes since
+  std::optional<int64_t> cap_logged_day_;
 };
 
 }  // namespace wattprobe
