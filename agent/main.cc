@@ -62,7 +62,12 @@ int run(const Options& options) {
 
   // Started as root, the agent runs as an unprivileged user once started (--user overrides); the
   // state folder is made writable for that user now, while the agent may still chown.
-  const std::string user = options.user.empty() ? default_run_user() : options.user;
+  const RunUser run_user = choose_run_user(options.user);
+  if (run_user.refused) {
+    log_line("refusing to run as nobody: " + run_user.why);
+    return 1;
+  }
+  const std::string& user = run_user.user;
   std::optional<StateOwner> owner;
   if (!user.empty()) {
     auto identity = lookup_user(user);

@@ -4,7 +4,8 @@ fixture (it holds energy_uj open from before the drop), and still measures. Its 
 checked first: a group- or world-writable one, one owned by another user, one below a folder the
 user cannot pass, or a root-owned one holding files wattprobe does not write stops it with a
 clear message, and a checkpoint that is a
-symbolic link is refused, its target left untouched. --user root keeps root. On a /proc mounted
+symbolic link is refused, its target left untouched. With no `wattprobe` account, `nobody` is used
+only when --user names it. --user root keeps root. On a /proc mounted
 with hidepid=2 the /proc accounting warns that it cannot see other users' processes."""
 
 import os
@@ -14,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import BIN, scrape, series, skip, start_agent, start_driver, value
+from wattprobe_e2e import USER_ARGS, BIN, scrape, series, skip, start_agent, start_driver, value
 
 
 def status_of(pid):
@@ -114,7 +115,7 @@ def hidepid_is_warned_about():
         state = tempfile.mkdtemp(prefix="wattprobe-state-")
         p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
                             "--procfs-root", root, "--sources", "model", "--accounting",
-                            "procfs", "--max-ticks", "2"],
+                            "procfs", "--max-ticks", "2", *USER_ARGS],
                            capture_output=True, text=True, timeout=60)
         warning = [l for l in p.stderr.splitlines() if "hides other users' processes" in l]
         assert p.returncode == 0 and warning, f"exit {p.returncode}\n{p.stderr}"
@@ -124,9 +125,10 @@ def hidepid_is_warned_about():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def refused(state, what, *needles):
-    p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, "--sources",
-                        "model", "--accounting", "procfs", "--max-ticks", "2"],
+def refused(state, what, *needles, args=("--sources", "model"), user_args=None):
+    p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, *args,
+                        "--accounting", "procfs", "--max-ticks", "2",
+                        *(USER_ARGS if user_args is None else user_args)],
                        capture_output=True, text=True, timeout=60)
     out = p.stdout + p.stderr
     assert p.returncode == 1, f"{what}: exit {p.returncode}, expected 1\n{out}"
@@ -183,6 +185,33 @@ def state_folder_checks():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def nobody_only_when_named():
+    """Issue 25: with no `wattprobe` account, `nobody` (shared with other processes) is refused
+    unless --user names it, with how to create the account; doctor says whom run would use."""
+    doctor = subprocess.run([BIN, "doctor", "--sources", "model"], capture_output=True,
+                            text=True, timeout=60).stdout
+    try:
+        pwd.getpwnam("wattprobe")
+        assert "run would run as: wattprobe (the wattprobe account" in doctor, doctor
+        print("note: this host has a wattprobe account; the refusal of nobody is not exercised")
+        return
+    except KeyError:
+        pass
+    assert "run would refuse to start: no wattprobe account" in doctor, doctor
+    assert "useradd --system" in doctor, doctor
+    named = subprocess.run([BIN, "doctor", "--sources", "model", "--user", "nobody"],
+                           capture_output=True, text=True, timeout=60).stdout
+    assert "run would run as: nobody (--user nobody)" in named, named
+    state = tempfile.mkdtemp(prefix="wattprobe-state-")
+    os.chmod(state, 0o700)
+    os.mkdir(os.path.join(state, "ledger"), 0o700)
+    refused(state, "no wattprobe account and no --user", "refusing to run as nobody",
+            "useradd --system", "--user nobody", user_args=[])
+    assert os.stat(state).st_uid == 0, "the refused start handed the folder over"
+    print("ok: doctor says run would refuse nobody, and --user nobody is accepted")
+    shutil.rmtree(state, ignore_errors=True)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root: the test starts the agent as root and watches it drop to a user")
@@ -195,6 +224,7 @@ def main():
         user_root_stays_root()
         hidepid_is_warned_about()
         state_folder_checks()
+        nobody_only_when_named()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -13,7 +13,7 @@ import tempfile
 
 import time
 
-from wattprobe_e2e import BIN, RemoteWriteReceiver, start_agent
+from wattprobe_e2e import with_user, BIN, RemoteWriteReceiver, start_agent
 
 SECRET = "s3cr3t-value"
 INJECTION = SECRET + "\nX-Injected: yes"
@@ -22,7 +22,7 @@ INJECTION = SECRET + "\nX-Injected: yes"
 def run(*args, env=None, timeout=30):
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
     return subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
-                           "--sources", "model", "--accounting", "procfs", *args],
+                           "--sources", "model", "--accounting", "procfs", *with_user(args)],
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
