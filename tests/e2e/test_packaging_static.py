@@ -218,6 +218,20 @@ def check_dashboard():
     check(len(ids) == len(set(ids)), "dashboard: panel ids are unique")
 
 
+def check_config_mode():
+    """Issue 25: the packaged config may hold a secret (a header, a URL's credentials), so the
+    package installs it 0640, and an upgrade from a 0644 one makes it 0640."""
+    with open(os.path.join(PACKAGING, "CMakeLists.txt")) as f:
+        cmake = f.read()
+    rule = re.search(r"install\(FILES wattprobe\.conf[^)]*\)", cmake)
+    check(rule and "PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ)" in rule.group(0),
+          f"packaging/CMakeLists.txt: wattprobe.conf is installed 0640: {rule and rule.group(0)}")
+    with open(os.path.join(PACKAGING, "debian", "postinst")) as f:
+        postinst = f.read()
+    check("chmod 0640 /etc/wattprobe/wattprobe.conf" in postinst,
+          "postinst: a config left 0644 by an older package becomes 0640")
+
+
 def main():
     try:
         import yaml  # noqa: F401
@@ -227,6 +241,7 @@ def main():
     check_containerfile()
     check_kubernetes()
     check_dashboard()
+    check_config_mode()
     for failure in failures:
         print(f"FAIL: {failure}")
     if not failures:
