@@ -103,6 +103,20 @@ def check_kubernetes():
               "NetworkPolicy: selects the DaemonSet's pods")
         ports = [p["port"] for rule in np["spec"]["ingress"] for p in rule.get("ports", [])]
         check(ports == [9887], "NetworkPolicy: admits the metrics port only")
+        # Issue 25: a pod selector alone, or beside an empty namespace selector, admits any pod
+        # that sets the label on itself. Every peer names its namespace (by the label the API
+        # server sets and no one can change) and Prometheus' label, in the same element.
+        peers = [peer for rule in np["spec"]["ingress"] for peer in rule.get("from", [])]
+        check(peers and all(rule.get("from") for rule in np["spec"]["ingress"]),
+              "NetworkPolicy: every ingress rule names whom it admits (no rule open to all)")
+        for peer in peers:
+            ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+            pods = (peer.get("podSelector") or {}).get("matchLabels") or {}
+            check(bool(ns.get("kubernetes.io/metadata.name")),
+                  f"NetworkPolicy: a peer admits by namespace name, not any namespace: {peer}")
+            check(pods.get("app.kubernetes.io/name") == "prometheus",
+                  f"NetworkPolicy: the same peer admits only Prometheus' pods: {peer}")
+            check("ipBlock" not in peer, f"NetworkPolicy: no ipBlock peer: {peer}")
     ds = objects.get("DaemonSet")
     if not ds:
         return
