@@ -62,7 +62,12 @@ int run(const Options& options) {
 
   // Started as root, the agent runs as an unprivileged user once started (--user overrides); the
   // state folder is made writable for that user now, while the agent may still chown.
-  const std::string user = options.user.empty() ? default_run_user() : options.user;
+  const RunUser run_user = choose_run_user(options.user);
+  if (run_user.refused) {
+    log_line("refusing to run as nobody: " + run_user.why);
+    return 1;
+  }
+  const std::string& user = run_user.user;
   std::optional<StateOwner> owner;
   if (!user.empty()) {
     auto identity = lookup_user(user);
@@ -73,13 +78,13 @@ int run(const Options& options) {
     }
     owner = StateOwner{identity->uid, identity->gid, identity->name};
   }
-  auto folder = prepare_state_folder(options.state_dir, owner);
-  if (!folder.ok()) {
-    const Error& e = folder.error();
+  // Checked now, changed (created, handed over) only once nothing else can refuse the start.
+  auto state_folder_refused = [](const Error& e) {
     log_line(e.path.empty() ? e.detail : "state folder: " + e.message());
     return 1;
-  }
-  log_line(*folder);
+  };
+  if (auto checked = check_state_folder(options.state_dir, owner); !checked.ok())
+    return state_folder_refused(checked.error());
   if (!options.guest_energy.dir.empty()) {
     auto guests = prepare_guest_energy_folder(options.guest_energy.dir, owner);
     if (!guests.ok()) {
@@ -95,6 +100,9 @@ int run(const Options& options) {
     return 1;
   }
   Pipeline& pipeline = **built;
+  auto folder = prepare_state_folder(options.state_dir, owner);
+  if (!folder.ok()) return state_folder_refused(folder.error());
+  log_line(*folder);
   // Everything privileged is open now (BPF loaded, counters opened at probe): keep only what
   // the tick still needs, before the first request can be served.
   auto dropped = drop_privileges(PrivilegePlan{pipeline.capabilities_needed(), user});

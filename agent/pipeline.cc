@@ -44,6 +44,13 @@ CarbonOptions carbon_options(CarbonOptions o,
   return o;
 }
 
+/// Attribution's options with the workload cap every per-workload family shares.
+AttributionOptions attribution_options(const Options& options) {
+  AttributionOptions o = options.attribution;
+  o.max_workloads = options.max_workloads;
+  return o;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> Pipeline::build(const Options& options, PipelineRole role,
@@ -88,7 +95,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       meter_(std::move(meter)),
       accounting_(std::move(accounting)),
       gpu_splits_(gpu_splits(*meter_, options.paths)),
-      attribution_(options.attribution),
+      attribution_(attribution_options(options)),
       // Reads the grid API key now, while the agent may still read a root-only file; fetches
       // nothing until start().
       carbon_(make_carbon(options.paths, carbon_options(options.carbon, gpu_splits_, options))) {

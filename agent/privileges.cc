@@ -207,6 +207,25 @@ std::string default_run_user() {
   return found != nullptr ? "wattprobe" : "nobody";
 }
 
+RunUser choose_run_user(const std::string& given) {
+  if (!given.empty()) return RunUser{given, "--user " + given, false};
+  const std::string user = default_run_user();
+  if (user.empty()) {
+    return RunUser{"",
+                   "not started as root, so it stays the user it was started as (systemd's "
+                   "DynamicUser=, a container's runAsUser)",
+                   false};
+  }
+  if (user == "wattprobe") return RunUser{user, "the wattprobe account (the package's)", false};
+  return RunUser{"nobody",
+                 "no wattprobe account, and nobody is shared with other processes, any of which "
+                 "could plant a link in the state folder or forge the ledger lines report sums; "
+                 "create the account (useradd --system --user-group --no-create-home "
+                 "--home-dir /nonexistent --shell /usr/sbin/nologin wattprobe), run it from the "
+                 "packaged systemd unit (DynamicUser=), or pass --user nobody to accept sharing",
+                 true};
+}
+
 Result<bool> works_without(const std::vector<int>& caps, const std::function<bool()>& attempt) {
   auto held = get_caps();
   if (!held.ok()) return held.error();

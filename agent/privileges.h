@@ -54,6 +54,18 @@ Result<UserIdentity> lookup_user(const std::string& user);
 /// (systemd's DynamicUser=, a container's runAsUser): empty, the agent already is unprivileged.
 std::string default_run_user();
 
+/// Who `run` would run as after start-up, and why, for `run` and `doctor`.
+struct RunUser {
+  std::string user;  // empty: stays the user it was started as
+  std::string why;
+  /// Started as root with no --user and no `wattprobe` account: `nobody` is shared with other
+  /// processes (any of them could plant a link in the state folder or forge ledger lines), so
+  /// `run` refuses rather than keep its state as nobody; `why` says how to create the account.
+  bool refused = false;
+};
+/// `given` is --user (empty when not given).
+RunUser choose_run_user(const std::string& given);
+
 /// Whether `attempt` still succeeds with `caps` out of the effective set, which is restored
 /// afterwards (they stay permitted meanwhile, so this is undoable, unlike the drop). Measures
 /// what the running kernel really checks, e.g. whether map reads need CAP_BPF after load (they

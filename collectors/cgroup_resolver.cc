@@ -238,6 +238,18 @@ WorkloadId identity_from_cgroup_path(std::string_view path, const PodNames* pods
   }
   if (parts.empty()) return make("system", "system");
 
+  // Anything in a user's session is that user's, whatever its name: a rootless container
+  // (user@1000.service/…/docker-<id>.scope) or a cgroup any user may name like a pod or a VM
+  // would otherwise pass for one, with a container's or a pod's labels (issue 25).
+  if (parts[0] == "user.slice") {
+    for (std::string_view c : parts) {
+      if (c.starts_with("user@") && c.ends_with(".service")) return make(std::string(c), "session");
+    }
+    for (std::string_view c : parts) {
+      if (is_unit(c)) return make(std::string(c), "session");
+    }
+  }
+
   // Kubernetes: a kubepods ancestor, then the pod, then the container (both drivers; also nested
   // under a kubelet.slice or a kind node's docker scope).
   for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -280,15 +292,6 @@ WorkloadId identity_from_cgroup_path(std::string_view path, const PodNames* pods
       WorkloadId id = make(std::string(c.substr(8, c.size() - 14)), "container");
       id.container = id.workload;
       return id;
-    }
-  }
-
-  if (parts[0] == "user.slice") {
-    for (std::string_view c : parts) {
-      if (c.starts_with("user@") && c.ends_with(".service")) return make(std::string(c), "session");
-    }
-    for (std::string_view c : parts) {
-      if (is_unit(c)) return make(std::string(c), "session");
     }
   }
 

@@ -61,7 +61,12 @@ class PodNames {
 ///
 /// Shapes (first match wins):
 ///   "/"                                        → {"system", kind "system"} (root: kthreads, early
-///   boot) kubepods…/…pod<uid>…/<runtime id>           → kind "pod", workload
+///   boot)
+///   user.slice/…/user@<uid>.service/…           → {"user@<uid>.service", "session"}, whatever the
+///                                                 names below it (a rootless container, or a
+///                                                 cgroup a user named like a pod, is the user's)
+///   user.slice/…/session-<n>.scope              → {"session-<n>.scope", "session"}
+///   kubepods…/…pod<uid>…/<runtime id>           → kind "pod", workload
 ///   "<ns>/<pod>/<container>",
 ///                                                 or "<uid>/<12 hex>" when names are unknown;
 ///                                                 the pod slice alone or conmon → container "";
@@ -78,8 +83,6 @@ class PodNames {
 ///                                              → kind "vm", workload <name>
 ///   lxc.payload.<name>, machine.slice/machine-<name>.scope (nspawn, libvirt-lxc)
 ///                                              → kind "container", workload <name>
-///   user.slice/…/user@<uid>.service/…           → {"user@<uid>.service", "session"}
-///   user.slice/…/session-<n>.scope              → {"session-<n>.scope", "session"}
 ///   the first *.service|*.scope|*.socket|*.mount|*.swap component → kind "service"
 ///     ("init.scope" directly under the root is systemd itself: kind "system")
 ///   only *.slice components                      → {last slice, "system"}

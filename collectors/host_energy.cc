@@ -53,6 +53,13 @@ Availability HostEnergySource::probe() {
     return a;
   }
   auto got = read();
+  if (!got.ok() && got.error().kind == ErrorKind::absent) {
+    a.available = true;
+    a.reason = "not yet available: " + got.error().message() +
+               "; waiting for the host agent's first file (energy counts from it)";
+    a.remedy = std::string(kRemedy);
+    return a;
+  }
   if (!got.ok()) {
     a.reason = got.error().message();
     a.remedy = got.error().kind == ErrorKind::unsupported ? "upgrade wattprobe in this VM"
@@ -91,8 +98,14 @@ Sample HostEnergySource::sample() {
                   std::chrono::duration_cast<std::chrono::seconds>(now - *last_change_).count()) +
               " s: the host agent stopped or cannot write";
   }
+  if (!last_ && !got.ok() && got.error().kind == ErrorKind::absent) {
+    problem = "not yet available: " + problem +
+              "; waiting for the host agent's first file (energy counts from it)";
+  }
   if (problem != last_problem_) {
-    if (!problem.empty()) {
+    if (!problem.empty() && !last_) {
+      log_printf("host energy: %s", problem.c_str());
+    } else if (!problem.empty()) {
       log_printf("host energy: %s%s", problem.c_str(),
                  stale_ ? "; not claimed as measured until the host's figures move again" : "");
     } else if (was_stale) {
@@ -116,6 +129,19 @@ Sample HostEnergySource::sample() {
     out.readings.push_back(std::move(r));
   }
   return out;
+}
+
+void HostEnergySource::append_families(std::vector<Family>& out) const {
+  const std::string_view now = !last_ ? "waiting" : stale_ ? "stale" : "ok";
+  Family f{"wattprobe_host_energy_state",
+           "Guest: the host's energy file, 1 for the state it is in: waiting (no good file read "
+           "since start), ok (measured figures moving), stale (gone, bad or still).",
+           MetricType::gauge,
+           {}};
+  for (std::string_view state : {"waiting", "ok", "stale"}) {
+    f.series.push_back({{{"state", std::string(state)}}, state == now ? 1.0 : 0.0});
+  }
+  out.push_back(std::move(f));
 }
 
 std::vector<std::string> HostEnergySource::doctor_report() const {

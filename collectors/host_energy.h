@@ -25,6 +25,11 @@ namespace wattprobe {
 /// the last ones (a host restarted without its checkpoint) are a reset: the tick counts nothing.
 /// A malformed file (counted as reason "malformed") or one of a newer version ("unsupported")
 /// keeps the last good figures, which then go stale.
+///
+/// A guest often boots before its host has written the VM's file: an absent file at start is
+/// "waiting", not a refusal. The source starts, says so (log, wattprobe_host_energy_state), and
+/// counts the energy from the first good file on (that file is the baseline, as any counter's
+/// first reading is).
 class HostEnergySource : public EnergySource {
  public:
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
@@ -35,6 +40,8 @@ class HostEnergySource : public EnergySource {
   bool knows_stalls() const override { return true; }
   Availability probe() override;
   Sample sample() override;
+  /// wattprobe_host_energy_state{state}: waiting (no good file read yet), ok, or stale.
+  void append_families(std::vector<Family>& out) const override;
 
   /// The file --host-energy-path names: PATH/energy.json for a folder, else PATH.
   std::filesystem::path file() const;

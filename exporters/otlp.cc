@@ -445,9 +445,14 @@ Result<PushProtocol::Request> OtlpExporter::request() {
 }
 
 uint64_t OtlpExporter::rejected_in_success(std::string_view body, std::string* why) {
+  return otlp_rejected_points(body, why);
+}
+
+uint64_t otlp_rejected_points(std::string_view body, std::string* why) {
   otlp::ExportMetricsServiceResponse response;
   // An empty body is a full success; one that is no response message says nothing either way.
-  if (body.empty() || !response.ParseFromArray(body.data(), static_cast<int>(body.size())))
+  if (body.empty() || body.size() > (1u << 30) ||
+      !response.ParseFromArray(body.data(), static_cast<int>(body.size())))
     return 0;
   const auto& partial = response.partial_success();
   *why = partial.error_message();

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -83,6 +84,10 @@ std::string otlp_unit(std::string_view family);
 /// many data points it holds; `invalid` counts series left out (a label without a name).
 std::string encode_otlp_tick(const Snapshot& snapshot, const SeriesStarts& starts,
                              const NameValues& resource, uint32_t* points, uint64_t* invalid);
+
+/// The data points a receiver's 2xx answer (an ExportMetricsServiceResponse) says it rejected,
+/// with its error message in `why`; 0 for an empty body or one that is no response message.
+uint64_t otlp_rejected_points(std::string_view body, std::string* why);
 
 /// OTLP/HTTP push (protobuf bodies, gzip by default) with the same delivery guarantees as
 /// remote-write: each tick is queued on disk (exporters/push_queue.h), leaves the queue only on

@@ -3,8 +3,6 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
 
 #include "agent/base/http_client.h"
 #include "agent/base/log.h"
@@ -24,12 +22,6 @@ using std::chrono::milliseconds;
 // it is damage or a misdirected endpoint, and only costs memory.
 constexpr std::size_t kMaxAnswerBytes = 64u << 10;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 size_t collect_body(char* data, size_t size, size_t count, void* user) {
   auto* body = static_cast<std::string*>(user);
   std::size_t n = size * count;
@@ -42,15 +34,8 @@ size_t collect_body(char* data, size_t size, size_t count, void* user) {
 // and falls back to the ordinary backoff.
 size_t collect_retry_after(char* data, size_t size, size_t count, void* user) {
   std::size_t n = size * count;
-  std::string_view line(data, n);
-  constexpr std::string_view kName = "retry-after:";
-  if (line.size() > kName.size() && lower(line.substr(0, kName.size())) == kName) {
-    std::string_view v = trim(line.substr(kName.size()));
-    long seconds = -1;
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-    if (ec == std::errc() && end == v.data() + v.size() && seconds >= 0)
-      *static_cast<long*>(user) = seconds;
-  }
+  if (auto seconds = parse_retry_after_header(std::string_view(data, n)))
+    *static_cast<long*>(user) = static_cast<long>(*seconds);
   return n;
 }
 

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <mutex>
@@ -32,28 +33,8 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
 size_t on_header(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   size_t n = size * count;
-  std::string_view line(data, n);
-  constexpr std::string_view kName = "retry-after:";
-  if (line.size() > kName.size()) {
-    bool match = true;
-    for (size_t i = 0; i < kName.size(); ++i) {
-      char c = line[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-      if (c != kName[i]) {
-        match = false;
-        break;
-      }
-    }
-    if (match) {
-      std::string_view v = trim(line.substr(kName.size()));
-      int seconds = 0;
-      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
-      // The HTTP-date form is rare on APIs; it is ignored and the caller's backoff applies.
-      if (ec == std::errc() && end == v.data() + v.size() && seconds >= 0) {
-        t->retry_after_s = seconds;
-      }
-    }
-  }
+  if (auto seconds = parse_retry_after_header(std::string_view(data, n)))
+    t->retry_after_s = static_cast<int>(*seconds);
   return n;
 }
 
@@ -66,6 +47,24 @@ std::string seconds(double s) {
 }
 
 }  // namespace
+
+std::optional<int64_t> parse_retry_after_header(std::string_view line) {
+  constexpr std::string_view kName = "retry-after:";
+  if (line.size() <= kName.size()) return std::nullopt;
+  for (size_t i = 0; i < kName.size(); ++i) {
+    char c = line[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != kName[i]) return std::nullopt;
+  }
+  std::string_view v = trim(line.substr(kName.size()));
+  int64_t seconds = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  if (ec == std::errc::result_out_of_range && !v.empty() && v.front() != '-' &&
+      std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+    return kMaxRetryAfterSeconds;  // digits past int64: "later than we will wait"
+  if (ec != std::errc() || end != v.data() + v.size() || seconds < 0) return std::nullopt;
+  return std::min(seconds, kMaxRetryAfterSeconds);
+}
 
 std::string redact_url(const std::string& url) {
   std::string out = url;

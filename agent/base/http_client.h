@@ -2,7 +2,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wattprobe {
@@ -36,6 +38,13 @@ struct HttpResponse {
   std::string detail;
   bool ok() const { return reason.empty(); }
 };
+
+/// The seconds a "Retry-After: N" header line asks for (any case, the delta-seconds form; the
+/// HTTP-date form and anything malformed give nullopt, and the caller's own backoff applies).
+/// Held to a year, so callers may convert to milliseconds without overflow; each caller caps
+/// it again to its own bound (--grid-max-age, the push queue's retry_after_max).
+std::optional<int64_t> parse_retry_after_header(std::string_view line);
+inline constexpr int64_t kMaxRetryAfterSeconds = 365LL * 24 * 3600;
 
 /// A blocking libcurl GET with connect and total timeouts, TLS verification on and a body cap.
 /// One client per thread (it owns a curl easy handle and reuses its connections).

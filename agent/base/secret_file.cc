@@ -96,4 +96,23 @@ bool url_has_credentials(std::string_view url) {
   return authority.find('@') != std::string_view::npos;
 }
 
+std::string secret_query_parameter(std::string_view url) {
+  auto q = url.find('?');
+  if (q == std::string_view::npos) return "";
+  std::string_view query = url.substr(q + 1);
+  query = query.substr(0, query.find('#'));
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    std::string_view name = pair.substr(0, pair.find('='));
+    const std::string n = lower(name);
+    if (n.empty()) continue;
+    if (is_credential_header(n)) return std::string(name);
+    for (std::string_view word : {"passwd", "pwd", "sig", "credential"})
+      if (n.find(word) != std::string::npos) return std::string(name);
+  }
+  return "";
+}
+
 }  // namespace wattprobe

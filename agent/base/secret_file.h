@@ -47,4 +47,9 @@ bool is_credential_header(std::string_view name);
 /// True when an http(s) URL carries credentials in its authority ("user:password@host").
 bool url_has_credentials(std::string_view url);
 
+/// The name of the first query parameter of `url` that looks like a secret (token, key,
+/// api_key, secret, password, passwd, pwd, auth, sig, signature, credential; any case), or
+/// empty. A query ends up in proxy and server access logs, where a header or a file does not.
+std::string secret_query_parameter(std::string_view url);
+
 }  // namespace wattprobe

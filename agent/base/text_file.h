@@ -32,4 +32,9 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep);
 /// Quotes text for an error message, cut to a readable length.
 std::string quote_for_error(std::string_view text);
 
+/// Text from outside (an API's answer) made safe for one log line: newlines, tabs and every other
+/// control or non-ASCII byte written as \n, \t or \xNN, so a reply can neither forge log lines
+/// nor send terminal escapes. Backslashes are doubled so the escaping reads unambiguously.
+std::string escape_for_log(std::string_view text);
+
 }  // namespace wattprobe

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <compare>
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
@@ -24,6 +25,8 @@ struct WorkloadId {
   std::string container;
 
   bool operator==(const WorkloadId&) const = default;
+  /// An order for ties (which of two workloads last seen together leaves first).
+  auto operator<=>(const WorkloadId&) const = default;
 };
 
 struct WorkloadIdHash {

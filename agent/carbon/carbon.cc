@@ -224,8 +224,11 @@ void Carbon::forget_workloads(int64_t now_ms) {
   by_age.reserve(totals_.workloads.size());
   for (const auto& [id, g] : totals_.workloads) by_age.emplace_back(seen.at(id), &id);
   const std::size_t excess = by_age.size() - options_.max_workloads;
+  // Ties go by name, as attribution's do, so both keep the same workloads.
   std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(excess) - 1,
-                   by_age.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+                   by_age.end(), [](const auto& a, const auto& b) {
+                     return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+                   });
   std::vector<WorkloadId> gone;
   gone.reserve(excess);
   for (std::size_t i = 0; i < excess; ++i) gone.push_back(*by_age[i].second);

@@ -126,11 +126,16 @@ int run_doctor(const Options& options, std::ostream& out) {
   std::vector<int> keep = capabilities_needed(chosen, bpf);
   uint64_t mask = 0;
   for (int c : keep) mask |= uint64_t{1} << c;
-  const std::string user = options.user.empty() ? default_run_user() : options.user;
+  const RunUser run_user = choose_run_user(options.user);
   out << "\nPrivileges:\n  now: " << current_capabilities() << "\n  run would keep: "
       << (keep.empty() ? std::string("no capabilities") : capability_names(mask))
-      << " and drop every other capability before serving, running as "
-      << (user.empty() ? "the current user" : user) << "\n";
+      << " and drop every other capability before serving\n";
+  if (run_user.refused) {
+    out << "  run would refuse to start: " << run_user.why << "\n";
+  } else {
+    out << "  run would run as: " << (run_user.user.empty() ? "the current user" : run_user.user)
+        << " (" << run_user.why << ")\n";
+  }
 
   out << "\nCarbon:\n";
   // Embodied carbon counts the GPUs NVML lists, as run does, rather than every display device.

@@ -1,10 +1,12 @@
 #include "agent/cli/parse_options.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -318,6 +320,43 @@ std::string run_options_help() {
   std::ostringstream os;
   os << describe();
   return os.str();
+}
+
+/// Warnings, never refusals, about secrets where others can read them (issue 25): a secret in
+/// a URL's query (it reaches proxy and server logs), and a config file that holds a secret but
+/// that every user can read.
+void warn_about_secrets(std::map<std::string, std::vector<Raw>>& values,
+                        const std::string& config_file) {
+  std::vector<std::string> in_config;
+  auto from_config = [](const Raw& r) { return r.origin.starts_with("config file"); };
+  for (const char* option : {"grid-url", "remote-write-url", "otlp-endpoint"}) {
+    if (!values.count(option)) continue;
+    const Raw& r = values[option].front();
+    const std::string param = secret_query_parameter(r.value);
+    if (!param.empty()) {
+      log_line("warning: --" + std::string(option) + " carries what looks like a secret in its " +
+               "query (" + param + "=): a query reaches proxy and server access logs; give it " +
+               "as a header or token file instead (README \"Security\")");
+    }
+    if (from_config(r) && (!param.empty() || url_has_credentials(r.value)))
+      in_config.push_back("--" + std::string(option));
+  }
+  for (const char* option : {"remote-write-header", "otlp-header"}) {
+    if (!values.count(option)) continue;
+    for (const Raw& r : values[option]) {
+      if (from_config(r) && is_credential_header(r.value.substr(0, r.value.find('='))))
+        in_config.push_back("--" + std::string(option) + " " +
+                            r.value.substr(0, r.value.find('=')));
+    }
+  }
+  struct stat st {};
+  if (in_config.empty() || config_file.empty() || ::stat(config_file.c_str(), &st) != 0) return;
+  if ((st.st_mode & S_IROTH) == 0) return;
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  log_line("warning: config file " + config_file + " holds a secret (" + join(in_config, ", ") +
+           ") and every user can read it (mode " + mode + "): chmod 0640 " + config_file +
+           " (the package installs it so), or move the secret to a file of its own");
 }
 
 Options parse_run_options(const std::vector<std::string>& args) {
@@ -713,6 +752,7 @@ Options parse_run_options(const std::vector<std::string>& args) {
     }
   }
   check_secrets(o);
+  warn_about_secrets(values, o.config_file);
   // Before the privilege drop, which happens after parsing: a root-only secret stays readable.
   if (!rw.url.empty()) hold_secret_files(rw);
   if (!o.otlp.endpoint.empty()) hold_secret_files(o.otlp);

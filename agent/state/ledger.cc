@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "agent/base/log.h"
@@ -201,6 +202,20 @@ void Ledger::write_pending() {
   for (auto it = pending_.begin(); it != pending_.end();) {
     const std::filesystem::path& path = it->first;
     std::string& bytes = it->second;
+    if (!fits_byte_cap(bytes.size())) {
+      const auto lines = static_cast<uint64_t>(std::count(bytes.begin(), bytes.end(), '\n'));
+      lines_dropped_for_size_ += lines;
+      const int64_t today = retention_day_.value_or(0);
+      if (cap_logged_day_ != today) {
+        fail("not writing " + path.string() + ": the day files would pass --ledger-max-bytes " +
+             std::to_string(options_.max_bytes) +
+             " with no closed day left to delete; this day's periods are dropped (counted in "
+             "wattprobe_agent_ledger_lines_dropped_for_size_total) until the next day");
+        cap_logged_day_ = today;
+      }
+      it = pending_.erase(it);
+      continue;
+    }
     struct stat st {};
     bool existed = ::stat(path.c_str(), &st) == 0;
     auto open_file = [&] {
@@ -238,6 +253,7 @@ void Ledger::write_pending() {
     }
     int write_errno = errno;
     lines_written_ += static_cast<uint64_t>(std::count(bytes.begin(), bytes.begin() + done, '\n'));
+    disk_bytes_ += done;
     bytes.erase(0, done);
     if (!bytes.empty()) {
       fail("cannot write " + path.string() + ": " + errno_text(write_errno) + "; " +
@@ -279,7 +295,16 @@ void Ledger::apply_retention(int64_t today) {
   }
 }
 
-void Ledger::apply_byte_cap(int64_t today) {
+bool Ledger::fits_byte_cap(std::size_t more) {
+  if (options_.max_bytes == 0) return true;
+  if (disk_bytes_ + more <= options_.max_bytes) return true;
+  // Our count may be high (a file deleted by hand): list again, deleting closed days if need be.
+  const int64_t today = retention_day_.value_or(std::numeric_limits<int64_t>::min());
+  apply_byte_cap(today, more);
+  return disk_bytes_ + more <= options_.max_bytes;
+}
+
+void Ledger::apply_byte_cap(int64_t today, uint64_t more) {
   if (options_.max_bytes == 0) return;
   std::error_code ec;
   std::filesystem::directory_iterator files(dir_, ec);
@@ -296,7 +321,7 @@ void Ledger::apply_byte_cap(int64_t today) {
     if (day < today) closed[day] = {entry.path(), size};
   }
   for (const auto& [day, file] : closed) {
-    if (total <= options_.max_bytes) break;
+    if (total + more <= options_.max_bytes) break;
     std::error_code rm;
     std::filesystem::remove(file.first, rm);
     if (rm) {
@@ -309,6 +334,7 @@ void Ledger::apply_byte_cap(int64_t today) {
                file.first.c_str(), static_cast<unsigned long long>(file.second),
                static_cast<unsigned long long>(options_.max_bytes));
   }
+  disk_bytes_ = total;
 }
 
 void Ledger::fail(const std::string& what) {
@@ -325,6 +351,11 @@ void Ledger::append_families(std::vector<Family>& out) const {
                  "Ledger failures: folder, write, fsync, retention; each is logged.",
                  MetricType::counter,
                  {{{}, static_cast<double>(errors_)}}});
+  out.push_back({"wattprobe_agent_ledger_lines_dropped_for_size_total",
+                 "Ledger lines not written because today's file would pass --ledger-max-bytes "
+                 "with no closed day file left to delete.",
+                 MetricType::counter,
+                 {{{}, static_cast<double>(lines_dropped_for_size_)}}});
   out.push_back({"wattprobe_agent_ledger_files_removed_for_size_total",
                  "Closed ledger day files deleted because the ledger passed --ledger-max-bytes.",
                  MetricType::counter,

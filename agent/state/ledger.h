@@ -58,6 +58,7 @@ class Ledger {
   uint64_t lines_written() const { return lines_written_; }
   uint64_t errors() const { return errors_; }
   uint64_t files_removed_for_size() const { return files_removed_for_size_; }
+  uint64_t lines_dropped_for_size() const { return lines_dropped_for_size_; }
 
   static constexpr int64_t kMaxSplitPeriods = 120;
 
@@ -83,7 +84,11 @@ class Ledger {
   void write_period(int64_t period_index, const Period& p);
   void write_pending();
   void apply_retention(int64_t today);
-  void apply_byte_cap(int64_t today);
+  /// Deletes the oldest closed day files while the day files, and `more` bytes about to be
+  /// written, pass max_bytes; sets disk_bytes_.
+  void apply_byte_cap(int64_t today, uint64_t more = 0);
+  /// Whether `more` bytes fit under max_bytes, after deleting closed day files if need be.
+  bool fits_byte_cap(std::size_t more);
   void fail(const std::string& what);
 
   LedgerOptions options_;
@@ -96,6 +101,9 @@ class Ledger {
   uint64_t lines_written_ = 0;
   uint64_t errors_ = 0;
   uint64_t files_removed_for_size_ = 0;
+  uint64_t lines_dropped_for_size_ = 0;
+  uint64_t disk_bytes_ = 0;  // of the day files, as of the last listing plus our writes since
+  std::optional<int64_t> cap_logged_day_;
 };
 
 }  // namespace wattprobe

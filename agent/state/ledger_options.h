@@ -16,9 +16,11 @@ struct LedgerOptions {
   /// Day files whose whole day ended more than this many days ago are deleted; 0 keeps all.
   /// 400 days covers a year's report with a margin.
   unsigned retention_days = 400;
-  /// Past this many bytes of day files in all, the oldest closed ones (never today's) are
-  /// deleted, at start and at each new day; 0: no cap. 1 GiB holds about a year of a node with
-  /// 10 workloads at the 1-minute period (a line is about 290 bytes), or two weeks of 200.
+  /// Past this many bytes of day files in all, the oldest closed ones are deleted, at start, at
+  /// each new day and whenever a write would pass it; 0: no cap. When today's file alone would
+  /// pass it, its periods are dropped (counted, logged once a day) until the next day: the cap
+  /// bounds the disk, today's file included. 1 GiB holds about a year of a node with 10
+  /// workloads at the 1-minute period (a line is about 290 bytes), or two weeks of 200.
   uint64_t max_bytes = uint64_t{1} << 30;
 };
 

@@ -35,7 +35,8 @@ std::string owner_name(uid_t uid) {
 // What the checkpoint, the ledger and the remote-write queue put in the state folder; anything
 // else means --state-dir names a folder that is not wattprobe's own.
 bool written_by_wattprobe(std::string_view name) {
-  constexpr std::array<std::string_view, 3> kExact = {"ledger", "remote-write", "lost+found"};
+  constexpr std::array<std::string_view, 4> kExact = {"ledger", "remote-write", "otlp",
+                                                      "lost+found"};
   for (std::string_view n : kExact)
     if (name == n) return true;
   return name.starts_with("checkpoint.pb");
@@ -83,14 +84,41 @@ std::optional<std::string> unreachable_for(const fs::path& dir, const StateOwner
 
 }  // namespace
 
-Result<std::string> prepare_state_folder(const fs::path& dir,
-                                         const std::optional<StateOwner>& owner) {
+namespace {
+
+/// prepare_state_folder's checks, and with `change` its changes: every refusal comes before the
+/// first change, so a refused start leaves the folder (and its owner) as it found it.
+Result<std::string> state_folder(const fs::path& dir, const std::optional<StateOwner>& owner,
+                                 bool change) {
   const std::string where = "state folder " + dir.string();
   std::string how;
   std::error_code ec;
   struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) {
+  // lstat: a link in place of the folder would send the checkpoint, the ledger and the queues
+  // wherever whoever made the link chose (and the hand-over below would chown it).
+  if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    std::error_code link_ec;
+    const fs::path target = fs::read_symlink(dir, link_ec);
+    return Error{ErrorKind::unsupported, "",
+                 where + " is a symbolic link" +
+                     (link_ec ? std::string() : " to " + target.string()) +
+                     ": refusing to follow it, since whoever can change the link could point "
+                     "the agent's writes elsewhere; point --state-dir at the folder itself"};
+  }
+  if (::lstat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) return error_from_errno(errno, dir.string(), "stat state folder");
+    if (!change) {
+      if (owner && owner->uid != geteuid()) {
+        if (auto blocked = unreachable_for(dir, *owner)) {
+          return Error{ErrorKind::unsupported, "",
+                       where + " cannot be reached by " + owner->name +
+                           ", the user the agent runs as after start-up: " + *blocked +
+                           " lets only its owner through; refusing to start (chmod o+x that "
+                           "folder, or point --state-dir elsewhere)"};
+        }
+      }
+      return where + ": to be created";
+    }
     if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
     if (ec) return Error{ErrorKind::permission, dir.parent_path().string(), ec.message()};
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -100,7 +128,7 @@ Result<std::string> prepare_state_folder(const fs::path& dir,
       return error_from_errno(errno, dir.string(), "chown state folder to " + owner->name);
     }
     how = " (created)";
-    if (::stat(dir.c_str(), &st) != 0) return error_from_errno(errno, dir.string(), "stat");
+    if (::lstat(dir.c_str(), &st) != 0) return error_from_errno(errno, dir.string(), "stat");
   }
   if (!S_ISDIR(st.st_mode)) {
     return Error{ErrorKind::unsupported, "", where + " is not a folder"};
@@ -134,6 +162,46 @@ Result<std::string> prepare_state_folder(const fs::path& dir,
                        "or point --state-dir elsewhere)"};
     }
   }
+  // wattprobe writes no links: one in the folder was planted, and following it (or handing it
+  // over) would act on whatever it points at. Refused here, before anything is changed.
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_symlink(ec)) continue;
+    std::error_code link_ec;
+    const fs::path target = fs::read_symlink(it->path(), link_ec);
+    return Error{ErrorKind::unsupported, "",
+                 where + ": " + it->path().filename().string() + " is a symbolic link" +
+                     (link_ec ? std::string() : " to " + target.string()) +
+                     ", which wattprobe never writes: refusing to follow it or start; remove it"};
+  }
+  ec.clear();
+  if (owner && st.st_uid == owner->uid && self == 0) {
+    // The owner's folder, but a run as root (--user root, or an older wattprobe) may have left
+    // root's queue or ledger in it, which the agent could not write once it drops: hand those
+    // over too, and leave alone anything wattprobe does not write.
+    std::vector<fs::path> root_owned;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      struct stat entry {};
+      if (::lstat(it->path().c_str(), &entry) != 0) continue;
+      if (entry.st_uid == 0 && written_by_wattprobe(it->path().filename().string()))
+        root_owned.push_back(it->path());
+    }
+    if (ec) return error_from_errno(ec.value(), dir.string(), "list state folder");
+    if (!change)
+      return where + ": owner " + owner_name(st.st_uid) + ", mode " + octal_mode(st.st_mode);
+    for (const fs::path& path : root_owned) {
+      struct stat entry {};
+      if (::lstat(path.c_str(), &entry) != 0) continue;
+      if (S_ISDIR(entry.st_mode)) {
+        if (auto err = hand_over(path, *owner, 1)) return *err;
+      }
+      if (::lchown(path.c_str(), owner->uid, owner->gid) != 0)
+        return error_from_errno(errno, path.string(), "chown to " + owner->name);
+    }
+    if (!root_owned.empty()) {
+      how += " (" + std::to_string(root_owned.size()) + " of root's entries handed to " +
+             owner->name + ")";
+    }
+  }
   if (owner && st.st_uid != owner->uid && self == 0) {
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
@@ -148,6 +216,10 @@ Result<std::string> prepare_state_folder(const fs::path& dir,
       }
     }
     if (ec) return error_from_errno(ec.value(), dir.string(), "list state folder");
+    if (!change) {
+      return where + ": owner " + owner_name(st.st_uid) + ", mode " + octal_mode(st.st_mode) +
+             " (to be handed to " + owner->name + ")";
+    }
     if (auto err = hand_over(dir, *owner, 0)) return *err;
     if (::chown(dir.c_str(), owner->uid, owner->gid) != 0) {
       return error_from_errno(errno, dir.string(), "chown state folder to " + owner->name);
@@ -156,6 +228,18 @@ Result<std::string> prepare_state_folder(const fs::path& dir,
     st.st_uid = owner->uid;
   }
   return where + ": owner " + owner_name(st.st_uid) + ", mode " + octal_mode(st.st_mode) + how;
+}
+
+}  // namespace
+
+Result<std::string> check_state_folder(const fs::path& dir,
+                                       const std::optional<StateOwner>& owner) {
+  return state_folder(dir, owner, false);
+}
+
+Result<std::string> prepare_state_folder(const fs::path& dir,
+                                         const std::optional<StateOwner>& owner) {
+  return state_folder(dir, owner, true);
 }
 
 Result<std::string> prepare_guest_energy_folder(const std::filesystem::path& dir,

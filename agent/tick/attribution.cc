@@ -296,7 +296,29 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       free_slot(s);
     }
   }
+  forget_beyond_cap();
   return tick;
+}
+
+void Attribution::forget_beyond_cap() {
+  if (slot_of_.size() <= options_.max_workloads) return;
+  std::vector<std::pair<int64_t, uint32_t>> by_age;
+  by_age.reserve(slot_of_.size());
+  for (uint32_t s = 0; s < slots_.size(); ++s)
+    if (slots_[s].used) by_age.emplace_back(slots_[s].last_seen_ms, s);
+  const std::size_t excess = by_age.size() - options_.max_workloads;
+  // Ties (workloads last seen in the same tick) go by name, as carbon's do, so both keep the
+  // same workloads.
+  auto older = [this](const auto& a, const auto& b) {
+    if (a.first != b.first) return a.first < b.first;
+    return *slots_[a.second].id < *slots_[b.second].id;
+  };
+  std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(excess) - 1,
+                   by_age.end(), older);
+  for (std::size_t i = 0; i < excess; ++i) {
+    gpu_split_joules_.erase(*slots_[by_age[i].second].id);
+    free_slot(by_age[i].second);
+  }
 }
 
 void Attribution::restore_workload(
@@ -348,6 +370,7 @@ void Attribution::restore(const AttributionTotals& totals) {
   }
   for (const auto& [domain, j] : totals.idle_joules) idle_total_[domain] = j;
   for (const auto& [domain, j] : totals.unattributed_joules) unattributed_total_[domain] = j;
+  forget_beyond_cap();
 }
 
 namespace {

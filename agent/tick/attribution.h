@@ -117,6 +117,8 @@ class Attribution {
   std::size_t row_index(const DomainEnergy& row);
   uint32_t slot_for(const WorkloadId& id);
   void free_slot(uint32_t slot);
+  /// Frees the longest idle slots past options_.max_workloads.
+  void forget_beyond_cap();
   /// Makes room in every slot for the pairs interned so far.
   void widen_cells();
   Cell* cells_of(uint32_t slot) { return cells_.data() + slot * stride_; }

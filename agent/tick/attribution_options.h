@@ -20,6 +20,9 @@ struct AttributionOptions {
   SplitKey split_by = SplitKey::automatic;
   std::map<std::string, double> idle_watts;  // domain → W per socket row, overriding the estimate
   std::chrono::milliseconds workload_expiry{std::chrono::minutes(5)};
+  /// Workloads whose series are kept (--max-workloads); past it the longest idle leave first,
+  /// as carbon's do, so every per-workload family holds the same workloads.
+  std::size_t max_workloads = 5000;
   /// Export the top N processes by energy (`--process-metrics-top`); 0 keeps no per-process
   /// state at all.
   std::size_t process_metrics_top = 0;

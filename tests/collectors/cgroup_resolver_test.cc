@@ -87,9 +87,22 @@ std::vector<Case> shapes() {
        id(a12, "container", "", "", a12)},
       {"podman conmon", "/machine.slice/libpod-conmon-" + kHexA + ".scope",
        id(a12, "container", "", "", a12)},
-      {"podman rootless beats the session",
+      // Issue 25: in a user's session a name like a container's, a pod's or a VM's is the
+      // user's workload, never a container, pod or VM with those labels (any user can name one).
+      {"podman rootless is the user's",
        "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + kHexA + ".scope",
-       id(a12, "container", "", "", a12)},
+       id("user@1000.service", "session")},
+      {"docker-named scope in a user's session is the user's",
+       "/user.slice/user-1000.slice/user@1000.service/app.slice/docker-" + kHexA + ".scope",
+       id("user@1000.service", "session")},
+      {"kubepods-like names in a user's session are the user's",
+       "/user.slice/user-1000.slice/user@1000.service/kubepods.slice/kubepods-besteffort.slice/"
+       "kubepods-besteffort-pod0b1c2d3e_4f50_6172_8394_a5b6c7d8e9f0.slice/cri-containerd-" +
+           kHexA + ".scope",
+       id("user@1000.service", "session")},
+      {"a VM-named unit in a login session is the session's",
+       "/user.slice/user-1000.slice/session-3.scope/firecracker-guest1.scope",
+       id("session-3.scope", "session")},
       {"podman pod",
        "/machine.slice/machine-libpod_pod_" + kHexB + ".slice/libpod-" + kHexA + ".scope",
        id(a12, "container", "", "", a12)},

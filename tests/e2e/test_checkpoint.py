@@ -20,7 +20,7 @@ import tempfile
 import time
 import zlib
 
-from wattprobe_e2e import BIN, parse_metrics, scrape, start_agent, start_driver, value
+from wattprobe_e2e import USER_ARGS, BIN, parse_metrics, scrape, start_agent, start_driver, value
 
 TICK = "200ms"
 
@@ -199,7 +199,7 @@ def newer_format_refuses_start(root, state):
     with open(current, "wb") as f:
         f.write(newer)
     p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
-                        *agent_args(root)], capture_output=True, text=True, timeout=30)
+                        *agent_args(root), *USER_ARGS], capture_output=True, text=True, timeout=30)
     assert p.returncode == 1, f"exit {p.returncode}: {p.stderr}"
     assert f"format version {version}" in p.stderr and "refusing to start" in p.stderr, p.stderr
     with open(current, "rb") as f:

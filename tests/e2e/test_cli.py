@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import BIN, start_agent
+from wattprobe_e2e import USER_ARGS, BIN, start_agent
 
 
 def run(*args):
@@ -64,7 +64,7 @@ def config_errors_name_the_line():
     try:
         code, out, err = run("run", "--config", f.name, "--interval", "1s", "--sources", "model",
                              "--accounting", "procfs", "--listen", "127.0.0.1:0",
-                             "--state-dir", state, "--max-ticks", "1")
+                             "--state-dir", state, "--max-ticks", "1", *USER_ARGS)
         assert code == 0, f"a valid config with the command line over it: exit {code}: {err}"
         print("ok: repeated repeatable keys, a [section] and comments parse; the command line wins")
     finally:

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import (BIN, Cgroups, agent_writable, scrape, series, skip, start_agent,
+from wattprobe_e2e import (USER_ARGS, BIN, Cgroups, agent_writable, scrape, series, skip, start_agent,
                            start_driver, value)
 
 FAKE = os.environ.get("WATTPROBE_FAKE_NVML", "build/fake_nvml/libnvidia-ml.so.1")
@@ -300,14 +300,14 @@ def mig():
 def unavailable():
     fake_env([PHASED], faults="nodriver")
     r = subprocess.run([BIN, "run", "--sources", "nvml", "--nvml-library", FAKE, "--state-dir",
-                        tempfile.mkdtemp(), "--listen", "127.0.0.1:0", "--max-ticks", "1"],
+                        tempfile.mkdtemp(), "--listen", "127.0.0.1:0", "--max-ticks", "1", *USER_ARGS],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "Driver Not Loaded" in r.stderr, r.stderr
     d = subprocess.run([BIN, "doctor", "--nvml-library", FAKE], capture_output=True, text=True,
                        timeout=60)
     assert "nvmlInit_v2 failed" in d.stdout and "modprobe nvidia" in d.stdout, d.stdout
     r = subprocess.run([BIN, "run", "--sources", "nvml", "--nvml-library", "/nonexistent/libnvidia-ml.so.1",
-                        "--state-dir", tempfile.mkdtemp(), "--listen", "127.0.0.1:0"],
+                        "--state-dir", tempfile.mkdtemp(), "--listen", "127.0.0.1:0", *USER_ARGS],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "cannot load /nonexistent/libnvidia-ml.so.1" in r.stderr, r.stderr
     print("ok: no driver and no library: nvml unavailable with the reason (run and doctor)")

@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.request
 
-from wattprobe_e2e import BIN, Process, fetch, near, parse_metrics, scrape, series, start_agent, value
+from wattprobe_e2e import USER_ARGS, BIN, Process, fetch, near, parse_metrics, scrape, series, start_agent, value
 
 FAKE_API = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support", "fake_grid_api.py")
 EM_TOKEN = "em-test-token-SECRET"
@@ -167,7 +167,8 @@ def watttime(api, tmp):
     api.control("mode/ok")
     api.control("value/250")
     state = tempfile.mkdtemp(prefix="wattprobe-state-", dir=tmp)
-    args = [BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, *COMMON, *grid]
+    args = [BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, *COMMON, *grid,
+            *USER_ARGS]
     with Process(args, env=env) as agent:
         agent.url = agent.wait_for(r"serving metrics at (http://\S+/metrics)").group(1)
         m = wait_intensity(agent, 250, "marginal")

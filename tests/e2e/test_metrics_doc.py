@@ -4,7 +4,8 @@ CI can switch on: a powercap fixture with psys, an ACPI power meter under hwmon,
 the fake libnvidia-ml.so.1 with live processes holding them, a live grid API (forecast included),
 remote-write and OTLP to local receivers, the VM folders of --guest-energy-dir with a libvirt-named
 VM cgroup, process metrics, a carbon budget, an install date; then a second agent on a device
-fixture (batteries, throttle counters, temperatures, an INA3221 board with rails, disks). The
+fixture (batteries, throttle counters, temperatures, an INA3221 board with rails, disks), and a
+third as a VM guest whose host has not written its file yet. The
 family set from their /metrics (the `# TYPE` lines) is compared with the families in the tables of
 docs/metrics.md, in both directions, and so is each family's type; any difference fails the test
 and is named.
@@ -108,6 +109,20 @@ def device_fixture_families():
         shutil.rmtree(root, ignore_errors=True)
 
 
+def guest_families():
+    """{family: type} of a guest agent (--sources host) whose host has not written its file
+    yet: the `host` source's own families."""
+    share = tempfile.mkdtemp(prefix="wattprobe-vm-share-")
+    try:
+        with start_agent("--sources", "host", "--host-energy-path", share, "--accounting",
+                         "procfs", "--interval", "250ms") as agent:
+            wait_until(lambda: series(scrape(agent.url), "wattprobe_host_energy_state"), 10,
+                       "the host source's families")
+            return exported(fetch(agent.url))
+    finally:
+        shutil.rmtree(share, ignore_errors=True)
+
+
 def start_in(cgroup):
     p = subprocess.Popen(["sh", "-c", 'echo $$ > "$0/cgroup.procs"; exec sleep 120', cgroup])
     time.sleep(0.2)
@@ -178,6 +193,7 @@ def main():
                 text = fetch(agent.url)
         got = exported(text)
         got.update(device_fixture_families())
+        got.update(guest_families())
         for name, needs in NEEDS_HARDWARE.items():
             assert name in doc, f"{name} is listed as needing hardware but not documented"
             if name not in got:

@@ -23,6 +23,17 @@ ALLOWED = (1 << CAP_BPF) | (1 << CAP_PERFMON)
 failures = []
 
 
+def user_args():
+    """As packaged, the `wattprobe` account exists; on a host without it (a source build) the
+    agent refuses the shared `nobody` unless told, so the test says --user=nobody there."""
+    import pwd
+    try:
+        pwd.getpwnam("wattprobe")
+        return []
+    except KeyError:
+        return ["--user=nobody"]
+
+
 def check(condition, what):
     if not condition:
         failures.append(what)
@@ -85,7 +96,8 @@ def main():
         agent = subprocess.Popen(
             [BIN, "run", f"--listen=127.0.0.1:{port}", "--interval=500ms", "--sources=model",
              f"--state-dir={state}", "--grid-intensity=400", "--grid-zone=DE",
-             "--embodied-kg=1000", "--install-date=2024-01-01", "--lifetime-years=4"],
+             "--embodied-kg=1000", "--install-date=2024-01-01", "--lifetime-years=4",
+             *user_args()],
             stdout=log, stderr=subprocess.STDOUT)
         try:
             first, deadline = None, time.time() + 30

@@ -153,6 +153,9 @@ def main():
         check("./usr/share/wattprobe/systemd/msr.conf\n" in contents,
               "the package ships the opt-in msr.conf drop-in, outside wattprobe.service.d")
         check("wattprobe.service.d" not in contents, "no drop-in is active by default")
+        conf = [l for l in contents.splitlines() if l.endswith("./etc/wattprobe/wattprobe.conf")]
+        check(conf and conf[0].startswith("-rw-r----- root/root"),
+              f"the config file is root's, 0640 (it may hold a secret): {conf}")
         info = run(["dpkg-deb", "-I", deb, "conffiles"]).stdout
         check("/etc/wattprobe/wattprobe.conf" in info, "the config is a conffile")
 

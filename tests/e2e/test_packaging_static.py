@@ -103,6 +103,20 @@ def check_kubernetes():
               "NetworkPolicy: selects the DaemonSet's pods")
         ports = [p["port"] for rule in np["spec"]["ingress"] for p in rule.get("ports", [])]
         check(ports == [9887], "NetworkPolicy: admits the metrics port only")
+        # Issue 25: a pod selector alone, or beside an empty namespace selector, admits any pod
+        # that sets the label on itself. Every peer names its namespace (by the label the API
+        # server sets and no one can change) and Prometheus' label, in the same element.
+        peers = [peer for rule in np["spec"]["ingress"] for peer in rule.get("from", [])]
+        check(peers and all(rule.get("from") for rule in np["spec"]["ingress"]),
+              "NetworkPolicy: every ingress rule names whom it admits (no rule open to all)")
+        for peer in peers:
+            ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+            pods = (peer.get("podSelector") or {}).get("matchLabels") or {}
+            check(bool(ns.get("kubernetes.io/metadata.name")),
+                  f"NetworkPolicy: a peer admits by namespace name, not any namespace: {peer}")
+            check(pods.get("app.kubernetes.io/name") == "prometheus",
+                  f"NetworkPolicy: the same peer admits only Prometheus' pods: {peer}")
+            check("ipBlock" not in peer, f"NetworkPolicy: no ipBlock peer: {peer}")
     ds = objects.get("DaemonSet")
     if not ds:
         return
@@ -218,6 +232,20 @@ def check_dashboard():
     check(len(ids) == len(set(ids)), "dashboard: panel ids are unique")
 
 
+def check_config_mode():
+    """Issue 25: the packaged config may hold a secret (a header, a URL's credentials), so the
+    package installs it 0640, and an upgrade from a 0644 one makes it 0640."""
+    with open(os.path.join(PACKAGING, "CMakeLists.txt")) as f:
+        cmake = f.read()
+    rule = re.search(r"install\(FILES wattprobe\.conf[^)]*\)", cmake)
+    check(rule and "PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ)" in rule.group(0),
+          f"packaging/CMakeLists.txt: wattprobe.conf is installed 0640: {rule and rule.group(0)}")
+    with open(os.path.join(PACKAGING, "debian", "postinst")) as f:
+        postinst = f.read()
+    check("chmod 0640 /etc/wattprobe/wattprobe.conf" in postinst,
+          "postinst: a config left 0644 by an older package becomes 0640")
+
+
 def main():
     try:
         import yaml  # noqa: F401
@@ -227,6 +255,7 @@ def main():
     check_containerfile()
     check_kubernetes()
     check_dashboard()
+    check_config_mode()
     for failure in failures:
         print(f"FAIL: {failure}")
     if not failures:

@@ -3,8 +3,10 @@
 fixture (it holds energy_uj open from before the drop), and still measures. Its state folder is
 checked first: a group- or world-writable one, one owned by another user, one below a folder the
 user cannot pass, or a root-owned one holding files wattprobe does not write stops it with a
-clear message, and a checkpoint that is a
-symbolic link is refused, its target left untouched. --user root keeps root. On a /proc mounted
+clear message, and a checkpoint or a state folder that is a
+symbolic link is refused, its target left untouched; a refused start leaves the folder's owner as
+it was, and an `otlp` queue a root run left is taken over. With no `wattprobe` account, `nobody`
+is used only when --user names it. --user root keeps root. On a /proc mounted
 with hidepid=2 the /proc accounting warns that it cannot see other users' processes."""
 
 import os
@@ -14,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import BIN, scrape, series, skip, start_agent, start_driver, value
+from wattprobe_e2e import USER_ARGS, BIN, scrape, series, skip, start_agent, start_driver, value
 
 
 def status_of(pid):
@@ -114,7 +116,7 @@ def hidepid_is_warned_about():
         state = tempfile.mkdtemp(prefix="wattprobe-state-")
         p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
                             "--procfs-root", root, "--sources", "model", "--accounting",
-                            "procfs", "--max-ticks", "2"],
+                            "procfs", "--max-ticks", "2", *USER_ARGS],
                            capture_output=True, text=True, timeout=60)
         warning = [l for l in p.stderr.splitlines() if "hides other users' processes" in l]
         assert p.returncode == 0 and warning, f"exit {p.returncode}\n{p.stderr}"
@@ -124,9 +126,10 @@ def hidepid_is_warned_about():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def refused(state, what, *needles):
-    p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, "--sources",
-                        "model", "--accounting", "procfs", "--max-ticks", "2"],
+def refused(state, what, *needles, args=("--sources", "model"), user_args=None):
+    p = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, *args,
+                        "--accounting", "procfs", "--max-ticks", "2",
+                        *(USER_ARGS if user_args is None else user_args)],
                        capture_output=True, text=True, timeout=60)
     out = p.stdout + p.stderr
     assert p.returncode == 1, f"{what}: exit {p.returncode}, expected 1\n{out}"
@@ -179,8 +182,82 @@ def state_folder_checks():
         with open(target) as f:
             assert f.read() == "keep me\n", "the link's target was changed"
         assert os.stat(target).st_uid == 0, "the link's target was handed over"
+
+        # Issue 25: a link in place of the folder is refused, not followed, and what it points
+        # at keeps its owner.
+        real = os.path.join(base, "real")
+        os.mkdir(real, 0o700)
+        os.symlink(real, os.path.join(base, "state-link"))
+        refused(os.path.join(base, "state-link"), "symlinked state folder", "is a symbolic link",
+                "refusing to follow", real)
+        assert os.stat(real).st_uid == 0 and not os.listdir(real), "the link was followed"
+
+        # A start refused after the folder checks (here: no powercap on an empty sysfs) leaves a
+        # root-owned folder root's: it is handed over only once nothing else can refuse.
+        later = os.path.join(base, "later")
+        os.makedirs(os.path.join(later, "ledger"), 0o700)
+        empty_sys = os.path.join(base, "sys")
+        os.mkdir(empty_sys)
+        refused(later, "a start refused by its source", "rapl_powercap",
+                args=("--sysfs-root", empty_sys, "--sources", "rapl_powercap"))
+        assert os.stat(later).st_uid == 0, "a refused start handed the folder over"
+        assert os.stat(os.path.join(later, "ledger")).st_uid == 0
+        print("ok: a refused start leaves the state folder root's")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def root_runs_left_an_otlp_queue():
+    """Issue 25: an `otlp` queue folder an earlier run as root left is taken over: in a root-owned
+    state folder (refused before as "not wattprobe's"), and in one the agent's user already owns
+    (where the queue stayed root's and the agent could not write it)."""
+    user = expected_user()
+    for case in ("root's folder", "the user's folder"):
+        state = tempfile.mkdtemp(prefix="wattprobe-state-")
+        os.chmod(state, 0o700)
+        queue = os.path.join(state, "otlp")
+        os.mkdir(queue, 0o700)
+        with open(os.path.join(queue, "cursor"), "w") as f:
+            f.write("0 0\n")
+        if case == "the user's folder":
+            os.chown(state, user.pw_uid, user.pw_gid)
+        with start_agent("--sources", "model", "--accounting", "procfs", "--interval", "200ms",
+                         "--otlp-endpoint", "http://127.0.0.1:9/v1/metrics",
+                         state_dir=state) as agent:
+            scrape(agent.url)
+            err = agent.stderr()
+        for path in (state, queue, os.path.join(queue, "cursor")):
+            owner = os.stat(path).st_uid
+            assert owner == user.pw_uid, f"{case}: {path} owned by uid {owner}\n{err}"
+        print(f"ok: an otlp queue left by root in {case} is handed to {user.pw_name}")
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def nobody_only_when_named():
+    """Issue 25: with no `wattprobe` account, `nobody` (shared with other processes) is refused
+    unless --user names it, with how to create the account; doctor says whom run would use."""
+    doctor = subprocess.run([BIN, "doctor", "--sources", "model"], capture_output=True,
+                            text=True, timeout=60).stdout
+    try:
+        pwd.getpwnam("wattprobe")
+        assert "run would run as: wattprobe (the wattprobe account" in doctor, doctor
+        print("note: this host has a wattprobe account; the refusal of nobody is not exercised")
+        return
+    except KeyError:
+        pass
+    assert "run would refuse to start: no wattprobe account" in doctor, doctor
+    assert "useradd --system" in doctor, doctor
+    named = subprocess.run([BIN, "doctor", "--sources", "model", "--user", "nobody"],
+                           capture_output=True, text=True, timeout=60).stdout
+    assert "run would run as: nobody (--user nobody)" in named, named
+    state = tempfile.mkdtemp(prefix="wattprobe-state-")
+    os.chmod(state, 0o700)
+    os.mkdir(os.path.join(state, "ledger"), 0o700)
+    refused(state, "no wattprobe account and no --user", "refusing to run as nobody",
+            "useradd --system", "--user nobody", user_args=[])
+    assert os.stat(state).st_uid == 0, "the refused start handed the folder over"
+    print("ok: doctor says run would refuse nobody, and --user nobody is accepted")
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def main():
@@ -195,6 +272,8 @@ def main():
         user_root_stays_root()
         hidepid_is_warned_about()
         state_folder_checks()
+        root_runs_left_an_otlp_queue()
+        nobody_only_when_named()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

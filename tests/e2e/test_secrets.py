@@ -5,7 +5,9 @@ line (a remote-write URL with a password, a credential-looking --remote-write-he
 accepted, with one warning line. Every secret has a file form: --remote-write-header-file
 NAME=FILE sends the file's one line as the header's value, keeps it off /proc/PID/cmdline, warns
 about nothing, and is still read after the agent has dropped from root to an unprivileged user,
-through the file held open from start-up, even when only root may open it (mode 0600)."""
+through the file held open from start-up, even when only root may open it (mode 0600). A secret
+in a URL's query, and a config file holding a secret that every user can read, are warned about
+(issue 25)."""
 
 import os
 import subprocess
@@ -13,7 +15,7 @@ import tempfile
 
 import time
 
-from wattprobe_e2e import BIN, RemoteWriteReceiver, start_agent
+from wattprobe_e2e import with_user, BIN, RemoteWriteReceiver, start_agent
 
 SECRET = "s3cr3t-value"
 INJECTION = SECRET + "\nX-Injected: yes"
@@ -22,7 +24,7 @@ INJECTION = SECRET + "\nX-Injected: yes"
 def run(*args, env=None, timeout=30):
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
     return subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
-                           "--sources", "model", "--accounting", "procfs", *args],
+                           "--sources", "model", "--accounting", "procfs", *with_user(args)],
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
@@ -75,6 +77,40 @@ def main():
         print(f"ok: warned: {line}")
 
     header_from_file(work)
+    secrets_where_others_read_them(work)
+
+
+def secrets_where_others_read_them(work):
+    """Issue 25: a secret in a URL's query (it reaches proxy and server logs) is warned about,
+    from the command line or the config file; so is a config file holding a secret that every
+    user can read, until it is 0640."""
+    p = run("--remote-write-url", f"http://127.0.0.1:9/api/v1/write?tenant=a&api_key={SECRET}",
+            "--max-ticks", "1")
+    assert p.returncode == 0, p.stderr
+    warnings = [l for l in p.stderr.splitlines() if "in its query" in l]
+    assert len(warnings) == 1 and "--remote-write-url" in warnings[0] and \
+        "(api_key=)" in warnings[0], p.stderr
+    assert SECRET not in p.stderr, f"a warning printed the secret:\n{p.stderr}"
+    print(f"ok: warned: {warnings[0]}")
+
+    config = os.path.join(work, "wattprobe.conf")
+    with open(config, "w") as f:
+        f.write(f"remote-write-url = http://127.0.0.1:9/api/v1/write?token={SECRET}\n"
+                f"remote-write-header = X-Api-Key={SECRET}\n")
+    for mode, warned in ((0o644, True), (0o640, False)):
+        os.chmod(config, mode)
+        p = run("--config", config, "--max-ticks", "1")
+        assert p.returncode == 0, p.stderr
+        assert any("in its query (token=)" in l for l in p.stderr.splitlines()), p.stderr
+        line = [l for l in p.stderr.splitlines() if "every user can read it" in l]
+        assert bool(line) == warned, f"mode {mode:o}: {p.stderr}"
+        assert SECRET not in p.stderr, p.stderr
+        if warned:
+            assert "--remote-write-url, --remote-write-header X-Api-Key" in line[0] and \
+                "chmod 0640" in line[0], line[0]
+            print(f"ok: mode {mode:o}: warned: {line[0]}")
+        else:
+            print(f"ok: mode {mode:o}: no warning about the file")
 
 
 def header_from_file(work):

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import (BIN, TOOLS, near, scrape, series, start_agent, start_driver, value,
+from wattprobe_e2e import (USER_ARGS, BIN, TOOLS, near, scrape, series, start_agent, start_driver, value,
                            wait_until)
 
 # The agent calls a counter stalled after 3 busy ticks covering at least 5 s (README "Stalled
@@ -76,7 +76,7 @@ def stuck_from_start():
             state = tempfile.mkdtemp(prefix="wattprobe-state-")
             refused = subprocess.run([BIN, "run", "--sysfs-root", root, "--sources",
                                       "rapl_powercap", "--listen", "127.0.0.1:0", "--state-dir",
-                                      state], capture_output=True, text=True, timeout=60)
+                                      state, *USER_ARGS], capture_output=True, text=True, timeout=60)
             shutil.rmtree(state, ignore_errors=True)
             assert refused.returncode == 1, refused
             assert "source rapl_powercap is not available: stalled" in refused.stderr, \

@@ -316,9 +316,48 @@ def bad_files():
         print("ok: a lasting bad file stalls the source; good files bring it back")
 
 
+def host_state(metrics):
+    return [l["state"] for l, v in series(metrics, "wattprobe_host_energy_state") if v == 1]
+
+
+def file_comes_later():
+    """A guest often boots before its host has written the VM's file (issue 25): started with
+    --sources host on an empty share, the agent starts, says the source is not yet available (log
+    and wattprobe_host_energy_state{state="waiting"}), and counts the energy from the first good
+    file on, never the host's total from before it."""
+    groots = guest_tree()
+    folder = tempfile.mkdtemp(prefix="wattprobe-vm-share-")
+    with start_guest(groots, folder, "--sources", "host", "--interval", "200ms") as guest:
+        m = wait_until(lambda: (lambda m: m if host_state(m) else None)(scrape(guest.url)), 15,
+                       "a first tick")
+        assert host_state(m) == ["waiting"], host_state(m)
+        assert not series(m, "wattprobe_node_energy_joules_total", source="host"), \
+            "energy before any file"
+        wait_until(lambda: "not yet available" in guest.stderr(), 10,
+                   "the log says the host source is not yet available")
+        assert os.path.join(folder, "energy.json") in guest.stderr(), guest.stderr()
+        print("ok: --sources host on an empty share starts, waiting for the host's file")
+
+        host = FakeHost(folder)
+        host.joules = 5000.0  # the VM's energy on the host before the guest could read it
+        host.tick()
+        wait_until(lambda: host_state(scrape(guest.url)) == ["ok"], 15,
+                   "the first good file read")
+        for _ in range(10):
+            host.tick(joules=2.0)
+            time.sleep(0.2)
+        got = steady(guest.url, guest_node, "the guest's host energy")
+        assert 0 < got <= 20.0 + 1e-6, \
+            f"{got} J counted: the energy from the first good file on is at most 20 J"
+        m = scrape(guest.url)
+        assert claims_measured(m), host_info(m)
+        print(f"ok: then measured from the first good file on ({got:.1f} J of the 20 J since)")
+
+
 def main():
     if not os.path.exists(BIN):
         skip(f"{BIN} not built")
+    file_comes_later()
     bad_files()
     host_and_guest()
 

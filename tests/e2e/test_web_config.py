@@ -15,7 +15,7 @@ import urllib.request
 import base64
 import gzip
 
-from wattprobe_e2e import BIN, Process, skip
+from wattprobe_e2e import USER_ARGS, BIN, Process, skip
 
 PASSWORD = "correct horse battery staple"
 
@@ -47,7 +47,8 @@ def bcrypt(password):
 def start(config):
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
     p = Process([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, "--sources", "model",
-                 "--accounting", "procfs", "--interval", "200ms", "--web-config-file", config])
+                 "--accounting", "procfs", "--interval", "200ms", "--web-config-file", config,
+                 *USER_ARGS])
     p.url = p.wait_for(r"serving metrics at (https?://\S+/metrics)").group(1)
     return p
 

@@ -185,7 +185,8 @@ void GridIntensity::run() {
 }
 
 void GridIntensity::log(const std::string& line) const {
-  if (log_) log_("grid " + std::string(provider_->name()) + ": " + line);
+  // Errors quote what the API answered: one line, no terminal escapes, whatever it sent.
+  if (log_) log_("grid " + std::string(provider_->name()) + ": " + escape_for_log(line));
 }
 
 std::optional<std::string> check_zone(std::string_view zone) {
@@ -246,13 +247,14 @@ std::chrono::milliseconds GridIntensity::apply(GridFetch fetch, int64_t now_ms) 
     logged_expiry_ = false;
     status_.last_good = std::move(fetch.reading);
     status_.last_good_ms = now_ms;
-    status_.last_error = fetch.warnings.empty() ? "" : fetch.warnings.front().second.message();
+    status_.last_error =
+        fetch.warnings.empty() ? "" : escape_for_log(fetch.warnings.front().second.message());
     consecutive_failures_ = 0;
     next_wait_ = options_.refresh;
     return next_wait_;
   }
   ++status_.errors_by_reason[fetch.reason];
-  status_.last_error = fetch.error.message();
+  status_.last_error = escape_for_log(fetch.error.message());
   const int64_t max_age_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.max_age).count();
   const bool expired = !status_.last_good || now_ms - status_.last_good_ms > max_age_ms;
@@ -273,12 +275,17 @@ std::chrono::milliseconds GridIntensity::apply(GridFetch fetch, int64_t now_ms) 
     logged_expiry_ = true;
   }
   // Exponential backoff from min_backoff up to the refresh interval; a server's Retry-After
-  // wins when it asks for longer.
+  // wins when it asks for longer, up to --grid-max-age: a server (or anything answering in its
+  // place) asking for 999999999 s would otherwise stop fetching for good, while the value in
+  // force fell back to the static default anyway.
   int shift = std::min(consecutive_failures_, 16);
   ++consecutive_failures_;
   auto wait = std::min(options_.min_backoff * (int64_t{1} << shift), options_.refresh);
   if (fetch.retry_after_s >= 0) {
-    wait = std::max<std::chrono::milliseconds>(wait, std::chrono::seconds(fetch.retry_after_s));
+    const auto asked = std::min<std::chrono::milliseconds>(
+        std::chrono::seconds(fetch.retry_after_s),
+        std::chrono::duration_cast<std::chrono::milliseconds>(options_.max_age));
+    wait = std::max<std::chrono::milliseconds>(wait, asked);
   }
   next_wait_ = wait;
   return wait;

@@ -85,5 +85,21 @@ TEST(HttpClient, ErrorsCarryNoCredentials) {
   EXPECT_EQ(redact_url("https://u:SECRET@host:8/a/b?token=SECRET#f"), "https://host:8/a/b");
 }
 
+// One parser for every Retry-After the agent reads (grid APIs, remote-write and OTLP
+// receivers), held to a year so no caller's conversion to milliseconds can overflow (issue 25).
+TEST(HttpClient, RetryAfterHeaderLines) {
+  EXPECT_EQ(parse_retry_after_header("Retry-After: 120\r\n"), 120);
+  EXPECT_EQ(parse_retry_after_header("retry-after:0\r\n"), 0);
+  EXPECT_EQ(parse_retry_after_header("Retry-After: 999999999\r\n"), kMaxRetryAfterSeconds);
+  EXPECT_EQ(parse_retry_after_header("Retry-After: 99999999999999999999999\r\n"),
+            kMaxRetryAfterSeconds);
+  EXPECT_EQ(parse_retry_after_header("Retry-After: -5\r\n"), std::nullopt);
+  EXPECT_EQ(parse_retry_after_header("Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n"),
+            std::nullopt);
+  EXPECT_EQ(parse_retry_after_header("Retry-After: 12s\r\n"), std::nullopt);
+  EXPECT_EQ(parse_retry_after_header("Content-Length: 12\r\n"), std::nullopt);
+  EXPECT_EQ(parse_retry_after_header("Retry-After:"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace wattprobe

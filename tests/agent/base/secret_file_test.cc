@@ -78,5 +78,17 @@ TEST(SecretFile, UrlCredentials) {
   EXPECT_FALSE(url_has_credentials("not a url"));
 }
 
+// Issue 25: secrets in a URL's query reach proxy and server logs; parse_options warns about them.
+TEST(SecretFile, SecretQueryParameters) {
+  EXPECT_EQ(secret_query_parameter("https://api.example/v3?zone=DE&token=abc"), "token");
+  EXPECT_EQ(secret_query_parameter("https://h/write?api_key=abc"), "api_key");
+  EXPECT_EQ(secret_query_parameter("https://h/write?Key=abc#frag"), "Key");
+  EXPECT_EQ(secret_query_parameter("https://h/write?password=x"), "password");
+  EXPECT_EQ(secret_query_parameter("https://h/write?sig=x&a=b"), "sig");
+  EXPECT_EQ(secret_query_parameter("https://h/write?zone=DE&tenant=a"), "");
+  EXPECT_EQ(secret_query_parameter("https://h/write#token=x"), "");
+  EXPECT_EQ(secret_query_parameter("https://h/write"), "");
+}
+
 }  // namespace
 }  // namespace wattprobe

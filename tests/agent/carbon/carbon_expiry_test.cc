@@ -2,6 +2,8 @@
 // after --workload-expiry without a tick, and past --max-workloads the longest idle first.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "agent/carbon/carbon.h"
 #include "agent/carbon/grid/registry.h"
 #include "agent/state/checkpoint.h"
@@ -81,6 +83,55 @@ TEST(CarbonExpiry, MaxWorkloadsDropsTheLongestIdleFirst) {
   EXPECT_FALSE(w.contains(scope(0)));
   EXPECT_FALSE(w.contains(scope(1)));
   for (int i = 2; i < 5; ++i) EXPECT_TRUE(w.contains(scope(i))) << i;
+}
+
+std::set<std::string> workloads_in(const std::vector<Family>& fams, std::string_view family) {
+  std::set<std::string> out;
+  for (const auto& f : fams) {
+    if (f.name != family) continue;
+    for (const auto& s : f.series)
+      for (const auto& [k, v] : s.labels)
+        if (k == "workload") out.insert(v);
+  }
+  return out;
+}
+
+// Issue 25: with a cap of 20, the energy, power and CPU series held 48 workloads while carbon's
+// held 20. The accounting caps each tick (the biggest users), so over ticks attribution saw more
+// distinct workloads than the cap; every per-workload family now keeps the same 20.
+TEST(CarbonExpiry, MaxWorkloadsCapsEveryPerWorkloadFamilyAlike) {
+  Rig rig(20);
+  AttributionOptions ao;
+  ao.max_workloads = 20;
+  Attribution attribution(ao);
+  int64_t t = 1'700'000'000'000;
+  for (int round = 0; round < 4; ++round) {
+    t += 1000;
+    NodeEnergy energy;
+    energy.seconds = 1;
+    energy.domains.push_back(DomainEnergy{
+        .source = "rapl_powercap", .domain = "package", .socket = 0, .joules = 10, .watts = 10});
+    CpuTick cpu;
+    cpu.capacity_ns = 1'000'000'000;
+    // 16 workloads a tick, 12 of them new: the rounds see 52 in all, within the 5 s expiry.
+    for (int i = round * 12; i < round * 12 + 16; ++i)
+      cpu.workloads.push_back({scope(i), 1'000'000, 0, 0});
+    EnergyTick tick = attribution.apply(energy, cpu, t);
+    rig.carbon->on_tick(tick);
+  }
+  std::vector<Family> fams;
+  attribution.append_families(fams);
+  rig.carbon->append_families(fams);
+  const auto carbon = workloads_in(fams, "wattprobe_workload_operational_co2e_grams_total");
+  EXPECT_EQ(carbon.size(), 20u);
+  for (const char* family :
+       {"wattprobe_workload_energy_joules_total", "wattprobe_workload_power_watts",
+        "wattprobe_workload_cpu_seconds_total", "wattprobe_workload_embodied_co2e_grams_total"}) {
+    EXPECT_EQ(workloads_in(fams, family), carbon) << family;
+  }
+  EXPECT_EQ(attribution.workload_count(), 20u);
+  EXPECT_TRUE(carbon.contains("docker-51.scope")) << "the last tick's workloads stay";
+  EXPECT_FALSE(carbon.contains("docker-0.scope")) << "the longest idle leave first";
 }
 
 TEST(CarbonExpiry, ACheckpointKeepsWhenEachWorkloadLastRan) {

@@ -74,6 +74,50 @@ TEST(LedgerCap, OldestClosedDayFilesGoFirstAndTodayStays) {
   EXPECT_GT(sums.idle.joules, 0);
 }
 
+std::uintmax_t size_of(const TempTree& t, const std::string& date) {
+  return std::filesystem::file_size(t.path("state/ledger/" + date + ".jsonl"));
+}
+
+// Issue 25: the cap bounded only the closed days; today's file grew past it. Now a write that
+// would pass the cap first deletes closed days, and when only today's file is left its periods
+// are dropped, counted and logged, so the day files never pass the cap.
+TEST(LedgerCap, TodaysFileIsBoundedToo) {
+  TempTree t;
+  write_day(t, "2026-11-23", 8 << 10);
+  LedgerOptions o;
+  o.state_dir = t.path("state");
+  o.retention_days = 0;
+  o.period = std::chrono::seconds(1);
+  o.max_bytes = 24 << 10;
+  Ledger ledger(o);
+  int64_t now = *parse_utc_instant("2026-11-24T12:00:00Z");
+  ASSERT_TRUE(ledger.open(now).ok());
+  EXPECT_TRUE(exists(t, "2026-11-23")) << "under the cap at start";
+  // 50 workloads a second: about 15 KiB of lines a period, so a few periods pass the cap.
+  for (int second = 0; second < 20; ++second) {
+    EnergyTick tick;
+    tick.end_ms = now += 1000;
+    tick.seconds = 1;
+    tick.idle_joules = 1;
+    CarbonTickGrams grams;
+    grams.end_ms = tick.end_ms;
+    for (int w = 0; w < 50; ++w) {
+      tick.workloads.push_back(
+          {WorkloadId{"service-" + std::to_string(w) + ".service", "service", "", "", ""}, 1.0,
+           0.01, 10'000'000, 0});
+      grams.workloads.push_back({});
+    }
+    ledger.on_tick(tick, grams);
+  }
+  ledger.flush_all();
+  EXPECT_FALSE(exists(t, "2026-11-23")) << "the closed day goes before today's lines do";
+  ASSERT_TRUE(exists(t, "2026-11-24"));
+  EXPECT_LE(size_of(t, "2026-11-24"), o.max_bytes);
+  EXPECT_GT(size_of(t, "2026-11-24"), 0u);
+  EXPECT_GT(ledger.lines_dropped_for_size(), 0u);
+  EXPECT_GT(ledger.lines_written(), 0u);
+}
+
 TEST(LedgerCap, ZeroKeepsEverything) {
   TempTree t;
   for (std::string d : {"2026-11-20", "2026-11-21"}) write_day(t, d, 2 << 20);

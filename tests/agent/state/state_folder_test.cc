@@ -24,6 +24,12 @@ mode_t mode_of(const fs::path& p) {
   return st.st_mode & 07777;
 }
 
+uid_t owner_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return st.st_uid;
+}
+
 TEST(StateFolder, CreatesAMissingFolderPrivateToItsOwner) {
   TempTree tree;
   const fs::path dir = tree.path("var/lib/wattprobe");
@@ -71,20 +77,66 @@ TEST_F(StateFolderAsRoot, HandsARootFolderOfWattprobesOwnFilesToTheUserItWillRun
   fs::create_directories(dir / "ledger");
   std::ofstream(dir / "checkpoint.pb") << "x";
   std::ofstream(dir / "ledger/2026-11-27.jsonl") << "{}\n";
-  fs::create_symlink("/etc/passwd", dir / "checkpoint.pb.prev");
+  fs::create_directories(dir / "otlp");  // an OTLP queue a run as root left (issue 25)
+  std::ofstream(dir / "otlp/cursor") << "0 0\n";
   ASSERT_EQ(::chmod(dir.c_str(), 0700), 0);
+  auto checked = check_state_folder(dir, nobody);
+  ASSERT_TRUE(checked.ok()) << checked.error().message();
+  EXPECT_THAT(*checked, HasSubstr("to be handed to nobody"));
+  EXPECT_EQ(owner_of(dir), 0u) << "a check changes nothing";
   auto line = prepare_state_folder(dir, nobody);
   ASSERT_TRUE(line.ok()) << line.error().message();
   EXPECT_THAT(*line, HasSubstr("handed from root to nobody"));
   for (const fs::path& p : {dir, dir / "ledger", dir / "checkpoint.pb",
-                            dir / "ledger/2026-11-27.jsonl", dir / "checkpoint.pb.prev"}) {
-    struct stat st {};
-    ASSERT_EQ(::lstat(p.c_str(), &st), 0);
-    EXPECT_EQ(st.st_uid, 65534u) << p;
+                            dir / "ledger/2026-11-27.jsonl", dir / "otlp", dir / "otlp/cursor"}) {
+    EXPECT_EQ(owner_of(p), 65534u) << p;
   }
-  struct stat passwd {};
-  ASSERT_EQ(::stat("/etc/passwd", &passwd), 0);
-  EXPECT_EQ(passwd.st_uid, 0u) << "the link was followed";
+}
+
+// Issue 25: a folder the user already owns, where a run as root left its OTLP queue (root's,
+// 0700): the queue is handed over too, so the agent can write it once it drops; anything
+// wattprobe does not write stays root's.
+TEST_F(StateFolderAsRoot, HandsOverWhatARootRunLeftInTheUsersFolder) {
+  const fs::path dir = tree.path("state");
+  fs::create_directories(dir / "otlp");
+  std::ofstream(dir / "otlp/00000000000000000001.seg") << "x";
+  std::ofstream(dir / "notes") << "mine";
+  ASSERT_EQ(::chmod(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod((dir / "otlp").c_str(), 0700), 0);
+  ASSERT_EQ(::chown(dir.c_str(), 65534, 65534), 0);
+  auto line = prepare_state_folder(dir, nobody);
+  ASSERT_TRUE(line.ok()) << line.error().message();
+  EXPECT_THAT(*line, HasSubstr("1 of root's entries handed to nobody"));
+  EXPECT_EQ(owner_of(dir / "otlp"), 65534u);
+  EXPECT_EQ(owner_of(dir / "otlp/00000000000000000001.seg"), 65534u);
+  EXPECT_EQ(owner_of(dir / "notes"), 0u);
+}
+
+// Issue 25: a link in place of the folder, or in it (wattprobe writes none), is refused before
+// anything changes: not followed, nothing handed over.
+TEST_F(StateFolderAsRoot, RefusesLinksBeforeChangingAnything) {
+  const fs::path real = tree.path("real");
+  fs::create_directories(real);
+  ASSERT_EQ(::chmod(real.c_str(), 0700), 0);
+  fs::create_directory_symlink(real, tree.path("state-link"));
+  for (auto check : {&check_state_folder, &prepare_state_folder}) {
+    auto line = check(tree.path("state-link"), nobody);
+    ASSERT_FALSE(line.ok());
+    EXPECT_THAT(line.error().detail, HasSubstr("is a symbolic link to " + real.string()));
+    EXPECT_THAT(line.error().detail, HasSubstr("refusing to follow it"));
+  }
+  EXPECT_EQ(owner_of(real), 0u);
+
+  const fs::path dir = tree.path("state");
+  fs::create_directories(dir / "ledger");
+  ASSERT_EQ(::chmod(dir.c_str(), 0700), 0);
+  fs::create_symlink("/etc/passwd", dir / "checkpoint.pb.prev");
+  auto line = prepare_state_folder(dir, nobody);
+  ASSERT_FALSE(line.ok());
+  EXPECT_THAT(line.error().detail, HasSubstr("checkpoint.pb.prev is a symbolic link"));
+  EXPECT_EQ(owner_of(dir), 0u);
+  EXPECT_EQ(owner_of(dir / "ledger"), 0u);
+  EXPECT_EQ(owner_of("/etc/passwd"), 0u);
 }
 
 TEST_F(StateFolderAsRoot, NeverHandsOverARootFolderHoldingOtherFiles) {

@@ -151,6 +151,59 @@ TEST(GridIntensity, RetryAfterHoldsOffTheNextFetch) {
   EXPECT_DOUBLE_EQ(grid.at(wall_ms()).grams_per_kwh, 50);
 }
 
+// Issue 25: a Retry-After of 999999999 s stopped fetching for good; it is held to --grid-max-age,
+// past which the static default is in force anyway.
+TEST(GridIntensity, RetryAfterIsCappedAtTheMaxAge) {
+  GridIntensityOptions o;
+  o.refresh = std::chrono::hours(1);
+  o.min_backoff = std::chrono::milliseconds(10);
+  o.max_age = std::chrono::milliseconds(300);
+  GridFetch limited =
+      GridFetch::failure("rate_limited", Error{ErrorKind::transient, "x", "HTTP 429"},
+                         /*retry_after_s=*/999999999);
+  auto provider = std::make_unique<ScriptedProvider>(std::vector{limited, good(50)});
+  ScriptedProvider* p = provider.get();
+  GridIntensity grid(std::move(provider), o);
+  grid.start();
+  for (int i = 0; i < 1000 && p->calls.load() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  grid.stop();
+  EXPECT_EQ(p->calls.load(), 2u) << "no second fetch within 10 s under a 300 ms max age";
+}
+
+// Issue 25: what a grid API answers reaches the log escaped: one line, no terminal escapes.
+TEST(GridIntensity, ApiTextReachesTheLogEscaped) {
+  GridIntensityOptions o;
+  o.refresh = std::chrono::hours(1);
+  GridFetch forged = GridFetch::failure(
+      "malformed", Error{ErrorKind::malformed, "http://127.0.0.1:1/x",
+                         "\"zone\" is \"DE\nwattprobe: grid ok\x1b[2J\x1b]0;owned\x07\""});
+  auto provider = std::make_unique<ScriptedProvider>(std::vector{forged});
+  GridIntensity grid(std::move(provider), o);
+  std::vector<std::string> lines;
+  std::mutex mu;
+  grid.start([&](const std::string& l) {
+    std::lock_guard lock(mu);
+    lines.push_back(l);
+  });
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard lock(mu);
+      if (!lines.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  grid.stop();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(lines.size(), 1u);
+  const std::string& l = lines[0];
+  EXPECT_EQ(l.find('\n'), std::string::npos) << l;
+  for (char c : l) EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20) << l;
+  EXPECT_NE(l.find("DE\\nwattprobe: grid ok\\x1b[2J"), std::string::npos) << l;
+  EXPECT_EQ(grid.status().last_error.find('\x1b'), std::string::npos);
+}
+
 TEST(GridIntensity, TlsRefusedKeepsTheAgentOnStatic) {
   testing::FakeGridApi tls(/*https=*/true);
   ASSERT_TRUE(tls.running());
