@@ -17,6 +17,11 @@ struct HttpOptions {
   std::string ca_file;
 };
 
+// The client's request and response live in an inline namespace: base/http_endpoint.h defines
+// the server side's HttpRequest and HttpResponse, and two classes of one mangled name in one
+// binary broke at run time (the linker kept one's inline destructor for both).
+inline namespace client {
+
 struct HttpRequest {
   std::string url;
   /// "Name: value" lines. Marked secret so no error or log ever repeats them.
@@ -36,6 +41,8 @@ struct HttpResponse {
   std::string detail;
   bool ok() const { return reason.empty(); }
 };
+
+}  // namespace client
 
 /// A blocking libcurl GET with connect and total timeouts, TLS verification on and a body cap.
 /// One client per thread (it owns a curl easy handle and reuses its connections).

@@ -9,7 +9,17 @@ import socket
 import time
 import urllib.parse
 
-from wattprobe_e2e import fetch, start_agent
+import urllib.error
+
+from wattprobe_e2e import fetch, start_agent, wait_until
+
+
+def _ok(base):
+    try:
+        fetch(base + "/healthz")
+        return True
+    except urllib.error.HTTPError:
+        return False
 
 SLOW_CLIENTS = 16
 ANSWER_WITHIN_S = 2.0
@@ -48,7 +58,8 @@ def main():
                      "--interval", "200ms") as agent:
         base = agent.url[:-len("/metrics")]
         u = urllib.parse.urlsplit(base)
-        fetch(base + "/healthz")  # served at all before the test begins
+        # Served at all, and ticking (200, not "no tick yet"), before the test begins.
+        wait_until(lambda: _ok(base), 30, "/healthz 200")
 
         slow = [open_slow_client(u.hostname, u.port) for _ in range(SLOW_CLIENTS)]
         try:
