@@ -221,6 +221,9 @@ FileStamp stamp_of(const std::string& path) {
 
 using Digest = std::array<unsigned char, 32>;
 
+// How long an evicted connection is held, unread and uncounted, before it is closed.
+constexpr std::chrono::seconds kRetireDelay{1};
+
 }  // namespace
 
 /// What the server's table knows of a connection, whatever its transport.
@@ -228,6 +231,9 @@ struct ConnBase {
   explicit ConnBase(HttpServer::Impl& s) : server(s) {}
   virtual ~ConnBase() = default;
   virtual void close() = 0;
+  /// Leaves the table at once but closes a moment later: a flood that reopens every connection
+  /// the server closes then reopens slowly, and cannot churn a probe out of its place.
+  virtual void retire() = 0;
   HttpServer::Impl& server;
   std::string address;
   Phase phase = Phase::handshake;
@@ -311,7 +317,7 @@ struct HttpServer::Impl {
     }
     if (!victim) return;
     ++evicted;
-    victim->close();
+    victim->retire();
   }
 
   // Credentials.
@@ -407,6 +413,7 @@ struct HttpServer::Impl {
   std::map<std::string, std::pair<Digest, Clock::time_point>> good;
   std::map<std::string, std::pair<Clock::time_point, int>> failures;
   std::size_t pending_checks = 0;
+  std::size_t retiring = 0;  // evicted connections not closed yet
 
   std::list<ConnBase*> conns;
   std::map<std::string, std::size_t> per_address;
@@ -458,9 +465,23 @@ class Conn : public ConnBase, public std::enable_shared_from_this<Conn<kTls>> {
     if (closed) return;
     closed = true;
     server.forget(this);
+    shut();
+  }
+
+  void retire() override {
+    if (closed) return;
+    // Bounded, so that a client opening connections without waiting cannot pile them up here.
+    if (server.retiring >= server.limits.max_connections * 4) return close();
+    closed = true;
+    server.forget(this);
+    ++server.retiring;
     beast::error_code ec;
-    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
-    lowest().close();
+    lowest().socket().cancel(ec);
+    auto timer = std::make_shared<asio::steady_timer>(server.ioc, kRetireDelay);
+    timer->async_wait([self = this->shared_from_this(), timer](beast::error_code) {
+      --self->server.retiring;
+      self->shut();
+    });
   }
 
  private:
@@ -472,6 +493,12 @@ class Conn : public ConnBase, public std::enable_shared_from_this<Conn<kTls>> {
     }
   }
   beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  void shut() {
+    beast::error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
+  }
 
   bool gone(beast::error_code ec) {
     if (closed) return true;
