@@ -417,7 +417,7 @@ struct HttpServer::Impl {
 
   std::list<ConnBase*> conns;
   std::map<std::string, std::size_t> per_address;
-  std::atomic<uint64_t> accepted{0}, evicted{0}, timed_out{0}, tls_reloads{0};
+  std::atomic<uint64_t> accepted{0}, evicted{0}, timed_out{0}, tls_reloads{0}, password_checks{0};
   std::array<FileStamp, 3> loaded_stamps{}, tried_stamps{};
 
   // Declared after what connections touch when they end, so the I/O context (whose destruction
@@ -606,6 +606,7 @@ class Conn : public ConnBase, public std::enable_shared_from_this<Conn<kTls>> {
       gone(ec);
       return;
     }
+    if (ec == http::error::body_limit) return fail(413, "request body too large\n");
     if (ec) return fail(400, "malformed request\n");
     auto& req = parser_->get();
     const auto expect = req[http::field::expect];
@@ -695,6 +696,7 @@ class Conn : public ConnBase, public std::enable_shared_from_this<Conn<kTls>> {
     const bool queued = server.workers.submit([self, ep, request = std::move(request),
                                                user = std::move(user),
                                                password = std::move(password), digest]() mutable {
+      ++self->server.password_checks;
       const bool ok = check_basic_auth(self->server.web, user, password, self->server.dummy_hash);
       OPENSSL_cleanse(password.data(), password.size());
       auto& ioc = self->server.ioc;
@@ -882,7 +884,7 @@ bool HttpServer::tls() const { return impl_->web.tls.has_value(); }
 
 HttpServer::Stats HttpServer::stats() const {
   return {impl_->accepted.load(), impl_->evicted.load(), impl_->timed_out.load(),
-          impl_->tls_reloads.load()};
+          impl_->tls_reloads.load(), impl_->password_checks.load()};
 }
 
 std::optional<HttpRequest> parse_http_request(std::string_view bytes,

@@ -64,6 +64,7 @@ class HttpServer {
     uint64_t evicted = 0;    // closed to make room for a newer connection
     uint64_t timed_out = 0;  // closed by a deadline
     uint64_t tls_reloads = 0;
+    uint64_t password_checks = 0;  // bcrypt checks run (a cached good password needs none)
   };
   Stats stats() const;
 

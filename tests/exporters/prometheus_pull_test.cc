@@ -218,11 +218,7 @@ TEST(PrometheusPull, ServesTheSnapshotPlainAndGzip) {
 }
 
 TEST(PrometheusPull, BeforeTheFirstSnapshotOnlyTheServersOwnFamilies) {
-  Pull pull(
-      [] { return SnapshotPtr(); },
-      [] {
-        return HealthAnswer{503, "no tick yet\n"};
-      });
+  Pull pull([] { return SnapshotPtr(); }, [] { return HealthAnswer{503, "no tick yet\n"}; });
   Answer plain = request(pull.port(), "GET", nullptr);
   EXPECT_EQ(plain.status, 200);
   EXPECT_NE(plain.body.find("exposer_scrapes_total"), std::string::npos);
