@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -109,6 +110,9 @@ int run(const Options& options) {
     log_line(started.error().detail);
     return 1;
   }
+  // Loading BPF parsed the kernel's BTF (some 8 MiB, freed since): hand the freed heap back, or
+  // the agent would hold it for its whole life.
+  malloc_trim(0);
 
   Liveness liveness(options.interval);
   pipeline.add_sink(&liveness);

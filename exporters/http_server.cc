@@ -822,7 +822,6 @@ void HttpServer::Impl::accept(std::size_t i) {
     ++accepted;
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    std::shared_ptr<ConnBase> c;
     if (web.tls) {
       auto conn = std::make_shared<Conn<true>>(*this, std::move(socket), tls_ctx);
       admit(conn.get());
