@@ -23,7 +23,7 @@ def _ok(base):
 
 SLOW_CLIENTS = 16
 ANSWER_WITHIN_S = 2.0
-# exporters/prometheus_pull.h: kRequestTimeoutMs, plus slack for a loaded test machine.
+# exporters/http_server.h: HttpServerLimits::header_timeout, plus slack for a loaded machine.
 REQUEST_TIMEOUT_S = 5.0
 
 
