@@ -158,6 +158,26 @@ def tls_tests(d, config):
             time.sleep(0.2)
         print(f"ok: the replaced certificate is served {time.monotonic() - t0:.1f} s later")
 
+        # A pair caught half-written (a new certificate whose key is not there yet) keeps the
+        # certificate served; the pair completed is then taken.
+        served = served_serial(host, port, d)
+        shutil.copyfile(f"{d}/client.crt", f"{d}/server.crt.new")
+        os.replace(f"{d}/server.crt.new", f"{d}/server.crt")
+        t0 = time.monotonic()
+        while "keeping the previous certificate" not in agent.stderr():
+            assert time.monotonic() - t0 < 10, f"no refusal logged: {agent.stderr()}"
+            time.sleep(0.1)
+        assert served_serial(host, port, d) == served, "a half-written pair was served"
+        sh("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+           f"{d}/ca.key", "-CAcreateserial", "-days", "3", "-extfile", f"{d}/server.ext",
+           "-out", f"{d}/server.crt.new")
+        os.replace(f"{d}/server.crt.new", f"{d}/server.crt")
+        t0 = time.monotonic()
+        while served_serial(host, port, d) == served:
+            assert time.monotonic() - t0 < 10, "the completed pair was not served in 10 s"
+            time.sleep(0.2)
+        print("ok: a half-written pair keeps the served certificate; the completed pair is taken")
+
     # mTLS: a client certificate required and verified.
     make_certs(d, ca="other", names=(("stranger", "extendedKeyUsage=clientAuth"),))
     with open(config, "w") as f:
