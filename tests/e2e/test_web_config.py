@@ -193,6 +193,22 @@ def tls_tests(d, config):
         assert why, "mTLS: answered with a certificate from another CA"
         print("ok: mTLS: refused with a certificate from another CA")
 
+    # VerifyClientCertIfGiven, the mode for kubelet's HTTPS probes: no certificate is served,
+    # a certificate from another CA is refused.
+    with open(config, "w") as f:
+        f.write("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.crt\n")
+    with start(config) as agent:
+        base = agent.url[:-len("/metrics")]
+        status, _ = tls_get(base + "/healthz", client_context(d))
+        assert status in (200, 503), status
+        status, _ = tls_get(agent.url, client_context(d, cert="client"))
+        assert status == 200, status
+        assert refused(agent.url, client_context(d, cert="stranger")), \
+            "VerifyClientCertIfGiven answered a certificate from another CA"
+        print("ok: VerifyClientCertIfGiven: served without a certificate (probes) and with a "
+              "good one, refused with one from another CA")
+
     # min_version TLS13 refuses a TLS 1.2 client.
     with open(config, "w") as f:
         f.write("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
