@@ -414,6 +414,7 @@ struct HttpServer::Impl {
   std::map<std::string, std::pair<Clock::time_point, int>> failures;
   std::size_t pending_checks = 0;
   std::size_t retiring = 0;  // evicted connections not closed yet
+  bool stopping = false;
 
   std::list<ConnBase*> conns;
   std::map<std::string, std::size_t> per_address;
@@ -812,7 +813,8 @@ class Conn : public ConnBase, public std::enable_shared_from_this<Conn<kTls>> {
 
 void HttpServer::Impl::accept(std::size_t i) {
   acceptors[i].async_accept([this, i](beast::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted) return;
+    // A connection accepted just before the server began to stop is not started.
+    if (ec == asio::error::operation_aborted || stopping) return;
     if (ec) {
       // Out of descriptors, most likely: wait a little rather than spin on the error.
       auto timer = std::make_shared<asio::steady_timer>(ioc, std::chrono::milliseconds(100));
@@ -865,6 +867,7 @@ HttpServer::HttpServer(const std::vector<std::string>& listen, std::vector<HttpE
 HttpServer::~HttpServer() {
   std::promise<void> closed;
   asio::post(impl_->ioc, [this, &closed] {
+    impl_->stopping = true;
     beast::error_code ec;
     for (auto& a : impl_->acceptors) a.close(ec);
     impl_->reload_timer.cancel();
