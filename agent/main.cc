@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "agent/privileges.h"
 #include "agent/state/checkpoint.h"
 #include "agent/state/state_folder.h"
+#include "exporters/http_server.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/prometheus_text.h"
 
@@ -43,6 +45,7 @@ constexpr const char* kUsage =
 std::string metrics_url(const std::string& listen, int port, bool tls) {
   std::string host = listen.substr(0, listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "[::]") host = "[::1]";
   return (tls ? "https://" : "http://") + host + ":" + std::to_string(port) + "/metrics";
 }
 
@@ -115,20 +118,29 @@ int run(const Options& options) {
     log_line(started.error().detail);
     return 1;
   }
+  // Loading BPF parsed the kernel's BTF (some 8 MiB, freed since): hand the freed heap back, or
+  // the agent would hold it for its whole life.
+  malloc_trim(0);
 
   Liveness liveness(options.interval);
   pipeline.add_sink(&liveness);
-  std::unique_ptr<PrometheusPull> pull;
+  auto metrics = make_metrics_endpoint([&pipeline] { return pipeline.snapshot(); });
+  auto health = make_health_endpoint([&liveness] { return liveness.answer(); });
+  std::vector<HttpEndpoint*> endpoints = {metrics.get(), health.get()};
+  // Further endpoints (the carbon-aware API) join here; the server routes by their paths().
+  std::vector<HttpEndpoint*> more_endpoints;
+  endpoints.insert(endpoints.end(), more_endpoints.begin(), more_endpoints.end());
+  std::unique_ptr<HttpServer> server;
   try {
-    pull = std::make_unique<PrometheusPull>(
-        options.listen, [&pipeline] { return pipeline.snapshot(); },
-        [&liveness] { return liveness.answer(); }, options.web);
+    server = std::make_unique<HttpServer>(options.listen, endpoints, options.web);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattprobe: %s\n", e.what());
     return 1;
   }
-  std::printf("wattprobe: serving metrics at %s\n",
-              metrics_url(options.listen, pull->port(), options.web.tls.has_value()).c_str());
+  for (std::size_t i = 0; i < options.listen.size(); ++i) {
+    std::printf("wattprobe: serving metrics at %s\n",
+                metrics_url(options.listen[i], server->ports()[i], server->tls()).c_str());
+  }
   std::fflush(stdout);
 
   std::atomic<bool> ended{false};

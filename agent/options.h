@@ -21,7 +21,8 @@ namespace wattprobe {
 
 struct Options {
   std::string config_file;
-  std::string listen = "127.0.0.1:9887";
+  /// --listen, once per address: every one serves the same endpoints.
+  std::vector<std::string> listen = {"127.0.0.1:9887"};
   /// --web-config-file, read and checked at start-up: TLS and basic auth for the HTTP server.
   std::string web_config_file;
   WebConfig web;

@@ -9,13 +9,11 @@
 
 #include "agent/base/snapshot.h"
 #include "exporters/gzip_body.h"
-#include "exporters/web_config.h"
-
-namespace prometheus {
-class Exposer;
-}  // namespace prometheus
 
 namespace wattprobe {
+
+// Only declared, as in http_server.h: base/http_client.h defines its own HttpRequest.
+class HttpEndpoint;
 
 /// What /healthz answers: an HTTP status and a short text saying why.
 struct HealthAnswer {
@@ -67,40 +65,15 @@ class MetricsPageCache {
 /// not 0). Null: no header.
 bool accepts_gzip(const char* accept_encoding);
 
-/// Serves the last published snapshot at /metrics, and /healthz for liveness and readiness
-/// probes, on prometheus-cpp's Exposer (its civetweb server and basic auth). The body is the
-/// snapshot's text from a MetricsPageCache, never Counters incremented by hand, so a scrape never
-/// waits for a tick and most scrapes cost no rendering; a probe never waits for a tick either,
-/// which is what lets /healthz report a hung tick.
-class PrometheusPull {
- public:
-  /// Binds `listen` ("address:port", port 0 = any free port). Throws std::runtime_error with the
-  /// address when it cannot bind. `health` answers /healthz, from the server's threads.
-  /// `web`'s basic_auth_users guard /metrics; /healthz stays open, since probes carry no
-  /// password. TLS is refused before this is reached (agent/cli/parse_options.cc says why).
-  PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
-                 std::function<HealthAnswer()> health, WebConfig web = {});
-  ~PrometheusPull();
+/// /metrics: the cached page of the newest snapshot (MetricsPageCache) after the server's own
+/// three exposer_* families (scrapes, bytes and latencies, counted here; docs/metrics.md), plain
+/// or gzip as the scrape asks. The body is never Counters incremented by hand, so a scrape never
+/// waits for a tick and most scrapes cost no rendering.
+std::shared_ptr<HttpEndpoint> make_metrics_endpoint(std::function<SnapshotPtr()> snapshot);
 
-  /// The port actually bound.
-  int port() const;
-
- private:
-  // Declared first, so it outlives the server whose /healthz handler calls it.
-  std::unique_ptr<std::function<HealthAnswer()>> health_;
-  // Read by the auth callback on the server's threads: declared before the server as well.
-  std::unique_ptr<WebConfig> web_;
-  // /metrics' handler state, called from the server's threads: declared before the server too.
-  std::unique_ptr<class MetricsEndpoint> metrics_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-};
-
-/// How long civetweb waits for a whole request before closing the connection.
-inline constexpr int kRequestTimeoutMs = 5000;
-/// civetweb's workers: each connection holds one until its request is answered.
-inline constexpr int kServerThreads = 48;
-
-/// The civetweb options the server starts with (listen address, timeouts, workers).
-std::vector<std::string> server_options(const std::string& listen);
+/// /healthz, for liveness and readiness probes: `health`'s answer, status code included. Open
+/// without a password, since probes carry none, and never waiting for a tick, which is what lets
+/// it report a hung one.
+std::shared_ptr<HttpEndpoint> make_health_endpoint(std::function<HealthAnswer()> health);
 
 }  // namespace wattprobe

@@ -19,6 +19,11 @@ struct HttpOptions {
   std::string ca_file;
 };
 
+// The client's request and response live in an inline namespace: base/http_endpoint.h defines
+// the server side's HttpRequest and HttpResponse, and two classes of one mangled name in one
+// binary broke at run time (the linker kept one's inline destructor for both).
+inline namespace client {
+
 struct HttpRequest {
   std::string url;
   /// "Name: value" lines. Marked secret so no error or log ever repeats them.
@@ -38,6 +43,8 @@ struct HttpResponse {
   std::string detail;
   bool ok() const { return reason.empty(); }
 };
+
+}  // namespace client
 
 /// The seconds a "Retry-After: N" header line asks for (any case, the delta-seconds form; the
 /// HTTP-date form and anything malformed give nullopt, and the caller's own backoff applies).

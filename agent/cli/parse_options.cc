@@ -17,6 +17,7 @@
 #include "agent/base/text_file.h"
 #include "agent/carbon/grid/registry.h"
 #include "collectors/registry.h"
+#include "exporters/listen_address.h"
 
 namespace po = boost::program_options;
 
@@ -31,8 +32,9 @@ po::options_description describe() {
   // clang-format off: one option per line reads as the table it is.
   d.add_options()("config", po::value<std::string>(),
                   "INI-style config file; command-line options win")(
-      "listen", po::value<std::string>(),
-      "address:port for /metrics and /healthz (default 127.0.0.1:9887)")(
+      "listen", po::value<std::vector<std::string>>(),
+      "address:port or [v6]:port for /metrics and /healthz (default 127.0.0.1:9887); "
+      "repeatable, one address each")(
       "web-config-file", po::value<std::string>(),
       "TLS and basic auth for /metrics, in Prometheus' exporter-toolkit web config format")(
       "interval", po::value<std::string>(), "tick length, 100ms to 60s (default 1s)")(
@@ -394,25 +396,17 @@ Options parse_run_options(const std::vector<std::string>& args) {
     return it == values.end() ? nullptr : &it->second.back();
   };
 
-  if (auto r = one("listen")) {
-    auto colon = r->value.rfind(':');
-    if (colon == std::string::npos || colon == 0) bad("listen", *r, "expected address:port");
-    to_u64("listen", Raw{r->value.substr(colon + 1), r->origin}, 0, 65535);
-    o.listen = r->value;
+  if (auto it = values.find("listen"); it != values.end()) {
+    o.listen.clear();
+    for (const Raw& r : it->second) {
+      auto split = split_listen_address(r.value);
+      if (!split) bad("listen", r, split.error().detail);
+      o.listen.push_back(r.value);
+    }
   }
   if (auto r = one("web-config-file")) {
     auto web = read_web_config(r->value);
     if (!web) throw UsageError("invalid --web-config-file: " + web.error().message());
-    // Debian's civetweb 1.15 loads OpenSSL at run time through a table of OpenSSL 1.x
-    // functions; with OpenSSL 3 one of them is missing and the first TLS connection calls a
-    // null pointer (its own civetweb binary crashes the same way). Refusing is better than a
-    // server that dies on its first scrape.
-    if (web->tls) {
-      throw UsageError("invalid --web-config-file: " + r->value +
-                       ": tls_server_config: TLS is not available: the packaged civetweb "
-                       "crashes on TLS connections with OpenSSL 3; serve plain HTTP with "
-                       "basic_auth_users and terminate TLS in front of the agent");
-    }
     o.web_config_file = r->value;
     o.web = std::move(*web);
   }

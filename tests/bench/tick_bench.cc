@@ -147,7 +147,7 @@ BENCHMARK(BM_RenderMetricsGzip)
     ->Unit(benchmark::kMillisecond);
 
 // A later gzip scrape of the same snapshot: the cached page, and the few exposer_* lines that
-// change on every scrape deflated on their own (about 1 KiB, as PrometheusPull does).
+// change on every scrape deflated on their own (about 1 KiB, as /metrics does).
 void BM_ScrapeFromCache(benchmark::State& state) {
   std::size_t series = 0;
   SnapshotPtr snap = attribution_snapshot(static_cast<std::size_t>(state.range(0)), series);

@@ -9,11 +9,21 @@ import socket
 import time
 import urllib.parse
 
-from wattprobe_e2e import fetch, start_agent
+import urllib.error
+
+from wattprobe_e2e import fetch, start_agent, wait_until
+
+
+def _ok(base):
+    try:
+        fetch(base + "/healthz")
+        return True
+    except urllib.error.HTTPError:
+        return False
 
 SLOW_CLIENTS = 16
 ANSWER_WITHIN_S = 2.0
-# exporters/prometheus_pull.h: kRequestTimeoutMs, plus slack for a loaded test machine.
+# exporters/http_server.h: HttpServerLimits::header_timeout, plus slack for a loaded machine.
 REQUEST_TIMEOUT_S = 5.0
 
 
@@ -48,7 +58,8 @@ def main():
                      "--interval", "200ms") as agent:
         base = agent.url[:-len("/metrics")]
         u = urllib.parse.urlsplit(base)
-        fetch(base + "/healthz")  # served at all before the test begins
+        # Served at all, and ticking (200, not "no tick yet"), before the test begins.
+        wait_until(lambda: _ok(base), 30, "/healthz 200")
 
         slow = [open_slow_client(u.hostname, u.port) for _ in range(SLOW_CLIENTS)]
         try:

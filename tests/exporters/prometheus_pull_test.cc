@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "exporters/http_server.h"
 #include "exporters/prometheus_text.h"
 #include "tests/support/gunzip.h"
 
@@ -119,6 +120,19 @@ TEST(AcceptsGzip, ReadsAcceptEncodingAsRfc9110Says) {
   EXPECT_FALSE(accepts_gzip("gzipped"));
 }
 
+/// /metrics and /healthz on the agent's HTTP server, as main.cc puts them together.
+struct Pull {
+  Pull(std::function<SnapshotPtr()> snapshot, std::function<HealthAnswer()> health,
+       WebConfig web = {})
+      : metrics(make_metrics_endpoint(std::move(snapshot))),
+        healthz(make_health_endpoint(std::move(health))),
+        server({"127.0.0.1:0"}, {metrics.get(), healthz.get()}, std::move(web)) {}
+  int port() const { return server.ports().front(); }
+  std::shared_ptr<HttpEndpoint> metrics;
+  std::shared_ptr<HttpEndpoint> healthz;
+  HttpServer server;
+};
+
 struct Answer {
   long status = 0;
   std::string body;
@@ -166,7 +180,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 TEST(PrometheusPull, ServesTheSnapshotPlainAndGzip) {
   Published pub;
   pub.publish(snapshot_of(2000, 1.5));
-  PrometheusPull pull("127.0.0.1:0", pub.source(), [] { return HealthAnswer{200, "ok\n"}; });
+  Pull pull(pub.source(), [] { return HealthAnswer{200, "ok\n"}; });
   const std::string want = render_prometheus_text(*pub.snap);
 
   Answer plain = request(pull.port(), "GET", nullptr);
@@ -204,11 +218,7 @@ TEST(PrometheusPull, ServesTheSnapshotPlainAndGzip) {
 }
 
 TEST(PrometheusPull, BeforeTheFirstSnapshotOnlyTheServersOwnFamilies) {
-  PrometheusPull pull(
-      "127.0.0.1:0", [] { return SnapshotPtr(); },
-      [] {
-        return HealthAnswer{503, "no tick yet\n"};
-      });
+  Pull pull([] { return SnapshotPtr(); }, [] { return HealthAnswer{503, "no tick yet\n"}; });
   Answer plain = request(pull.port(), "GET", nullptr);
   EXPECT_EQ(plain.status, 200);
   EXPECT_NE(plain.body.find("exposer_scrapes_total"), std::string::npos);
@@ -217,8 +227,7 @@ TEST(PrometheusPull, BeforeTheFirstSnapshotOnlyTheServersOwnFamilies) {
   EXPECT_NE(gunzip(gz.body).find("exposer_scrapes_total 1"), std::string::npos);
 }
 
-/// --web-config-file's basic auth still guards /metrics, gzip or not: the Exposer's auth handler
-/// runs before the request handler that replaced its own.
+/// --web-config-file's basic auth guards /metrics, gzip or not, and HEAD too.
 TEST(PrometheusPull, BasicAuthStillGuardsMetrics) {
   char salt[CRYPT_GENSALT_OUTPUT_SIZE];
   ASSERT_NE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, salt, sizeof salt), nullptr);
@@ -229,8 +238,8 @@ TEST(PrometheusPull, BasicAuthStillGuardsMetrics) {
   web.basic_auth_users["prometheus"] = hash;
   Published pub;
   pub.publish(snapshot_of(3, 1.5));
-  PrometheusPull pull(
-      "127.0.0.1:0", pub.source(),
+  Pull pull(
+      pub.source(),
       [] {
         return HealthAnswer{200, "ok\n"};
       },
