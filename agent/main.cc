@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "agent/base/log.h"
+#include "agent/carbon/carbon_aware_api.h"
 #include "agent/cli/doctor.h"
 #include "agent/cli/parse_options.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
 #include "agent/cli/validate.h"
+#include "agent/cli/when.h"
 #include "agent/liveness.h"
 #include "agent/pipeline.h"
 #include "agent/privileges.h"
@@ -37,6 +39,7 @@ constexpr const char* kUsage =
     "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
     "  top      live per-workload watts, CO2e rate and CPU share in the terminal\n"
     "  validate check the agent's claims on this host and write a report (`--help`)\n"
+    "  when     the greenest start for a job, from the grid forecast; --exec runs it then\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -110,11 +113,18 @@ int run(const Options& options) {
 
   Liveness liveness(options.interval);
   pipeline.add_sink(&liveness);
+  const Carbon& carbon = pipeline.carbon();
+  std::shared_ptr<HttpEndpoint> carbon_api =
+      make_carbon_aware_api({[&carbon](int64_t now) { return carbon.forecast_at(now); },
+                             &carbon.history(),
+                             options.carbon.zone,
+                             {}});
   std::unique_ptr<PrometheusPull> pull;
   try {
     pull = std::make_unique<PrometheusPull>(
         options.listen, [&pipeline] { return pipeline.snapshot(); },
-        [&liveness] { return liveness.answer(); }, options.web);
+        [&liveness] { return liveness.answer(); }, options.web,
+        std::vector<HttpEndpoint*>{carbon_api.get()});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattprobe: %s\n", e.what());
     return 1;
@@ -227,6 +237,7 @@ int main(int argc, char** argv) {
   }
   // report reads files only and has its own options (a period, not an agent's configuration).
   if (command == "report") return run_report(args, std::cout, std::cerr);
+  if (command == "when") return when_command(args);
   if (command != "run" && command != "doctor" && command != "checkpoint-dump") {
     std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
                  command.c_str());

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "agent/base/http_endpoint.h"
 #include "exporters/prometheus_text.h"
 
 namespace wattprobe {
@@ -225,6 +226,58 @@ int serve_health(mg_connection* conn, void* cbdata) {
   return a.status;
 }
 
+std::string url_decode(std::string_view s) {
+  std::string out(s.size() + 1, '\0');
+  const int n = mg_url_decode(s.data(), static_cast<int>(s.size()), out.data(),
+                              static_cast<int>(out.size()), /*is_form_url_encoded=*/1);
+  out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
+  return out;
+}
+
+/// An HttpEndpoint on civetweb: the request as the endpoint contract has it, the answer written
+/// back. The agent's own server replaces this adapter.
+int serve_endpoint(mg_connection* conn, void* cbdata) {
+  auto* endpoint = static_cast<HttpEndpoint*>(cbdata);
+  const mg_request_info* info = mg_get_request_info(conn);
+  HttpRequest request;
+  request.method = info->request_method ? info->request_method : "";
+  request.path = info->local_uri ? info->local_uri : "";  // civetweb has decoded it
+  std::string_view query = info->query_string ? info->query_string : "";
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (item.empty()) continue;
+    const std::size_t eq = item.find('=');
+    request.query.emplace_back(
+        url_decode(item.substr(0, eq)),
+        eq == std::string_view::npos ? std::string() : url_decode(item.substr(eq + 1)));
+  }
+  for (int i = 0; i < info->num_headers; ++i) {
+    std::string name = info->http_headers[i].name ? info->http_headers[i].name : "";
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    request.headers.emplace_back(std::move(name),
+                                 info->http_headers[i].value ? info->http_headers[i].value : "");
+  }
+  request.remote_address = info->remote_addr;
+  HttpResponse response;
+  try {
+    response = endpoint->handle(request);
+  } catch (const std::exception& e) {
+    response = HttpResponse{500, "text/plain; charset=utf-8", e.what(), {}};
+  }
+  const std::string length = std::to_string(response.body.size());
+  mg_response_header_start(conn, response.status);
+  mg_response_header_add(conn, "Content-Type", response.content_type.c_str(), -1);
+  mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
+  for (const auto& [name, value] : response.headers) {
+    mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
+  }
+  mg_response_header_send(conn);
+  if (request.method != "HEAD") mg_write(conn, response.body.data(), response.body.size());
+  return response.status;
+}
+
 // The Exposer keeps its CivetServer private. civetweb calls init_context inside mg_start, on the
 // thread constructing the Exposer and before any request can arrive: the one moment a handler of
 // our own can join the Exposer's server, and where its context can be kept for /metrics'. The
@@ -263,10 +316,12 @@ std::vector<std::string> server_options(const std::string& listen) {
 }
 
 PrometheusPull::PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
-                               std::function<HealthAnswer()> health, WebConfig web)
+                               std::function<HealthAnswer()> health, WebConfig web,
+                               std::vector<HttpEndpoint*> endpoints)
     : health_(std::make_unique<std::function<HealthAnswer()>>(std::move(health))),
       web_(std::make_unique<WebConfig>(std::move(web))),
-      metrics_(std::make_unique<MetricsEndpoint>(std::move(snapshot))) {
+      metrics_(std::make_unique<MetricsEndpoint>(std::move(snapshot))),
+      endpoints_(std::move(endpoints)) {
   CivetCallbacks callbacks;
   callbacks.init_context = register_health;
   mg_context* context = nullptr;
@@ -295,6 +350,21 @@ PrometheusPull::PrometheusPull(const std::string& listen, std::function<Snapshot
         "wattprobe", "/metrics");
   }
   mg_set_request_handler(context, "/metrics", serve_metrics, metrics_.get());
+  for (HttpEndpoint* endpoint : endpoints_) {
+    for (std::string path : endpoint->paths()) {
+      // civetweb's "/emissions" takes "/emissions/..." too: the contract's prefix form.
+      if (path.size() > 1 && path.back() == '/') path.pop_back();
+      if (endpoint->needs_auth() && !web_->basic_auth_users.empty()) {
+        const WebConfig* config = web_.get();
+        exposer_->RegisterAuth(
+            [config](const std::string& user, const std::string& password) {
+              return check_basic_auth(*config, user, password);
+            },
+            "wattprobe", path);
+      }
+      mg_set_request_handler(context, path.c_str(), serve_endpoint, endpoint);
+    }
+  }
 }
 
 PrometheusPull::~PrometheusPull() = default;

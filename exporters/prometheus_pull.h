@@ -17,6 +17,10 @@ class Exposer;
 
 namespace wattprobe {
 
+inline namespace endpoint {
+class HttpEndpoint;
+}  // namespace endpoint
+
 /// What /healthz answers: an HTTP status and a short text saying why.
 struct HealthAnswer {
   int status = 200;
@@ -78,8 +82,11 @@ class PrometheusPull {
   /// address when it cannot bind. `health` answers /healthz, from the server's threads.
   /// `web`'s basic_auth_users guard /metrics; /healthz stays open, since probes carry no
   /// password. TLS is refused before this is reached (agent/cli/parse_options.cc says why).
+  /// `endpoints` (not owned; they outlive this) are served beside /metrics, behind the same
+  /// basic auth where they ask for it: a stand-in on civetweb until the agent's own server.
   PrometheusPull(const std::string& listen, std::function<SnapshotPtr()> snapshot,
-                 std::function<HealthAnswer()> health, WebConfig web = {});
+                 std::function<HealthAnswer()> health, WebConfig web = {},
+                 std::vector<HttpEndpoint*> endpoints = {});
   ~PrometheusPull();
 
   /// The port actually bound.
@@ -92,6 +99,7 @@ class PrometheusPull {
   std::unique_ptr<WebConfig> web_;
   // /metrics' handler state, called from the server's threads: declared before the server too.
   std::unique_ptr<class MetricsEndpoint> metrics_;
+  std::vector<HttpEndpoint*> endpoints_;
   std::unique_ptr<prometheus::Exposer> exposer_;
 };
 

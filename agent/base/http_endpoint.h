@@ -7,6 +7,10 @@
 #include <vector>
 
 namespace wattprobe {
+// base/http_client.h has its own HttpRequest and HttpResponse in wattprobe. The inline namespace
+// gives these other linker names, so a program holding both (the agent) has no two classes of
+// one name, and their inline members never stand in for each other; a file still includes one.
+inline namespace endpoint {
 
 /// One HTTP request as an endpoint sees it: the transport (plain or TLS, keep-alive, limits,
 /// authentication) is the server's, and already done. Header names are lower case; the query
@@ -55,4 +59,5 @@ class HttpEndpoint {
   virtual HttpResponse handle(const HttpRequest& request) = 0;
 };
 
+}  // namespace endpoint
 }  // namespace wattprobe
