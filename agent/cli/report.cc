@@ -269,10 +269,10 @@ std::string csv_field(const std::string& s) {
 void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
   out << "row," << by_name(o.by)
       << ",energy_joules,energy_kwh,cpu_seconds,operational_co2e_grams,embodied_co2e_grams,"
-         "operational_grams_per_kwh,measured_share,gpu_energy_joules"
-      << (o.functional_units ? ",sci_grams_per_functional_unit" : "")
-      << ",cfe_energy_joules,cfe_score\n";
-  // gpu_energy_joules comes last, so scripts that read the older columns by position still work.
+         "operational_grams_per_kwh,measured_share,gpu_energy_joules,cfe_energy_joules,cfe_score"
+      << (o.functional_units ? ",sci_grams_per_functional_unit" : "") << "\n";
+  // New columns go after the older ones (the SCI column, when asked for, stays last), so scripts
+  // that read the older columns by position still work.
   auto row = [&](std::string_view kind, const std::string& group, const ReportRow& r) {
     auto g = per_kwh(r);
     auto m = measured_share(r);
@@ -280,9 +280,9 @@ void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
         << exact(r.joules / kJoulesPerKwh) << ',' << exact(r.cpu_seconds) << ','
         << exact(r.operational_grams) << ',' << exact(r.embodied_grams) << ','
         << (g ? exact(*g) : "") << ',' << (m ? exact(*m) : "") << ',' << exact(r.gpu_joules);
-    if (o.functional_units) out << ',' << exact(sci(r, *o.functional_units));
     auto c = cfe_score(r);
     out << ',' << exact(r.cfe_joules) << ',' << (c ? exact(*c) : "");
+    if (o.functional_units) out << ',' << exact(sci(r, *o.functional_units));
     out << '\n';
   };
   for (const ReportRow& r : s.groups) row("group", r.group, r);

@@ -10,8 +10,10 @@ is usable, or not at all when stopped while waiting.
 Forecasts: the file provider's schedule, and the Electricity Maps and GB APIs served by
 tests/support/fake_grid_api.py on 127.0.0.1."""
 
+import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -339,8 +341,37 @@ def exec_at_the_computed_time(tmp):
     print("ok: SIGTERM while waiting: exit 143, the command not run")
 
 
+def behind_basic_auth(tmp):
+    """The API sits behind the web config's basic auth, as /metrics does."""
+    if not shutil.which("htpasswd"):
+        print("not checked: basic auth on /emissions/ needs htpasswd (apache2-utils)")
+        return
+    password = "carbon aware SECRET"
+    hashed = subprocess.run(["htpasswd", "-nbB", "-C", "5", "u", password], check=True,
+                            capture_output=True, text=True).stdout.strip().split(":", 1)[1]
+    config = os.path.join(tmp, "web.yml")
+    with open(config, "w") as f:
+        f.write(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    os.chmod(config, 0o644)
+    with start_agent(*AGENT, "--web-config-file", config) as agent:
+        url = agent.url[: -len("/metrics")] + "/emissions/forecasts/current"
+        try:
+            urllib.request.urlopen(url, timeout=10)
+            raise AssertionError("/emissions/ answered without a password")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401, e.code
+        req = urllib.request.Request(url, headers={
+            "Authorization": "Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+        except urllib.error.HTTPError as e:
+            assert e.code == 503, e.code  # the static provider: past the auth, no forecast
+        print("ok: /emissions/ is behind the web config's basic auth: 401, then 503 (static)")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="wattprobe-carbonaware-")
+    behind_basic_auth(tmp)
     file_provider_answers(tmp)
     unusable_forecasts(tmp)
     electricitymaps_answers(tmp)

@@ -354,9 +354,10 @@ TEST_F(ReportTest, GpuJoulesShowInTheTableCsvAndJson) {
 
   ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24", "--format=csv"}), 0) << err_;
   EXPECT_NE(out_.find("group,train,1000,"), std::string::npos) << out_;
-  EXPECT_NE(out_.find(",860\n"), std::string::npos) << "the trainer's GPU joules, last:\n" << out_;
+  // GPU joules, then the CFE columns (no CFE in these lines: 0 J, no score).
+  EXPECT_NE(out_.find(",860,0,\n"), std::string::npos) << "the trainer's GPU joules:\n" << out_;
   EXPECT_NE(out_.find("total,,1377,"), std::string::npos) << out_;
-  EXPECT_NE(out_.find(",1125\n"), std::string::npos) << "the total's GPU joules:\n" << out_;
+  EXPECT_NE(out_.find(",1125,0,\n"), std::string::npos) << "the total's GPU joules:\n" << out_;
 
   ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24"}), 0) << err_;
   EXPECT_NE(out_.find("GPU J"), std::string::npos) << out_;
