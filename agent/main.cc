@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "agent/base/log.h"
+#include "agent/carbon/carbon_aware_api.h"
 #include "agent/cli/doctor.h"
 #include "agent/cli/parse_options.h"
 #include "agent/cli/report.h"
 #include "agent/cli/top.h"
 #include "agent/cli/validate.h"
+#include "agent/cli/when.h"
 #include "agent/liveness.h"
 #include "agent/pipeline.h"
 #include "agent/privileges.h"
@@ -39,6 +41,7 @@ constexpr const char* kUsage =
     "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
     "  top      live per-workload watts, CO2e rate and CPU share in the terminal\n"
     "  validate check the agent's claims on this host and write a report (`--help`)\n"
+    "  when     the greenest start for a job, from the grid forecast; --exec runs it then\n"
     "  --help   this text; `wattprobe run --help` lists the options\n"
     "  --version\n";
 
@@ -126,10 +129,14 @@ int run(const Options& options) {
   pipeline.add_sink(&liveness);
   auto metrics = make_metrics_endpoint([&pipeline] { return pipeline.snapshot(); });
   auto health = make_health_endpoint([&liveness] { return liveness.answer(); });
-  std::vector<HttpEndpoint*> endpoints = {metrics.get(), health.get()};
-  // Further endpoints (the carbon-aware API) join here; the server routes by their paths().
-  std::vector<HttpEndpoint*> more_endpoints;
-  endpoints.insert(endpoints.end(), more_endpoints.begin(), more_endpoints.end());
+  const Carbon& carbon = pipeline.carbon();
+  std::shared_ptr<HttpEndpoint> carbon_api =
+      make_carbon_aware_api({[&carbon](int64_t now) { return carbon.forecast_at(now); },
+                             &carbon.history(),
+                             options.carbon.zone,
+                             {}});
+  // The server routes by each endpoint's paths().
+  std::vector<HttpEndpoint*> endpoints = {metrics.get(), health.get(), carbon_api.get()};
   std::unique_ptr<HttpServer> server;
   try {
     server = std::make_unique<HttpServer>(options.listen, endpoints, options.web);
@@ -247,6 +254,7 @@ int main(int argc, char** argv) {
   }
   // report reads files only and has its own options (a period, not an agent's configuration).
   if (command == "report") return run_report(args, std::cout, std::cerr);
+  if (command == "when") return when_command(args);
   if (command != "run" && command != "doctor" && command != "checkpoint-dump") {
     std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
                  command.c_str());

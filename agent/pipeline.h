@@ -77,6 +77,8 @@ class Pipeline {
 
   /// The last published snapshot; null before the first tick. Thread-safe.
   SnapshotPtr snapshot() const;
+  /// For the carbon-aware API, which reads its thread-safe forecast and history.
+  const Carbon& carbon() const { return *carbon_; }
 
  private:
   Pipeline(const Options& options, PipelineRole role, std::unique_ptr<EnergyMeter> meter,

@@ -154,6 +154,7 @@ void Carbon::charge_budgets(const WorkloadId& id, double grams, int64_t day) {
 
 void Carbon::restore(CarbonTotals totals) {
   totals_ = std::move(totals);
+  cfe_seen_ = cfe_seen_ || totals_.idle.cfe_joules > 0 || totals_.unattributed_cfe_joules > 0;
   std::erase_if(totals_.last_seen_ms,
                 [&](const auto& e) { return !totals_.workloads.contains(e.first); });
 }
@@ -174,15 +175,20 @@ void Carbon::restore_budgets(const std::vector<BudgetState>& saved) {
 const CarbonTickGrams& Carbon::on_tick(const EnergyTick& tick) {
   GridIntensity::InForce in_force = grid_->at(tick.end_ms);
   // gCO2e = J / (3.6e6 J/kWh) × PUE × g/kWh.
-  const double g_per_joule =
-      in_force.pue.value_or(options_.pue) * in_force.grams_per_kwh / kJoulesPerKwh;
+  const double pue = in_force.pue.value_or(options_.pue);
+  const double g_per_joule = pue * in_force.grams_per_kwh / kJoulesPerKwh;
+  // CFE joules per joule: the facility's energy (× PUE) times the carbon-free share in force.
+  const double cfe_per_joule = in_force.cfe_percent ? pue * *in_force.cfe_percent / 100 : 0;
+  if (in_force.cfe_percent) cfe_seen_ = true;
   const int64_t from_ms = tick.end_ms - static_cast<int64_t>(std::llround(tick.seconds * 1000));
   const double embodied = amortized_grams(embodied_.total_grams, install_ms_,
                                           options_.lifetime_years, from_ms, tick.end_ms);
   const int64_t day = tick.end_ms / kMsPerDay;
+  history_.record(from_ms, tick.end_ms, in_force.grams_per_kwh);
   double shared = 0;
   CarbonTickGrams& added = last_tick_grams_;
   added.end_ms = tick.end_ms;
+  added.cfe_matched_pue = in_force.cfe_percent ? pue : 0;
   added.workloads.clear();
   for (const auto& w : tick.workloads) {
     CarbonGrams& g = totals_.workloads[w.id];
@@ -190,17 +196,23 @@ const CarbonTickGrams& Carbon::on_tick(const EnergyTick& tick) {
     double share = std::clamp(w.host_share, 0.0, 1.0);
     double em = embodied * share;
     shared += em;
+    const double cfe = w.joules * cfe_per_joule;
     g.operational += op;
     g.embodied += em;
-    added.workloads.push_back({op, em});
+    g.cfe_joules += cfe;
+    added.workloads.push_back({op, em, cfe});
     if (!budgets_.empty()) charge_budgets(w.id, op + em, day);
   }
   // Shares sum to at most 1; rounding past it must not make idle negative.
-  added.idle = {tick.idle_joules * g_per_joule, std::max(0.0, embodied - shared)};
+  added.idle = {tick.idle_joules * g_per_joule, std::max(0.0, embodied - shared),
+                tick.idle_joules * cfe_per_joule};
   added.unattributed_operational = tick.unattributed_joules * g_per_joule;
+  added.unattributed_cfe_joules = tick.unattributed_joules * cfe_per_joule;
   totals_.idle.operational += added.idle.operational;
   totals_.idle.embodied += added.idle.embodied;
+  totals_.idle.cfe_joules += added.idle.cfe_joules;
   totals_.unattributed_operational += added.unattributed_operational;
+  totals_.unattributed_cfe_joules += added.unattributed_cfe_joules;
   last_tick_ms_ = tick.end_ms;
   for (const auto& w : tick.workloads) totals_.last_seen_ms[w.id] = tick.end_ms;
   forget_workloads(tick.end_ms);
@@ -254,6 +266,25 @@ void Carbon::append_families(std::vector<Family>& out) const {
   }
   out.push_back(std::move(op));
   out.push_back(std::move(em));
+  if (cfe_seen_) {
+    Family cfe{"wattprobe_workload_cfe_energy_joules_total",
+               "Carbon-free energy (24/7 CFE): energy x PUE x the grid's carbon-free share in "
+               "force at each tick (joules).",
+               MetricType::counter,
+               {}};
+    for (const auto& [id, g] : totals_.workloads) {
+      cfe.series.push_back(Series{workload_labels(id), g.cfe_joules});
+    }
+    out.push_back(std::move(cfe));
+    out.push_back(Family{"wattprobe_node_idle_cfe_energy_joules_total",
+                         "Carbon-free energy of the host's idle energy (joules).",
+                         MetricType::counter,
+                         {Series{{}, totals_.idle.cfe_joules}}});
+    out.push_back(Family{"wattprobe_node_unattributed_cfe_energy_joules_total",
+                         "Carbon-free energy of the energy no workload could be given (joules).",
+                         MetricType::counter,
+                         {Series{{}, totals_.unattributed_cfe_joules}}});
+  }
   out.push_back(Family{"wattprobe_node_idle_operational_co2e_grams_total",
                        "Operational CO2e of the host's idle energy (grams).",
                        MetricType::counter,
@@ -267,6 +298,7 @@ void Carbon::append_families(std::vector<Family>& out) const {
                        MetricType::counter,
                        {Series{{}, totals_.unattributed_operational}}});
   grid_->append_families(out, now);
+  if (!options_.best_windows.empty()) append_best_windows(out, now);
 
   Family device{"wattprobe_device_embodied_co2e_grams",
                 "Embodied CO2e of the device by component (grams).",
@@ -325,6 +357,102 @@ void Carbon::append_families(std::vector<Family>& out) const {
     out.push_back(std::move(used));
     out.push_back(std::move(left));
   }
+}
+
+ForecastAnswer usable_forecast(const std::optional<IntensityReading>& reading, int64_t fetched_ms,
+                               int64_t now_ms, int64_t max_age_ms, std::string_view provider) {
+  ForecastAnswer out;
+  out.generated_ms = fetched_ms;
+  const std::string who = "grid provider " + std::string(provider);
+  if (!reading) {
+    out.unusable = who + " has not answered yet";
+    return out;
+  }
+  out.zone = reading->zone;
+  const std::string max_age = format_number(max_age_ms / 1000.0) + " s";
+  std::vector<ForecastPoint> points;
+  if (!reading->schedule.empty()) {
+    const IntensityPoint* in_force = nullptr;
+    bool ahead = false;
+    for (const auto& p : reading->schedule) {
+      if (p.time_ms <= now_ms) in_force = &p;
+      if (p.time_ms > now_ms) ahead = true;
+      points.push_back({p.time_ms, p.grams_per_kwh});
+    }
+    if (!ahead) {
+      out.unusable = "the schedule has no point after now (its last is at " +
+                     format_rfc3339(reading->schedule.back().time_ms) + ")";
+      return out;
+    }
+    if (in_force && now_ms - in_force->time_ms > max_age_ms) {
+      out.unusable = "the schedule's point in force began at " + format_rfc3339(in_force->time_ms) +
+                     ", longer ago than --grid-max-age (" + max_age + ")";
+      return out;
+    }
+  } else {
+    if (now_ms - fetched_ms > max_age_ms) {
+      out.unusable = "the last forecast was fetched at " + format_rfc3339(fetched_ms) +
+                     ", longer ago than --grid-max-age (" + max_age + ")";
+      return out;
+    }
+    if (reading->forecast.empty()) {
+      out.unusable = who + " gave no forecast";
+      return out;
+    }
+    for (const auto& p : reading->forecast) points.push_back({p.time_ms, p.grams_per_kwh});
+  }
+  auto forecast = forecast_from_points(std::move(points));
+  if (!forecast) {
+    out.unusable = "the forecast has a single point, so how long it holds is unknown";
+    return out;
+  }
+  if (forecast->end_ms <= now_ms) {
+    out.unusable = "the forecast ends at " + format_rfc3339(forecast->end_ms) + ", before now";
+    return out;
+  }
+  out.forecast = std::move(forecast);
+  return out;
+}
+
+ForecastAnswer Carbon::forecast_at(int64_t now_ms) const {
+  if (!grid_->live()) {
+    ForecastAnswer a;
+    a.zone = options_.zone;
+    a.unusable = "grid provider " + std::string(grid_->provider_name()) + " publishes no forecast";
+    return a;
+  }
+  GridIntensity::Status st = grid_->status();
+  ForecastAnswer a =
+      usable_forecast(st.last_good, st.last_good_ms, now_ms,
+                      static_cast<int64_t>(options_.max_age_seconds * 1000), st.provider);
+  if (a.zone.empty()) a.zone = options_.zone;
+  if (!st.last_good && !st.last_error.empty()) a.unusable += " (" + st.last_error + ")";
+  return a;
+}
+
+void Carbon::append_best_windows(std::vector<Family>& out, int64_t now_ms) const {
+  Family start{"wattprobe_grid_best_window_start_timestamp_seconds",
+               "Start of the lowest-intensity window of each --best-window size in the forecast "
+               "(Unix seconds); absent while no forecast is usable.",
+               MetricType::gauge,
+               {}};
+  Family grams{"wattprobe_grid_best_window_grams_per_kwh",
+               "Time-weighted mean forecast intensity over that window (gCO2e per kWh).",
+               MetricType::gauge,
+               {}};
+  ForecastAnswer a = forecast_at(now_ms);
+  if (a.forecast) {
+    const Forecast from_now = clip_forecast(*a.forecast, now_ms / 1000 * 1000, a.forecast->end_ms);
+    for (const auto& size : options_.best_windows) {
+      auto best = best_window(forecast_windows(from_now, size.ms));
+      if (!best) continue;
+      Labels labels{{"zone", a.zone}, {"window", size.label}};
+      start.series.push_back(Series{labels, static_cast<double>(best->start_ms) / 1000});
+      grams.series.push_back(Series{labels, best->grams_per_kwh});
+    }
+  }
+  out.push_back(std::move(start));
+  out.push_back(std::move(grams));
 }
 
 std::string Carbon::doctor_report() const {

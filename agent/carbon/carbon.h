@@ -15,8 +15,10 @@
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
 #include "agent/base/workload_id.h"
+#include "agent/carbon/best_window.h"
 #include "agent/carbon/embodied.h"
 #include "agent/carbon/grid/intensity.h"
+#include "agent/carbon/intensity_history.h"
 #include "agent/tick/energy_tick.h"
 
 namespace wattprobe {
@@ -33,6 +35,21 @@ struct CarbonBudget {
 /// "TARGET=GRAMS/WINDOW": TARGET a workload name or "kind:<kind>", WINDOW "day" or "30d".
 /// e.g. "nginx.service=500/day", "kind:pod=20000/30d".
 Result<CarbonBudget> parse_budget(std::string_view text);
+
+/// The forecast a provider's last good reading offers at `now_ms`, or why it offers none: the
+/// one rule the API, its gauges and `wattprobe when` share.
+/// - A schedule (the file provider) needs a point after now, and its point in force must have
+///   begun within `max_age_ms`.
+/// - A fetched forecast must have been fetched within `max_age_ms` and reach past now.
+/// Points then hold until the next; the last for the spacing before it.
+ForecastAnswer usable_forecast(const std::optional<IntensityReading>& reading, int64_t fetched_ms,
+                               int64_t now_ms, int64_t max_age_ms, std::string_view provider);
+
+/// A window size the best-window gauges are kept for (--best-window 1h,4h): its label as given.
+struct BestWindowSize {
+  std::string label;
+  int64_t ms = 0;
+};
 
 struct CarbonOptions {
   /// A name in the grid provider table (agent/carbon/grid/registry.cc).
@@ -74,6 +91,8 @@ struct CarbonOptions {
   /// idle first. The ledger keeps their history.
   std::chrono::milliseconds workload_expiry{std::chrono::minutes(5)};
   std::size_t max_workloads = 5000;
+  /// wattprobe_grid_best_window_* gauges for these sizes; none by default.
+  std::vector<BestWindowSize> best_windows;
 };
 
 /// A message naming the field and its value, or nullopt when the options are usable. What each
@@ -89,6 +108,10 @@ struct GridCadence {
 struct CarbonGrams {
   double operational = 0;
   double embodied = 0;
+  /// Carbon-free energy (24/7 CFE): the energy × PUE the operational grams come from, × the
+  /// grid's carbon-free share in force; nothing while no share is published. Joules, kept with
+  /// the grams because it is made from the same energy at the same tick.
+  double cfe_joules = 0;
 };
 
 /// Cumulative grams, the shape the ledger checkpoints and restores.
@@ -99,6 +122,7 @@ struct CarbonTotals {
   std::unordered_map<WorkloadId, int64_t, WorkloadIdHash> last_seen_ms;
   CarbonGrams idle;
   double unattributed_operational = 0;
+  double unattributed_cfe_joules = 0;
 };
 
 /// The grams one tick added: what the ledger sums per period, taken from here rather than as
@@ -109,6 +133,10 @@ struct CarbonTickGrams {
   std::vector<CarbonGrams> workloads;  // parallel to the tick's EnergyTick::workloads
   CarbonGrams idle;
   double unattributed_operational = 0;
+  double unattributed_cfe_joules = 0;
+  /// The PUE of the tick when a carbon-free share was in force, else 0: energy × this is the
+  /// energy the tick's CFE joules are a share of, so a report can match them hour by hour.
+  double cfe_matched_pue = 0;
 };
 
 /// Operational and embodied CO2e per workload, grid intensity and device longevity.
@@ -137,6 +165,10 @@ class Carbon {
   void restore(CarbonTotals totals);
 
   GridIntensity& grid() { return *grid_; }
+  /// The forecast the carbon-aware API may use at `now_ms`, or why none. Thread-safe.
+  ForecastAnswer forecast_at(int64_t now_ms) const;
+  /// The intensities used, tick by tick (thread-safe itself).
+  const IntensityHistory& history() const { return history_; }
   const DeviceInventory& inventory() const { return inventory_; }
   const EmbodiedBreakdown& embodied() const { return embodied_; }
   Longevity longevity_at(int64_t now_ms) const;
@@ -157,6 +189,7 @@ class Carbon {
   void charge_budgets(const WorkloadId& id, double grams, int64_t day);
   /// Drops the workloads gone past the expiry, then the longest idle past max_workloads.
   void forget_workloads(int64_t now_ms);
+  void append_best_windows(std::vector<Family>& out, int64_t now_ms) const;
 
   HostPaths paths_;
   CarbonOptions options_;
@@ -168,6 +201,10 @@ class Carbon {
   CarbonTickGrams last_tick_grams_;
   std::vector<BudgetState> budgets_;
   int64_t last_tick_ms_ = 0;
+  IntensityHistory history_;
+  /// Whether a carbon-free share was ever in force (or restored totals hold CFE energy): the
+  /// CFE families are exported only then, never as zeros from a provider that publishes none.
+  bool cfe_seen_ = false;
 };
 
 }  // namespace wattprobe

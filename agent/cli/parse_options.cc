@@ -88,8 +88,10 @@ po::options_description describe() {
                     "30d (default 24h)")(
       "pue", po::value<std::string>(),
       "power usage effectiveness of the facility, 1.0 to 3.0 (default 1.0)")(
-      "embodied-kg", po::value<std::string>(),
-      "embodied kgCO2e of this device, replacing the inventory estimate")(
+      "best-window", po::value<std::string>(),
+      "window sizes (whole minutes, comma-separated: 1h,4h) for the best-window gauges "
+      "(default none)")("embodied-kg", po::value<std::string>(),
+                        "embodied kgCO2e of this device, replacing the inventory estimate")(
       "install-date", po::value<std::string>(), "YYYY-MM-DD the device entered service")(
       "lifetime-years", po::value<std::string>(),
       "expected service life for amortization (default 4)")(
@@ -555,6 +557,18 @@ Options parse_run_options(const std::vector<std::string>& args) {
         1000.0;
   }
   if (auto r = one("pue")) c.pue = to_double("pue", *r, 1.0, 3.0);
+  if (auto r = one("best-window")) {
+    std::string_view rest = r->value;
+    while (true) {
+      const std::size_t comma = rest.find(',');
+      Raw item{std::string(rest.substr(0, comma)), r->origin};
+      auto d = to_duration("best-window", item, std::chrono::minutes(1), std::chrono::hours(168));
+      if (d.count() % 60000 != 0) bad("best-window", item, "expected whole minutes");
+      c.best_windows.push_back({item.value, d.count()});
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
   if (auto r = one("embodied-kg")) c.embodied_kg = to_double("embodied-kg", *r, 0, 1e6);
   if (auto r = one("install-date")) c.install_date = r->value;
   if (auto r = one("lifetime-years")) c.lifetime_years = to_double("lifetime-years", *r, 0.1, 50);

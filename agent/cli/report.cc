@@ -75,6 +75,12 @@ std::optional<double> per_kwh(const ReportRow& r) {
   return r.operational_grams / (r.joules / kJoulesPerKwh);
 }
 
+/// The time-matched CFE score: carbon-free energy over the energy it was matched against.
+std::optional<double> cfe_score(const ReportRow& r) {
+  if (r.cfe_matched_joules <= 0) return std::nullopt;
+  return std::clamp(r.cfe_joules / r.cfe_matched_joules, 0.0, 1.0);
+}
+
 std::optional<double> measured_share(const ReportRow& r) {
   if (r.joules <= 0) return std::nullopt;
   return std::clamp(r.measured_joules / r.joules, 0.0, 1.0);
@@ -172,6 +178,16 @@ Result<ParsedLine> parse_line(const std::string& text) {
     }
     out.row.gpu_joules = g->get<double>();
   }
+  // Only lines written while a carbon-free share was in force carry these.
+  for (Number n : {Number{"cfe_joules", &out.row.cfe_joules},
+                   Number{"cfe_matched_joules", &out.row.cfe_matched_joules}}) {
+    if (const nlohmann::json* x = field(n.name)) {
+      if (!x->is_number() || !std::isfinite(x->get<double>()) || x->get<double>() < 0) {
+        return wrong(n.name, "a number, 0 or more");
+      }
+      *n.into = x->get<double>();
+    }
+  }
   out.covered_seconds = covered;
   if (measured->get<bool>()) out.row.measured_joules = out.row.joules;
   return out;
@@ -188,6 +204,9 @@ void write_row_json(nlohmann::ordered_json& j, const ReportRow& r) {
   j["operational_grams_per_kwh"] = g ? nlohmann::ordered_json(*g) : nlohmann::ordered_json();
   auto m = measured_share(r);
   j["measured_share"] = m ? nlohmann::ordered_json(*m) : nlohmann::ordered_json();
+  j["cfe_energy_joules"] = r.cfe_joules;
+  auto c = cfe_score(r);
+  j["cfe_score"] = c ? nlohmann::ordered_json(*c) : nlohmann::ordered_json();
 }
 
 // SCI = (E × I + M) / R. E × I is the ledger's operational grams (each tick's energy × PUE ×
@@ -250,9 +269,10 @@ std::string csv_field(const std::string& s) {
 void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
   out << "row," << by_name(o.by)
       << ",energy_joules,energy_kwh,cpu_seconds,operational_co2e_grams,embodied_co2e_grams,"
-         "operational_grams_per_kwh,measured_share,gpu_energy_joules"
+         "operational_grams_per_kwh,measured_share,gpu_energy_joules,cfe_energy_joules,cfe_score"
       << (o.functional_units ? ",sci_grams_per_functional_unit" : "") << "\n";
-  // gpu_energy_joules comes last, so scripts that read the older columns by position still work.
+  // New columns go after the older ones (the SCI column, when asked for, stays last), so scripts
+  // that read the older columns by position still work.
   auto row = [&](std::string_view kind, const std::string& group, const ReportRow& r) {
     auto g = per_kwh(r);
     auto m = measured_share(r);
@@ -260,6 +280,8 @@ void print_csv(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
         << exact(r.joules / kJoulesPerKwh) << ',' << exact(r.cpu_seconds) << ','
         << exact(r.operational_grams) << ',' << exact(r.embodied_grams) << ','
         << (g ? exact(*g) : "") << ',' << (m ? exact(*m) : "") << ',' << exact(r.gpu_joules);
+    auto c = cfe_score(r);
+    out << ',' << exact(r.cfe_joules) << ',' << (c ? exact(*c) : "");
     if (o.functional_units) out << ',' << exact(sci(r, *o.functional_units));
     out << '\n';
   };
@@ -312,6 +334,23 @@ void print_json(const ReportOptions& o, const LedgerSums& s, std::ostream& out) 
   out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
+/// 24/7 CFE, time-matched with the grid mix: only where the provider published a share.
+void print_cfe_table(const LedgerSums& s, std::ostream& out) {
+  out << "\n24/7 CFE score (carbon-free energy / energy x PUE, matched tick by tick with the "
+         "grid's\ncarbon-free share; not contracted supply)\n";
+  auto row = [&](const std::string& name, const ReportRow& r) {
+    auto c = cfe_score(r);
+    char line[160];
+    std::snprintf(line, sizeof line, "%-40s %12s J CFE  %7s\n", name.empty() ? "-" : name.c_str(),
+                  fit(r.cfe_joules, 12).c_str(), c ? (fit(*c * 100, 5) + "%").c_str() : "-");
+    out << line;
+  };
+  for (const ReportRow& r : s.groups) row(r.group, r);
+  row("(idle)", s.idle);
+  row("(unattributed)", s.unattributed);
+  row("total", s.total());
+}
+
 void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
   // 79 columns: a name column and seven figures. A longer name gets a line of its own. The GPU's
   // joules take the place kWh had (kWh is energy J / 3.6e6, and CSV and JSON still carry it).
@@ -357,6 +396,7 @@ void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out)
   out << rule << '\n';
   row("total", s.total());
   if (o.functional_units) print_sci_table(o, s, out);
+  if (s.total().cfe_matched_joules > 0) print_cfe_table(s, out);
 }
 
 }  // namespace
@@ -368,6 +408,8 @@ void ReportRow::add(const ReportRow& o) {
   operational_grams += o.operational_grams;
   embodied_grams += o.embodied_grams;
   measured_joules += o.measured_joules;
+  cfe_joules += o.cfe_joules;
+  cfe_matched_joules += o.cfe_matched_joules;
 }
 
 ReportRow LedgerSums::total() const {

@@ -43,6 +43,10 @@ struct ReportRow {
   double operational_grams = 0;
   double embodied_grams = 0;
   double measured_joules = 0;  // joules from periods where every source was measured
+  /// 24/7 CFE: carbon-free joules, and the energy × PUE of the ticks they were matched in (a
+  /// tick without a published carbon-free share adds to neither).
+  double cfe_joules = 0;
+  double cfe_matched_joules = 0;
 
   void add(const ReportRow& other);
 };

@@ -203,7 +203,8 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
       const auto& c = w.carbon();
       if (!amount(c.operational())) return bad_amount(f + ".carbon.operational", c.operational());
       if (!amount(c.embodied())) return bad_amount(f + ".carbon.embodied", c.embodied());
-      out.carbon.workloads[id] = {c.operational(), c.embodied()};
+      if (!amount(c.cfe_joules())) return bad_amount(f + ".carbon.cfe_joules", c.cfe_joules());
+      out.carbon.workloads[id] = {c.operational(), c.embodied(), c.cfe_joules()};
       int64_t seen = w.carbon_last_seen_unix_ms();
       if (seen < 0) return bad(f + ".carbon_last_seen_unix_ms", std::to_string(seen));
       if (seen == 0) seen = w.has_attributed() ? w.attributed().last_seen_unix_ms() : 0;
@@ -214,11 +215,19 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
     return bad("idle_carbon",
                num(m.idle_carbon().operational()) + " / " + num(m.idle_carbon().embodied()) + " g");
   }
-  out.carbon.idle = {m.idle_carbon().operational(), m.idle_carbon().embodied()};
+  if (!amount(m.idle_carbon().cfe_joules())) {
+    return bad_amount("idle_carbon.cfe_joules", m.idle_carbon().cfe_joules());
+  }
+  out.carbon.idle = {m.idle_carbon().operational(), m.idle_carbon().embodied(),
+                     m.idle_carbon().cfe_joules()};
   if (!amount(m.unattributed_operational_grams())) {
     return bad_amount("unattributed_operational_grams", m.unattributed_operational_grams());
   }
   out.carbon.unattributed_operational = m.unattributed_operational_grams();
+  if (!amount(m.unattributed_cfe_joules())) {
+    return bad_amount("unattributed_cfe_joules", m.unattributed_cfe_joules());
+  }
+  out.carbon.unattributed_cfe_joules = m.unattributed_cfe_joules();
 
   for (int i = 0; i < m.budgets_size(); ++i) {
     const auto& b = m.budgets(i);
@@ -404,6 +413,7 @@ std::string encode_checkpoint(const CheckpointState& s) {
     auto* c = entry(id)->mutable_carbon();
     c->set_operational(g.operational);
     c->set_embodied(g.embodied);
+    c->set_cfe_joules(g.cfe_joules);
     if (auto seen = s.carbon.last_seen_ms.find(id); seen != s.carbon.last_seen_ms.end()) {
       entry(id)->set_carbon_last_seen_unix_ms(seen->second);
     }
@@ -411,6 +421,8 @@ std::string encode_checkpoint(const CheckpointState& s) {
   m.mutable_idle_carbon()->set_operational(s.carbon.idle.operational);
   m.mutable_idle_carbon()->set_embodied(s.carbon.idle.embodied);
   m.set_unattributed_operational_grams(s.carbon.unattributed_operational);
+  m.mutable_idle_carbon()->set_cfe_joules(s.carbon.idle.cfe_joules);
+  m.set_unattributed_cfe_joules(s.carbon.unattributed_cfe_joules);
   for (const auto& b : s.budgets) {
     auto* p = m.add_budgets();
     p->set_workload(b.budget.workload);
@@ -824,6 +836,25 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
                  "From the checkpoint.",
                  MetricType::counter,
                  {{{}, s.carbon.unattributed_operational}}});
+  // As the agent: CFE families only once a carbon-free share was in force.
+  if (s.carbon.idle.cfe_joules > 0 || s.carbon.unattributed_cfe_joules > 0) {
+    Family cfe{"wattprobe_workload_cfe_energy_joules_total",
+               "From the checkpoint.",
+               MetricType::counter,
+               {}};
+    for (const auto& [id, g] : s.carbon.workloads) {
+      cfe.series.push_back({workload_labels(id), g.cfe_joules});
+    }
+    out.push_back(std::move(cfe));
+    out.push_back({"wattprobe_node_idle_cfe_energy_joules_total",
+                   "From the checkpoint.",
+                   MetricType::counter,
+                   {{{}, s.carbon.idle.cfe_joules}}});
+    out.push_back({"wattprobe_node_unattributed_cfe_energy_joules_total",
+                   "From the checkpoint.",
+                   MetricType::counter,
+                   {{{}, s.carbon.unattributed_cfe_joules}}});
+  }
   return out;
 }
 

@@ -122,14 +122,20 @@ void Ledger::add(int64_t index, const EnergyTick& tick, const CarbonTickGrams& g
     s.cpu_seconds += static_cast<double>(w.cpu_ns) / 1e9 * fraction;
     s.operational += grams.workloads[i].operational * fraction;
     s.embodied += grams.workloads[i].embodied * fraction;
+    s.cfe_joules += grams.workloads[i].cfe_joules * fraction;
+    s.cfe_matched_joules += w.joules * grams.cfe_matched_pue * fraction;
   }
   p.idle.joules += tick.idle_joules * fraction;
   p.idle.gpu_joules += tick.idle_gpu_joules * fraction;
   p.idle.operational += grams.idle.operational * fraction;
   p.idle.embodied += grams.idle.embodied * fraction;
+  p.idle.cfe_joules += grams.idle.cfe_joules * fraction;
+  p.idle.cfe_matched_joules += tick.idle_joules * grams.cfe_matched_pue * fraction;
   p.unattributed.joules += tick.unattributed_joules * fraction;
   p.unattributed.gpu_joules += tick.unattributed_gpu_joules * fraction;
   p.unattributed.operational += grams.unattributed_operational * fraction;
+  p.unattributed.cfe_joules += grams.unattributed_cfe_joules * fraction;
+  p.unattributed.cfe_matched_joules += tick.unattributed_joules * grams.cfe_matched_pue * fraction;
 }
 
 void Ledger::flush_before(int64_t index) {
@@ -174,6 +180,11 @@ void Ledger::write_period(int64_t index, const Period& p) {
     j["cpu_seconds"] = s.cpu_seconds;
     j["operational_co2e_grams"] = s.operational;
     j["embodied_co2e_grams"] = s.embodied;
+    // Only where a carbon-free share was in force: a provider without one writes no CFE.
+    if (s.cfe_matched_joules > 0) {
+      j["cfe_joules"] = s.cfe_joules;
+      j["cfe_matched_joules"] = s.cfe_matched_joules;
+    }
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   };
 

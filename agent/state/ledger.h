@@ -69,6 +69,8 @@ class Ledger {
     double cpu_seconds = 0;
     double operational = 0;
     double embodied = 0;
+    double cfe_joules = 0;
+    double cfe_matched_joules = 0;  // energy × PUE of the ticks with a carbon-free share
   };
   struct Period {
     double covered_seconds = 0;

@@ -171,7 +171,7 @@ def main():
                              "--install-date", "2024-01-15", "--pue", "1.2",
                              "--grid-provider", "electricitymaps", "--grid-zone", "DE",
                              "--grid-url", api_url, "--grid-token-file", token,
-                             "--grid-refresh", "1s",
+                             "--grid-refresh", "1s", "--best-window", "1h",
                              "--remote-write-url", receiver.url,
                              "--remote-write-batch-interval", "1s",
                              "--otlp-endpoint", otlp.url.removesuffix("/api/v1/write"),
@@ -184,7 +184,9 @@ def main():
                             "wattprobe_agent_remote_write_last_success_timestamp_seconds",
                             "wattprobe_workload_gpu_energy_joules_total",
                             "wattprobe_process_energy_joules_total",
-                            "wattprobe_agent_otlp_last_success_timestamp_seconds")
+                            "wattprobe_agent_otlp_last_success_timestamp_seconds",
+                            "wattprobe_workload_cfe_energy_joules_total",
+                            "wattprobe_grid_best_window_grams_per_kwh")
                     return all(series(m, n) for n in need)
                 try:
                     wait_until(ready, 20, "grid forecast, remote-write success, GPU split")

@@ -29,7 +29,7 @@ std::string framed(std::string_view payload) {
 }
 
 bool same_grams(const wattprobe::CarbonGrams& a, const wattprobe::CarbonGrams& b) {
-  return a.operational == b.operational && a.embodied == b.embodied;
+  return a.operational == b.operational && a.embodied == b.embodied && a.cfe_joules == b.cfe_joules;
 }
 
 /// Field by field: workload entries come out in hash-map order, so equal totals need not be
@@ -59,7 +59,8 @@ bool same(const wattprobe::CheckpointState& a, const wattprobe::CheckpointState&
   }
   const auto &ac = a.carbon, &bc = b.carbon;
   if (ac.workloads.size() != bc.workloads.size() || ac.last_seen_ms != bc.last_seen_ms ||
-      !same_grams(ac.idle, bc.idle) || ac.unattributed_operational != bc.unattributed_operational) {
+      !same_grams(ac.idle, bc.idle) || ac.unattributed_operational != bc.unattributed_operational ||
+      ac.unattributed_cfe_joules != bc.unattributed_cfe_joules) {
     return false;
   }
   for (const auto& [id, g] : ac.workloads) {

@@ -2,11 +2,17 @@
 """A stand-in for the grid carbon intensity APIs, on 127.0.0.1, for wattprobe's tests.
 
 Serves payloads shaped like the providers' documented responses:
-  Electricity Maps v3  GET /v3/carbon-intensity/latest?zone=Z, /forecast?zone=Z  (auth-token header)
+  Electricity Maps v3  GET /v3/carbon-intensity/latest?zone=Z, /forecast?zone=Z, and
+                       /v3/power-breakdown/latest?zone=Z (fossilFreePercentage)  (auth-token header)
   WattTime v3          GET /login (Basic auth) -> {"token"}, /v3/forecast?region=R&signal_type=co2_moer
                        (Authorization: Bearer); values in lbs_co2_per_mwh
-  GB carbonintensity   GET /intensity, /intensity/{from}/fw24h
-Control (tests only): GET /__mode/<mode>, /__value/<g_per_kwh>, /__stats.
+  GB carbonintensity   GET /intensity, /intensity/{from}/fw24h, /generation (the generation mix:
+                       nuclear 15, wind 30, solar 8, hydro 2, biomass 5, gas 30, imports 8, coal 1,
+                       other 1 %; carbon-free 55 %)
+Control (tests only): GET /__mode/<mode>, /__value/<g_per_kwh>, /__stats,
+  /__forecast/<v0,v1,...>: the forecasts become these values, one per period from the current
+  period (Electricity Maps hourly, GB half-hourly) instead of the default rising three.
+  /__cfe/<percent|null>: Electricity Maps' fossilFreePercentage (default 62.5).
 Modes: ok malformed_json wrong_types missing_fields negative absurd nan http401 http429 http500
        hang huge huge_chunked login401
 Prints the port on the first line of stdout. --https serves TLS with a fresh self-signed
@@ -31,7 +37,9 @@ WT_PASSWORD = "wt-password-SECRET"
 WT_TOKEN = "wt-jwt-SECRET"
 LBS_PER_G = 1 / 0.45359237
 
-state = {"mode": "ok", "value": 300.0, "stats": {}}
+state = {"mode": "ok", "value": 300.0, "stats": {}, "forecast": None, "cfe": 62.5}
+GB_MIX = [("biomass", 5.0), ("coal", 1.0), ("imports", 8.0), ("gas", 30.0), ("nuclear", 15.0),
+          ("other", 1.0), ("hydro", 2.0), ("solar", 8.0), ("wind", 30.0)]
 lock = threading.Lock()
 
 
@@ -61,7 +69,7 @@ class Handler(BaseHTTPRequestHandler):
         path, query = url.path, parse_qs(url.query)
         with lock:
             state["stats"][path] = state["stats"].get(path, 0) + 1
-            mode, value = state["mode"], state["value"]
+            mode, value, forecast = state["mode"], state["value"], state["forecast"]
         if path.startswith("/__mode/"):
             with lock:
                 state["mode"] = path[len("/__mode/"):]
@@ -70,6 +78,15 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 state["value"] = float(path[len("/__value/"):])
             return self.send_json(200, {"value": state["value"]})
+        if path.startswith("/__forecast/"):
+            with lock:
+                state["forecast"] = [float(v) for v in path[len("/__forecast/"):].split(",")]
+            return self.send_json(200, {"forecast": state["forecast"]})
+        if path.startswith("/__cfe/"):
+            v = path[len("/__cfe/"):]
+            with lock:
+                state["cfe"] = None if v == "null" else float(v)
+            return self.send_json(200, {"cfe": state["cfe"]})
         if path == "/__stats":
             with lock:
                 return self.send_json(200, state["stats"])
@@ -83,13 +100,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, {"token": WT_TOKEN})
 
         # Authentication first, as the real services do.
-        if path.startswith("/v3/carbon-intensity/"):
+        if path.startswith("/v3/carbon-intensity/") or path.startswith("/v3/power-breakdown/"):
             if self.headers.get("auth-token") != TOKEN:
                 return self.send_json(401, {"message": "Invalid auth-token"})
         elif path.startswith("/v3/forecast"):
             if self.headers.get("Authorization") != "Bearer " + WT_TOKEN:
                 return self.send_json(401, {"error": "invalid token"})
-        elif not path.startswith("/intensity"):
+        elif not path.startswith("/intensity") and path != "/generation":
             return self.send_json(404, {"error": "not found"})
 
         if mode == "http401":
@@ -137,9 +154,29 @@ class Handler(BaseHTTPRequestHandler):
             if mode == "missing_fields":
                 del doc["carbonIntensity"]
             return self.send_json(200, doc)
+        if path == "/v3/power-breakdown/latest":
+            with lock:
+                cfe = state["cfe"]
+            doc = {"zone": query.get("zone", ["DE"])[0], "datetime": iso(now), "updatedAt": iso(time.time()),
+                   "powerConsumptionBreakdown": {"nuclear": 1200, "wind": 9000, "solar": 2100, "gas": 4100,
+                                                 "coal": 2500, "biomass": 900},
+                   "fossilFreePercentage": cfe, "renewablePercentage": None if cfe is None else cfe - 5,
+                   "powerConsumptionTotal": 19800, "isEstimated": False}
+            if mode == "wrong_types":
+                doc["fossilFreePercentage"] = "most"
+            return self.send_json(200, doc)
+        if path == "/generation":
+            half = int(time.time()) // 1800 * 1800
+            doc = {"data": {"from": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(half)),
+                            "to": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(half + 1800)),
+                            "generationmix": [{"fuel": f, "perc": p} for f, p in GB_MIX]}}
+            return self.send_json(200, doc)
         if path == "/v3/carbon-intensity/forecast":
             doc = {"zone": query.get("zone", ["DE"])[0], "updatedAt": iso(time.time()),
                    "forecast": [{"carbonIntensity": value + 10 * i, "datetime": iso(now + 3600 * i)} for i in range(1, 4)]}
+            if forecast is not None:
+                doc["forecast"] = [{"carbonIntensity": v, "datetime": iso(now + 3600 * i)}
+                                   for i, v in enumerate(forecast)]
             if mode == "wrong_types":
                 doc["forecast"] = "soon"
             if mode == "missing_fields":
@@ -161,12 +198,15 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/intensity" or path.startswith("/intensity/"):
             half = int(time.time()) // 1800 * 1800
             n = 1 if path == "/intensity" else 4
+            values = [value + i for i in range(n)]
+            if forecast is not None and n > 1:
+                n, values = len(forecast), forecast
             rows = []
             for i in range(n):
                 t = half + 1800 * i
                 rows.append({"from": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(t)),
                              "to": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(t + 1800)),
-                             "intensity": {"forecast": value + i, "actual": value if i == 0 and n == 1 else None,
+                             "intensity": {"forecast": values[i], "actual": value if i == 0 and n == 1 else None,
                                            "index": "moderate"}})
             doc = {"data": rows}
             if mode == "wrong_types":

@@ -1,5 +1,6 @@
 #include "agent/carbon/grid/carbonintensity_uk.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace wattprobe {
@@ -69,6 +70,48 @@ GridFetch parse_carbonintensity_uk(std::string_view body, const std::string& url
   return f;
 }
 
+bool carbon_free_uk_fuel(std::string_view fuel) {
+  return fuel == "nuclear" || fuel == "wind" || fuel == "solar" || fuel == "hydro";
+}
+
+Result<double> parse_carbonintensity_uk_generation(std::string_view body, const std::string& url) {
+  auto bad = [&](std::string d) {
+    return Error{ErrorKind::malformed, redact_url(url), std::move(d)};
+  };
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) return bad("answer is not JSON");
+  if (!j.is_object()) return bad("answer is not a JSON object");
+  auto data = j.find("data");
+  if (data == j.end()) return bad("\"data\" is missing");
+  const json* period = &*data;
+  if (data->is_array()) {
+    if (data->empty()) return bad("\"data\" is empty");
+    period = &(*data)[0];
+  }
+  if (!period->is_object()) return bad("\"data\" is not an object");
+  auto mix = period->find("generationmix");
+  if (mix == period->end() || !mix->is_array() || mix->empty())
+    return bad("\"generationmix\" is missing, not an array or empty");
+  double carbon_free = 0, total = 0;
+  for (std::size_t i = 0; i < mix->size(); ++i) {
+    const json& e = (*mix)[i];
+    const std::string at = "generationmix[" + std::to_string(i) + "]";
+    if (!e.is_object()) return bad(at + " is not an object");
+    auto fuel = e.find("fuel");
+    auto perc = e.find("perc");
+    if (fuel == e.end() || !fuel->is_string()) return bad(at + ".fuel is missing or not a string");
+    if (perc == e.end() || !perc->is_number()) return bad(at + ".perc is missing or not a number");
+    if (auto why = check_cfe_percent(perc->get<double>())) return bad(at + ".perc " + *why);
+    total += perc->get<double>();
+    if (carbon_free_uk_fuel(fuel->get<std::string>())) carbon_free += perc->get<double>();
+  }
+  // The published shares are rounded to 0.1 %, so they sum to 100 give or take a little.
+  if (total < 95 || total > 105) {
+    return bad("the generation mix sums to " + format_number(total) + " %, not about 100");
+  }
+  return std::min(100.0, carbon_free / total * 100);
+}
+
 CarbonIntensityUkProvider::CarbonIntensityUkProvider(CarbonIntensityUkOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
@@ -78,7 +121,20 @@ GridFetch CarbonIntensityUkProvider::fetch(int64_t) {
   HttpResponse resp = http_.get(req);
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   GridFetch f = parse_carbonintensity_uk(resp.body, req.url);
-  if (!f.reading || !options_.forecast) return f;
+  if (!f.reading) return f;
+  if (options_.generation) {
+    req.url = options_.base_url + "/generation";
+    resp = http_.get(req);
+    if (!resp.ok() || resp.status != 200) {
+      GridFetch ff = http_failure(resp, req.url);
+      f.warnings.emplace_back(ff.reason, ff.error);
+    } else if (auto cfe = parse_carbonintensity_uk_generation(resp.body, req.url)) {
+      f.reading->cfe_percent = *cfe;
+    } else {
+      f.warnings.emplace_back("malformed", cfe.error());
+    }
+  }
+  if (!options_.forecast) return f;
   // The API takes the period start as YYYY-MM-DDThh:mmZ.
   time_t secs = static_cast<time_t>(f.reading->time_ms / 1000);
   std::tm tm{};

@@ -11,6 +11,7 @@ namespace wattprobe {
 struct CarbonIntensityUkOptions {
   std::string base_url = "https://api.carbonintensity.org.uk";
   bool forecast = true;
+  bool generation = true;  // /generation's mix, for the carbon-free share (24/7 CFE)
   HttpOptions http;
 };
 
@@ -30,5 +31,12 @@ class CarbonIntensityUkProvider : public GridProvider {
 /// Parses {"data":[{"from","to","intensity":{"forecast","actual","index"}}]}; the reading is the
 /// first period, forecast every period.
 GridFetch parse_carbonintensity_uk(std::string_view body, const std::string& url);
+
+/// The fuels of the GB generation mix counted as carbon-free: nuclear, wind, solar and hydro.
+/// Biomass is not (docs/methodology.md says why), nor imports, gas, coal or other.
+bool carbon_free_uk_fuel(std::string_view fuel);
+/// Parses /generation's {"data":{"from","to","generationmix":[{"fuel","perc"}]}} (or "data" as
+/// an array of one such period): the carbon-free share, 0 to 100.
+Result<double> parse_carbonintensity_uk_generation(std::string_view body, const std::string& url);
 
 }  // namespace wattprobe

@@ -78,6 +78,25 @@ Result<std::vector<IntensityPoint>> parse_electricitymaps_forecast(std::string_v
   return out;
 }
 
+Result<std::optional<double>> parse_electricitymaps_power_breakdown(std::string_view body,
+                                                                    const std::string& url) {
+  auto bad = [&](std::string d) {
+    return Error{ErrorKind::malformed, redact_url(url), std::move(d)};
+  };
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) return bad("answer is not JSON");
+  if (!j.is_object()) return bad("answer is not a JSON object");
+  auto ff = j.find("fossilFreePercentage");
+  if (ff == j.end()) return bad("\"fossilFreePercentage\" is missing");
+  if (ff->is_null()) return std::optional<double>();
+  if (!ff->is_number())
+    return bad("\"fossilFreePercentage\" is " + std::string(ff->type_name()) +
+               ", expected a number or null");
+  if (auto why = check_cfe_percent(ff->get<double>()))
+    return bad("\"fossilFreePercentage\" " + *why);
+  return std::optional<double>(ff->get<double>());
+}
+
 ElectricityMapsProvider::ElectricityMapsProvider(ElectricityMapsOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
@@ -90,6 +109,21 @@ GridFetch ElectricityMapsProvider::fetch(int64_t) {
   GridFetch f = parse_electricitymaps_latest(resp.body, req.url);
   if (!f.reading) return f;
   if (f.reading->zone.empty()) f.reading->zone = options_.zone;
+  if (options_.power_breakdown && !breakdown_refused_) {
+    req.url = options_.base_url + "/v3/power-breakdown/latest?zone=" + options_.zone;
+    resp = http_.get(req);
+    if (!resp.ok() || resp.status != 200) {
+      GridFetch ff = http_failure(resp, req.url);
+      breakdown_refused_ =
+          resp.ok() && (resp.status == 401 || resp.status == 403 || resp.status == 404);
+      if (breakdown_refused_) ff.error.detail += " (the power breakdown is not asked again)";
+      f.warnings.emplace_back(ff.reason, ff.error);
+    } else if (auto cfe = parse_electricitymaps_power_breakdown(resp.body, req.url)) {
+      f.reading->cfe_percent = *cfe;
+    } else {
+      f.warnings.emplace_back("malformed", cfe.error());
+    }
+  }
   if (options_.forecast) {
     req.url = options_.base_url + "/v3/carbon-intensity/forecast?zone=" + options_.zone;
     resp = http_.get(req);

@@ -13,10 +13,13 @@ struct ElectricityMapsOptions {
   std::string zone;   // e.g. "DE"; required, so the API never falls back to the caller's IP
   std::string token;  // sent as the auth-token header
   bool forecast = true;
+  /// /v3/power-breakdown/latest's fossilFreePercentage, the carbon-free share (24/7 CFE).
+  bool power_breakdown = true;
   HttpOptions http;
 };
 
-/// Electricity Maps v3: /v3/carbon-intensity/latest and /forecast for one zone.
+/// Electricity Maps v3: /v3/carbon-intensity/latest and /forecast for one zone, and the power
+/// breakdown's fossil-free share.
 class ElectricityMapsProvider : public GridProvider {
  public:
   explicit ElectricityMapsProvider(ElectricityMapsOptions options);
@@ -26,11 +29,17 @@ class ElectricityMapsProvider : public GridProvider {
  private:
   ElectricityMapsOptions options_;
   HttpClient http_;
+  // A plan without the power breakdown answers 401/403/404 on every call: asked once, then not.
+  bool breakdown_refused_ = false;
 };
 
 /// Parsers for the documented bodies, strict on types and ranges. `url` goes into errors.
 GridFetch parse_electricitymaps_latest(std::string_view body, const std::string& url);
 Result<std::vector<IntensityPoint>> parse_electricitymaps_forecast(std::string_view body,
                                                                    const std::string& url);
+/// /v3/power-breakdown/latest: its fossilFreePercentage (nuclear and renewables, as Electricity
+/// Maps defines it); none when the zone's is null (not known).
+Result<std::optional<double>> parse_electricitymaps_power_breakdown(std::string_view body,
+                                                                    const std::string& url);
 
 }  // namespace wattprobe

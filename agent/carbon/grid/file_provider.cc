@@ -74,7 +74,20 @@ void parse_json(std::string_view text, const std::string& path, std::vector<Inte
       errors.push_back({ErrorKind::malformed, path, at + "\"carbonIntensity\" " + *why});
       continue;
     }
-    out.push_back({*t, v});
+    std::optional<double> cfe;
+    if (auto ff = e.find("fossilFreePercentage"); ff != e.end() && !ff->is_null()) {
+      if (!ff->is_number()) {
+        errors.push_back(
+            {ErrorKind::malformed, path, at + "\"fossilFreePercentage\" is not a number"});
+        continue;
+      }
+      if (auto why = check_cfe_percent(ff->get<double>())) {
+        errors.push_back({ErrorKind::malformed, path, at + "\"fossilFreePercentage\" " + *why});
+        continue;
+      }
+      cfe = ff->get<double>();
+    }
+    out.push_back({*t, v, cfe});
   }
 }
 
@@ -89,19 +102,22 @@ void parse_csv(std::string_view text, const std::string& path, std::vector<Inten
     ++line_no;
     if (line.empty() || line.front() == '#') continue;
     std::string at = "line " + std::to_string(line_no) + ": ";
-    size_t comma = line.find(',');
-    if (comma == std::string_view::npos || line.find(',', comma + 1) != std::string_view::npos) {
-      if (first_data_line && comma != std::string_view::npos) {
-        first_data_line = false;
-        continue;
-      }
+    // time,grams_per_kwh[,cfe_percent]
+    std::vector<std::string_view> cells;
+    for (std::string_view rest = line;;) {
+      size_t comma = rest.find(',');
+      cells.push_back(trim(rest.substr(0, comma)));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    if (cells.size() < 2 || cells.size() > 3) {
       errors.push_back({ErrorKind::malformed, path,
-                        at + quote_for_error(line) + " is not `time,grams_per_kwh`"});
+                        at + quote_for_error(line) + " is not `time,grams_per_kwh[,cfe_percent]`"});
       first_data_line = false;
       continue;
     }
-    std::string_view ts = trim(line.substr(0, comma));
-    std::string_view vs = trim(line.substr(comma + 1));
+    std::string_view ts = cells[0];
+    std::string_view vs = cells[1];
     auto t = parse_time_field(ts);
     auto v = parse_double(vs, path);
     if (first_data_line) {
@@ -123,7 +139,22 @@ void parse_csv(std::string_view text, const std::string& path, std::vector<Inten
       errors.push_back({ErrorKind::malformed, path, at + "intensity " + *why});
       continue;
     }
-    out.push_back({*t, *v});
+    std::optional<double> cfe;
+    // An empty third cell is a period whose carbon-free share is not known.
+    if (cells.size() == 3 && !cells[2].empty()) {
+      auto c = parse_double(cells[2], path);
+      if (!c) {
+        errors.push_back({ErrorKind::malformed, path,
+                          at + "cfe_percent " + quote_for_error(cells[2]) + " is not a number"});
+        continue;
+      }
+      if (auto why = check_cfe_percent(*c)) {
+        errors.push_back({ErrorKind::malformed, path, at + "cfe_percent " + *why});
+        continue;
+      }
+      cfe = *c;
+    }
+    out.push_back({*t, *v, cfe});
   }
 }
 

@@ -81,6 +81,12 @@ std::optional<std::string> check_intensity(double v) {
   return std::nullopt;
 }
 
+std::optional<std::string> check_cfe_percent(double v) {
+  if (!std::isfinite(v)) return "is not a finite number";
+  if (v < 0 || v > 100) return format_number(v) + " % is outside 0 to 100";
+  return std::nullopt;
+}
+
 namespace {
 
 bool digits(std::string_view s, size_t pos, size_t n, int& out) {
@@ -309,6 +315,7 @@ GridIntensity::InForce GridIntensity::at(int64_t time_ms) const {
   }
   out.grams_per_kwh = good->grams_per_kwh;
   out.pue = good->pue;
+  out.cfe_percent = good->cfe_percent;
   if (!good->schedule.empty()) {
     // The last point at or before the tick; before the first point there is nothing in force
     // yet, so the static default applies.
@@ -317,6 +324,7 @@ GridIntensity::InForce GridIntensity::at(int64_t time_ms) const {
       if (p.time_ms <= time_ms) in_force = &p;
     }
     out.grams_per_kwh = in_force ? in_force->grams_per_kwh : options_.static_grams_per_kwh;
+    out.cfe_percent = in_force ? in_force->cfe_percent : std::nullopt;
   }
   out.signal = good->signal;
   out.zone = good->zone.empty() ? options_.zone : good->zone;
@@ -344,6 +352,16 @@ void GridIntensity::append_families(std::vector<Family>& out, int64_t now_ms) co
                        "static and before the first answer).",
                        MetricType::gauge,
                        {Series{{{"zone", now.zone}, {"provider", provider}}, now.age_seconds}}});
+  Family cfe{"wattprobe_grid_carbon_free_ratio",
+             "Carbon-free share of the grid's supply in force, 0 to 1, where the provider "
+             "publishes it (docs/methodology.md says what each counts).",
+             MetricType::gauge,
+             {}};
+  if (now.cfe_percent) {
+    cfe.series.push_back(
+        Series{{{"zone", now.zone}, {"provider", provider}}, *now.cfe_percent / 100});
+  }
+  out.push_back(std::move(cfe));
   Family forecast{"wattprobe_grid_carbon_intensity_forecast_grams_per_kwh",
                   "Forecast grid carbon intensity, by minutes ahead of now.",
                   MetricType::gauge,

@@ -26,6 +26,8 @@ inline constexpr double kMaxGramsPerKwh = 5000;
 struct IntensityPoint {
   int64_t time_ms = 0;  // start of the period the value applies to
   double grams_per_kwh = 0;
+  /// The carbon-free share of the supply, 0 to 100, where the source publishes it.
+  std::optional<double> cfe_percent = std::nullopt;
 };
 
 struct IntensityReading {
@@ -42,6 +44,9 @@ struct IntensityReading {
   /// The facility's PUE where the provider states it (`host`: the VM host's own --pue), used
   /// instead of --pue while this reading is in force, so a guest's grams are its host's.
   std::optional<double> pue = std::nullopt;
+  /// The carbon-free share of the supply now, 0 to 100, where the provider publishes it (a
+  /// schedule carries it per point instead).
+  std::optional<double> cfe_percent = std::nullopt;
 };
 
 /// One fetch. On failure `reason` names it in the words of
@@ -93,6 +98,8 @@ GridFetch http_failure(const HttpResponse& response, const std::string& url);
 std::optional<int64_t> parse_utc_time(std::string_view text);
 /// An intensity from a document: finite, 0 ≤ v ≤ kMaxGramsPerKwh, else why not.
 std::optional<std::string> check_intensity(double grams_per_kwh);
+/// A carbon-free share: finite, 0 to 100 %, else why not.
+std::optional<std::string> check_cfe_percent(double percent);
 /// %g: short numbers for error messages.
 std::string format_number(double v);
 
@@ -147,6 +154,9 @@ class GridIntensity {
     std::string zone;
     double age_seconds = 0;     // since the last good fetch; 0 for static
     std::optional<double> pue;  // the reading's own PUE, where its provider states one
+    /// The carbon-free share in force, 0 to 100; none where the provider publishes none, and
+    /// none on the static default (no guess).
+    std::optional<double> cfe_percent;
   };
   /// The value to use for energy at `time_ms`. Cheap; takes the mutex only.
   InForce at(int64_t time_ms) const;

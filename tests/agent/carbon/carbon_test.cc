@@ -78,6 +78,70 @@ TEST(Carbon, EmbodiedCountsTheGpusNvmlListsOnce) {
   EXPECT_NE(pci_only.doctor_report().find("GPUs: 2 (pci display class)"), std::string::npos);
 }
 
+/// A provider publishing a carbon-free share the test sets, none while it is unset.
+class CfeProvider : public GridProvider {
+ public:
+  explicit CfeProvider(std::optional<double>* share) : share_(share) {}
+  std::string_view name() const override { return "electricitymaps"; }
+  GridFetch fetch(int64_t now_ms) override {
+    GridFetch f;
+    f.reading = IntensityReading{300, "DE", "average", now_ms, {}, {}};
+    f.reading->cfe_percent = *share_;
+    return f;
+  }
+
+ private:
+  std::optional<double>* share_;
+};
+
+TEST(Carbon, CfeJoulesAreTheGramsEnergyTimesPueTimesTheShareInForce) {
+  TempTree t;
+  write_small_host(t);
+  CarbonOptions o;
+  o.pue = 1.25;
+  std::optional<double> share;  // none published at first: no CFE, and no CFE families
+  Carbon carbon(t.paths(), o, std::make_unique<CfeProvider>(&share));
+  carbon.grid().refresh_now(wall_ms());
+  const WorkloadId web = service("nginx.service");
+  auto has_cfe_family = [&] {
+    std::vector<Family> out;
+    carbon.append_families(out);
+    for (const auto& f : out)
+      if (f.name == "wattprobe_workload_cfe_energy_joules_total") return true;
+    return false;
+  };
+  double want_web = 0, want_idle = 0, want_unattributed = 0;
+  int64_t end = wall_ms();
+  for (int i = 0; i < 9; ++i) {
+    if (i == 3) share = 40;  // the provider starts publishing
+    if (i == 6) share = 90;  // and the grid gets cleaner: only later ticks see it
+    if (i == 3 || i == 6) carbon.grid().refresh_now(end);
+    end += 1000;
+    EnergyTick tick;
+    tick.end_ms = end;
+    tick.seconds = 1;
+    tick.workloads = {{web, 10.0 + i, 0.5, 500000000}};
+    tick.idle_joules = 20;
+    tick.unattributed_joules = 0.5;
+    const CarbonTickGrams& g = carbon.on_tick(tick);
+    const double f = share ? 1.25 * *share / 100 : 0;
+    EXPECT_DOUBLE_EQ(g.cfe_matched_pue, share ? 1.25 : 0);
+    want_web += tick.workloads[0].joules * f;
+    want_idle += tick.idle_joules * f;
+    want_unattributed += tick.unattributed_joules * f;
+    if (i == 2) {
+      EXPECT_FALSE(has_cfe_family()) << "no share published: no CFE series";
+    }
+  }
+  EXPECT_TRUE(has_cfe_family());
+  const CarbonTotals& got = carbon.totals();
+  // By hand for nginx: ticks 3-5 at 40 %, 6-8 at 90 %, J = 10 + i, PUE 1.25.
+  EXPECT_NEAR(want_web, (13 + 14 + 15) * 1.25 * 0.4 + (16 + 17 + 18) * 1.25 * 0.9, 1e-9);
+  EXPECT_NEAR(got.workloads.at(web).cfe_joules, want_web, want_web * 1e-12);
+  EXPECT_NEAR(got.idle.cfe_joules, want_idle, want_idle * 1e-12);
+  EXPECT_NEAR(got.unattributed_cfe_joules, want_unattributed, want_unattributed * 1e-12);
+}
+
 TEST(Carbon, OperationalFollowsTheIntensityInForceAtEachTick) {
   TempTree t;
   write_small_host(t);

@@ -322,7 +322,8 @@ TEST_F(ReportTest, CsvHasAHeaderAndOneRowPerGroupAndNodePart) {
   ASSERT_EQ(rows.size(), 5u) << out_;
   EXPECT_EQ(rows[0],
             "row,workload,energy_joules,energy_kwh,cpu_seconds,operational_co2e_grams,"
-            "embodied_co2e_grams,operational_grams_per_kwh,measured_share,gpu_energy_joules");
+            "embodied_co2e_grams,operational_grams_per_kwh,measured_share,gpu_energy_joules,"
+            "cfe_energy_joules,cfe_score");
   EXPECT_EQ(rows[1].rfind("group,\"odd,\"\"name\"\"\",10,", 0), 0u) << rows[1];
   EXPECT_EQ(rows[2].rfind("idle,,5,", 0), 0u) << rows[2];
   EXPECT_EQ(rows[3].rfind("unattributed,,0,", 0), 0u) << rows[3];
@@ -353,9 +354,10 @@ TEST_F(ReportTest, GpuJoulesShowInTheTableCsvAndJson) {
 
   ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24", "--format=csv"}), 0) << err_;
   EXPECT_NE(out_.find("group,train,1000,"), std::string::npos) << out_;
-  EXPECT_NE(out_.find(",860\n"), std::string::npos) << "the trainer's GPU joules, last:\n" << out_;
+  // GPU joules, then the CFE columns (no CFE in these lines: 0 J, no score).
+  EXPECT_NE(out_.find(",860,0,\n"), std::string::npos) << "the trainer's GPU joules:\n" << out_;
   EXPECT_NE(out_.find("total,,1377,"), std::string::npos) << out_;
-  EXPECT_NE(out_.find(",1125\n"), std::string::npos) << "the total's GPU joules:\n" << out_;
+  EXPECT_NE(out_.find(",1125,0,\n"), std::string::npos) << "the total's GPU joules:\n" << out_;
 
   ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24"}), 0) << err_;
   EXPECT_NE(out_.find("GPU J"), std::string::npos) << out_;
@@ -384,6 +386,39 @@ TEST_F(ReportTest, ANegativeGpuJoulesIsMalformed) {
   EXPECT_NE(err_.find("2026-11-23.jsonl:2: field \"gpu_joules\": expected a number, 0 or more"),
             std::string::npos)
       << err_;
+}
+
+}  // namespace
+}  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+std::string with_cfe(std::string line, double cfe, double matched) {
+  auto j = nlohmann::ordered_json::parse(line);
+  j["cfe_joules"] = cfe;
+  j["cfe_matched_joules"] = matched;
+  return j.dump() + "\n";
+}
+
+TEST_F(ReportTest, CfeScoreIsCarbonFreeOverMatchedEnergyPerGroup) {
+  // Hour 10 at 80 % carbon-free, hour 11 at 20 %, hour 12 without a published share.
+  write_day(
+      "2026-11-23",
+      with_cfe(line("2026-11-23T10:00:00Z", "workload", 100, 1, 0, 1, "a", "service"), 80, 100) +
+          with_cfe(line("2026-11-23T11:00:00Z", "workload", 300, 1, 0, 1, "a", "service"), 60,
+                   300) +
+          line("2026-11-23T12:00:00Z", "workload", 500, 1, 0, 1, "a", "service") +
+          with_cfe(line("2026-11-23T10:00:00Z", "idle", 50), 40, 50));
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24", "--format=json"}), 0) << err_;
+  auto j = nlohmann::json::parse(out_);
+  EXPECT_DOUBLE_EQ(j["groups"][0]["cfe_energy_joules"].get<double>(), 140);
+  // Time-matched: (80 + 60) / (100 + 300), not the mean of the hours' shares (50 %).
+  EXPECT_DOUBLE_EQ(j["groups"][0]["cfe_score"].get<double>(), 0.35);
+  EXPECT_DOUBLE_EQ(j["node"]["idle"]["cfe_score"].get<double>(), 0.8);
+  EXPECT_TRUE(j["node"]["unattributed"]["cfe_score"].is_null()) << "no share: no score, no zero";
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24"}), 0) << err_;
+  EXPECT_NE(out_.find("24/7 CFE score"), std::string::npos) << out_;
 }
 
 }  // namespace

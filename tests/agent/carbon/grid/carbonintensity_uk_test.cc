@@ -59,3 +59,37 @@ TEST(CarbonIntensityUk, SurvivesEveryBadAnswerAndRecovers) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+// The documented /generation body.
+TEST(CarbonIntensityUk, CarbonFreeShareCountsNuclearWindSolarHydroNotBiomass) {
+  const std::string body =
+      R"({"data":{"from":"2019-08-12T12:30Z","to":"2019-08-12T13:00Z","generationmix":[)"
+      R"({"fuel":"biomass","perc":4.8},{"fuel":"coal","perc":2.5},{"fuel":"imports","perc":8.2},)"
+      R"({"fuel":"gas","perc":46.5},{"fuel":"nuclear","perc":16.5},{"fuel":"other","perc":0.3},)"
+      R"({"fuel":"hydro","perc":0.7},{"fuel":"solar","perc":12},{"fuel":"wind","perc":8.5}]}})";
+  auto cfe = parse_carbonintensity_uk_generation(body, "u");
+  ASSERT_TRUE(cfe.ok()) << cfe.error().message();
+  EXPECT_NEAR(*cfe, 16.5 + 0.7 + 12 + 8.5, 1e-9);
+  EXPECT_FALSE(carbon_free_uk_fuel("biomass"));
+  EXPECT_FALSE(parse_carbonintensity_uk_generation(R"({"data":{"generationmix":[]}})", "u").ok());
+  EXPECT_FALSE(parse_carbonintensity_uk_generation(
+                   R"({"data":{"generationmix":[{"fuel":"wind","perc":30}]}})", "u")
+                   .ok());
+}
+
+TEST(CarbonIntensityUk, FetchCarriesTheCarbonFreeShare) {
+  FakeGridApi& api = server();
+  ASSERT_TRUE(api.running());
+  api.set_mode("ok");
+  CarbonIntensityUkProvider provider(options_for(api));
+  GridFetch f = provider.fetch(wall_ms());
+  ASSERT_TRUE(f.reading) << f.error.message();
+  ASSERT_TRUE(f.reading->cfe_percent);
+  EXPECT_NEAR(*f.reading->cfe_percent, 55, 1e-9);  // the fake's mix
+}
+
+}  // namespace
+}  // namespace wattprobe

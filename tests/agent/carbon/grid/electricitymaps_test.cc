@@ -68,3 +68,37 @@ TEST(ElectricityMaps, ParserRejectsAbsurdForecastPoint) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+// The documented /v3/power-breakdown/latest body, trimmed.
+TEST(ElectricityMaps, CarbonFreeShareIsThePowerBreakdownsFossilFreePercentage) {
+  const std::string body =
+      R"({"zone":"DE","datetime":"2026-12-07T09:00:00.000Z","powerConsumptionBreakdown":)"
+      R"({"nuclear":0,"wind":14000,"solar":300,"gas":9000,"coal":11000,"biomass":4000},)"
+      R"("powerConsumptionTotal":45000,"fossilFreePercentage":41,"renewablePercentage":41,)"
+      R"("isEstimated":false})";
+  auto cfe = parse_electricitymaps_power_breakdown(body, "u");
+  ASSERT_TRUE(cfe.ok());
+  EXPECT_EQ(**cfe, 41);
+  auto unknown = parse_electricitymaps_power_breakdown(R"({"fossilFreePercentage":null})", "u");
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_FALSE(*unknown);
+  EXPECT_FALSE(parse_electricitymaps_power_breakdown(R"({"fossilFreePercentage":140})", "u").ok());
+  EXPECT_FALSE(parse_electricitymaps_power_breakdown(R"({"fossilFreePercentage":"41"})", "u").ok());
+}
+
+TEST(ElectricityMaps, FetchCarriesTheCarbonFreeShare) {
+  FakeGridApi api;
+  ASSERT_TRUE(api.running());
+  ElectricityMapsProvider provider(options_for(api));
+  GridFetch f = provider.fetch(wall_ms());
+  ASSERT_TRUE(f.reading) << f.error.message();
+  ASSERT_TRUE(f.reading->cfe_percent);
+  EXPECT_DOUBLE_EQ(*f.reading->cfe_percent, 62.5);  // the fake's default
+  EXPECT_TRUE(f.warnings.empty());
+}
+
+}  // namespace
+}  // namespace wattprobe

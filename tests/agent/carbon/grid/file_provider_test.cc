@@ -146,3 +146,40 @@ TEST(FileGrid, MissingFileFallsBackToStatic) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+TEST(FileGrid, CsvThirdColumnIsTheCarbonFreeShare) {
+  TempTree tree;
+  int64_t h = this_hour();
+  tree.write("grid.csv", "time,grams_per_kwh,cfe_percent\n" + iso(h - kHour) + ",300,40\n" +
+                             iso(h) + ",200,\n" + iso(h + kHour) + ",100,85.5\n" +
+                             iso(h + 2 * kHour) + ",100,101\n");
+  FileGridProvider provider(tree.path("grid.csv"), "DE");
+  GridFetch f = provider.fetch(h + 1000);
+  ASSERT_TRUE(f.reading) << f.error.message();
+  const auto& s = f.reading->schedule;
+  ASSERT_EQ(s.size(), 3u);  // the 101 % row is refused
+  EXPECT_EQ(*s[0].cfe_percent, 40);
+  EXPECT_FALSE(s[1].cfe_percent);
+  EXPECT_EQ(*s[2].cfe_percent, 85.5);
+  ASSERT_EQ(f.warnings.size(), 1u);
+  EXPECT_NE(f.warnings[0].second.detail.find("cfe_percent"), std::string::npos);
+}
+
+TEST(FileGrid, JsonFossilFreePercentageIsTheCarbonFreeShare) {
+  TempTree tree;
+  int64_t h = this_hour();
+  tree.write("grid.json", R"([{"carbonIntensity":52,"fossilFreePercentage":91,"datetime":")" +
+                              iso(h) + R"("},{"carbonIntensity":60,"datetime":")" + iso(h + kHour) +
+                              R"("}])");
+  FileGridProvider provider(tree.path("grid.json"), "FR");
+  GridFetch f = provider.fetch(h + 1);
+  ASSERT_TRUE(f.reading) << f.error.message();
+  EXPECT_EQ(*f.reading->schedule[0].cfe_percent, 91);
+  EXPECT_FALSE(f.reading->schedule[1].cfe_percent);
+}
+
+}  // namespace
+}  // namespace wattprobe
