@@ -4,7 +4,7 @@ namespace wattprobe {
 
 SourceSettings source_settings(const Options& options) {
   return SourceSettings{options.paths, options.model, options.nvml_library,
-                        options.host_energy_path};
+                        options.host_energy_path, options.redfish};
 }
 
 AccountingSettings accounting_settings(const Options& options) {

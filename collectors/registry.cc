@@ -11,6 +11,7 @@
 #include "collectors/rapl_msr.h"
 #include "collectors/rapl_perf.h"
 #include "collectors/rapl_powercap.h"
+#include "collectors/redfish.h"
 
 namespace wattprobe {
 
@@ -38,6 +39,13 @@ const std::vector<SourceEntry>& source_registry() {
        "RAPL through /dev/cpu/N/msr",
        {},
        [](const SourceSettings& s) { return make_rapl_msr_source(s.paths); }},
+      // The BMC's wall power comes before hwmon, so an ACPI power meter (often the same BMC's
+      // figure, through the firmware) stands in when the BMC stalls.
+      {"redfish",
+       "redfish",
+       "the chassis' AC input power or energy from its BMC through Redfish (--redfish-url)",
+       {},
+       [](const SourceSettings& s) { return make_redfish_source(s.redfish); }},
       {"hwmon",
        "hwmon",
        "hwmon power and energy sensors (ACPI power meters, amd_energy, GPU drivers)",

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,8 +11,16 @@
 #include "collectors/counter_stall.h"
 #include "collectors/energy_source.h"
 #include "collectors/model.h"
+#include "collectors/redfish.h"
 
 namespace wattprobe {
+
+/// A source's options contradict what it found at start (the BMC has several chassis with power
+/// data and --redfish-chassis names none): `run` and `doctor` exit 2 with this message.
+class SourceUsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 /// What sources are made from: the host's roots and each source's own options.
 struct SourceSettings {
@@ -22,6 +31,7 @@ struct SourceSettings {
   /// --host-energy-path: the VM's folder from the host's --guest-energy-dir (or its energy.json);
   /// empty: the `host` source is not available.
   std::filesystem::path host_energy_path;
+  RedfishOptions redfish;  // [source.redfish]: --redfish-*; url empty: not available
 };
 
 /// A capability a source still needs after start-up, and why (doctor prints the reasons).
