@@ -8,7 +8,6 @@
 #include "agent/base/log.h"
 #include "agent/base/secret_file.h"
 #include "agent/base/utc_time.h"
-#include "collectors/registry.h"
 
 namespace wattprobe {
 

@@ -2,7 +2,6 @@
 
 #include <functional>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,13 +13,6 @@
 #include "collectors/redfish.h"
 
 namespace wattprobe {
-
-/// A source's options contradict what it found at start (the BMC has several chassis with power
-/// data and --redfish-chassis names none): `run` and `doctor` exit 2 with this message.
-class SourceUsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 /// What sources are made from: the host's roots and each source's own options.
 struct SourceSettings {

@@ -6,7 +6,6 @@
 #include <map>
 #include <sstream>
 
-#include "collectors/registry.h"
 
 namespace wattprobe {
 namespace {
