@@ -83,7 +83,6 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
       carbon_(make_carbon(options.paths, carbon_options(options.carbon, *meter_, options))) {
   for (const auto& source : meter_->sources()) {
     if (auto* nvml = dynamic_cast<const NvmlSource*>(source.get())) nvml_ = nvml;
-    if (auto* hwmon = dynamic_cast<const HwmonSource*>(source.get())) hwmon_ = hwmon;
   }
   if (nvml_) gpu_ = std::make_unique<GpuWorkloads>(options.paths);
   for (const auto& source : meter_->sources()) {
@@ -207,7 +206,9 @@ void Pipeline::tick(double seconds, const LogLine& log) {
     }
     append_gpu_power_limit_family(limits, families);
   }
-  if (hwmon_) hwmon_->append_families(families);
+  // Each chosen source's own families (hwmon's rails, the BMC's info series), through the
+  // contract: the pipeline names none.
+  for (const auto& source : meter_->sources()) source->append_families(families);
   health_->tick(seconds, now_ms, log);
   health_->append_families(families);
   families.push_back({"wattprobe_agent_accounting_mode",

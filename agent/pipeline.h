@@ -96,8 +96,6 @@ class Pipeline {
   std::unique_ptr<GpuWorkloads> gpu_;         // splits the nvml GPUs' energy by process
   const HwmonSource* hwmon_gpus_ = nullptr;   // the hwmon source, when it reads a GPU
   std::unique_ptr<DrmGpuWorkloads> drm_gpu_;  // splits those GPUs by DRM busy time
-  /// Among the meter's sources, when chosen: its V × I rails are described every tick.
-  const HwmonSource* hwmon_ = nullptr;
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
   std::unique_ptr<Ledger> ledger_;                   // daemon only

@@ -380,9 +380,14 @@ RedfishSource::RedfishSource(RedfishOptions options, std::unique_ptr<RedfishTran
     : options_(std::move(options)), transport_(std::move(transport)) {}
 
 RedfishSource::~RedfishSource() {
-  stop_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    abort_ = true;  // a poll waiting on a hanging BMC gives up now
+  }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  abort_ = false;  // the logout is allowed its one request
   if (client_) client_->logout();
 }
 
@@ -427,7 +432,7 @@ Availability RedfishSource::probe() {
       t.ca_file = options_.ca_file;
       t.insecure_skip_verify = options_.insecure_skip_verify;
       t.timeout_s = static_cast<double>(options_.timeout.count()) / 1000.0;
-      t.stop = &stop_;
+      t.stop = &abort_;
       transport_ = make_curl_redfish_transport(std::move(t));
     }
     client_ = std::make_unique<RedfishClient>(std::move(transport_), std::move(user),
@@ -505,10 +510,12 @@ void RedfishSource::poll_once() {
   failures_ = 0;
   double at = now;
   if (v->reading_ms) {
-    // ReadingTime is on the BMC's clock: taken as an age, so a BMC whose clock is off moves
-    // the reading no earlier than it could be, nor later than now.
+    // ReadingTime is on the BMC's clock: taken as an age, bounded so that a BMC whose clock is
+    // off places a reading no later than now and no earlier than two minutes (or two polls)
+    // back, what a BMC refreshing once a minute can show.
     double age = static_cast<double>(wall_clock_ms() - *v->reading_ms) / 1000.0;
-    at = now - std::clamp(age, 0.0, static_cast<double>(options_.interval.count()) / 1000.0);
+    double oldest = std::max(120.0, 2.0 * static_cast<double>(options_.interval.count()) / 1000.0);
+    at = now - std::clamp(age, 0.0, oldest);
   }
   if (plan_->kind == RedfishKind::energy_counter) {
     if (hint) track_.rate_hint(*hint);

@@ -157,6 +157,7 @@ class RedfishSource : public EnergySource {
   bool logged_stall_ = false;
 
   std::atomic<bool> stop_{false};
+  std::atomic<bool> abort_{false};  // what the transport checks during a transfer
   std::condition_variable wake_;
   std::thread thread_;
   bool started_ = false;
