@@ -407,8 +407,10 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("redfish-url")) {
     if (r->value.empty()) bad("redfish-url", *r, "expected https://HOST[:PORT]");
     if (url_has_credentials(r->value))
-      bad("redfish-url", *r,
-          "credentials in the URL: use --redfish-user-file and --redfish-password-file");
+      // Not bad(): it repeats the value, and this one holds a password.
+      throw UsageError("invalid --redfish-url (" + r->origin +
+                       "): credentials in the URL; give them with --redfish-user-file and "
+                       "--redfish-password-file");
     o.redfish.url = r->value;
   }
   if (auto r = one("redfish-user-file")) o.redfish.user_file = secret_path("redfish-user-file", *r);

@@ -180,6 +180,35 @@ def layouts_and_faults(folder):
         blades.close()
 
 
+def options(folder):
+    """Bad redfish options stop start-up with exit 2 naming the option; a config file sets them."""
+    user, password = os.path.join(folder, "user"), os.path.join(folder, "password")
+    base = [BIN, "doctor", "--sources", "redfish"]
+    for extra, says in (
+            (["--redfish-url", "https://bmc", "--redfish-user-file", user,
+              "--redfish-password-file", password, "--redfish-interval", "500ms"], "redfish-interval"),
+            (["--redfish-url", "https://bmc", "--redfish-user-file", user,
+              "--redfish-password-file", password, "--redfish-timeout", "2m"], "redfish-timeout"),
+            (["--redfish-url", f"https://{USER}:{PASSWORD}@bmc", "--redfish-user-file", user,
+              "--redfish-password-file", password], "credentials in the URL"),
+            (["--redfish-url", "https://bmc"], "--redfish-user-file"),
+            (["--redfish-url", "https://bmc", "--redfish-user-file", user,
+              "--redfish-password-file", password, "--redfish-insecure-skip-verify=maybe"],
+             "redfish-insecure-skip-verify")):
+        p = Process(base + extra)
+        assert p.proc.wait(30) == 2, (extra, p.stdout(), p.stderr())
+        assert says in p.stderr(), (says, p.stderr())
+        assert PASSWORD not in p.stderr(), p.stderr()
+    conf = os.path.join(folder, "wattprobe.conf")
+    with open(conf, "w") as f:
+        f.write(f"redfish-url = https://127.0.0.1:1\nredfish-user-file = {user}\n"
+                f"redfish-password-file = {password}\nredfish-interval = 2s\n"
+                "redfish-timeout = 1s\n")
+    p = Process([BIN, "doctor", "--config", conf, "--sources", "redfish"])
+    p.proc.wait(60)
+    assert "redfish: not available" in p.stdout() and "connect" in p.stdout(), p.stdout()
+
+
 def main():
     if not shutil.which("openssl"):
         skip("no openssl CLI to make the test BMC's CA")
@@ -192,6 +221,7 @@ def main():
             f.write(secret + "\n")
         os.chmod(path, 0o600)
     try:
+        options(folder)
         if not os.environ.get("WALL_SKIP_ACCURACY"):
             accuracy(folder)
         layouts_and_faults(folder)
