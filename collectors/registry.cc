@@ -6,6 +6,7 @@
 #include "agent/base/text_file.h"
 #include "collectors/host_energy.h"
 #include "collectors/hwmon.h"
+#include "collectors/ipmi.h"
 #include "collectors/model.h"
 #include "collectors/nvml.h"
 #include "collectors/rapl_msr.h"
@@ -46,6 +47,11 @@ const std::vector<SourceEntry>& source_registry() {
        "the chassis' AC input power or energy from its BMC through Redfish (--redfish-url)",
        {},
        [](const SourceSettings& s) { return make_redfish_source(s.redfish); }},
+      {"ipmi",
+       "ipmi",
+       "the BMC's power in-band over DCMI through the kernel's IPMI device (FreeIPMI)",
+       {},
+       [](const SourceSettings& s) { return make_ipmi_source(s.paths); }},
       {"hwmon",
        "hwmon",
        "hwmon power and energy sensors (ACPI power meters, amd_energy, GPU drivers)",

@@ -37,6 +37,7 @@ NEEDS_HARDWARE = {
     "wattprobe_device_storage_wear_ratio": "an NVMe controller answering the SMART log ioctl",
     "wattprobe_device_storage_power_on_seconds": "an NVMe controller answering the SMART log ioctl",
     "wattprobe_device_powered_on_ratio": "an NVMe drive's power-on hours",
+    "wattprobe_ipmi_info": "a BMC behind the kernel's IPMI device (/dev/ipmi0)",
 }
 
 _ROW = re.compile(r"^\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^`]*\})?`\s*\|\s*([a-z]+)\s*\|")
