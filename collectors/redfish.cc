@@ -481,6 +481,7 @@ Availability RedfishSource::probe() {
   }
   plan_ = chosen->best;
   power_plan_ = chosen->power;
+  auth_ = client_->auth();
   a.available = true;
   a.reason = "chassis " + plan_->chassis + ": " + std::string(to_string(plan_->kind)) + " from " +
              plan_->what + (power_plan_ ? "; between its steps at " + power_plan_->what : "") +
@@ -500,6 +501,7 @@ void RedfishSource::poll_once() {
   }
   const double now = now_s();
   std::lock_guard<std::mutex> lock(mu_);
+  auth_ = client_->auth();  // the client is the poll thread's; the tick reads this copy
   if (!v) {
     ++polls_failed_;
     ++failures_;
@@ -590,7 +592,7 @@ void RedfishSource::append_families(std::vector<Family>& out) const {
                     {"kind", std::string(to_string(plan_->kind))},
                     {"reading", plan_->what},
                     {"integrated", plan_->kind == RedfishKind::energy_counter ? "false" : "true"},
-                    {"auth", client_ ? std::string(client_->auth()) : "none"},
+                    {"auth", std::string(auth_)},
                     {"state", stall_reason_.empty() ? "ok" : "stalled"},
                     {"reason", stall_reason_}},
                    1.0}}});

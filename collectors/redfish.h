@@ -111,7 +111,6 @@ class PlatformEnergyTrack {
   double step_interval_ = 0;
   double hint_watts_ = -1;
   double reported_ = 0;
-  double max_extrapolate_s_ = 0;
 };
 
 /// The BMC's AC input through Redfish, domain platform: reads run on a thread of their own
@@ -151,10 +150,10 @@ class RedfishSource : public EnergySource {
   mutable std::mutex mu_;
   PlatformEnergyTrack track_;
   int failures_ = 0;
+  std::string_view auth_ = "none";  // the client's, copied under mu_
   std::string last_error_;
   std::string stall_reason_;
   uint64_t polls_ok_ = 0, polls_failed_ = 0;
-  bool logged_stall_ = false;
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> abort_{false};  // what the transport checks during a transfer
