@@ -275,6 +275,9 @@ int main(int argc, char** argv) {
     if (command == "doctor") return run_doctor(options, std::cout);
     if (command == "checkpoint-dump") return checkpoint_dump(options);
     return run(options);
+  } catch (const SourceUsageError& e) {
+    std::fprintf(stderr, "wattprobe %s: %s\n", command.c_str(), e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wattprobe %s: %s\n", command.c_str(), e.what());
     return 1;

@@ -39,6 +39,7 @@ struct Options {
   std::size_t max_workloads = 5000;
   ModelOptions model;  // [source.model]
   std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
+  RedfishOptions redfish;  // --redfish-*
   CarbonOptions carbon;
   RemoteWriteOptions remote_write;         // off while url is empty
   OtlpOptions otlp;                        // off while endpoint is empty

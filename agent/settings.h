@@ -10,7 +10,7 @@ namespace wattprobe {
 /// so that the options, which every command parses, need nothing of the sources' registry.
 inline SourceSettings source_settings(const Options& options) {
   return SourceSettings{options.paths, options.model, options.nvml_library,
-                        options.host_energy_path};
+                        options.host_energy_path, options.redfish};
 }
 
 /// How CPU time is accounted, out of the options.

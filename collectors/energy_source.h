@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,13 @@ struct Sample {
   /// wattprobe_agent_collector_errors_total{collector=name(),reason=kind}. The source's other
   /// readings are still good.
   std::vector<Error> errors;
+};
+
+/// A source's options contradict what it found at start (the BMC has several chassis with power
+/// data and --redfish-chassis names none): `run` and `doctor` exit 2 with this message.
+class SourceUsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 struct Availability {

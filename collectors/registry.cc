@@ -7,11 +7,13 @@
 #include "collectors/gpu_split.h"
 #include "collectors/host_energy.h"
 #include "collectors/hwmon.h"
+#include "collectors/ipmi.h"
 #include "collectors/model.h"
 #include "collectors/nvml.h"
 #include "collectors/rapl_msr.h"
 #include "collectors/rapl_perf.h"
 #include "collectors/rapl_powercap.h"
+#include "collectors/redfish.h"
 
 namespace wattprobe {
 
@@ -39,6 +41,18 @@ const std::vector<SourceEntry>& source_registry() {
        "RAPL through /dev/cpu/N/msr",
        {},
        [](const SourceSettings& s) { return make_rapl_msr_source(s.paths); }},
+      // The BMC's wall power comes before hwmon, so an ACPI power meter (often the same BMC's
+      // figure, through the firmware) stands in when the BMC stalls.
+      {"redfish",
+       "redfish",
+       "the chassis' AC input power or energy from its BMC through Redfish (--redfish-url)",
+       {},
+       [](const SourceSettings& s) { return make_redfish_source(s.redfish); }},
+      {"ipmi",
+       "ipmi",
+       "the BMC's power in-band over DCMI through the kernel's IPMI device (FreeIPMI)",
+       {},
+       [](const SourceSettings& s) { return make_ipmi_source(s.paths); }},
       {"hwmon",
        "hwmon",
        "hwmon power and energy sensors (ACPI power meters, amd_energy, GPU drivers)",

@@ -10,6 +10,7 @@
 #include "collectors/counter_stall.h"
 #include "collectors/energy_source.h"
 #include "collectors/model.h"
+#include "collectors/redfish.h"
 
 namespace wattprobe {
 
@@ -24,6 +25,7 @@ struct SourceSettings {
   /// --host-energy-path: the VM's folder from the host's --guest-energy-dir (or its energy.json);
   /// empty: the `host` source is not available.
   std::filesystem::path host_energy_path;
+  RedfishOptions redfish;  // [source.redfish]: --redfish-*; url empty: not available
 };
 
 /// A capability a source still needs after start-up, and why (doctor prints the reasons).

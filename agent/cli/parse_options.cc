@@ -45,6 +45,22 @@ po::options_description describe() {
       "sources", po::value<std::string>(), ("auto, or a comma list of: " + source_names()).c_str())(
       "nvml-library", po::value<std::string>(),
       "NVML library the nvml source loads (default libnvidia-ml.so.1, from the loader's path)")(
+      "redfish-url", po::value<std::string>(),
+      "redfish: the BMC's URL, https://HOST[:PORT] (http:// is warned of)")(
+      "redfish-user-file", po::value<std::string>(),
+      "redfish: file holding the BMC user (also $CREDENTIALS_DIRECTORY/NAME)")(
+      "redfish-password-file", po::value<std::string>(),
+      "redfish: file holding the BMC password (also $CREDENTIALS_DIRECTORY/NAME)")(
+      "redfish-ca-file", po::value<std::string>(),
+      "redfish: CA bundle (PEM) that signed the BMC's certificate (default: the system store)")(
+      "redfish-insecure-skip-verify", po::value<std::string>()->implicit_value("true"),
+      "redfish: do not check the BMC's certificate (warned at every start)")(
+      "redfish-chassis", po::value<std::string>(),
+      "redfish: the chassis Id to read (default: the one chassis with power data)")(
+      "redfish-interval", po::value<std::string>(),
+      "redfish: how often the BMC is read, 1s to 10m (default 10s)")(
+      "redfish-timeout", po::value<std::string>(),
+      "redfish: how long one answer may take, 1s to 60s (default 5s)")(
       "accounting", po::value<std::string>(),
       "auto, cgroup, bpf or procfs (default auto: cgroup, else bpf, else procfs; bpf first "
       "with --process-metrics-top)")(
@@ -423,6 +439,47 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("nvml-library")) {
     if (r->value.empty()) bad("nvml-library", *r, "expected a library path or name");
     o.nvml_library = r->value;
+  }
+  if (auto r = one("redfish-url")) {
+    if (r->value.empty()) bad("redfish-url", *r, "expected https://HOST[:PORT]");
+    if (url_has_credentials(r->value))
+      // Not bad(): it repeats the value, and this one holds a password.
+      throw UsageError("invalid --redfish-url (" + r->origin +
+                       "): credentials in the URL; give them with --redfish-user-file and "
+                       "--redfish-password-file");
+    o.redfish.url = r->value;
+  }
+  if (auto r = one("redfish-user-file")) o.redfish.user_file = secret_path("redfish-user-file", *r);
+  if (auto r = one("redfish-password-file"))
+    o.redfish.password_file = secret_path("redfish-password-file", *r);
+  if (auto r = one("redfish-ca-file")) {
+    if (r->value.empty()) bad("redfish-ca-file", *r, "expected a PEM file");
+    o.redfish.ca_file = r->value;
+  }
+  if (auto r = one("redfish-insecure-skip-verify")) {
+    if (r->value != "true" && r->value != "false")
+      bad("redfish-insecure-skip-verify", *r, "expected true or false");
+    o.redfish.insecure_skip_verify = r->value == "true";
+  }
+  if (auto r = one("redfish-chassis")) {
+    if (r->value.empty()) bad("redfish-chassis", *r, "expected a chassis Id");
+    o.redfish.chassis = r->value;
+  }
+  if (auto r = one("redfish-interval"))
+    o.redfish.interval =
+        to_duration("redfish-interval", *r, std::chrono::seconds(1), std::chrono::minutes(10));
+  if (auto r = one("redfish-timeout"))
+    o.redfish.timeout =
+        to_duration("redfish-timeout", *r, std::chrono::seconds(1), std::chrono::seconds(60));
+  if (!o.redfish.url.empty() && (o.redfish.user_file.empty() || o.redfish.password_file.empty()))
+    throw UsageError(
+        "--redfish-url needs --redfish-user-file and --redfish-password-file (a read-only BMC "
+        "account)");
+  if (!o.redfish.user_file.empty()) {
+    for (const std::string* f : {&o.redfish.user_file, &o.redfish.password_file}) {
+      if (auto ok = check_secret_file(*f); !ok)
+        throw UsageError("invalid redfish credential file: " + ok.error().message());
+    }
   }
   if (auto r = one("sources")) {
     if (r->value != "auto") {

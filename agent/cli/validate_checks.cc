@@ -341,6 +341,24 @@ std::vector<ValidateCheck> counter_checks(const std::vector<ValidateTick>& ticks
                         " W under load; it covers them, so it may not read less (5 % tolerance)"};
     out.push_back(c.judge());
   }
+  // What share of the wall the components cover: the rest is what only the wall sees.
+  if (double wall = by_domain["platform"]; wall > 0) {
+    double components = inner + by_domain["gpu"];
+    ValidateCheck c{"wall_components_share",
+                    components / wall,
+                    "ratio",
+                    1.05,
+                    "max",
+                    std::nullopt,
+                    "package + dram + gpu " + fmt("%.3f", components) + " W cover " +
+                        fmt("%.1f", 100 * components / wall) + " % of the wall's " +
+                        fmt("%.3f", wall) +
+                        " W under load; the rest (fans, supply loss, disks, "
+                        "NICs) " +
+                        fmt("%.3f", std::max(0.0, wall - components)) +
+                        " W; they cannot cover more than the wall (5 % tolerance)"};
+    out.push_back(c.judge());
+  }
   if (!any) {
     out.push_back({"counter_second_meter", std::nullopt, "ratio", 0.95, "min", std::nullopt,
                    "no second meter: neither psys nor a platform meter beside package + dram"});

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 
@@ -162,8 +163,32 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
   std::vector<double> host_gpu_joules(total, 0.0);  // the gpu domains' part of host_joules
   std::vector<double> share(total);
   std::vector<bool> in_host = host_sum_domains(energy);
+  // The wall (a platform meter) holds the components (package, dram, GPUs): with both, the
+  // components are split first and the platform row is their shares plus a split of the rest
+  // (docs/methodology.md "The wall"). Without components, the platform row is split by CPU time.
+  auto is_component = [](const std::string& domain) {
+    return domain == "package" || domain == "dram" || domain == "gpu";
+  };
+  std::size_t platform_row = energy.domains.size();
+  bool components = false;
   for (std::size_t r = 0; r < energy.domains.size(); ++r) {
+    const std::string& domain = energy.domains[r].domain;
+    components = components || is_component(domain);
+    if (domain == "platform") platform_row = platform_row == energy.domains.size() ? r : SIZE_MAX;
+  }
+  const bool wall_rule = components && platform_row < energy.domains.size();
+  std::vector<std::size_t> order;
+  order.reserve(energy.domains.size());
+  for (std::size_t r = 0; r < energy.domains.size(); ++r)
+    if (!wall_rule || r != platform_row) order.push_back(r);
+  if (wall_rule) order.push_back(platform_row);
+  std::vector<double> comp_total(wall_rule ? total : 0, 0.0), comp_dynamic(comp_total.size(), 0.0);
+  double comp_measured = 0, comp_idle = 0, comp_unattributed = 0, comp_unattributed_dynamic = 0;
+  platform_rest_watts_ = 0;
+  for (std::size_t r : order) {
     const DomainEnergy& d = energy.domains[r];
+    const bool wall = wall_rule && r == platform_row;
+    const bool component = wall_rule && is_component(d.domain);
     Row& row = rows_[tick_rows_[r]];
     pairs_[row.pair].measured = d.measured;
     IdlePowerEstimator& est = row.idle;
@@ -174,19 +199,54 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     const GpuDeviceTick* dev = is_gpu && gpu ? gpu->find(d.source, d.socket) : nullptr;
     // A GPU's idle power is learned against its own utilisation, never the CPU's.
     double row_utilisation = is_gpu ? (dev ? dev->utilisation : -1) : utilisation;
-    if (energy.seconds > 0 && row_utilisation >= 0) est.observe(row_utilisation, d.watts);
+    // The wall's rest (what the components do not draw) is what its idle power is learned on.
+    double measured = d.joules;
+    if (wall) {
+      const double platform = measured;
+      measured = std::max(platform, comp_measured);
+      platform_shortfall_ += measured - platform;  // the wall read below its own parts
+      const double rest = measured - comp_measured;
+      platform_rest_watts_ = energy.seconds > 0 ? rest / energy.seconds : 0;
+    }
+    const double row_watts = wall ? platform_rest_watts_ : d.watts;
+    if (energy.seconds > 0 && row_utilisation >= 0) est.observe(row_utilisation, row_watts);
 
-    const double measured = d.joules;
     double idle = 0;
     std::optional<double> idle_watts = est.idle_watts();
-    if (idle_watts && energy.seconds > 0) idle = std::min(measured, *idle_watts * energy.seconds);
+    const double split = wall ? measured - comp_measured : measured;  // what this row divides
+    if (idle_watts && energy.seconds > 0) idle = std::min(split, *idle_watts * energy.seconds);
     row.idle_watts = idle_watts.value_or(0);
     row.method = est.method();
-    double dynamic = measured - idle;
+    double dynamic = split - idle;
     double unattributed = 0;
     std::fill(share.begin(), share.end(), 0.0);
 
-    if (is_gpu) {
+    if (wall) {
+      // The rest's dynamic part follows each workload's dynamic component energy in the tick;
+      // a tick in which nobody used energy gives all of it to idle.
+      double by_workloads = 0;
+      for (double x : comp_dynamic) by_workloads += x;
+      const double used = by_workloads + comp_unattributed_dynamic;
+      if (by_workloads > 0) {
+        for (std::size_t i = 0; i < total; ++i) share[i] = dynamic * (comp_dynamic[i] / used);
+        unattributed = dynamic * (comp_unattributed_dynamic / used);
+      } else {
+        idle += dynamic;
+      }
+      if (options_.idle_policy != IdlePolicy::separate && n > 0 && idle > 0) {
+        if (options_.idle_policy == IdlePolicy::even) {
+          for (std::size_t i = 0; i < n; ++i) share[i] += idle / static_cast<double>(n);
+          idle = 0;
+        } else if (weight_sum > 0) {
+          for (std::size_t i = 0; i < n; ++i) share[i] += idle * (weight[i] / weight_sum);
+          idle = 0;
+        }
+      }
+      // Each workload's platform energy: its components and its share of the rest.
+      for (std::size_t i = 0; i < total; ++i) share[i] += comp_total[i];
+      idle += comp_idle;
+      unattributed += comp_unattributed;
+    } else if (is_gpu) {
       if (dev && dev->method != "none") {
         double given = 0;
         for (const GpuWorkloadShare& s : dev->shares) {
@@ -201,6 +261,10 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
         unattributed = std::max(0.0, dynamic - given);  // processes gone before they were read
       } else {
         unattributed = dynamic;  // no per-process signal: never split a GPU by CPU time
+      }
+      if (component) {
+        for (std::size_t i = 0; i < total; ++i) comp_dynamic[i] += share[i];
+        comp_unattributed_dynamic += unattributed;
       }
       if (options_.idle_policy != IdlePolicy::separate && dev && idle > 0 && !dev->shares.empty()) {
         double share_sum = 0;
@@ -221,6 +285,10 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
         unattributed = dynamic * (unaccounted / all_weight);
       } else {
         unattributed = dynamic;  // energy used while accounting saw no task: nobody to give it to
+      }
+      if (component) {
+        for (std::size_t i = 0; i < total; ++i) comp_dynamic[i] += share[i];
+        comp_unattributed_dynamic += unattributed;
       }
       if (options_.idle_policy != IdlePolicy::separate && n > 0 && idle > 0) {
         if (options_.idle_policy == IdlePolicy::even) {
@@ -248,6 +316,12 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
           d.domain.c_str(), d.source.c_str(), d.socket, sum, measured, gap);
     }
 
+    if (component) {
+      comp_measured += measured;
+      comp_idle += idle;
+      comp_unattributed += unattributed;
+      for (std::size_t i = 0; i < total; ++i) comp_total[i] += share[i];
+    }
     idle_total_[d.domain] += idle;
     unattributed_total_[d.domain] += unattributed;
     const double per_second = energy.seconds > 0 ? 1.0 / energy.seconds : 0.0;
@@ -286,6 +360,7 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
                             : 0;
     tick.workloads.push_back(
         {*ids[i], host_joules[i], std::min(host_share, 1.0), cpu_ns, host_gpu_joules[i]});
+    slots_[slot[i]].host_joules += host_joules[i];
   }
 
   // Series of workloads gone for longer than the expiry leave /metrics (their totals live on
@@ -429,10 +504,18 @@ void Attribution::append_families(std::vector<Family>& out) const {
       if (cells[p].present) power.series.push_back({energy.series[k++].labels, cells[p].watts});
     }
   }
+  Family host{"wattprobe_workload_host_energy_joules_total",
+              "A workload's share of the host's energy, counted once: the wall (a platform "
+              "meter) where there is one, else psys, else package + dram + gpu. What carbon and "
+              "the ledger use; no domains to add.",
+              MetricType::counter,
+              {}};
+  host.series.reserve(slot_of_.size());
   for (const Slot& t : slots_) {
     if (!t.used) continue;
     if (t.cpu_labels.empty()) t.cpu_labels = workload_labels(*t.id, 0);
     cpu.series.push_back({t.cpu_labels, t.cpu_seconds});
+    host.series.push_back({t.cpu_labels, t.host_joules});
   }
   Family idle{"wattprobe_node_idle_energy_joules_total",
               "Measured energy counted as idle (with --idle-attribution=separate), by domain.",
@@ -480,6 +563,20 @@ void Attribution::append_families(std::vector<Family>& out) const {
   out.push_back(std::move(energy));
   out.push_back(std::move(power));
   out.push_back(std::move(cpu));
+  out.push_back(std::move(host));
+  out.push_back(
+      {"wattprobe_node_platform_rest_watts",
+       "What the wall (a platform meter) drew beyond the components the agent measures "
+       "(package, dram, gpu) over the last tick: fans, supply loss, disks, NICs, the BMC. "
+       "0 without a platform meter or without components.",
+       MetricType::gauge,
+       {{{}, platform_rest_watts_}}});
+  out.push_back({"wattprobe_node_platform_shortfall_joules_total",
+                 "Energy by which the wall read below the components inside it (sensor lag, "
+                 "different sampling): those ticks' platform energy is the components'. The "
+                 "platform's attributed energy = the meter's energy + this.",
+                 MetricType::counter,
+                 {{{}, platform_shortfall_}}});
   out.push_back(std::move(gpu));
   out.push_back(std::move(idle));
   out.push_back(std::move(unattributed));

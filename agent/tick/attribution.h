@@ -92,6 +92,7 @@ class Attribution {
   struct Slot {
     const WorkloadId* id = nullptr;  // the key in slot_of_
     double cpu_seconds = 0;
+    double host_joules = 0;  // E_host's share since start (this run)
     int64_t last_seen_ms = 0;
     bool used = false;
     /// The workload's labels for wattprobe_workload_cpu_seconds_total, built at its first
@@ -145,6 +146,8 @@ class Attribution {
                      WorkloadIdHash>
       gpu_split_joules_;
   uint64_t violations_ = 0;
+  double platform_rest_watts_ = 0;  // the wall less its components, last tick
+  double platform_shortfall_ = 0;   // J by which the wall read below its components
   uint64_t records_lost_ = 0;
   uint64_t workloads_dropped_ = 0;
 };

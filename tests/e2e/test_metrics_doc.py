@@ -38,6 +38,7 @@ NEEDS_HARDWARE = {
     "wattprobe_device_storage_wear_ratio": "an NVMe controller answering the SMART log ioctl",
     "wattprobe_device_storage_power_on_seconds": "an NVMe controller answering the SMART log ioctl",
     "wattprobe_device_powered_on_ratio": "an NVMe drive's power-on hours",
+    "wattprobe_ipmi_info": "a BMC behind the kernel's IPMI device (/dev/ipmi0)",
 }
 
 _ROW = re.compile(r"^\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^`]*\})?`\s*\|\s*([a-z]+)\s*\|")
@@ -98,14 +99,28 @@ def device_fixture_families():
         link = os.path.join(root, rel)
         os.makedirs(os.path.dirname(link), exist_ok=True)
         os.symlink("/" + rel, link)
+    # A BMC over HTTPS (tests/e2e/fake_bmc.py) for the redfish source's own families.
+    from fake_bmc import PASSWORD, USER, FakeBmc
+    bmc_dir = tempfile.mkdtemp(prefix="wattprobe-bmc-")
+    for name, secret in (("user", USER), ("password", PASSWORD)):
+        with open(os.path.join(bmc_dir, name), "w") as f:
+            f.write(secret)
+    bmc = FakeBmc("1", bmc_dir)
     try:
-        with start_agent("--sysfs-root", root, "--dev-root", root, "--sources", "hwmon",
+        with start_agent("--sysfs-root", root, "--dev-root", root, "--sources", "hwmon,redfish",
                          "--accounting", "procfs", "--interval", "250ms",
-                         "--install-date", "2024-01-01") as agent:
+                         "--install-date", "2024-01-01", "--redfish-url", bmc.url,
+                         "--redfish-user-file", os.path.join(bmc_dir, "user"),
+                         "--redfish-password-file", os.path.join(bmc_dir, "password"),
+                         "--redfish-ca-file", bmc.ca, "--redfish-interval", "1s") as agent:
             wait_until(lambda: series(scrape(agent.url), "wattprobe_device_battery_discharge_joules_total"),
                        10, "the device fixture's families")
+            wait_until(lambda: series(scrape(agent.url), "wattprobe_redfish_info"), 20,
+                       "the redfish source's families")
             return exported(fetch(agent.url))
     finally:
+        bmc.close()
+        shutil.rmtree(bmc_dir, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

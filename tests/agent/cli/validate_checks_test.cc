@@ -202,6 +202,26 @@ TEST(ValidateChecks, AGpuThatStatesNoPowerLimitIsNotRunAndSaysWhy) {
   EXPECT_FALSE(find(checks, "counter_power_plausible_gpu")) << "the placeholder is gone";
 }
 
+// A wall meter drawing twice the package: the components cover half of it.
+TEST(ValidateChecks, SaysWhatShareOfTheWallTheComponentsCover) {
+  auto ticks = run(20, 5, 60, 5);
+  for (ValidateTick& t : ticks) {
+    auto copy = std::make_shared<Snapshot>(*t.snapshot);
+    for (Family& f : copy->families) {
+      if (f.name != "wattprobe_node_energy_joules_total") continue;
+      double package = f.series.front().value;
+      f.series.push_back(
+          {{{"source", "redfish"}, {"domain", "platform"}, {"socket", ""}}, 2 * package});
+    }
+    t.snapshot = copy;
+  }
+  const auto c = find(counter_checks(ticks, {0, 5}, {5, 10}, {}), "wall_components_share");
+  ASSERT_TRUE(c && c->pass && c->value);
+  EXPECT_NEAR(*c->value, 0.5, 1e-9);
+  EXPECT_TRUE(*c->pass);
+  EXPECT_NE(c->detail.find("50.0 % of the wall"), std::string::npos) << c->detail;
+}
+
 TEST(ValidateChecks, ASecondMeterMustHoldWhatItCovers) {
   const auto ok = find(counter_checks(run(20, 5, 60, 5, 1.3), {0, 5}, {5, 10}, {}),
                        "counter_second_meter_psys");
