@@ -12,8 +12,6 @@
 #include "agent/base/duration.h"
 #include "agent/base/secret_file.h"
 #include "agent/base/utc_time.h"
-#include "agent/cli/parse_options.h"
-#include "agent/cli/report.h"
 #include "agent/cli/scorecard_render.h"
 
 namespace wattprobe {
@@ -27,8 +25,21 @@ constexpr const char* kCpu = "wattprobe_workload_cpu_seconds_total";
 constexpr const char* kUnits = "wattprobe_workload_functional_units_total";
 constexpr double kSecondsPerYear = 365.25 * 86400;
 
+/// The forms `report` takes for --since and --until (report.h), read here without pulling in
+/// the report's and the agent options' units.
+std::optional<int64_t> parse_time(std::string_view text, int64_t now_ms) {
+  if (text == "now") return now_ms;
+  if (!text.empty() && text[0] == '-') {
+    auto d = parse_duration(text.substr(1));
+    if (!d) return std::nullopt;
+    return now_ms - d->count();
+  }
+  if (text.size() == 10) return parse_utc_date(text);
+  return parse_utc_instant(text);
+}
+
 [[noreturn]] void bad(const std::string& flag, const std::string& value, const std::string& why) {
-  throw UsageError("invalid value \"" + value + "\" for --" + flag + ": " + why);
+  throw ScorecardUsageError("invalid value \"" + value + "\" for --" + flag + ": " + why);
 }
 
 /// Label names go into PromQL verbatim, so only Prometheus's own label-name syntax passes.
@@ -64,9 +75,12 @@ bool parse_month(std::string_view text, int& year, int& month) {
   return year >= 1970 && month >= 1 && month <= 12;
 }
 
-std::string read_secret(const std::string& flag, const std::string& path) {
-  auto secret = read_secret_file(path);
-  if (!secret.ok()) bad(flag, path, secret.error().message());
+std::string read_secret(const std::string& flag, const std::string& given) {
+  // A systemd unit's LoadCredential= files, named the same way the agent's own options take them.
+  auto path = expand_credentials_directory(given);
+  if (!path.ok()) bad(flag, given, path.error().message());
+  auto secret = read_secret_file(*path);
+  if (!secret.ok()) bad(flag, given, secret.error().message());
   return *secret;
 }
 
@@ -173,41 +187,41 @@ ScorecardOptions parse_scorecard_options(const std::vector<std::string>& args, i
   std::map<std::string, std::string> given;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument \"" + a + "\"");
+    if (a.rfind("--", 0) != 0) throw ScorecardUsageError("unexpected argument \"" + a + "\"");
     std::string name = a.substr(2), value;
     if (auto eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
       name.resize(eq);
     } else {
-      if (!kFlags.count(name)) throw UsageError("unknown option \"" + a + "\"");
-      if (i + 1 == args.size()) throw UsageError("--" + name + " needs a value");
+      if (!kFlags.count(name)) throw ScorecardUsageError("unknown option \"" + a + "\"");
+      if (i + 1 == args.size()) throw ScorecardUsageError("--" + name + " needs a value");
       value = args[++i];
     }
-    if (!kFlags.count(name)) throw UsageError("unknown option \"--" + name + "\"");
-    if (!given.emplace(name, value).second) throw UsageError("--" + name + " given twice");
+    if (!kFlags.count(name)) throw ScorecardUsageError("unknown option \"--" + name + "\"");
+    if (!given.emplace(name, value).second) throw ScorecardUsageError("--" + name + " given twice");
   }
   ScorecardOptions o;
-  if (!given.count("prometheus")) throw UsageError("--prometheus URL is required");
+  if (!given.count("prometheus")) throw ScorecardUsageError("--prometheus URL is required");
   o.prometheus.url = given["prometheus"];
   if (o.prometheus.url.rfind("http://", 0) != 0 && o.prometheus.url.rfind("https://", 0) != 0) {
     bad("prometheus", o.prometheus.url, "expected an http:// or https:// URL");
   }
   if (url_has_credentials(o.prometheus.url)) {
-    throw UsageError(
+    throw ScorecardUsageError(
         "--prometheus: credentials in the URL are refused; use "
         "--prometheus-basic-auth-user-file and --prometheus-basic-auth-password-file");
   }
   if (given.count("month") && (given.count("since") || given.count("until"))) {
-    throw UsageError("--month and --since/--until exclude each other");
+    throw ScorecardUsageError("--month and --since/--until exclude each other");
   }
   if (given.count("since") != given.count("until")) {
-    throw UsageError("--since and --until go together");
+    throw ScorecardUsageError("--since and --until go together");
   }
   if (given.count("since")) {
     const char* forms = "expected 2026-11-23T10:00:00Z, 2026-11-23, now, or -24h (before now)";
-    auto since = parse_report_time(given["since"], now_ms);
+    auto since = parse_time(given["since"], now_ms);
     if (!since) bad("since", given["since"], forms);
-    auto until = parse_report_time(given["until"], now_ms);
+    auto until = parse_time(given["until"], now_ms);
     if (!until) bad("until", given["until"], forms);
     // Whole seconds: the range selector and the evaluation time are sent in seconds.
     o.start_ms = *since / 1000 * 1000;
@@ -294,12 +308,12 @@ ScorecardOptions parse_scorecard_options(const std::vector<std::string>& args, i
   }
   if (given.count("prometheus-basic-auth-user-file") !=
       given.count("prometheus-basic-auth-password-file")) {
-    throw UsageError(
+    throw ScorecardUsageError(
         "--prometheus-basic-auth-user-file and --prometheus-basic-auth-password-file go together");
   }
   if (given.count("prometheus-basic-auth-user-file")) {
     if (given.count("prometheus-bearer-token-file")) {
-      throw UsageError("a bearer token and basic auth exclude each other");
+      throw ScorecardUsageError("a bearer token and basic auth exclude each other");
     }
     o.prometheus.basic_user =
         read_secret("prometheus-basic-auth-user-file", given["prometheus-basic-auth-user-file"]);
@@ -316,7 +330,8 @@ ScorecardOptions parse_scorecard_options(const std::vector<std::string>& args, i
     return x;
   };
   if (given.count("replacement-embodied-kg") != given.count("replacement-power-ratio")) {
-    throw UsageError("--replacement-embodied-kg and --replacement-power-ratio go together");
+    throw ScorecardUsageError(
+        "--replacement-embodied-kg and --replacement-power-ratio go together");
   }
   if (given.count("replacement-embodied-kg")) {
     o.replacement_embodied_kg = positive("replacement-embodied-kg");
@@ -691,7 +706,7 @@ int run_scorecard(const std::vector<std::string>& args, std::ostream& out, std::
   ScorecardOptions o;
   try {
     o = parse_scorecard_options(args, now);
-  } catch (const UsageError& e) {
+  } catch (const ScorecardUsageError& e) {
     err << "wattprobe scorecard: " << e.what() << '\n';
     return 2;
   }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,12 @@
 #include "agent/cli/scorecard_query.h"
 
 namespace wattprobe {
+
+/// A bad option or value: exit 2 with what() (it names the flag and the value).
+class ScorecardUsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 struct ScorecardOptions {
   PromConnection prometheus;
@@ -30,7 +37,7 @@ struct ScorecardOptions {
 };
 
 /// Parses `wattprobe scorecard` arguments (without the command); reads the credential files.
-/// Without --month or --since, the calendar month before `now_ms`. Throws UsageError.
+/// Without --month or --since, the calendar month before `now_ms`. Throws ScorecardUsageError.
 ScorecardOptions parse_scorecard_options(const std::vector<std::string>& args, int64_t now_ms);
 
 std::string scorecard_help();

@@ -27,7 +27,7 @@ std::optional<double> PeriodFigures::measured_share() const {
 std::map<std::string, double> PeriodFigures::grams_per_unit() const {
   std::map<std::string, double> out;
   for (const auto& [unit, count] : units) {
-    if (count > 0) out[unit] = grams() / count;
+    if (count > 0 && !partial_units) out[unit] = grams() / count;
   }
   if (out.empty() && cpu_seconds > 0) out["cpu_hour"] = grams() / (cpu_seconds / 3600);
   return out;
@@ -95,6 +95,13 @@ void finish_scorecard(Scorecard& card) {
     reasons.insert(g.lower_bound.begin(), g.lower_bound.end());
   }
   card.total.change = decompose(card.total.previous, card.total.current);
+  for (bool current : {true, false}) {
+    PeriodFigures& total = current ? card.total.current : card.total.previous;
+    total.partial_units = std::any_of(card.groups.begin(), card.groups.end(), [&](const auto& g) {
+      const PeriodFigures& f = current ? g.current : g.previous;
+      return f.units.empty() && f.grams() > 0;
+    });
+  }
   card.total.lower_bound.assign(reasons.begin(), reasons.end());
   std::stable_sort(card.groups.begin(), card.groups.end(),
                    [](const GroupFigures& a, const GroupFigures& b) {

@@ -19,6 +19,9 @@ struct PeriodFigures {
   double measured_joules = 0;
   double cpu_seconds = 0;
   std::map<std::string, double> units;  // functional units by unit name
+  /// Only some of the groups summed here count units: their units cannot stand for all the
+  /// grams, so grams per unit of work is per CPU-hour.
+  bool partial_units = false;
 
   double grams() const { return operational_grams + embodied_grams; }
   /// Operational grams per kWh of the group's energy (PUE included); 0 without energy.

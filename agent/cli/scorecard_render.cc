@@ -25,6 +25,7 @@ std::string grams(double g) {
   const double a = std::fabs(g);
   if (a >= 1e6) return fmt("%.3f t", g / 1e6);
   if (a >= 1e3) return fmt("%.2f kg", g / 1e3);
+  if (a > 0 && a < 1) return fmt("%.3g g", g);  // grams per request are often fractions
   return fmt("%.1f g", g);
 }
 
@@ -313,15 +314,18 @@ void render_scorecard_markdown(const Scorecard& card, std::size_t top, std::ostr
   }
   const DataQuality& q = card.quality;
   out << "\n## Data quality\n\n";
-  out << "- Hosts that stopped reporting: " << (q.stopped.empty() ? "none" : "") << "\n";
+  out << "- Hosts that stopped reporting: "
+      << (q.stopped.empty() ? "none" : std::to_string(q.stopped.size())) << "\n";
   for (const auto& s : q.stopped) {
     out << "  - " << md_escape(s.host) << ": last seen " << format_utc_instant(s.last_seen_ms)
         << ", silent " << fmt("%.1f days", s.gap_seconds / 86400)
         << " (its groups' figures are lower bounds)\n";
   }
-  out << "- Stalled sources: " << (q.stalled.empty() ? "none" : "") << "\n";
+  out << "- Stalled sources: " << (q.stalled.empty() ? "none" : std::to_string(q.stalled.size()))
+      << "\n";
   for (const auto& s : q.stalled) out << "  - " << md_escape(s.host) << ": " << s.item << "\n";
-  out << "- Unattributed energy over 5 %: " << (q.unattributed.empty() ? "none" : "")
+  out << "- Hosts with unattributed energy over 5 %: "
+      << (q.unattributed.empty() ? "none" : std::to_string(q.unattributed.size()))
       << " (fleet: " << percent(q.fleet_unattributed_share) << ")\n";
   for (const auto& u : q.unattributed) {
     out << "  - " << md_escape(u.host) << ": " << percent(u.value) << "\n";
@@ -346,9 +350,8 @@ void svg_groups(const Scorecard& card, std::ostream& out) {
   for (const auto* g : shown) most = std::max({most, g->current.grams(), g->previous.grams()});
   const int label_w = 170, bar_w = 430, row_h = 34;
   const int height = 30 + row_h * static_cast<int>(shown.size());
-  out << "<svg id=\"chart-groups\" xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\""
-      << height << "\" viewBox=\"0 0 720 " << height
-      << "\" role=\"img\" aria-label=\"Emissions per group, before and after\">\n";
+  out << "<svg id=\"chart-groups\" width=\"720\" height=\"" << height << "\" viewBox=\"0 0 720 "
+      << height << "\" role=\"img\" aria-label=\"Emissions per group, before and after\">\n";
   out << "<rect x=\"" << label_w << "\" y=\"4\" width=\"12\" height=\"10\" fill=\"#9aa5b1\"/>"
       << "<text x=\"" << label_w + 16 << "\" y=\"13\" font-size=\"11\">before</text>"
       << "<rect x=\"" << label_w + 70 << "\" y=\"4\" width=\"12\" height=\"10\" fill=\"#2b6cb0\"/>"
@@ -396,7 +399,7 @@ void svg_waterfall(const Scorecard& card, std::ostream& out) {
   }
   const int height = 260, chart_h = 190, base_y = 220, col_w = 120, x0 = 40;
   auto yof = [&](double v) { return base_y - chart_h * (v - bottom) / (top - bottom); };
-  out << "<svg id=\"chart-waterfall\" xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" "
+  out << "<svg id=\"chart-waterfall\" width=\"720\" "
          "height=\""
       << height << "\" viewBox=\"0 0 720 " << height
       << "\" role=\"img\" aria-label=\"Waterfall of the change in grams\">\n";
@@ -486,8 +489,6 @@ void render_scorecard_html(const Scorecard& card, std::size_t top, std::ostream&
         << html_escape(change_percent(g->change)) << ")</li>\n";
   }
   out << "</ol>\n";
-  // The remaining sections read the same as the Markdown; render it as preformatted-free HTML
-  // lists by reusing the Markdown text would need a converter, so they are written directly.
   out << "<h2>Budgets</h2>\n<ul>\n";
   if (card.budgets.empty()) out << "<li>No carbon budget is configured.</li>\n";
   for (const auto& b : card.budgets) {

@@ -32,7 +32,8 @@ def near(actual, expected, rel, what):
                               else abs(actual) <= rel):
         raise AssertionError(f"{what}: {actual} is not within {rel*100:.2f}% of {expected}")
 
-STEP = 1800  # seconds between backfilled samples
+STEP = 7200  # seconds between backfilled samples: promtool 2.42 rereads the whole file for
+# each 2-hour block it writes (733 of them), so fewer samples is what keeps the test quick
 
 
 def ts(text):
@@ -214,7 +215,7 @@ def run_scorecard(*args):
     return p
 
 
-def check_period(actual, expected, what):
+def check_period(actual, expected, what, units_for_all=True):
     near(actual["operational_grams"], expected["op"], 0.01, f"{what} operational grams")
     near(actual["embodied_grams"], expected["emb"], 0.01, f"{what} embodied grams")
     near(actual["grams"], expected["op"] + expected["emb"], 0.01, f"{what} grams")
@@ -227,6 +228,7 @@ def check_period(actual, expected, what):
     grams = expected["op"] + expected["emb"]
     if expected["units"]:
         near(actual["units"]["requests"], expected["units"], 0.01, f"{what} units")
+    if expected["units"] and units_for_all:
         near(actual["grams_per_unit"]["requests"], grams / expected["units"], 0.01,
              f"{what} grams per request")
     else:
@@ -268,8 +270,9 @@ def check_scorecard(card, group_of, by):
         check_period(got[name]["previous"], before, f"{by}={name!r} October")
         check_change(got[name], before, after, f"{by}={name!r}")
     before, after = add(want)
-    check_period(card["total"]["current"], after, "total November")
-    check_period(card["total"]["previous"], before, "total October")
+    # Only some groups count requests: the total's grams per unit of work are per CPU-hour.
+    check_period(card["total"]["current"], after, "total November", units_for_all=False)
+    check_period(card["total"]["previous"], before, "total October", units_for_all=False)
     check_change(card["total"], before, after, "total")
     # The drivers: the largest changes in grams, in order.
     changes = {n: (a["op"] + a["emb"]) - (b["op"] + b["emb"]) for n, (b, a) in want.items()}
@@ -454,7 +457,10 @@ def main():
                          "500ms", "--accounting", "procfs") as a2:
             targets = [a.url.split("//")[1].split("/")[0] for a in (a1, a2)]
             with PrometheusServer(targets, scrape_interval="1s", before_start=backfill,
-                                  extra_args=["--storage.tsdb.retention.time=10y"]) as prom:
+                                  extra_args=["--storage.tsdb.retention.time=10y",
+                                              # 733 small blocks stay as they are: compacting
+                                              # them would only load the machine.
+                                              "--storage.tsdb.max-block-duration=2h"]) as prom:
                 prom.query_at = lambda q, t: query_at(prom, q, t)
                 out = os.path.join(work, "out")
                 p = run_scorecard("--prometheus", prom.url, "--month", "2026-11", "--out", out,
