@@ -762,4 +762,6 @@ int run_scorecard(const std::vector<std::string>& args, std::ostream& out, std::
   return 0;
 }
 
+#undef SC_TRY
+
 }  // namespace wattprobe

@@ -430,8 +430,10 @@ void render_scorecard_html(const Scorecard& card, std::size_t top, std::ostream&
       << "<title>Carbon scorecard " << html_escape(card.period_name) << "</title>\n"
       << "<style>body{font-family:sans-serif;margin:2em;color:#1a202c;background:#fff}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #cbd5e0;"
-         "padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-         ".note{color:#9c4221;text-align:left;font-size:90%}.warn{background:#fefcbf;"
+         "padding:4px "
+         "8px;text-align:right;white-space:nowrap}td:first-child,th:first-child{text-align:left}"
+         ".note{color:#9c4221;text-align:left;font-size:90%;white-space:normal}.warn{background:#"
+         "fefcbf;"
          "padding:.5em}h1{color:#2b6cb0}</style>\n</head>\n<body>\n";
   out << "<h1>Carbon scorecard " << html_escape(card.period_name) << "</h1>\n";
   out << "<p>Period " << date_range(card.start_ms, card.end_ms) << ", compared with "
