@@ -443,14 +443,17 @@ Result<bool> gather_groups(const ScorecardOptions& o, bool previous, Asker& aske
 }
 
 /// Hosts with series in the period but none in its last 15 minutes, with when they were last
-/// seen: two queries, the second only over the hosts the first found.
-Result<bool> gather_stopped(const ScorecardOptions& o, Asker& asker, int64_t now_ms,
+/// seen: two queries, the second only over the hosts the first found. The period before gets
+/// the same, so a lower bound there is said too.
+Result<bool> gather_stopped(const ScorecardOptions& o, bool previous, Asker& asker, int64_t now_ms,
                             std::map<std::string, GroupFigures>& groups) {
-  const int64_t at = std::min(o.end_ms, now_ms / 1000 * 1000);
+  const ScorecardOptions p = for_period(o, previous);
+  const std::string suffix = previous ? "/previous" : "/current";
+  const int64_t at = std::min(p.end_ms, now_ms / 1000 * 1000);
   const std::string h = o.host_label;
-  const std::string r = range(o.start_ms, at);
+  const std::string r = range(p.start_ms, at);
   const std::string op = kOperational;
-  SC_TRY(gone, asker.ask("stopped_hosts",
+  SC_TRY(gone, asker.ask("stopped_hosts" + suffix,
                          "count by (" + h + ") (last_over_time(" + op + r + ")) unless on (" + h +
                              ") count by (" + h + ") (last_over_time(" + op + "[15m]))",
                          at));
@@ -463,28 +466,29 @@ Result<bool> gather_stopped(const ScorecardOptions& o, Asker& asker, int64_t now
       alternatives += (alternatives.empty() ? "" : "|") + regex_literal(hosts[k]);
     }
     const std::string sel = op + "{" + h + "=~\"" + alternatives + "\"}";
-    SC_TRY(last, asker.ask("stopped_hosts_last_seen",
+    SC_TRY(last, asker.ask("stopped_hosts_last_seen" + suffix,
                            "max by (" + h + ") (max_over_time(timestamp(" + sel + ")" +
                                r.substr(0, r.size() - 1) + ":1m]))",
                            at));
+    std::map<std::string, int64_t> seen;
     for (const auto& s : last->samples) {
       StoppedHost sh;
       sh.host = label_of(s, h);
       sh.last_seen_ms = static_cast<int64_t>(s.value * 1000);
       sh.gap_seconds = (at - sh.last_seen_ms) / 1000.0;
+      sh.previous = previous;
+      seen[sh.host] = sh.last_seen_ms;
       asker.card.quality.stopped.push_back(sh);
     }
     SC_TRY(affected,
-           asker.ask("stopped_hosts_groups",
-                     scorecard_group_query(o, "count_over_time(" + sel + r + ")", h), at));
+           asker.ask("stopped_hosts_groups" + suffix,
+                     scorecard_group_query(p, "count_over_time(" + sel + r + ")", h), at));
     for (const auto& s : affected->samples) {
       const std::string host = label_of(s, h);
-      std::string when = "?";
-      for (const auto& sh : asker.card.quality.stopped) {
-        if (sh.host == host) when = format_utc_instant(sh.last_seen_ms);
-      }
-      groups[group_of(s, group_label(o))].lower_bound.push_back("host " + host +
-                                                                " stopped reporting at " + when);
+      const std::string when = seen.count(host) ? format_utc_instant(seen[host]) : "?";
+      groups[group_of(s, group_label(o))].lower_bound.push_back(
+          "host " + host + " stopped reporting at " + when +
+          (previous ? " (in the period before)" : ""));
     }
   }
   return true;
@@ -675,7 +679,8 @@ Result<Scorecard> gather_scorecard(const ScorecardOptions& o, PromClient& client
                  std::string("no series of ") + kHostEnergy + " or " + kWorkloadEnergy +
                      " in either period (query: " + q->promql + ")"};
   }
-  SC_TRY(stopped, gather_stopped(o, asker, now_ms, groups));
+  SC_TRY(stopped, gather_stopped(o, false, asker, now_ms, groups));
+  SC_TRY(stopped_before, gather_stopped(o, true, asker, now_ms, groups));
   SC_TRY(budgets, gather_budgets(o, asker));
   SC_TRY(hardware, gather_hardware(o, asker));
   SC_TRY(quality, gather_quality(o, asker));

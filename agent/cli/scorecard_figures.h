@@ -99,6 +99,7 @@ struct StoppedHost {
   std::string host;
   int64_t last_seen_ms = 0;
   double gap_seconds = 0;  // from the last sample to the period's end
+  bool previous = false;   // found in the period before
 };
 
 struct DataQuality {

@@ -204,6 +204,7 @@ void render_scorecard_json(const Scorecard& card, std::size_t top, std::ostream&
   j["data_quality"]["stopped_hosts"] = nlohmann::json::array();
   for (const auto& s : q.stopped) {
     j["data_quality"]["stopped_hosts"].push_back({{"host", s.host},
+                                                  {"period", s.previous ? "previous" : "current"},
                                                   {"last_seen", format_utc_instant(s.last_seen_ms)},
                                                   {"gap_seconds", s.gap_seconds}});
   }
@@ -319,6 +320,7 @@ void render_scorecard_markdown(const Scorecard& card, std::size_t top, std::ostr
   for (const auto& s : q.stopped) {
     out << "  - " << md_escape(s.host) << ": last seen " << format_utc_instant(s.last_seen_ms)
         << ", silent " << fmt("%.1f days", s.gap_seconds / 86400)
+        << (s.previous ? " before the period before's end" : "")
         << " (its groups' figures are lower bounds)\n";
   }
   out << "- Stalled sources: " << (q.stalled.empty() ? "none" : std::to_string(q.stalled.size()))
@@ -530,7 +532,8 @@ void render_scorecard_html(const Scorecard& card, std::size_t top, std::ostream&
   out << "<li>Hosts that stopped reporting: " << (q.stopped.empty() ? "none" : "") << "<ul>";
   for (const auto& s : q.stopped) {
     out << "<li>" << html_escape(s.host) << ": last seen " << format_utc_instant(s.last_seen_ms)
-        << ", silent " << fmt("%.1f days", s.gap_seconds / 86400) << "</li>";
+        << ", silent " << fmt("%.1f days", s.gap_seconds / 86400)
+        << (s.previous ? " before the period before's end" : "") << "</li>";
   }
   out << "</ul></li>\n";
   list("Stalled sources", q.stalled, "stalled");

@@ -289,7 +289,8 @@ def check_november(card, prom_url):
           "decompositions add up")
     # rack1-h5 stopped on 15 November: reported with its gap, batch's figures lower bounds.
     stopped = card["data_quality"]["stopped_hosts"]
-    assert [s["host"] for s in stopped] == ["rack1-h5"], stopped
+    # October: every host reports to its end (rack1-h5 too), so only November's stop is found.
+    assert [(s["host"], s["period"]) for s in stopped] == [("rack1-h5", "current")], stopped
     assert stopped[0]["last_seen"] == "2026-11-15T00:00:00Z", stopped
     near(stopped[0]["gap_seconds"], DEC - H5_STOP, 0.001, "rack1-h5's gap")
     assert got["batch"]["lower_bound"] and "rack1-h5" in got["batch"]["lower_bound_reasons"][0]
@@ -333,7 +334,7 @@ def check_november(card, prom_url):
     energy_q = [r for r in card["queries"] if r["figure"] == "energy_joules/current"][0]
     assert energy_q["time"] == "2026-12-01T00:00:00Z" and not energy_q["partial"], energy_q
     assert "wattprobe_workload_host_energy_joules_total" in energy_q["promql"]
-    assert len(card["queries"]) < 40, "queries must not grow with the fleet"
+    assert len(card["queries"]) < 45, "queries must not grow with the fleet"
 
 
 def png_colours(path):
