@@ -16,6 +16,7 @@
 #include "agent/cli/doctor.h"
 #include "agent/cli/parse_options.h"
 #include "agent/cli/report.h"
+#include "agent/cli/scorecard.h"
 #include "agent/cli/top.h"
 #include "agent/cli/validate.h"
 #include "agent/cli/when.h"
@@ -39,6 +40,7 @@ constexpr const char* kUsage =
     "  doctor   which energy sources and accounting this host offers, and why not\n"
     "  checkpoint-dump  the totals `run` would restore from --state-dir, as /metrics series\n"
     "  report   totals from the ledger over a period (`wattprobe report --help`)\n"
+    "  scorecard  the fleet's monthly carbon scorecard from Prometheus (`--help`)\n"
     "  top      live per-workload watts, CO2e rate and CPU share in the terminal\n"
     "  validate check the agent's claims on this host and write a report (`--help`)\n"
     "  when     the greenest start for a job, from the grid forecast; --exec runs it then\n"
@@ -255,6 +257,7 @@ int main(int argc, char** argv) {
   // report reads files only and has its own options (a period, not an agent's configuration).
   if (command == "report") return run_report(args, std::cout, std::cerr);
   if (command == "when") return when_command(args);
+  if (command == "scorecard") return run_scorecard(args, std::cout, std::cerr);
   if (command != "run" && command != "doctor" && command != "checkpoint-dump") {
     std::fprintf(stderr, "wattprobe: unknown command \"%s\" (wattprobe --help lists them)\n",
                  command.c_str());

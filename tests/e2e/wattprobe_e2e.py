@@ -220,7 +220,10 @@ def near(actual, expected, rel, what):
 class PrometheusServer:
     """A real Prometheus (Debian package) on 127.0.0.1 with a temporary config and storage."""
 
-    def __init__(self, scrape_targets=(), scrape_interval="1s", remote_write_receiver=False):
+    def __init__(self, scrape_targets=(), scrape_interval="1s", remote_write_receiver=False,
+                 extra_args=(), before_start=None):
+        """extra_args: more server flags (a retention); before_start(data_dir): fills the storage
+        before the server opens it (blocks from `promtool tsdb create-blocks-from`)."""
         self.binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         if not os.path.exists(self.binary):
             skip("the prometheus server is not installed (Debian package prometheus)")
@@ -236,6 +239,9 @@ class PrometheusServer:
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
         if remote_write_receiver:
             args.append("--web.enable-remote-write-receiver")
+        args.extend(extra_args)
+        if before_start:
+            before_start(f"{self.dir}/data")
         self.proc = Process(args)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 30
