@@ -1,8 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,6 +112,8 @@ class Pipeline {
   SeriesStarts starts_;
   int64_t started_ms_ = 0;    // wall clock at start(): the start of the first tick's series
   int64_t last_tick_ms_ = 0;  // the end of the last tick: the start of a series new in this one
+  /// When the meter last read the counters: a tick's energy spans the time between two reads.
+  std::optional<std::chrono::steady_clock::time_point> last_energy_read_;
   /// Batteries, thermal stress, storage wear: exported beside the energy, never attributed.
   std::unique_ptr<DeviceHealth> health_;
   std::vector<SnapshotSink*> sinks_;
