@@ -80,7 +80,10 @@ def ground_truth(mode="bpf"):
             m1, j1 = frozen(driver, agent, report)
         a = workload_energy(m1, A) - workload_energy(m0, A)
         b = workload_energy(m1, B) - workload_energy(m0, B)
-        assert a > 0 and b > 0, f"burner workloads got no energy: a={a} b={b}"
+        assert a > 0 and b > 0, (
+            f"burner workloads got no energy: a={a} b={b}; kernel CPU a="
+            f"{groups.usage_seconds(A) - cpu0[A]:.3f}s b={groups.usage_seconds(B) - cpu0[B]:.3f}s; "
+            f"agent's series of A: {series(m1, 'wattprobe_workload_cpu_seconds_total', workload=A)}")
         # The burners aim at 3:1 in CPU time; on a loaded host they get less than they ask, so
         # the truth the energies must match is the CPU the kernel itself charged each cgroup.
         kernel_ratio = ((groups.usage_seconds(A) - cpu0[A]) /
@@ -126,7 +129,7 @@ def short_lived(mode="bpf"):
                          "1s", "--accounting", mode, "--idle-watts", "package=20") as agent:
             m0 = scrape(agent.url)
             subprocess.run([os.path.join(TOOLS, "cpu_burner"), "--spawn", "2000", "--each-ms", "2",
-                            "--cgroup", groups.paths[S]], check=True, timeout=120)
+                            "--cgroup", groups.paths[S]], check=True, timeout=scaled(120))
             # The spawner's last CPU reaches /metrics only at the next 1 s tick; wait until two
             # ticks in a row add nothing, so the comparison with cpu.stat covers the whole run.
             m1, last = scrape(agent.url), None
@@ -249,6 +252,12 @@ def learned_idle():
         shutil.rmtree(root, ignore_errors=True)
 
 
+# On a host oversubscribed by other work (six busy loops and compilers on two CPUs) a dozen
+# processes gathered more energy than a burner given 2 s of one CPU, which got 0.3 CPU-s of
+# them at nice -10: the top 5 then missed it. Twenty still bounds the family.
+TOP_PROCESSES = 20
+
+
 def process_family():
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
     groups = Cgroups("burner-p.service")
@@ -257,14 +266,17 @@ def process_family():
                           "--follow-load", "idle=20,k=60", "--period-ms", "20"), \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
                          "500ms", "--accounting", "bpf", "--idle-watts", "package=20",
-                         "--process-metrics-top", "5") as agent:
-            burner = subprocess.Popen([os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", "0.5",
-                                       "--seconds", "2", "--cgroup", groups.paths["burner-p.service"]])
+                         "--process-metrics-top", str(TOP_PROCESSES)) as agent:
+            # A whole CPU at nice -10, so the burner's energy stands out on a busy host too.
+            burner = subprocess.Popen([os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", "1",
+                                       "--seconds", "2", "--cgroup", groups.paths["burner-p.service"]],
+                                      preexec_fn=lambda: os.nice(-10))
             assert burner.wait(scaled(30)) == 0, "cpu_burner failed"
             wait_ticks(agent, 2)
             m = scrape(agent.url)
         family = series(m, "wattprobe_process_energy_joules_total")
-        assert 0 < len(family) <= 5, f"expected 1..5 process series, got {len(family)}"
+        assert 0 < len(family) <= TOP_PROCESSES, \
+            f"expected 1..{TOP_PROCESSES} process series, got {len(family)}"
         for labels, _ in family:
             assert set(labels) == {"pid", "comm", "workload"}, labels
         mine = [(l, v) for l, v in family if l["pid"] == str(burner.pid)]

@@ -200,11 +200,12 @@ def stalls_then_recovers():
             wait_until(recovered, 10, "the package counter recovered")
             wait_ticks(agent, 2)
             gauges = []
-            for _ in range(5):
+            for _ in range(9):
                 wait_ticks(agent, 1)
                 gauges.append(scrape(agent.url))
             readings = sorted(value(g, "wattprobe_node_power_watts", source="rapl_powercap",
                                     domain="package") for g in gauges)
+            print(f"recovered package gauges: {[round(r, 3) for r in readings]}")
             near(readings[len(readings) // 2], 30.0, 0.02, "recovered package watts (median)")
             m2 = gauges[-1]
             labels, v = info(m2, "model", "package")
