@@ -83,7 +83,12 @@ def ground_truth(mode="bpf"):
         assert a > 0 and b > 0, (
             f"burner workloads got no energy: a={a} b={b}; kernel CPU a="
             f"{groups.usage_seconds(A) - cpu0[A]:.3f}s b={groups.usage_seconds(B) - cpu0[B]:.3f}s; "
-            f"agent's series of A: {series(m1, 'wattprobe_workload_cpu_seconds_total', workload=A)}")
+            f"agent's CPU series of A: {series(m1, 'wattprobe_workload_cpu_seconds_total', workload=A)}; "
+            f"energy series of A: {series(m1, 'wattprobe_workload_energy_joules_total', workload=A)}; "
+            f"node energy +{all_parts(m1) - all_parts(m0):.3f} J, idle +"
+            f"{sum(v for _, v in series(m1, 'wattprobe_node_idle_energy_joules_total')) - sum(v for _, v in series(m0, 'wattprobe_node_idle_energy_joules_total')):.3f} J; "
+            f"sources: {series(m1, 'wattprobe_energy_source_info')}; "
+            f"stalls: {series(m1, 'wattprobe_agent_source_stalls_total')}")
         # The burners aim at 3:1 in CPU time; on a loaded host they get less than they ask, so
         # the truth the energies must match is the CPU the kernel itself charged each cgroup.
         kernel_ratio = ((groups.usage_seconds(A) - cpu0[A]) /
