@@ -1,8 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,6 +105,8 @@ class Pipeline {
   /// When each cumulative series began (OTLP's start times): lent to the sinks, which observe
   /// it as they need; restored from and saved to the checkpoint for the totals it continues.
   SeriesStarts starts_;
+  /// When the meter last read the counters: a tick's energy spans the time between two reads.
+  std::optional<std::chrono::steady_clock::time_point> last_energy_read_;
   /// Batteries, thermal stress, storage wear: exported beside the energy, never attributed.
   std::unique_ptr<DeviceHealth> health_;
   std::vector<SnapshotSink*> sinks_;

@@ -9,9 +9,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
-from wattprobe_e2e import TOOLS, Cgroups, scrape, start_agent, start_driver, wait_until
+from wattprobe_e2e import (TOOLS, Cgroups, scaled, scrape, start_agent, start_driver,
+                           wait_checkpoint, wait_ticks, wait_until)
 
 SCOPES = 60
 IDS = [f"{i:02x}" * 32 for i in range(0xa0, 0xa0 + SCOPES)]  # 64 hex digits each
@@ -44,14 +44,17 @@ def main():
                          state_dir=state) as agent:
             wait_until(lambda: os.path.exists(os.path.join(state, "checkpoint.pb")), 10,
                        "a first checkpoint")
-            time.sleep(1.2)
+            wait_checkpoint(agent)
             before = len(checkpoint_bytes(state))
             for cid in IDS:
                 subprocess.run([os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", "1",
                                 "--seconds", "0.05", "--cgroup",
-                                groups.paths[f"docker-{cid}.scope"]], check=True, timeout=30)
-            time.sleep(1.2)  # the last scope's tick, and a checkpoint after it
+                                groups.paths[f"docker-{cid}.scope"]], check=True, timeout=scaled(30))
+            # The last scope's tick, and a checkpoint after it; the series first, as the
+            # scopes begin expiring 5 s after their last tick.
+            wait_ticks(agent, 2)
             peak_series = scope_series(scrape(agent.url))
+            wait_checkpoint(agent)
             peak = checkpoint_bytes(state)
             print(f"scope series right after the 60 scopes: {peak_series}")
             for family in ("wattprobe_workload_energy_joules_total",
@@ -64,7 +67,7 @@ def main():
             # Expiry 5 s after each scope's last tick, then a checkpoint after that.
             wait_until(lambda: not scope_series(scrape(agent.url)), 15,
                        "every scope series gone from /metrics")
-            time.sleep(1.5)
+            wait_checkpoint(agent)
             after = checkpoint_bytes(state)
             still = [cid for cid in IDS if cid[:12].encode() in after]
             print(f"checkpoint bytes: before {before}, with scopes {len(peak)} "

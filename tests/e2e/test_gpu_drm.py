@@ -18,7 +18,7 @@ import threading
 import time
 
 from wattprobe_e2e import (Cgroups, near, scrape, series, start_agent, start_driver, TOOLS,
-                           value)
+                           value, wait_ticks)
 
 PDEV = "0000:03:00.0"
 GPU_WATTS = 60.0
@@ -116,7 +116,7 @@ def main():
         # CPU 1:3 against GPU 3:1, so a split by CPU time would be visibly wrong.
         for name, ratio in (("render.service", "0.2"), ("encode.service", "0.6")):
             burners.append(subprocess.Popen(
-                [os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", ratio, "--seconds", "40",
+                [os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", ratio, "--seconds", "300",
                  "--cgroup", groups.paths[name]]))
         time.sleep(0.3)
         render, encode = (b.pid for b in burners)
@@ -128,9 +128,9 @@ def main():
                              "rapl_powercap,hwmon", "--interval", "1s", "--idle-watts",
                              f"gpu={GPU_IDLE}") as agent:
                 procfs.busy.set()
-                time.sleep(1.5)
+                wait_ticks(agent, 2)  # a tick wholly inside the busy stretch
                 m0 = scrape(agent.url)
-                time.sleep(6)
+                wait_ticks(agent, 6)
                 m1 = scrape(agent.url)
 
                 def delta(name, **kw):
@@ -162,9 +162,9 @@ def main():
 
                 # Nobody adds busy time: the dynamic energy is unattributed, and said why.
                 procfs.busy.clear()
-                time.sleep(2.5)
+                wait_ticks(agent, 3)
                 m2 = scrape(agent.url)
-                time.sleep(3)
+                wait_ticks(agent, 3)
                 m3 = scrape(agent.url)
                 split = [l for l, _ in series(m3, "wattprobe_gpu_split_info", source="hwmon")]
                 assert split and split[0]["split"] == "none" and "busy time" in split[0]["why"], \

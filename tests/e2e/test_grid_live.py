@@ -13,7 +13,8 @@ import tempfile
 import time
 import urllib.request
 
-from wattprobe_e2e import USER_ARGS, BIN, Process, fetch, near, parse_metrics, scrape, series, start_agent, value
+from wattprobe_e2e import (USER_ARGS, BIN, Process, fetch, near, parse_metrics, scaled, scrape,
+                           series, start_agent, value, wait_ticks)
 
 FAKE_API = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support", "fake_grid_api.py")
 EM_TOKEN = "em-test-token-SECRET"
@@ -34,7 +35,7 @@ class FakeApi:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def control(self, what):
-        urllib.request.urlopen(f"{self.url}/__{what}", timeout=5).read()
+        urllib.request.urlopen(f"{self.url}/__{what}", timeout=scaled(5)).read()
 
     def close(self):
         self.proc.kill()
@@ -48,13 +49,14 @@ def intensity(m):
 
 
 def wait_for(agent, what, check, timeout=15):
+    timeout = scaled(timeout)
     deadline = time.time() + timeout
     while time.time() < deadline:
         m = scrape(agent.url)
         if check(m):
             return m
         time.sleep(0.1)
-    raise AssertionError(f"no {what} within {timeout}s; last /metrics grid lines: "
+    raise AssertionError(f"no {what} within {timeout:.0f}s; last /metrics grid lines: "
                          f"{[s for s in scrape(agent.url) if 'grid' in s[0]]}\n{agent.stderr()}")
 
 
@@ -80,13 +82,13 @@ def node_joules(m):
 def grams_follow(agent, grams, what):
     """Over ticks that all ran at one intensity, grams / joules is that intensity times PUE."""
     m0 = scrape(agent.url)
-    time.sleep(1.2)
+    wait_ticks(agent, 3)
     m1 = scrape(agent.url)
     exported = intensity(m1)[1]
     # WattTime's pounds per MWh come back as grams per kWh with a rounding of the last digits.
     assert intensity(m0)[1] == exported and abs(exported - grams) < 1e-3, (intensity(m0), intensity(m1))
     joules = node_joules(m1) - node_joules(m0)
-    assert joules > 0, "no energy between two scrapes 1.2 s apart"
+    assert joules > 0, "no energy between two scrapes three ticks apart"
     g_per_kwh = (operational_grams(m1) - operational_grams(m0)) / joules * 3.6e6
     near(g_per_kwh, exported * PUE, 1e-6, f"{what}: grams per kWh of the ticks at {grams} g/kWh x PUE")
 
@@ -100,7 +102,7 @@ def assert_secret_nowhere(agent, secrets, doctor_args, env=None):
     with open(f"/proc/{agent.proc.pid}/cmdline", "rb") as f:
         cmdline = f.read().decode(errors="replace")
     doctor = subprocess.run([BIN, "doctor", *doctor_args], capture_output=True, text=True,
-                            timeout=60, env=env)
+                            timeout=scaled(60), env=env)
     places = {"stderr": agent.stderr(), "stdout": agent.stdout(), "/metrics": text,
               "/proc/PID/cmdline": cmdline, "doctor": doctor.stdout + doctor.stderr}
     for secret in secrets:
@@ -171,6 +173,7 @@ def watttime(api, tmp):
             *USER_ARGS]
     with Process(args, env=env) as agent:
         agent.url = agent.wait_for(r"serving metrics at (http://\S+/metrics)").group(1)
+        agent.interval = 0.2
         m = wait_intensity(agent, 250, "marginal")
         assert intensity(m)[0]["zone"] == "CAISO_NORTH", intensity(m)
         grams_follow(agent, 250, "watttime")

@@ -72,7 +72,7 @@ def main():
         with start_driver(sysfs, "--scenario", "one_socket", "--watts", "package=30") as driver, \
                 start_agent("--sysfs-root", sysfs, "--procfs-root", procfs,
                             "--sources", "rapl_powercap", "--accounting", "procfs",
-                            "--interval", f"{INTERVAL_S:g}s") as agent:
+                            "--interval", f"{INTERVAL_S:g}s", first_tick=False) as agent:
             base = agent.url[:-len("/metrics")]
 
             # The first tick waits on the FIFO: the agent serves, but has not ticked.

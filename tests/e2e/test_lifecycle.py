@@ -18,10 +18,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 
-from wattprobe_e2e import (BIN, TOOLS, Process, ledger_lines, near, run_report, scrape, series,
-                           start_agent, value)
+from wattprobe_e2e import (BIN, TOOLS, Process, ledger_lines, near, run_report, scaled, scrape,
+                           series, start_agent, value, wait_ticks)
 
 INTERVAL = "250ms"
 SECONDS_PER_YEAR = 365.25 * 86400
@@ -42,7 +41,7 @@ def tree(*scenarios):
 
 def doctor(root, *extra):
     return subprocess.run([BIN, "doctor", "--sysfs-root", root, "--dev-root", root, *extra],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=scaled(120))
 
 
 def laptop_and_jetson():
@@ -53,7 +52,8 @@ def laptop_and_jetson():
                          "--accounting", "procfs", "--interval", INTERVAL, "--ledger-period",
                          "1s", "--grid-intensity", "300", "--embodied-kg", "1000",
                          "--install-date", "2024-01-01", state_dir=state) as agent:
-            time.sleep(4)
+            # Ticks over at least 3 s (12 of 250 ms): several 1 s ledger periods for the report.
+            wait_ticks(agent, 12)
             m = scrape(agent.url)
             assert agent.stop() == 0, agent.stderr()
             log = agent.stderr() + agent.stdout()
@@ -184,7 +184,7 @@ def malformed():
     try:
         with start_agent("--sysfs-root", root, "--dev-root", root, "--sources", "hwmon",
                          "--accounting", "procfs", "--interval", INTERVAL) as agent:
-            time.sleep(1.5)
+            wait_ticks(agent, 3)
             m = scrape(agent.url)
             log = agent.stderr() + agent.stdout()
             assert agent.proc.poll() is None, "the agent stopped on malformed battery values"
@@ -211,7 +211,7 @@ def none_and_board_estimate():
         with start_agent("--config", config, "--sysfs-root", root, "--dev-root", root,
                          "--sources", "model", "--accounting", "procfs", "--interval",
                          INTERVAL) as agent:
-            time.sleep(1.5)
+            wait_ticks(agent, 3)
             m = scrape(agent.url)
         for family in ("wattprobe_device_battery_capacity_ratio",
                        "wattprobe_device_thermal_throttle_events_total",

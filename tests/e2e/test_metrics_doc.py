@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 
 from wattprobe_e2e import (TOOLS, Cgroups, RemoteWriteReceiver, fetch, scrape, series, skip,
                            start_agent, start_driver, wait_until)
@@ -139,8 +138,12 @@ def guest_families():
 
 
 def start_in(cgroup):
-    p = subprocess.Popen(["sh", "-c", 'echo $$ > "$0/cgroup.procs"; exec sleep 120', cgroup])
-    time.sleep(0.2)
+    p = subprocess.Popen(["sh", "-c", 'echo $$ > "$0/cgroup.procs"; exec sleep 600', cgroup])
+
+    def moved():
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            return str(p.pid) in f.read().split()
+    wait_until(moved, 10, f"pid {p.pid} in {cgroup}")
     return p
 
 
@@ -194,7 +197,10 @@ def main():
                 # Wait for what arrives late: a grid answer with its forecast, a remote-write
                 # success, the workers' split GPU energy.
                 def ready():
-                    m = scrape(agent.url)
+                    try:
+                        m = scrape(agent.url)
+                    except OSError:
+                        return False  # a slow answer on a busy host: ask again
                     need = ("wattprobe_grid_carbon_intensity_forecast_grams_per_kwh",
                             "wattprobe_agent_remote_write_last_success_timestamp_seconds",
                             "wattprobe_workload_gpu_energy_joules_total",

@@ -7,10 +7,19 @@ import signal
 import tempfile
 import time
 
-from wattprobe_e2e import near, read_json, scrape, series, start_agent, start_driver, value
+from wattprobe_e2e import (near, read_json, scrape, series, start_agent, start_driver, value,
+                           wait_ticks)
 
 
-def run_case(scenario, watts, expect, max_range=None, seconds=4.0):
+def frozen_read(driver, agent, report):
+    """/metrics and the driver's report at one counter state: the driver stopped, then two ticks
+    (one began after the stop) over the frozen tree. The caller resumes the driver."""
+    driver.proc.send_signal(signal.SIGSTOP)
+    wait_ticks(agent, 2)
+    return scrape(agent.url), read_json(report)
+
+
+def run_case(scenario, watts, expect, max_range=None):
     root = tempfile.mkdtemp(prefix="wattprobe-sysfs-")
     report = root + "/driver.json"
     extra = ["--scenario", scenario, "--watts", watts, "--period-ms", "20", "--report", report]
@@ -20,27 +29,32 @@ def run_case(scenario, watts, expect, max_range=None, seconds=4.0):
         with start_driver(root, *extra) as driver, \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap",
                          "--interval", "200ms", "--accounting", "procfs") as agent:
-            time.sleep(1.0)
-            m0, j0 = scrape(agent.url), read_json(report)
-            time.sleep(seconds)
-            m1, j1 = scrape(agent.url), read_json(report)
-            # The gauge is one tick's mean power. A fixture write that lands late on a loaded
-            # host moves one tick's reading, not the next ones: the median of several ticks
-            # is what a user reading the gauge sees, and it must be within 1 %.
+            # Both sides of each energy comparison are read with the driver stopped, so a busy
+            # host that delays a tick does not put its lag between them.
+            m0, j0 = frozen_read(driver, agent, report)
+            driver.proc.send_signal(signal.SIGCONT)
+            # The resumed driver wrote the frozen stretch in one step: gauges from ticks after it.
+            wait_ticks(agent, 2)
+            # The gauge is one tick's mean power. A read that lands late on a loaded host moves
+            # one tick's reading, not the next ones: the median of several ticks is what a user
+            # reading the gauge sees, and it must be within 1 %.
             gauges = []
-            for _ in range(7):
-                time.sleep(0.25)
+            for _ in range(9):
+                wait_ticks(agent, 1)
                 gauges.append(scrape(agent.url))
+            m1, j1 = frozen_read(driver, agent, report)
+            driver.proc.send_signal(signal.SIGCONT)
             for (domain, socket, zone, w) in expect:
                 readings = sorted(value(g, "wattprobe_node_power_watts", source="rapl_powercap",
                                         domain=domain, socket=socket) for g in gauges)
+                print(f"{scenario} {domain}/{socket} gauges: {[round(r, 3) for r in readings]}")
                 near(readings[len(readings) // 2], w, 0.01,
                      f"{scenario} {domain} socket {socket} watts (median of {len(readings)} ticks)")
                 e0 = value(m0, "wattprobe_node_energy_joules_total", domain=domain, socket=socket)
                 e1 = value(m1, "wattprobe_node_energy_joules_total", domain=domain, socket=socket)
                 added = j1["joules"][zone] - j0["joules"][zone]
-                # The two reads are not at the same instant: one driver period and one agent tick
-                # of slack, at the zone's power, bound the difference.
+                # Read at one frozen state; the report may lag the tree by a driver step: one
+                # driver period, and 200 ms more, at the zone's power, bound it.
                 slack = w * (0.2 + 0.02) + 1e-6
                 if abs((e1 - e0) - added) > slack:
                     raise AssertionError(
@@ -70,18 +84,11 @@ def wraparound_exact():
                           "--report", report) as driver, \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval",
                          "100ms", "--accounting", "procfs") as agent:
-            time.sleep(0.5)
-
-            def frozen_read():
-                driver.proc.send_signal(signal.SIGSTOP)
-                time.sleep(0.4)  # several agent ticks over the frozen tree
-                m, j = scrape(agent.url), read_json(report)
-                return m, j
-
-            m0, j0 = frozen_read()
+            wait_ticks(agent, 2)
+            m0, j0 = frozen_read(driver, agent, report)
             driver.proc.send_signal(signal.SIGCONT)
-            time.sleep(5)
-            m1, j1 = frozen_read()
+            time.sleep(5)  # wall time for the driver to wrap several times
+            m1, j1 = frozen_read(driver, agent, report)
             driver.proc.send_signal(signal.SIGCONT)
         e0 = value(m0, "wattprobe_node_energy_joules_total", domain="package", socket="0")
         e1 = value(m1, "wattprobe_node_energy_joules_total", domain="package", socket="0")

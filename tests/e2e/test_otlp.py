@@ -17,8 +17,9 @@ import tempfile
 import threading
 import time
 
-from wattprobe_e2e import (BIN, RemoteWriteReceiver, _pb_varint, decode_write_request, scrape,
-                           series, start_agent, start_driver, value, wait_until)
+from wattprobe_e2e import (BIN, RemoteWriteReceiver, _pb_varint, decode_write_request, scaled,
+                           scrape, series, start_agent, start_driver, value, wait_ticks,
+                           wait_until)
 
 TICKS = "wattprobe_agent_tick_duration_seconds"
 NODE = "wattprobe_node_energy_joules_total"
@@ -238,7 +239,10 @@ def dropped(m):
 
 def metrics_when(agent, predicate, timeout, what):
     def check():
-        m = scrape(agent.url)
+        try:
+            m = scrape(agent.url)
+        except OSError:
+            return None  # a slow answer on a busy host: ask again
         return m if series(m, TICKS + "_count") and predicate(m) else None
     return wait_until(check, timeout, what)
 
@@ -299,37 +303,38 @@ def outage_and_restarts(root, figures):
         with start_agent(*args, state_dir=state) as a:
             m = metrics_when(a, lambda m: otlp(m, "requests_failed_total", reason="http_5xx") >= 2
                              and otlp(m, "queue_samples") > 0, 10, "queueing while the receiver says 503")
-            time.sleep(0.6)
+            wait_ticks(a, 3)  # a few more ticks queued
             a_ticks = value(scrape(a.url), TICKS + "_count")
             assert sum(dropped(m).values()) == 0, dropped(m)
             a.proc.send_signal(signal.SIGTERM)
-            assert a.proc.wait(10) == 0
+            assert a.proc.wait(scaled(10)) == 0
         print(f"ok: run 1 queued through 503s, SIGTERM'd after {a_ticks:.0f} ticks")
         # Run 2: still down; killed -9.
         b = start_agent(*args, state_dir=state)
         with b:
             m = metrics_when(b, lambda m: otlp(m, "queue_samples") > 0, 10, "the queue replayed")
-            time.sleep(1.0)
+            wait_ticks(b, 5)
             b_ticks = value(scrape(b.url), TICKS + "_count")
-            time.sleep(0.4)  # every tick up to b_ticks is on disk (fsync per tick)
+            # Every tick up to b_ticks is on disk (fsync per tick) once two more are done.
+            wait_ticks(b, 2, since=int(b_ticks))
             b.proc.send_signal(signal.SIGKILL)
-            b.proc.wait(5)
+            b.proc.wait(scaled(5))
         print(f"ok: run 2 made > {b_ticks:.0f} ticks, killed -9")
         # Run 3: the receiver comes back.
         with start_agent(*args, state_dir=state) as c:
             first_snapshot = metrics_when(c, lambda m: True, 5, "a first tick")
-            time.sleep(0.6)
+            wait_ticks(c, 3)  # a few ticks queued while still down
             down.clear()
             m = metrics_when(c, lambda m: otlp(m, "queue_samples") == 0 and otlp(m, "samples_sent_total") > 0,
                              30, "the queue drained after the outage")
-            time.sleep(0.6)
+            wait_ticks(c, 3)
             c_ticks = value(scrape(c.url), TICKS + "_count")
             m = scrape(c.url)
             assert sum(dropped(m).values()) == 0, dropped(m)
             figures["wire B/point, agent metrics (mostly catch-up requests)"] = \
                 otlp(m, "sent_bytes_total") / otlp(m, "samples_sent_total")
             c.proc.send_signal(signal.SIGTERM)
-            assert c.proc.wait(10) == 0
+            assert c.proc.wait(scaled(10)) == 0
 
         accepted = recv.accepted()
         for r in accepted:

@@ -13,6 +13,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wattprobe_e2e import scaled, wait_ticks  # noqa: E402
+
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("WATTPROBE_BIN", "build/wattprobe")
 DASHBOARD = os.path.join(SOURCE, "packaging", "grafana", "wattprobe-dashboard.json")
@@ -47,7 +50,7 @@ def free_port():
 
 
 def scrape(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=scaled(5)) as r:
         return r.read().decode()
 
 
@@ -100,13 +103,14 @@ def main():
              *user_args()],
             stdout=log, stderr=subprocess.STDOUT)
         try:
-            first, deadline = None, time.time() + 30
+            first, limit = None, scaled(30)
+            deadline = time.time() + limit
             while first is None and time.time() < deadline and agent.poll() is None:
                 try:
                     first = scrape(port)
                 except OSError:
                     time.sleep(0.2)
-            if not check(first is not None, "/metrics answers within 30 s"):
+            if not check(first is not None, f"/metrics answers within {limit:.0f} s"):
                 return report(log)
 
             sets, nnp = capability_sets(agent.pid)
@@ -119,7 +123,8 @@ def main():
             check(sets.get("CapAmb") == 0, "no ambient capabilities")
             check(nnp and nnp.group(1) == "1", "no_new_privs is set")
 
-            time.sleep(2)
+            # Ticks after the first scrape (the first may come before the first tick).
+            wait_ticks(f"http://127.0.0.1:{port}/metrics", 3, timeout=20)
             second = scrape(port)
             check(node_joules(second) > node_joules(first),
                   f"still measures: node energy grew ({node_joules(first)} -> "
@@ -144,7 +149,7 @@ def main():
         finally:
             agent.send_signal(signal.SIGTERM)
             try:
-                agent.wait(timeout=10)
+                agent.wait(timeout=scaled(10))
             except subprocess.TimeoutExpired:
                 agent.kill()
                 agent.wait()

@@ -10,10 +10,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
-from wattprobe_e2e import (ledger_lines, near, run_report, scrape, series, start_agent,
-                           start_driver, value)
+from wattprobe_e2e import (ledger_lines, near, run_report, scaled, scrape, series, start_agent,
+                           start_driver, value, wait_ticks)
 
 INTERVAL_S = 0.25
 WATTS = 20.0
@@ -93,12 +92,13 @@ def main():
                 # Some CPU work, so a workload besides the background has a share of the energy.
                 busy = subprocess.Popen([sys.executable, "-c",
                                          "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
-                time.sleep(6.0)
-                busy.wait(10)
+                # Six seconds of ticks at least (24 of 250 ms): six one-second ledger periods.
+                wait_ticks(agent, 24)
+                busy.wait(scaled(10))
                 # Freeze the counter: the ticks from here on add no energy, so /metrics and the
                 # ledger (which also gets the ticks up to the stop) read the same joules.
                 driver.proc.send_signal(signal.SIGSTOP)
-                time.sleep(4 * INTERVAL_S)
+                wait_ticks(agent, 3)  # ticks that began after the freeze
                 metrics = scrape(agent.url)
                 assert agent.stop() == 0, agent.stderr()
                 driver.proc.send_signal(signal.SIGCONT)

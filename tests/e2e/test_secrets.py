@@ -15,7 +15,7 @@ import tempfile
 
 import time
 
-from wattprobe_e2e import with_user, BIN, RemoteWriteReceiver, start_agent
+from wattprobe_e2e import with_user, BIN, RemoteWriteReceiver, scaled, start_agent
 
 SECRET = "s3cr3t-value"
 INJECTION = SECRET + "\nX-Injected: yes"
@@ -25,7 +25,7 @@ def run(*args, env=None, timeout=30):
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
     return subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state,
                            "--sources", "model", "--accounting", "procfs", *with_user(args)],
-                          capture_output=True, text=True, timeout=timeout,
+                          capture_output=True, text=True, timeout=scaled(timeout),
                           env={**os.environ, **(env or {})})
 
 
@@ -125,7 +125,7 @@ def header_from_file(work):
                          "--remote-write-url", rx.url, "--remote-write-batch-interval", "100ms",
                          "--remote-write-header-file",
                          "X-Api-Key=$CREDENTIALS_DIRECTORY/api-key") as agent:
-            deadline = time.time() + 15
+            deadline = time.time() + scaled(15)
             while time.time() < deadline and len(rx.seen()) < 2:
                 time.sleep(0.1)
             with open(f"/proc/{agent.proc.pid}/cmdline", "rb") as f:

@@ -12,7 +12,8 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import BIN, ledger_lines, parse_metrics, scrape, start_agent, start_driver, value
+from wattprobe_e2e import (BIN, ledger_lines, parse_metrics, scaled, scrape, start_agent,
+                           start_driver, value, wait_ticks)
 
 WATTS = 30
 NODE = dict(domain="package", socket="0", source="rapl_powercap")
@@ -20,7 +21,7 @@ NODE = dict(domain="package", socket="0", source="rapl_powercap")
 
 def checkpoint(state):
     p = subprocess.run([BIN, "checkpoint-dump", "--state-dir", state], capture_output=True,
-                       text=True, timeout=30)
+                       text=True, timeout=scaled(30))
     assert p.returncode == 0, f"checkpoint-dump: exit {p.returncode}: {p.stderr}"
     written = int(next(l.split()[-1] for l in p.stdout.splitlines()
                        if l.startswith("# written_unix_ms ")))
@@ -44,16 +45,18 @@ def sighup_stops_cleanly(root, state):
                          "--accounting", "procfs", "--interval", "200ms",
                          "--checkpoint-interval", "1h", "--ledger-period", "1m",
                          state_dir=state) as agent:
-            time.sleep(2.0)
+            # Ticks over 2 s at least (10 of 200 ms): the ledger's period covers more than 1.5 s.
+            wait_ticks(agent, 10)
             before = value(scrape(agent.url), "wattprobe_node_energy_joules_total", **NODE)
-            assert before > 0, f"no package energy after 2 s: {before}"
+            assert before > 0, f"no package energy after 10 ticks: {before}"
             sent_ms = time.time() * 1000
             t0 = time.time()
             code = agent.stop(signal.SIGHUP)
             took = time.time() - t0
             err = agent.stderr()
     assert code == 0, f"exit {code} after SIGHUP (-1 is killed by it): {err}"
-    assert took < 5.0, f"SIGHUP took {took:.2f} s to stop"
+    limit = min(scaled(5.0), 15.0)  # a busy host slows the final checkpoint and ledger writes
+    assert took < limit, f"SIGHUP took {took:.2f} s to stop (limit {limit:.1f} s)"
     assert "SIGHUP: stopping" in err, f"the log does not say why it stopped: {err}"
     assert "wattprobe: stopped" in err, err
     print(f"ok: SIGHUP stopped the agent in {took:.3f} s, exit 0, logged")

@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 import time
 
-from wattprobe_e2e import (BIN, TOOLS, Cgroups, Tmux, free_port, skip, start_agent,
-                           start_driver)
+from wattprobe_e2e import (BIN, TOOLS, Cgroups, Tmux, free_port, scaled, skip, start_agent,
+                           start_driver, wait_ticks)
 
 BURNER = "top-burner.service"
 
@@ -35,7 +35,7 @@ class Top:
         # is read while the pane still lives.
         self.tmux = Tmux(f"{command}; echo $? > {self.status_file}; "
                          f"stty -a > {self.modes_file}.new; mv {self.modes_file}.new "
-                         f"{self.modes_file}; sleep 60")
+                         f"{self.modes_file}; sleep 600")
 
     def text(self, rows):
         return "\n".join(rows)
@@ -63,7 +63,7 @@ class Top:
 
     def ended_restored(self, want_status):
         """Waits for top to end; checks its status and that the terminal is as it was."""
-        deadline = time.time() + 10
+        deadline = time.time() + scaled(10)
         while not os.path.exists(self.modes_file):
             assert time.time() < deadline, "top did not end; the screen was:\n" + "\n".join(
                 self.tmux.screen())
@@ -168,14 +168,14 @@ def usage():
                           (["--standalone", "--url", "http://127.0.0.1:1/metrics"], ["exclude"]),
                           (["--standalone", "--listen", "127.0.0.1:0"], ["--listen"]),
                           (["--standalone", "--sysfs-root", "/does/not/exist"], ["/does/not/exist"])):
-        r = subprocess.run([BIN, "top", *args], capture_output=True, text=True, timeout=10)
+        r = subprocess.run([BIN, "top", *args], capture_output=True, text=True, timeout=scaled(10))
         assert r.returncode == 2, f"top {args}: exit {r.returncode}, stderr {r.stderr!r}"
         assert r.stderr.count("\n") == 1 and all(n in r.stderr for n in needles), r.stderr
-    r = subprocess.run([BIN, "top", "--help"], capture_output=True, text=True, timeout=10)
+    r = subprocess.run([BIN, "top", "--help"], capture_output=True, text=True, timeout=scaled(10))
     assert r.returncode == 0 and all(o in r.stdout for o in ("--url", "--standalone", "--interval",
                                                                "--sort")), r.stdout
     r = subprocess.run([BIN, "top"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                       timeout=10)
+                       timeout=scaled(10))
     assert r.returncode == 1 and "needs a terminal" in r.stderr, (r.returncode, r.stderr)
     print("ok: bad options exit 2 naming the option; --help lists the options; no terminal exits 1")
 
@@ -195,10 +195,13 @@ def main():
                           "--follow-load", "idle=20,k=60", "--period-ms", "50"), \
              start_agent("--sysfs-root", root, "--sources", "rapl_powercap") as agent:
             # Two busy processes, so the burners' workload stands out on a shared host too.
+            # Killed below; long enough to outlast all three parts on a slow host.
             burners = [subprocess.Popen([os.path.join(TOOLS, "cpu_burner"), "--busy-ratio", "1",
-                                         "--seconds", "60", "--cgroup", groups.paths[BURNER]])
+                                         "--seconds", "600", "--cgroup", groups.paths[BURNER]])
                        for _ in range(2)]
             try:
+                # top's rates need two of the agent's ticks with the burners running.
+                wait_ticks(agent, 2)
                 read_agent(agent.url)
                 unreachable()
                 standalone(root, state)

@@ -7,10 +7,12 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -44,6 +46,32 @@ TOOLS = os.environ.get("WATTPROBE_TOOLS_DIR", "build/tools")
 SKIP = 77
 
 
+# Every deadline the helpers keep is multiplied by one factor, so a slow or busy machine waits
+# longer rather than failing: WATTPROBE_TEST_TIME_SCALE, raised on its own while the 1-minute load
+# average exceeds the CPU count (six busy loops on two CPUs make it about 4). Capped, so a hung
+# agent still fails a test within ctest's limit. Waits end as soon as what they wait for is there,
+# so a larger factor costs time only when something is wrong.
+_SCALE_ENV = float(os.environ.get("WATTPROBE_TEST_TIME_SCALE", "1") or "1")
+_SCALE_CAP = 8.0
+
+
+def time_scale():
+    """The deadline factor now: the environment's, or the load per CPU if that is higher."""
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        load = 0.0
+    return max(_SCALE_ENV, min(load, _SCALE_CAP))
+
+
+TIME_SCALE = time_scale()
+
+
+def scaled(seconds):
+    """A deadline of `seconds` on a quiet machine, scaled for this one."""
+    return seconds * time_scale()
+
+
 def skip(reason):
     print(f"SKIPPED: {reason}")
     sys.exit(SKIP)
@@ -75,6 +103,7 @@ class Process:
             return f.read()
 
     def wait_for(self, pattern, timeout=20):
+        timeout = scaled(timeout)
         deadline = time.time() + timeout
         while time.time() < deadline:
             m = re.search(pattern, self.stdout())
@@ -84,14 +113,14 @@ class Process:
                 break
             time.sleep(0.05)
         raise AssertionError(
-            f"{self.args[0]}: no {pattern!r} within {timeout}s (exit {self.proc.poll()})\n"
+            f"{self.args[0]}: no {pattern!r} within {timeout:.0f}s (exit {self.proc.poll()})\n"
             f"stdout: {self.stdout()}\nstderr: {self.stderr()}")
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -135,12 +164,72 @@ def with_user(args):
     return list(args) + USER_ARGS
 
 
-def start_agent(*extra, state_dir=None):
+def _interval_seconds(args):
+    """The agent's --interval among its arguments (1 s, its default, when absent)."""
+    for i, a in enumerate(args):
+        text = a[len("--interval="):] if a.startswith("--interval=") else (
+            args[i + 1] if a == "--interval" and i + 1 < len(args) else None)
+        if text is None:
+            continue
+        m = re.fullmatch(r"([0-9.]+)(ms|s|m)?", text)
+        if m:
+            return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
+    return 1.0
+
+
+_UNVERIFIED = ssl.create_default_context()
+_UNVERIFIED.check_hostname = False
+_UNVERIFIED.verify_mode = ssl.CERT_NONE
+
+
+def healthz(url, timeout=5):
+    """(status, text) of the agent's /healthz beside `url` (its /metrics URL). /healthz needs no
+    credentials; a test's self-signed certificate is not checked."""
+    target = re.sub(r"/metrics$", "", url) + "/healthz"
+    context = _UNVERIFIED if target.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(target, timeout=scaled(timeout), context=context) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_first_tick(agent, timeout=30):
+    """Waits until the agent has published its first tick: /healthz stops answering "no tick
+    yet" (after it, a 503 "no tick for" on a starved machine is still a tick done). Returns early
+    if the agent exits; the caller's test then sees why."""
+    timeout = scaled(timeout + 3 * agent.interval)
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        if agent.proc.poll() is not None:
+            return
+        try:
+            status, text = healthz(agent.url)
+            last = (status, text.strip())
+            if status == 200 or "no tick yet" not in text:
+                return
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError(f"the agent published no tick within {timeout:.0f}s (/healthz: {last})\n"
+                         f"stderr: {agent.stderr()}")
+
+
+def start_agent(*extra, state_dir=None, first_tick=True):
+    """`wattprobe run` on a free port with EXTRA arguments; returns the Process, with .url (its
+    /metrics), .interval (seconds) and .state_dir. Returns after the first tick is published, so
+    the figures a tick makes are there; first_tick=False returns as soon as it serves, for tests
+    of what the agent answers before its first tick."""
     state = state_dir or tempfile.mkdtemp(prefix="wattprobe-state-")
     args = [BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, *with_user(extra)]
     p = Process(args)
-    m = p.wait_for(r"serving metrics at (http://\S+/metrics)")
+    m = p.wait_for(r"serving metrics at (https?://\S+/metrics)")
     p.url = m.group(1)
+    p.interval = _interval_seconds(args)
+    p.state_dir = state
+    if first_tick:
+        wait_first_tick(p)
     return p
 
 
@@ -150,6 +239,15 @@ def start_driver(root, *extra):
     measures fixture energy while accounting real CPU time."""
     args = [os.path.join(TOOLS, "fake_powercap_driver"), "--root", root, *extra]
     p = Process(args)
+    # Real RAPL counters are advanced by the hardware, never late. The driver stands in for
+    # them, so on a busy host it runs before the busy processes (real-time, lowest priority: it
+    # wakes every period for a few microseconds of work). Without that, its writes landed 10-50 ms
+    # late under six busy loops, and a 200 ms tick's watts read 5-10 % off. Where real-time
+    # scheduling is not allowed (no CAP_SYS_NICE) it runs as before.
+    try:
+        os.sched_setscheduler(p.proc.pid, os.SCHED_FIFO, os.sched_param(1))
+    except (OSError, AttributeError):
+        pass
     p.wait_for(r"ready")
     for rel in ("sys/kernel", "sys/fs", "sys/devices/system"):
         link = os.path.join(root, rel)
@@ -160,7 +258,7 @@ def start_driver(root, *extra):
 
 
 def fetch(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+    with urllib.request.urlopen(url, timeout=scaled(timeout)) as r:
         return r.read().decode()
 
 
@@ -195,6 +293,101 @@ def value(metrics, name, **want):
 
 def scrape(url):
     return parse_metrics(fetch(url))
+
+
+TICK_COUNT = "wattprobe_agent_tick_duration_seconds_count"
+
+
+def agent_ticks(url, fetch=fetch):
+    """How many ticks the agent at `url` (its /metrics) has counted: the _count of its own tick
+    histogram, read through `fetch` (a test's fetch with credentials or its CA for TLS). 0 when
+    the family is not there yet."""
+    for line in fetch(url).splitlines():
+        if line.startswith(TICK_COUNT + " ") or line.startswith(TICK_COUNT + "{"):
+            return int(float(line.rsplit(None, 1)[1]))
+    return 0
+
+
+def tick_count(metrics):
+    """The tick count in parsed metrics (what scrape returns); 0 when the family is not there."""
+    return int(sum(v for n, _, v in metrics if n == TICK_COUNT))
+
+
+def wait_ticks(agent, n=1, since=None, timeout=None, fetch=fetch):
+    """Waits until the agent's tick count has grown by `n` since `since` (a count agent_ticks
+    returned) or since now; returns the count. `agent` is a Process from start_agent or a /metrics
+    URL. A tick counted after now began after now only when n >= 2: wait for 2 when the figures
+    must cover what the test did before the call (a burn, a changed fixture). Fetch errors are
+    retried until the deadline: an agent under load may answer slowly."""
+    url = agent if isinstance(agent, str) else agent.url
+    interval = 1.0 if isinstance(agent, str) else getattr(agent, "interval", 1.0)
+    if since is None:
+        since = _retry_until(lambda: agent_ticks(url, fetch=fetch), scaled(30), url)
+    want = since + n
+    if timeout is None:
+        timeout = 20 + 3 * n * interval
+    timeout = scaled(timeout)
+    deadline = time.time() + timeout
+    got, error = since, None
+    while time.time() < deadline:
+        if not isinstance(agent, str) and agent.proc.poll() is not None:
+            raise AssertionError(f"the agent exited {agent.proc.returncode} while the test waited "
+                                 f"for tick {want}\nstderr: {agent.stderr()}")
+        try:
+            got = agent_ticks(url, fetch=fetch)
+            if got >= want:
+                return got
+        except OSError as e:
+            error = e
+        time.sleep(0.05)
+    raise AssertionError(f"{url}: tick count {got}, not {want} within {timeout:.0f}s"
+                         + (f" (last error: {error})" if error else ""))
+
+
+def _retry_until(read, timeout, what):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return read()
+        except OSError:
+            if time.time() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
+def wait_checkpoint(agent, state_dir=None, timeout=20):
+    """Waits for a checkpoint written after the agent's ticks from now: two ticks (one began
+    after the call), then a checkpoint file newer than the one there after them. Needs the
+    agent's --checkpoint-interval to be short next to `timeout`."""
+    path = os.path.join(state_dir or agent.state_dir, "checkpoint.pb")
+
+    def stamp():
+        try:
+            st = os.stat(path)
+            return st.st_ino, st.st_mtime_ns, st.st_size
+        except OSError:
+            return None
+
+    wait_ticks(agent, 2)
+    old = stamp()
+    wait_until(lambda: stamp() not in (None, old), timeout, f"a new checkpoint in {path}")
+
+
+def wait_metrics(url, check, what, timeout=30, fetch=fetch):
+    """Scrapes `url` until check(parsed metrics) is true; returns what check returned. For a
+    figure a tick makes: wait on the figure itself rather than on a clock."""
+    timeout = scaled(timeout)
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            got = check(parse_metrics(fetch(url)))
+            if got:
+                return got
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout:.0f}s: {what}" + (f" (last error: {last})" if last else ""))
 
 
 def read_json(path, retries=50):
@@ -244,7 +437,7 @@ class PrometheusServer:
             before_start(f"{self.dir}/data")
         self.proc = Process(args)
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 30
+        deadline = time.time() + scaled(30)
         while time.time() < deadline:
             try:
                 if "Ready" in fetch(self.url + "/-/ready", timeout=1):
@@ -477,7 +670,7 @@ class RestartablePrometheus(PrometheusServer):
         args = self.proc.args
         self.proc.__exit__(None, None, None)
         self.proc = Process(args)
-        deadline = time.time() + timeout
+        deadline = time.time() + scaled(timeout)
         while time.time() < deadline:
             try:
                 if "Ready" in fetch(self.url + "/-/ready", timeout=1):
@@ -488,15 +681,14 @@ class RestartablePrometheus(PrometheusServer):
 
 
 def wait_until(predicate, timeout, what):
+    timeout = scaled(timeout)
     deadline = time.time() + timeout
     while time.time() < deadline:
         got = predicate()
         if got:
             return got
         time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
+    raise AssertionError(f"not within {timeout:.0f}s: {what}")
 
 
 def cgroup2_root():
@@ -570,7 +762,7 @@ class Tmux:
 
     def _run(self, *args):
         r = subprocess.run([self.binary, "-L", self.socket, *args], capture_output=True,
-                           text=True, timeout=10)
+                           text=True, timeout=scaled(10))
         if r.returncode != 0:
             raise AssertionError(f"tmux {' '.join(args)}: {r.stderr.strip()}")
         return r.stdout
@@ -592,6 +784,7 @@ class Tmux:
 
     def wait_for(self, check, timeout=15, what="the screen"):
         """Polls the screen until check(rows) is true; returns the rows."""
+        timeout = scaled(timeout)
         deadline = time.time() + timeout
         rows = []
         while time.time() < deadline:
@@ -599,12 +792,12 @@ class Tmux:
             if check(rows):
                 return rows
             time.sleep(0.2)
-        raise AssertionError(f"{what} did not appear within {timeout}s; the screen was:\n" +
+        raise AssertionError(f"{what} did not appear within {timeout:.0f}s; the screen was:\n" +
                              "\n".join(rows))
 
     def close(self):
         subprocess.run([self.binary, "-L", self.socket, "kill-server"], capture_output=True,
-                       timeout=10)
+                       timeout=scaled(10))
         try:
             os.unlink(self.config)
         except OSError:
