@@ -10,8 +10,6 @@
 
 namespace wattprobe {
 
-// Only declared: base/http_endpoint.h and base/http_client.h both define HttpRequest and
-// HttpResponse, and main.cc, which builds the server, sees the grid providers' client.
 class HttpEndpoint;
 
 /// The limits that keep the server answering whatever its clients do. A scrape or probe sends

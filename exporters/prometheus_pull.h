@@ -12,7 +12,6 @@
 
 namespace wattprobe {
 
-// Only declared, as in http_server.h: base/http_client.h defines its own HttpRequest.
 class HttpEndpoint;
 
 /// What /healthz answers: an HTTP status and a short text saying why.

@@ -86,8 +86,8 @@ HttpClient::~HttpClient() {
   if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
 }
 
-HttpResponse HttpClient::get(const HttpRequest& request) {
-  HttpResponse out;
+HttpGetResult HttpClient::get(const HttpGetRequest& request) {
+  HttpGetResult out;
   auto* curl = static_cast<CURL*>(curl_);
   if (!curl) {
     out.reason = "transport";

@@ -19,12 +19,9 @@ struct HttpOptions {
   std::string ca_file;
 };
 
-// The client's request and response live in an inline namespace: base/http_endpoint.h defines
-// the server side's HttpRequest and HttpResponse, and two classes of one mangled name in one
-// binary broke at run time (the linker kept one's inline destructor for both).
-inline namespace client {
-
-struct HttpRequest {
+// The client's request and its outcome are named apart from the HTTP server's HttpRequest and
+// HttpResponse (base/http_endpoint.h): the agent holds both.
+struct HttpGetRequest {
   std::string url;
   /// "Name: value" lines. Marked secret so no error or log ever repeats them.
   std::vector<std::string> secret_headers;
@@ -35,7 +32,7 @@ struct HttpRequest {
 /// The outcome of one GET. `reason` is empty on success (any status) and otherwise one of:
 /// timeout, connect, tls, too_large, transport — the reason label of
 /// wattprobe_agent_grid_fetch_errors_total. `detail` never contains a header or a credential.
-struct HttpResponse {
+struct HttpGetResult {
   long status = 0;
   std::string body;
   int retry_after_s = -1;  // parsed Retry-After (delta-seconds form), -1 when absent
@@ -43,8 +40,6 @@ struct HttpResponse {
   std::string detail;
   bool ok() const { return reason.empty(); }
 };
-
-}  // namespace client
 
 /// The seconds a "Retry-After: N" header line asks for (any case, the delta-seconds form; the
 /// HTTP-date form and anything malformed give nullopt, and the caller's own backoff applies).
@@ -62,7 +57,7 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  HttpResponse get(const HttpRequest& request);
+  HttpGetResult get(const HttpGetRequest& request);
   const HttpOptions& options() const { return options_; }
 
  private:

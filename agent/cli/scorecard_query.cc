@@ -110,7 +110,7 @@ PromClient::PromClient(PromConnection connection)
 Result<PromAnswer> PromClient::instant(const std::string& promql, int64_t time_ms) {
   std::string base = connection_.url;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  HttpRequest request;
+  HttpGetRequest request;
   request.url = base + "/api/v1/query?query=" + url_encode(promql) +
                 "&time=" + std::to_string(time_ms / 1000);
   if (!connection_.bearer_token.empty()) {
@@ -118,7 +118,7 @@ Result<PromAnswer> PromClient::instant(const std::string& promql, int64_t time_m
   }
   request.basic_user = connection_.basic_user;
   request.basic_password = connection_.basic_password;
-  HttpResponse response = http_.get(request);
+  HttpGetResult response = http_.get(request);
   const std::string where = redact_url(base) + "/api/v1/query";
   if (!response.ok()) {
     return Error{ErrorKind::transient, where, response.reason + ": " + response.detail};

@@ -20,9 +20,9 @@
 #include "agent/base/duration.h"
 #include "agent/base/http_client.h"
 #include "agent/base/utc_time.h"
-#include "exporters/exposition_text.h"
 #include "agent/pipeline.h"
 #include "collectors/cpu_topology.h"
+#include "exporters/exposition_text.h"
 
 namespace po = boost::program_options;
 
@@ -203,7 +203,7 @@ class View {
 
 /// One GET of /metrics, parsed strictly; the snapshot's time is when the answer arrived.
 Result<SnapshotPtr> scrape(HttpClient& client, const std::string& url) {
-  HttpResponse r = client.get({url, {}, {}, {}});
+  HttpGetResult r = client.get({url, {}, {}, {}});
   std::string where = redact_url(url);
   if (!r.ok()) return Error{ErrorKind::transient, where, r.detail};
   if (r.status != 200) {

@@ -77,7 +77,7 @@ Decision ask_agent(const WhenOptions& o, int64_t now) {
       "/emissions/forecasts/current?windowSize=" + std::to_string(o.duration_ms / kMsPerMinute) +
       "&dataStartAt=" + format_rfc3339(now) + "&dataEndAt=" + format_rfc3339(now + o.within_ms);
   HttpClient client(HttpOptions{5, 20, 4u << 20, ""});
-  HttpResponse r = client.get({url, {}, {}, {}});
+  HttpGetResult r = client.get({url, {}, {}, {}});
   const std::string where = redact_url(base);
   if (!r.ok()) {
     d.unusable = "cannot ask " + where + ": " + r.detail;

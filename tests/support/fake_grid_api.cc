@@ -61,7 +61,7 @@ std::string FakeGridApi::base_url() const {
 std::string FakeGridApi::control(const std::string& path) const {
   // The control channel is plain HTTP only; in the TLS mode the tests need no control.
   HttpClient client;
-  HttpResponse r = client.get(HttpRequest{base_url() + path, {}, {}, {}});
+  HttpGetResult r = client.get(HttpGetRequest{base_url() + path, {}, {}, {}});
   return r.body;
 }
 

@@ -116,9 +116,9 @@ CarbonIntensityUkProvider::CarbonIntensityUkProvider(CarbonIntensityUkOptions op
     : options_(std::move(options)), http_(options_.http) {}
 
 GridFetch CarbonIntensityUkProvider::fetch(int64_t) {
-  HttpRequest req;
+  HttpGetRequest req;
   req.url = options_.base_url + "/intensity";
-  HttpResponse resp = http_.get(req);
+  HttpGetResult resp = http_.get(req);
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   GridFetch f = parse_carbonintensity_uk(resp.body, req.url);
   if (!f.reading) return f;

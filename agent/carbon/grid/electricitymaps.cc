@@ -101,10 +101,10 @@ ElectricityMapsProvider::ElectricityMapsProvider(ElectricityMapsOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
 GridFetch ElectricityMapsProvider::fetch(int64_t) {
-  HttpRequest req;
+  HttpGetRequest req;
   req.secret_headers.push_back("auth-token: " + options_.token);
   req.url = options_.base_url + "/v3/carbon-intensity/latest?zone=" + options_.zone;
-  HttpResponse resp = http_.get(req);
+  HttpGetResult resp = http_.get(req);
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   GridFetch f = parse_electricitymaps_latest(resp.body, req.url);
   if (!f.reading) return f;

@@ -35,7 +35,7 @@ GridFetch StaticGridProvider::fetch(int64_t now_ms) {
   return f;
 }
 
-GridFetch http_failure(const HttpResponse& response, const std::string& url) {
+GridFetch http_failure(const HttpGetResult& response, const std::string& url) {
   std::string where = redact_url(url);
   if (!response.ok()) {
     return GridFetch::failure(response.reason, Error{ErrorKind::transient, where, response.detail});

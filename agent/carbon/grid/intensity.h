@@ -93,7 +93,7 @@ class StaticGridProvider : public GridProvider {
 
 /// Helpers for the API providers.
 /// Maps a non-2xx status to a fetch failure; the body is never quoted (it may echo a token).
-GridFetch http_failure(const HttpResponse& response, const std::string& url);
+GridFetch http_failure(const HttpGetResult& response, const std::string& url);
 /// Strict ISO 8601 UTC time: YYYY-MM-DDTHH:MM[:SS[.fff]](Z|+00:00). nullopt if anything else.
 std::optional<int64_t> parse_utc_time(std::string_view text);
 /// An intensity from a document: finite, 0 ≤ v ≤ kMaxGramsPerKwh, else why not.

@@ -92,11 +92,11 @@ WattTimeProvider::WattTimeProvider(WattTimeOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
 GridFetch WattTimeProvider::login(int64_t now_ms) {
-  HttpRequest req;
+  HttpGetRequest req;
   req.url = options_.base_url + "/login";
   req.basic_user = options_.username;
   req.basic_password = options_.password;
-  HttpResponse resp = http_.get(req);
+  HttpGetResult resp = http_.get(req);
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   auto token = parse_watttime_login(resp.body, req.url);
   if (!token) return GridFetch::failure("malformed", token.error());
@@ -111,11 +111,11 @@ GridFetch WattTimeProvider::fetch(int64_t now_ms) {
       GridFetch l = login(now_ms);
       if (!l.reason.empty()) return l;
     }
-    HttpRequest req;
+    HttpGetRequest req;
     req.url = options_.base_url + "/v3/forecast?region=" + options_.region +
               "&signal_type=co2_moer&horizon_hours=" + std::to_string(options_.horizon_hours);
     req.secret_headers.push_back("Authorization: Bearer " + token_);
-    HttpResponse resp = http_.get(req);
+    HttpGetResult resp = http_.get(req);
     if (resp.ok() && (resp.status == 401 || resp.status == 403) && attempt == 0) {
       token_.clear();  // revoked or expired early: log in once more
       continue;

@@ -19,7 +19,7 @@ TEST(HttpClient, ReadsBodyStatusAndRetryAfter) {
   ASSERT_TRUE(api.running());
   HttpClient client;
   api.set_mode("http429");
-  HttpResponse r = client.get({api.base_url() + "/intensity", {}, {}, {}});
+  HttpGetResult r = client.get({api.base_url() + "/intensity", {}, {}, {}});
   api.set_mode("ok");
   ASSERT_TRUE(r.ok()) << r.detail;
   EXPECT_EQ(r.status, 429);
@@ -36,7 +36,7 @@ TEST(HttpClient, TotalTimeoutStopsAServerThatNeverAnswers) {
       {.connect_timeout_s = 1, .total_timeout_s = 0.5, .max_body_bytes = 1 << 20, .ca_file = {}});
   api.set_mode("hang");
   auto t0 = std::chrono::steady_clock::now();
-  HttpResponse r = client.get({api.base_url() + "/intensity", {}, {}, {}});
+  HttpGetResult r = client.get({api.base_url() + "/intensity", {}, {}, {}});
   auto took = std::chrono::steady_clock::now() - t0;
   api.set_mode("ok");
   EXPECT_EQ(r.reason, "timeout");
@@ -50,7 +50,7 @@ TEST(HttpClient, BodyCapStopsA50MegabyteAnswerWithOrWithoutLength) {
     HttpClient client(
         {.connect_timeout_s = 1, .total_timeout_s = 10, .max_body_bytes = 1 << 20, .ca_file = {}});
     api.set_mode(mode);
-    HttpResponse r = client.get({api.base_url() + "/intensity", {}, {}, {}});
+    HttpGetResult r = client.get({api.base_url() + "/intensity", {}, {}, {}});
     EXPECT_EQ(r.reason, "too_large") << mode << ": " << r.detail;
     EXPECT_TRUE(r.body.empty());
   }
@@ -62,7 +62,7 @@ TEST(HttpClient, RefusesASelfSignedCertificate) {
   ASSERT_TRUE(tls.running());
   HttpClient client(
       {.connect_timeout_s = 2, .total_timeout_s = 5, .max_body_bytes = 1 << 20, .ca_file = {}});
-  HttpResponse r = client.get({tls.base_url() + "/intensity", {}, {}, {}});
+  HttpGetResult r = client.get({tls.base_url() + "/intensity", {}, {}, {}});
   EXPECT_EQ(r.reason, "tls") << r.detail;
   std::cout << "[bad answer] tls -> reason=tls: " << r.detail << "\n";
 }
@@ -71,14 +71,14 @@ TEST(HttpClient, ConnectionRefusedIsConnect) {
   HttpClient client(
       {.connect_timeout_s = 1, .total_timeout_s = 2, .max_body_bytes = 1024, .ca_file = {}});
   // Port 1 on loopback: nothing listens there on a test host.
-  HttpResponse r = client.get({"http://127.0.0.1:1/intensity", {}, {}, {}});
+  HttpGetResult r = client.get({"http://127.0.0.1:1/intensity", {}, {}, {}});
   EXPECT_EQ(r.reason, "connect") << r.detail;
 }
 
 TEST(HttpClient, ErrorsCarryNoCredentials) {
   HttpClient client(
       {.connect_timeout_s = 1, .total_timeout_s = 2, .max_body_bytes = 1024, .ca_file = {}});
-  HttpResponse r = client.get(
+  HttpGetResult r = client.get(
       {"http://user:SECRET@127.0.0.1:1/x?key=SECRET", {"auth-token: SECRET"}, "user", "SECRET"});
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.detail.find("SECRET"), std::string::npos) << r.detail;
