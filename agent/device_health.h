@@ -10,9 +10,9 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/snapshot.h"
-#include "collectors/battery.h"
-#include "collectors/storage_wear.h"
-#include "collectors/thermal.h"
+#include "collectors/health/battery.h"
+#include "collectors/health/storage_wear.h"
+#include "collectors/health/thermal.h"
 
 namespace wattprobe {
 
@@ -22,7 +22,7 @@ namespace wattprobe {
 /// the agent attributes.
 ///
 /// Made in the privileged half of start-up: the NVMe SMART logs are read in the constructor,
-/// while the agent still holds CAP_SYS_ADMIN (collectors/storage_wear.h), and kept for the
+/// while the agent still holds CAP_SYS_ADMIN (collectors/health/storage_wear.h), and kept for the
 /// agent's life. Batteries are read every tick (their discharge power is integrated), the
 /// temperatures and throttle counters at most every `slow_every` seconds. Runs on the sampling
 /// thread; not thread-safe.

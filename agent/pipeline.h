@@ -21,8 +21,8 @@
 #include "agent/tick/attribution.h"
 #include "agent/tick/energy_meter.h"
 #include "agent/tick/tick_loop.h"
-#include "collectors/cpu_accounting.h"
-#include "collectors/gpu_split_source.h"
+#include "collectors/cpu/cpu_accounting.h"
+#include "collectors/gpu/gpu_split_source.h"
 
 namespace wattprobe {
 

@@ -12,7 +12,7 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
-#include "collectors/cpu_accounting.h"
+#include "collectors/cpu/cpu_accounting.h"
 
 namespace wattprobe {
 

@@ -8,8 +8,8 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
-#include "collectors/cgroup_cpu.h"
-#include "collectors/cpu_accounting.h"
+#include "collectors/cpu/cgroup_cpu.h"
+#include "collectors/cpu/cpu_accounting.h"
 
 struct cgroup_usage_bpf;  // the generated skeleton (bpf/cgroup_usage.skel.h)
 struct bpf_link;

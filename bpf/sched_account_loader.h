@@ -11,7 +11,7 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
-#include "collectors/cpu_accounting.h"
+#include "collectors/cpu/cpu_accounting.h"
 
 struct sched_account_bpf;  // the generated skeleton (bpf/sched_account.skel.h)
 

@@ -4,16 +4,16 @@
 #include <set>
 
 #include "agent/base/text_file.h"
-#include "collectors/gpu_split.h"
-#include "collectors/host_energy.h"
-#include "collectors/hwmon.h"
-#include "collectors/ipmi.h"
-#include "collectors/model.h"
-#include "collectors/nvml.h"
-#include "collectors/rapl_msr.h"
-#include "collectors/rapl_perf.h"
-#include "collectors/rapl_powercap.h"
-#include "collectors/redfish.h"
+#include "collectors/gpu/gpu_split.h"
+#include "collectors/energy/host_energy.h"
+#include "collectors/energy/hwmon.h"
+#include "collectors/energy/ipmi.h"
+#include "collectors/energy/model.h"
+#include "collectors/energy/nvml.h"
+#include "collectors/energy/rapl_msr.h"
+#include "collectors/energy/rapl_perf.h"
+#include "collectors/energy/rapl_powercap.h"
+#include "collectors/energy/redfish.h"
 
 namespace wattprobe {
 

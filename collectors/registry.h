@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "agent/base/host_paths.h"
-#include "collectors/counter_stall.h"
+#include "collectors/energy/counter_stall.h"
 #include "collectors/energy_source.h"
-#include "collectors/model.h"
-#include "collectors/redfish.h"
+#include "collectors/energy/model.h"
+#include "collectors/energy/redfish.h"
 
 namespace wattprobe {
 
@@ -49,7 +49,7 @@ struct SourceEntry {
   std::vector<CapabilityNeed> capabilities;
   std::function<std::unique_ptr<EnergySource>(const SourceSettings&)> make;
   /// For a source that reads GPUs: the per-process split of their energy, its rows and the
-  /// GPUs' power limits (collectors/gpu_split_source.h); may return null (no GPU read).
+  /// GPUs' power limits (collectors/gpu/gpu_split_source.h); may return null (no GPU read).
   std::function<std::unique_ptr<GpuSplitSource>(const EnergySource&, const HostPaths&)>
       make_gpu_split = nullptr;
 };

@@ -21,7 +21,7 @@
 #include "agent/base/http_client.h"
 #include "agent/base/utc_time.h"
 #include "agent/pipeline.h"
-#include "collectors/cpu_topology.h"
+#include "collectors/cpu/cpu_topology.h"
 #include "exporters/exposition_text.h"
 
 namespace po = boost::program_options;

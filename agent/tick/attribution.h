@@ -15,8 +15,8 @@
 #include "agent/tick/energy_tick.h"
 #include "agent/tick/idle_power.h"
 #include "agent/tick/process_energy.h"
-#include "collectors/cpu_accounting.h"
-#include "collectors/gpu_split_source.h"
+#include "collectors/cpu/cpu_accounting.h"
+#include "collectors/gpu/gpu_split_source.h"
 
 namespace wattprobe {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "agent/base/snapshot.h"
-#include "collectors/counter_stall.h"
+#include "collectors/energy/counter_stall.h"
 #include "collectors/energy_source.h"
 
 namespace wattprobe {

@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "collectors/cpu_accounting.h"
+#include "collectors/cpu/cpu_accounting.h"
 #include "agent/base/snapshot.h"
 
 namespace wattprobe {
@@ -35,7 +35,7 @@ class ProcessEnergy {
   /// `workload_joules[i]` is what cpu.workloads[i] received this tick. `now_ms` is wall clock.
   void add(const CpuTick& cpu, std::span<const double> workload_joules, int64_t now_ms);
 
-  /// GPU joules of one process in this tick (its part of a GPU's split, collectors/gpu_split.h):
+  /// GPU joules of one process in this tick (its part of a GPU's split, collectors/gpu/gpu_split.h):
   /// added to the process's total, which then holds its CPU and GPU energy.
   void add_gpu(uint32_t pid, const std::string& comm, const std::string& workload, double joules,
                int64_t now_ms);

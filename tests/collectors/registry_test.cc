@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "collectors/gpu_split_source.h"
+#include "collectors/gpu/gpu_split_source.h"
 #include "tests/support/fake_sysfs.h"
 #include "tests/support/temp_tree.h"
 

@@ -1,7 +1,7 @@
 // Cgroup paths to workload identities (services, scopes, pods of both cgroup drivers,
 // containers of every runtime's naming), and the labels the identity becomes.
 #include "agent/base/workload_id.h"
-#include "collectors/cgroup_resolver.h"
+#include "collectors/identity/cgroup_resolver.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

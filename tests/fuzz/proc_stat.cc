@@ -1,5 +1,5 @@
 // /proc/<pid>/stat lines (procfs accounting): comm with spaces and parentheses, 50-odd fields.
-#include "collectors/procfs_accounting.h"
+#include "collectors/cpu/procfs_accounting.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -2,11 +2,11 @@
 // (energy*_input, power*_average), perf's power PMU (event config, scale, unit), CPU lists,
 // /proc/stat and /proc/cpuinfo: the input goes to every one of their parsers.
 #include "agent/base/text_file.h"
-#include "collectors/cpu_topology.h"
-#include "collectors/proc_stat.h"
-#include "collectors/rapl_msr.h"
-#include "collectors/rapl_perf.h"
-#include "collectors/rapl_powercap.h"
+#include "collectors/cpu/cpu_topology.h"
+#include "collectors/cpu/proc_stat.h"
+#include "collectors/energy/rapl_msr.h"
+#include "collectors/energy/rapl_perf.h"
+#include "collectors/energy/rapl_powercap.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

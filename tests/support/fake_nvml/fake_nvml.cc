@@ -1,5 +1,5 @@
-// A fake libnvidia-ml.so.1 for tests: the NVML functions collectors/nvml.cc calls, with the real
-// C signatures and return codes (collectors/nvml_api.h), answering from recorded `nvml-trace/1`
+// A fake libnvidia-ml.so.1 for tests: the NVML functions collectors/energy/nvml.cc calls, with the real
+// C signatures and return codes (collectors/energy/nvml_api.h), answering from recorded `nvml-trace/1`
 // files (tests/data/nvml/README.md) instead of a GPU.
 //
 // Environment (read once, at nvmlInit_v2):
@@ -49,7 +49,7 @@
 #include <string>
 #include <vector>
 
-#include "collectors/nvml_api.h"
+#include "collectors/energy/nvml_api.h"
 
 namespace {
 
