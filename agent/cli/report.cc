@@ -13,10 +13,11 @@
 #include <set>
 
 #include "agent/base/duration.h"
+#include "agent/base/flag_args.h"
 #include "agent/base/text_file.h"
+#include "agent/base/usage_error.h"
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/intensity.h"
-#include "agent/base/usage_error.h"
 #include "agent/cli/replacement.h"
 #include "agent/state/ledger.h"
 
@@ -450,26 +451,9 @@ std::string report_help() {
 }
 
 ReportOptions parse_report_options(const std::vector<std::string>& args, int64_t now_ms) {
-  std::map<std::string, std::string> given;
   static const std::set<std::string> kFlags{
       "since", "until", "by", "format", "state-dir", "functional-units", "functional-unit-name"};
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a.rfind("--", 0) != 0) throw UsageError("unexpected argument \"" + a + "\"");
-    std::string name = a.substr(2), value;
-    auto eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    } else {
-      if (!kFlags.count(name)) throw UsageError("unknown option \"" + a + "\"");
-      // A value may start with '-' (--since -24h), so the next word is always the value.
-      if (i + 1 == args.size()) throw UsageError("--" + name + " needs a value");
-      value = args[++i];
-    }
-    if (!kFlags.count(name)) throw UsageError("unknown option \"--" + name + "\"");
-    if (!given.emplace(name, value).second) throw UsageError("--" + name + " given twice");
-  }
+  std::map<std::string, std::string> given = parse_flag_args(args, kFlags);
 
   ReportOptions o;
   o.until_ms = now_ms;

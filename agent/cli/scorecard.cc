@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "agent/base/duration.h"
+#include "agent/base/flag_args.h"
 #include "agent/base/secret_file.h"
 #include "agent/base/utc_time.h"
 #include "agent/cli/scorecard_render.h"
@@ -184,22 +185,7 @@ ScorecardOptions parse_scorecard_options(const std::vector<std::string>& args, i
                                             "prometheus-basic-auth-password-file",
                                             "replacement-embodied-kg",
                                             "replacement-power-ratio"};
-  std::map<std::string, std::string> given;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a.rfind("--", 0) != 0) throw ScorecardUsageError("unexpected argument \"" + a + "\"");
-    std::string name = a.substr(2), value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-    } else {
-      if (!kFlags.count(name)) throw ScorecardUsageError("unknown option \"" + a + "\"");
-      if (i + 1 == args.size()) throw ScorecardUsageError("--" + name + " needs a value");
-      value = args[++i];
-    }
-    if (!kFlags.count(name)) throw ScorecardUsageError("unknown option \"--" + name + "\"");
-    if (!given.emplace(name, value).second) throw ScorecardUsageError("--" + name + " given twice");
-  }
+  std::map<std::string, std::string> given = parse_flag_args(args, kFlags);
   ScorecardOptions o;
   if (!given.count("prometheus")) throw ScorecardUsageError("--prometheus URL is required");
   o.prometheus.url = given["prometheus"];

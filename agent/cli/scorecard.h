@@ -7,16 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "agent/base/usage_error.h"
 #include "agent/cli/scorecard_figures.h"
 #include "agent/cli/scorecard_query.h"
 
 namespace wattprobe {
 
 /// A bad option or value: exit 2 with what() (it names the flag and the value).
-class ScorecardUsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using ScorecardUsageError = UsageError;
 
 struct ScorecardOptions {
   PromConnection prometheus;
