@@ -177,6 +177,9 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
         return bad_amount(f + ".attributed.cpu_seconds", a.cpu_seconds());
       t.cpu_seconds = a.cpu_seconds();
       t.last_seen_ms = a.last_seen_unix_ms();
+      if (!amount(a.host_joules()))
+        return bad_amount(f + ".attributed.host_joules", a.host_joules());
+      t.host_joules = a.host_joules();
       for (int k = 0; k < a.joules_size(); ++k) {
         const auto& j = a.joules(k);
         std::string g = f + ".attributed.joules[" + std::to_string(k) + "]";
@@ -228,6 +231,10 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
     return bad_amount("unattributed_cfe_joules", m.unattributed_cfe_joules());
   }
   out.carbon.unattributed_cfe_joules = m.unattributed_cfe_joules();
+  if (!amount(m.platform_shortfall_joules())) {
+    return bad_amount("platform_shortfall_joules", m.platform_shortfall_joules());
+  }
+  out.attribution.platform_shortfall_joules = m.platform_shortfall_joules();
 
   for (int i = 0; i < m.budgets_size(); ++i) {
     const auto& b = m.budgets(i);
@@ -395,6 +402,7 @@ std::string encode_checkpoint(const CheckpointState& s) {
     auto* a = entry(t.id)->mutable_attributed();
     a->set_cpu_seconds(t.cpu_seconds);
     a->set_last_seen_unix_ms(t.last_seen_ms);
+    a->set_host_joules(t.host_joules);
     for (const auto& [key, j] : t.joules) {
       auto* e = a->add_joules();
       e->set_source(key.first);
@@ -423,6 +431,7 @@ std::string encode_checkpoint(const CheckpointState& s) {
   m.set_unattributed_operational_grams(s.carbon.unattributed_operational);
   m.mutable_idle_carbon()->set_cfe_joules(s.carbon.idle.cfe_joules);
   m.set_unattributed_cfe_joules(s.carbon.unattributed_cfe_joules);
+  m.set_platform_shortfall_joules(s.attribution.platform_shortfall_joules);
   for (const auto& b : s.budgets) {
     auto* p = m.add_budgets();
     p->set_workload(b.budget.workload);
@@ -794,9 +803,11 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
   Family energy{"wattprobe_workload_energy_joules_total", "", MetricType::counter, {}};
   Family cpu{"wattprobe_workload_cpu_seconds_total", "", MetricType::counter, {}};
   Family gpu{"wattprobe_workload_gpu_energy_joules_total", "", MetricType::counter, {}};
+  Family host{"wattprobe_workload_host_energy_joules_total", "", MetricType::counter, {}};
   for (const auto& w : s.attribution.workloads) {
     Labels base = workload_labels(w.id);
     cpu.series.push_back({base, w.cpu_seconds});
+    host.series.push_back({base, w.host_joules});
     for (const auto& [key, j] : w.gpu_joules) {
       Labels l = base;
       l.emplace_back("source", std::get<0>(key));
@@ -820,7 +831,12 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
     em.series.push_back({workload_labels(id), g.embodied});
   }
   std::vector<Family> out;
-  for (Family* f : {&node, &idle, &unattributed, &energy, &cpu, &gpu, &op, &em}) {
+  Family shortfall{"wattprobe_node_platform_shortfall_joules_total",
+                   "",
+                   MetricType::counter,
+                   {{{}, s.attribution.platform_shortfall_joules}}};
+  for (Family* f :
+       {&node, &idle, &unattributed, &energy, &cpu, &gpu, &host, &shortfall, &op, &em}) {
     f->help = "From the checkpoint.";
     out.push_back(std::move(*f));
   }

@@ -423,7 +423,7 @@ AttributionTotals Attribution::totals() const {
   for (uint32_t s = 0; s < slots_.size(); ++s) {
     const Slot& t = slots_[s];
     if (!t.used) continue;
-    AttributionTotals::Workload w{*t.id, t.cpu_seconds, t.last_seen_ms, {}, {}};
+    AttributionTotals::Workload w{*t.id, t.cpu_seconds, t.last_seen_ms, {}, {}, t.host_joules};
     if (auto g = gpu_split_joules_.find(*t.id); g != gpu_split_joules_.end())
       w.gpu_joules = g->second;
     const Cell* cells = cells_of(s);
@@ -434,17 +434,21 @@ AttributionTotals Attribution::totals() const {
   }
   out.idle_joules = idle_total_;
   out.unattributed_joules = unattributed_total_;
+  out.platform_shortfall_joules = platform_shortfall_;
   return out;
 }
 
 void Attribution::restore(const AttributionTotals& totals) {
   for (const auto& w : totals.workloads) {
     restore_workload(w.id, w.cpu_seconds, w.joules);
-    slots_[slot_of_.at(w.id)].last_seen_ms = w.last_seen_ms;
+    Slot& slot = slots_[slot_of_.at(w.id)];
+    slot.last_seen_ms = w.last_seen_ms;
+    slot.host_joules = w.host_joules;
     if (!w.gpu_joules.empty()) gpu_split_joules_[w.id] = w.gpu_joules;
   }
   for (const auto& [domain, j] : totals.idle_joules) idle_total_[domain] = j;
   for (const auto& [domain, j] : totals.unattributed_joules) unattributed_total_[domain] = j;
+  platform_shortfall_ = totals.platform_shortfall_joules;
   forget_beyond_cap();
 }
 

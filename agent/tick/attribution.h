@@ -29,10 +29,13 @@ struct AttributionTotals {
     std::map<std::pair<std::string, std::string>, double> joules;  // {source, domain} → J
     /// The GPU part of `joules`: {source, device, split method} → J.
     std::map<std::tuple<std::string, int, std::string>, double> gpu_joules;
+    /// Its share of E_host (wattprobe_workload_host_energy_joules_total).
+    double host_joules = 0;
   };
   std::vector<Workload> workloads;
   std::map<std::string, double> idle_joules;          // by domain
   std::map<std::string, double> unattributed_joules;  // by domain
+  double platform_shortfall_joules = 0;  // wattprobe_node_platform_shortfall_joules_total
 };
 
 /// Splits each tick's measured joules of every domain into idle + one share per workload +
@@ -92,7 +95,7 @@ class Attribution {
   struct Slot {
     const WorkloadId* id = nullptr;  // the key in slot_of_
     double cpu_seconds = 0;
-    double host_joules = 0;  // E_host's share since start (this run)
+    double host_joules = 0;  // E_host's share, continued from the checkpoint
     int64_t last_seen_ms = 0;
     bool used = false;
     /// The workload's labels for wattprobe_workload_cpu_seconds_total, built at its first

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import tempfile
 
-from wattprobe_e2e import BIN, Process, fetch
+from wattprobe_e2e import BIN, Process, fetch, with_user
 
 
 def has_ipv6_loopback():
@@ -23,7 +23,8 @@ def main():
     second = "[::1]:0" if has_ipv6_loopback() else "127.0.0.1:0"
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
     with Process([BIN, "run", "--listen", "127.0.0.1:0", "--listen", second, "--state-dir", state,
-                  "--sources", "model", "--accounting", "procfs", "--interval", "200ms"]) as p:
+                  *with_user(["--sources", "model", "--accounting", "procfs", "--interval",
+                              "200ms"])]) as p:
         p.wait_for(r"(?s)serving metrics at \S+.*serving metrics at \S+")
         urls = re.findall(r"serving metrics at (http://\S+/metrics)", p.stdout())
         assert len(urls) == 2 and urls[0] != urls[1], urls

@@ -72,7 +72,10 @@ def exported_names(text):
 
 
 DEVICE_HEALTH = ("wattprobe_device_battery_", "wattprobe_device_thermal_throttle_",
-                 "wattprobe_device_temperature_", "wattprobe_device_storage_")
+                 "wattprobe_device_temperature_", "wattprobe_device_storage_",
+                 # How a GPU's energy was split: only where a source reads a GPU
+                 # (test_gpu_nvml and test_gpu_drm check it on the fake NVML and amdgpu).
+                 "wattprobe_gpu_split_info")
 
 
 def node_joules(text):
@@ -138,8 +141,8 @@ def main():
                     queried |= set(re.findall(r"\bwattprobe_[a-z0-9_]+", target["expr"]))
             missing = queried - exported_names(second)
             # Device health exists only where the host has the device (a battery, throttle
-            # counters, temperature sensors, an NVMe drive); test_lifecycle and test_metrics_doc
-            # check those families on the device fixture.
+            # counters, temperature sensors, an NVMe drive, a GPU); test_lifecycle,
+            # test_metrics_doc and the GPU tests check those families on their fixtures.
             absent_here = {n for n in missing if n.startswith(DEVICE_HEALTH)}
             if absent_here:
                 print(f"not on this host (checked on the device fixture): {sorted(absent_here)}")

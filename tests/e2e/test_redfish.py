@@ -17,7 +17,8 @@ import tempfile
 import time
 
 from fake_bmc import PASSWORD, USER, FakeBmc, Profile
-from wattprobe_e2e import BIN, Process, fetch, parse_metrics, series, skip, start_agent, value
+from wattprobe_e2e import (BIN, Process, fetch, parse_metrics, series, skip, start_agent, value,
+                           with_user)
 
 SLOW = float(os.environ.get("WATTPROBE_E2E_SLOW", "1"))  # deadlines scale with this
 
@@ -127,8 +128,8 @@ def layouts_and_faults(folder):
             BIN, "run", "--listen", "127.0.0.1:0", "--state-dir",
             tempfile.mkdtemp(prefix="wattprobe-state-"), "--sources", "redfish", "--redfish-url",
             blades.url, "--redfish-user-file", os.path.join(folder, "user"),
-            "--redfish-password-file", os.path.join(folder, "password"), "--redfish-ca-file",
-            blades.ca])
+            "--redfish-password-file", os.path.join(folder, "password"),
+            *with_user(["--redfish-ca-file", blades.ca])])
         assert agent.proc.wait(30 * SLOW) == 2, agent.stderr()
         assert "Blade1" in agent.stderr() and "Blade2" in agent.stderr(), agent.stderr()
         assert "--redfish-chassis" in agent.stderr()
