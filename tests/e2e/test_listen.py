@@ -7,7 +7,7 @@ import socket
 import subprocess
 import tempfile
 
-from wattprobe_e2e import BIN, Process, fetch, with_user
+from wattprobe_e2e import BIN, Process, fetch, wait_until, with_user
 
 
 def has_ipv6_loopback():
@@ -28,8 +28,9 @@ def main():
         p.wait_for(r"(?s)serving metrics at \S+.*serving metrics at \S+")
         urls = re.findall(r"serving metrics at (http://\S+/metrics)", p.stdout())
         assert len(urls) == 2 and urls[0] != urls[1], urls
+        # Each serves the same page once the first tick has made one: wait for the agent.
         for url in urls:
-            assert "wattprobe_" in fetch(url), url
+            wait_until(lambda: "wattprobe_" in fetch(url), 30, f"{url} serving the first tick")
         print(f"ok: both listeners serve /metrics: {urls}")
 
     r = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0,127.0.0.1:1", "--state-dir", state],
