@@ -2,8 +2,8 @@
 
 #include "bpf/cgroup_usage_loader.h"
 #include "bpf/sched_account_loader.h"
-#include "collectors/identity/cgroup_resolver.h"
 #include "collectors/cpu/procfs_accounting.h"
+#include "collectors/identity/cgroup_resolver.h"
 
 namespace wattprobe {
 

@@ -22,8 +22,8 @@
 #include "bpf/cgroup_usage.h"
 #include "bpf/cgroup_usage.skel.h"
 #include "bpf/libbpf_log.h"
-#include "collectors/identity/cgroup_resolver.h"
 #include "collectors/cpu/proc_stat.h"
+#include "collectors/identity/cgroup_resolver.h"
 
 namespace wattprobe {
 namespace {

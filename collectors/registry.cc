@@ -4,7 +4,6 @@
 #include <set>
 
 #include "agent/base/text_file.h"
-#include "collectors/gpu/gpu_split.h"
 #include "collectors/energy/host_energy.h"
 #include "collectors/energy/hwmon.h"
 #include "collectors/energy/ipmi.h"
@@ -14,6 +13,7 @@
 #include "collectors/energy/rapl_perf.h"
 #include "collectors/energy/rapl_powercap.h"
 #include "collectors/energy/redfish.h"
+#include "collectors/gpu/gpu_split.h"
 
 namespace wattprobe {
 

@@ -8,9 +8,9 @@
 
 #include "agent/base/host_paths.h"
 #include "collectors/energy/counter_stall.h"
-#include "collectors/energy_source.h"
 #include "collectors/energy/model.h"
 #include "collectors/energy/redfish.h"
+#include "collectors/energy_source.h"
 
 namespace wattprobe {
 

@@ -12,10 +12,10 @@
 #include "agent/privileges.h"
 #include "agent/settings.h"
 #include "bpf/sched_account_loader.h"
-#include "collectors/gpu/drm_fdinfo.h"
 #include "collectors/energy/host_energy.h"
 #include "collectors/energy/hwmon.h"
 #include "collectors/energy/nvml.h"
+#include "collectors/gpu/drm_fdinfo.h"
 #include "collectors/registry.h"
 
 namespace wattprobe {

@@ -8,8 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "collectors/cpu/cpu_accounting.h"
 #include "agent/base/snapshot.h"
+#include "collectors/cpu/cpu_accounting.h"
 
 namespace wattprobe {
 
@@ -21,8 +21,8 @@ namespace wattprobe {
 /// identity, pid + start time: when the kernel reuses a pid, the older process has exited and
 /// its total ends; the newer one starts a fresh series.
 ///
-/// Memory is bounded whatever the churn (docs/metrics.md, invariant 5): at most `cap()` processes are
-/// kept between ticks. Processes not seen for the workload expiry leave; past the cap the
+/// Memory is bounded whatever the churn (docs/metrics.md, invariant 5): at most `cap()` processes
+/// are kept between ticks. Processes not seen for the workload expiry leave; past the cap the
 /// smallest totals leave first (oldest last seen among equals), counted in
 /// `wattprobe_agent_processes_evicted_total`. Exited and sleeping processes look the same to
 /// accounting (neither ran in the tick), so eviction ranks by energy rather than by absence: a
@@ -35,8 +35,9 @@ class ProcessEnergy {
   /// `workload_joules[i]` is what cpu.workloads[i] received this tick. `now_ms` is wall clock.
   void add(const CpuTick& cpu, std::span<const double> workload_joules, int64_t now_ms);
 
-  /// GPU joules of one process in this tick (its part of a GPU's split, collectors/gpu/gpu_split.h):
-  /// added to the process's total, which then holds its CPU and GPU energy.
+  /// GPU joules of one process in this tick (its part of a GPU's split,
+  /// collectors/gpu/gpu_split.h): added to the process's total, which then holds its CPU and GPU
+  /// energy.
   void add_gpu(uint32_t pid, const std::string& comm, const std::string& workload, double joules,
                int64_t now_ms);
 

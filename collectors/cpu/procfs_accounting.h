@@ -12,9 +12,9 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
-#include "collectors/identity/cgroup_resolver.h"
 #include "collectors/cpu/cpu_accounting.h"
 #include "collectors/cpu/workload_table.h"
+#include "collectors/identity/cgroup_resolver.h"
 
 namespace wattprobe {
 

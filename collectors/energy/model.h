@@ -5,8 +5,8 @@
 #include <string>
 
 #include "agent/base/host_paths.h"
-#include "collectors/energy_source.h"
 #include "collectors/cpu/proc_stat.h"
+#include "collectors/energy_source.h"
 
 namespace wattprobe {
 

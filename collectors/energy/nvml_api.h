@@ -2,8 +2,8 @@
 
 // The part of NVIDIA's NVML C API (nvml.h, API version 12, as published in the NVML API
 // Reference) that wattprobe calls. Debian ships no nvml.h, and the library is loaded at run time
-// (collectors/energy/nvml.cc), so the declarations live here. They must match the real ABI: the fake
-// library of the tests (tests/support/fake_nvml/) implements these very declarations.
+// (collectors/energy/nvml.cc), so the declarations live here. They must match the real ABI: the
+// fake library of the tests (tests/support/fake_nvml/) implements these very declarations.
 
 #include <cstdint>
 

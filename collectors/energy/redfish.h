@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "agent/base/result.h"
-#include "collectors/energy_source.h"
 #include "collectors/energy/redfish_client.h"
+#include "collectors/energy_source.h"
 
 namespace wattprobe {
 

@@ -10,12 +10,12 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/snapshot.h"
-#include "collectors/identity/cgroup_resolver.h"
 #include "collectors/cpu/cpu_accounting.h"
-#include "collectors/gpu/drm_fdinfo.h"
-#include "collectors/gpu/gpu_split_source.h"
 #include "collectors/energy/hwmon.h"
 #include "collectors/energy/nvml.h"
+#include "collectors/gpu/drm_fdinfo.h"
+#include "collectors/gpu/gpu_split_source.h"
+#include "collectors/identity/cgroup_resolver.h"
 
 namespace wattprobe {
 

@@ -12,8 +12,8 @@
 
 #include "agent/tick/attribution.h"
 #include "agent/tick/energy_meter.h"
-#include "collectors/energy/rapl_powercap.h"
 #include "collectors/cpu/workload_table.h"
+#include "collectors/energy/rapl_powercap.h"
 #include "exporters/gzip_body.h"
 #include "exporters/prometheus_pull.h"
 #include "exporters/prometheus_text.h"

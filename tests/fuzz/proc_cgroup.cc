@@ -1,7 +1,7 @@
 // /proc/<pid>/cgroup texts, then the path found in them to a workload identity, as procfs
 // accounting does for every process.
-#include "collectors/identity/cgroup_resolver.h"
 #include "collectors/cpu/procfs_accounting.h"
+#include "collectors/identity/cgroup_resolver.h"
 #include "tests/fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -310,8 +310,8 @@ TEST(ProcfsAccountingLive, BurnerInARealCgroupGetsItsTime) {
   }
 }
 
-/// The fallback's documented limit (docs/metrics.md, invariant 3), measured: processes that start and
-/// exit between two drains are invisible to /proc. The figure goes in the closing note.
+/// The fallback's documented limit (docs/metrics.md, invariant 3), measured: processes that start
+/// and exit between two drains are invisible to /proc. The figure goes in the closing note.
 TEST(ProcfsAccountingLive, ShortLivedProcessesAreTheKnownBlindSpot) {
   if (::geteuid() != 0) GTEST_SKIP() << "creating a cgroup and moving a task into it needs root";
   HostPaths host;

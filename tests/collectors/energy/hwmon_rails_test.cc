@@ -1,5 +1,5 @@
-// hwmon's voltage × current rails (collectors/energy/hwmon.h), beside hwmon_test.cc's power and energy
-// sensors.
+// hwmon's voltage × current rails (collectors/energy/hwmon.h), beside hwmon_test.cc's power and
+// energy sensors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -8,8 +8,8 @@
 #include <thread>
 #include <tuple>
 
-#include "agent/tick/energy_meter.h"
 #include "agent/base/text_file.h"
+#include "agent/tick/energy_meter.h"
 #include "collectors/energy/counter_stall.h"
 #include "tests/support/temp_tree.h"
 

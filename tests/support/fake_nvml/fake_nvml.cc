@@ -1,6 +1,6 @@
-// A fake libnvidia-ml.so.1 for tests: the NVML functions collectors/energy/nvml.cc calls, with the real
-// C signatures and return codes (collectors/energy/nvml_api.h), answering from recorded `nvml-trace/1`
-// files (tests/data/nvml/README.md) instead of a GPU.
+// A fake libnvidia-ml.so.1 for tests: the NVML functions collectors/energy/nvml.cc calls, with the
+// real C signatures and return codes (collectors/energy/nvml_api.h), answering from recorded
+// `nvml-trace/1` files (tests/data/nvml/README.md) instead of a GPU.
 //
 // Environment (read once, at nvmlInit_v2):
 //   WATTPROBE_FAKE_NVML_TRACE   trace files, comma-separated, one per device in index order.
