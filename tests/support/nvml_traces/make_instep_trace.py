@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes tests/data/nvml/synthetic-instep-50-30-20.jsonl: three workers in step with NVML's
 sampling, the case no split from NVML's samples and utilisation can get right (issue 27). The
-recorded in-step run is not among the shared traces, so this one is made from the statistics of
-those that are (tests/data/nvml/h200-*.jsonl, /work/shared/fixtures/nvml/README.md):
+recorded in-step run is not among tests/data/nvml, so this one is made from the statistics of
+those that are (tests/data/nvml/h200-*.jsonl; their keys in tests/support/fake_nvml/fake_nvml.cc
+and docs/methodology.md, "GPU energy and its split"):
 
 - one read every 100 ms; the energy counter moves every read: idle ~120 W, busy ~120 W + 5.5 W
   per point of utilisation (S1 of the phased trace: 679 W at 84.7 %, of the random one: 544 W at
