@@ -336,6 +336,21 @@ std::vector<ConfigEntry> read_config_file(const std::string& file,
 
 }  // namespace
 
+po::variables_map parse_own_options(const std::vector<std::string>& args,
+                                    const po::options_description& own,
+                                    std::vector<std::string>* rest) {
+  po::variables_map vm;
+  try {
+    po::parsed_options parsed =
+        po::command_line_parser(args).options(own).allow_unregistered().run();
+    po::store(parsed, vm);
+    *rest = po::collect_unrecognized(parsed.options, po::include_positional);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + " (command line)");
+  }
+  return vm;
+}
+
 std::string run_options_help() {
   std::ostringstream os;
   os << describe();

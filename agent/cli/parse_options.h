@@ -1,5 +1,6 @@
 #pragma once
 
+#include <boost/program_options.hpp>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,13 @@ namespace wattprobe {
 /// Parses `wattprobe run` options from argv (without the subcommand) and the --config file.
 /// Throws UsageError naming the option, the file (for config values) and the value.
 Options parse_run_options(const std::vector<std::string>& args);
+
+/// A command's own options from `args` (`top`, `when`), leaving in `rest` those it does not know:
+/// `run`'s, which parse_run_options reads when the command runs the pipeline or asks the grid
+/// itself. Throws UsageError naming what Boost refused.
+boost::program_options::variables_map parse_own_options(
+    const std::vector<std::string>& args, const boost::program_options::options_description& own,
+    std::vector<std::string>* rest);
 
 /// The --help text of `run`.
 std::string run_options_help();

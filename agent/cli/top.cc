@@ -303,16 +303,8 @@ std::string top_options_help() {
 
 TopOptions parse_top_options(const std::vector<std::string>& args) {
   po::options_description desc = describe_top();
-  po::variables_map vm;
   std::vector<std::string> rest;
-  try {
-    po::parsed_options parsed =
-        po::command_line_parser(args).options(desc).allow_unregistered().run();
-    po::store(parsed, vm);
-    rest = po::collect_unrecognized(parsed.options, po::include_positional);
-  } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + " (command line)");
-  }
+  po::variables_map vm = parse_own_options(args, desc, &rest);
   TopOptions o;
   o.standalone = vm["standalone"].as<bool>();
   if (vm.count("url")) {

@@ -232,16 +232,8 @@ WhenOptions parse_when_options(const std::vector<std::string>& all) {
     }
   }
   po::options_description desc = describe_when();
-  po::variables_map vm;
   std::vector<std::string> rest;
-  try {
-    po::parsed_options parsed =
-        po::command_line_parser(args).options(desc).allow_unregistered().run();
-    po::store(parsed, vm);
-    rest = po::collect_unrecognized(parsed.options, po::include_positional);
-  } catch (const po::error& e) {
-    throw UsageError(std::string(e.what()) + " (command line)");
-  }
+  po::variables_map vm = parse_own_options(args, desc, &rest);
   WhenOptions o;
   o.duration_ms = minutes_option(vm, "duration");
   o.within_ms = minutes_option(vm, "within");
