@@ -24,7 +24,7 @@ import socket
 import ssl
 import time
 
-from wattprobe_e2e import USER_ARGS, BIN, Process, skip
+from wattprobe_e2e import USER_ARGS, BIN, Process, skip, wait_first_tick, wait_until
 
 PASSWORD = "correct horse battery staple"
 
@@ -183,7 +183,7 @@ def tls_tests(d, config):
     with open(config, "w") as f:
         f.write("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
                 "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
-    with start(config) as agent:
+    with start(config, client=client_context(d, cert="client")) as agent:
         status, body = tls_get(agent.url, client_context(d, cert="client"))
         assert status == 200 and "wattprobe_" in body, status
         why = refused(agent.url, client_context(d))
@@ -227,12 +227,21 @@ def bcrypt(password):
     return out.split(":", 1)[1]
 
 
-def start(config):
+def start(config, client=None):
+    """The agent serving with CONFIG, after its first tick (a scrape before it is answered 200
+    with no wattprobe_ family yet). CLIENT: the TLS context /healthz needs under mTLS."""
     state = tempfile.mkdtemp(prefix="wattprobe-state-")
     p = Process([BIN, "run", "--listen", "127.0.0.1:0", "--state-dir", state, "--sources", "model",
                  "--accounting", "procfs", "--interval", "200ms", "--web-config-file", config,
                  *USER_ARGS])
     p.url = p.wait_for(r"serving metrics at (https?://\S+/metrics)").group(1)
+    p.interval = 0.2
+    if client is None:
+        wait_first_tick(p)
+    else:
+        healthz = p.url[:-len("/metrics")] + "/healthz"
+        wait_until(lambda: "no tick yet" not in tls_get(healthz, client)[1], 30,
+                   f"the first tick (stderr: {p.stderr()})")
     return p
 
 
