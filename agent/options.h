@@ -9,10 +9,12 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/carbon/carbon.h"
+#include "agent/state/job_record_options.h"
 #include "agent/state/ledger_options.h"
 #include "agent/tick/attribution_options.h"
 #include "collectors/energy/model.h"
 #include "collectors/energy/redfish.h"
+#include "collectors/units/unit_spec.h"
 #include "exporters/guest_energy.h"
 #include "exporters/otlp.h"
 #include "exporters/remote_write.h"
@@ -45,6 +47,8 @@ struct Options {
   RemoteWriteOptions remote_write;         // off while url is empty
   OtlpOptions otlp;                        // off while endpoint is empty
   LedgerOptions ledger;                    // its state_dir follows --state-dir
+  JobRecordOptions job_records;            // its state_dir follows --state-dir
+  UnitOptions units;                       // [unit.NAME] sections and --unit-window
   GuestEnergyOptions guest_energy;         // --guest-energy-dir; off while its dir is empty
   std::filesystem::path host_energy_path;  // --host-energy-path, for the `host` source
   /// The user to switch to after start-up; empty: default_run_user().

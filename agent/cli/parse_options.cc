@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -164,6 +165,12 @@ po::options_description describe() {
       "ledger-max-bytes", po::value<std::string>(),
       "delete the oldest closed ledger day files past this many bytes in all, 1 MiB to 1 TiB "
       "(default 1073741824 = 1 GiB; 0 no cap)")(
+      "job-records-max-bytes", po::value<std::string>(),
+      "bound of the ended workloads' (batch jobs') records in state-dir/jobs, 1 MiB to 1 TiB "
+      "(default 67108864 = 64 MiB; 0 no cap)")(
+      "unit-window", po::value<std::string>(),
+      "window the per-unit energy and CO2e divide ([unit.NAME] sections), 10s to 1h "
+      "(default 60s)")(
       "ledger-period", po::value<std::string>(),
       "period each ledger line sums, dividing a day, 1s to 1h (default 1m; shorter for tests)")(
       "guest-energy-dir", po::value<std::string>(),
@@ -281,7 +288,8 @@ struct ConfigEntry {
 /// as `section.key`, `#` to the end of the line a comment), but parsed here, because Boost's
 /// parser reports an error without the line it is on. Every error names the file and the line.
 std::vector<ConfigEntry> read_config_file(const std::string& file,
-                                          const po::options_description& desc) {
+                                          const po::options_description& desc,
+                                          std::vector<ConfigEntry>* unit_keys) {
   auto text = read_text(file, 1 << 20);
   if (!text.ok()) {
     throw UsageError("cannot read config file " + file + ": " + text.error().detail);
@@ -317,6 +325,11 @@ std::vector<ConfigEntry> read_config_file(const std::string& file,
     std::string_view key = trim(line.substr(0, eq));
     if (key.empty()) throw UsageError(where + ": no option name before \"=\"");
     std::string name = prefix + std::string(key);
+    if (name.starts_with("unit.")) {
+      // [unit.NAME] sections are named by the user: their keys are checked by read_units().
+      unit_keys->push_back({std::move(name), std::string(trim(line.substr(eq + 1))), where});
+      continue;
+    }
     const po::option_description* known = desc.find_nothrow(name, /*approx=*/false);
     if (!known) throw UsageError(where + ": unknown option " + quote_for_error(name));
     if (name == "config") throw UsageError(where + ": config cannot name another config file");
@@ -332,6 +345,85 @@ std::vector<ConfigEntry> read_config_file(const std::string& file,
     out.push_back({std::move(name), std::string(trim(line.substr(eq + 1))), where});
   }
   return out;
+}
+
+bool is_metric_name(std::string_view s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s.front()))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+  });
+}
+
+bool is_label_name(std::string_view s) {
+  return is_metric_name(s) && s.find(':') == std::string_view::npos;
+}
+
+/// The [unit.NAME] sections: `url`, `counter`, `workload` once each, `match` repeatable. Each
+/// error names the file, the line and the key.
+std::vector<UnitSpec> read_units(const std::vector<ConfigEntry>& keys) {
+  std::vector<UnitSpec> units;
+  std::map<std::string, std::size_t> index;
+  std::map<std::string, std::string> first;  // "unit.key" -> where it was set
+  for (const ConfigEntry& e : keys) {
+    const std::string rest = e.name.substr(5);  // after "unit."
+    const auto dot = rest.rfind('.');
+    const std::string unit = dot == std::string::npos ? "" : rest.substr(0, dot);
+    const std::string key = dot == std::string::npos ? rest : rest.substr(dot + 1);
+    if (unit.empty() || unit.size() > 64 ||
+        unit.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+            std::string::npos) {
+      throw UsageError(e.origin + ": malformed unit section " + quote_for_error("unit." + unit) +
+                       ", expected [unit.NAME] with NAME of letters, digits, _ and -");
+    }
+    auto [it, fresh] = index.emplace(unit, units.size());
+    if (fresh) {
+      units.push_back({});
+      units.back().name = unit;
+      units.back().origin = e.origin.substr(0, e.origin.rfind(" line ")) + " [unit." + unit + "]";
+    }
+    UnitSpec& u = units[it->second];
+    const std::string where = e.origin + ": [unit." + unit + "] " + key;
+    auto once = [&](std::string* field) {
+      auto [at, is_new] = first.emplace(unit + "." + key, e.origin);
+      if (!is_new) throw UsageError(where + " is already set (" + at->second + ")");
+      *field = e.value;
+    };
+    if (key == "url") {
+      once(&u.url);
+      const bool web = u.url.starts_with("http://") || u.url.starts_with("https://");
+      if (!web && !u.url.starts_with("/"))
+        throw UsageError(where + ": " + quote_for_error(u.url) +
+                         " is neither an http(s):// URL nor an absolute file path");
+      if (web && url_has_credentials(u.url))
+        throw UsageError(where +
+                         ": credentials in the URL; the endpoint must be readable "
+                         "without them");
+    } else if (key == "counter") {
+      once(&u.counter);
+      if (!is_metric_name(u.counter))
+        throw UsageError(where + ": " + quote_for_error(u.counter) + " is not a metric name");
+    } else if (key == "workload") {
+      once(&u.workload);
+      if (u.workload.empty()) throw UsageError(where + ": expected a workload name or glob");
+    } else if (key == "match") {
+      const auto eq = e.value.find('=');
+      const std::string label = eq == std::string::npos ? "" : e.value.substr(0, eq);
+      if (!is_label_name(label))
+        throw UsageError(where + ": " + quote_for_error(e.value) + ", expected label=value");
+      u.match.emplace_back(label, e.value.substr(eq + 1));
+    } else {
+      throw UsageError(where + ": unknown key (expected url, counter, workload or match)");
+    }
+  }
+  for (const UnitSpec& u : units) {
+    for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"url", &u.url},
+                                     {"counter", &u.counter},
+                                     {"workload", &u.workload}}) {
+      if (value->empty()) throw UsageError(u.origin + ": " + key + " is missing");
+    }
+  }
+  return units;
 }
 
 }  // namespace
@@ -416,12 +508,14 @@ Options parse_run_options(const std::vector<std::string>& args) {
   Options o;
   if (cli.count("config")) {
     o.config_file = cli["config"].as<std::string>();
-    for (ConfigEntry& e : read_config_file(o.config_file, desc)) {
+    std::vector<ConfigEntry> unit_keys;
+    for (ConfigEntry& e : read_config_file(o.config_file, desc, &unit_keys)) {
       if (values.count(e.name) && values[e.name].front().origin == "command line") {
         continue;  // the command line wins
       }
       values[e.name].push_back({std::move(e.value), std::move(e.origin)});
     }
+    o.units.units = read_units(unit_keys);
   }
 
   auto one = [&](const std::string& name) -> const Raw* {
@@ -817,6 +911,16 @@ Options parse_run_options(const std::vector<std::string>& args) {
     if (o.ledger.max_bytes != 0 && o.ledger.max_bytes < (1u << 20)) {
       bad("ledger-max-bytes", *r, "expected 0 (no cap) or 1048576 (1 MiB) and more");
     }
+  }
+  o.job_records.state_dir = o.state_dir;
+  if (auto r = one("job-records-max-bytes")) {
+    o.job_records.max_bytes = to_u64("job-records-max-bytes", *r, 0, uint64_t{1} << 40);
+    if (o.job_records.max_bytes != 0 && o.job_records.max_bytes < (1u << 20))
+      bad("job-records-max-bytes", *r, "expected 0 (no cap) or 1048576 (1 MiB) and more");
+  }
+  if (auto r = one("unit-window")) {
+    o.units.window =
+        to_duration("unit-window", *r, std::chrono::seconds(10), std::chrono::hours(1));
   }
   if (auto r = one("ledger-period")) {
     auto d = to_duration("ledger-period", *r, std::chrono::seconds(1), std::chrono::hours(1));

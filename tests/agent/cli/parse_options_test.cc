@@ -99,5 +99,53 @@ TEST(ParseOptions, ConfigSectionsPrefixTheirKeys) {
   EXPECT_NE(why.find("no.such.section.key"), std::string::npos) << why;
 }
 
+TEST(ParseOptions, UnitSectionsAreNamedByTheUser) {
+  TempTree tree;
+  Options o = parse_run_options(
+      {"--unit-window", "30s", "--config",
+       config_file(tree,
+                   "[unit.tokens]\nurl = http://127.0.0.1:8000/metrics\n"
+                   "counter = vllm:generation_tokens_total\nworkload = vllm.service\n"
+                   "match = model_name=llama\nmatch = engine=0\n"
+                   "[unit.requests]\nurl = /var/lib/node_exporter/nginx.prom\n"
+                   "counter = nginx_http_requests_total\nworkload = nginx*\n")});
+  ASSERT_EQ(o.units.units.size(), 2u);
+  const UnitSpec& tokens = o.units.units[0];
+  EXPECT_EQ(tokens.name, "tokens");
+  EXPECT_EQ(tokens.counter, "vllm:generation_tokens_total");
+  EXPECT_EQ(tokens.workload, "vllm.service");
+  ASSERT_EQ(tokens.match.size(), 2u);
+  EXPECT_EQ(tokens.match[1], (std::pair<std::string, std::string>{"engine", "0"}));
+  EXPECT_EQ(o.units.units[1].url, "/var/lib/node_exporter/nginx.prom");
+  EXPECT_EQ(o.units.window, 30s);
+  EXPECT_EQ(parse_run_options({}).units.window, 60s);
+}
+
+TEST(ParseOptions, AUnitSectionErrorNamesTheFileTheLineAndTheKey) {
+  TempTree tree;
+  auto why = [&](const std::string& text) {
+    return refusal({"--config", config_file(tree, text)});
+  };
+  const std::string ok = "url = http://127.0.0.1:1/metrics\ncounter = c_total\nworkload = w\n";
+  std::string w = why("[unit.t]\n" + ok + "colour = blue\n");
+  EXPECT_NE(w.find("line 5"), std::string::npos) << w;
+  EXPECT_NE(w.find("colour"), std::string::npos) << w;
+  EXPECT_NE(w.find("wattprobe.conf"), std::string::npos) << w;
+  w = why("[unit.t]\nurl = ftp://x/metrics\ncounter = c_total\nworkload = w\n");
+  EXPECT_NE(w.find("ftp://x/metrics"), std::string::npos) << w;
+  w = why("[unit.t]\nurl = http://127.0.0.1:1/\nworkload = w\n");
+  EXPECT_NE(w.find("counter is missing"), std::string::npos) << w;
+  w = why("[unit.t]\n" + ok + "counter = d_total\n");
+  EXPECT_NE(w.find("already set"), std::string::npos) << w;
+  w = why("[unit.t]\n" + ok + "match = not a label\n");
+  EXPECT_NE(w.find("label=value"), std::string::npos) << w;
+  w = why("[unit.t]\nurl = http://127.0.0.1:1/\ncounter = 9lives\nworkload = w\n");
+  EXPECT_NE(w.find("9lives"), std::string::npos) << w;
+  w = why("[unit.a.b]\n" + ok);
+  EXPECT_NE(w.find("unit"), std::string::npos) << w;
+  EXPECT_NE(refusal({"--unit-window", "5s"}).find("--unit-window"), std::string::npos);
+  EXPECT_NE(refusal({"--job-records-max-bytes", "1000"}).find("1 MiB"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace wattprobe

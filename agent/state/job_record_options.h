@@ -1,0 +1,16 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+
+namespace wattprobe {
+
+/// Where the records of ended workloads (batch jobs) go: their own files under
+/// <state_dir>/jobs/, apart from the ledger, so --ledger-max-bytes never deletes them.
+struct JobRecordOptions {
+  std::filesystem::path state_dir;  // follows --state-dir
+  /// --job-records-max-bytes: past it the oldest records are dropped (and counted); 0: no cap.
+  uint64_t max_bytes = uint64_t{64} << 20;
+};
+
+}  // namespace wattprobe
