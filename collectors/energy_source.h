@@ -65,6 +65,13 @@ struct Availability {
   std::string remedy;
 };
 
+/// What `doctor` says of a source beyond its availability, under a heading of its own (the GPUs
+/// NVML lists, hwmon's GPU sensors and who holds them, the VM's host file). No title: nothing.
+struct DoctorSection {
+  std::string title;
+  std::vector<std::string> lines;  // printed indented, without newlines
+};
+
 /// An energy source (collectors/<name>.{h,cc}). Not thread-safe: the sampling loop owns it.
 class EnergySource {
  public:
@@ -89,6 +96,9 @@ class EnergySource {
   /// rails, a BMC's info series): added to every snapshot after the tick. The pipeline calls it
   /// on every chosen source and names none.
   virtual void append_families(std::vector<Family>&) const {}
+  /// Called by doctor after probe(), so doctor names no source: the registry's choice keeps it
+  /// in SourceStatus::doctor.
+  virtual DoctorSection doctor_section() { return {}; }
 };
 
 }  // namespace wattprobe

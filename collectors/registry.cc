@@ -124,6 +124,7 @@ SourceChoice choose_sources(const std::vector<std::string>& requested,
     st.name = std::string(entry.name);
     st.requested = wanted;
     st.availability = source->probe();
+    if (settings.doctor) st.doctor = source->doctor_section();
     out.status.push_back(std::move(st));
     probed.push_back({&entry, std::move(source), wanted});
   }

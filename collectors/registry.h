@@ -26,6 +26,9 @@ struct SourceSettings {
   /// empty: the `host` source is not available.
   std::filesystem::path host_energy_path;
   RedfishOptions redfish;  // [source.redfish]: --redfish-*; url empty: not available
+  /// For doctor: take each source's DoctorSection after its probe (it may read the hardware
+  /// once more, which run does not need).
+  bool doctor = false;
 };
 
 /// A capability a source still needs after start-up, and why (doctor prints the reasons).
@@ -76,6 +79,8 @@ struct SourceStatus {
   std::vector<std::string> stalled_counters;
   /// Kept to take over a counter of a chosen source that stalls while `run` runs.
   bool standby = false;
+  /// The source's own section of doctor's report, taken right after its probe.
+  DoctorSection doctor;
 };
 
 struct SourceChoice {

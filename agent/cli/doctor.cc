@@ -1,8 +1,5 @@
 #include "agent/cli/doctor.h"
 
-#include <optional>
-#include <set>
-
 #include "agent/accounting_choice.h"
 #include "agent/base/text_file.h"
 #include "agent/base/utc_time.h"
@@ -12,16 +9,15 @@
 #include "agent/privileges.h"
 #include "agent/settings.h"
 #include "bpf/sched_account_loader.h"
-#include "collectors/energy/host_energy.h"
-#include "collectors/energy/hwmon.h"
-#include "collectors/energy/nvml.h"
-#include "collectors/gpu/drm_fdinfo.h"
+#include "collectors/gpu/gpu_split_source.h"
 #include "collectors/registry.h"
 
 namespace wattprobe {
 
 int run_doctor(const Options& options, std::ostream& out) {
-  SourceChoice choice = choose_sources(options.sources, source_settings(options));
+  SourceSettings settings = source_settings(options);
+  settings.doctor = true;
+  SourceChoice choice = choose_sources(options.sources, settings);
   out << "Energy sources (priority order; each counter read twice, 200 ms of CPU burn apart):\n";
   for (const SourceStatus& st : choice.status) {
     const char* state = st.stalled                  ? "STALLED, not available"
@@ -53,54 +49,16 @@ int run_doctor(const Options& options, std::ostream& out) {
            "(source=\"model\", measured=\"false\"); the measured domains stay "
            "measured=\"true\".\n";
   }
-  out << "\nGPUs (nvml, " << options.nvml_library.string() << "):\n";
-  NvmlSource nvml(options.nvml_library);
-  Availability gpu = nvml.probe();
-  if (!gpu.available) {
-    out << "  none: " << gpu.reason << "\n";
-    if (!gpu.remedy.empty()) out << "      to enable: " << gpu.remedy << "\n";
-  }
-  for (const std::string& line : nvml.doctor_report()) out << "  " << line << "\n";
-
-  // hwmon's GPU sensors are split by the kernel's DRM busy time of each process; say whether any
-  // process holds a client of the GPU now, since otherwise its dynamic energy is unattributed.
-  HwmonSource hwmon(options.paths);
-  if (hwmon.probe().available) {
-    bool header = false;
-    std::optional<DrmScan> scan;
-    for (const HwmonSource::Sensor& sensor : hwmon.sensors()) {
-      if (sensor.domain != "gpu") continue;
-      if (!header) out << "\nGPUs (hwmon):\n";
-      header = true;
-      out << "  " << sensor.key << (sensor.label.empty() ? "" : " (" + sensor.label + ")")
-          << ", GPU " << sensor.socket << ": energy measured; split by process: ";
-      if (sensor.pci_address.empty()) {
-        out << "none - the chip names no PCI device to match the kernel's DRM clients with, so "
-               "its dynamic energy is unattributed, never split by CPU time\n";
-        continue;
-      }
-      if (!scan) scan = scan_drm_clients(options.paths);
-      std::set<uint32_t> holders;
-      for (const DrmClient& c : scan->clients) {
-        if (c.pdev == sensor.pci_address) holders.insert(c.pid);
-      }
-      out << "DRM busy time of " << sensor.pci_address << " (drm-engine-* in "
-          << options.paths.proc().string() << "/<pid>/fdinfo); ";
-      if (holders.empty()) {
-        out << "no process holds a DRM client of it now, so its dynamic energy is unattributed "
-               "until one does, never split by CPU time\n";
-      } else {
-        out << holders.size() << (holders.size() == 1 ? " process holds" : " processes hold")
-            << " a DRM client of it now\n";
-      }
+  // Each source's own section (the GPUs it reads, the VM's host file), as it wrote it.
+  for (const SourceStatus& st : choice.status) {
+    if (st.doctor.title.empty()) continue;
+    out << "\n" << st.doctor.title << ":\n";
+    if (!st.availability.available) {
+      out << "  none: " << st.availability.reason << "\n";
+      if (!st.availability.remedy.empty())
+        out << "      to enable: " << st.availability.remedy << "\n";
     }
-  }
-
-  if (!options.host_energy_path.empty()) {
-    out << "\nVM passthrough (--host-energy-path " << options.host_energy_path.string() << "):\n";
-    for (const std::string& line : HostEnergySource(options.host_energy_path).doctor_report()) {
-      out << "  " << line << "\n";
-    }
+    for (const std::string& line : st.doctor.lines) out << "  " << line << "\n";
   }
 
   out << "\nCPU accounting:\n";
@@ -138,11 +96,14 @@ int run_doctor(const Options& options, std::ostream& out) {
   }
 
   out << "\nCarbon:\n";
-  // Embodied carbon counts the GPUs NVML lists, as run does, rather than every display device.
+  // Embodied carbon counts the GPUs the chosen sources read, as run does, rather than every
+  // display device.
   CarbonOptions carbon_options = options.carbon;
-  if (gpu.available && !nvml.devices().empty()) {
-    carbon_options.nvml_gpus = static_cast<int>(nvml.devices().size());
+  int gpus = 0;
+  for (const auto& source : choice.chosen) {
+    if (auto split = make_gpu_split(*source, options.paths)) gpus += split->embodied_gpus();
   }
+  if (gpus > 0) carbon_options.nvml_gpus = gpus;
   std::unique_ptr<Carbon> made = make_carbon(options.paths, carbon_options);
   Carbon& carbon = *made;
   // One fetch, so doctor shows whether the configured grid API answers (never the key).

@@ -144,6 +144,11 @@ void HostEnergySource::append_families(std::vector<Family>& out) const {
   out.push_back(std::move(f));
 }
 
+DoctorSection HostEnergySource::doctor_section() {
+  if (path_.empty()) return {};
+  return {"VM passthrough (--host-energy-path " + path_.string() + ")", doctor_report()};
+}
+
 std::vector<std::string> HostEnergySource::doctor_report() const {
   std::vector<std::string> out;
   if (path_.empty()) {

@@ -47,6 +47,8 @@ class HostEnergySource : public EnergySource {
   std::filesystem::path file() const;
   /// What doctor says about the path: what is there, what it holds, what to do.
   std::vector<std::string> doctor_report() const;
+  /// "VM passthrough (--host-energy-path P)" with doctor_report()'s lines; none without a path.
+  DoctorSection doctor_section() override;
   /// Whether the last sample found the host's figures stale (or none).
   bool stale() const { return stale_; }
 

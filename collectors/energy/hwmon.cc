@@ -4,11 +4,14 @@
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <optional>
+#include <set>
 #include <system_error>
 #include <utility>
 
 #include "agent/base/log.h"
 #include "agent/base/text_file.h"
+#include "collectors/gpu/drm_fdinfo.h"
 
 namespace wattprobe {
 
@@ -458,6 +461,43 @@ void HwmonSource::append_families(std::vector<Family>& out) const {
 
 std::unique_ptr<EnergySource> make_hwmon_source(const HostPaths& paths) {
   return std::make_unique<HwmonSource>(paths);
+}
+
+DoctorSection HwmonSource::doctor_section() {
+  DoctorSection section;
+  std::optional<DrmScan> scan;
+  for (const Sensor& sensor : sensors_) {
+    if (sensor.domain != "gpu") continue;
+    section.title = "GPUs (hwmon)";
+    std::string line = sensor.key + (sensor.label.empty() ? "" : " (" + sensor.label + ")") +
+                       ", GPU " + std::to_string(sensor.socket) +
+                       ": energy measured; split by process: ";
+    if (sensor.pci_address.empty()) {
+      section.lines.push_back(line +
+                              "none - the chip names no PCI device to match the kernel's DRM "
+                              "clients with, so its dynamic energy is unattributed, never split "
+                              "by CPU time");
+      continue;
+    }
+    if (!scan) scan = scan_drm_clients(paths_);
+    std::set<uint32_t> holders;
+    for (const DrmClient& c : scan->clients) {
+      if (c.pdev == sensor.pci_address) holders.insert(c.pid);
+    }
+    line += "DRM busy time of " + sensor.pci_address + " (drm-engine-* in " +
+            paths_.proc().string() + "/<pid>/fdinfo); ";
+    if (holders.empty()) {
+      line +=
+          "no process holds a DRM client of it now, so its dynamic energy is unattributed until "
+          "one does, never split by CPU time";
+    } else {
+      line += std::to_string(holders.size()) +
+              (holders.size() == 1 ? " process holds" : " processes hold") +
+              " a DRM client of it now";
+    }
+    section.lines.push_back(line);
+  }
+  return section;
 }
 
 }  // namespace wattprobe

@@ -71,6 +71,10 @@ class HwmonSource : public EnergySource {
     std::vector<std::size_t> sum_of = {};  // "sum": indices into sensors() of the parts it adds
   };
   const std::vector<Sensor>& sensors() const { return sensors_; }
+  /// "GPUs (hwmon)": each GPU sensor and whether a process holds a DRM client of its device now
+  /// (its dynamic energy is split by the kernel's DRM busy time, never by CPU time); none
+  /// without GPU sensors.
+  DoctorSection doctor_section() override;
 
   /// Each GPU chip's power limit as of the last sample(): power1_cap (µW, the cap the driver
   /// acts on: Documentation/hwmon/sysfs-interface.rst, amdgpu), or for i915 and xe, which have

@@ -437,6 +437,10 @@ Sample NvmlSource::sample() {
   return out;
 }
 
+DoctorSection NvmlSource::doctor_section() {
+  return {"GPUs (nvml, " + library_.string() + ")", doctor_report()};
+}
+
 std::vector<std::string> NvmlSource::doctor_report() {
   std::vector<std::string> lines;
   if (!initialised_) return lines;

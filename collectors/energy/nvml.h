@@ -98,6 +98,8 @@ class NvmlSource : public EnergySource {
   std::vector<GpuPowerLimit> power_limits() const;
   /// Reads each GPU once more (energy, samples, modes) for `doctor`; lines without newlines.
   std::vector<std::string> doctor_report();
+  /// "GPUs (nvml, LIBRARY)" with doctor_report()'s lines.
+  DoctorSection doctor_section() override;
 
   struct Api;  // the resolved entry points
 
