@@ -1,6 +1,8 @@
 #include "agent/cli/job_report.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -46,7 +48,9 @@ bool all_measured(const EndedWorkload& j) {
 /// About four significant digits in `width` characters.
 std::string fit(double v, int width) {
   char buf[64];
-  for (int decimals = 3; decimals >= 0; --decimals) {
+  if (v == 0) return "0";
+  const int magnitude = static_cast<int>(std::floor(std::log10(std::fabs(v))));
+  for (int decimals = std::clamp(3 - magnitude, 0, 6); decimals >= 0; --decimals) {
     int n = std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
     if (n <= width) return buf;
   }
