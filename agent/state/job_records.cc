@@ -125,7 +125,15 @@ Result<EndedWorkload> parse_job_record(std::string_view text) {
   if (!number(j, "duration_seconds", &duration)) {
     return wrong(j, "duration_seconds", "a number, 0 or more");
   }
+  // It must agree with the two times (written to the second, so within one).
+  const double span_ms = static_cast<double>(out.last_seen_ms - out.first_seen_ms);
+  if (!(std::fabs(duration * 1000 - span_ms) < 1000)) {
+    return malformed(
+        "field \"duration_seconds\": " + quote_for_error(j["duration_seconds"].dump()) +
+        " does not match first_seen and last_seen");
+  }
   out.last_seen_ms = out.first_seen_ms + static_cast<int64_t>(std::llround(duration * 1000));
+  out.ended_ms = std::max(out.ended_ms, out.last_seen_ms);
   struct Number {
     const char* name;
     double* into;

@@ -86,6 +86,10 @@ TEST(JobRecords, TheReaderNamesTheFieldAndRefusesANewerSchema) {
   ASSERT_FALSE(negative.ok());
   EXPECT_THAT(negative.error().detail, HasSubstr("\"cpu_seconds\""));
   EXPECT_THAT(negative.error().detail, HasSubstr("-1"));
+  auto far = parse_job_record(std::string(line).replace(line.find("\"duration_seconds\":64.25"), 24,
+                                                        "\"duration_seconds\":9e300"));
+  ASSERT_FALSE(far.ok());
+  EXPECT_THAT(far.error().detail, HasSubstr("does not match first_seen and last_seen"));
   auto torn = parse_job_record(line.substr(0, 40));
   ASSERT_FALSE(torn.ok());
   EXPECT_THAT(torn.error().detail, HasSubstr("not JSON"));
