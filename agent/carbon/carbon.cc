@@ -235,6 +235,12 @@ void Carbon::add_run_grams(std::vector<EndedWorkload>& ended) {
   }
 }
 
+void Carbon::restore_ended_run(const WorkloadId& id) {
+  if (auto total = totals_.workloads.find(id); total != totals_.workloads.end()) {
+    run_base_[id] = total->second;
+  }
+}
+
 void Carbon::forget_workloads(int64_t now_ms) {
   auto& seen = totals_.last_seen_ms;
   const int64_t expiry = options_.workload_expiry.count();

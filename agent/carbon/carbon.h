@@ -161,6 +161,9 @@ class Carbon {
   /// The grams of the ended workloads' runs (EnergyTick::ended, after on_tick of that tick):
   /// their totals less those at their previous end, if the name ran and ended before.
   void add_run_grams(std::vector<EndedWorkload>& ended);
+  /// After restore(): `id`'s run had ended before the checkpoint, so a next run's grams count
+  /// from its totals now.
+  void restore_ended_run(const WorkloadId& id);
   std::string doctor_report() const;
 
   const CarbonTotals& totals() const { return totals_; }

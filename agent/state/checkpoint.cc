@@ -581,6 +581,9 @@ void restore_totals(const CheckpointState& s, EnergyMeter& meter, Attribution& a
   if (carbon) {
     carbon->restore(s.carbon);
     carbon->restore_budgets(s.budgets);
+    for (const auto& w : s.attribution.workloads) {
+      if (w.ended) carbon->restore_ended_run(w.id);
+    }
   }
 }
 
