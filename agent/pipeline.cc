@@ -107,7 +107,8 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     checkpoint_ = std::make_unique<CheckpointKeeper>(
         CheckpointStore(options.state_dir, read_host_identity(options.paths)),
         options.checkpoint_interval);
-    SinkSettings sinks{options.paths, options.remote_write, options.otlp, options.guest_energy};
+    SinkSettings sinks{options.paths, options.remote_write, options.otlp, options.guest_energy,
+                       options.job_records};
     if (!sinks.otlp.endpoint.empty()) {  // the resource every OTLP point belongs to
       const HostIdentity host = read_host_identity(options.paths);
       sinks.otlp.host_name = host.hostname;
@@ -195,6 +196,7 @@ void Pipeline::tick(double seconds, const LogLine& log) {
 
   // shares → grams.
   const CarbonTickGrams& grams = carbon_->on_tick(shares);
+  carbon_->add_run_grams(shares.ended);
 
   // grams → totals on disk: the ledger's periods, the checkpoint's totals.
   if (ledger_) ledger_->on_tick(shares, grams);
@@ -203,6 +205,9 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   // families: what this tick publishes.
   auto snap = std::make_shared<Snapshot>();
   snap->timestamp_ms = now_ms;
+  if (!shares.ended.empty()) {
+    snap->ended = std::make_shared<const std::vector<EndedWorkload>>(std::move(shares.ended));
+  }
   std::vector<Family>& families = snap->families;
   meter_->append_families(families);
   attribution_.append_families(families);

@@ -25,6 +25,10 @@ const SinkLine kSinks[] = {
      [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
        return std::make_unique<OtlpExporter>(o.otlp);
      }},
+    {"job records", [](const SinkSettings& o) { return !o.job_records.state_dir.empty(); },
+     [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
+       return std::make_unique<JobRecordWriter>(o.job_records);
+     }},
 };
 
 }  // namespace

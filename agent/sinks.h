@@ -6,6 +6,7 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/sink.h"
+#include "agent/state/job_records.h"
 #include "exporters/guest_energy.h"
 #include "exporters/otlp.h"
 #include "exporters/remote_write.h"
@@ -25,12 +26,13 @@ struct SinkSettings {
   RemoteWriteOptions remote_write;  // off while url is empty
   OtlpOptions otlp;                 // off while endpoint is empty; host_name and host_id set
   GuestEnergyOptions guest_energy;  // off while dir is empty
+  JobRecordOptions job_records;     // off while state_dir is empty
 };
 
 /// The daemon's own sinks, from the one table of sinks (agent/sinks.cc): remote-write, OTLP,
-/// the guest energy folders, each when its option is set. `top --standalone` and `validate`
-/// measure only, so they get none (no pushing, no files). Constructs only: nothing starts before
-/// SnapshotSink::start, after the privilege drop.
+/// the guest energy folders, the job records, each when its option is set. `top --standalone` and
+/// `validate` measure only, so they get none (no pushing, no files). Constructs only: nothing
+/// starts before SnapshotSink::start, after the privilege drop.
 std::vector<NamedSink> make_daemon_sinks(const SinkSettings& settings);
 
 }  // namespace wattprobe

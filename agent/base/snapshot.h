@@ -13,6 +13,8 @@ namespace wattprobe {
 
 enum class MetricType { counter, gauge, histogram };
 
+struct EndedWorkload;  // agent/base/ended_workload.h
+
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
 /// A series' labels, immutable and shared. A workload's labels are built once and every tick's
@@ -87,6 +89,9 @@ struct Family {
 struct Snapshot {
   int64_t timestamp_ms = 0;  // wall clock at the end of the tick
   std::vector<Family> families;
+  /// Workloads that ended in this tick (their cgroup was removed), with their totals: what the
+  /// job records are written from. Null when none did.
+  std::shared_ptr<const std::vector<EndedWorkload>> ended;
 
   const Family* find(std::string_view name) const {
     for (const auto& f : families)

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "agent/base/duration.h"
+
 namespace wattprobe {
 
 int64_t wall_clock_ms() {
@@ -73,6 +75,17 @@ std::optional<int64_t> parse_utc_instant(std::string_view text) {
     return std::nullopt;
   }
   return *midnight + ((h * 60 + m) * 60 + s) * int64_t{1000};
+}
+
+std::optional<int64_t> parse_utc_time_or_ago(std::string_view text, int64_t now_ms) {
+  if (text == "now") return now_ms;
+  if (!text.empty() && text[0] == '-') {
+    auto d = parse_duration(text.substr(1));
+    if (!d) return std::nullopt;
+    return now_ms - d->count();
+  }
+  if (text.size() == 10) return parse_utc_date(text);
+  return parse_utc_instant(text);
 }
 
 }  // namespace wattprobe

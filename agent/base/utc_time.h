@@ -24,5 +24,8 @@ std::string format_utc_instant(int64_t ms);
 std::optional<int64_t> parse_utc_date(std::string_view text);
 /// Strict "YYYY-MM-DDTHH:MM:SSZ" (UTC only, no fraction, no offset): milliseconds.
 std::optional<int64_t> parse_utc_instant(std::string_view text);
+/// What `report`'s --since and --until take: "2026-11-23T10:00:00Z", "2026-11-23" (its UTC
+/// midnight), "now", or a time before `now_ms` such as "-24h", "-30m", "-7d".
+std::optional<int64_t> parse_utc_time_or_ago(std::string_view text, int64_t now_ms);
 
 }  // namespace wattprobe

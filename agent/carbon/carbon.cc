@@ -219,6 +219,28 @@ const CarbonTickGrams& Carbon::on_tick(const EnergyTick& tick) {
   return added;
 }
 
+void Carbon::forget_run_bases() {
+  if (run_base_.empty()) return;
+  std::erase_if(run_base_, [&](const auto& e) { return !totals_.workloads.contains(e.first); });
+}
+
+void Carbon::add_run_grams(std::vector<EndedWorkload>& ended) {
+  for (EndedWorkload& e : ended) {
+    auto total = totals_.workloads.find(e.id);
+    if (total == totals_.workloads.end()) continue;
+    CarbonGrams& base = run_base_[e.id];
+    e.operational_grams = std::max(0.0, total->second.operational - base.operational);
+    e.embodied_grams = std::max(0.0, total->second.embodied - base.embodied);
+    base = total->second;
+  }
+}
+
+void Carbon::restore_ended_run(const WorkloadId& id) {
+  if (auto total = totals_.workloads.find(id); total != totals_.workloads.end()) {
+    run_base_[id] = total->second;
+  }
+}
+
 void Carbon::forget_workloads(int64_t now_ms) {
   auto& seen = totals_.last_seen_ms;
   const int64_t expiry = options_.workload_expiry.count();
@@ -231,7 +253,10 @@ void Carbon::forget_workloads(int64_t now_ms) {
       ++it;
     }
   }
-  if (totals_.workloads.size() <= options_.max_workloads) return;
+  if (totals_.workloads.size() <= options_.max_workloads) {
+    forget_run_bases();
+    return;
+  }
   std::vector<std::pair<int64_t, const WorkloadId*>> by_age;
   by_age.reserve(totals_.workloads.size());
   for (const auto& [id, g] : totals_.workloads) by_age.emplace_back(seen.at(id), &id);
@@ -248,6 +273,7 @@ void Carbon::forget_workloads(int64_t now_ms) {
     seen.erase(id);
     totals_.workloads.erase(id);
   }
+  forget_run_bases();
 }
 
 void Carbon::append_families(std::vector<Family>& out) const {

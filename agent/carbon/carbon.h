@@ -158,6 +158,12 @@ class Carbon {
   /// ledger): valid until the next call.
   const CarbonTickGrams& on_tick(const EnergyTick& tick);
   void append_families(std::vector<Family>& out) const;
+  /// The grams of the ended workloads' runs (EnergyTick::ended, after on_tick of that tick):
+  /// their totals less those at their previous end, if the name ran and ended before.
+  void add_run_grams(std::vector<EndedWorkload>& ended);
+  /// After restore(): `id`'s run had ended before the checkpoint, so a next run's grams count
+  /// from its totals now.
+  void restore_ended_run(const WorkloadId& id);
   std::string doctor_report() const;
 
   const CarbonTotals& totals() const { return totals_; }
@@ -189,6 +195,7 @@ class Carbon {
   void charge_budgets(const WorkloadId& id, double grams, int64_t day);
   /// Drops the workloads gone past the expiry, then the longest idle past max_workloads.
   void forget_workloads(int64_t now_ms);
+  void forget_run_bases();
   void append_best_windows(std::vector<Family>& out, int64_t now_ms) const;
 
   HostPaths paths_;
@@ -199,6 +206,8 @@ class Carbon {
   std::unique_ptr<GridIntensity> grid_;
   CarbonTotals totals_;
   CarbonTickGrams last_tick_grams_;
+  /// Grams at a workload's last end, while its totals are kept (add_run_grams).
+  std::unordered_map<WorkloadId, CarbonGrams, WorkloadIdHash> run_base_;
   std::vector<BudgetState> budgets_;
   int64_t last_tick_ms_ = 0;
   IntensityHistory history_;

@@ -18,6 +18,7 @@
 #include "agent/base/usage_error.h"
 #include "agent/base/utc_time.h"
 #include "agent/carbon/grid/intensity.h"
+#include "agent/cli/job_report.h"
 #include "agent/cli/replacement.h"
 #include "agent/state/ledger.h"
 
@@ -422,14 +423,7 @@ ReportRow LedgerSums::total() const {
 }
 
 std::optional<int64_t> parse_report_time(std::string_view text, int64_t now_ms) {
-  if (text == "now") return now_ms;
-  if (!text.empty() && text[0] == '-') {
-    auto d = parse_duration(text.substr(1));
-    if (!d) return std::nullopt;
-    return now_ms - d->count();
-  }
-  if (text.size() == 10) return parse_utc_date(text);
-  return parse_utc_instant(text);
+  return parse_utc_time_or_ago(text, now_ms);
 }
 
 std::string report_help() {
@@ -602,9 +596,15 @@ void print_report(const ReportOptions& o, const LedgerSums& s, std::ostream& out
 int run_report(const std::vector<std::string>& all_args, std::ostream& out, std::ostream& err) {
   for (const std::string& a : all_args) {
     if (a == "--help" || a == "-h") {
-      out << report_help() << replacement_help();
+      out << report_help() << replacement_help() << job_report_help();
       return 0;
     }
+  }
+  // --jobs lists the job records instead (agent/cli/job_report.h); it takes no value.
+  if (auto jobs = std::find(all_args.begin(), all_args.end(), "--jobs"); jobs != all_args.end()) {
+    std::vector<std::string> rest(all_args.begin(), jobs);
+    rest.insert(rest.end(), jobs + 1, all_args.end());
+    return run_job_report(rest, out, err);
   }
   ReportOptions o;
   std::vector<std::string> args = all_args;

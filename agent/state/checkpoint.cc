@@ -180,6 +180,11 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
       if (!amount(a.host_joules()))
         return bad_amount(f + ".attributed.host_joules", a.host_joules());
       t.host_joules = a.host_joules();
+      if (a.first_seen_unix_ms() < 0) {
+        return bad(f + ".attributed.first_seen_unix_ms", std::to_string(a.first_seen_unix_ms()));
+      }
+      t.first_seen_ms = a.first_seen_unix_ms();
+      t.ended = a.ended();
       for (int k = 0; k < a.joules_size(); ++k) {
         const auto& j = a.joules(k);
         std::string g = f + ".attributed.joules[" + std::to_string(k) + "]";
@@ -403,6 +408,8 @@ std::string encode_checkpoint(const CheckpointState& s) {
     a->set_cpu_seconds(t.cpu_seconds);
     a->set_last_seen_unix_ms(t.last_seen_ms);
     a->set_host_joules(t.host_joules);
+    a->set_first_seen_unix_ms(t.first_seen_ms);
+    a->set_ended(t.ended);
     for (const auto& [key, j] : t.joules) {
       auto* e = a->add_joules();
       e->set_source(key.first);
@@ -574,6 +581,9 @@ void restore_totals(const CheckpointState& s, EnergyMeter& meter, Attribution& a
   if (carbon) {
     carbon->restore(s.carbon);
     carbon->restore_budgets(s.budgets);
+    for (const auto& w : s.attribution.workloads) {
+      if (w.ended) carbon->restore_ended_run(w.id);
+    }
   }
 }
 

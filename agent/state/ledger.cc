@@ -1,19 +1,14 @@
 #include "agent/state/ledger.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "agent/base/log.h"
 #include "agent/base/utc_time.h"
+#include "agent/state/day_files.h"
 
 namespace wattprobe {
 namespace {
@@ -21,34 +16,6 @@ namespace {
 /// Past this many unwritten bytes (a full or read-only disk for hours), new lines are dropped
 /// and counted rather than held in memory without bound.
 constexpr std::size_t kMaxPendingBytes = 16 << 20;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(Fd&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-bool is_day_file(const std::string& name, int64_t* day) {
-  constexpr std::string_view kSuffix = ".jsonl";
-  if (name.size() != 10 + kSuffix.size() || name.substr(10) != kSuffix) return false;
-  auto midnight = parse_utc_date(std::string_view(name).substr(0, 10));
-  if (!midnight) return false;
-  *day = utc_day(*midnight);
-  return true;
-}
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 }  // namespace
 
@@ -60,20 +27,8 @@ Ledger::Ledger(LedgerOptions options)
 Ledger::~Ledger() { flush_all(); }
 
 Result<bool> Ledger::open(int64_t now_ms) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
-  if (ec) return error_from_errno(ec.value(), dir_.string(), "creating the ledger folder");
-  // Prove now, not at the first period's end, that this user can create files there. An
-  // unnamed O_TMPFILE file vanishes on close; file systems without it fall back to access().
-  Fd probe(::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
-  if (probe.get() < 0) {
-    int err = errno;
-    bool unsupported = err == EOPNOTSUPP || err == EISDIR || err == EINVAL;
-    if (!unsupported || ::access(dir_.c_str(), W_OK | X_OK) != 0) {
-      return error_from_errno(unsupported ? errno : err, dir_.string(),
-                              "creating a file in the ledger folder");
-    }
-  }
+  // Prove now, not at the first period's end, that this user can create files there.
+  if (auto ready = prepare_day_folder(dir_, "the ledger folder"); !ready.ok()) return ready;
   apply_retention(utc_day(now_ms));
   return true;
 }
@@ -206,7 +161,7 @@ void Ledger::write_period(int64_t index, const Period& p) {
          " bytes already wait for the disk");
     return;
   }
-  pending_[dir_ / (format_utc_date(start_ms) + ".jsonl")] += text;
+  pending_[day_file_path(dir_, start_ms)] += text;
 }
 
 void Ledger::write_pending() {
@@ -227,58 +182,17 @@ void Ledger::write_pending() {
       it = pending_.erase(it);
       continue;
     }
-    struct stat st {};
-    bool existed = ::stat(path.c_str(), &st) == 0;
-    auto open_file = [&] {
-      // O_NOFOLLOW: a link planted in the ledger folder must not make the agent append to
-      // another file.
-      return ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-    };
-    Fd fd(open_file());
-    if (fd.get() < 0 && errno == ENOENT) {
-      // The folder went away under a running agent (or open() was never called): make it again.
-      std::error_code ec;
-      std::filesystem::create_directories(dir_, ec);
-      fd = Fd(open_file());
-    }
-    if (fd.get() < 0) {
-      fail("cannot open " + path.string() + ": " +
-           (errno == ELOOP ? std::string("it is a symbolic link, which the ledger never follows")
-                           : errno_text(errno)));
+    const AppendResult appended = append_to_day_file(dir_, path, bytes);
+    lines_written_ += static_cast<uint64_t>(std::count(
+        bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(appended.written), '\n'));
+    disk_bytes_ += appended.written;
+    bytes.erase(0, appended.written);
+    if (!bytes.empty()) {
+      fail(appended.error + "; " + std::to_string(bytes.size()) +
+           " bytes kept for the next period");
       return;  // keep everything for the next period
     }
-    // A crash mid-write (kill -9) can leave a line without its newline; start on a fresh line
-    // so only that torn line is malformed, not the first of ours too.
-    if (existed && st.st_size > 0) {
-      char last = '\n';
-      if (::pread(fd.get(), &last, 1, st.st_size - 1) == 1 && last != '\n') {
-        (void)!::write(fd.get(), "\n", 1);  // a failure shows in the write below
-      }
-    }
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<std::size_t>(n);
-    }
-    int write_errno = errno;
-    lines_written_ += static_cast<uint64_t>(std::count(bytes.begin(), bytes.begin() + done, '\n'));
-    disk_bytes_ += done;
-    bytes.erase(0, done);
-    if (!bytes.empty()) {
-      fail("cannot write " + path.string() + ": " + errno_text(write_errno) + "; " +
-           std::to_string(bytes.size()) + " bytes kept for the next period");
-      return;
-    }
-    if (::fsync(fd.get()) != 0) fail("cannot fsync " + path.string() + ": " + errno_text(errno));
-    if (!existed) {
-      // The new file's name must survive a crash too.
-      Fd d(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (d.get() < 0 || ::fsync(d.get()) != 0) {
-        fail("cannot fsync " + dir_.string() + ": " + errno_text(errno));
-      }
-    }
+    if (!appended.error.empty()) fail(appended.error);  // written, not synced
     it = pending_.erase(it);
   }
 }
@@ -288,21 +202,18 @@ void Ledger::apply_retention(int64_t today) {
   apply_byte_cap(today);
   if (options_.retention_days == 0) return;
   std::error_code ec;
-  std::filesystem::directory_iterator files(dir_, ec);
-  if (ec) {
-    if (ec != std::errc::no_such_file_or_directory) {
+  if (!std::filesystem::is_directory(dir_, ec)) {
+    if (ec && ec != std::errc::no_such_file_or_directory) {
       fail("cannot list " + dir_.string() + " for retention: " + ec.message());
     }
     return;
   }
-  for (const auto& entry : files) {
-    int64_t day = 0;
-    if (!is_day_file(entry.path().filename().string(), &day)) continue;
+  for (const DayFile& file : list_day_files(dir_)) {
     // The file's day ends at day + 1; delete once that is more than retention_days ago.
-    if (day + 1 + static_cast<int64_t>(options_.retention_days) > today) continue;
+    if (file.day + 1 + static_cast<int64_t>(options_.retention_days) > today) continue;
     std::error_code rm;
-    std::filesystem::remove(entry.path(), rm);
-    if (rm) fail("cannot delete " + entry.path().string() + ": " + rm.message());
+    std::filesystem::remove(file.path, rm);
+    if (rm) fail("cannot delete " + file.path.string() + ": " + rm.message());
   }
 }
 
@@ -317,19 +228,11 @@ bool Ledger::fits_byte_cap(std::size_t more) {
 
 void Ledger::apply_byte_cap(int64_t today, uint64_t more) {
   if (options_.max_bytes == 0) return;
-  std::error_code ec;
-  std::filesystem::directory_iterator files(dir_, ec);
-  if (ec) return;  // retention names the folder's problem
   std::map<int64_t, std::pair<std::filesystem::path, uint64_t>> closed;  // oldest first
   uint64_t total = 0;
-  for (const auto& entry : files) {
-    int64_t day = 0;
-    if (!is_day_file(entry.path().filename().string(), &day)) continue;
-    std::error_code size_ec;
-    uint64_t size = entry.file_size(size_ec);
-    if (size_ec) continue;
-    total += size;
-    if (day < today) closed[day] = {entry.path(), size};
+  for (const DayFile& file : list_day_files(dir_)) {
+    total += file.bytes;
+    if (file.day < today) closed[file.day] = {file.path, file.bytes};
   }
   for (const auto& [day, file] : closed) {
     if (total + more <= options_.max_bytes) break;

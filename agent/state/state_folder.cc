@@ -32,10 +32,10 @@ std::string owner_name(uid_t uid) {
                : "uid " + std::to_string(uid);
 }
 
-// What the checkpoint, the ledger and the remote-write queue put in the state folder; anything
-// else means --state-dir names a folder that is not wattprobe's own.
+// What the checkpoint, the ledger, the job records and the remote-write queue put in the state
+// folder; anything else means --state-dir names a folder that is not wattprobe's own.
 bool written_by_wattprobe(std::string_view name) {
-  constexpr std::array<std::string_view, 4> kExact = {"ledger", "remote-write", "otlp",
+  constexpr std::array<std::string_view, 5> kExact = {"ledger", "jobs", "remote-write", "otlp",
                                                       "lost+found"};
   for (std::string_view n : kExact)
     if (name == n) return true;

@@ -71,6 +71,7 @@ uint32_t Attribution::slot_for(const WorkloadId& id) {
 }
 
 void Attribution::free_slot(uint32_t s) {
+  if (!run_base_.empty()) run_base_.erase(*slots_[s].id);
   slot_of_.erase(slot_of_.find(*slots_[s].id));
   slots_[s] = Slot{};
   std::fill_n(cells_of(s), stride_, Cell{});
@@ -156,6 +157,11 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     Slot& t = slots_[slot[i]];
     if (i < n) t.cpu_seconds += static_cast<double>(cpu.workloads[i].cpu_ns) * 1e-9;
     t.last_seen_ms = now_ms;
+    if (t.first_seen_ms == 0 || t.ended) {
+      // The run began within this tick: its start is the best bound the agent has.
+      t.first_seen_ms = now_ms - static_cast<int64_t>(std::llround(energy.seconds * 1000));
+      t.ended = false;
+    }
   }
 
   std::vector<double> host_joules(total, 0.0);
@@ -362,6 +368,7 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
         {*ids[i], host_joules[i], std::min(host_share, 1.0), cpu_ns, host_gpu_joules[i]});
     slots_[slot[i]].host_joules += host_joules[i];
   }
+  if (!cpu.ended.empty()) end_runs(cpu.ended, tick);  // tick.end_ms is their end
 
   // Series of workloads gone for longer than the expiry leave /metrics (their totals live on
   // in the ledger).
@@ -373,6 +380,37 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
   }
   forget_beyond_cap();
   return tick;
+}
+
+void Attribution::end_runs(const std::vector<WorkloadId>& ended, EnergyTick& tick) {
+  for (const WorkloadId& id : ended) {
+    auto found = slot_of_.find(id);
+    if (found == slot_of_.end()) continue;  // expired or past the cap: its totals are gone
+    Slot& t = slots_[found->second];
+    if (t.ended || t.first_seen_ms == 0) continue;
+    RunBase& base = run_base_[id];
+    EndedWorkload e;
+    e.id = id;
+    e.first_seen_ms = t.first_seen_ms;
+    e.last_seen_ms = t.last_seen_ms;
+    e.ended_ms = tick.end_ms;
+    e.cpu_seconds = std::max(0.0, t.cpu_seconds - base.cpu_seconds);
+    e.host_joules = std::max(0.0, t.host_joules - base.host_joules);
+    const Cell* cells = cells_of(found->second);
+    base.joules.resize(pairs_.size(), 0.0);
+    for (std::size_t p = 0; p < pairs_.size(); ++p) {
+      if (!cells[p].present) continue;
+      const double joules = cells[p].joules - base.joules[p];
+      if (joules > 0) {
+        e.domains.push_back({pairs_[p].source, pairs_[p].domain, joules, pairs_[p].measured != 0});
+      }
+      base.joules[p] = cells[p].joules;
+    }
+    base.cpu_seconds = t.cpu_seconds;
+    base.host_joules = t.host_joules;
+    t.ended = true;
+    tick.ended.push_back(std::move(e));
+  }
 }
 
 void Attribution::forget_beyond_cap() {
@@ -423,7 +461,8 @@ AttributionTotals Attribution::totals() const {
   for (uint32_t s = 0; s < slots_.size(); ++s) {
     const Slot& t = slots_[s];
     if (!t.used) continue;
-    AttributionTotals::Workload w{*t.id, t.cpu_seconds, t.last_seen_ms, {}, {}, t.host_joules};
+    AttributionTotals::Workload w{*t.id, t.cpu_seconds, t.last_seen_ms,  {},
+                                  {},    t.host_joules, t.first_seen_ms, t.ended};
     if (auto g = gpu_split_joules_.find(*t.id); g != gpu_split_joules_.end())
       w.gpu_joules = g->second;
     const Cell* cells = cells_of(s);
@@ -444,6 +483,19 @@ void Attribution::restore(const AttributionTotals& totals) {
     Slot& slot = slots_[slot_of_.at(w.id)];
     slot.last_seen_ms = w.last_seen_ms;
     slot.host_joules = w.host_joules;
+    // A run from before the checkpoint continues: its record, when it ends, starts where it
+    // began. A file from before first_seen gives the last tick as the best bound.
+    slot.first_seen_ms = w.first_seen_ms != 0 ? w.first_seen_ms : w.last_seen_ms;
+    slot.ended = w.ended;
+    if (w.ended) {
+      // Nothing ran since it ended, so its totals are still those at its end: the base of a
+      // next run of the name.
+      RunBase& base = run_base_[w.id];
+      base.cpu_seconds = w.cpu_seconds;
+      base.host_joules = w.host_joules;
+      base.joules.assign(pairs_.size(), 0.0);
+      for (const auto& [key, j] : w.joules) base.joules[pair_of_.at(key)] = j;
+    }
     if (!w.gpu_joules.empty()) gpu_split_joules_[w.id] = w.gpu_joules;
   }
   for (const auto& [domain, j] : totals.idle_joules) idle_total_[domain] = j;

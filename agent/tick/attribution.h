@@ -31,6 +31,10 @@ struct AttributionTotals {
     std::map<std::tuple<std::string, int, std::string>, double> gpu_joules;
     /// Its share of E_host (wattprobe_workload_host_energy_joules_total).
     double host_joules = 0;
+    /// Wall clock of its run's first tick (0: unknown, from an older checkpoint), and whether
+    /// the run ended (its job record is written; a next run starts a new one).
+    int64_t first_seen_ms = 0;
+    bool ended = false;
   };
   std::vector<Workload> workloads;
   std::map<std::string, double> idle_joules;          // by domain
@@ -97,6 +101,8 @@ class Attribution {
     double cpu_seconds = 0;
     double host_joules = 0;  // E_host's share, continued from the checkpoint
     int64_t last_seen_ms = 0;
+    int64_t first_seen_ms = 0;  // of the run in progress; 0 before its first tick
+    bool ended = false;         // the run ended; a next tick with CPU starts another
     bool used = false;
     /// The workload's labels for wattprobe_workload_cpu_seconds_total, built at its first
     /// export and shared by every snapshot after.
@@ -121,6 +127,8 @@ class Attribution {
   std::size_t row_index(const DomainEnergy& row);
   uint32_t slot_for(const WorkloadId& id);
   void free_slot(uint32_t slot);
+  /// The job records of the workloads the CPU accounting says ended in this tick.
+  void end_runs(const std::vector<WorkloadId>& ended, EnergyTick& tick);
   /// Frees the longest idle slots past options_.max_workloads.
   void forget_beyond_cap();
   /// Makes room in every slot for the pairs interned so far.
@@ -148,6 +156,14 @@ class Attribution {
   std::unordered_map<WorkloadId, std::map<std::tuple<std::string, int, std::string>, double>,
                      WorkloadIdHash>
       gpu_split_joules_;
+  /// The totals at a workload's last end, for those that ended and are still tracked: a run of
+  /// the same name after it is its totals less these.
+  struct RunBase {
+    double cpu_seconds = 0;
+    double host_joules = 0;
+    std::vector<double> joules;  // by pair index
+  };
+  std::unordered_map<WorkloadId, RunBase, WorkloadIdHash> run_base_;
   uint64_t violations_ = 0;
   double platform_rest_watts_ = 0;  // the wall less its components, last tick
   double platform_shortfall_ = 0;   // J by which the wall read below its components

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "agent/base/ended_workload.h"
 #include "agent/base/workload_id.h"
 
 namespace wattprobe {
@@ -34,6 +35,8 @@ struct EnergyTick {
   /// The `gpu` domains' part of idle_joules and unattributed_joules (already counted in them).
   double idle_gpu_joules = 0;
   double unattributed_gpu_joules = 0;
+  /// Workloads that ended in this tick, with their run's totals; carbon adds the grams.
+  std::vector<EndedWorkload> ended;
 };
 
 }  // namespace wattprobe

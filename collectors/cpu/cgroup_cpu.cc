@@ -70,6 +70,10 @@ CpuTick CgroupCpuDrain::drain(const CgroupTreeReading& reading) {
     for (std::size_t i = 0; i < reading.cgroups.size(); ++i) {
       if (own[i] == 0) continue;
       const WorkloadId& id = workload_of(reading.cgroups[i].id);
+      if (auto [at, added] = live_.try_emplace(reading.cgroups[i].id); added) {
+        at->second = Live{id, reading.cgroups[i].parent_id};
+        ++live_cgroups_[id];
+      }
       auto [at, added] = index.try_emplace(id, tick.workloads.size());
       if (added) tick.workloads.push_back(WorkloadCpu{.id = id});
       tick.workloads[at->second].cpu_ns += own[i];
@@ -82,6 +86,36 @@ CpuTick CgroupCpuDrain::drain(const CgroupTreeReading& reading) {
         tick.unaccounted_ns += tick.workloads[i].cpu_ns;
       tick.workloads_dropped = tick.workloads.size() - max_workloads_;
       tick.workloads.resize(max_workloads_);
+    }
+
+    // A reading that lost cgroups (the kernel's array was full) cannot tell a removed cgroup
+    // from one it had no room for: removals wait for a whole reading.
+    if (grown(reading.cgroups_lost, last_lost_) == 0) {
+      std::vector<std::pair<uint64_t, WorkloadId>> continued;  // through a parent
+      for (auto it = live_.begin(); it != live_.end();) {
+        if (index_of.count(it->first)) {
+          ++it;
+          continue;
+        }
+        const WorkloadId id = std::move(it->second.id);
+        const uint64_t parent = it->second.parent_id;
+        it = live_.erase(it);
+        auto count = live_cgroups_.find(id);
+        if (count == live_cgroups_.end() || --count->second > 0) continue;
+        live_cgroups_.erase(count);
+        // The parent holds the same workload (a service's sub-cgroup): it runs on, now through
+        // the parent.
+        if (parent != 0 && index_of.count(parent) && workload_of(parent) == id) {
+          continued.emplace_back(parent, id);
+          continue;
+        }
+        tick.ended.push_back(id);
+      }
+      for (auto& [cgroup, id] : continued) {
+        auto parent_at = index_of.find(cgroup);
+        const uint64_t grandparent = reading.cgroups[parent_at->second].parent_id;
+        if (live_.try_emplace(cgroup, Live{id, grandparent}).second) ++live_cgroups_[id];
+      }
     }
   }
 

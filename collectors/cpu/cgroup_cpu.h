@@ -37,7 +37,11 @@ struct CgroupTreeReading {
 ///   which then counts as the parent's own;
 /// - a cgroup removed since the last reading keeps the time it used before it; what it used
 ///   after the last reading stays in its parent's growth (at most one tick of its work).
-/// Kernel threads live in the root cgroup and count as its own time. Not thread-safe.
+/// Kernel threads live in the root cgroup and count as its own time.
+///
+/// A workload ends when the last cgroup that gave it CPU time is gone from a reading and the
+/// cgroup's parent, if still there, is another workload's (a service's sub-cgroup going away
+/// leaves the service running). Not thread-safe.
 class CgroupCpuDrain {
  public:
   using Resolver = std::function<WorkloadId(uint64_t cgroup_id)>;
@@ -64,6 +68,14 @@ class CgroupCpuDrain {
   // stays right while the cgroup lives.
   std::unordered_map<uint64_t, WorkloadId> identities_;
   std::unordered_map<uint64_t, WorkloadId> identities_next_;
+  /// Every cgroup of the last reading that ever had CPU time: its workload and parent, to tell
+  /// when the last of a workload's cgroups is removed.
+  struct Live {
+    WorkloadId id;
+    uint64_t parent_id = 0;
+  };
+  std::unordered_map<uint64_t, Live> live_;
+  std::unordered_map<WorkloadId, std::size_t, WorkloadIdHash> live_cgroups_;  // per workload
 };
 
 }  // namespace wattprobe

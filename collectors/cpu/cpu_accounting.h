@@ -38,6 +38,9 @@ struct CpuTick {
   uint64_t unaccounted_ns = 0;
   uint64_t records_lost = 0;       // BPF map overflow events this tick
   uint64_t workloads_dropped = 0;  // distinct workloads past the cap this tick
+  /// Workloads that ended since the last drain: the last cgroup that held them was removed. Only
+  /// the cgroup mode sees removals; the others leave it empty.
+  std::vector<WorkloadId> ended;
 };
 
 /// Per-workload CPU time source: eBPF (bpf/) or the /proc fallback (collectors/procfs_accounting).

@@ -158,3 +158,38 @@ TEST(CarbonExpiry, ACheckpointKeepsWhenEachWorkloadLastRan) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+double run_grams(Carbon& c, const WorkloadId& id) {
+  std::vector<EndedWorkload> ended(1);
+  ended[0].id = id;
+  c.add_run_grams(ended);
+  return ended[0].operational_grams + ended[0].embodied_grams;
+}
+
+// Job records (issue 29): an ended run's grams are its own, also when the name runs again and
+// when the agent restarted between the two runs.
+TEST(CarbonRuns, ARunsGramsAreItsOwnAcrossARerunAndARestart) {
+  Rig rig;
+  const WorkloadId job{"run-u9.service", "service", "", "", ""};
+  int64_t t = 1'700'000'000'000;
+  for (int i = 0; i < 3; ++i) rig.carbon->on_tick(tick_of(t += 1000, {job}));
+  const double first = run_grams(*rig.carbon, job);
+  EXPECT_GT(first, 0);
+  rig.carbon->on_tick(tick_of(t += 1000, {job}));
+  EXPECT_NEAR(run_grams(*rig.carbon, job), first / 3, first * 1e-9);  // one tick of three
+
+  // Restarted after the second run ended: a third run counts from there.
+  CarbonTotals saved = rig.carbon->totals();
+  Rig again;
+  again.carbon->restore(saved);
+  again.carbon->restore_ended_run(job);
+  again.carbon->on_tick(tick_of(t += 1000, {job}));
+  again.carbon->on_tick(tick_of(t += 1000, {job}));
+  EXPECT_NEAR(run_grams(*again.carbon, job), first * 2 / 3, first * 1e-9);
+}
+
+}  // namespace
+}  // namespace wattprobe

@@ -562,3 +562,29 @@ TEST(Checkpoint, KeeperIsDueAtTheFirstTickThenEveryInterval) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+// Job records (issue 29): a run's first tick and whether it ended survive the checkpoint, so a
+// job running across a restart is continued and an ended one never recorded twice.
+TEST(CheckpointJobs, ARunsFirstTickAndEndSurviveTheFile) {
+  CheckpointState s = sample_state();
+  ASSERT_GE(s.attribution.workloads.size(), 1u);
+  s.attribution.workloads[0].first_seen_ms = 1'700'000'000'250;
+  s.attribution.workloads[0].ended = true;
+  auto decoded = decode_checkpoint(encode_checkpoint(s));
+  ASSERT_FALSE(std::get_if<CheckpointFault>(&decoded));
+  const auto& back = std::get<CheckpointState>(decoded).attribution.workloads;
+  bool found = false;
+  for (const auto& w : back) {
+    if (w.id != s.attribution.workloads[0].id) continue;
+    found = true;
+    EXPECT_EQ(w.first_seen_ms, 1'700'000'000'250);
+    EXPECT_TRUE(w.ended);
+  }
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace wattprobe

@@ -79,6 +79,8 @@ TEST_F(StateFolderAsRoot, HandsARootFolderOfWattprobesOwnFilesToTheUserItWillRun
   std::ofstream(dir / "ledger/2026-11-27.jsonl") << "{}\n";
   fs::create_directories(dir / "otlp");  // an OTLP queue a run as root left (issue 25)
   std::ofstream(dir / "otlp/cursor") << "0 0\n";
+  fs::create_directories(dir / "jobs");  // job records a run as root wrote (issue 29)
+  std::ofstream(dir / "jobs/2026-11-27.jsonl") << "{}\n";
   ASSERT_EQ(::chmod(dir.c_str(), 0700), 0);
   auto checked = check_state_folder(dir, nobody);
   ASSERT_TRUE(checked.ok()) << checked.error().message();
@@ -87,8 +89,9 @@ TEST_F(StateFolderAsRoot, HandsARootFolderOfWattprobesOwnFilesToTheUserItWillRun
   auto line = prepare_state_folder(dir, nobody);
   ASSERT_TRUE(line.ok()) << line.error().message();
   EXPECT_THAT(*line, HasSubstr("handed from root to nobody"));
-  for (const fs::path& p : {dir, dir / "ledger", dir / "checkpoint.pb",
-                            dir / "ledger/2026-11-27.jsonl", dir / "otlp", dir / "otlp/cursor"}) {
+  for (const fs::path& p :
+       {dir, dir / "ledger", dir / "checkpoint.pb", dir / "ledger/2026-11-27.jsonl", dir / "otlp",
+        dir / "otlp/cursor", dir / "jobs", dir / "jobs/2026-11-27.jsonl"}) {
     EXPECT_EQ(owner_of(p), 65534u) << p;
   }
 }

@@ -177,3 +177,70 @@ TEST(CgroupCpuDrain, LostCgroupsAreCountedPerTick) {
 
 }  // namespace
 }  // namespace wattprobe
+
+namespace wattprobe {
+namespace {
+
+bool ended(const CpuTick& tick, const std::string& workload) {
+  for (const auto& id : tick.ended)
+    if (id.workload == workload) return true;
+  return false;
+}
+
+TEST(CgroupCpuDrain, AWorkloadEndsWhenItsCgroupIsRemovedNotWhenItGoesIdle) {
+  Names names;
+  CgroupCpuDrain drain(100, names.callback());
+  drain.drain(reading(0, {{1, 0, 0}, {2, 1, 0}, {3, 2, 0}}));
+  CpuTick ran =
+      drain.drain(reading(1000, {{1, 0, 300 * kMs}, {2, 1, 300 * kMs}, {3, 2, 300 * kMs}}));
+  EXPECT_EQ(cpu_of(ran, "cg3"), 300 * kMs);
+  EXPECT_TRUE(ran.ended.empty());
+  // Idle for ticks: still there, so it has not ended.
+  for (uint64_t t = 2000; t <= 5000; t += 1000) {
+    CpuTick idle =
+        drain.drain(reading(t, {{1, 0, 300 * kMs}, {2, 1, 300 * kMs}, {3, 2, 300 * kMs}}));
+    EXPECT_TRUE(idle.ended.empty()) << t;
+  }
+  // Its cgroup removed: it ended, once.
+  CpuTick gone = drain.drain(reading(6000, {{1, 0, 300 * kMs}, {2, 1, 300 * kMs}}));
+  ASSERT_EQ(gone.ended.size(), 1u);
+  EXPECT_EQ(gone.ended[0].workload, "cg3");
+  CpuTick after = drain.drain(reading(7000, {{1, 0, 300 * kMs}, {2, 1, 300 * kMs}}));
+  EXPECT_TRUE(after.ended.empty());
+}
+
+TEST(CgroupCpuDrain, AWorkloadWithAnotherCgroupLeftHasNotEnded) {
+  Names names;
+  names.names = {{3, "job.service"}, {4, "job.service"}, {5, "job.service"}};
+  CgroupCpuDrain drain(100, names.callback());
+  // 3 is the service; 4 and 5 its sub-cgroups. 3 itself never runs anything.
+  drain.drain(reading(0, {{1, 0, 0}, {3, 1, 0}, {4, 3, 0}, {5, 3, 0}}));
+  drain.drain(
+      reading(1000, {{1, 0, 200 * kMs}, {3, 1, 200 * kMs}, {4, 3, 100 * kMs}, {5, 3, 100 * kMs}}));
+  // One sub-cgroup goes: the other holds the service.
+  CpuTick one =
+      drain.drain(reading(2000, {{1, 0, 200 * kMs}, {3, 1, 200 * kMs}, {5, 3, 100 * kMs}}));
+  EXPECT_FALSE(ended(one, "job.service"));
+  // The last sub-cgroup goes but the service's own cgroup is still there: not ended.
+  CpuTick two = drain.drain(reading(3000, {{1, 0, 200 * kMs}, {3, 1, 200 * kMs}}));
+  EXPECT_FALSE(ended(two, "job.service"));
+  // The service's cgroup goes: now it has.
+  CpuTick three = drain.drain(reading(4000, {{1, 0, 200 * kMs}}));
+  EXPECT_TRUE(ended(three, "job.service"));
+}
+
+TEST(CgroupCpuDrain, AReadingThatLostCgroupsEndsNothing) {
+  Names names;
+  CgroupCpuDrain drain(100, names.callback());
+  drain.drain(reading(0, {{1, 0, 0}, {3, 1, 0}}));
+  drain.drain(reading(1000, {{1, 0, 100 * kMs}, {3, 1, 100 * kMs}}));
+  CgroupTreeReading full = reading(2000, {{1, 0, 100 * kMs}});
+  full.cgroups_lost = 1;  // 3 may only have had no room
+  EXPECT_TRUE(drain.drain(full).ended.empty());
+  CgroupTreeReading whole = reading(3000, {{1, 0, 100 * kMs}});
+  whole.cgroups_lost = 1;  // no more lost since the last reading
+  EXPECT_TRUE(ended(drain.drain(whole), "cg3"));
+}
+
+}  // namespace
+}  // namespace wattprobe
