@@ -107,7 +107,8 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     checkpoint_ = std::make_unique<CheckpointKeeper>(
         CheckpointStore(options.state_dir, read_host_identity(options.paths)),
         options.checkpoint_interval);
-    SinkSettings sinks{options.paths, options.remote_write, options.otlp, options.guest_energy};
+    SinkSettings sinks{options.paths, options.remote_write, options.otlp, options.guest_energy,
+                       options.units};
     if (!sinks.otlp.endpoint.empty()) {  // the resource every OTLP point belongs to
       const HostIdentity host = read_host_identity(options.paths);
       sinks.otlp.host_name = host.hostname;

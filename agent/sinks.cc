@@ -1,5 +1,7 @@
 #include "agent/sinks.h"
 
+#include "collectors/units/units_sink.h"
+
 namespace wattprobe {
 
 namespace {
@@ -24,6 +26,10 @@ const SinkLine kSinks[] = {
     {"OTLP", [](const SinkSettings& o) { return !o.otlp.endpoint.empty(); },
      [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
        return std::make_unique<OtlpExporter>(o.otlp);
+     }},
+    {"[unit.NAME]", [](const SinkSettings& o) { return !o.units.units.empty(); },
+     [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
+       return std::make_unique<UnitsSink>(o.units);
      }},
 };
 

@@ -6,6 +6,7 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/sink.h"
+#include "collectors/units/unit_spec.h"
 #include "exporters/guest_energy.h"
 #include "exporters/otlp.h"
 #include "exporters/remote_write.h"
@@ -25,6 +26,7 @@ struct SinkSettings {
   RemoteWriteOptions remote_write;  // off while url is empty
   OtlpOptions otlp;                 // off while endpoint is empty; host_name and host_id set
   GuestEnergyOptions guest_energy;  // off while dir is empty
+  UnitOptions units;                // off while no [unit.NAME] section
 };
 
 /// The daemon's own sinks, from the one table of sinks (agent/sinks.cc): remote-write, OTLP,

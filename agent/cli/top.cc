@@ -22,7 +22,7 @@
 #include "agent/base/utc_time.h"
 #include "agent/pipeline.h"
 #include "collectors/cpu/cpu_topology.h"
-#include "exporters/exposition_text.h"
+#include "agent/base/exposition_text.h"
 
 namespace po = boost::program_options;
 

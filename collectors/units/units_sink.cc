@@ -1,0 +1,185 @@
+#include "collectors/units/units_sink.h"
+
+#include <fnmatch.h>
+
+#include <chrono>
+
+namespace wattprobe {
+namespace {
+
+constexpr const char* kHostEnergy = "wattprobe_workload_host_energy_joules_total";
+constexpr const char* kOperational = "wattprobe_workload_operational_co2e_grams_total";
+constexpr const char* kEmbodied = "wattprobe_workload_embodied_co2e_grams_total";
+const char* const kIdentity[] = {"workload", "kind", "namespace", "pod", "container"};
+
+std::string label(const Labels& labels, std::string_view name) {
+  for (const auto& [k, v] : labels)
+    if (k == name) return v;
+  return {};
+}
+
+std::string identity_key(const Labels& labels) {
+  std::string key;
+  for (const char* name : kIdentity) {
+    key += label(labels, name);
+    key += '\x1f';
+  }
+  return key;
+}
+
+}  // namespace
+
+UnitsSink::UnitsSink(UnitOptions options, UnitReaderOptions reader, UnitSteadiness steadiness)
+    : options_(std::move(options)) {
+  units_.reserve(options_.units.size());
+  for (const UnitSpec& spec : options_.units) {
+    units_.emplace_back(std::make_unique<UnitReader>(spec, reader),
+                        UnitWindow(options_.window.count(), steadiness));
+  }
+}
+
+UnitsSink::~UnitsSink() { begin_stop(); }
+
+Result<bool> UnitsSink::start(const SinkContext& context) {
+  log_ = context.log;
+  for (Unit& u : units_) {
+    u.reader->start();
+    u.reader->request();  // the baseline, ready for the first tick
+  }
+  return true;
+}
+
+void UnitsSink::begin_stop() {
+  for (Unit& u : units_) u.reader->stop();
+}
+
+void UnitsSink::on_snapshot(const SnapshotPtr& snapshot) {
+  const auto now = std::chrono::steady_clock::now().time_since_epoch();
+  observe(*snapshot, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  for (Unit& u : units_) u.reader->request();
+}
+
+void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
+  const Family* host = snapshot.find(kHostEnergy);
+  const Family* operational = snapshot.find(kOperational);
+  const Family* embodied = snapshot.find(kEmbodied);
+  std::map<std::string, double> grams;
+  for (const Family* f : {operational, embodied}) {
+    if (!f) continue;
+    for (const Series& s : f->series) grams[identity_key(s.labels)] += s.value;
+  }
+  std::lock_guard lock(mu_);
+  for (Unit& u : units_) {
+    const UnitSpec& spec = u.reader->spec();
+    // Only the rise of a workload seen at the last snapshot counts: one that appears (or comes
+    // back from the checkpoint) brings no past, one that ends takes nothing back.
+    std::map<std::string, std::pair<double, double>> now;
+    std::optional<Labels> common;
+    if (host) {
+      for (const Series& s : host->series) {
+        const std::string workload = label(s.labels, "workload");
+        if (fnmatch(spec.workload.c_str(), workload.c_str(), 0) != 0) continue;
+        const std::string key = identity_key(s.labels);
+        auto g = grams.find(key);
+        const std::pair<double, double> value{s.value, g == grams.end() ? 0.0 : g->second};
+        if (auto was = u.last.find(key); was != u.last.end()) {
+          u.joules += std::max(0.0, value.first - was->second.first);
+          u.grams += std::max(0.0, value.second - was->second.second);
+        }
+        now.emplace(key, value);
+        if (!common) {
+          common = Labels{};
+          for (const char* name : kIdentity) common->emplace_back(name, label(s.labels, name));
+          (*common)[0].second = spec.workload;
+        } else {
+          // Several workloads: each identity label kept only where they all agree.
+          for (std::size_t i = 1; i < common->size(); ++i) {
+            if ((*common)[i].second != label(s.labels, kIdentity[i])) (*common)[i].second.clear();
+          }
+        }
+      }
+    }
+    u.last = std::move(now);
+    if (common) u.labels = std::move(common);
+
+    u.reading = u.reader->latest();
+    if (u.reading.failing != u.failing_logged) {
+      log(u.reading.failing.empty() ? "unit " + spec.name + ": reading again"
+                                    : "unit " + spec.name + ": " + u.reading.failing + ": " +
+                                          u.reading.detail + " (the last good total is kept)");
+      u.failing_logged = u.reading.failing;
+    }
+    if (!u.reading.good) continue;
+    const bool reset = u.reading.resets != u.resets_seen;
+    u.resets_seen = u.reading.resets;
+    // A tick whose read is still running (a slow service) counts with the last read's total; the
+    // run of steady ticks holds while that read was good.
+    u.window.add({steady_ms, u.joules, u.grams, u.reading.total}, u.reading.failing.empty(), reset);
+    u.figures = u.window.figures();
+    if (!u.stable_logged || *u.stable_logged != u.figures.stable) {
+      if (u.stable_logged || u.figures.stable) {
+        log("unit " + spec.name + ": per-unit figure " +
+            (u.figures.stable ? std::string("steady")
+                              : "not steady: " + u.figures.reason + ": " + u.figures.detail));
+      }
+      u.stable_logged = u.figures.stable;
+    }
+  }
+}
+
+void UnitsSink::append_families(std::vector<Family>& out) const {
+  Family units{"wattprobe_workload_functional_units_total",
+               "Units of work a service counted (its own counter, [unit.NAME]) since the agent "
+               "first read it, restarts of the service handled per series.",
+               MetricType::counter};
+  Family joules{"wattprobe_workload_energy_per_unit_joules",
+                "Host energy of the unit's workloads over --unit-window, divided by the units "
+                "counted in it. Absent when the window counted none.",
+                MetricType::gauge};
+  Family grams{"wattprobe_workload_co2e_per_unit_grams",
+               "Operational + embodied CO2e of the unit's workloads over --unit-window, divided "
+               "by the units counted in it. Absent when the window counted none.",
+               MetricType::gauge};
+  Family stable{"wattprobe_workload_energy_per_unit_stable",
+                "1 when the per-unit window is steady (>= 20 s of ticks with units, >= 100 "
+                "units, each quarter within 5 % of the window), else 0.",
+                MetricType::gauge};
+  Family why{"wattprobe_workload_energy_per_unit_stability_info",
+             "Why the per-unit figure is or is not steady: steady, no_units, warming_up, "
+             "few_units or unsteady.",
+             MetricType::gauge};
+  Family errors{"wattprobe_agent_unit_scrape_errors_total",
+                "Reads of a unit's counter that failed, by reason; the last good total is kept.",
+                MetricType::counter};
+  Family resets{"wattprobe_agent_unit_counter_resets_total",
+                "Series of a unit's counter that went down (the service restarted): each "
+                "counted its new value as the rise.",
+                MetricType::counter};
+  std::lock_guard lock(mu_);
+  for (const Unit& u : units_) {
+    const std::string& name = u.reader->spec().name;
+    for (const auto& [reason, n] : u.reader->errors()) {
+      errors.series.push_back({Labels{{"unit", name}, {"reason", reason}}, double(n)});
+    }
+    if (!u.reading.good) continue;
+    resets.series.push_back({Labels{{"unit", name}}, double(u.reading.resets)});
+    if (!u.labels) continue;
+    Labels l = *u.labels;
+    l.emplace_back("unit", name);
+    units.series.push_back({l, u.reading.total});
+    if (u.figures.joules_per_unit) {
+      joules.series.push_back({l, *u.figures.joules_per_unit});
+      grams.series.push_back({l, *u.figures.grams_per_unit});
+    }
+    const std::string& workload = u.labels->front().second;
+    stable.series.push_back(
+        {Labels{{"workload", workload}, {"unit", name}}, u.figures.stable ? 1.0 : 0.0});
+    why.series.push_back(
+        {Labels{{"workload", workload}, {"unit", name}, {"reason", u.figures.reason}}, 1.0});
+  }
+  for (Family* f : {&units, &joules, &grams, &stable, &why, &errors, &resets}) {
+    if (!f->series.empty()) out.push_back(std::move(*f));
+  }
+}
+
+}  // namespace wattprobe

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/base/sink.h"
+#include "collectors/units/unit_reader.h"
+#include "collectors/units/unit_spec.h"
+#include "collectors/units/unit_window.h"
+
+namespace wattprobe {
+
+/// The per-unit figures (docs/metrics.md "Per unit of work"): every snapshot, each unit's latest
+/// counter reading beside the host energy and grams of the workloads its glob matches, over
+/// --unit-window. Its families join the next snapshot: they divide what the last one published.
+class UnitsSink : public SnapshotSink {
+ public:
+  explicit UnitsSink(UnitOptions options, UnitReaderOptions reader = {},
+                     UnitSteadiness steadiness = {});
+  ~UnitsSink() override;
+
+  Result<bool> start(const SinkContext& context) override;
+  void on_snapshot(const SnapshotPtr& snapshot) override;
+  void append_families(std::vector<Family>& out) const override;
+  void begin_stop() override;
+
+  /// on_snapshot at a given steady time, without asking for the next read (tests).
+  void observe(const Snapshot& snapshot, int64_t steady_ms);
+  UnitReader& reader(std::size_t i) { return *units_[i].reader; }
+
+ private:
+  struct Unit {
+    Unit(std::unique_ptr<UnitReader> r, UnitWindow w) : reader(std::move(r)), window(w) {}
+    std::unique_ptr<UnitReader> reader;
+    UnitWindow window;
+    /// Each matched workload's host joules and grams at the last snapshot (key: its labels).
+    std::map<std::string, std::pair<double, double>> last;
+    double joules = 0, grams = 0;  // summed rises of the matched workloads
+    std::optional<Labels> labels;  // identity labels, once a workload matched
+    uint64_t resets_seen = 0;
+    std::string failing_logged;
+    std::optional<bool> stable_logged;
+    UnitReading reading;
+    UnitFigures figures;
+  };
+
+  void log(const std::string& line) const { log_(line); }
+
+  UnitOptions options_;
+  std::vector<Unit> units_;
+  std::function<void(const std::string&)> log_ = [](const std::string&) {};
+  mutable std::mutex mu_;  // units_' readings and figures, against append_families
+};
+
+}  // namespace wattprobe
