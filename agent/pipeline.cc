@@ -220,6 +220,8 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   if (ledger_) ledger_->append_families(families);
   if (checkpoint_) checkpoint_->append_families(families);
   for (const SnapshotSink* sink : sinks_) sink->append_families(families);
+  // After the sinks: the units sink's counts of work go to the ledger's periods.
+  if (ledger_) ledger_->count_units(families, now_ms);
   loop_.append_families(families);
   SnapshotPtr published = std::move(snap);
   {
