@@ -7,9 +7,12 @@
 - a hanging endpoint, a 500, a garbage body and a missing counter are each counted by reason,
   each unit's last good total kept, the tick never held up; they read again once the service does;
 - a restart of the service's counter is counted as a reset, with no negative and no huge step;
-- no units in the window: no per-unit series at all."""
+- no units in the window: no per-unit series at all;
+- `report --per-unit` from the ledger: R the units /metrics counted, E the workload's host energy,
+  SCI = (E × I + M) / R."""
 
 import http.server
+import json
 import multiprocessing
 import os
 import shutil
@@ -18,8 +21,8 @@ import tempfile
 import threading
 import time
 
-from wattprobe_e2e import (Cgroups, healthz, near, scaled, scrape, series, skip, start_agent,
-                           start_driver, value, wait_metrics, wait_ticks, wait_until)
+from wattprobe_e2e import (Cgroups, healthz, near, run_report, scaled, scrape, series, skip,
+                           start_agent, start_driver, value, wait_metrics, wait_ticks)
 
 TAG = os.getpid()
 WORKLOAD = f"units-burner-{TAG}.service"
@@ -146,12 +149,16 @@ def main():
                           "--follow-load", "idle=20,k=60", "--period-ms", "20"), \
              start_agent("--config", conf, "--sysfs-root", root, "--sources", "rapl_powercap",
                          "--interval", f"{int(INTERVAL * 1000)}ms", "--unit-window",
-                         f"{int(WINDOW)}s", "--idle-watts", "package=20") as agent:
+                         f"{int(WINDOW)}s", "--idle-watts", "package=20",
+                         "--ledger-period", "1s") as agent:
             steady(agent)
             rate_jump(agent, factor)
             failures(agent, service)
             restart(agent, count)
             no_units(agent, factor)
+            last = scrape(agent.url)
+            agent.stop()
+            per_unit_report(agent, last)
     finally:
         stop.value = 1
         burner.join(10)
@@ -255,6 +262,28 @@ def no_units(agent, factor):
     assert not series(m, "wattprobe_workload_co2e_per_unit_grams", unit="tokens")
     assert series(m, UNITS, unit="tokens"), "the units total must stay"
     print("ok: no units in the window, no per-unit series (neither inf nor 0)")
+
+
+def per_unit_report(agent, last):
+    """`report --per-unit` from the ledger the agent wrote: R the units /metrics counted, E the
+    burner's host energy, SCI (E × I + M) / R."""
+    r = run_report("--per-unit", "--state-dir", agent.state_dir, "--since", "-1h", "--format",
+                   "json")
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    rows = {u["unit"]: u for u in json.loads(r.stdout)["units"]}
+    assert set(rows) == {"tokens", *FAILING}, rows.keys()
+    tokens = rows["tokens"]
+    assert tokens["workload"] == f"units-burner-{TAG}*", tokens
+    assert tokens["matched_workloads"] == [WORKLOAD], tokens["matched_workloads"]
+    # The agent ticked once or twice after the last scrape, while no units were counted.
+    near(tokens["sci"]["R"], units(last, "tokens"), 0.01, "report R against /metrics' units")
+    near(tokens["energy_joules"], value(last, HOST, workload=WORKLOAD), 0.03,
+         "report E against /metrics' host energy of the workload")
+    grams = tokens["operational_co2e_grams"] + tokens["embodied_co2e_grams"]
+    near(tokens["sci"]["grams_per_unit"], grams / tokens["sci"]["R"], 1e-9,
+         "SCI = (E x I + M) / R")
+    print(f"ok: report --per-unit: {tokens['sci']['R']:.0f} tokens, "
+          f"{tokens['joules_per_unit']:.4g} J and {tokens['sci']['grams_per_unit']:.3g} g each")
 
 
 if __name__ == "__main__":
