@@ -124,6 +124,9 @@ void UnitReader::read_once() {
   latest_.good = true;
   latest_.total = counter_.total();
   latest_.resets = counter_.resets();
+  latest_.series = picked.series.size();
+  latest_.raw = 0;
+  for (const auto& one : picked.series) latest_.raw += one.second;
   ++latest_.reads;
   latest_.failing.clear();
   latest_.detail.clear();

@@ -37,6 +37,9 @@ struct UnitReading {
   /// Units since the first good read, after per-series reset handling; a failed read keeps it.
   double total = 0;
   uint64_t resets = 0;
+  /// The last good read: how many series it summed and their raw sum (for doctor).
+  std::size_t series = 0;
+  double raw = 0;
   /// Reads that ended (good or not): the tick sees whether a new one came.
   uint64_t reads = 0;
   /// The last read failed: its reason (a kUnitErrorReasons entry) and why, else empty.

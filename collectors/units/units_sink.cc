@@ -3,6 +3,7 @@
 #include <fnmatch.h>
 
 #include <chrono>
+#include <cstdio>
 
 namespace wattprobe {
 namespace {
@@ -180,6 +181,31 @@ void UnitsSink::append_families(std::vector<Family>& out) const {
   for (Family* f : {&units, &joules, &grams, &stable, &why, &errors, &resets}) {
     if (!f->series.empty()) out.push_back(std::move(*f));
   }
+}
+
+std::string units_doctor_report(const UnitOptions& options) {
+  if (options.units.empty()) return "";
+  std::string out = "\nUnits of work ([unit.NAME], --unit-window " +
+                    std::to_string(options.window.count() / 1000) + " s):\n";
+  for (const UnitSpec& spec : options.units) {
+    UnitReader reader(spec);
+    reader.read_once();
+    const UnitReading r = reader.latest();
+    out += "  " + spec.name + ": " + spec.counter + " at " + spec.url + ", workload \"" +
+           spec.workload + "\"\n      ";
+    if (r.failing.empty()) {
+      char sum[64];
+      std::snprintf(sum, sizeof sum, "%.17g", r.raw);
+      out += "reads " + std::to_string(r.series) + " series" + " summing to " + sum + "\n";
+    } else {
+      out += "cannot read it (" + r.failing + "): " + r.detail + "\n";
+    }
+  }
+  out +=
+      "  run's per-unit figure is steady after 20 s of ticks with units, with >= 100 units in\n"
+      "  the window and each quarter within 5 %; a running agent says why not in\n"
+      "  wattprobe_workload_energy_per_unit_stability_info and in its log.\n";
+  return out;
 }
 
 }  // namespace wattprobe

@@ -57,4 +57,8 @@ class UnitsSink : public SnapshotSink {
   mutable std::mutex mu_;  // units_' readings and figures, against append_families
 };
 
+/// `wattprobe doctor`'s lines for the [unit.NAME] sections: each counter read once, here and
+/// now, with what was found or why it failed. Empty without a unit.
+std::string units_doctor_report(const UnitOptions& options);
+
 }  // namespace wattprobe
