@@ -38,6 +38,11 @@ UnitFigures UnitWindow::figures() const {
   const double whole = (last.joules - first.joules) / units;
   out.joules_per_unit = whole;
   out.grams_per_unit = (last.grams - first.grams) / units;
+  const double joules = last.joules - first.joules;
+  if (joules > 0) {
+    out.shared_gpu_ratio =
+        std::clamp((last.shared_gpu_joules - first.shared_gpu_joules) / joules, 0.0, 1.0);
+  }
 
   const int64_t steady_ms = steady_since_ ? last.t_ms - *steady_since_ : 0;
   char buf[160];

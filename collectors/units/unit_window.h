@@ -13,6 +13,8 @@ struct UnitPoint {
   double joules = 0;  // host energy of the matched workloads, summed over their ticks
   double grams = 0;   // their operational + embodied CO2e, likewise
   double units = 0;   // the unit's reset-handled total
+  /// The part of `joules` split on a GPU that several processes share: the split's estimate.
+  double shared_gpu_joules = 0;
 };
 
 /// When a window counts as steady (ML.ENERGY's benchmark calls a J/token figure unstable under
@@ -27,6 +29,8 @@ struct UnitFigures {
   /// Over the window; nullopt when it counted no units (never infinity, never 0).
   std::optional<double> joules_per_unit;
   std::optional<double> grams_per_unit;
+  /// The window's shared-GPU joules over its joules, 0 to 1 (0 without energy).
+  double shared_gpu_ratio = 0;
   bool stable = false;
   /// Why not stable (no_units, warming_up, few_units, unsteady), or "steady"; `detail` says more.
   std::string reason;

@@ -11,6 +11,7 @@ namespace {
 constexpr const char* kHostEnergy = "wattprobe_workload_host_energy_joules_total";
 constexpr const char* kOperational = "wattprobe_workload_operational_co2e_grams_total";
 constexpr const char* kEmbodied = "wattprobe_workload_embodied_co2e_grams_total";
+constexpr const char* kGpu = "wattprobe_workload_gpu_energy_joules_total";
 const char* const kIdentity[] = {"workload", "kind", "namespace", "pod", "container"};
 
 std::string label(const Labels& labels, std::string_view name) {
@@ -69,12 +70,19 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
     if (!f) continue;
     for (const Series& s : f->series) grams[identity_key(s.labels)] += s.value;
   }
+  // GPU energy split between the processes of a GPU that several use: the split's estimate.
+  std::map<std::string, double> shared_gpu;
+  if (const Family* gpu = snapshot.find(kGpu)) {
+    for (const Series& s : gpu->series) {
+      if (label(s.labels, "split") != "exclusive") shared_gpu[identity_key(s.labels)] += s.value;
+    }
+  }
   std::lock_guard lock(mu_);
   for (Unit& u : units_) {
     const UnitSpec& spec = u.reader->spec();
     // Only the rise of a workload seen at the last snapshot counts: one that appears (or comes
     // back from the checkpoint) brings no past, one that ends takes nothing back.
-    std::map<std::string, std::pair<double, double>> now;
+    std::map<std::string, Totals> now;
     std::optional<Labels> common;
     if (host) {
       for (const Series& s : host->series) {
@@ -82,10 +90,14 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
         if (fnmatch(spec.workload.c_str(), workload.c_str(), 0) != 0) continue;
         const std::string key = identity_key(s.labels);
         auto g = grams.find(key);
-        const std::pair<double, double> value{s.value, g == grams.end() ? 0.0 : g->second};
+        auto shared = shared_gpu.find(key);
+        const Totals value{s.value, g == grams.end() ? 0.0 : g->second,
+                           shared == shared_gpu.end() ? 0.0 : shared->second};
         if (auto was = u.last.find(key); was != u.last.end()) {
-          u.joules += std::max(0.0, value.first - was->second.first);
-          u.grams += std::max(0.0, value.second - was->second.second);
+          u.sum.joules += std::max(0.0, value.joules - was->second.joules);
+          u.sum.grams += std::max(0.0, value.grams - was->second.grams);
+          u.sum.shared_gpu_joules +=
+              std::max(0.0, value.shared_gpu_joules - was->second.shared_gpu_joules);
         }
         now.emplace(key, value);
         if (!common) {
@@ -115,7 +127,8 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
     u.resets_seen = u.reading.resets;
     // A tick whose read is still running (a slow service) counts with the last read's total; the
     // run of steady ticks holds while that read was good.
-    u.window.add({steady_ms, u.joules, u.grams, u.reading.total}, u.reading.failing.empty(), reset);
+    u.window.add({steady_ms, u.sum.joules, u.sum.grams, u.reading.total, u.sum.shared_gpu_joules},
+                 u.reading.failing.empty(), reset);
     u.figures = u.window.figures();
     if (!u.stable_logged || *u.stable_logged != u.figures.stable) {
       if (u.stable_logged || u.figures.stable) {
@@ -141,6 +154,10 @@ void UnitsSink::append_families(std::vector<Family>& out) const {
                "Operational + embodied CO2e of the unit's workloads over --unit-window, divided "
                "by the units counted in it. Absent when the window counted none.",
                MetricType::gauge};
+  Family shared{"wattprobe_workload_energy_per_unit_shared_gpu_ratio",
+                "The part of the window's energy per unit that is GPU energy split between the "
+                "processes of a GPU several use: the split's estimate, not a measurement.",
+                MetricType::gauge};
   Family stable{"wattprobe_workload_energy_per_unit_stable",
                 "1 when the per-unit window is steady (>= 20 s of ticks with units, >= 100 "
                 "units, each quarter within 5 % of the window), else 0.",
@@ -171,6 +188,8 @@ void UnitsSink::append_families(std::vector<Family>& out) const {
     if (u.figures.joules_per_unit) {
       joules.series.push_back({l, *u.figures.joules_per_unit});
       grams.series.push_back({l, *u.figures.grams_per_unit});
+      shared.series.push_back({Labels{{"workload", u.labels->front().second}, {"unit", name}},
+                               u.figures.shared_gpu_ratio});
     }
     const std::string& workload = u.labels->front().second;
     stable.series.push_back(
@@ -178,7 +197,7 @@ void UnitsSink::append_families(std::vector<Family>& out) const {
     why.series.push_back(
         {Labels{{"workload", workload}, {"unit", name}, {"reason", u.figures.reason}}, 1.0});
   }
-  for (Family* f : {&units, &joules, &grams, &stable, &why, &errors, &resets}) {
+  for (Family* f : {&units, &joules, &grams, &shared, &stable, &why, &errors, &resets}) {
     if (!f->series.empty()) out.push_back(std::move(*f));
   }
 }

@@ -34,13 +34,18 @@ class UnitsSink : public SnapshotSink {
   UnitReader& reader(std::size_t i) { return *units_[i].reader; }
 
  private:
+  struct Totals {
+    double joules = 0;             // host energy
+    double grams = 0;              // operational + embodied
+    double shared_gpu_joules = 0;  // GPU energy split on a GPU several processes use
+  };
   struct Unit {
     Unit(std::unique_ptr<UnitReader> r, UnitWindow w) : reader(std::move(r)), window(w) {}
     std::unique_ptr<UnitReader> reader;
     UnitWindow window;
-    /// Each matched workload's host joules and grams at the last snapshot (key: its labels).
-    std::map<std::string, std::pair<double, double>> last;
-    double joules = 0, grams = 0;  // summed rises of the matched workloads
+    /// Each matched workload's totals at the last snapshot (key: its labels).
+    std::map<std::string, Totals> last;
+    Totals sum;                    // the matched workloads' rises, summed
     std::optional<Labels> labels;  // identity labels, once a workload matched
     uint64_t resets_seen = 0;
     std::string failing_logged;

@@ -172,5 +172,32 @@ TEST(UnitsSink, ScrapeErrorsAreExportedPerReasonFromZero) {
   EXPECT_EQ(find(out, "wattprobe_workload_functional_units_total"), nullptr);
 }
 
+TEST(UnitsSink, SaysWhichPartOfTheEnergyIsTheSplitOfASharedGpu) {
+  Fixture fx;
+  UnitsSink sink = fx.sink("llm.service");
+  const Labels a = workload("llm.service");
+  for (int t = 0; t <= 3; ++t) {
+    fx.counter(100.0 * t);
+    sink.reader(0).read_once();
+    Snapshot s = snapshot({{a, 10.0 * t, 0}});
+    Family gpu{"wattprobe_workload_gpu_energy_joules_total", "", MetricType::counter};
+    for (const auto& [split, joules] : {std::pair{"sampled", 4.0}, {"exclusive", 2.0}}) {
+      Labels l = a;
+      l.emplace_back("source", "nvml");
+      l.emplace_back("device", "0");
+      l.emplace_back("split", split);
+      gpu.series.push_back({l, joules * t});
+    }
+    s.families.push_back(gpu);
+    sink.observe(s, 1000 * t);
+  }
+  std::vector<Family> out;
+  sink.append_families(out);
+  const Family* shared = find(out, "wattprobe_workload_energy_per_unit_shared_gpu_ratio");
+  ASSERT_NE(shared, nullptr);
+  EXPECT_DOUBLE_EQ(shared->series[0].value, 0.4);
+  EXPECT_EQ(shared->series[0].labels, Labels({{"workload", "llm.service"}, {"unit", "tokens"}}));
+}
+
 }  // namespace
 }  // namespace wattprobe
