@@ -44,12 +44,14 @@ void UnitReader::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void UnitReader::request() {
+uint64_t UnitReader::request() {
+  uint64_t id = 0;
   {
     std::lock_guard lock(mu_);
-    ++requested_;
+    id = ++requested_;
   }
   wake_.notify_all();
+  return id;
 }
 
 UnitReading UnitReader::latest() const {
@@ -70,21 +72,23 @@ void UnitReader::run() {
     // Requests that piled up while a read hung are one read: the newest counter is all the
     // tick wants.
     served_ = requested_;
+    const uint64_t request = served_;
     lock.unlock();
-    read_once();
+    read_once(request);
     lock.lock();
   }
 }
 
-void UnitReader::fail(const std::string& reason, const std::string& detail) {
+void UnitReader::fail(uint64_t request, const std::string& reason, const std::string& detail) {
   std::lock_guard lock(mu_);
   ++errors_[reason];
   ++latest_.reads;
+  latest_.request = request;
   latest_.failing = reason;
   latest_.detail = detail;
 }
 
-void UnitReader::read_once() {
+void UnitReader::read_once(uint64_t request) {
   std::string body;
   if (http_) {
     HttpGetResult got = http_->get({spec_.url, {}, "", ""});
@@ -92,33 +96,35 @@ void UnitReader::read_once() {
       const std::string reason = got.reason == "timeout"     ? "timeout"
                                  : got.reason == "too_large" ? "too_large"
                                                              : "unreachable";
-      return fail(reason, redact_url(spec_.url) + ": " + got.reason + ": " + got.detail);
+      return fail(request, reason, redact_url(spec_.url) + ": " + got.reason + ": " + got.detail);
     }
     if (got.status != 200) {
-      return fail("http_status", redact_url(spec_.url) + ": HTTP status " +
-                                     std::to_string(got.status) + ", expected 200");
+      return fail(
+          request, "http_status",
+          redact_url(spec_.url) + ": HTTP status " + std::to_string(got.status) + ", expected 200");
     }
     body = std::move(got.body);
   } else {
     std::error_code ec;
     const auto size = std::filesystem::file_size(spec_.url, ec);
-    if (ec) return fail("unreachable", spec_.url + ": " + ec.message());
+    if (ec) return fail(request, "unreachable", spec_.url + ": " + ec.message());
     if (size > options_.max_body_bytes) {
-      return fail("too_large", spec_.url + ": " + std::to_string(size) + " bytes, more than " +
-                                   std::to_string(options_.max_body_bytes));
+      return fail(request, "too_large",
+                  spec_.url + ": " + std::to_string(size) + " bytes, more than " +
+                      std::to_string(options_.max_body_bytes));
     }
     auto text = read_text(spec_.url, options_.max_body_bytes);
     if (!text.ok()) {
       // Grown past the cap between the size and the read, or unreadable.
-      return fail(text.error().kind == ErrorKind::malformed ? "too_large" : "unreachable",
+      return fail(request, text.error().kind == ErrorKind::malformed ? "too_large" : "unreachable",
                   text.error().message());
     }
     body = std::move(*text);
   }
   auto parsed = parse_exposition_text(body, is_http(spec_.url) ? redact_url(spec_.url) : spec_.url);
-  if (!parsed.ok()) return fail("malformed", parsed.error().message());
+  if (!parsed.ok()) return fail(request, "malformed", parsed.error().message());
   CounterSeries picked = select_counter(*parsed, spec_);
-  if (!picked.reason.empty()) return fail(picked.reason, picked.detail);
+  if (!picked.reason.empty()) return fail(request, picked.reason, picked.detail);
   counter_.update(picked.series);
   std::lock_guard lock(mu_);
   latest_.good = true;
@@ -128,6 +134,7 @@ void UnitReader::read_once() {
   latest_.raw = 0;
   for (const auto& one : picked.series) latest_.raw += one.second;
   ++latest_.reads;
+  latest_.request = request;
   latest_.failing.clear();
   latest_.detail.clear();
 }

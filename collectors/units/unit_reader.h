@@ -42,6 +42,8 @@ struct UnitReading {
   double raw = 0;
   /// Reads that ended (good or not): the tick sees whether a new one came.
   uint64_t reads = 0;
+  /// The request() the last read answered (0: a read_once() of the caller's own).
+  uint64_t request = 0;
   /// The last read failed: its reason (a kUnitErrorReasons entry) and why, else empty.
   std::string failing;
   std::string detail;
@@ -59,19 +61,20 @@ class UnitReader {
 
   void start();
   void stop();
-  /// Asks for a read; returns at once. Requests made while a read runs make one more read.
-  void request();
+  /// Asks for a read; returns at once with the request's number (1, 2, ...). Requests made while
+  /// a read runs make one more read, which answers the newest of them.
+  uint64_t request();
   UnitReading latest() const;
   /// Failed reads by reason, every kUnitErrorReasons entry present.
   std::map<std::string, uint64_t> errors() const;
   const UnitSpec& spec() const { return spec_; }
 
-  /// One read on the calling thread (the reader's thread, or a test's).
-  void read_once();
+  /// One read on the calling thread (the reader's thread, or a test's), answering `request`.
+  void read_once(uint64_t request = 0);
 
  private:
   void run();
-  void fail(const std::string& reason, const std::string& detail);
+  void fail(uint64_t request, const std::string& reason, const std::string& detail);
 
   const UnitSpec spec_;
   const UnitReaderOptions options_;

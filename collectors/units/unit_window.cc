@@ -7,6 +7,7 @@
 namespace wattprobe {
 
 void UnitWindow::add(const UnitPoint& point, bool read_ok, bool counter_reset) {
+  if (!points_.empty() && point.t_ms < points_.back().t_ms) return;  // never out of order
   const bool counted = !points_.empty() && point.units > points_.back().units;
   points_.push_back(point);
   // Keep one point at or before the window's start, so the window spans all of it.

@@ -56,9 +56,17 @@ void UnitsSink::begin_stop() {
 }
 
 void UnitsSink::on_snapshot(const SnapshotPtr& snapshot) {
-  const auto now = std::chrono::steady_clock::now().time_since_epoch();
-  observe(*snapshot, std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
-  for (Unit& u : units_) u.reader->request();
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  observe(*snapshot, now);
+  std::lock_guard lock(mu_);
+  for (Unit& u : units_) {
+    // The read asked for now is paired with this snapshot's energy, not with the next one's:
+    // the service answers within milliseconds of it, while the next snapshot is a tick away.
+    u.asked[u.reader->request()] = {now, u.sum.joules, u.sum.grams, 0, u.sum.shared_gpu_joules};
+    while (u.asked.size() > kMaxAsked) u.asked.erase(u.asked.begin());
+  }
 }
 
 void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
@@ -122,13 +130,18 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
                                           u.reading.detail + " (the last good total is kept)");
       u.failing_logged = u.reading.failing;
     }
-    if (!u.reading.good) continue;
+    // A read still running (a slow service) adds nothing yet; one that failed adds the last good
+    // total, so a window of failures counts no units.
+    const bool fresh = u.reading.reads != u.reads_seen;
+    u.reads_seen = u.reading.reads;
+    if (!u.reading.good || !fresh) continue;
     const bool reset = u.reading.resets != u.resets_seen;
     u.resets_seen = u.reading.resets;
-    // A tick whose read is still running (a slow service) counts with the last read's total; the
-    // run of steady ticks holds while that read was good.
-    u.window.add({steady_ms, u.sum.joules, u.sum.grams, u.reading.total, u.sum.shared_gpu_joules},
-                 u.reading.failing.empty(), reset);
+    UnitPoint point{steady_ms, u.sum.joules, u.sum.grams, 0, u.sum.shared_gpu_joules};
+    if (auto asked = u.asked.find(u.reading.request); asked != u.asked.end()) point = asked->second;
+    u.asked.erase(u.asked.begin(), u.asked.upper_bound(u.reading.request));
+    point.units = u.reading.total;
+    u.window.add(point, u.reading.failing.empty(), reset);
     u.figures = u.window.figures();
     if (!u.stable_logged || *u.stable_logged != u.figures.stable) {
       if (u.stable_logged || u.figures.stable) {

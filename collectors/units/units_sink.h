@@ -15,9 +15,10 @@
 
 namespace wattprobe {
 
-/// The per-unit figures (docs/metrics.md "Per unit of work"): every snapshot, each unit's latest
-/// counter reading beside the host energy and grams of the workloads its glob matches, over
-/// --unit-window. Its families join the next snapshot: they divide what the last one published.
+/// The per-unit figures (docs/metrics.md "Per unit of work"): after every snapshot, each unit's
+/// reader is asked for a read, and the read, once answered, is paired with that snapshot's host
+/// energy and grams of the workloads the unit's glob matches, over --unit-window. Its families
+/// join the next snapshot that follows an answer.
 class UnitsSink : public SnapshotSink {
  public:
   explicit UnitsSink(UnitOptions options, UnitReaderOptions reader = {},
@@ -47,7 +48,9 @@ class UnitsSink : public SnapshotSink {
     std::map<std::string, Totals> last;
     Totals sum;                    // the matched workloads' rises, summed
     std::optional<Labels> labels;  // identity labels, once a workload matched
-    uint64_t resets_seen = 0;
+    uint64_t resets_seen = 0, reads_seen = 0;
+    /// Each read asked for and not answered yet: the snapshot it followed (time and totals).
+    std::map<uint64_t, UnitPoint> asked;
     std::string failing_logged;
     std::optional<bool> stable_logged;
     UnitReading reading;
@@ -55,6 +58,8 @@ class UnitsSink : public SnapshotSink {
   };
 
   void log(const std::string& line) const { log_(line); }
+  /// Reads asked for and not answered that are remembered: a hung service answers none.
+  static constexpr std::size_t kMaxAsked = 64;
 
   UnitOptions options_;
   std::vector<Unit> units_;

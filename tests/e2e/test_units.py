@@ -178,12 +178,12 @@ def steady(agent):
     labels = series(m, PER_UNIT, unit="tokens")[0][0]
     assert labels["workload"] == f"units-burner-{TAG}*" and labels["kind"] == "service", labels
     print(f"ok: steady; per-unit labels {labels}")
-    # The figure a tick exports divides what the tick before published: the host energy up to
-    # it and the units read after it.
+    # The figure a tick exports ends two ticks before: the host energy of that snapshot and the
+    # units read right after it (which the tick exports as its units total).
     seen = history(agent, WINDOW + 2)
     last = max(seen)
     n = round(WINDOW / INTERVAL)
-    m1, m0 = closest(seen, last - 1), closest(seen, last - 1 - n)
+    m1, m0 = closest(seen, last - 2), closest(seen, last - 2 - n)
     u1, u0 = closest(seen, last), closest(seen, last - n)
     joules = value(m1, HOST, workload=WORKLOAD) - value(m0, HOST, workload=WORKLOAD)
     counted = units(u1, "tokens") - units(u0, "tokens")

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "tests/support/temp_tree.h"
 
@@ -197,6 +198,37 @@ TEST(UnitsSink, SaysWhichPartOfTheEnergyIsTheSplitOfASharedGpu) {
   ASSERT_NE(shared, nullptr);
   EXPECT_DOUBLE_EQ(shared->series[0].value, 0.4);
   EXPECT_EQ(shared->series[0].labels, Labels({{"workload", "llm.service"}, {"unit", "tokens"}}));
+}
+
+// The service answers within milliseconds of the request that follows a snapshot: its count
+// belongs with that snapshot's energy, not with the next tick's.
+TEST(UnitsSink, AReadIsPairedWithTheSnapshotItFollowed) {
+  Fixture fx;
+  fx.counter(0);
+  UnitsSink sink = fx.sink("api.service");
+  ASSERT_TRUE(sink.start(SinkContext{}).ok());
+  auto answered = [&](uint64_t reads) {
+    for (int i = 0; i < 1000 && sink.reader(0).latest().reads < reads; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_EQ(sink.reader(0).latest().reads, reads);
+  };
+  answered(1);  // the baseline start() asks for
+  const Labels a = workload("api.service");
+  for (int t = 0; t <= 4; ++t) {
+    fx.counter(100.0 * t);
+    // Energy rising faster each tick: 0, 10, 30, 60, 100 J.
+    sink.on_snapshot(std::make_shared<Snapshot>(snapshot({{a, 5.0 * t * (t + 1), 0}})));
+    answered(t + 2);
+  }
+  sink.on_snapshot(std::make_shared<Snapshot>(snapshot({{a, 150, 0}})));
+  sink.begin_stop();
+  std::vector<Family> out;
+  sink.append_families(out);
+  const Family* per_unit = find(out, "wattprobe_workload_energy_per_unit_joules");
+  ASSERT_NE(per_unit, nullptr);
+  // 100 J by the snapshot the 400th unit's read followed; 150 J would be the next tick's.
+  EXPECT_DOUBLE_EQ(per_unit->series[0].value, 100.0 / 400);
 }
 
 }  // namespace
