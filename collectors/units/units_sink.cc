@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "agent/base/http_client.h"
+
 namespace wattprobe {
 namespace {
 
@@ -223,8 +225,11 @@ std::string units_doctor_report(const UnitOptions& options) {
     UnitReader reader(spec);
     reader.read_once();
     const UnitReading r = reader.latest();
-    out += "  " + spec.name + ": " + spec.counter + " at " + spec.url + ", workload \"" +
-           spec.workload + "\"\n      ";
+    // A URL's user info or query may hold a credential: shown as redact_url leaves it.
+    const bool http = spec.url.starts_with("http://") || spec.url.starts_with("https://");
+    out += "  " + spec.name + ": " + spec.counter + " at " +
+           (http ? redact_url(spec.url) : spec.url) + ", workload \"" + spec.workload +
+           "\"\n      ";
     if (r.failing.empty()) {
       char sum[64];
       std::snprintf(sum, sizeof sum, "%.17g", r.raw);
