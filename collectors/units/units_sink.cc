@@ -75,16 +75,29 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
   const Family* host = snapshot.find(kHostEnergy);
   const Family* operational = snapshot.find(kOperational);
   const Family* embodied = snapshot.find(kEmbodied);
+  // Only workloads some unit names are keyed: a host of 10,000 workloads and one unit builds
+  // a handful of keys a tick, not 30,000.
+  auto named = [this](const Labels& labels) {
+    const std::string workload = label(labels, "workload");
+    for (const Unit& u : units_) {
+      if (fnmatch(u.reader->spec().workload.c_str(), workload.c_str(), 0) == 0) return true;
+    }
+    return false;
+  };
   std::map<std::string, double> grams;
   for (const Family* f : {operational, embodied}) {
     if (!f) continue;
-    for (const Series& s : f->series) grams[identity_key(s.labels)] += s.value;
+    for (const Series& s : f->series) {
+      if (named(s.labels)) grams[identity_key(s.labels)] += s.value;
+    }
   }
   // GPU energy split between the processes of a GPU that several use: the split's estimate.
   std::map<std::string, double> shared_gpu;
   if (const Family* gpu = snapshot.find(kGpu)) {
     for (const Series& s : gpu->series) {
-      if (label(s.labels, "split") != "exclusive") shared_gpu[identity_key(s.labels)] += s.value;
+      if (label(s.labels, "split") != "exclusive" && named(s.labels)) {
+        shared_gpu[identity_key(s.labels)] += s.value;
+      }
     }
   }
   std::lock_guard lock(mu_);
