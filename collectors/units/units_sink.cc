@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string_view>
+#include <unordered_set>
 
 #include "agent/base/http_client.h"
 
@@ -16,10 +18,11 @@ constexpr const char* kEmbodied = "wattprobe_workload_embodied_co2e_grams_total"
 constexpr const char* kGpu = "wattprobe_workload_gpu_energy_joules_total";
 const char* const kIdentity[] = {"workload", "kind", "namespace", "pod", "container"};
 
-std::string label(const Labels& labels, std::string_view name) {
+const std::string& label(const Labels& labels, std::string_view name) {
+  static const std::string none;
   for (const auto& [k, v] : labels)
     if (k == name) return v;
-  return {};
+  return none;
 }
 
 std::string identity_key(const Labels& labels) {
@@ -75,14 +78,23 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
   const Family* host = snapshot.find(kHostEnergy);
   const Family* operational = snapshot.find(kOperational);
   const Family* embodied = snapshot.find(kEmbodied);
-  // Only workloads some unit names are keyed: a host of 10,000 workloads and one unit builds
-  // a handful of keys a tick, not 30,000.
-  auto named = [this](const Labels& labels) {
-    const std::string workload = label(labels, "workload");
-    for (const Unit& u : units_) {
-      if (fnmatch(u.reader->spec().workload.c_str(), workload.c_str(), 0) == 0) return true;
+  // Each unit's glob tried once per workload, and only the workloads some unit names are keyed:
+  // a host of 10,000 workloads and one unit builds a handful of keys a tick, not 30,000.
+  std::vector<std::vector<const Series*>> matched(units_.size());
+  std::unordered_set<std::string_view> wanted;
+  if (host) {
+    for (const Series& s : host->series) {
+      const std::string& workload = label(s.labels, "workload");
+      for (std::size_t i = 0; i < units_.size(); ++i) {
+        if (fnmatch(units_[i].reader->spec().workload.c_str(), workload.c_str(), 0) == 0) {
+          matched[i].push_back(&s);
+          wanted.insert(workload);
+        }
+      }
     }
-    return false;
+  }
+  auto named = [&wanted](const Labels& labels) {
+    return !wanted.empty() && wanted.count(label(labels, "workload")) > 0;
   };
   std::map<std::string, double> grams;
   for (const Family* f : {operational, embodied}) {
@@ -101,16 +113,16 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
     }
   }
   std::lock_guard lock(mu_);
-  for (Unit& u : units_) {
+  for (std::size_t index = 0; index < units_.size(); ++index) {
+    Unit& u = units_[index];
     const UnitSpec& spec = u.reader->spec();
     // Only the rise of a workload seen at the last snapshot counts: one that appears (or comes
     // back from the checkpoint) brings no past, one that ends takes nothing back.
     std::map<std::string, Totals> now;
     std::optional<Labels> common;
-    if (host) {
-      for (const Series& s : host->series) {
-        const std::string workload = label(s.labels, "workload");
-        if (fnmatch(spec.workload.c_str(), workload.c_str(), 0) != 0) continue;
+    {
+      for (const Series* one : matched[index]) {
+        const Series& s = *one;
         const std::string key = identity_key(s.labels);
         auto g = grams.find(key);
         auto shared = shared_gpu.find(key);
