@@ -108,7 +108,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
         CheckpointStore(options.state_dir, read_host_identity(options.paths)),
         options.checkpoint_interval);
     SinkSettings sinks{options.paths, options.remote_write, options.otlp, options.guest_energy,
-                       options.job_records};
+                       options.job_records, options.units};
     if (!sinks.otlp.endpoint.empty()) {  // the resource every OTLP point belongs to
       const HostIdentity host = read_host_identity(options.paths);
       sinks.otlp.host_name = host.hostname;
@@ -224,6 +224,8 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   if (ledger_) ledger_->append_families(families);
   if (checkpoint_) checkpoint_->append_families(families);
   for (const SnapshotSink* sink : sinks_) sink->append_families(families);
+  // After the sinks: the units sink's counts of work go to the ledger's periods.
+  if (ledger_) ledger_->count_units(families, now_ms);
   loop_.append_families(families);
   SnapshotPtr published = std::move(snap);
   {

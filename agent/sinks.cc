@@ -1,5 +1,7 @@
 #include "agent/sinks.h"
 
+#include "collectors/units/units_sink.h"
+
 namespace wattprobe {
 
 namespace {
@@ -28,6 +30,10 @@ const SinkLine kSinks[] = {
     {"job records", [](const SinkSettings& o) { return !o.job_records.state_dir.empty(); },
      [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
        return std::make_unique<JobRecordWriter>(o.job_records);
+     }},
+    {"[unit.NAME]", [](const SinkSettings& o) { return !o.units.units.empty(); },
+     [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
+       return std::make_unique<UnitsSink>(o.units);
      }},
 };
 

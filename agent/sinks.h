@@ -7,6 +7,7 @@
 #include "agent/base/host_paths.h"
 #include "agent/base/sink.h"
 #include "agent/state/job_records.h"
+#include "collectors/units/unit_spec.h"
 #include "exporters/guest_energy.h"
 #include "exporters/otlp.h"
 #include "exporters/remote_write.h"
@@ -27,6 +28,7 @@ struct SinkSettings {
   OtlpOptions otlp;                 // off while endpoint is empty; host_name and host_id set
   GuestEnergyOptions guest_energy;  // off while dir is empty
   JobRecordOptions job_records;     // off while state_dir is empty
+  UnitOptions units;                // off while no [unit.NAME] section
 };
 
 /// The daemon's own sinks, from the one table of sinks (agent/sinks.cc): remote-write, OTLP,

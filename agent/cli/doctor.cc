@@ -11,6 +11,7 @@
 #include "bpf/sched_account_loader.h"
 #include "collectors/gpu/gpu_split_source.h"
 #include "collectors/registry.h"
+#include "collectors/units/units_sink.h"
 
 namespace wattprobe {
 
@@ -111,6 +112,7 @@ int run_doctor(const Options& options, std::ostream& out) {
   out << carbon.doctor_report();
   DeviceHealth health(options.paths, parse_install_date(options.carbon.install_date));
   out << health.doctor_report(wall_clock_ms());
+  out << units_doctor_report(options.units);
   return choice.measured ? 0 : 1;
 }
 

@@ -1,5 +1,7 @@
 #include "agent/cli/report.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -95,6 +97,8 @@ struct ParsedLine {
   std::string group_key[3];  // workload, kind, namespace
   ReportRow row;
   double covered_seconds = 0;
+  std::string unit;  // a `unit` line's unit and the units it counted
+  double units = 0;
 };
 
 Result<ParsedLine> parse_line(const std::string& text) {
@@ -142,8 +146,27 @@ Result<ParsedLine> parse_line(const std::string& text) {
   const nlohmann::json* type = field("type");
   if (!type || !type->is_string()) return wrong("type", "workload, idle or unattributed");
   out.type = type->get<std::string>();
+  if (out.type == "unit") {
+    const nlohmann::json* unit = field("unit");
+    const nlohmann::json* workload = field("workload");
+    const nlohmann::json* units = field("units");
+    if (!unit || !unit->is_string() || unit->get<std::string>().empty()) {
+      return wrong("unit", "a non-empty string");
+    }
+    if (!workload || !workload->is_string() || workload->get<std::string>().empty()) {
+      return wrong("workload", "a non-empty string");
+    }
+    if (!units || !units->is_number() || !std::isfinite(units->get<double>()) ||
+        units->get<double>() < 0) {
+      return wrong("units", "a number, 0 or more");
+    }
+    out.unit = unit->get<std::string>();
+    out.group_key[0] = workload->get<std::string>();
+    out.units = units->get<double>();
+    return out;
+  }
   if (out.type != "workload" && out.type != "idle" && out.type != "unattributed") {
-    return wrong("type", "workload, idle or unattributed");
+    return wrong("type", "workload, idle, unattributed or unit");
   }
   if (out.type == "workload") {
     const char* names[3] = {"workload", "kind", "namespace"};
@@ -401,6 +424,82 @@ void print_table(const ReportOptions& o, const LedgerSums& s, std::ostream& out)
   if (s.total().cfe_matched_joules > 0) print_cfe_table(s, out);
 }
 
+/// --per-unit: one row per [unit.NAME] and workload glob, its E and M the matched workloads'.
+struct PerUnitRow {
+  std::string unit, workload;
+  double units = 0;
+  ReportRow row;
+  std::vector<std::string> matched;
+};
+
+std::vector<PerUnitRow> per_unit_rows(const LedgerSums& s) {
+  std::vector<PerUnitRow> rows;
+  for (const auto& [key, units] : s.units) {
+    PerUnitRow r{key.first, key.second, units, ReportRow{key.second}, {}};
+    for (const auto& [name, w] : s.workloads) {
+      if (fnmatch(key.second.c_str(), name.c_str(), 0) != 0) continue;
+      r.row.add(w);
+      r.matched.push_back(name);
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+void print_per_unit(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
+  const std::vector<PerUnitRow> rows = per_unit_rows(s);
+  if (o.format == ReportOptions::Format::json) {
+    nlohmann::ordered_json j;
+    j["period"]["since"] = format_utc_instant(o.since_ms);
+    j["period"]["until"] = format_utc_instant(o.until_ms);
+    j["units"] = nlohmann::ordered_json::array();
+    for (const PerUnitRow& r : rows) {
+      nlohmann::ordered_json u;
+      u["unit"] = r.unit;
+      u["workload"] = r.workload;
+      u["matched_workloads"] = r.matched;
+      write_row_json(u, r.row);
+      u["joules_per_unit"] = r.row.joules / r.units;
+      write_sci_json(u, r.row, r.units);
+      j["units"].push_back(std::move(u));
+    }
+    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    return;
+  }
+  if (o.format == ReportOptions::Format::csv) {
+    out << "unit,workload,units,energy_joules,energy_kwh,operational_co2e_grams,"
+           "embodied_co2e_grams,operational_grams_per_kwh,joules_per_unit,sci_grams_per_unit\n";
+    for (const PerUnitRow& r : rows) {
+      auto g = per_kwh(r.row);
+      out << csv_field(r.unit) << ',' << csv_field(r.workload) << ',' << exact(r.units) << ','
+          << exact(r.row.joules) << ',' << exact(r.row.joules / kJoulesPerKwh) << ','
+          << exact(r.row.operational_grams) << ',' << exact(r.row.embodied_grams) << ','
+          << (g ? exact(*g) : "") << ',' << exact(r.row.joules / r.units) << ','
+          << exact(sci(r.row, r.units)) << '\n';
+    }
+    return;
+  }
+  out << "wattprobe report --per-unit " << format_utc_instant(o.since_ms) << " to "
+      << format_utc_instant(o.until_ms) << '\n'
+      << "SCI (ISO/IEC 21031) = (E x I + M) / R per [unit.NAME], R = the units its counter\n"
+      << "counted; E, I, M of the workloads its glob matches. SCI: gCO2e per unit\n\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "%-12s %-18s %10s %10s %8s %9s %9s %10s\n", "unit", "workload",
+                "R units", "E kWh", "I g/kWh", "M gCO2e", "J/unit", "SCI g/unit");
+  out << line;
+  for (const PerUnitRow& r : rows) {
+    if (r.unit.size() > 12 || r.workload.size() > 18) out << r.unit << "  " << r.workload << '\n';
+    auto g = per_kwh(r.row);
+    std::snprintf(line, sizeof line, "%-12s %-18s %10s %10s %8s %9s %9s %10s\n",
+                  r.unit.size() > 12 ? "" : r.unit.c_str(),
+                  r.workload.size() > 18 ? "" : r.workload.c_str(), fit(r.units, 10).c_str(),
+                  fit(r.row.joules / kJoulesPerKwh, 10).c_str(), g ? fit(*g, 8).c_str() : "-",
+                  fit(r.row.embodied_grams, 9).c_str(), fit(r.row.joules / r.units, 9).c_str(),
+                  fit(sci(r.row, r.units), 10).c_str());
+    out << line;
+  }
+}
+
 }  // namespace
 
 void ReportRow::add(const ReportRow& o) {
@@ -441,15 +540,32 @@ std::string report_help() {
          "  --state-dir D  the agent's --state-dir (default /var/lib/wattprobe)\n"
          "  --functional-units N      R, the functional units served in the period (requests,\n"
          "                 jobs, users): adds SCI = (E x I + M) / R per row (ISO/IEC 21031)\n"
-         "  --functional-unit-name S  what one unit is called (default unit)\n";
+         "  --functional-unit-name S  what one unit is called (default unit)\n"
+         "  --per-unit     SCI per [unit.NAME] instead: R the units its counter counted in the\n"
+         "                 period, E and M those of the workloads its glob matches\n";
 }
 
-ReportOptions parse_report_options(const std::vector<std::string>& args, int64_t now_ms) {
+ReportOptions parse_report_options(const std::vector<std::string>& all_args, int64_t now_ms) {
   static const std::set<std::string> kFlags{
       "since", "until", "by", "format", "state-dir", "functional-units", "functional-unit-name"};
+  // --per-unit takes no value; every other flag does.
+  std::vector<std::string> args;
+  bool per_unit = false;
+  for (const std::string& a : all_args) {
+    if (a == "--per-unit" && !per_unit) {
+      per_unit = true;
+    } else {
+      args.push_back(a);
+    }
+  }
   std::map<std::string, std::string> given = parse_flag_args(args, kFlags);
 
   ReportOptions o;
+  o.per_unit = per_unit;
+  if (per_unit && given.count("functional-units")) {
+    bad("functional-units", given["functional-units"],
+        "--per-unit takes R from the ledger's unit lines; give one or the other");
+  }
   o.until_ms = now_ms;
   o.since_ms = now_ms - kMsPerUtcDay;
   const char* kTimeForms = "expected 2026-11-23T10:00:00Z, 2026-11-23, now, or -24h (before now)";
@@ -563,7 +679,10 @@ LedgerSums sum_ledger(const ReportOptions& o, std::ostream& warnings) {
         sums.covered_seconds += line->covered_seconds;
       } else if (line->type == "unattributed") {
         sums.unattributed.add(line->row);
+      } else if (line->type == "unit") {
+        sums.units[{line->unit, line->group_key[0]}] += line->units;
       } else {
+        if (o.per_unit) sums.workloads[line->group_key[0]].add(line->row);
         ReportRow& g = groups[line->group_key[key]];
         g.group = line->group_key[key];
         g.add(line->row);
@@ -580,6 +699,7 @@ LedgerSums sum_ledger(const ReportOptions& o, std::ostream& warnings) {
 }
 
 void print_report(const ReportOptions& o, const LedgerSums& s, std::ostream& out) {
+  if (o.per_unit) return print_per_unit(o, s, out);
   switch (o.format) {
     case ReportOptions::Format::csv:
       print_csv(o, s, out);
@@ -623,6 +743,12 @@ int run_report(const std::vector<std::string>& all_args, std::ostream& out, std:
     err << "wattprobe report: no ledger lines for periods starting in ["
         << format_utc_instant(o.since_ms) << ", " << format_utc_instant(o.until_ms) << ") under "
         << (o.state_dir / "ledger").string() << '\n';
+    return 1;
+  }
+  if (o.per_unit && sums.units.empty()) {
+    err << "wattprobe report: no unit lines for periods starting in ["
+        << format_utc_instant(o.since_ms) << ", " << format_utc_instant(o.until_ms)
+        << "): no [unit.NAME] counted units then (README \"Per unit of work\")\n";
     return 1;
   }
   if (replacement) {

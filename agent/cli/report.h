@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +23,8 @@ struct ReportOptions {
   /// and what one is called (--functional-unit-name); without R no SCI is printed.
   std::optional<double> functional_units;
   std::string functional_unit_name = "unit";
+  /// --per-unit: SCI per [unit.NAME] from the ledger's unit lines, R the units they counted.
+  bool per_unit = false;
 };
 
 /// A --since/--until value: "2026-11-23T10:00:00Z", "2026-11-23" (its UTC midnight), "now", or
@@ -59,6 +62,9 @@ struct LedgerSums {
   uint64_t skipped = 0;  // malformed lines
   double covered_seconds = 0;
   std::vector<std::filesystem::path> files;  // day files read
+  /// --per-unit: the units each (unit, workload glob) counted, and each workload's row.
+  std::map<std::pair<std::string, std::string>, double> units;
+  std::map<std::string, ReportRow> workloads;
 
   /// Every group plus idle and unattributed: the host's energy in the period.
   ReportRow total() const;

@@ -18,11 +18,11 @@
 #include <thread>
 
 #include "agent/base/duration.h"
+#include "agent/base/exposition_text.h"
 #include "agent/base/http_client.h"
 #include "agent/base/utc_time.h"
 #include "agent/pipeline.h"
 #include "collectors/cpu/cpu_topology.h"
-#include "exporters/exposition_text.h"
 
 namespace po = boost::program_options;
 

@@ -93,6 +93,26 @@ void Ledger::add(int64_t index, const EnergyTick& tick, const CarbonTickGrams& g
   p.unattributed.cfe_matched_joules += tick.unattributed_joules * grams.cfe_matched_pue * fraction;
 }
 
+void Ledger::count_units(const std::vector<Family>& families, int64_t now_ms) {
+  for (const Family& f : families) {
+    if (f.name != "wattprobe_workload_functional_units_total") continue;
+    const int64_t index =
+        static_cast<int64_t>(std::floor(static_cast<double>(now_ms) / period_ms_));
+    for (const Series& s : f.series) {
+      std::pair<std::string, std::string> key;
+      for (const auto& [name, value] : s.labels) {
+        if (name == "unit") key.first = value;
+        if (name == "workload") key.second = value;
+      }
+      // The family counts from 0 at each start: a series first seen brings what it has.
+      auto it = units_seen_.try_emplace(key, 0.0).first;
+      const double rise = std::max(0.0, s.value - it->second);
+      it->second = s.value;
+      if (rise > 0) open_[index].units[key] += rise;
+    }
+  }
+}
+
 void Ledger::flush_before(int64_t index) {
   bool wrote = false;
   while (!open_.empty() && open_.begin()->first < index) {
@@ -114,7 +134,7 @@ void Ledger::write_period(int64_t index, const Period& p) {
   if (!retention_day_ || day > *retention_day_) apply_retention(day);
 
   nlohmann::ordered_json head;
-  head["v"] = kLedgerSchemaVersion;
+  head["v"] = kLedgerWorkloadLineVersion;
   head["start"] = format_utc_instant(start_ms);
   head["period_seconds"] = options_.period.count();
   head["covered_seconds"] = p.covered_seconds;
@@ -153,6 +173,15 @@ void Ledger::write_period(int64_t index, const Period& p) {
   for (const auto* r : rows) text += line("workload", r->second, &r->first);
   text += line("idle", p.idle, nullptr);
   text += line("unattributed", p.unattributed, nullptr);
+  for (const auto& [key, units] : p.units) {
+    nlohmann::ordered_json j = head;
+    j["v"] = kLedgerSchemaVersion;
+    j["type"] = "unit";
+    j["unit"] = key.first;
+    j["workload"] = key.second;  // the [unit.NAME]'s workload glob, as exported
+    j["units"] = units;
+    text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
 
   std::size_t held = 0;
   for (const auto& [path, bytes] : pending_) held += bytes.size();

@@ -17,8 +17,12 @@
 
 namespace wattprobe {
 
-/// The ledger's line format; a reader refuses lines of a newer version.
-inline constexpr int kLedgerSchemaVersion = 1;
+/// The ledger's line format; a reader refuses lines of a newer version. Version 2 added the
+/// `unit` lines (units a [unit.NAME] counted in the period); the other lines are unchanged and
+/// still written as version 1 (kLedgerWorkloadLineVersion), so an older reader keeps summing
+/// them and skips only the unit lines, naming them.
+inline constexpr int kLedgerSchemaVersion = 2;
+inline constexpr int kLedgerWorkloadLineVersion = 1;
 
 /// Per-period totals, appended as JSON lines, one per workload plus one each for idle and
 /// unattributed energy. This is what `wattprobe report` reads. `gpu_joules` is the part of
@@ -50,6 +54,10 @@ class Ledger {
   /// another tick are refused, counted and logged: the line would mix two ticks.
   void on_tick(const EnergyTick& tick, const CarbonTickGrams& grams);
   void append_families(std::vector<Family>& out) const;
+  /// The units of work this tick's families count (wattprobe_workload_functional_units_total,
+  /// which the units sink adds): each series' rise since the last tick goes to the period
+  /// `now_ms` falls in, as one `unit` line per unit and workload label.
+  void count_units(const std::vector<Family>& families, int64_t now_ms);
 
   /// Writes every period still open, complete or not. At stop; idempotent.
   void flush_all();
@@ -78,6 +86,7 @@ class Ledger {
     std::unordered_map<WorkloadId, Sums, WorkloadIdHash> workloads;
     Sums idle;
     Sums unattributed;
+    std::map<std::pair<std::string, std::string>, double> units;  // (unit, workload) → units
   };
 
   void add(int64_t period_index, const EnergyTick& tick, const CarbonTickGrams& grams,
@@ -106,6 +115,7 @@ class Ledger {
   uint64_t lines_dropped_for_size_ = 0;
   uint64_t disk_bytes_ = 0;  // of the day files, as of the last listing plus our writes since
   std::optional<int64_t> cap_logged_day_;
+  std::map<std::pair<std::string, std::string>, double> units_seen_;  // each series' last total
 };
 
 }  // namespace wattprobe

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 
 from wattprobe_e2e import (TOOLS, Cgroups, RemoteWriteReceiver, fetch, scrape, series, skip,
                            start_agent, start_driver, wait_until)
@@ -147,6 +148,16 @@ def start_in(cgroup):
     return p
 
 
+def count_units(path, stop):
+    """A textfile a [unit.NAME] reads, its counter rising every 100 ms until `stop` is set."""
+    n = 0
+    while not stop.wait(0.1):
+        n += 7
+        with open(path + ".tmp", "w") as f:
+            f.write(f"# TYPE doc_jobs_total counter\ndoc_jobs_total {n}\n")
+        os.replace(path + ".tmp", path)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root: creates cgroups for the GPU workers")
@@ -170,6 +181,15 @@ def main():
         with open(token, "w") as f:
             f.write("em-test-token-SECRET\n")
         os.chmod(token, 0o600)
+        # Read after the privilege drop, so not in the root-only folder.
+        units_dir = tempfile.mkdtemp(prefix="wattprobe-units-")
+        os.chmod(units_dir, 0o755)
+        units = os.path.join(units_dir, "units.prom")
+        units_stop = threading.Event()
+        threading.Thread(target=count_units, args=(units, units_stop), daemon=True).start()
+        conf = os.path.join(units_dir, "units.conf")
+        with open(conf, "w") as f:
+            f.write(f"[unit.jobs]\nurl = {units}\ncounter = doc_jobs_total\nworkload = *\n")
         procs = [start_in(groups.paths["gpu-a.service"]), start_in(groups.paths["gpu-b.service"]),
                  start_in(groups.paths[r"machine-qemu\x2d1\x2ddoc.scope"])]
         a, b = procs[0].pid, procs[1].pid
@@ -193,7 +213,8 @@ def main():
                              "--remote-write-url", receiver.url,
                              "--remote-write-batch-interval", "1s",
                              "--otlp-endpoint", otlp.url.removesuffix("/api/v1/write"),
-                             "--guest-energy-dir", guests, state_dir=state) as agent:
+                             "--guest-energy-dir", guests, "--config", conf,
+                             "--unit-window", "10s", state_dir=state) as agent:
                 # Wait for what arrives late: a grid answer with its forecast, a remote-write
                 # success, the workers' split GPU energy.
                 def ready():
@@ -207,7 +228,8 @@ def main():
                             "wattprobe_process_energy_joules_total",
                             "wattprobe_agent_otlp_last_success_timestamp_seconds",
                             "wattprobe_workload_cfe_energy_joules_total",
-                            "wattprobe_grid_best_window_grams_per_kwh")
+                            "wattprobe_grid_best_window_grams_per_kwh",
+                            "wattprobe_workload_energy_per_unit_joules")
                     return all(series(m, n) for n in need)
                 try:
                     wait_until(ready, 20, "grid forecast, remote-write success, GPU split")
@@ -242,6 +264,9 @@ def main():
         for p in procs:
             p.kill()
             p.wait()
+        if "units_stop" in locals():
+            units_stop.set()
+            shutil.rmtree(units_dir, ignore_errors=True)
         receiver.close()
         otlp.close()
         shutil.rmtree(guests, ignore_errors=True)

@@ -10,7 +10,7 @@
 #include <limits>
 #include <random>
 
-#include "exporters/exposition_text.h"
+#include "agent/base/exposition_text.h"
 #include "exporters/prometheus_pull.h"
 #include "tests/support/snapshot_collectable.h"
 

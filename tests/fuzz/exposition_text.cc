@@ -1,6 +1,6 @@
 // The Prometheus text exposition parser `wattprobe top` reads an agent's /metrics with, and
 // the snapshot it makes of what parses.
-#include "exporters/exposition_text.h"
+#include "agent/base/exposition_text.h"
 
 #include "tests/fuzz/fuzz_input.h"
 

@@ -78,5 +78,29 @@ TEST(Doctor, NoHwmonGpuNoHwmonGpuSection) {
   EXPECT_EQ(out.find("GPUs (hwmon)"), std::string::npos) << out;
 }
 
+// Each [unit.NAME] is read once: doctor shows what the counter holds, or why it cannot be read,
+// before run divides energy by it.
+TEST(Doctor, EachUnitIsReadOnceWithWhatItHoldsOrWhyNot) {
+  TempTree tree;
+  tree.write("units/jobs.prom",
+             "# TYPE jobs_total counter\njobs_total{q=\"a\"} 5\njobs_total{q=\"b\"} 7\n");
+  tree.write("wattprobe.conf", "[unit.jobs]\nurl = " + tree.path("units/jobs.prom").string() +
+                                   "\ncounter = jobs_total\nworkload = batch-*\n"
+                                   "[unit.gone]\nurl = " +
+                                   tree.path("units/none.prom").string() +
+                                   "\ncounter = jobs_total\nworkload = batch-*\n");
+  std::string out = doctor("--config " + tree.path("wattprobe.conf").string() +
+                           " --nvml-library /nonexistent/libnvidia-ml.so.1");
+  EXPECT_NE(out.find("Units of work ([unit.NAME], --unit-window 60 s):"), std::string::npos) << out;
+  EXPECT_NE(out.find("jobs: jobs_total at " + tree.path("units/jobs.prom").string() +
+                     ", workload \"batch-*\"\n      reads 2 series summing to 12\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("gone: jobs_total"), std::string::npos) << out;
+  EXPECT_NE(out.find("cannot read it (unreachable): " + tree.path("units/none.prom").string()),
+            std::string::npos)
+      << out;
+}
+
 }  // namespace
 }  // namespace wattprobe

@@ -168,7 +168,7 @@ TEST_F(ReportTest, MalformedLinesAreNamedAndSkipped) {
       line("2026-11-23T10:00:00Z", "workload", 10, 1, 0.5, 1, "a.service", "service");
   std::string good2 = line("2026-11-23T10:01:00Z", "idle", 3, 0.3, 0.1);
   std::string newer = line("2026-11-23T10:02:00Z", "idle", 1000);
-  newer.replace(newer.find("\"v\":1"), 5, "\"v\":2");
+  newer.replace(newer.find("\"v\":1"), 5, "\"v\":3");
   std::string negative = line("2026-11-23T10:02:00Z", "idle", 1000);
   negative.replace(negative.find("\"joules\":1000"), 13, "\"joules\":-5");
   std::string bad_start = line("2026-11-23T10:02:00Z", "idle", 1000);
@@ -185,7 +185,7 @@ TEST_F(ReportTest, MalformedLinesAreNamedAndSkipped) {
   ASSERT_EQ(code, 0) << "malformed lines do not stop the report: " << err_;
   std::string file = (state_.root() / "ledger" / "2026-11-23.jsonl").string();
   for (const std::string& want :
-       {file + ":2: not JSON", file + ":3: schema version 2 is newer",
+       {file + ":2: not JSON", file + ":3: schema version 3 is newer",
         file + ":4: field \"joules\"", file + ":5: empty line", file + ":6: field \"start\"",
         file + ":7: expected a JSON object", file + ":8: field \"kind\""}) {
     EXPECT_NE(err_.find(want), std::string::npos) << "want " << want << " in:\n" << err_;
@@ -419,6 +419,64 @@ TEST_F(ReportTest, CfeScoreIsCarbonFreeOverMatchedEnergyPerGroup) {
   EXPECT_TRUE(j["node"]["unattributed"]["cfe_score"].is_null()) << "no share: no score, no zero";
   ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24"}), 0) << err_;
   EXPECT_NE(out_.find("24/7 CFE score"), std::string::npos) << out_;
+}
+
+TEST_F(ReportTest, PerUnitIsSciOfTheWorkloadsTheGlobMatchesOverTheUnitsCounted) {
+  auto unit = [](const std::string& start, const std::string& name, const std::string& glob,
+                 double units) {
+    nlohmann::ordered_json j;
+    j["v"] = 2;
+    j["start"] = start;
+    j["period_seconds"] = 60;
+    j["covered_seconds"] = 60.0;
+    j["measured"] = true;
+    j["type"] = "unit";
+    j["unit"] = name;
+    j["workload"] = glob;
+    j["units"] = units;
+    return j.dump() + "\n";
+  };
+  write_day(
+      "2026-11-23",
+      line("2026-11-23T10:00:00Z", "workload", 3.6e6, 400, 50, 1, "vllm-0.service", "service") +
+          line("2026-11-23T10:00:00Z", "workload", 1.8e6, 200, 25, 1, "vllm-1.service", "service") +
+          line("2026-11-23T10:00:00Z", "workload", 9e6, 1000, 90, 1, "nginx.service", "service") +
+          line("2026-11-23T10:00:00Z", "idle", 1e6, 100) +
+          unit("2026-11-23T10:00:00Z", "tokens", "vllm-*", 4000) +
+          unit("2026-11-23T10:01:00Z", "tokens", "vllm-*", 500) +
+          unit("2026-11-23T10:00:00Z", "requests", "nginx.service", 9000));
+  nlohmann::json j = json_report({"--since=2026-11-23", "--until=2026-11-24", "--per-unit"});
+  ASSERT_EQ(j["units"].size(), 2u) << j.dump(2);
+  const nlohmann::json& requests = j["units"][0];
+  const nlohmann::json& tokens = j["units"][1];
+  EXPECT_EQ(tokens["unit"], "tokens");
+  EXPECT_EQ(tokens["matched_workloads"],
+            nlohmann::json::array({"vllm-0.service", "vllm-1.service"}));
+  EXPECT_DOUBLE_EQ(tokens["sci"]["R"].get<double>(), 4500);
+  EXPECT_DOUBLE_EQ(tokens["sci"]["grams_per_unit"].get<double>(), (600.0 + 75) / 4500);
+  EXPECT_DOUBLE_EQ(tokens["joules_per_unit"].get<double>(), 5.4e6 / 4500);
+  EXPECT_DOUBLE_EQ(requests["sci"]["grams_per_unit"].get<double>(), 1090.0 / 9000);
+  // Unit lines add nothing to the energy rows of the usual report.
+  nlohmann::json plain = json_report({"--since=2026-11-23", "--until=2026-11-24"});
+  EXPECT_DOUBLE_EQ(plain["totals"]["energy_joules"].get<double>(), 3.6e6 + 1.8e6 + 9e6 + 1e6);
+
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24", "--per-unit"}), 0) << err_;
+  EXPECT_NE(out_.find("tokens"), std::string::npos) << out_;
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24", "--per-unit", "--format=csv"}), 0);
+  EXPECT_NE(out_.find("tokens,vllm-*,4500,"), std::string::npos) << out_;
+  EXPECT_EQ(report({"--per-unit", "--functional-units=10"}), 2);
+  EXPECT_NE(err_.find("--per-unit"), std::string::npos) << err_;
+  EXPECT_EQ(report({"--since=2026-11-24", "--until=2026-11-25", "--per-unit"}), 1);
+}
+
+TEST_F(ReportTest, AMalformedUnitLineIsNamedAndSkipped) {
+  write_day("2026-11-23",
+            line("2026-11-23T10:00:00Z", "idle", 1) +
+                "{\"v\":2,\"start\":\"2026-11-23T10:00:00Z\",\"period_seconds\":60,"
+                "\"covered_seconds\":60,\"measured\":true,\"type\":\"unit\",\"unit\":\"t\","
+                "\"workload\":\"w\",\"units\":-4}\n");
+  ASSERT_EQ(report({"--since=2026-11-23", "--until=2026-11-24"}), 0) << err_;
+  EXPECT_NE(err_.find(":2: field \"units\""), std::string::npos) << err_;
 }
 
 }  // namespace

@@ -144,7 +144,7 @@ TEST(Ledger, SplitsATickThatStraddlesAMinuteInProportionToItsTime) {
   ASSERT_TRUE(idle && unattributed);
   EXPECT_DOUBLE_EQ((*idle)["joules"].get<double>(), 3.0);
   EXPECT_DOUBLE_EQ((*unattributed)["joules"].get<double>(), 1.5);
-  EXPECT_EQ((*first)["v"], kLedgerSchemaVersion);
+  EXPECT_EQ((*first)["v"], kLedgerWorkloadLineVersion);
   EXPECT_EQ((*first)["period_seconds"], 60);
   EXPECT_EQ((*first)["kind"], "service");
   EXPECT_FALSE(first->contains("namespace")) << "only pods carry namespace, pod and container";
@@ -430,6 +430,43 @@ TEST(Ledger, MetricsCountTheLinesWritten) {
   EXPECT_EQ(by_name["wattprobe_agent_ledger_lines_written_total"],
             static_cast<double>(rig.lines().size()));
   EXPECT_EQ(by_name["wattprobe_agent_ledger_errors_total"], 0);
+}
+
+TEST(Ledger, UnitLinesHoldEachUnitsRiseInThePeriodAsVersionTwo) {
+  LedgerRig rig;
+  const WorkloadId web = service("vllm.service");
+  auto units = [](double tokens, double requests) {
+    Family f{"wattprobe_workload_functional_units_total", "", MetricType::counter};
+    f.series.push_back({Labels{{"workload", "vllm*"}, {"unit", "tokens"}}, tokens});
+    f.series.push_back({Labels{{"workload", "vllm*"}, {"unit", "requests"}}, requests});
+    return std::vector<Family>{f};
+  };
+  const int64_t t0 = at("2026-11-23T10:00:10Z");
+  rig.feed(tick(t0, 1.0, {{web, 8.0, 0.5, 400'000'000}}, 4.0));
+  rig.ledger->count_units(units(0, 0), t0);  // the first read: the family starts at 0
+  rig.feed(tick(t0 + 1000, 1.0, {{web, 8.0, 0.5, 400'000'000}}, 4.0));
+  rig.ledger->count_units(units(300, 3), t0 + 1000);
+  rig.feed(tick(t0 + 60'000, 59.0, {{web, 8.0, 0.5, 400'000'000}}, 4.0));
+  rig.ledger->count_units(units(500, 3), t0 + 60'000);
+  rig.ledger->flush_all();
+  auto lines = rig.lines();
+  const auto* first = find(lines, "2026-11-23T10:00:00Z", "unit");
+  ASSERT_TRUE(first);
+  EXPECT_EQ((*first)["v"], kLedgerSchemaVersion);
+  EXPECT_EQ((*first)["v"], 2);
+  std::map<std::pair<std::string, std::string>, double> got;
+  for (const auto& l : lines) {
+    if (l.json["type"] == "unit") {
+      EXPECT_EQ(l.json["workload"], "vllm*");
+      got[{l.json["start"], l.json["unit"]}] += l.json["units"].get<double>();
+    }
+  }
+  using Key = std::pair<std::string, std::string>;
+  EXPECT_EQ(got, (std::map<Key, double>{{{"2026-11-23T10:00:00Z", "requests"}, 3},
+                                        {{"2026-11-23T10:00:00Z", "tokens"}, 300},
+                                        {{"2026-11-23T10:01:00Z", "tokens"}, 200}}));
+  // Workload lines are as before.
+  EXPECT_EQ((*find(lines, "2026-11-23T10:00:00Z", "workload"))["v"], kLedgerWorkloadLineVersion);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "exporters/exposition_text.h"
+#include "agent/base/exposition_text.h"
 
 #include <gtest/gtest.h>
 
