@@ -2,9 +2,14 @@
 
 #include <freeipmi/freeipmi.h>
 
+#include <cmath>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "agent/base/log.h"
+#include "collectors/energy/platform_energy_track.h"
 
 namespace wattprobe {
 namespace {
@@ -78,12 +83,84 @@ std::unique_ptr<DcmiReader> make_freeipmi_dcmi_reader(const HostPaths& paths) {
   return std::make_unique<FreeIpmiDcmiReader>(paths.dev_root / "dev/ipmi0");
 }
 
-IpmiSource::IpmiSource(std::unique_ptr<DcmiReader> reader) : reader_(std::move(reader)) {}
+struct IpmiSource::Poller {
+  Poller(std::unique_ptr<DcmiReader> r, std::chrono::milliseconds i)
+      : reader(std::move(r)), interval(i) {}
+
+  double now_s() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch).count();
+  }
+  double interval_s() const { return static_cast<double>(interval.count()) / 1000.0; }
+
+  /// One read; the thread's, or probe()'s before the thread starts.
+  Result<DcmiPowerReading> poll() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      in_flight_since = now_s();
+    }
+    auto r = reader->read();
+    if (r && !r->active) r = Error{ErrorKind::unsupported, "ipmi", "power measurement not active"};
+    const double now = now_s();
+    std::lock_guard<std::mutex> lock(mu);
+    in_flight_since = -1;
+    if (!r) {
+      ++failures;
+      last_error = r.error().message();
+      // Counted in the tick's sample; a BMC failing for hours between two ticks is still a few.
+      if (errors.size() < 16) errors.push_back(r.error());
+    } else {
+      failures = 0;
+      track.power(r->watts, now, now);
+    }
+    return r;
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stop) {
+      wake.wait_for(lock, interval, [this] { return stop; });
+      if (stop) break;
+      lock.unlock();
+      (void)poll();  // what it found is in the poller, for the next sample
+      lock.lock();
+    }
+    done = true;
+    wake.notify_all();
+  }
+
+  std::unique_ptr<DcmiReader> reader;
+  const std::chrono::milliseconds interval;
+  const std::chrono::steady_clock::time_point epoch = std::chrono::steady_clock::now();
+
+  mutable std::mutex mu;
+  std::condition_variable wake;
+  bool stop = false;
+  bool done = false;
+  PlatformEnergyTrack track;
+  int failures = 0;
+  double in_flight_since = -1;  // when the read under way began; -1 when none is
+  std::string last_error;
+  std::vector<Error> errors;  // since the last sample
+  std::string stall_reason;   // as the last sample judged it
+};
+
+IpmiSource::IpmiSource(std::unique_ptr<DcmiReader> reader, std::chrono::milliseconds interval)
+    : poller_(std::make_shared<Poller>(std::move(reader), interval)) {}
+
+IpmiSource::~IpmiSource() {
+  std::unique_lock<std::mutex> lock(poller_->mu);
+  poller_->stop = true;
+  poller_->wake.notify_all();
+  // A read the BMC never answers holds the thread until the driver gives up; stopping the agent
+  // does not wait for that: the thread keeps the poller alive and ends with the process.
+  if (started_)
+    poller_->wake.wait_for(lock, std::chrono::seconds(2), [this] { return poller_->done; });
+}
 
 Availability IpmiSource::probe() {
   Availability a;
   if (!open_) {
-    auto opened = reader_->open();
+    auto opened = poller_->reader->open();
     if (!opened) {
       a.reason = opened.error().message();
       a.remedy = "on a server: modprobe ipmi_si ipmi_devintf and run the agent as root at start";
@@ -91,56 +168,74 @@ Availability IpmiSource::probe() {
     }
     open_ = true;
   }
-  auto r = reader_->read();
+  if (started_) {
+    a.available = true;
+    a.reason = "DCMI power reading (in-band; integrated power)";
+    return a;
+  }
+  auto r = poller_->poll();
   if (!r) {
     a.reason = r.error().message();
     return a;
   }
-  if (!r->active) {
-    a.reason = "the BMC says its DCMI power measurement is not active";
-    return a;
-  }
   a.available = true;
   a.reason = "DCMI power reading " + std::to_string(static_cast<int>(r->watts)) +
-             " W (in-band; integrated power)";
+             " W (in-band; integrated power; read every " +
+             std::to_string(poller_->interval_s()).substr(0, 4) + " s)";
   return a;
 }
 
 Sample IpmiSource::sample() {
   Sample out;
   if (!open_) return out;
-  auto r = reader_->read();
-  if (r && !r->active) r = Error{ErrorKind::unsupported, "ipmi", "power measurement not active"};
-  if (!r) {
-    out.errors.push_back(r.error());
-    if (++failures_ == 3) {
-      log_line("ipmi: stalled: 3 DCMI power reads failed: " + r.error().message() +
-               "; the next source stands in for the platform domain");
-    }
-    why_ = r.error().message();
-    return out;
+  if (!started_) {
+    started_ = true;
+    // The thread owns a share of the poller, so a read that never returns cannot outlive it.
+    std::thread([p = poller_] { p->run(); }).detach();
   }
-  if (failures_ >= 3) log_line("ipmi: the BMC answers again");
-  failures_ = 0;
+  Poller& p = *poller_;
+  const double now = p.now_s();
+  std::lock_guard<std::mutex> lock(p.mu);
+  out.errors = std::move(p.errors);
+  p.errors.clear();
+  std::string why;
+  if (p.failures >= 3) {
+    why = std::to_string(p.failures) + " DCMI power reads failed in a row: " + p.last_error;
+  } else if (p.in_flight_since >= 0 && now - p.in_flight_since >= 3 * p.interval_s()) {
+    why = "the BMC has not answered a DCMI power read for " +
+          std::to_string(static_cast<int>(now - p.in_flight_since)) + " s";
+  }
+  if (why.empty() != p.stall_reason.empty()) {
+    log_line(why.empty()
+                 ? "ipmi: the BMC answers again"
+                 : "ipmi: stalled: " + why + "; the next source stands in for the platform domain");
+  }
+  p.stall_reason = why;
+  if (!p.track.has_reading()) return out;
   Reading reading;
   reading.domain = "platform";
   reading.key = "ipmi:dcmi";
-  reading.kind = ReadingKind::power_gauge;
-  reading.watts = r->watts;
+  reading.kind = ReadingKind::energy_counter;
+  reading.unit_joules = 1e-3;
+  reading.raw = static_cast<uint64_t>(std::llround(p.track.energy(now) * 1000.0));
+  reading.known_stalled = !why.empty();
   out.readings.push_back(std::move(reading));
   return out;
 }
 
 void IpmiSource::append_families(std::vector<Family>& out) const {
   if (!open_) return;
+  std::lock_guard<std::mutex> lock(poller_->mu);
+  const std::string& why = poller_->stall_reason;
   out.push_back({"wattprobe_ipmi_info",
                  "The BMC's DCMI power reading the ipmi source uses (integrated power), and "
-                 "whether it is stalled (3 failed reads in a row) and why.",
+                 "whether it is stalled (3 failed reads in a row, or one unanswered for 3 "
+                 "intervals) and why.",
                  MetricType::gauge,
                  {{{{"reading", "dcmi_power"},
                     {"integrated", "true"},
-                    {"state", failures_ >= 3 ? "stalled" : "ok"},
-                    {"reason", failures_ >= 3 ? why_ : std::string()}},
+                    {"state", why.empty() ? "ok" : "stalled"},
+                    {"reason", why}},
                    1.0}}});
 }
 
