@@ -2,6 +2,7 @@
 
 #include <freeipmi/freeipmi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
@@ -9,14 +10,21 @@
 #include <thread>
 
 #include "agent/base/log.h"
+#include "agent/base/secret_file.h"
 #include "collectors/energy/platform_energy_track.h"
 
 namespace wattprobe {
 namespace {
 
+/// Where the BMC is: the kernel's device, or a host on the LAN with its account's files.
+struct DcmiTarget {
+  std::filesystem::path device;
+  IpmiOptions lan;
+};
+
 class FreeIpmiDcmiReader : public DcmiReader {
  public:
-  explicit FreeIpmiDcmiReader(std::filesystem::path device) : device_(std::move(device)) {}
+  explicit FreeIpmiDcmiReader(DcmiTarget target) : target_(std::move(target)) {}
   ~FreeIpmiDcmiReader() override {
     if (ctx_) {
       ipmi_ctx_close(ctx_);
@@ -27,16 +35,33 @@ class FreeIpmiDcmiReader : public DcmiReader {
   Result<bool> open() override {
     if (!ctx_) ctx_ = ipmi_ctx_create();
     if (!ctx_) return Error{ErrorKind::transient, "ipmi", "ipmi_ctx_create failed"};
+    if (!target_.lan.host.empty()) {
+      auto user = read_secret_file(target_.lan.user_file);
+      if (!user) return user.error();
+      auto password = read_secret_file(target_.lan.password_file);
+      if (!password) return password.error();
+      // FreeIPMI's defaults: a 20 s session, 1 s between retransmissions (milliseconds).
+      if (ipmi_ctx_open_outofband_2_0(ctx_, target_.lan.host.c_str(), user->c_str(),
+                                      password->c_str(), nullptr, 0, IPMI_PRIVILEGE_LEVEL_USER, 3,
+                                      20000, 1000, target_.lan.workaround_flags,
+                                      IPMI_FLAGS_DEFAULT) == 0)
+        return true;
+      return error("IPMI 2.0 session to " + target_.lan.host);
+    }
     // Only the kernel's driver (/dev/ipmi0): probing KCS or SSIF would poke I/O ports and
     // buses on every host `auto` runs on. Opened before the privilege drop and kept.
     std::error_code ec;
-    if (!std::filesystem::exists(device_, ec))
-      return Error{ErrorKind::absent, device_.string(),
+    if (!std::filesystem::exists(target_.device, ec))
+      return Error{ErrorKind::absent, target_.device.string(),
                    "no in-band IPMI device (a server's BMC: modprobe ipmi_si ipmi_devintf)"};
-    if (ipmi_ctx_open_inband(ctx_, IPMI_DEVICE_OPENIPMI, 0, 0, 0, device_.c_str(),
+    if (ipmi_ctx_open_inband(ctx_, IPMI_DEVICE_OPENIPMI, 0, 0, 0, target_.device.c_str(),
                              IPMI_WORKAROUND_FLAGS_DEFAULT, IPMI_FLAGS_DEFAULT) == 0)
       return true;
     return error("ipmi_ctx_open_inband");
+  }
+
+  std::string where() const override {
+    return target_.lan.host.empty() ? "in-band" : "over the LAN to " + target_.lan.host;
   }
 
   Result<DcmiPowerReading> read() override {
@@ -60,9 +85,9 @@ class FreeIpmiDcmiReader : public DcmiReader {
   }
 
  private:
-  Error error(const char* what) {
+  Error error(const std::string& what) {
     int e = ipmi_ctx_errnum(ctx_);
-    std::string detail = std::string(what) + ": " + ipmi_ctx_errormsg(ctx_);
+    std::string detail = what + ": " + ipmi_ctx_errormsg(ctx_);
     switch (e) {
       case IPMI_ERR_COMMAND_INVALID_OR_UNSUPPORTED:
       case IPMI_ERR_BAD_COMPLETION_CODE:
@@ -74,13 +99,44 @@ class FreeIpmiDcmiReader : public DcmiReader {
     }
   }
   ipmi_ctx_t ctx_ = nullptr;
-  std::filesystem::path device_;
+  DcmiTarget target_;
 };
 
 }  // namespace
 
 std::unique_ptr<DcmiReader> make_freeipmi_dcmi_reader(const HostPaths& paths) {
-  return std::make_unique<FreeIpmiDcmiReader>(paths.dev_root / "dev/ipmi0");
+  return std::make_unique<FreeIpmiDcmiReader>(DcmiTarget{paths.dev_root / "dev/ipmi0", {}});
+}
+
+std::unique_ptr<DcmiReader> make_freeipmi_dcmi_lan_reader(const IpmiOptions& options) {
+  return std::make_unique<FreeIpmiDcmiReader>(DcmiTarget{{}, options});
+}
+
+Result<unsigned> parse_ipmi_workarounds(std::string_view names) {
+  static constexpr std::pair<std::string_view, unsigned> kNames[] = {
+      {"authcap", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_AUTHENTICATION_CAPABILITIES},
+      {"intel20", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_INTEL_2_0_SESSION},
+      {"supermicro20", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_SUPERMICRO_2_0_SESSION},
+      {"sun20", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_SUN_2_0_SESSION},
+      {"opensesspriv", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_OPEN_SESSION_PRIVILEGE},
+      {"integritycheckvalue", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_NON_EMPTY_INTEGRITY_CHECK_VALUE},
+      {"nochecksumcheck", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_NO_CHECKSUM_CHECK}};
+  unsigned flags = 0;
+  while (!names.empty()) {
+    const std::size_t comma = names.find(',');
+    const std::string_view name = names.substr(0, comma);
+    auto it = std::find_if(std::begin(kNames), std::end(kNames),
+                           [&](const auto& n) { return n.first == name; });
+    if (it == std::end(kNames)) {
+      return Error{ErrorKind::malformed, "ipmi-workarounds",
+                   "unknown workaround \"" + std::string(name) +
+                       "\": expected authcap, intel20, supermicro20, sun20, opensesspriv, "
+                       "integritycheckvalue or nochecksumcheck"};
+    }
+    flags |= it->second;
+    names = comma == std::string_view::npos ? std::string_view() : names.substr(comma + 1);
+  }
+  return flags;
 }
 
 struct IpmiSource::Poller {
@@ -163,14 +219,15 @@ Availability IpmiSource::probe() {
     auto opened = poller_->reader->open();
     if (!opened) {
       a.reason = opened.error().message();
-      a.remedy = "on a server: modprobe ipmi_si ipmi_devintf and run the agent as root at start";
+      if (opened.error().path.find("ipmi0") != std::string::npos)
+        a.remedy = "on a server: modprobe ipmi_si ipmi_devintf and run the agent as root at start";
       return a;
     }
     open_ = true;
   }
   if (started_) {
     a.available = true;
-    a.reason = "DCMI power reading (in-band; integrated power)";
+    a.reason = "DCMI power reading (" + poller_->reader->where() + "; integrated power)";
     return a;
   }
   auto r = poller_->poll();
@@ -179,8 +236,8 @@ Availability IpmiSource::probe() {
     return a;
   }
   a.available = true;
-  a.reason = "DCMI power reading " + std::to_string(static_cast<int>(r->watts)) +
-             " W (in-band; integrated power; read every " +
+  a.reason = "DCMI power reading " + std::to_string(static_cast<int>(r->watts)) + " W (" +
+             poller_->reader->where() + "; integrated power; read every " +
              std::to_string(poller_->interval_s()).substr(0, 4) + " s)";
   return a;
 }
@@ -239,8 +296,10 @@ void IpmiSource::append_families(std::vector<Family>& out) const {
                    1.0}}});
 }
 
-std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths) {
-  return std::make_unique<IpmiSource>(make_freeipmi_dcmi_reader(paths));
+std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths, const IpmiOptions& options) {
+  return std::make_unique<IpmiSource>(options.host.empty()
+                                          ? make_freeipmi_dcmi_reader(paths)
+                                          : make_freeipmi_dcmi_lan_reader(options));
 }
 
 }  // namespace wattprobe

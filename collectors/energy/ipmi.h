@@ -19,6 +19,20 @@ struct DcmiPowerReading {
   bool active = false;  // power_reading_state.power_measurement: the BMC measures
 };
 
+/// --ipmi-*: where the `ipmi` source finds the BMC.
+struct IpmiOptions {
+  /// Empty: in-band, through the kernel's device. Else HOST or HOST:PORT, over the LAN (IPMI 2.0,
+  /// RMCP+ cipher suite 3, User privilege) with the account in the two files.
+  std::string host;
+  std::string user_file, password_file;
+  unsigned workaround_flags = 0;  // --ipmi-workarounds: FreeIPMI's IPMI 2.0 workarounds
+};
+
+/// --ipmi-workarounds: FreeIPMI's names (as its tools' -W takes them: authcap, intel20,
+/// supermicro20, sun20, opensesspriv, integritycheckvalue, nochecksumcheck), comma-separated;
+/// the first unknown name as the error.
+Result<unsigned> parse_ipmi_workarounds(std::string_view names);
+
 /// The library behind a seam: FreeIPMI in-band through the kernel's IPMI device, or a fake in
 /// tests. Errors: unsupported (the BMC has no DCMI power reading), transient (a timeout, a busy
 /// BMC), absent (no IPMI device).
@@ -27,11 +41,17 @@ class DcmiReader {
   virtual ~DcmiReader() = default;
   virtual Result<bool> open() = 0;
   virtual Result<DcmiPowerReading> read() = 0;
+  /// Where it reads, for doctor: "in-band", "over the LAN to HOST".
+  virtual std::string where() const { return "in-band"; }
 };
 
 /// FreeIPMI's libfreeipmi on the kernel's IPMI device (<dev-root>/dev/ipmi0):
 /// ipmi_ctx_open_inband, ipmi_cmd_dcmi_get_power_reading.
 std::unique_ptr<DcmiReader> make_freeipmi_dcmi_reader(const HostPaths& paths);
+
+/// The same DCMI calls over the LAN (IPMI 2.0, RMCP+, cipher suite 3, User privilege) to
+/// options.host, the account read from its files at open().
+std::unique_ptr<DcmiReader> make_freeipmi_dcmi_lan_reader(const IpmiOptions& options);
 
 /// The BMC's power in-band over DCMI (`ipmi`, domain platform). No network, no credentials.
 /// Reads run on a thread of their own every `interval`, so a BMC that hangs (FreeIPMI waits for
@@ -61,6 +81,8 @@ class IpmiSource : public EnergySource {
   bool started_ = false;
 };
 
-std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths);
+/// In-band through <dev-root>/dev/ipmi0, or over the LAN where options.host is set.
+std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths,
+                                               const IpmiOptions& options = {});
 
 }  // namespace wattprobe

@@ -3,14 +3,24 @@
 // wait for what it reports (with generous deadlines), never for a time.
 #include "collectors/energy/ipmi.h"
 
+#include <freeipmi/api/ipmi-api.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "agent/tick/energy_meter.h"
+#include "tests/support/temp_tree.h"
 
 namespace wattprobe {
 namespace {
@@ -211,6 +221,112 @@ TEST(Ipmi, AReadThatHangsNeverHoldsATickAndTheNextSourceStandsIn) {
       *ipmi, [](const Sample& x) { return !x.readings.empty() && !x.readings[0].known_stalled; },
       "answers again");
   EXPECT_EQ(info_label(*ipmi, "state"), "ok");
+}
+
+/// OpenIPMI's BMC simulator (Debian openipmi) with tests/support/ipmi_sim/dcmi_power.c loaded,
+/// answering IPMI on a free UDP port of 127.0.0.1 for the account wattprobe / secret.
+class IpmiSim {
+ public:
+  static std::string missing() {
+    const std::filesystem::path module =
+        std::string(WATTPROBE_TOOLS_DIR) + "/ipmi_sim_dcmi_power.so";
+    if (!std::filesystem::exists(module))
+      return "the DCMI module for ipmi_sim was not built (Debian package libopenipmi-dev)";
+    for (std::string dir : {"/usr/bin", "/usr/local/bin", "/usr/sbin"})
+      if (std::filesystem::exists(dir + "/ipmi_sim")) return {};
+    return "no ipmi_sim (Debian package openipmi)";
+  }
+
+  IpmiSim() {
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    ::close(fd);
+    std::ostringstream conf;
+    conf << "name \"wattprobe\"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 " << port
+         << "\n    priv_limit admin\n    allowed_auths_callback none md2 md5 straight\n"
+         << "    allowed_auths_user none md2 md5 straight\n"
+         << "    allowed_auths_operator none md2 md5 straight\n"
+         << "    allowed_auths_admin none md2 md5 straight\n"
+         << "    guid a123456789abcdefa123456789abcdef\n  endlan\n  loadlib \""
+         << WATTPROBE_TOOLS_DIR << "/ipmi_sim_dcmi_power.so\" \"\"\n"
+         << "user 1 true \"\" \"\" user 10 none md2 md5 straight\n"
+         << "user 2 true \"wattprobe\" \"secret\" user 10 none md2 md5 straight\n";
+    tree.write("lan.conf", conf.str());
+    tree.write("bmc.emu",
+               "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\n"
+               "mc_enable 0x20\n");
+    std::filesystem::create_directories(tree.root() / "state");
+    pid = ::fork();
+    if (pid == 0) {
+      const std::string c = (tree.root() / "lan.conf").string(),
+                        f = (tree.root() / "bmc.emu").string(),
+                        st = (tree.root() / "state").string();
+      ::execlp("ipmi_sim", "ipmi_sim", "-c", c.c_str(), "-f", f.c_str(), "-s", st.c_str(), "-n",
+               static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  ~IpmiSim() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  /// --ipmi-host and the account's files.
+  IpmiOptions account(unsigned workaround_flags) const {
+    tree.write("user", "wattprobe\n");
+    tree.write("password", "secret\n");
+    return {"127.0.0.1:" + std::to_string(port), (tree.root() / "user").string(),
+            (tree.root() / "password").string(), workaround_flags};
+  }
+
+  testing::TempTree tree;
+  int port = 0;
+  pid_t pid = -1;
+};
+
+TEST(Ipmi, FreeIpmiReadsDcmiPowerOverTheLanFromOpenIpmisSimulator) {
+  if (std::string why = IpmiSim::missing(); !why.empty()) GTEST_SKIP() << why;
+  IpmiSim sim;
+  // ipmi_sim binds its port a moment after it starts: a source that cannot open yet is retried.
+  // The simulator hashes RMCP+ keys with the Open Session privilege (FreeIPMI's "opensesspriv").
+  const unsigned flags = IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_OPEN_SESSION_PRIVILEGE;
+  std::unique_ptr<IpmiSource> s;
+  Availability a;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  do {
+    s = std::make_unique<IpmiSource>(make_freeipmi_dcmi_lan_reader(sim.account(flags)), 20ms);
+    a = s->probe();
+    if (a.available) break;
+    std::this_thread::sleep_for(200ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_TRUE(a.available) << a.reason;
+  EXPECT_NE(a.reason.find("250 W"), std::string::npos) << a.reason;
+  // Each read gets the next power (+10 W): the counter moves faster than the first reading's.
+  Sample first = s->sample();
+  ASSERT_EQ(first.readings.size(), 1u);
+  sample_until(
+      *s,
+      [&](const Sample& x) {
+        return !x.readings.empty() && x.readings[0].raw > first.readings[0].raw + 1000;
+      },
+      "the counter advances with the simulator's readings");
+  EXPECT_EQ(info_label(*s, "state"), "ok");
+
+  // The wrong password is refused at the session, and said so.
+  IpmiOptions nope = sim.account(flags);
+  sim.tree.write("wrong-password", "nope\n");
+  nope.password_file = (sim.tree.root() / "wrong-password").string();
+  IpmiSource wrong(make_freeipmi_dcmi_lan_reader(nope));
+  Availability refused = wrong.probe();
+  EXPECT_FALSE(refused.available);
+  EXPECT_NE(refused.reason.find("password"), std::string::npos) << refused.reason;
 }
 
 }  // namespace
