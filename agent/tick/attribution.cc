@@ -269,7 +269,7 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
           given += j;
           auto& by = gpu_split_joules_[s.id][{dev->source, dev->device, dev->method}];
           by += j;
-          if (options_.process_metrics_top > 0 && in_host[r])
+          if (options_.process_metrics_top > 0 && (in_host[r] || component))
             processes_.add_gpu(s.pid, s.comm, s.id.workload, j, now_ms);
         }
         unattributed = std::max(0.0, dynamic - given);  // processes gone before they were read
@@ -361,7 +361,12 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       tick.unattributed_joules += unattributed;
       tick.measured = tick.measured && d.measured;
       for (std::size_t i = 0; i < total; ++i) host_joules[i] += share[i];
-      if (!is_gpu) {
+      if (wall) {
+        // The wall's share holds the workload's GPU energy, which its GPU processes already
+        // have (add_gpu above): its processes split the rest by CPU time.
+        for (std::size_t i = 0; i < n; ++i)
+          host_cpu_joules[i] += std::max(0.0, share[i] - host_gpu_joules[i]);
+      } else if (!is_gpu) {
         for (std::size_t i = 0; i < n; ++i) host_cpu_joules[i] += share[i];
       } else {
         for (std::size_t i = 0; i < total; ++i) host_gpu_joules[i] += share[i];

@@ -133,7 +133,9 @@ TEST(AttributionPlatform, TheNodesHostFigureIsTheWallOrItsComponentsNeverBoth) {
 }
 
 TEST(AttributionPlatform, TheGpuPartOfTheHostFigureStaysWithAWall) {
-  Attribution a(idle_known());
+  AttributionOptions options = idle_known();
+  options.process_metrics_top = 5;
+  Attribution a(options);
   NodeEnergy e = node({{"package", 40}, {"platform", 300}});
   DomainEnergy g;
   g.source = "nvml";
@@ -155,6 +157,17 @@ TEST(AttributionPlatform, TheGpuPartOfTheHostFigureStaysWithAWall) {
   EXPECT_GE(t.workloads[0].joules, 100 + 20);
   EXPECT_DOUBLE_EQ(t.measured_joules, 300);
   EXPECT_EQ(a.conservation_violations(), 0u);
+  // The GPU process has its GPU energy, as it has without a wall.
+  std::vector<Family> f;
+  a.append_families(f);
+  double train = 0;
+  for (const Family& family : f) {
+    if (family.name != "wattprobe_process_energy_joules_total") continue;
+    for (const Series& series : family.series)
+      for (const auto& [k, v] : series.labels)
+        if (k == "comm" && v == "train") train += series.value;
+  }
+  EXPECT_DOUBLE_EQ(train, 100);
 }
 
 TEST(AttributionPlatform, ATickWithoutWorkloadEnergyGivesTheRestToIdle) {
