@@ -12,6 +12,7 @@
 #include "agent/state/job_record_options.h"
 #include "agent/state/ledger_options.h"
 #include "agent/tick/attribution_options.h"
+#include "collectors/energy/ipmi.h"
 #include "collectors/energy/model.h"
 #include "collectors/energy/redfish.h"
 #include "collectors/units/unit_spec.h"
@@ -43,6 +44,7 @@ struct Options {
   ModelOptions model;  // [source.model]
   std::filesystem::path nvml_library{"libnvidia-ml.so.1"};
   RedfishOptions redfish;  // --redfish-*
+  IpmiOptions ipmi;        // --ipmi-*
   CarbonOptions carbon;
   RemoteWriteOptions remote_write;         // off while url is empty
   OtlpOptions otlp;                        // off while endpoint is empty

@@ -9,8 +9,9 @@ namespace wattprobe {
 /// What the energy sources are made from, out of the options. Here rather than in options.h,
 /// so that the options, which every command parses, need nothing of the sources' registry.
 inline SourceSettings source_settings(const Options& options) {
-  return SourceSettings{options.paths, options.model, options.nvml_library,
-                        options.host_energy_path, options.redfish};
+  return SourceSettings{options.paths,        options.model,
+                        options.nvml_library, options.host_energy_path,
+                        options.redfish,      options.ipmi};
 }
 
 /// How CPU time is accounted, out of the options.

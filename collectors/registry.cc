@@ -50,9 +50,10 @@ const std::vector<SourceEntry>& source_registry() {
        [](const SourceSettings& s) { return make_redfish_source(s.redfish); }},
       {"ipmi",
        "ipmi",
-       "the BMC's power in-band over DCMI through the kernel's IPMI device (FreeIPMI)",
+       "the BMC's power over DCMI (FreeIPMI): in-band through the kernel's IPMI device, or "
+       "over the LAN with --ipmi-host",
        {},
-       [](const SourceSettings& s) { return make_ipmi_source(s.paths); }},
+       [](const SourceSettings& s) { return make_ipmi_source(s.paths, s.ipmi); }},
       {"hwmon",
        "hwmon",
        "hwmon power and energy sensors (ACPI power meters, amd_energy, GPU drivers)",

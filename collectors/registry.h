@@ -8,6 +8,7 @@
 
 #include "agent/base/host_paths.h"
 #include "collectors/energy/counter_stall.h"
+#include "collectors/energy/ipmi.h"
 #include "collectors/energy/model.h"
 #include "collectors/energy/redfish.h"
 #include "collectors/energy_source.h"
@@ -26,6 +27,7 @@ struct SourceSettings {
   /// empty: the `host` source is not available.
   std::filesystem::path host_energy_path;
   RedfishOptions redfish;  // [source.redfish]: --redfish-*; url empty: not available
+  IpmiOptions ipmi;        // [source.ipmi]: --ipmi-*; host empty: in-band
   /// For doctor: take each source's DoctorSection after its probe (it may read the hardware
   /// once more, which run does not need).
   bool doctor = false;

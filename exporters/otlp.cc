@@ -90,15 +90,14 @@ std::string label(const Labels& labels, std::string_view name) {
 }
 
 // The OpenTelemetry hardware conventions' component type of a wattprobe domain; empty for a
-// domain that is part of another (core and uncore are inside package) or the whole host.
+// domain that is part of another (core and uncore are inside package) or of the whole host
+// (psys, platform: the host is E_host, wattprobe_node_host_*).
 std::string_view hw_type(std::string_view domain) {
   if (domain == "package") return "cpu";
   if (domain == "dram") return "memory";
   if (domain == "gpu") return "gpu";
   return {};
 }
-
-bool whole_host(std::string_view domain) { return domain == "psys" || domain == "platform"; }
 
 }  // namespace
 
@@ -234,9 +233,13 @@ std::string encode_otlp_tick(const Snapshot& snapshot, const SeriesStarts& start
 
   const Family* node_energy = nullptr;
   const Family* node_power = nullptr;
+  const Family* host_energy = nullptr;
+  const Family* host_power = nullptr;
   for (const Family& f : snapshot.families) {
     if (f.name == "wattprobe_node_energy_joules_total") node_energy = &f;
     if (f.name == "wattprobe_node_power_watts") node_power = &f;
+    if (f.name == "wattprobe_node_host_energy_joules_total") host_energy = &f;
+    if (f.name == "wattprobe_node_host_power_watts") host_power = &f;
     if (f.type == MetricType::histogram) {
       if (!f.histogram) continue;
       const Histogram& h = *f.histogram;
@@ -273,45 +276,56 @@ std::string encode_otlp_tick(const Snapshot& snapshot, const SeriesStarts& start
     }
   }
 
-  // The hardware conventions' names for what the node families measure: the whole host from
-  // the platform domains, components from the domains that do not overlap (core and uncore lie
-  // inside package). Estimates (the model source) are no hardware reading and are left out.
+  // The hardware conventions' names for what the node families measure: components from the
+  // domains that do not overlap (core and uncore lie inside package), the whole host from the
+  // agent's one host figure, E_host (the wall, else psys, else the components' sum), so that a
+  // host with both psys and a BMC is not sent twice. Estimates (the model source) are no
+  // hardware reading and are left out.
   auto hardware = [&](const Family* from, bool energy) {
     if (from == nullptr) return;
-    otlp::Metric* host = nullptr;
     otlp::Metric* part = nullptr;
     for (const Series& s : from->series) {
       const std::string source = label(s.labels, "source");
       const std::string domain = label(s.labels, "domain");
       const std::string socket = label(s.labels, "socket");
       if (source == "model" || source.empty()) continue;
-      const bool is_host = whole_host(domain);
       const std::string_view type = hw_type(domain);
-      if (!is_host && type.empty()) continue;
-      Labels attrs = {{"hw.id", source + "_" + domain + (socket.empty() ? "" : "_" + socket)}};
-      if (!is_host) attrs.emplace_back("hw.type", std::string(type));
-      otlp::Metric*& m = is_host ? host : part;
-      if (m == nullptr) {
-        const std::string name =
-            std::string(is_host ? "hw.host." : "hw.") + (energy ? "energy" : "power");
-        const std::string help =
-            is_host ? (energy ? "Total energy consumed by the entire physical host."
-                              : "Instantaneous power consumed by the entire physical host.")
-                    : (energy ? "Energy consumed by the component."
-                              : "Power consumed by the component.");
-        m = new_metric(name, help, energy ? "J" : "W");
-        if (energy) cumulative_sum(m);
+      if (type.empty()) continue;
+      Labels attrs = {{"hw.id", source + "_" + domain + (socket.empty() ? "" : "_" + socket)},
+                      {"hw.type", std::string(type)}};
+      if (part == nullptr) {
+        part = new_metric(
+            energy ? "hw.energy" : "hw.power",
+            energy ? "Energy consumed by the component." : "Power consumed by the component.",
+            energy ? "J" : "W");
+        if (energy) cumulative_sum(part);
       }
       if (energy) {
-        number_point(m->mutable_sum()->mutable_data_points(), attrs, s.value,
+        number_point(part->mutable_sum()->mutable_data_points(), attrs, s.value,
                      starts.start_ms(from->name, s.labels));
       } else {
-        number_point(m->mutable_gauge()->mutable_data_points(), attrs, s.value, 0);
+        number_point(part->mutable_gauge()->mutable_data_points(), attrs, s.value, 0);
       }
     }
   };
   hardware(node_energy, true);
   hardware(node_power, false);
+  // The host figure is measured only when every part of it was: the power gauge says so.
+  const Series* host_now =
+      host_power != nullptr && !host_power->series.empty() ? &host_power->series.front() : nullptr;
+  if (host_now != nullptr && label(host_now->labels, "measured") != "false") {
+    const Labels attrs = {{"hw.id", "host"}};
+    if (host_energy != nullptr && !host_energy->series.empty()) {
+      otlp::Metric* m =
+          new_metric("hw.host.energy", "Total energy consumed by the entire physical host.", "J");
+      number_point(cumulative_sum(m)->mutable_data_points(), attrs,
+                   host_energy->series.front().value,
+                   starts.start_ms(host_energy->name, host_energy->series.front().labels));
+    }
+    otlp::Metric* m = new_metric("hw.host.power",
+                                 "Instantaneous power consumed by the entire physical host.", "W");
+    number_point(m->mutable_gauge()->mutable_data_points(), attrs, host_now->value, 0);
+  }
   return serialize(request);
 }
 

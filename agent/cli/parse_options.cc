@@ -62,6 +62,14 @@ po::options_description describe() {
       "redfish: how often the BMC is read, 1s to 10m (default 10s)")(
       "redfish-timeout", po::value<std::string>(),
       "redfish: how long one answer may take, 1s to 60s (default 5s)")(
+      "ipmi-host", po::value<std::string>(),
+      "ipmi: read the BMC over the LAN (IPMI 2.0, HOST[:PORT]) instead of /dev/ipmi0")(
+      "ipmi-user-file", po::value<std::string>(),
+      "ipmi: file holding the BMC user (also $CREDENTIALS_DIRECTORY/NAME)")(
+      "ipmi-password-file", po::value<std::string>(),
+      "ipmi: file holding the BMC password (also $CREDENTIALS_DIRECTORY/NAME)")(
+      "ipmi-workarounds", po::value<std::string>(),
+      "ipmi: FreeIPMI's IPMI 2.0 workarounds for a BMC that needs them, e.g. opensesspriv")(
       "accounting", po::value<std::string>(),
       "auto, cgroup, bpf or procfs (default auto: cgroup, else bpf, else procfs; bpf first "
       "with --process-metrics-top)")(
@@ -580,6 +588,33 @@ Options parse_run_options(const std::vector<std::string>& args) {
   if (auto r = one("redfish-timeout"))
     o.redfish.timeout =
         to_duration("redfish-timeout", *r, std::chrono::seconds(1), std::chrono::seconds(60));
+  if (auto r = one("ipmi-host")) {
+    if (r->value.empty() || r->value.find_first_of("/@ ") != std::string::npos)
+      bad("ipmi-host", *r, "expected HOST or HOST:PORT");
+    o.ipmi.host = r->value;
+  }
+  if (auto r = one("ipmi-user-file")) o.ipmi.user_file = secret_path("ipmi-user-file", *r);
+  if (auto r = one("ipmi-password-file"))
+    o.ipmi.password_file = secret_path("ipmi-password-file", *r);
+  if (auto r = one("ipmi-workarounds")) {
+    auto flags = parse_ipmi_workarounds(r->value);
+    if (!flags) bad("ipmi-workarounds", *r, flags.error().detail);
+    o.ipmi.workaround_flags = *flags;
+  }
+  if (!o.ipmi.host.empty() && (o.ipmi.user_file.empty() || o.ipmi.password_file.empty()))
+    throw UsageError(
+        "--ipmi-host needs --ipmi-user-file and --ipmi-password-file (a BMC account "
+        "with the User privilege)");
+  if (o.ipmi.host.empty() &&
+      (!o.ipmi.user_file.empty() || !o.ipmi.password_file.empty() || o.ipmi.workaround_flags != 0))
+    throw UsageError(
+        "--ipmi-user-file, --ipmi-password-file and --ipmi-workarounds need --ipmi-host");
+  if (!o.ipmi.user_file.empty()) {
+    for (const std::string* f : {&o.ipmi.user_file, &o.ipmi.password_file}) {
+      if (auto ok = check_secret_file(*f); !ok)
+        throw UsageError("invalid ipmi credential file: " + ok.error().message());
+    }
+  }
   if (!o.redfish.url.empty() && (o.redfish.user_file.empty() || o.redfish.password_file.empty()))
     throw UsageError(
         "--redfish-url needs --redfish-user-file and --redfish-password-file (a read-only BMC "

@@ -19,6 +19,8 @@ constexpr std::string_view kNodePower = "wattprobe_node_power_watts";
 constexpr std::string_view kSourceInfo = "wattprobe_energy_source_info";
 constexpr std::string_view kIdlePower = "wattprobe_node_idle_power_watts";
 constexpr std::string_view kWorkloadPower = "wattprobe_workload_power_watts";
+constexpr std::string_view kHostPower = "wattprobe_node_host_power_watts";
+constexpr std::string_view kWorkloadHostPower = "wattprobe_workload_host_power_watts";
 constexpr std::string_view kWorkloadCpu = "wattprobe_workload_cpu_seconds_total";
 constexpr std::string_view kWorkloadCo2e = "wattprobe_workload_operational_co2e_grams_total";
 constexpr std::string_view kGridIntensity = "wattprobe_grid_carbon_intensity_grams_per_kwh";
@@ -259,6 +261,15 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
     frame.host_measured = frame.host_measured && d.measured;
     if (sum_domains.insert(d.domain).second) frame.host_domains.push_back(d.domain);
   }
+  // The agent's own E_host replaces the sum (only an agent older than the family lacks it): it
+  // holds what a sum of node series cannot, such as the components where the wall read below
+  // them.
+  const Family* host_power = current.find(kHostPower);
+  if (host_power != nullptr && !host_power->series.empty()) {
+    const Series& h = host_power->series.front();
+    frame.host_watts = h.value;
+    frame.host_measured = label(h.labels, "measured") != "false";
+  }
   // Sources in the order the agent lists them, so the screen keeps its shape between frames.
   std::map<std::string, std::size_t> source_order;
   for (const TopDomain& d : frame.domains) source_order.emplace(d.source, source_order.size());
@@ -271,8 +282,12 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
 
   if (const Family* f = current.find(kIdlePower)) {
     for (const Series& s : f->series) {
-      // Before the estimator has seen a low-utilisation tick, idle is unknown, not zero.
-      if (!sum_domains.count(label(s.labels, "domain")) || label(s.labels, "method") == "none") {
+      // Before the estimator has seen a low-utilisation tick, idle is unknown, not zero. The
+      // wall's own idle is that of the rest beyond the components: the host's idle holds theirs.
+      const std::string& domain = label(s.labels, "domain");
+      const bool in_wall = sum_domains.count("platform") &&
+                           (domain == "package" || domain == "dram" || domain == kGpuDomain);
+      if ((!sum_domains.count(domain) && !in_wall) || label(s.labels, "method") == "none") {
         continue;
       }
       frame.idle_watts = frame.idle_watts.value_or(0) + s.value;
@@ -295,6 +310,7 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
     }
     return w;
   };
+  const Family* workload_host = current.find(kWorkloadHostPower);
   if (const Family* f = current.find(kWorkloadPower)) {
     std::set<std::string> seen;
     for (const Series& s : f->series) {
@@ -306,14 +322,22 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
         TopWorkload& w = entry(s.labels);
         w.gpu_watts = w.gpu_watts.value_or(0) + s.value;
       }
-      // Overlapping domains (core inside package) would count a joule twice.
-      if (!sum_domains.count(domain)) continue;
+      // Overlapping domains (core inside package) would count a joule twice; the agent's
+      // per-workload E_host, where it has one, is read below instead.
+      if (!sum_domains.count(domain) || workload_host != nullptr) continue;
       TopWorkload& w = entry(s.labels);
       // The workload's own provenance replaces the host's at its first summed series.
       if (seen.insert(workload_key(s.labels)).second) w.measured = true;
       w.watts += s.value;
       w.measured = w.measured && label(s.labels, "measured") != "false" &&
                    is_measured(label(s.labels, "source"), domain);
+    }
+  }
+  if (workload_host != nullptr) {
+    for (const Series& s : workload_host->series) {
+      TopWorkload& w = entry(s.labels);
+      w.watts = s.value;
+      w.measured = frame.host_measured;
     }
   }
   const double seconds = frame.seconds;

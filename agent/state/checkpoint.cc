@@ -240,6 +240,8 @@ std::optional<CheckpointFault> from_message(const pb::Checkpoint& m, CheckpointS
     return bad_amount("platform_shortfall_joules", m.platform_shortfall_joules());
   }
   out.attribution.platform_shortfall_joules = m.platform_shortfall_joules();
+  if (!amount(m.host_joules())) return bad_amount("host_joules", m.host_joules());
+  out.attribution.host_joules = m.host_joules();
 
   for (int i = 0; i < m.budgets_size(); ++i) {
     const auto& b = m.budgets(i);
@@ -439,6 +441,7 @@ std::string encode_checkpoint(const CheckpointState& s) {
   m.mutable_idle_carbon()->set_cfe_joules(s.carbon.idle.cfe_joules);
   m.set_unattributed_cfe_joules(s.carbon.unattributed_cfe_joules);
   m.set_platform_shortfall_joules(s.attribution.platform_shortfall_joules);
+  m.set_host_joules(s.attribution.host_joules);
   for (const auto& b : s.budgets) {
     auto* p = m.add_budgets();
     p->set_workload(b.budget.workload);
@@ -845,8 +848,12 @@ std::vector<Family> checkpoint_families(const CheckpointState& s) {
                    "",
                    MetricType::counter,
                    {{{}, s.attribution.platform_shortfall_joules}}};
-  for (Family* f :
-       {&node, &idle, &unattributed, &energy, &cpu, &gpu, &host, &shortfall, &op, &em}) {
+  Family node_host{"wattprobe_node_host_energy_joules_total",
+                   "",
+                   MetricType::counter,
+                   {{{}, s.attribution.host_joules}}};
+  for (Family* f : {&node, &idle, &unattributed, &energy, &cpu, &gpu, &host, &shortfall, &node_host,
+                    &op, &em}) {
     f->help = "From the checkpoint.";
     out.push_back(std::move(*f));
   }

@@ -30,6 +30,20 @@ std::vector<bool> host_sum_domains(const NodeEnergy& energy) {
   return in;
 }
 
+std::string host_basis(const NodeEnergy& energy) {
+  std::string basis;
+  for (const DomainEnergy& r : energy.domains) {
+    if (r.domain == "platform") return "platform";
+    if (r.domain == "psys") {
+      basis = "psys";
+    } else if (basis.empty() &&
+               (r.domain == "package" || r.domain == "dram" || r.domain == "gpu")) {
+      basis = "components";
+    }
+  }
+  return basis;
+}
+
 Attribution::Attribution(AttributionOptions options)
     : options_(std::move(options)),
       processes_(options_.process_metrics_top, options_.workload_expiry) {}
@@ -261,7 +275,7 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
           given += j;
           auto& by = gpu_split_joules_[s.id][{dev->source, dev->device, dev->method}];
           by += j;
-          if (options_.process_metrics_top > 0 && in_host[r])
+          if (options_.process_metrics_top > 0 && (in_host[r] || component))
             processes_.add_gpu(s.pid, s.comm, s.id.workload, j, now_ms);
         }
         unattributed = std::max(0.0, dynamic - given);  // processes gone before they were read
@@ -340,13 +354,25 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
       c.watts += share[i] * per_second;
       c.present = true;
     }
+    // With the wall, the GPUs' shares are inside each workload's platform share: the GPU part
+    // of the host figure is theirs, as it is where the GPUs are summed themselves.
+    if (is_gpu && component) {
+      for (std::size_t i = 0; i < total; ++i) host_gpu_joules[i] += share[i];
+      tick.idle_gpu_joules += idle;
+      tick.unattributed_gpu_joules += unattributed;
+    }
     if (in_host[r]) {
       tick.measured_joules += measured;
       tick.idle_joules += idle;
       tick.unattributed_joules += unattributed;
       tick.measured = tick.measured && d.measured;
       for (std::size_t i = 0; i < total; ++i) host_joules[i] += share[i];
-      if (!is_gpu) {
+      if (wall) {
+        // The wall's share holds the workload's GPU energy, which its GPU processes already
+        // have (add_gpu above): its processes split the rest by CPU time.
+        for (std::size_t i = 0; i < n; ++i)
+          host_cpu_joules[i] += std::max(0.0, share[i] - host_gpu_joules[i]);
+      } else if (!is_gpu) {
         for (std::size_t i = 0; i < n; ++i) host_cpu_joules[i] += share[i];
       } else {
         for (std::size_t i = 0; i < total; ++i) host_gpu_joules[i] += share[i];
@@ -358,6 +384,11 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
 
   if (options_.process_metrics_top > 0) processes_.add(cpu, host_cpu_joules, now_ms);
 
+  host_total_ += tick.measured_joules;
+  host_watts_ = energy.seconds > 0 ? tick.measured_joules / energy.seconds : 0;
+  host_basis_ = host_basis(energy);
+  host_measured_ = tick.measured;
+  for (Slot& t : slots_) t.host_watts = 0;
   tick.workloads.reserve(total);
   for (std::size_t i = 0; i < total; ++i) {
     uint64_t cpu_ns = i < n ? cpu.workloads[i].cpu_ns : 0;
@@ -367,6 +398,7 @@ EnergyTick Attribution::apply(const NodeEnergy& energy, const CpuTick& cpu, int6
     tick.workloads.push_back(
         {*ids[i], host_joules[i], std::min(host_share, 1.0), cpu_ns, host_gpu_joules[i]});
     slots_[slot[i]].host_joules += host_joules[i];
+    slots_[slot[i]].host_watts = energy.seconds > 0 ? host_joules[i] / energy.seconds : 0;
   }
   if (!cpu.ended.empty()) end_runs(cpu.ended, tick);  // tick.end_ms is their end
 
@@ -474,6 +506,7 @@ AttributionTotals Attribution::totals() const {
   out.idle_joules = idle_total_;
   out.unattributed_joules = unattributed_total_;
   out.platform_shortfall_joules = platform_shortfall_;
+  out.host_joules = host_total_;
   return out;
 }
 
@@ -501,6 +534,7 @@ void Attribution::restore(const AttributionTotals& totals) {
   for (const auto& [domain, j] : totals.idle_joules) idle_total_[domain] = j;
   for (const auto& [domain, j] : totals.unattributed_joules) unattributed_total_[domain] = j;
   platform_shortfall_ = totals.platform_shortfall_joules;
+  host_total_ = totals.host_joules;
   forget_beyond_cap();
 }
 
@@ -566,12 +600,19 @@ void Attribution::append_families(std::vector<Family>& out) const {
               "the ledger use; no domains to add.",
               MetricType::counter,
               {}};
+  Family host_power{"wattprobe_workload_host_power_watts",
+                    "A workload's share of the host's power over the last tick, the rate of "
+                    "wattprobe_workload_host_energy_joules_total.",
+                    MetricType::gauge,
+                    {}};
   host.series.reserve(slot_of_.size());
+  host_power.series.reserve(slot_of_.size());
   for (const Slot& t : slots_) {
     if (!t.used) continue;
     if (t.cpu_labels.empty()) t.cpu_labels = workload_labels(*t.id, 0);
     cpu.series.push_back({t.cpu_labels, t.cpu_seconds});
     host.series.push_back({t.cpu_labels, t.host_joules});
+    host_power.series.push_back({t.cpu_labels, t.host_watts});
   }
   Family idle{"wattprobe_node_idle_energy_joules_total",
               "Measured energy counted as idle (with --idle-attribution=separate), by domain.",
@@ -620,6 +661,22 @@ void Attribution::append_families(std::vector<Family>& out) const {
   out.push_back(std::move(power));
   out.push_back(std::move(cpu));
   out.push_back(std::move(host));
+  out.push_back(std::move(host_power));
+  out.push_back({"wattprobe_node_host_energy_joules_total",
+                 "The host's energy, counted once (E_host): the wall (a platform meter) where "
+                 "there is one, else psys, else package + dram + gpu; idle + workloads + "
+                 "unattributed of it. What carbon, the ledger, top and OTLP's hw.host.* use.",
+                 MetricType::counter,
+                 {{{}, host_total_}}});
+  if (!host_basis_.empty()) {
+    out.push_back(
+        {"wattprobe_node_host_power_watts",
+         "The host's power over the last tick (E_host's rate); basis: platform, psys or "
+         "components (package + dram + gpu); measured false when any of it was the "
+         "model's estimate.",
+         MetricType::gauge,
+         {{{{"basis", host_basis_}, {"measured", host_measured_ ? kTrue : kFalse}}, host_watts_}}});
+  }
   out.push_back(
       {"wattprobe_node_platform_rest_watts",
        "What the wall (a platform meter) drew beyond the components the agent measures "

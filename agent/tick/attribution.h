@@ -40,6 +40,7 @@ struct AttributionTotals {
   std::map<std::string, double> idle_joules;          // by domain
   std::map<std::string, double> unattributed_joules;  // by domain
   double platform_shortfall_joules = 0;  // wattprobe_node_platform_shortfall_joules_total
+  double host_joules = 0;                // wattprobe_node_host_energy_joules_total
 };
 
 /// Splits each tick's measured joules of every domain into idle + one share per workload +
@@ -100,6 +101,7 @@ class Attribution {
     const WorkloadId* id = nullptr;  // the key in slot_of_
     double cpu_seconds = 0;
     double host_joules = 0;  // E_host's share, continued from the checkpoint
+    double host_watts = 0;   // E_host's share over the last tick; 0 when it did not run
     int64_t last_seen_ms = 0;
     int64_t first_seen_ms = 0;  // of the run in progress; 0 before its first tick
     bool ended = false;         // the run ended; a next tick with CPU starts another
@@ -167,6 +169,12 @@ class Attribution {
   uint64_t violations_ = 0;
   double platform_rest_watts_ = 0;  // the wall less its components, last tick
   double platform_shortfall_ = 0;   // J by which the wall read below its components
+  /// E_host of the node (idle + workloads + unattributed of the host's non-overlapping set):
+  /// its total, its power over the last tick, what it stood on and whether all of it was measured.
+  double host_total_ = 0;
+  double host_watts_ = 0;
+  std::string host_basis_;
+  bool host_measured_ = true;
   uint64_t records_lost_ = 0;
   uint64_t workloads_dropped_ = 0;
 };
@@ -174,5 +182,9 @@ class Attribution {
 /// Whether `domain` is in the non-overlapping set summed for carbon (energy_tick.h): platform
 /// meters if any, else psys, else package + dram + gpu.
 std::vector<bool> host_sum_domains(const NodeEnergy& energy);
+
+/// What E_host stands on in `energy`: "platform", "psys", "components" (package + dram + gpu),
+/// or empty when there is none of them.
+std::string host_basis(const NodeEnergy& energy);
 
 }  // namespace wattprobe

@@ -2,16 +2,29 @@
 
 #include <freeipmi/freeipmi.h>
 
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "agent/base/log.h"
+#include "agent/base/secret_file.h"
+#include "collectors/energy/platform_energy_track.h"
 
 namespace wattprobe {
 namespace {
 
+/// Where the BMC is: the kernel's device, or a host on the LAN with its account's files.
+struct DcmiTarget {
+  std::filesystem::path device;
+  IpmiOptions lan;
+};
+
 class FreeIpmiDcmiReader : public DcmiReader {
  public:
-  explicit FreeIpmiDcmiReader(std::filesystem::path device) : device_(std::move(device)) {}
+  explicit FreeIpmiDcmiReader(DcmiTarget target) : target_(std::move(target)) {}
   ~FreeIpmiDcmiReader() override {
     if (ctx_) {
       ipmi_ctx_close(ctx_);
@@ -22,16 +35,33 @@ class FreeIpmiDcmiReader : public DcmiReader {
   Result<bool> open() override {
     if (!ctx_) ctx_ = ipmi_ctx_create();
     if (!ctx_) return Error{ErrorKind::transient, "ipmi", "ipmi_ctx_create failed"};
+    if (!target_.lan.host.empty()) {
+      auto user = read_secret_file(target_.lan.user_file);
+      if (!user) return user.error();
+      auto password = read_secret_file(target_.lan.password_file);
+      if (!password) return password.error();
+      // FreeIPMI's defaults: a 20 s session, 1 s between retransmissions (milliseconds).
+      if (ipmi_ctx_open_outofband_2_0(ctx_, target_.lan.host.c_str(), user->c_str(),
+                                      password->c_str(), nullptr, 0, IPMI_PRIVILEGE_LEVEL_USER, 3,
+                                      20000, 1000, target_.lan.workaround_flags,
+                                      IPMI_FLAGS_DEFAULT) == 0)
+        return true;
+      return error("IPMI 2.0 session to " + target_.lan.host);
+    }
     // Only the kernel's driver (/dev/ipmi0): probing KCS or SSIF would poke I/O ports and
     // buses on every host `auto` runs on. Opened before the privilege drop and kept.
     std::error_code ec;
-    if (!std::filesystem::exists(device_, ec))
-      return Error{ErrorKind::absent, device_.string(),
+    if (!std::filesystem::exists(target_.device, ec))
+      return Error{ErrorKind::absent, target_.device.string(),
                    "no in-band IPMI device (a server's BMC: modprobe ipmi_si ipmi_devintf)"};
-    if (ipmi_ctx_open_inband(ctx_, IPMI_DEVICE_OPENIPMI, 0, 0, 0, device_.c_str(),
+    if (ipmi_ctx_open_inband(ctx_, IPMI_DEVICE_OPENIPMI, 0, 0, 0, target_.device.c_str(),
                              IPMI_WORKAROUND_FLAGS_DEFAULT, IPMI_FLAGS_DEFAULT) == 0)
       return true;
     return error("ipmi_ctx_open_inband");
+  }
+
+  std::string where() const override {
+    return target_.lan.host.empty() ? "in-band" : "over the LAN to " + target_.lan.host;
   }
 
   Result<DcmiPowerReading> read() override {
@@ -55,9 +85,9 @@ class FreeIpmiDcmiReader : public DcmiReader {
   }
 
  private:
-  Error error(const char* what) {
+  Error error(const std::string& what) {
     int e = ipmi_ctx_errnum(ctx_);
-    std::string detail = std::string(what) + ": " + ipmi_ctx_errormsg(ctx_);
+    std::string detail = what + ": " + ipmi_ctx_errormsg(ctx_);
     switch (e) {
       case IPMI_ERR_COMMAND_INVALID_OR_UNSUPPORTED:
       case IPMI_ERR_BAD_COMPLETION_CODE:
@@ -69,83 +99,207 @@ class FreeIpmiDcmiReader : public DcmiReader {
     }
   }
   ipmi_ctx_t ctx_ = nullptr;
-  std::filesystem::path device_;
+  DcmiTarget target_;
 };
 
 }  // namespace
 
 std::unique_ptr<DcmiReader> make_freeipmi_dcmi_reader(const HostPaths& paths) {
-  return std::make_unique<FreeIpmiDcmiReader>(paths.dev_root / "dev/ipmi0");
+  return std::make_unique<FreeIpmiDcmiReader>(DcmiTarget{paths.dev_root / "dev/ipmi0", {}});
 }
 
-IpmiSource::IpmiSource(std::unique_ptr<DcmiReader> reader) : reader_(std::move(reader)) {}
+std::unique_ptr<DcmiReader> make_freeipmi_dcmi_lan_reader(const IpmiOptions& options) {
+  return std::make_unique<FreeIpmiDcmiReader>(DcmiTarget{{}, options});
+}
+
+Result<unsigned> parse_ipmi_workarounds(std::string_view names) {
+  static constexpr std::pair<std::string_view, unsigned> kNames[] = {
+      {"authcap", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_AUTHENTICATION_CAPABILITIES},
+      {"intel20", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_INTEL_2_0_SESSION},
+      {"supermicro20", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_SUPERMICRO_2_0_SESSION},
+      {"sun20", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_SUN_2_0_SESSION},
+      {"opensesspriv", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_OPEN_SESSION_PRIVILEGE},
+      {"integritycheckvalue", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_NON_EMPTY_INTEGRITY_CHECK_VALUE},
+      {"nochecksumcheck", IPMI_WORKAROUND_FLAGS_OUTOFBAND_2_0_NO_CHECKSUM_CHECK}};
+  unsigned flags = 0;
+  while (!names.empty()) {
+    const std::size_t comma = names.find(',');
+    const std::string_view name = names.substr(0, comma);
+    auto it = std::find_if(std::begin(kNames), std::end(kNames),
+                           [&](const auto& n) { return n.first == name; });
+    if (it == std::end(kNames)) {
+      return Error{ErrorKind::malformed, "ipmi-workarounds",
+                   "unknown workaround \"" + std::string(name) +
+                       "\": expected authcap, intel20, supermicro20, sun20, opensesspriv, "
+                       "integritycheckvalue or nochecksumcheck"};
+    }
+    flags |= it->second;
+    names = comma == std::string_view::npos ? std::string_view() : names.substr(comma + 1);
+  }
+  return flags;
+}
+
+struct IpmiSource::Poller {
+  Poller(std::unique_ptr<DcmiReader> r, std::chrono::milliseconds i)
+      : reader(std::move(r)), interval(i) {}
+
+  double now_s() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch).count();
+  }
+  double interval_s() const { return static_cast<double>(interval.count()) / 1000.0; }
+
+  /// One read; the thread's, or probe()'s before the thread starts.
+  Result<DcmiPowerReading> poll() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      in_flight_since = now_s();
+    }
+    auto r = reader->read();
+    if (r && !r->active) r = Error{ErrorKind::unsupported, "ipmi", "power measurement not active"};
+    const double now = now_s();
+    std::lock_guard<std::mutex> lock(mu);
+    in_flight_since = -1;
+    if (!r) {
+      ++failures;
+      last_error = r.error().message();
+      // Counted in the tick's sample; a BMC failing for hours between two ticks is still a few.
+      if (errors.size() < 16) errors.push_back(r.error());
+    } else {
+      failures = 0;
+      track.power(r->watts, now, now);
+    }
+    return r;
+  }
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stop) {
+      wake.wait_for(lock, interval, [this] { return stop; });
+      if (stop) break;
+      lock.unlock();
+      (void)poll();  // what it found is in the poller, for the next sample
+      lock.lock();
+    }
+    done = true;
+    wake.notify_all();
+  }
+
+  std::unique_ptr<DcmiReader> reader;
+  const std::chrono::milliseconds interval;
+  const std::chrono::steady_clock::time_point epoch = std::chrono::steady_clock::now();
+
+  mutable std::mutex mu;
+  std::condition_variable wake;
+  bool stop = false;
+  bool done = false;
+  PlatformEnergyTrack track;
+  int failures = 0;
+  double in_flight_since = -1;  // when the read under way began; -1 when none is
+  std::string last_error;
+  std::vector<Error> errors;  // since the last sample
+  std::string stall_reason;   // as the last sample judged it
+};
+
+IpmiSource::IpmiSource(std::unique_ptr<DcmiReader> reader, std::chrono::milliseconds interval)
+    : poller_(std::make_shared<Poller>(std::move(reader), interval)) {}
+
+IpmiSource::~IpmiSource() {
+  std::unique_lock<std::mutex> lock(poller_->mu);
+  poller_->stop = true;
+  poller_->wake.notify_all();
+  // A read the BMC never answers holds the thread until the driver gives up; stopping the agent
+  // does not wait for that: the thread keeps the poller alive and ends with the process.
+  if (started_)
+    poller_->wake.wait_for(lock, std::chrono::seconds(2), [this] { return poller_->done; });
+}
 
 Availability IpmiSource::probe() {
   Availability a;
   if (!open_) {
-    auto opened = reader_->open();
+    auto opened = poller_->reader->open();
     if (!opened) {
       a.reason = opened.error().message();
-      a.remedy = "on a server: modprobe ipmi_si ipmi_devintf and run the agent as root at start";
+      if (opened.error().path.find("ipmi0") != std::string::npos)
+        a.remedy = "on a server: modprobe ipmi_si ipmi_devintf and run the agent as root at start";
       return a;
     }
     open_ = true;
   }
-  auto r = reader_->read();
+  if (started_) {
+    a.available = true;
+    a.reason = "DCMI power reading (" + poller_->reader->where() + "; integrated power)";
+    return a;
+  }
+  auto r = poller_->poll();
   if (!r) {
     a.reason = r.error().message();
     return a;
   }
-  if (!r->active) {
-    a.reason = "the BMC says its DCMI power measurement is not active";
-    return a;
-  }
   a.available = true;
-  a.reason = "DCMI power reading " + std::to_string(static_cast<int>(r->watts)) +
-             " W (in-band; integrated power)";
+  a.reason = "DCMI power reading " + std::to_string(static_cast<int>(r->watts)) + " W (" +
+             poller_->reader->where() + "; integrated power; read every " +
+             std::to_string(poller_->interval_s()).substr(0, 4) + " s)";
   return a;
 }
 
 Sample IpmiSource::sample() {
   Sample out;
   if (!open_) return out;
-  auto r = reader_->read();
-  if (r && !r->active) r = Error{ErrorKind::unsupported, "ipmi", "power measurement not active"};
-  if (!r) {
-    out.errors.push_back(r.error());
-    if (++failures_ == 3) {
-      log_line("ipmi: stalled: 3 DCMI power reads failed: " + r.error().message() +
-               "; the next source stands in for the platform domain");
-    }
-    why_ = r.error().message();
-    return out;
+  if (!started_) {
+    started_ = true;
+    // The thread owns a share of the poller, so a read that never returns cannot outlive it.
+    std::thread([p = poller_] { p->run(); }).detach();
   }
-  if (failures_ >= 3) log_line("ipmi: the BMC answers again");
-  failures_ = 0;
+  Poller& p = *poller_;
+  const double now = p.now_s();
+  std::lock_guard<std::mutex> lock(p.mu);
+  out.errors = std::move(p.errors);
+  p.errors.clear();
+  std::string why;
+  if (p.failures >= 3) {
+    why = std::to_string(p.failures) + " DCMI power reads failed in a row: " + p.last_error;
+  } else if (p.in_flight_since >= 0 && now - p.in_flight_since >= 3 * p.interval_s()) {
+    why = "the BMC has not answered a DCMI power read for " +
+          std::to_string(static_cast<int>(now - p.in_flight_since)) + " s";
+  }
+  if (why.empty() != p.stall_reason.empty()) {
+    log_line(why.empty()
+                 ? "ipmi: the BMC answers again"
+                 : "ipmi: stalled: " + why + "; the next source stands in for the platform domain");
+  }
+  p.stall_reason = why;
+  if (!p.track.has_reading()) return out;
   Reading reading;
   reading.domain = "platform";
   reading.key = "ipmi:dcmi";
-  reading.kind = ReadingKind::power_gauge;
-  reading.watts = r->watts;
+  reading.kind = ReadingKind::energy_counter;
+  reading.unit_joules = 1e-3;
+  reading.raw = static_cast<uint64_t>(std::llround(p.track.energy(now) * 1000.0));
+  reading.known_stalled = !why.empty();
   out.readings.push_back(std::move(reading));
   return out;
 }
 
 void IpmiSource::append_families(std::vector<Family>& out) const {
   if (!open_) return;
+  std::lock_guard<std::mutex> lock(poller_->mu);
+  const std::string& why = poller_->stall_reason;
   out.push_back({"wattprobe_ipmi_info",
                  "The BMC's DCMI power reading the ipmi source uses (integrated power), and "
-                 "whether it is stalled (3 failed reads in a row) and why.",
+                 "whether it is stalled (3 failed reads in a row, or one unanswered for 3 "
+                 "intervals) and why.",
                  MetricType::gauge,
                  {{{{"reading", "dcmi_power"},
                     {"integrated", "true"},
-                    {"state", failures_ >= 3 ? "stalled" : "ok"},
-                    {"reason", failures_ >= 3 ? why_ : std::string()}},
+                    {"state", why.empty() ? "ok" : "stalled"},
+                    {"reason", why}},
                    1.0}}});
 }
 
-std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths) {
-  return std::make_unique<IpmiSource>(make_freeipmi_dcmi_reader(paths));
+std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths, const IpmiOptions& options) {
+  return std::make_unique<IpmiSource>(options.host.empty()
+                                          ? make_freeipmi_dcmi_reader(paths)
+                                          : make_freeipmi_dcmi_lan_reader(options));
 }
 
 }  // namespace wattprobe

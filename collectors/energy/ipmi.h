@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,6 +19,20 @@ struct DcmiPowerReading {
   bool active = false;  // power_reading_state.power_measurement: the BMC measures
 };
 
+/// --ipmi-*: where the `ipmi` source finds the BMC.
+struct IpmiOptions {
+  /// Empty: in-band, through the kernel's device. Else HOST or HOST:PORT, over the LAN (IPMI 2.0,
+  /// RMCP+ cipher suite 3, User privilege) with the account in the two files.
+  std::string host;
+  std::string user_file, password_file;
+  unsigned workaround_flags = 0;  // --ipmi-workarounds: FreeIPMI's IPMI 2.0 workarounds
+};
+
+/// --ipmi-workarounds: FreeIPMI's names (as its tools' -W takes them: authcap, intel20,
+/// supermicro20, sun20, opensesspriv, integritycheckvalue, nochecksumcheck), comma-separated;
+/// the first unknown name as the error.
+Result<unsigned> parse_ipmi_workarounds(std::string_view names);
+
 /// The library behind a seam: FreeIPMI in-band through the kernel's IPMI device, or a fake in
 /// tests. Errors: unsupported (the BMC has no DCMI power reading), transient (a timeout, a busy
 /// BMC), absent (no IPMI device).
@@ -26,33 +41,48 @@ class DcmiReader {
   virtual ~DcmiReader() = default;
   virtual Result<bool> open() = 0;
   virtual Result<DcmiPowerReading> read() = 0;
+  /// Where it reads, for doctor: "in-band", "over the LAN to HOST".
+  virtual std::string where() const { return "in-band"; }
 };
 
 /// FreeIPMI's libfreeipmi on the kernel's IPMI device (<dev-root>/dev/ipmi0):
 /// ipmi_ctx_open_inband, ipmi_cmd_dcmi_get_power_reading.
 std::unique_ptr<DcmiReader> make_freeipmi_dcmi_reader(const HostPaths& paths);
 
-/// The BMC's power in-band over DCMI (`ipmi`, domain platform): a power reading, integrated over
-/// each tick (labelled integrated on wattprobe_ipmi_info). No network, no credentials. A read
-/// that fails gives no reading that tick (the next platform source stands in); after 3 in a row
-/// the info series says stalled and why.
+/// The same DCMI calls over the LAN (IPMI 2.0, RMCP+, cipher suite 3, User privilege) to
+/// options.host, the account read from its files at open().
+std::unique_ptr<DcmiReader> make_freeipmi_dcmi_lan_reader(const IpmiOptions& options);
+
+/// The BMC's power in-band over DCMI (`ipmi`, domain platform). No network, no credentials.
+/// Reads run on a thread of their own every `interval`, so a BMC that hangs (FreeIPMI waits for
+/// the kernel's driver up to its own timeout) never holds up a tick: a power reading holds from
+/// its time until the next one (PlatformEnergyTrack, as for redfish) and sample() turns that into
+/// a counter, labelled integrated on wattprobe_ipmi_info. Stalled after 3 failed polls in a row,
+/// or one poll unanswered for 3 intervals: Reading::known_stalled, so the next source in priority
+/// stands in; the info series and the log say why.
 class IpmiSource : public EnergySource {
  public:
-  explicit IpmiSource(std::unique_ptr<DcmiReader> reader);
+  explicit IpmiSource(std::unique_ptr<DcmiReader> reader,
+                      std::chrono::milliseconds interval = std::chrono::seconds(1));
+  ~IpmiSource() override;
   std::string_view name() const override { return "ipmi"; }
   bool measures_cpu() const override { return true; }
+  bool knows_stalls() const override { return true; }
+  /// Opens the device and reads once (at start, before any tick).
   Availability probe() override;
   Sample sample() override;
   /// wattprobe_ipmi_info.
   void append_families(std::vector<Family>& out) const override;
 
  private:
-  std::unique_ptr<DcmiReader> reader_;
+  struct Poller;  // what the poll thread shares; it outlives the source if a read never returns
+  std::shared_ptr<Poller> poller_;
   bool open_ = false;
-  int failures_ = 0;
-  std::string why_;  // of the last failure
+  bool started_ = false;
 };
 
-std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths);
+/// In-band through <dev-root>/dev/ipmi0, or over the LAN where options.host is set.
+std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths,
+                                               const IpmiOptions& options = {});
 
 }  // namespace wattprobe

@@ -374,7 +374,10 @@ def outage_and_restarts(root, figures):
         power = [p for p in pts if p["metric"] == "wattprobe_node_power_watts"]
         assert power and all(p["kind"] == "gauge" and p["unit"] == "W" for p in power)
         hw = {p["metric"] for p in pts if p["metric"].startswith("hw.")}
-        assert {"hw.energy", "hw.power"} <= hw, hw
+        assert {"hw.energy", "hw.power", "hw.host.energy", "hw.host.power"} <= hw, hw
+        # Without psys or a wall meter the host is still sent, once, as the agent's E_host.
+        ids = {p["attributes"].get("hw.id") for p in pts if p["metric"].startswith("hw.host.")}
+        assert ids == {"host"}, ids
         # The agent's own counters restart with it: each run has its own start.
         own = {p["start"] for p in pts if p["metric"] == TICKS}
         assert len(own) == 3, f"tick histogram start times {own}"

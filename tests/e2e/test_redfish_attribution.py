@@ -5,16 +5,23 @@ at the wall, and CPU burners at 3:1 in two test-made cgroups. Over the burn:
   energy + the counted shortfall;
 - never below components: each burner's platform energy >= its package energy;
 - the rest (platform - package) splits as the burners' dynamic package energy does;
-- wattprobe_workload_host_energy_joules_total is the platform figure."""
+- wattprobe_workload_host_energy_joules_total is the platform figure;
+- and every reader of the host figure shows it, not a sum of its own: `top` (the host line, its
+  idle being the components' idle + the rest's, each workload's W), OTLP's hw.host.* (one host,
+  the wall; the meter is no second host) and `report` (each burner's energy from the ledger)."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 
 from fake_bmc import PASSWORD, USER, FakeBmc, Profile
-from wattprobe_e2e import TOOLS, Cgroups, near, scrape, series, skip, start_agent, start_driver, value
+from test_otlp import OtlpReceiver, decode, ok
+from wattprobe_e2e import (BIN, TOOLS, Cgroups, Tmux, near, run_report, scrape, series, skip,
+                           start_agent, start_driver, value)
 
 TAG = f"wall-{os.getpid()}"
 
@@ -32,6 +39,33 @@ def at_tick_edge(url):
         time.sleep(0.01)
 
 
+def top_shows_the_host_figure(url, burner):
+    """`wattprobe top` on the running agent: its host line is the wall with the components'
+    idle beside the rest's (package 20 W + platform 50 W, both set), and a burner's W is its
+    host power."""
+    tmux = Tmux(f"{BIN} top --url {url} --sort name", width=160, height=30)
+    try:
+        want = re.compile(r"host +([0-9.]+) W measured \(platform\)  idle +([0-9.]+) W")
+        rows = tmux.wait_for(lambda rows: any(want.search(r) for r in rows), timeout=20,
+                             what="top's host line")
+        host, idle = (float(x) for x in next(want.search(r) for r in rows if want.search(r)).groups())
+        print("\n".join(rows[:4]))
+        assert abs(host - 150) <= 15, f"host {host} W: the wall is 150 W"
+        assert idle == 70, f"idle {idle} W: package 20 W + the rest's 50 W"
+        row = next((r.split() for r in rows if r.startswith(burner[:20])), None)
+        assert row is not None and float(row[2]) == 0, f"{burner} is done: 0 W, found {row}"
+        print(f"ok: top shows host {host} W (platform), idle {idle} W")
+    finally:
+        tmux.close()
+
+
+def hw_host(receiver):
+    """Every hw.host.* point OTLP sent: [(metric, hw.id, value)] in time order."""
+    pts = [p for r in receiver.accepted() for p in decode(r["body"])[1]]
+    return [(p["metric"], p["attributes"].get("hw.id"), p["value"])
+            for p in sorted(pts, key=lambda p: p["time"]) if p["metric"].startswith("hw.host.")]
+
+
 def main():
     if not shutil.which("openssl"):
         skip("no openssl CLI to make the test BMC's CA")
@@ -43,6 +77,7 @@ def main():
     A, B = f"burner-a-{TAG}.service", f"burner-b-{TAG}.service"
     groups = Cgroups(A, B)
     bmc = FakeBmc("1", folder, sessions=True, profile=Profile(base=150.0))
+    receiver = OtlpReceiver(ok)
     try:
         with start_driver(root, "--scenario", "one_socket", "--watts", "package=20",
                           "--follow-load", "idle=20,k=60", "--period-ms", "20") as driver, \
@@ -51,7 +86,8 @@ def main():
                          "--idle-watts", "platform=50", "--redfish-url", bmc.url,
                          "--redfish-user-file", os.path.join(folder, "user"),
                          "--redfish-password-file", os.path.join(folder, "password"),
-                         "--redfish-ca-file", bmc.ca, "--redfish-interval", "1s") as agent:
+                         "--redfish-ca-file", bmc.ca, "--redfish-interval", "1s",
+                         "--otlp-endpoint", receiver.url) as agent:
             deadline = time.time() + 30
             while total(scrape(agent.url), "wattprobe_node_energy_joules_total",
                         domain="platform") <= 0:
@@ -68,6 +104,7 @@ def main():
             while value(scrape(agent.url), "wattprobe_agent_tick_duration_seconds_count") < t0 + 2:
                 time.sleep(0.1)
             m1 = at_tick_edge(agent.url)
+            top_shows_the_host_figure(agent.url, A)
 
         d = lambda name, **w: total(m1, name, **w) - total(m0, name, **w)
         fam = "wattprobe_workload_energy_joules_total"
@@ -94,7 +131,38 @@ def main():
         assert value(m1, "wattprobe_agent_conservation_violations_total") == 0
         rest = value(m1, "wattprobe_node_platform_rest_watts")
         assert 0 <= rest <= 150, rest
+
+        # The node's host figure is the wall (or the components where it read below them).
+        host_node = d("wattprobe_node_host_energy_joules_total")
+        near(host_node, wall, 1e-6, "the node's host energy is the wall + shortfall")
+        # A tick's wall energy is the BMC's power over the track's time, which need not match the
+        # tick's length to the millisecond: 150 W within a few per cent, tick by tick.
+        host_w = value(m1, "wattprobe_node_host_power_watts", basis="platform", measured="true")
+        near(host_w, 150, 0.10, "the host's power is the wall's")
+
+        # OTLP: one host, the agent's figure, up to the stop.
+        sent = hw_host(receiver)
+        ids = {i for _, i, _ in sent}
+        assert ids == {"host"}, f"hw.host.* from {ids}: the BMC beside RAPL is one host"
+        energy = [v for n, _, v in sent if n == "hw.host.energy"]
+        assert energy and energy == sorted(energy), "hw.host.energy goes back"
+        assert energy[-1] >= value(m1, "wattprobe_node_host_energy_joules_total") - 1e-6
+        power = [v for n, _, v in sent if n == "hw.host.power"]
+        assert all(abs(p - 150) <= 15 for p in power[2:]), f"hw.host.power is not the wall's: {power}"
+        print(f"ok: OTLP hw.host.energy {energy[-1]:.1f} J, hw.host.power {power[-1]:.1f} W, "
+              f"hw.id host only")
+
+        # report: from the ledger, each burner's host energy (they ended before the stop).
+        r = run_report("--state-dir", agent.state_dir, "--format", "json")
+        assert r.returncode == 0, r.stderr
+        rows = {g["group"]: g for g in json.loads(r.stdout)["groups"]}
+        for w in (A, B):
+            mine = value(m1, "wattprobe_workload_host_energy_joules_total", workload=w)
+            near(rows[w]["energy_joules"], mine, 1e-6, f"report's energy of {w}")
+            assert rows[w]["energy_joules"] > total(m1, fam, workload=w, domain="package")
+        print(f"ok: report: {A} {rows[A]['energy_joules']:.2f} J = its host energy")
     finally:
+        receiver.close()
         bmc.close()
         groups.close()
         shutil.rmtree(root, ignore_errors=True)

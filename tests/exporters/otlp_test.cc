@@ -92,6 +92,10 @@ Snapshot known_tick() {
                               "Mean power over the last tick.",
                               MetricType::gauge,
                               {Series{{{"source", "rapl_powercap"}, {"domain", "psys"}}, 42.0}}});
+  s.families.push_back(Family{"wattprobe_node_host_power_watts",
+                              "The host's power.",
+                              MetricType::gauge,
+                              {Series{{{"basis", "psys"}, {"measured", "true"}}, 42.0}}});
   Family h{"wattprobe_agent_tick_duration_seconds", "Time one tick took.", MetricType::histogram};
   h.histogram = Histogram{{0.001, 0.01}, {3, 5}, 6, 0.5};
   s.families.push_back(std::move(h));
@@ -135,6 +139,11 @@ std::string golden_request(const std::string& scope_version) {
                       len(2, "Mean power over the last tick.") + len(3, "W") +
                       len(5, len(1, power_point));
 
+  std::string host_gauge_point = fixed64(3, kTickNs) + dbl(4, 42.0) + len(7, kv("basis", "psys")) +
+                                 len(7, kv("measured", "true"));
+  std::string host_gauge = len(1, "wattprobe_node_host_power_watts") + len(2, "The host's power.") +
+                           len(3, "W") + len(5, len(1, host_gauge_point));
+
   // Histogram{data_points = 1, aggregation_temporality = 2}. HistogramDataPoint{start = 2,
   // time = 3, count = 4 (fixed64), sum = 5 (double), bucket_counts = 6 (packed fixed64, per
   // bucket: 3, 5-3, 6-5), explicit_bounds = 7 (packed double)}.
@@ -147,18 +156,17 @@ std::string golden_request(const std::string& scope_version) {
                      len(2, "Time one tick took.") + len(3, "s") +
                      len(9, len(1, hist_point) + key(2, 0) + varint(2));
 
-  // The psys row is the whole host: hw.host.energy is absent (no energy family in this tick),
-  // hw.host.power is a Gauge with hw.id.
-  std::string host_power_point =
-      fixed64(3, kTickNs) + dbl(4, 42.0) + len(7, kv("hw.id", "rapl_powercap_psys"));
+  // The host figure (here psys) is the whole host: hw.host.energy is absent (no energy family in
+  // this tick), hw.host.power is a Gauge with hw.id.
+  std::string host_power_point = fixed64(3, kTickNs) + dbl(4, 42.0) + len(7, kv("hw.id", "host"));
   std::string host_power = len(1, "hw.host.power") +
                            len(2, "Instantaneous power consumed by the entire physical host.") +
                            len(3, "W") + len(5, len(1, host_power_point));
 
   // ScopeMetrics{scope = 1, metrics = 2}; ResourceMetrics{resource = 1, scope_metrics = 2};
   // ExportMetricsServiceRequest{resource_metrics = 1}.
-  std::string scope_metrics =
-      len(1, scope) + len(2, energy) + len(2, power) + len(2, hist) + len(2, host_power);
+  std::string scope_metrics = len(1, scope) + len(2, energy) + len(2, power) + len(2, host_gauge) +
+                              len(2, hist) + len(2, host_power);
   return len(1, len(1, resource) + len(2, scope_metrics));
 }
 
@@ -181,7 +189,7 @@ TEST(Otlp, TheGoldenRequestFromTheSpecificationDecodesWithOurMessages) {
   EXPECT_EQ(rm.resource().attributes(1).value().string_value(), kResource[1].second);
   const auto& sm = rm.scope_metrics(0);
   EXPECT_EQ(sm.scope().name(), "wattprobe");
-  ASSERT_EQ(sm.metrics_size(), 4);
+  ASSERT_EQ(sm.metrics_size(), 5);
   const auto& energy = sm.metrics(0);
   ASSERT_TRUE(energy.has_sum());
   EXPECT_EQ(energy.unit(), "J");
@@ -192,13 +200,13 @@ TEST(Otlp, TheGoldenRequestFromTheSpecificationDecodesWithOurMessages) {
   EXPECT_EQ(energy.sum().data_points(0).as_double(), 12.5);
   ASSERT_TRUE(sm.metrics(1).has_gauge());
   EXPECT_EQ(sm.metrics(1).gauge().data_points(0).attributes_size(), 2);
-  ASSERT_TRUE(sm.metrics(2).has_histogram());
-  const auto& hp = sm.metrics(2).histogram().data_points(0);
+  ASSERT_TRUE(sm.metrics(3).has_histogram());
+  const auto& hp = sm.metrics(3).histogram().data_points(0);
   EXPECT_EQ(hp.count(), 6u);
   EXPECT_EQ(std::vector<uint64_t>(hp.bucket_counts().begin(), hp.bucket_counts().end()),
             (std::vector<uint64_t>{3, 2, 1}));
   EXPECT_EQ(hp.explicit_bounds_size(), 2);
-  EXPECT_EQ(sm.metrics(3).name(), "hw.host.power");
+  EXPECT_EQ(sm.metrics(4).name(), "hw.host.power");
 }
 
 TEST(Otlp, TheEncodersOutputForAKnownTickIsTheGoldenRequest) {
@@ -209,11 +217,77 @@ TEST(Otlp, TheEncodersOutputForAKnownTickIsTheGoldenRequest) {
   std::string encoded =
       encode_otlp_tick(known_tick(), known_starts(), kResource, &points, &invalid);
   std::string golden = golden_request(version);
-  EXPECT_EQ(points, 4u);
+  EXPECT_EQ(points, 5u);
   EXPECT_EQ(invalid, 0u);
   ASSERT_EQ(encoded.size(), golden.size());
   for (std::size_t i = 0; i < golden.size(); ++i)
     ASSERT_EQ(encoded[i], golden[i]) << "first difference at byte " << i;
+}
+
+/// The hw.* points of one encoded tick, by name, each with its hw.id and value.
+std::multimap<std::string, std::pair<std::string, double>> hardware_points(const Snapshot& tick) {
+  uint32_t points = 0;
+  uint64_t invalid = 0;
+  otlp::ExportMetricsServiceRequest req;
+  EXPECT_TRUE(
+      req.ParseFromString(encode_otlp_tick(tick, SeriesStarts{}, kResource, &points, &invalid)));
+  std::multimap<std::string, std::pair<std::string, double>> out;
+  for (const auto& m : req.resource_metrics(0).scope_metrics(0).metrics()) {
+    if (!m.name().starts_with("hw.")) continue;
+    const auto& data = m.has_sum() ? m.sum().data_points() : m.gauge().data_points();
+    for (const auto& p : data) {
+      std::string id;
+      for (const auto& a : p.attributes())
+        if (a.key() == "hw.id") id = a.value().string_value();
+      out.emplace(m.name(), std::pair{id, p.as_double()});
+    }
+  }
+  return out;
+}
+
+Snapshot node_tick(const std::vector<std::pair<std::string, double>>& domains,
+                   const std::string& basis, double host_watts, double host_joules,
+                   bool measured = true) {
+  Snapshot s;
+  s.timestamp_ms = kTickMs;
+  Family energy{"wattprobe_node_energy_joules_total", "", MetricType::counter};
+  Family power{"wattprobe_node_power_watts", "", MetricType::gauge};
+  for (const auto& [domain, watts] : domains) {
+    const std::string source = domain == "platform" ? "redfish" : "rapl_powercap";
+    energy.series.push_back({{{"source", source}, {"domain", domain}}, watts * 60});
+    power.series.push_back({{{"source", source}, {"domain", domain}}, watts});
+  }
+  s.families = {energy, power};
+  s.families.push_back(
+      {"wattprobe_node_host_energy_joules_total", "", MetricType::counter, {{{}, host_joules}}});
+  s.families.push_back(
+      {"wattprobe_node_host_power_watts",
+       "",
+       MetricType::gauge,
+       {{{{"basis", basis}, {"measured", measured ? "true" : "false"}}, host_watts}}});
+  return s;
+}
+
+TEST(Otlp, HwHostIsTheAgentsHostFigureOnceNotEachWholeHostDomain) {
+  // A BMC beside psys: one host, the wall's E_host (here the components', where the wall read
+  // below them), not psys and the raw wall both.
+  auto hw = hardware_points(node_tick(
+      {{"package", 50}, {"dram", 10}, {"psys", 70}, {"platform", 55}}, "platform", 60, 9000));
+  ASSERT_EQ(hw.count("hw.host.power"), 1u);
+  ASSERT_EQ(hw.count("hw.host.energy"), 1u);
+  EXPECT_EQ(hw.find("hw.host.power")->second, (std::pair<std::string, double>{"host", 60}));
+  EXPECT_EQ(hw.find("hw.host.energy")->second, (std::pair<std::string, double>{"host", 9000}));
+  EXPECT_EQ(hw.count("hw.power"), 2u) << "package and dram are components; psys is not";
+
+  // Without a whole-host meter, E_host is package + dram: the host is still sent, as that.
+  hw = hardware_points(node_tick({{"package", 50}, {"dram", 10}}, "components", 60, 3600));
+  ASSERT_EQ(hw.count("hw.host.power"), 1u);
+  EXPECT_EQ(hw.find("hw.host.power")->second.second, 60);
+  EXPECT_EQ(hw.find("hw.host.energy")->second.second, 3600);
+
+  // An estimate is no hardware reading.
+  hw = hardware_points(node_tick({{"package", 50}}, "components", 50, 3000, /*measured=*/false));
+  EXPECT_EQ(hw.count("hw.host.power") + hw.count("hw.host.energy"), 0u);
 }
 
 // ---- A strict decoding receiver ---------------------------------------------------------------

@@ -54,6 +54,29 @@ TEST(ParseOptions, ABadValueNamesTheOptionItsOriginAndTheValue) {
             std::string::npos);
 }
 
+TEST(ParseOptions, IpmiOverTheLanNeedsItsAccountAndKnownWorkarounds) {
+  TempTree tree;
+  tree.write("user", "monitor\n");
+  tree.write("password", "s3cret\n");
+  const std::string user = (tree.root() / "user").string(),
+                    password = (tree.root() / "password").string();
+  Options o = parse_run_options({"--ipmi-host", "bmc.example:623", "--ipmi-user-file", user,
+                                 "--ipmi-password-file", password, "--ipmi-workarounds",
+                                 "opensesspriv,authcap"});
+  EXPECT_EQ(o.ipmi.host, "bmc.example:623");
+  EXPECT_NE(o.ipmi.workaround_flags, 0u);
+  std::string why = refusal({"--ipmi-host", "bmc.example", "--ipmi-user-file", user,
+                             "--ipmi-password-file", password, "--ipmi-workarounds", "turbo"});
+  EXPECT_NE(why.find("--ipmi-workarounds"), std::string::npos) << why;
+  EXPECT_NE(why.find("turbo"), std::string::npos) << why;
+  why = refusal({"--ipmi-host", "bmc.example"});
+  EXPECT_NE(why.find("--ipmi-user-file"), std::string::npos) << why;
+  why = refusal({"--ipmi-user-file", user, "--ipmi-password-file", password});
+  EXPECT_NE(why.find("need --ipmi-host"), std::string::npos) << why;
+  why = refusal({"--ipmi-host", "https://bmc.example"});
+  EXPECT_NE(why.find("HOST:PORT"), std::string::npos) << why;
+}
+
 TEST(ParseOptions, AnUnknownOptionIsRefused) {
   EXPECT_NE(refusal({"--intervall", "1s"}).find("intervall"), std::string::npos);
 }

@@ -143,6 +143,58 @@ TEST(TopFrame, HostPowerAddsTheDomainsThatDoNotOverlap) {
   EXPECT_EQ(f.accounting_mode, "bpf");
 }
 
+TEST(TopFrame, HostAndWorkloadWattsAreTheAgentsHostFigure) {
+  // A BMC beside RAPL whose wall read below the components this tick: the agent's E_host is the
+  // components' 45 W, not the meter's 30 W, and each workload's host share is the agent's own.
+  Load web{"web.service", "service", 6, 1.5, 4, 0, 0};
+  Snapshot snap = snapshot(10'000, {web});
+  for (Family& family : snap.families) {
+    if (family.name == "wattprobe_node_power_watts") {
+      family.series.push_back(
+          {{{"source", "redfish"}, {"domain", "platform"}, {"socket", ""}}, 30});
+    } else if (family.name == "wattprobe_energy_source_info") {
+      family.series.push_back(
+          {{{"source", "redfish"}, {"domain", "platform"}, {"measured", "true"}}, 1});
+    } else if (family.name == "wattprobe_workload_power_watts") {
+      family.series.push_back({{{"workload", web.name},
+                                {"kind", web.kind},
+                                {"namespace", ""},
+                                {"pod", ""},
+                                {"container", ""},
+                                {"domain", "platform"},
+                                {"source", "redfish"},
+                                {"measured", "true"}},
+                               7.5});
+    } else if (family.name == "wattprobe_node_idle_power_watts") {
+      // The wall's own idle is its rest's; the host's idle holds the components' (8 W) too.
+      family.series.push_back(
+          {{{"source", "redfish"}, {"domain", "platform"}, {"socket", ""}, {"method", "override"}},
+           12});
+    }
+  }
+  snap.families.push_back({"wattprobe_node_host_power_watts",
+                           "",
+                           MetricType::gauge,
+                           {{{{"basis", "platform"}, {"measured", "true"}}, 45}}});
+  snap.families.push_back(
+      {"wattprobe_workload_host_power_watts", "", MetricType::gauge, {{workload_labels(web), 9}}});
+  TopFrame f = build_top_frame(nullptr, snap, {"test", TopSort::watts, 4});
+  EXPECT_DOUBLE_EQ(f.host_watts, 45);
+  EXPECT_EQ(f.host_domains, (std::vector<std::string>{"platform"}));
+  EXPECT_EQ(f.idle_watts, 8 + 12);
+  EXPECT_DOUBLE_EQ(find(f, "web.service").watts, 9);
+  EXPECT_TRUE(find(f, "web.service").measured);
+
+  // The host figure from an estimate is marked as one.
+  for (Family& family : snap.families) {
+    if (family.name == "wattprobe_node_host_power_watts")
+      family.series = {{{{"basis", "platform"}, {"measured", "false"}}, 45}};
+  }
+  f = build_top_frame(nullptr, snap, {"test", TopSort::watts, 4});
+  EXPECT_FALSE(f.host_measured);
+  EXPECT_FALSE(find(f, "web.service").measured);
+}
+
 TEST(TopFrame, WorkloadWattsAddPackageAndDramButNotCore) {
   Load web{"web.service", "service", 6, 1.5, 4, 0, 0};
   TopFrame f = build_top_frame(nullptr, snapshot(10'000, {web}), {"test", TopSort::watts, 4});

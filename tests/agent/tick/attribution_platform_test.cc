@@ -93,6 +93,83 @@ TEST(AttributionPlatform, AWallBelowItsComponentsCountsTheShortfall) {
   EXPECT_EQ(a.conservation_violations(), 0u);
 }
 
+TEST(AttributionPlatform, TheNodesHostFigureIsTheWallOrItsComponentsNeverBoth) {
+  Attribution a(idle_known());
+  // A tick at the wall (200 J), then one where the wall read below its components (90 < 100).
+  a.apply(node({{"package", 80}, {"dram", 20}, {"platform", 200}}),
+          cpu({750'000'000, 250'000'000}, 2'000'000'000), 1000);
+  EnergyTick t = a.apply(node({{"package", 80}, {"dram", 20}, {"platform", 90}}),
+                         cpu({750'000'000, 250'000'000}, 2'000'000'000), 2000);
+  std::vector<Family> f;
+  a.append_families(f);
+  EXPECT_DOUBLE_EQ(value(f, "wattprobe_node_host_energy_joules_total"), 200 + 100);
+  EXPECT_DOUBLE_EQ(value(f, "wattprobe_node_host_power_watts"), 100);
+  EXPECT_DOUBLE_EQ(value(f, "wattprobe_workload_host_power_watts", "w0"), t.workloads[0].joules);
+  EXPECT_DOUBLE_EQ(value(f, "wattprobe_workload_host_power_watts", "w1"), 19);
+  for (const Family& family : f) {
+    if (family.name != "wattprobe_node_host_power_watts") continue;
+    ASSERT_EQ(family.series.size(), 1u);
+    EXPECT_EQ(family.series[0].labels.get(), (Labels{{"basis", "platform"}, {"measured", "true"}}));
+  }
+  // The node's figure is what its parts add up to: idle + workloads + unattributed.
+  double parts = value(f, "wattprobe_node_idle_energy_joules_total", "", "platform") +
+                 value(f, "wattprobe_node_unattributed_energy_joules_total", "", "platform") +
+                 value(f, "wattprobe_workload_host_energy_joules_total");
+  EXPECT_NEAR(parts, 300, 1e-9);
+
+  // Restored from a checkpoint, the node's total continues.
+  Attribution b(idle_known());
+  b.restore(a.totals());
+  b.apply(node({{"package", 30}, {"dram", 5}}), cpu({500'000'000}, 2'000'000'000), 3000);
+  std::vector<Family> g;
+  b.append_families(g);
+  EXPECT_DOUBLE_EQ(value(g, "wattprobe_node_host_energy_joules_total"), 300 + 35);
+  for (const Family& family : g) {
+    if (family.name == "wattprobe_node_host_power_watts") {
+      EXPECT_EQ(family.series[0].labels.get(),
+                (Labels{{"basis", "components"}, {"measured", "true"}}));
+    }
+  }
+}
+
+TEST(AttributionPlatform, TheGpuPartOfTheHostFigureStaysWithAWall) {
+  AttributionOptions options = idle_known();
+  options.process_metrics_top = 5;
+  Attribution a(options);
+  NodeEnergy e = node({{"package", 40}, {"platform", 300}});
+  DomainEnergy g;
+  g.source = "nvml";
+  g.domain = "gpu";
+  g.socket = 0;
+  g.joules = g.watts = 100;
+  e.domains.push_back(g);
+  GpuTick gpu;
+  GpuDeviceTick dev;
+  dev.source = "nvml";
+  dev.device = 0;
+  dev.method = "exclusive";
+  dev.shares.push_back({{"w0", "service", "", "", ""}, 1, "train", 1.0});
+  gpu.devices.push_back(dev);
+  EnergyTick t = a.apply(e, cpu({500'000'000}, 2'000'000'000), 1000, &gpu);
+  ASSERT_EQ(t.workloads.size(), 1u);
+  // The GPU has no idle figure here: all 100 J are w0's, inside its platform share.
+  EXPECT_DOUBLE_EQ(t.workloads[0].gpu_joules, 100);
+  EXPECT_GE(t.workloads[0].joules, 100 + 20);
+  EXPECT_DOUBLE_EQ(t.measured_joules, 300);
+  EXPECT_EQ(a.conservation_violations(), 0u);
+  // The GPU process has its GPU energy, as it has without a wall.
+  std::vector<Family> f;
+  a.append_families(f);
+  double train = 0;
+  for (const Family& family : f) {
+    if (family.name != "wattprobe_process_energy_joules_total") continue;
+    for (const Series& series : family.series)
+      for (const auto& [k, v] : series.labels)
+        if (k == "comm" && v == "train") train += series.value;
+  }
+  EXPECT_DOUBLE_EQ(train, 100);
+}
+
 TEST(AttributionPlatform, ATickWithoutWorkloadEnergyGivesTheRestToIdle) {
   Attribution a(idle_known());
   EnergyTick t = a.apply(node({{"package", 20}, {"platform", 150}}), cpu({}, 2'000'000'000), 1000);
