@@ -107,8 +107,8 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     checkpoint_ = std::make_unique<CheckpointKeeper>(
         CheckpointStore(options.state_dir, read_host_identity(options.paths)),
         options.checkpoint_interval);
-    SinkSettings sinks{options.paths, options.remote_write, options.otlp, options.guest_energy,
-                       options.job_records, options.units};
+    SinkSettings sinks{options.paths,        options.remote_write, options.otlp,
+                       options.guest_energy, options.job_records,  options.units};
     if (!sinks.otlp.endpoint.empty()) {  // the resource every OTLP point belongs to
       const HostIdentity host = read_host_identity(options.paths);
       sinks.otlp.host_name = host.hostname;
@@ -205,9 +205,6 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   // families: what this tick publishes.
   auto snap = std::make_shared<Snapshot>();
   snap->timestamp_ms = now_ms;
-  if (!shares.ended.empty()) {
-    snap->ended = std::make_shared<const std::vector<EndedWorkload>>(std::move(shares.ended));
-  }
   std::vector<Family>& families = snap->families;
   meter_->append_families(families);
   attribution_.append_families(families);
@@ -226,6 +223,11 @@ void Pipeline::tick(double seconds, const LogLine& log) {
   for (const SnapshotSink* sink : sinks_) sink->append_families(families);
   // After the sinks: the units sink's counts of work go to the ledger's periods.
   if (ledger_) ledger_->count_units(families, now_ms);
+  // And, for the workloads that ended, into their job records.
+  job_units_.on_tick(families, &shares.ended);
+  if (!shares.ended.empty()) {
+    snap->ended = std::make_shared<const std::vector<EndedWorkload>>(std::move(shares.ended));
+  }
   loop_.append_families(families);
   SnapshotPtr published = std::move(snap);
   {

@@ -17,6 +17,7 @@
 #include "agent/options.h"
 #include "agent/sinks.h"
 #include "agent/state/checkpoint.h"
+#include "agent/state/job_records.h"
 #include "agent/state/ledger.h"
 #include "agent/tick/attribution.h"
 #include "agent/tick/energy_meter.h"
@@ -99,6 +100,7 @@ class Pipeline {
   Attribution attribution_;
   std::unique_ptr<Carbon> carbon_;
   std::unique_ptr<Ledger> ledger_;                // daemon only
+  JobUnits job_units_;                            // the units in each ended workload's record
   std::unique_ptr<CheckpointKeeper> checkpoint_;  // daemon only
   /// The daemon's own sinks (agent/sinks.h), started in start(); then the caller's.
   std::vector<NamedSink> own_sinks_;

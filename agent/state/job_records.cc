@@ -326,4 +326,23 @@ void JobRecordWriter::append_families(std::vector<Family>& out) const {
                  {{{}, static_cast<double>(dropped_)}}});
 }
 
+void JobUnits::on_tick(const std::vector<Family>& families, std::vector<EndedWorkload>* ended) {
+  for (const Family& f : families) {
+    if (f.name != "wattprobe_workload_functional_units_total") continue;
+    for (const Series& s : f.series) {
+      std::string workload, unit;
+      for (const auto& [name, value] : s.labels) {
+        if (name == "workload") workload = value;
+        if (name == "unit") unit = value;
+      }
+      first_.try_emplace({workload, unit}, s.value);
+      for (EndedWorkload& job : *ended) {
+        if (job.id.workload != workload) continue;
+        job.units[unit] = std::max(0.0, s.value - first_[{workload, unit}]);
+        first_.erase({workload, unit});  // the name's next run counts from the next tick
+      }
+    }
+  }
+}
+
 }  // namespace wattprobe

@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "agent/base/ended_workload.h"
@@ -31,6 +33,19 @@ struct JobRecordsRead {
 /// The records under <state_dir>/jobs of the jobs that ended in [since_ms, until_ms).
 JobRecordsRead read_job_records(const std::filesystem::path& state_dir, int64_t since_ms,
                                 int64_t until_ms);
+
+/// The units a [unit.NAME] section counted for a job: only a section whose `workload` is the
+/// job's name exactly, since units a glob counted over several workloads were no one job's
+/// alone. From the section's count when this tick-by-tick reader first saw it (at the job's
+/// start or the agent's) to its count on the tick the job ended; a later run of the name starts
+/// again from the count then. Fed each tick's families after the units sink's.
+class JobUnits {
+ public:
+  void on_tick(const std::vector<Family>& families, std::vector<EndedWorkload>* ended);
+
+ private:
+  std::map<std::pair<std::string, std::string>, double> first_;  // (workload, unit) → count
+};
 
 /// Writes a job record for every workload a snapshot says ended (Snapshot::ended), to
 /// <state_dir>/jobs/YYYY-MM-DD.jsonl by the UTC day it ended: O_APPEND, one write per tick, then

@@ -7,6 +7,8 @@ gives one record that `wattprobe report --jobs` lists.
 - a job running across a restart (the agent stopped while it burns, started again on the same
   --state-dir) is continued from the checkpoint and recorded once, with its first tick from
   before the restart and the energy the restarted agent's /metrics last showed;
+- the units a [unit.NAME] section naming the job exactly counted while it ran (a textfile counter
+  stepped by 300) are in its record;
 - report --jobs refuses a bad --kind naming the flag and the value."""
 
 import calendar
@@ -75,15 +77,37 @@ def check_record(job, shown, workload):
     assert job["operational_co2e_grams"] > 0, job
 
 
+def write_rows(path, rows):
+    """The job's own count of work, in the text format a textfile collector reads."""
+    with open(path + ".tmp", "w") as f:
+        f.write(f"# TYPE etl_rows_total counter\netl_rows_total {rows}\n")
+    os.chmod(path + ".tmp", 0o644)
+    os.rename(path + ".tmp", path)
+
+
+def units_counted(metrics, name):
+    got = series(metrics, "wattprobe_workload_functional_units_total", workload=name, unit="rows")
+    return got[0][1] if got else None
+
+
 def one_job(root, groups, state):
     name = f"wattprobe-jobs-{TAG}-one.scope"
-    with start_agent("--sysfs-root", root, "--sources", "rapl_powercap", "--interval", "500ms",
-                     "--accounting", "cgroup", "--idle-watts", "package=20",
-                     state_dir=state) as agent:
+    folder = tempfile.mkdtemp(prefix="wattprobe-jobs-units-")
+    rows = os.path.join(folder, "rows.prom")
+    write_rows(rows, 100)
+    conf = os.path.join(folder, "wattprobe.conf")
+    with open(conf, "w") as f:
+        f.write(f"[unit.rows]\nurl = {rows}\ncounter = etl_rows_total\nworkload = {name}\n")
+    with start_agent("--config", conf, "--sysfs-root", root, "--sources", "rapl_powercap",
+                     "--interval", "500ms", "--accounting", "cgroup", "--idle-watts",
+                     "package=20", state_dir=state) as agent:
         b = burner(groups.paths[name], 5)
         assert b.wait(scaled(60)) == 0, "cpu_burner failed"
         shown = settled(agent, name)
         assert shown and shown["host"] > 0, f"no energy for {name}: {shown}"
+        wait_metrics(agent.url, lambda m: units_counted(m, name) is not None, "the unit counted")
+        write_rows(rows, 400)
+        wait_metrics(agent.url, lambda m: units_counted(m, name) == 300, "300 more rows counted")
         # Idle, its cgroup still there: not an end.
         wait_ticks(agent, 3)
         m = scrape(agent.url)
@@ -98,7 +122,8 @@ def one_job(root, groups, state):
     assert len(jobs) == 1, jobs
     check_record(jobs[0], shown, name)
     assert jobs[0]["duration_seconds"] >= 3, jobs[0]
-    print(f"ok: one record: {jobs[0]}")
+    assert jobs[0].get("units") == {"rows": 300}, f"the job's units: {jobs[0].get('units')}"
+    print(f"ok: one record, with the 300 rows its unit counted: {jobs[0]}")
 
 
 def across_restart(root, groups, state):

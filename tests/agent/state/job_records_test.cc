@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
+#include <tuple>
 
 #include "agent/base/utc_time.h"
 #include "tests/support/temp_tree.h"
@@ -152,6 +154,31 @@ TEST(JobRecords, PastTheCapTheOldestRecordsGoAndAreCounted) {
   // Logged once, naming the option.
   ASSERT_EQ(logged.size(), 1u);
   EXPECT_THAT(logged[0], HasSubstr("--job-records-max-bytes"));
+}
+
+std::vector<Family> units_family(std::vector<std::tuple<std::string, std::string, double>> rows) {
+  Family f{"wattprobe_workload_functional_units_total", "", MetricType::counter};
+  for (const auto& [workload, unit, value] : rows)
+    f.series.push_back({Labels{{"workload", workload}, {"unit", unit}}, value});
+  return {f};
+}
+
+TEST(JobUnits, AJobGetsTheUnitsItsOwnSectionCountedWhileItRanNotAGlobs) {
+  JobUnits units;
+  std::vector<EndedWorkload> none;
+  units.on_tick(units_family({{"etl.service", "rows", 100}, {"etl*", "rows_all", 500}}), &none);
+  units.on_tick(units_family({{"etl.service", "rows", 160}, {"etl*", "rows_all", 900}}), &none);
+  std::vector<EndedWorkload> ended{job("etl.service", 1)};
+  units.on_tick(units_family({{"etl.service", "rows", 250}, {"etl*", "rows_all", 950}}), &ended);
+  EXPECT_EQ(ended[0].units, (std::map<std::string, double>{{"rows", 150}}));
+  // The name runs again: its record counts from the tick after the first run ended.
+  units.on_tick(units_family({{"etl.service", "rows", 260}}), &none);
+  ended = {job("etl.service", 2)};
+  units.on_tick(units_family({{"etl.service", "rows", 300}}), &ended);
+  EXPECT_EQ(ended[0].units, (std::map<std::string, double>{{"rows", 40}}));
+  ended = {job("other.service", 3)};
+  units.on_tick(units_family({{"etl.service", "rows", 310}}), &ended);
+  EXPECT_TRUE(ended[0].units.empty());
 }
 
 }  // namespace

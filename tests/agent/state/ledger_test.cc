@@ -334,7 +334,7 @@ TEST(Ledger, ALineTornByACrashStaysItsOwnLine) {
   EXPECT_EQ(first, "{\"v\":1,\"start\":\"2026-11-23T09:59:00Z\",\"peri");
   int whole = 0;
   while (std::getline(in, text)) {
-    EXPECT_NO_THROW((void)nlohmann::json::parse(text)) << text;
+    EXPECT_TRUE(nlohmann::json::accept(text)) << text;
     ++whole;
   }
   EXPECT_EQ(whole, 3);
