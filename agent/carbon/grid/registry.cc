@@ -1,5 +1,7 @@
 #include "agent/carbon/grid/registry.h"
 
+#include "agent/base/log.h"
+#include "agent/base/secret_file.h"
 #include "agent/carbon/grid/carbonintensity_uk.h"
 #include "agent/carbon/grid/electricitymaps.h"
 #include "agent/carbon/grid/file_provider.h"
@@ -25,6 +27,44 @@ class MissingSecretProvider : public GridProvider {
 };
 
 }  // namespace
+
+OptionTable<CarbonOptions> grid_option_table() {
+  using C = CarbonOptions;
+  using std::chrono::hours;
+  using std::chrono::seconds;
+  return {
+      text_option("grid-provider", &C::grid_provider, grid_provider_names()),
+      number_option("grid-intensity", &C::grid_intensity, 0, 5000,
+                    "static grid intensity and last fallback, gCO2e/kWh")
+          .note(", the world average"),
+      text_option("grid-zone", &C::zone,
+                  "grid zone or region (Electricity Maps zone, WattTime region; a label for "
+                  "static)"),
+      text_option("grid-file", &C::grid_file,
+                  "CSV or JSON schedule of intensities for --grid-provider=file"),
+      OptionSpec<C>{
+          "grid-url", "base URL of the grid API",
+          [](C& c, const std::vector<OptionValue>& v) {
+            c.grid_url = v.back().value;
+            if (v.back().origin == "command line" && url_has_credentials(c.grid_url)) {
+              log_line(
+                  "warning: --grid-url carries credentials on the command line, where every local "
+                  "user can read them; use --grid-token-file (or --grid-token-env) for the key");
+            }
+          },
+          [](const C& c) { return c.grid_url; }}
+          .note(": the provider's public API"),
+      secret_file_option("grid-token-file", &C::token_file,
+                         "file holding the grid API key or password"),
+      text_option("grid-token-env", &C::token_env, "environment variable holding the grid API key"),
+      text_option("grid-username", &C::watttime_username, "WattTime user name"),
+      duration_option("grid-refresh", &C::refresh_seconds, seconds(1), hours(24),
+                      "how often to ask the grid API")
+          .note(": 15m; the file provider looks for edits every 10s"),
+      duration_option("grid-max-age", &C::max_age_seconds, seconds(1), hours(24 * 30),
+                      "use the static --grid-intensity when no good answer came for this long"),
+  };
+}
 
 const std::vector<GridProviderEntry>& grid_providers() {
   // API providers default to 15 minutes: Electricity Maps updates hourly, WattTime every

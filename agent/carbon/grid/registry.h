@@ -51,6 +51,9 @@ std::string grid_provider_names();
 /// it; a message naming the option otherwise. validate() checks the rest of the options.
 Result<bool> validate_grid(const CarbonOptions& options);
 
+/// --grid-*: the provider, its zone, key, file and cadence.
+OptionTable<CarbonOptions> grid_option_table();
+
 /// The carbon stage with the provider the options name. The key is read now (a root-only file
 /// is fine: the agent still holds its privileges); a key that cannot be read leaves the agent
 /// on the static default, saying why on every refresh. Nothing is fetched until start().
