@@ -510,7 +510,8 @@ OptionTable<OtlpOptions> otlp_option_table() {
       name_values_option("otlp-header-file", &O::header_files,
                          "NAME=FILE header whose value (a secret) is read from FILE before each "
                          "request (repeatable)"),
-      choice_option("otlp-compression", &O::gzip, {{"gzip", true}, {"none", false}}, ""),
+      choice_option("otlp-compression", &O::gzip, {{"gzip", true}, {"none", false}},
+                    "request body compression"),
       file_option("otlp-ca-file", &O::ca_file, "extra CA bundle (PEM) to verify an https endpoint")
           .note(": the system store"),
       duration_option("otlp-timeout", &O::request_timeout, milliseconds(10), minutes(5),

@@ -30,13 +30,13 @@ OptionTable<AttributionOptions> attribution_option_table() {
       [](const A&) { return std::string(); }};
   idle_watts.repeatable = true;
   return {
-      choice_option("idle-attribution", &A::idle_policy, idle_policies(), ""),
+      choice_option("idle-attribution", &A::idle_policy, idle_policies(), "where idle power goes"),
       std::move(idle_watts),
       choice_option("split-by", &A::split_by,
                     {{"auto", SplitKey::automatic},
                      {"cpu-time", SplitKey::cpu_time},
                      {"cycles", SplitKey::cycles}},
-                    "")
+                    "what divides a domain's dynamic energy")
           .note(": cycles where counted"),
       duration_option("workload-expiry", &A::workload_expiry, std::chrono::seconds(1),
                       std::chrono::hours(24 * 30),
