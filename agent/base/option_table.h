@@ -60,6 +60,23 @@ std::string_view word_of(const std::vector<Choice<E>>& choices, const E& value) 
   return {};
 }
 
+/// The value `word` stands for, or nullopt.
+template <class E>
+std::optional<E> value_of(const std::vector<Choice<E>>& choices, std::string_view word) {
+  for (const Choice<E>& c : choices) {
+    if (c.word == word) return c.value;
+  }
+  return std::nullopt;
+}
+
+/// "a, b or c": the words, for help and refusals.
+template <class E>
+std::string words_of(const std::vector<Choice<E>>& choices) {
+  std::vector<std::string_view> words;
+  for (const Choice<E>& c : choices) words.push_back(c.word);
+  return word_list(words);
+}
+
 /// One option of the struct T it fills, declared once beside T in the wing that uses it. Its
 /// name is the long option without dashes and the config file's key; parsing, --help, the config
 /// file and the check of packaging/wattprobe.conf all read it. The default is never written
@@ -226,18 +243,12 @@ OptionSpec<T> duration_option(std::string name, F T::*field, std::chrono::millis
 template <class T, class E>
 OptionSpec<T> choice_option(std::string name, E T::*field, std::vector<Choice<E>> choices,
                             std::string help) {
-  std::vector<std::string_view> words;
-  for (const Choice<E>& c : choices) words.push_back(c.word);
-  const std::string list = word_list(words);
+  const std::string list = words_of(choices);
   return {std::move(name), help.empty() ? list : help + ": " + list,
           option_detail::last<T>([field, choices, list](T& t, const OptionValue& v) {
-            for (const Choice<E>& c : choices) {
-              if (v.value == c.word) {
-                t.*field = c.value;
-                return;
-              }
-            }
-            refuse_value(v, "expected " + list);
+            auto value = value_of(choices, v.value);
+            if (!value) refuse_value(v, "expected " + list);
+            t.*field = *value;
           }),
           [field, choices](const T& t) { return std::string(word_of(choices, t.*field)); }};
 }
