@@ -1,10 +1,10 @@
 #include "agent/base/option_table.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "agent/base/duration.h"
-#include "agent/base/secret_file.h"
 
 namespace wattprobe {
 
@@ -53,6 +53,20 @@ std::filesystem::path folder_value(const OptionValue& v) {
   std::error_code ec;
   if (!std::filesystem::is_directory(v.value, ec)) refuse_value(v, "no such folder");
   return v.value;
+}
+
+Result<std::string> expand_credentials_directory(const std::string& value) {
+  for (std::string_view prefix : {"$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"}) {
+    if (!value.starts_with(prefix)) continue;
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (dir == nullptr || *dir == '\0') {
+      return Error{ErrorKind::malformed, value,
+                   "$CREDENTIALS_DIRECTORY is not set: systemd sets it only for a unit with "
+                   "LoadCredential=; outside systemd, give the file's own path"};
+    }
+    return std::string(dir) + "/" + value.substr(prefix.size());
+  }
+  return value;
 }
 
 std::string secret_path_value(const OptionValue& v) {

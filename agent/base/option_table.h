@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/base/result.h"
 #include "agent/base/usage_error.h"
 
 namespace wattprobe {
@@ -35,6 +36,11 @@ std::chrono::milliseconds duration_value(const OptionValue& v, std::chrono::mill
 std::filesystem::path folder_value(const OptionValue& v);
 /// A secret file's path, with `$CREDENTIALS_DIRECTORY/` (systemd's LoadCredential=) expanded.
 std::string secret_path_value(const OptionValue& v);
+/// A secret file option's value with a leading `$CREDENTIALS_DIRECTORY/` (or
+/// `${CREDENTIALS_DIRECTORY}/`) replaced by that variable, which systemd sets for a unit with
+/// LoadCredential= to the folder holding its credentials; so one config line works whatever the
+/// unit is called. Any other value is returned as it is. Malformed when the variable is unset.
+Result<std::string> expand_credentials_directory(const std::string& value);
 /// True when the value names a regular file.
 bool is_regular_file_value(const OptionValue& v);
 /// NAME=VALUE with a non-empty NAME; `form` names the shape in the refusal ("NAME=VALUE").
