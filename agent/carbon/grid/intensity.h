@@ -68,7 +68,13 @@ struct GridFetch {
     f.retry_after_s = retry_after_s;
     return f;
   }
+  /// An answer its API's documentation does not allow, refused by a provider's parser.
+  static GridFetch malformed(const std::string& url, std::string detail);
 };
+
+/// The error of such an answer: malformed, naming the URL (its secrets redacted) and what was
+/// wrong. Every provider's parsers use it, so their messages read alike.
+Error malformed_answer(const std::string& url, std::string detail);
 
 /// A source of grid carbon intensity (agent/grid_<name>.{h,cc}). fetch() may block on the
 /// network; it runs on GridIntensity's refresh thread, never on the sampling thread.
