@@ -32,6 +32,9 @@ OptionTable<CarbonOptions> grid_option_table() {
   using C = CarbonOptions;
   using std::chrono::hours;
   using std::chrono::seconds;
+  auto refresh = [](std::string_view provider) {
+    return option_detail::duration_text(find_grid_provider(provider)->default_refresh_seconds);
+  };
   return {
       text_option("grid-provider", &C::grid_provider, grid_provider_names()),
       number_option("grid-intensity", &C::grid_intensity, 0, 5000,
@@ -60,7 +63,8 @@ OptionTable<CarbonOptions> grid_option_table() {
       text_option("grid-username", &C::watttime_username, "WattTime user name"),
       duration_option("grid-refresh", &C::refresh_seconds, seconds(1), hours(24),
                       "how often to ask the grid API")
-          .note(": 15m; the file provider looks for edits every 10s"),
+          .note(": the provider's, " + refresh("electricitymaps") +
+                " for the APIs; the file provider looks for edits every " + refresh("file")),
       duration_option("grid-max-age", &C::max_age_seconds, seconds(1), hours(24 * 30),
                       "use the static --grid-intensity when no good answer came for this long"),
   };
