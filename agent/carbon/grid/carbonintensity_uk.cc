@@ -108,7 +108,7 @@ Result<double> parse_carbonintensity_uk_generation(std::string_view body, const 
   return std::min(100.0, carbon_free / total * 100);
 }
 
-CarbonIntensityUkProvider::CarbonIntensityUkProvider(CarbonIntensityUkOptions options)
+CarbonIntensityUkProvider::CarbonIntensityUkProvider(GridApiOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
 GridFetch CarbonIntensityUkProvider::fetch(int64_t) {
@@ -118,19 +118,16 @@ GridFetch CarbonIntensityUkProvider::fetch(int64_t) {
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   GridFetch f = parse_carbonintensity_uk(resp.body, req.url);
   if (!f.reading) return f;
-  if (options_.generation) {
-    req.url = options_.base_url + "/generation";
-    resp = http_.get(req);
-    if (!resp.ok() || resp.status != 200) {
-      GridFetch ff = http_failure(resp, req.url);
-      f.warnings.emplace_back(ff.reason, ff.error);
-    } else if (auto cfe = parse_carbonintensity_uk_generation(resp.body, req.url)) {
-      f.reading->cfe_percent = *cfe;
-    } else {
-      f.warnings.emplace_back("malformed", cfe.error());
-    }
+  req.url = options_.base_url + "/generation";
+  resp = http_.get(req);
+  if (!resp.ok() || resp.status != 200) {
+    GridFetch ff = http_failure(resp, req.url);
+    f.warnings.emplace_back(ff.reason, ff.error);
+  } else if (auto cfe = parse_carbonintensity_uk_generation(resp.body, req.url)) {
+    f.reading->cfe_percent = *cfe;
+  } else {
+    f.warnings.emplace_back("malformed", cfe.error());
   }
-  if (!options_.forecast) return f;
   // The API takes the period start as YYYY-MM-DDThh:mmZ.
   time_t secs = static_cast<time_t>(f.reading->time_ms / 1000);
   std::tm tm{};

@@ -86,19 +86,19 @@ Result<std::optional<double>> parse_electricitymaps_power_breakdown(std::string_
   return std::optional<double>(ff->get<double>());
 }
 
-ElectricityMapsProvider::ElectricityMapsProvider(ElectricityMapsOptions options)
+ElectricityMapsProvider::ElectricityMapsProvider(GridApiOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
 GridFetch ElectricityMapsProvider::fetch(int64_t) {
   HttpGetRequest req;
-  req.secret_headers.push_back("auth-token: " + options_.token);
+  req.secret_headers.push_back("auth-token: " + options_.secret);
   req.url = options_.base_url + "/v3/carbon-intensity/latest?zone=" + options_.zone;
   HttpGetResult resp = http_.get(req);
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   GridFetch f = parse_electricitymaps_latest(resp.body, req.url);
   if (!f.reading) return f;
   if (f.reading->zone.empty()) f.reading->zone = options_.zone;
-  if (options_.power_breakdown && !breakdown_refused_) {
+  if (!breakdown_refused_) {
     req.url = options_.base_url + "/v3/power-breakdown/latest?zone=" + options_.zone;
     resp = http_.get(req);
     if (!resp.ok() || resp.status != 200) {
@@ -113,17 +113,15 @@ GridFetch ElectricityMapsProvider::fetch(int64_t) {
       f.warnings.emplace_back("malformed", cfe.error());
     }
   }
-  if (options_.forecast) {
-    req.url = options_.base_url + "/v3/carbon-intensity/forecast?zone=" + options_.zone;
-    resp = http_.get(req);
-    if (!resp.ok() || resp.status != 200) {
-      GridFetch ff = http_failure(resp, req.url);
-      f.warnings.emplace_back(ff.reason, ff.error);
-    } else if (auto points = parse_electricitymaps_forecast(resp.body, req.url)) {
-      f.reading->forecast = std::move(*points);
-    } else {
-      f.warnings.emplace_back("malformed", points.error());
-    }
+  req.url = options_.base_url + "/v3/carbon-intensity/forecast?zone=" + options_.zone;
+  resp = http_.get(req);
+  if (!resp.ok() || resp.status != 200) {
+    GridFetch ff = http_failure(resp, req.url);
+    f.warnings.emplace_back(ff.reason, ff.error);
+  } else if (auto points = parse_electricitymaps_forecast(resp.body, req.url)) {
+    f.reading->forecast = std::move(*points);
+  } else {
+    f.warnings.emplace_back("malformed", points.error());
   }
   return f;
 }

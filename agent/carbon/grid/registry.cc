@@ -76,46 +76,30 @@ const std::vector<GridProviderEntry>& grid_providers() {
   static const std::vector<GridProviderEntry> table{
       {"static", "a fixed --grid-intensity", "", false, false, false, "", 0,
        [](GridProviderSettings s) {
-         return std::make_unique<StaticGridProvider>(s.static_grams_per_kwh, std::move(s.zone));
+         return std::make_unique<StaticGridProvider>(s.static_grams_per_kwh, std::move(s.api.zone));
        }},
       {"file", "a CSV or JSON schedule in --grid-file, re-read when it changes", "", false, false,
        true, "", 10,
        [](GridProviderSettings s) {
-         return std::make_unique<FileGridProvider>(std::move(s.file), std::move(s.zone));
+         return std::make_unique<FileGridProvider>(std::move(s.file), std::move(s.api.zone));
        }},
       {"electricitymaps", "Electricity Maps v3, average (location-based) intensity", "DE", true,
        false, false, "https://api.electricitymaps.com", 900,
        [](GridProviderSettings s) {
-         ElectricityMapsOptions e;
-         e.base_url = std::move(s.url);
-         e.zone = std::move(s.zone);
-         e.token = std::move(s.secret);
-         e.http = s.http;
-         return std::make_unique<ElectricityMapsProvider>(std::move(e));
+         return std::make_unique<ElectricityMapsProvider>(std::move(s.api));
        }},
       {"watttime", "WattTime v3, marginal emissions (MOER)", "CAISO_NORTH", true, true, false,
        "https://api.watttime.org", 900,
-       [](GridProviderSettings s) {
-         WattTimeOptions w;
-         w.base_url = std::move(s.url);
-         w.region = std::move(s.zone);
-         w.username = std::move(s.username);
-         w.password = std::move(s.secret);
-         w.http = s.http;
-         return std::make_unique<WattTimeProvider>(std::move(w));
-       }},
+       [](GridProviderSettings s) { return std::make_unique<WattTimeProvider>(std::move(s.api)); }},
       {"host", "inside a VM: the host's intensity, from its energy.json (--host-energy-path)", "",
        false, false, true, "", 10,
        [](GridProviderSettings s) {
-         return std::make_unique<HostGridProvider>(std::move(s.file), std::move(s.zone));
+         return std::make_unique<HostGridProvider>(std::move(s.file), std::move(s.api.zone));
        }},
       {"carbonintensity-uk", "the GB Carbon Intensity API (National Grid ESO)", "", false, false,
        false, "https://api.carbonintensity.org.uk", 900,
        [](GridProviderSettings s) {
-         CarbonIntensityUkOptions u;
-         u.base_url = std::move(s.url);
-         u.http = s.http;
-         return std::make_unique<CarbonIntensityUkProvider>(u);
+         return std::make_unique<CarbonIntensityUkProvider>(std::move(s.api));
        }},
   };
   return table;
@@ -161,20 +145,20 @@ std::unique_ptr<Carbon> make_carbon(HostPaths paths, CarbonOptions o) {
   const GridProviderEntry& entry = *find_grid_provider(o.grid_provider);
   GridProviderSettings settings;
   settings.static_grams_per_kwh = o.grid_intensity;
-  settings.zone = o.zone;
-  settings.url = o.grid_url.empty() ? std::string(entry.default_url) : o.grid_url;
   settings.file = o.grid_file;
-  settings.username = o.watttime_username;
-  settings.http.connect_timeout_s = o.connect_timeout_seconds;
-  settings.http.total_timeout_s = o.timeout_seconds;
-  settings.http.ca_file = o.ca_file;
+  settings.api.zone = o.zone;
+  settings.api.base_url = o.grid_url.empty() ? std::string(entry.default_url) : o.grid_url;
+  settings.api.username = o.watttime_username;
+  settings.api.http.connect_timeout_s = o.connect_timeout_seconds;
+  settings.api.http.total_timeout_s = o.timeout_seconds;
+  settings.api.http.ca_file = o.ca_file;
   std::unique_ptr<GridProvider> provider;
   if (entry.needs_secret) {
     auto secret = load_secret(o.token_file, o.token_env);
     if (!secret) {
       provider = std::make_unique<MissingSecretProvider>(o.grid_provider, secret.error());
     } else {
-      settings.secret = std::move(*secret);
+      settings.api.secret = std::move(*secret);
     }
   }
   if (!provider) provider = entry.make(std::move(settings));

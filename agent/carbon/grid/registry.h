@@ -16,12 +16,10 @@ namespace wattprobe {
 /// What a provider is made from: the configured values, with the key already read.
 struct GridProviderSettings {
   double static_grams_per_kwh = 475;
-  std::string zone;
-  std::string url;  // the configured base URL, else the entry's default
   std::string file;
-  std::string username;
-  std::string secret;  // API key or password; never logged, exported or shown
-  HttpOptions http;
+  /// The zone (a label for static, file and host), and what the API providers ask with: the
+  /// configured base URL, else the entry's default.
+  GridApiOptions api;
 };
 
 /// One line of the grid provider table: a provider's name, what it needs, and how to make it.

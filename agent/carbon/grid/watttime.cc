@@ -9,6 +9,8 @@ using nlohmann::json;
 
 // The token is a JWT valid for 30 minutes; renewing a little early avoids a 401 mid-refresh.
 constexpr int64_t kTokenLifeMs = 25 * 60 * 1000;
+// A day ahead, as the other providers' forecasts; the API allows up to 72 hours.
+constexpr int kForecastHours = 24;
 
 }  // namespace
 
@@ -81,14 +83,14 @@ GridFetch parse_watttime_forecast(std::string_view body, const std::string& url)
   return f;
 }
 
-WattTimeProvider::WattTimeProvider(WattTimeOptions options)
+WattTimeProvider::WattTimeProvider(GridApiOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
 GridFetch WattTimeProvider::login(int64_t now_ms) {
   HttpGetRequest req;
   req.url = options_.base_url + "/login";
   req.basic_user = options_.username;
-  req.basic_password = options_.password;
+  req.basic_password = options_.secret;
   HttpGetResult resp = http_.get(req);
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   auto token = parse_watttime_login(resp.body, req.url);
@@ -105,8 +107,8 @@ GridFetch WattTimeProvider::fetch(int64_t now_ms) {
       if (!l.reason.empty()) return l;
     }
     HttpGetRequest req;
-    req.url = options_.base_url + "/v3/forecast?region=" + options_.region +
-              "&signal_type=co2_moer&horizon_hours=" + std::to_string(options_.horizon_hours);
+    req.url = options_.base_url + "/v3/forecast?region=" + options_.zone +
+              "&signal_type=co2_moer&horizon_hours=" + std::to_string(kForecastHours);
     req.secret_headers.push_back("Authorization: Bearer " + token_);
     HttpGetResult resp = http_.get(req);
     if (resp.ok() && (resp.status == 401 || resp.status == 403) && attempt == 0) {
@@ -115,7 +117,7 @@ GridFetch WattTimeProvider::fetch(int64_t now_ms) {
     }
     if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
     GridFetch f = parse_watttime_forecast(resp.body, req.url);
-    if (f.reading && f.reading->zone.empty()) f.reading->zone = options_.region;
+    if (f.reading && f.reading->zone.empty()) f.reading->zone = options_.zone;
     return f;
   }
   return GridFetch::failure("unauthorized",
