@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "agent/pipeline.h"
+#include "agent/base/sink.h"
 #include "exporters/prometheus_pull.h"
 
 namespace wattprobe {

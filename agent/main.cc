@@ -13,12 +13,11 @@
 
 #include "agent/base/log.h"
 #include "agent/carbon/carbon_aware_api.h"
+#include "agent/cli/commands.h"
 #include "agent/cli/doctor.h"
 #include "agent/cli/parse_options.h"
 #include "agent/cli/report.h"
 #include "agent/cli/scorecard.h"
-#include "agent/cli/top.h"
-#include "agent/cli/validate.h"
 #include "agent/cli/when.h"
 #include "agent/liveness.h"
 #include "agent/pipeline.h"
@@ -219,41 +218,8 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   args.erase(args.begin());
-  if (command == "top") {
-    if (std::find(args.begin(), args.end(), "--help") != args.end() ||
-        std::find(args.begin(), args.end(), "-h") != args.end()) {
-      std::fputs(top_options_help().c_str(), stdout);
-      return 0;
-    }
-    TopOptions top;
-    try {
-      top = parse_top_options(args);
-    } catch (const UsageError& e) {
-      std::fprintf(stderr, "wattprobe top: %s\n", e.what());
-      return 2;
-    }
-    try {
-      return run_top(top);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "wattprobe top: %s\n", e.what());
-      return 1;
-    }
-  }
-  if (command == "validate") {
-    if (std::find(args.begin(), args.end(), "--help") != args.end() ||
-        std::find(args.begin(), args.end(), "-h") != args.end()) {
-      std::fputs(validate_help().c_str(), stdout);
-      return 0;
-    }
-    ValidateOptions v;
-    try {
-      v = parse_validate_options(args);
-    } catch (const UsageError& e) {
-      std::fprintf(stderr, "wattprobe validate: %s\n", e.what());
-      return 2;
-    }
-    return run_validate(v, kVersion);
-  }
+  if (command == "top") return top_command(args);
+  if (command == "validate") return validate_command(args, kVersion);
   // report reads files only and has its own options (a period, not an agent's configuration).
   if (command == "report") return run_report(args, std::cout, std::cerr);
   if (command == "when") return when_command(args);

@@ -9,6 +9,7 @@
 #include <cctype>
 #include <map>
 
+#include "agent/base/log.h"
 #include "agent/base/secret_file.h"
 #include "agent/base/text_file.h"
 #include "exporters/otlp.pb.h"
@@ -484,6 +485,59 @@ void OtlpExporter::on_snapshot(const SnapshotPtr& snapshot) {
   starts_->observe(*snapshot, last_tick_ms_);
   enqueue(*snapshot, *starts_);
   last_tick_ms_ = snapshot->timestamp_ms;
+}
+
+OptionTable<OtlpOptions> otlp_option_table() {
+  using O = OtlpOptions;
+  using std::chrono::milliseconds;
+  using std::chrono::minutes;
+  OptionSpec<O> endpoint{
+      "otlp-endpoint",
+      "push every tick's series over OTLP/HTTP to <URL>/v1/metrics (e.g. http://collector:4318)",
+      [](O& o, const std::vector<OptionValue>& v) {
+        o.endpoint = v.back().value;
+        if (v.back().origin == "command line" && url_has_credentials(o.endpoint)) {
+          log_line(
+              "warning: --otlp-endpoint carries credentials on the command line, where every "
+              "local user can read them; use --otlp-header-file");
+        }
+      },
+      [](const O& o) { return o.endpoint; }};
+  OptionSpec<O> header{"otlp-header", "NAME=VALUE extra HTTP header for OTLP (repeatable)",
+                       [](O& o, const std::vector<OptionValue>& values) {
+                         for (const OptionValue& v : values) {
+                           o.headers.push_back(name_value(v));
+                           const std::string& name = o.headers.back().first;
+                           if (v.origin == "command line" && is_credential_header(name)) {
+                             log_line("warning: --otlp-header " + name +
+                                      " looks like a credential and is on the command line, "
+                                      "where every local user can read it; use "
+                                      "--otlp-header-file " +
+                                      name + "=FILE");
+                           }
+                         }
+                       },
+                       [](const O&) { return std::string(); }, true};
+  return {
+      std::move(endpoint),
+      std::move(header),
+      name_values_option("otlp-header-file", &O::header_files,
+                         "NAME=FILE header whose value (a secret) is read from FILE before each "
+                         "request (repeatable)"),
+      choice_option("otlp-compression", &O::gzip, {{"gzip", true}, {"none", false}},
+                    "request body compression"),
+      file_option("otlp-ca-file", &O::ca_file, "extra CA bundle (PEM) to verify an https endpoint")
+          .note(": the system store"),
+      duration_option("otlp-timeout", &O::request_timeout, milliseconds(10), minutes(5),
+                      "give up on a request after this long"),
+      duration_option("otlp-backoff-min", &O::backoff_min, milliseconds(10), minutes(5),
+                      "first retry delay after a failure, doubling per failure"),
+      duration_option("otlp-backoff-max", &O::backoff_max, milliseconds(10), std::chrono::hours(1),
+                      "longest retry delay"),
+      name_values_option("otlp-resource-attribute", &O::resource_attributes,
+                         "NAME=VALUE added to the OTLP resource (repeatable; replaces a default "
+                         "of that name)"),
+  };
 }
 
 }  // namespace wattprobe

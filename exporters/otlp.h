@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/base/held_file.h"
+#include "agent/base/option_table.h"
 #include "agent/base/result.h"
 #include "agent/base/series_starts.h"
 #include "agent/base/sink.h"
@@ -65,6 +66,10 @@ void hold_secret_files(OtlpOptions& o);
 /// Names the first wrong field and its value ("otlp-endpoint \"ftp://x\": ..."); never repeats a
 /// header value.
 Result<bool> validate(const OtlpOptions& options);
+
+/// --otlp-*. The state folder and what needs the endpoint are set and checked where the options
+/// are read.
+OptionTable<OtlpOptions> otlp_option_table();
 
 /// The resource attributes of every request, in order: host.name, host.id (when known),
 /// service.name, service.version, then the configured ones (a configured name replaces a

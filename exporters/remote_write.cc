@@ -328,4 +328,84 @@ Result<PushProtocol::Request> RemoteWrite::request() {
   return r;
 }
 
+OptionTable<RemoteWriteOptions> remote_write_option_table() {
+  using R = RemoteWriteOptions;
+  using std::chrono::milliseconds;
+  using std::chrono::minutes;
+  using std::chrono::seconds;
+  OptionSpec<R> url{"remote-write-url",
+                    "push every tick's series to this Prometheus remote-write endpoint",
+                    [](R& r, const std::vector<OptionValue>& v) {
+                      r.url = v.back().value;
+                      // Any local user reads a process's arguments in /proc/PID/cmdline.
+                      if (v.back().origin == "command line" && url_has_credentials(r.url)) {
+                        log_line(
+                            "warning: --remote-write-url carries credentials on the command "
+                            "line, where every local user can read them; use "
+                            "--remote-write-username with --remote-write-password-file, or "
+                            "--remote-write-bearer-token-file");
+                      }
+                    },
+                    [](const R& r) { return r.url; }};
+  OptionSpec<R> header{
+      "remote-write-header", "NAME=VALUE extra HTTP header (repeatable)",
+      [](R& r, const std::vector<OptionValue>& values) {
+        for (const OptionValue& v : values) {
+          r.headers.push_back(name_value(v));
+          const std::string& name = r.headers.back().first;
+          if (v.origin == "command line" && is_credential_header(name)) {
+            log_line("warning: --remote-write-header " + name +
+                     " looks like a credential and is on the command line, where every local "
+                     "user can read it; use --remote-write-header-file " +
+                     name + "=FILE, or put it in the config file (readable by the agent only)");
+          }
+        }
+      },
+      [](const R&) { return std::string(); }, true};
+  OptionSpec<R> header_file{
+      "remote-write-header-file",
+      "NAME=FILE extra HTTP header whose secret value is read from FILE (repeatable)",
+      [](R& r, const std::vector<OptionValue>& values) {
+        for (const OptionValue& v : values) {
+          auto [name, file] = name_value(v, "NAME=FILE");
+          if (file.empty()) refuse_value(v, "expected NAME=FILE");
+          r.header_files.emplace_back(name,
+                                      secret_path_value(OptionValue{v.option, file, v.origin}));
+        }
+      },
+      [](const R&) { return std::string(); }, true};
+  return {
+      std::move(url),
+      secret_file_option("remote-write-bearer-token-file", &R::bearer_token_file,
+                         "file holding a bearer token for remote-write"),
+      text_option("remote-write-username", &R::basic_auth_user, "basic-auth user for remote-write"),
+      secret_file_option("remote-write-password-file", &R::password_file,
+                         "file holding the basic-auth password"),
+      std::move(header),
+      std::move(header_file),
+      whole_option("remote-write-queue-bytes", &R::queue_max_bytes, 1 << 16, uint64_t{1} << 40,
+                   "bound of the on-disk queue"),
+      name_values_option("remote-write-label", &R::labels,
+                         "NAME=VALUE added to every pushed series (repeatable)")
+          .note(": instance=<hostname>, instance= for none"),
+      file_option("remote-write-ca-file", &R::ca_file,
+                  "extra CA bundle (PEM) to verify an https endpoint")
+          .note(": the system store"),
+      duration_option("remote-write-batch-interval", &R::batch_interval, milliseconds(10),
+                      seconds(60), "send what is queued this often"),
+      whole_option("remote-write-max-samples-per-request", &R::max_samples_per_request, 1, 1000000,
+                   "samples per request"),
+      duration_option("remote-write-timeout", &R::request_timeout, milliseconds(10), minutes(5),
+                      "give up on a request after this long"),
+      duration_option("remote-write-connect-timeout", &R::connect_timeout, milliseconds(10),
+                      minutes(5), "give up connecting after this long"),
+      duration_option("remote-write-backoff-min", &R::backoff_min, milliseconds(10), minutes(5),
+                      "first retry delay after a failure, doubling per failure"),
+      duration_option("remote-write-backoff-max", &R::backoff_max, milliseconds(10),
+                      std::chrono::hours(1), "longest retry delay"),
+      duration_option("remote-write-flush-timeout", &R::stop_flush_timeout, milliseconds(0),
+                      seconds(60), "at stop, keep sending this long; the rest waits on disk"),
+  };
+}
+
 }  // namespace wattprobe

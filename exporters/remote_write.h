@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agent/base/held_file.h"
+#include "agent/base/option_table.h"
 #include "agent/base/result.h"
 #include "agent/base/sink.h"
 #include "agent/base/snapshot.h"
@@ -74,6 +75,10 @@ void hold_secret_files(RemoteWriteOptions& o);
 /// Names the first wrong field and its value ("remote-write url \"ftp://x\": ..."); nullopt when
 /// the options can be used. Never repeats a header value or a credential.
 Result<bool> validate(const RemoteWriteOptions& options);
+
+/// --remote-write-*. The default instance label, the state folder and what needs the URL are
+/// set and checked where the options are read.
+OptionTable<RemoteWriteOptions> remote_write_option_table();
 
 /// Prometheus remote-write 1.0 push: this class encodes each tick's snapshot as one queue
 /// record (a snappy-compressed protobuf WriteRequest) and merges queued records into requests;

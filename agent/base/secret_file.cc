@@ -56,20 +56,6 @@ Result<std::string> read_secret_file(const std::string& path, const HeldFile& he
   return secret_from_text(*text, path);
 }
 
-Result<std::string> expand_credentials_directory(const std::string& value) {
-  for (std::string_view prefix : {"$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"}) {
-    if (!value.starts_with(prefix)) continue;
-    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
-    if (dir == nullptr || *dir == '\0') {
-      return Error{ErrorKind::malformed, value,
-                   "$CREDENTIALS_DIRECTORY is not set: systemd sets it only for a unit with "
-                   "LoadCredential=; outside systemd, give the file's own path"};
-    }
-    return std::string(dir) + "/" + value.substr(prefix.size());
-  }
-  return value;
-}
-
 Result<bool> check_secret_file(const std::string& path) {
   auto text = read_text(path, kMaxSecretBytes);
   if (!text) return true;

@@ -29,12 +29,6 @@ Result<std::string> secret_from_text(std::string_view text, const std::string& w
 /// agent's user, or give it through systemd's LoadCredential=).
 Result<std::string> read_secret_file(const std::string& path, const HeldFile& held);
 
-/// A secret file option's value with a leading `$CREDENTIALS_DIRECTORY/` (or
-/// `${CREDENTIALS_DIRECTORY}/`) replaced by that variable, which systemd sets for a unit with
-/// LoadCredential= to the folder holding its credentials; so one config line works whatever the
-/// unit is called. Any other value is returned as it is. Malformed when the variable is unset.
-Result<std::string> expand_credentials_directory(const std::string& value);
-
 /// For start-up: an error only when `path` can be read and holds a secret that would be refused
 /// for its characters. A missing or unreadable file is left to the reader that needs it, which
 /// reports it while the agent runs (a token can be mounted after start).

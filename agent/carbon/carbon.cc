@@ -28,6 +28,49 @@ std::chrono::milliseconds ms(double seconds) {
 
 }  // namespace
 
+OptionTable<CarbonOptions> carbon_option_table() {
+  using C = CarbonOptions;
+  OptionSpec<C> best_window{
+      "best-window",
+      "window sizes (whole minutes, comma-separated: 1h,4h) for the best-window gauges",
+      [](C& c, const std::vector<OptionValue>& v) {
+        std::string_view rest = v.back().value;
+        while (true) {
+          const std::size_t comma = rest.find(',');
+          const OptionValue item{v.back().option, std::string(rest.substr(0, comma)),
+                                 v.back().origin};
+          auto d = duration_value(item, std::chrono::minutes(1), std::chrono::hours(168));
+          if (d.count() % 60000 != 0) refuse_value(item, "expected whole minutes");
+          c.best_windows.push_back({item.value, d.count()});
+          if (comma == std::string_view::npos) break;
+          rest.remove_prefix(comma + 1);
+        }
+      },
+      [](const C&) { return std::string(); }};
+  best_window.default_note = ": none";
+  OptionSpec<C> budget{"carbon-budget",
+                       "WORKLOAD=GRAMS/day|30d or kind:KIND=GRAMS/day|30d (repeatable)",
+                       [](C& c, const std::vector<OptionValue>& values) {
+                         for (const OptionValue& v : values) {
+                           auto b = parse_budget(v.value);
+                           if (!b.ok()) refuse_value(v, b.error().detail);
+                           c.budgets.push_back(*b);
+                         }
+                       },
+                       [](const C&) { return std::string(); }};
+  budget.repeatable = true;
+  return {
+      number_option("pue", &C::pue, 1.0, 3.0, "power usage effectiveness of the facility"),
+      std::move(best_window),
+      number_option("embodied-kg", &C::embodied_kg, 0, 1e6,
+                    "embodied kgCO2e of this device, replacing the inventory estimate"),
+      text_option("install-date", &C::install_date, "YYYY-MM-DD the device entered service"),
+      number_option("lifetime-years", &C::lifetime_years, 0.1, 50,
+                    "expected service life for amortization"),
+      std::move(budget),
+  };
+}
+
 Result<CarbonBudget> parse_budget(std::string_view text) {
   Error bad{ErrorKind::malformed, "budget",
             quote_for_error(text) +

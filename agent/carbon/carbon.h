@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "agent/base/host_paths.h"
+#include "agent/base/option_table.h"
 #include "agent/base/result.h"
 #include "agent/base/snapshot.h"
 #include "agent/base/workload_id.h"
@@ -98,6 +99,10 @@ struct CarbonOptions {
 /// A message naming the field and its value, or nullopt when the options are usable. What each
 /// grid provider needs is checked by validate_grid (agent/carbon/grid/registry.h).
 Result<bool> validate(const CarbonOptions& options);
+
+/// --pue, --best-window, the embodied carbon and --carbon-budget; the grid's options are the
+/// provider table's (grid_option_table).
+OptionTable<CarbonOptions> carbon_option_table();
 
 /// What the grid provider table says of the provider a Carbon is given.
 struct GridCadence {

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/base/option_table.h"
 #include "agent/base/usage_error.h"
 #include "agent/options.h"
 
@@ -19,6 +20,10 @@ Options parse_run_options(const std::vector<std::string>& args);
 boost::program_options::variables_map parse_own_options(
     const std::vector<std::string>& args, const boost::program_options::options_description& own,
     std::vector<std::string>* rest);
+
+/// Every option of `run`, declared once: parsing, --help and the check of
+/// packaging/wattprobe.conf read it.
+const OptionTable<Options>& run_option_table();
 
 /// The --help text of `run`.
 std::string run_options_help();

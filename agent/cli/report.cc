@@ -16,6 +16,7 @@
 
 #include "agent/base/duration.h"
 #include "agent/base/flag_args.h"
+#include "agent/base/option_table.h"
 #include "agent/base/text_file.h"
 #include "agent/base/usage_error.h"
 #include "agent/base/utc_time.h"
@@ -37,17 +38,14 @@ constexpr uint64_t kMaxNamedLines = 50;
                    ": " + std::string(why));
 }
 
-std::string_view by_name(ReportOptions::GroupBy by) {
-  switch (by) {
-    case ReportOptions::GroupBy::kind:
-      return "kind";
-    case ReportOptions::GroupBy::namespace_:
-      return "namespace";
-    case ReportOptions::GroupBy::workload:
-      break;
-  }
-  return "workload";
+const std::vector<Choice<ReportOptions::GroupBy>>& group_by_words() {
+  using G = ReportOptions::GroupBy;
+  static const std::vector<Choice<G>> words{
+      {"workload", G::workload}, {"kind", G::kind}, {"namespace", G::namespace_}};
+  return words;
 }
+
+std::string_view by_name(ReportOptions::GroupBy by) { return word_of(group_by_words(), by); }
 
 /// Shortest text that reads back as the same double.
 std::string exact(double v) {
@@ -585,29 +583,19 @@ ReportOptions parse_report_options(const std::vector<std::string>& all_args, int
         "the period is empty: --since must be before --until (" + format_utc_instant(o.until_ms) +
             ")");
   }
+  using R = ReportOptions;
+  const auto& group_by = group_by_words();
+  static const std::vector<Choice<R::Format>> formats{
+      {"table", R::Format::table}, {"csv", R::Format::csv}, {"json", R::Format::json}};
   if (given.count("by")) {
-    const std::string& b = given["by"];
-    if (b == "workload") {
-      o.by = ReportOptions::GroupBy::workload;
-    } else if (b == "kind") {
-      o.by = ReportOptions::GroupBy::kind;
-    } else if (b == "namespace") {
-      o.by = ReportOptions::GroupBy::namespace_;
-    } else {
-      bad("by", b, "expected workload, kind or namespace");
-    }
+    auto by = value_of(group_by, given["by"]);
+    if (!by) bad("by", given["by"], "expected " + words_of(group_by));
+    o.by = *by;
   }
   if (given.count("format")) {
-    const std::string& f = given["format"];
-    if (f == "table") {
-      o.format = ReportOptions::Format::table;
-    } else if (f == "csv") {
-      o.format = ReportOptions::Format::csv;
-    } else if (f == "json") {
-      o.format = ReportOptions::Format::json;
-    } else {
-      bad("format", f, "expected table, csv or json");
-    }
+    auto format = value_of(formats, given["format"]);
+    if (!format) bad("format", given["format"], "expected " + words_of(formats));
+    o.format = *format;
   }
   if (given.count("state-dir")) {
     if (given["state-dir"].empty()) bad("state-dir", "", "expected a folder");

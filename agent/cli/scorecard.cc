@@ -11,6 +11,7 @@
 
 #include "agent/base/duration.h"
 #include "agent/base/flag_args.h"
+#include "agent/base/option_table.h"
 #include "agent/base/secret_file.h"
 #include "agent/base/utc_time.h"
 #include "agent/cli/scorecard_render.h"
@@ -254,17 +255,14 @@ ScorecardOptions parse_scorecard_options(const std::vector<std::string>& args, i
     o.host_label = given["host-label"];
     if (!is_label_name(o.host_label)) bad("host-label", o.host_label, "not a label name");
   }
+  static const std::vector<Choice<ScorecardOptions::Format>> formats{
+      {"md", ScorecardOptions::Format::md},
+      {"html", ScorecardOptions::Format::html},
+      {"json", ScorecardOptions::Format::json}};
   if (given.count("format")) {
-    const std::string& f = given["format"];
-    if (f == "md") {
-      o.format = ScorecardOptions::Format::md;
-    } else if (f == "html") {
-      o.format = ScorecardOptions::Format::html;
-    } else if (f == "json") {
-      o.format = ScorecardOptions::Format::json;
-    } else {
-      bad("format", f, "expected md, html or json");
-    }
+    auto format = value_of(formats, given["format"]);
+    if (!format) bad("format", given["format"], "expected " + words_of(formats));
+    o.format = *format;
   }
   if (given.count("out")) o.out_dir = given["out"];
   if (given.count("top")) {

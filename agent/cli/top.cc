@@ -21,6 +21,7 @@
 #include "agent/base/exposition_text.h"
 #include "agent/base/http_client.h"
 #include "agent/base/utc_time.h"
+#include "agent/cli/commands.h"
 #include "agent/pipeline.h"
 #include "collectors/cpu/cpu_topology.h"
 
@@ -495,6 +496,27 @@ int run_top(const TopOptions& options) {
   terminal.leave();
   ::signal(SIGTSTP, SIG_DFL);
   return exit_code;
+}
+
+int top_command(const std::vector<std::string>& args) {
+  if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+      std::find(args.begin(), args.end(), "-h") != args.end()) {
+    std::fputs(top_options_help().c_str(), stdout);
+    return 0;
+  }
+  TopOptions top;
+  try {
+    top = parse_top_options(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "wattprobe top: %s\n", e.what());
+    return 2;
+  }
+  try {
+    return run_top(top);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wattprobe top: %s\n", e.what());
+    return 1;
+  }
 }
 
 }  // namespace wattprobe

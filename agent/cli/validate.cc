@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/cli/commands.h"
 #include "agent/cli/parse_options.h"
 #include "agent/cli/validate_burners.h"
 #include "agent/cli/validate_checks.h"
@@ -775,6 +776,22 @@ int run_validate(const ValidateOptions& vo, const std::string& version) {
     say(e.what());
     return 1;
   }
+}
+
+int validate_command(const std::vector<std::string>& args, const std::string& version) {
+  if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+      std::find(args.begin(), args.end(), "-h") != args.end()) {
+    std::fputs(validate_help().c_str(), stdout);
+    return 0;
+  }
+  ValidateOptions v;
+  try {
+    v = parse_validate_options(args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "wattprobe validate: %s\n", e.what());
+    return 2;
+  }
+  return run_validate(v, version);
 }
 
 }  // namespace wattprobe

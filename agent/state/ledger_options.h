@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <filesystem>
 
+#include "agent/base/option_table.h"
+
 namespace wattprobe {
 
 struct LedgerOptions {
@@ -23,5 +25,8 @@ struct LedgerOptions {
   /// workloads at the 1-minute period (a line is about 290 bytes), or two weeks of 200.
   uint64_t max_bytes = uint64_t{1} << 30;
 };
+
+/// --ledger-retention, --ledger-max-bytes, --ledger-period; the state folder is --state-dir's.
+OptionTable<LedgerOptions> ledger_option_table();
 
 }  // namespace wattprobe

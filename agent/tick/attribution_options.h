@@ -5,6 +5,8 @@
 #include <map>
 #include <string>
 
+#include "agent/base/option_table.h"
+
 namespace wattprobe {
 
 /// Where idle energy goes (README "Idle power"). `separate` keeps it in its own series, as
@@ -27,5 +29,11 @@ struct AttributionOptions {
   /// state at all.
   std::size_t process_metrics_top = 0;
 };
+
+/// --idle-attribution's words.
+const std::vector<Choice<IdlePolicy>>& idle_policies();
+
+/// --idle-attribution, --idle-watts, --split-by, --workload-expiry.
+OptionTable<AttributionOptions> attribution_option_table();
 
 }  // namespace wattprobe

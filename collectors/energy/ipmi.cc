@@ -302,4 +302,30 @@ std::unique_ptr<EnergySource> make_ipmi_source(const HostPaths& paths, const Ipm
                                           : make_freeipmi_dcmi_lan_reader(options));
 }
 
+OptionTable<IpmiOptions> ipmi_option_table() {
+  using I = IpmiOptions;
+  return {
+      {"ipmi-host", "ipmi: read the BMC over the LAN (IPMI 2.0, HOST[:PORT]) instead of /dev/ipmi0",
+       [](I& i, const std::vector<OptionValue>& v) {
+         const std::string& host = v.back().value;
+         if (host.empty() || host.find_first_of("/@ ") != std::string::npos)
+           refuse_value(v.back(), "expected HOST or HOST:PORT");
+         i.host = host;
+       },
+       [](const I& i) { return i.host; }},
+      secret_file_option("ipmi-user-file", &I::user_file,
+                         "ipmi: file holding the BMC user (also $CREDENTIALS_DIRECTORY/NAME)"),
+      secret_file_option("ipmi-password-file", &I::password_file,
+                         "ipmi: file holding the BMC password (also $CREDENTIALS_DIRECTORY/NAME)"),
+      {"ipmi-workarounds",
+       "ipmi: FreeIPMI's IPMI 2.0 workarounds for a BMC that needs them, e.g. opensesspriv",
+       [](I& i, const std::vector<OptionValue>& v) {
+         auto flags = parse_ipmi_workarounds(v.back().value);
+         if (!flags) refuse_value(v.back(), flags.error().detail);
+         i.workaround_flags = *flags;
+       },
+       [](const I&) { return std::string(); }},
+  };
+}
+
 }  // namespace wattprobe

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/base/host_paths.h"
+#include "agent/base/option_table.h"
 #include "agent/base/result.h"
 #include "collectors/energy_source.h"
 
@@ -27,6 +28,10 @@ struct IpmiOptions {
   std::string user_file, password_file;
   unsigned workaround_flags = 0;  // --ipmi-workarounds: FreeIPMI's IPMI 2.0 workarounds
 };
+
+/// --ipmi-host, --ipmi-user-file, --ipmi-password-file, --ipmi-workarounds; whether they go
+/// together is checked where the options are read as a whole.
+OptionTable<IpmiOptions> ipmi_option_table();
 
 /// --ipmi-workarounds: FreeIPMI's names (as its tools' -W takes them: authcap, intel20,
 /// supermicro20, sun20, opensesspriv, integritycheckvalue, nochecksumcheck), comma-separated;

@@ -54,6 +54,21 @@ std::string format_watts(double w) {
 
 }  // namespace
 
+OptionTable<ModelOptions> model_option_table() {
+  using M = ModelOptions;
+  return {
+      number_option("source.model.min_watts_per_vcpu", &M::min_watts_per_vcpu, 0, 1000,
+                    "model: W per vCPU at 0 %"),
+      number_option("source.model.max_watts_per_vcpu", &M::max_watts_per_vcpu, 0, 1000,
+                    "model: W per vCPU at 100 %"),
+      number_option("source.model.board_idle_watts", &M::board_idle_watts, 0, 10000,
+                    "model: a sensorless board's W at 0 % CPU (with board_max_watts: a board "
+                    "estimate)"),
+      number_option("source.model.board_max_watts", &M::board_max_watts, 0, 10000,
+                    "model: a sensorless board's W at 100 % CPU"),
+  };
+}
+
 ModelSource::ModelSource(HostPaths paths, ModelOptions options)
     : paths_(std::move(paths)), options_(options) {}
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "agent/base/host_paths.h"
+#include "agent/base/option_table.h"
 #include "collectors/cpu/proc_stat.h"
 #include "collectors/energy_source.h"
 
@@ -25,6 +26,9 @@ struct ModelOptions {
   std::optional<double> board_idle_watts = std::nullopt;
   std::optional<double> board_max_watts = std::nullopt;
 };
+
+/// [source.model]; that the board's two figures come together is checked where they are read.
+OptionTable<ModelOptions> model_option_table();
 
 /// The error text for a bad option (`[source.model]` keys), or nullopt when the options are
 /// usable: both finite, min ≥ 0, max ≥ min.

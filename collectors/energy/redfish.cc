@@ -108,6 +108,42 @@ Result<double> number_at(const json& v, const std::string& path, const std::stri
 
 }  // namespace
 
+OptionTable<RedfishOptions> redfish_option_table() {
+  using R = RedfishOptions;
+  using std::chrono::seconds;
+  return {
+      {"redfish-url", "redfish: the BMC's URL, https://HOST[:PORT] (http:// is warned of)",
+       [](R& r, const std::vector<OptionValue>& v) {
+         if (v.back().value.empty()) refuse_value(v.back(), "expected https://HOST[:PORT]");
+         if (url_has_credentials(v.back().value))
+           // Not refuse_value(): it repeats the value, and this one holds a password.
+           throw UsageError("invalid --redfish-url (" + v.back().origin +
+                            "): credentials in the URL; give them with --redfish-user-file and "
+                            "--redfish-password-file");
+         r.url = v.back().value;
+       },
+       [](const R& r) { return r.url; }},
+      secret_file_option("redfish-user-file", &R::user_file,
+                         "redfish: file holding the BMC user (also $CREDENTIALS_DIRECTORY/NAME)"),
+      secret_file_option(
+          "redfish-password-file", &R::password_file,
+          "redfish: file holding the BMC password (also $CREDENTIALS_DIRECTORY/NAME)"),
+      text_option("redfish-ca-file", &R::ca_file,
+                  "redfish: CA bundle (PEM) that signed the BMC's certificate",
+                  "expected a PEM file")
+          .note(": the system store"),
+      flag_option("redfish-insecure-skip-verify", &R::insecure_skip_verify,
+                  "redfish: do not check the BMC's certificate (warned at every start)"),
+      text_option("redfish-chassis", &R::chassis, "redfish: the chassis Id to read",
+                  "expected a chassis Id")
+          .note(": the one chassis with power data"),
+      duration_option("redfish-interval", &R::interval, seconds(1), std::chrono::minutes(10),
+                      "redfish: how often the BMC is read"),
+      duration_option("redfish-timeout", &R::timeout, seconds(1), seconds(60),
+                      "redfish: how long one answer may take"),
+  };
+}
+
 std::optional<int64_t> parse_redfish_time(std::string_view t) {
   if (t.size() < 20 || t[10] != 'T') return std::nullopt;
   auto day = parse_utc_date(t.substr(0, 10));

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/base/option_table.h"
 #include "agent/base/result.h"
 #include "collectors/energy/platform_energy_track.h"
 #include "collectors/energy/redfish_client.h"
@@ -31,6 +32,9 @@ struct RedfishOptions {
   std::chrono::milliseconds interval{std::chrono::seconds(10)};
   std::chrono::milliseconds timeout{std::chrono::seconds(5)};
 };
+
+/// --redfish-*; that the files come with the URL is checked where the options are read.
+OptionTable<RedfishOptions> redfish_option_table();
 
 /// How a chassis gives its power, best first (issue 26): an energy counter, the supplies' AC
 /// input, the chassis' power, the deprecated PowerControl.

@@ -8,23 +8,17 @@
 
 namespace wattprobe {
 
-struct CarbonIntensityUkOptions {
-  std::string base_url = "https://api.carbonintensity.org.uk";
-  bool forecast = true;
-  bool generation = true;  // /generation's mix, for the carbon-free share (24/7 CFE)
-  HttpOptions http;
-};
-
 /// National Grid ESO's GB carbon intensity API (no key): GET /intensity for the current
-/// half-hour (actual when known, else its forecast) and /intensity/{from}/fw24h for the next day.
+/// half-hour (actual when known, else its forecast), /intensity/{from}/fw24h for the next day and
+/// /generation's mix for the carbon-free share (24/7 CFE).
 class CarbonIntensityUkProvider : public GridProvider {
  public:
-  explicit CarbonIntensityUkProvider(CarbonIntensityUkOptions options);
+  explicit CarbonIntensityUkProvider(GridApiOptions options);
   std::string_view name() const override { return "carbonintensity-uk"; }
   GridFetch fetch(int64_t now_ms) override;
 
  private:
-  CarbonIntensityUkOptions options_;
+  GridApiOptions options_;
   HttpClient http_;
 };
 

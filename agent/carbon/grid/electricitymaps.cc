@@ -7,11 +7,6 @@ namespace {
 
 using nlohmann::json;
 
-GridFetch malformed(const std::string& url, std::string detail) {
-  return GridFetch::failure("malformed",
-                            Error{ErrorKind::malformed, redact_url(url), std::move(detail)});
-}
-
 std::optional<std::string> read_point(const json& j, IntensityPoint& p) {
   if (!j.is_object()) return "a forecast entry is not an object";
   auto ci = j.find("carbonIntensity");
@@ -33,20 +28,19 @@ std::optional<std::string> read_point(const json& j, IntensityPoint& p) {
 
 GridFetch parse_electricitymaps_latest(std::string_view body, const std::string& url) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return malformed(url, "answer is not JSON");
-  if (!j.is_object()) return malformed(url, "answer is not a JSON object");
+  if (j.is_discarded()) return GridFetch::malformed(url, "answer is not JSON");
+  if (!j.is_object()) return GridFetch::malformed(url, "answer is not a JSON object");
   IntensityPoint p;
-  if (auto why = read_point(j, p)) return malformed(url, *why);
+  if (auto why = read_point(j, p)) return GridFetch::malformed(url, *why);
   if (auto why = check_intensity(p.grams_per_kwh)) {
-    return GridFetch::failure("out_of_range", Error{ErrorKind::malformed, redact_url(url),
-                                                    "\"carbonIntensity\" " + *why});
+    return GridFetch::failure("out_of_range", malformed_answer(url, "\"carbonIntensity\" " + *why));
   }
   IntensityReading r;
   r.grams_per_kwh = p.grams_per_kwh;
   r.time_ms = p.time_ms;
   r.signal = "average";
   if (auto z = j.find("zone"); z != j.end()) {
-    if (!z->is_string()) return malformed(url, "\"zone\" is not a string");
+    if (!z->is_string()) return GridFetch::malformed(url, "\"zone\" is not a string");
     r.zone = z->get<std::string>();
   }
   GridFetch f;
@@ -56,22 +50,20 @@ GridFetch parse_electricitymaps_latest(std::string_view body, const std::string&
 
 Result<std::vector<IntensityPoint>> parse_electricitymaps_forecast(std::string_view body,
                                                                    const std::string& url) {
-  auto bad = [&](std::string d) {
-    return Error{ErrorKind::malformed, redact_url(url), std::move(d)};
-  };
   json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return bad("answer is not JSON");
-  if (!j.is_object()) return bad("answer is not a JSON object");
+  if (j.is_discarded()) return malformed_answer(url, "answer is not JSON");
+  if (!j.is_object()) return malformed_answer(url, "answer is not a JSON object");
   auto fc = j.find("forecast");
-  if (fc == j.end()) return bad("\"forecast\" is missing");
-  if (!fc->is_array()) return bad("\"forecast\" is not an array");
+  if (fc == j.end()) return malformed_answer(url, "\"forecast\" is missing");
+  if (!fc->is_array()) return malformed_answer(url, "\"forecast\" is not an array");
   std::vector<IntensityPoint> out;
   for (size_t i = 0; i < fc->size(); ++i) {
     IntensityPoint p;
     if (auto why = read_point((*fc)[i], p))
-      return bad("forecast[" + std::to_string(i) + "]: " + *why);
+      return malformed_answer(url, "forecast[" + std::to_string(i) + "]: " + *why);
     if (auto why = check_intensity(p.grams_per_kwh)) {
-      return bad("forecast[" + std::to_string(i) + "]: \"carbonIntensity\" " + *why);
+      return malformed_answer(url,
+                              "forecast[" + std::to_string(i) + "]: \"carbonIntensity\" " + *why);
     }
     out.push_back(p);
   }
@@ -80,36 +72,33 @@ Result<std::vector<IntensityPoint>> parse_electricitymaps_forecast(std::string_v
 
 Result<std::optional<double>> parse_electricitymaps_power_breakdown(std::string_view body,
                                                                     const std::string& url) {
-  auto bad = [&](std::string d) {
-    return Error{ErrorKind::malformed, redact_url(url), std::move(d)};
-  };
   json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return bad("answer is not JSON");
-  if (!j.is_object()) return bad("answer is not a JSON object");
+  if (j.is_discarded()) return malformed_answer(url, "answer is not JSON");
+  if (!j.is_object()) return malformed_answer(url, "answer is not a JSON object");
   auto ff = j.find("fossilFreePercentage");
-  if (ff == j.end()) return bad("\"fossilFreePercentage\" is missing");
+  if (ff == j.end()) return malformed_answer(url, "\"fossilFreePercentage\" is missing");
   if (ff->is_null()) return std::optional<double>();
   if (!ff->is_number())
-    return bad("\"fossilFreePercentage\" is " + std::string(ff->type_name()) +
-               ", expected a number or null");
+    return malformed_answer(url, "\"fossilFreePercentage\" is " + std::string(ff->type_name()) +
+                                     ", expected a number or null");
   if (auto why = check_cfe_percent(ff->get<double>()))
-    return bad("\"fossilFreePercentage\" " + *why);
+    return malformed_answer(url, "\"fossilFreePercentage\" " + *why);
   return std::optional<double>(ff->get<double>());
 }
 
-ElectricityMapsProvider::ElectricityMapsProvider(ElectricityMapsOptions options)
+ElectricityMapsProvider::ElectricityMapsProvider(GridApiOptions options)
     : options_(std::move(options)), http_(options_.http) {}
 
 GridFetch ElectricityMapsProvider::fetch(int64_t) {
   HttpGetRequest req;
-  req.secret_headers.push_back("auth-token: " + options_.token);
+  req.secret_headers.push_back("auth-token: " + options_.secret);
   req.url = options_.base_url + "/v3/carbon-intensity/latest?zone=" + options_.zone;
   HttpGetResult resp = http_.get(req);
   if (!resp.ok() || resp.status != 200) return http_failure(resp, req.url);
   GridFetch f = parse_electricitymaps_latest(resp.body, req.url);
   if (!f.reading) return f;
   if (f.reading->zone.empty()) f.reading->zone = options_.zone;
-  if (options_.power_breakdown && !breakdown_refused_) {
+  if (!breakdown_refused_) {
     req.url = options_.base_url + "/v3/power-breakdown/latest?zone=" + options_.zone;
     resp = http_.get(req);
     if (!resp.ok() || resp.status != 200) {
@@ -124,17 +113,15 @@ GridFetch ElectricityMapsProvider::fetch(int64_t) {
       f.warnings.emplace_back("malformed", cfe.error());
     }
   }
-  if (options_.forecast) {
-    req.url = options_.base_url + "/v3/carbon-intensity/forecast?zone=" + options_.zone;
-    resp = http_.get(req);
-    if (!resp.ok() || resp.status != 200) {
-      GridFetch ff = http_failure(resp, req.url);
-      f.warnings.emplace_back(ff.reason, ff.error);
-    } else if (auto points = parse_electricitymaps_forecast(resp.body, req.url)) {
-      f.reading->forecast = std::move(*points);
-    } else {
-      f.warnings.emplace_back("malformed", points.error());
-    }
+  req.url = options_.base_url + "/v3/carbon-intensity/forecast?zone=" + options_.zone;
+  resp = http_.get(req);
+  if (!resp.ok() || resp.status != 200) {
+    GridFetch ff = http_failure(resp, req.url);
+    f.warnings.emplace_back(ff.reason, ff.error);
+  } else if (auto points = parse_electricitymaps_forecast(resp.body, req.url)) {
+    f.reading->forecast = std::move(*points);
+  } else {
+    f.warnings.emplace_back("malformed", points.error());
   }
   return f;
 }

@@ -8,26 +8,17 @@
 
 namespace wattprobe {
 
-struct ElectricityMapsOptions {
-  std::string base_url = "https://api.electricitymaps.com";
-  std::string zone;   // e.g. "DE"; required, so the API never falls back to the caller's IP
-  std::string token;  // sent as the auth-token header
-  bool forecast = true;
-  /// /v3/power-breakdown/latest's fossilFreePercentage, the carbon-free share (24/7 CFE).
-  bool power_breakdown = true;
-  HttpOptions http;
-};
-
-/// Electricity Maps v3: /v3/carbon-intensity/latest and /forecast for one zone, and the power
-/// breakdown's fossil-free share.
+/// Electricity Maps v3: /v3/carbon-intensity/latest and /forecast for one zone (required, so the
+/// API never falls back to the caller's IP), and /v3/power-breakdown/latest's
+/// fossilFreePercentage, the carbon-free share (24/7 CFE). The key goes in the auth-token header.
 class ElectricityMapsProvider : public GridProvider {
  public:
-  explicit ElectricityMapsProvider(ElectricityMapsOptions options);
+  explicit ElectricityMapsProvider(GridApiOptions options);
   std::string_view name() const override { return "electricitymaps"; }
   GridFetch fetch(int64_t now_ms) override;
 
  private:
-  ElectricityMapsOptions options_;
+  GridApiOptions options_;
   HttpClient http_;
   // A plan without the power breakdown answers 401/403/404 on every call: asked once, then not.
   bool breakdown_refused_ = false;

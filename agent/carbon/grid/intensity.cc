@@ -407,4 +407,12 @@ Result<std::string> load_secret(const std::string& file, const std::string& env_
   return Error{ErrorKind::absent, "", "no token file and no token environment variable configured"};
 }
 
+Error malformed_answer(const std::string& url, std::string detail) {
+  return Error{ErrorKind::malformed, redact_url(url), std::move(detail)};
+}
+
+GridFetch GridFetch::malformed(const std::string& url, std::string detail) {
+  return failure("malformed", malformed_answer(url, std::move(detail)));
+}
+
 }  // namespace wattprobe

@@ -68,6 +68,23 @@ struct GridFetch {
     f.retry_after_s = retry_after_s;
     return f;
   }
+  /// An answer its API's documentation does not allow, refused by a provider's parser.
+  static GridFetch malformed(const std::string& url, std::string detail);
+};
+
+/// The error of such an answer: malformed, naming the URL (its secrets redacted) and what was
+/// wrong. Every provider's parsers use it, so their messages read alike.
+Error malformed_answer(const std::string& url, std::string detail);
+
+/// What an API provider is made from, the same for each: the base URL (the provider table's
+/// public API unless --grid-url says otherwise), the zone (an Electricity Maps zone, a WattTime
+/// region), the login and key, and the HTTP client's limits. Each provider reads what it needs.
+struct GridApiOptions {
+  std::string base_url;
+  std::string zone;
+  std::string username;  // WattTime's login
+  std::string secret;    // the API key or password; never logged, exported or shown
+  HttpOptions http;
 };
 
 /// A source of grid carbon intensity (agent/grid_<name>.{h,cc}). fetch() may block on the

@@ -16,12 +16,10 @@ namespace wattprobe {
 /// What a provider is made from: the configured values, with the key already read.
 struct GridProviderSettings {
   double static_grams_per_kwh = 475;
-  std::string zone;
-  std::string url;  // the configured base URL, else the entry's default
   std::string file;
-  std::string username;
-  std::string secret;  // API key or password; never logged, exported or shown
-  HttpOptions http;
+  /// The zone (a label for static, file and host), and what the API providers ask with: the
+  /// configured base URL, else the entry's default.
+  GridApiOptions api;
 };
 
 /// One line of the grid provider table: a provider's name, what it needs, and how to make it.
@@ -50,6 +48,9 @@ std::string grid_provider_names();
 /// What the named provider needs (zone, key, user name, file), or nullopt when the options give
 /// it; a message naming the option otherwise. validate() checks the rest of the options.
 Result<bool> validate_grid(const CarbonOptions& options);
+
+/// --grid-*: the provider, its zone, key, file and cadence.
+OptionTable<CarbonOptions> grid_option_table();
 
 /// The carbon stage with the provider the options name. The key is read now (a root-only file
 /// is fine: the agent still holds its privileges); a key that cannot be read leaves the agent

@@ -12,26 +12,18 @@ namespace wattprobe {
 /// avoirdupois pound), and kg/MWh = g/kWh, so g/kWh = lbs/MWh × 0.45359237.
 inline constexpr double kGramsPerKwhPerLbsPerMwh = 0.45359237;
 
-struct WattTimeOptions {
-  std::string base_url = "https://api.watttime.org";
-  std::string region;  // e.g. "CAISO_NORTH"
-  std::string username;
-  std::string password;
-  int horizon_hours = 24;  // the API allows up to 72
-  HttpOptions http;
-};
-
 /// WattTime v3: GET /login (Basic auth) for a 30-minute bearer token, then
-/// /v3/forecast?signal_type=co2_moer. The first forecast point is the current 5-minute period.
+/// /v3/forecast?signal_type=co2_moer for the zone (a region such as CAISO_NORTH), 24 hours ahead.
+/// The first forecast point is the current 5-minute period.
 class WattTimeProvider : public GridProvider {
  public:
-  explicit WattTimeProvider(WattTimeOptions options);
+  explicit WattTimeProvider(GridApiOptions options);
   std::string_view name() const override { return "watttime"; }
   GridFetch fetch(int64_t now_ms) override;
 
  private:
   GridFetch login(int64_t now_ms);
-  WattTimeOptions options_;
+  GridApiOptions options_;
   HttpClient http_;
   std::string token_;
   int64_t token_expires_ms_ = 0;

@@ -409,10 +409,10 @@ TEST(Carbon, BudgetsTrackConsumptionPerDayAndKind) {
 TEST(Carbon, CostOfOneProviderRefresh) {
   testing::FakeGridApi api;
   ASSERT_TRUE(api.running());
-  ElectricityMapsOptions e;
+  GridApiOptions e;
   e.base_url = api.base_url();
   e.zone = "DE";
-  e.token = testing::FakeGridApi::kToken;
+  e.secret = testing::FakeGridApi::kToken;
   GridIntensity grid(std::make_unique<ElectricityMapsProvider>(e), {});
   grid.refresh_now(wall_ms());  // warm: connection, curl state
   rusage before{}, after{};

@@ -7,6 +7,9 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -168,6 +171,88 @@ TEST(ParseOptions, AUnitSectionErrorNamesTheFileTheLineAndTheKey) {
   EXPECT_NE(w.find("unit"), std::string::npos) << w;
   EXPECT_NE(refusal({"--unit-window", "5s"}).find("--unit-window"), std::string::npos);
   EXPECT_NE(refusal({"--job-records-max-bytes", "1000"}).find("1 MiB"), std::string::npos);
+}
+
+TEST(ParseOptions, EveryOptionHasOneLineInTheTableAndHelpShowsItsDefault) {
+  const Options defaults;
+  std::map<std::string, std::string> help;
+  for (const OptionSpec<Options>& spec : run_option_table()) {
+    EXPECT_FALSE(help.count(spec.name)) << spec.name << " is declared twice";
+    help[spec.name] = spec.describe(defaults);
+  }
+  EXPECT_EQ(help["interval"], "tick length, 100ms to 1m (default 1s)");
+  EXPECT_EQ(help["idle-attribution"],
+            "where idle power goes: separate, proportional or even (default separate)");
+  EXPECT_EQ(help["ledger-max-bytes"],
+            "delete the oldest closed ledger day files past this many bytes in all, 1 MiB to 1 "
+            "TiB (default 1073741824 = 1 GiB; 0 no cap)");
+  EXPECT_NE(run_options_help().find("--source.model.min_watts_per_vcpu"), std::string::npos);
+}
+
+TEST(ParseOptions, EnumsAreReadFromTheirWords) {
+  Options o = parse_run_options(
+      {"--idle-attribution", "even", "--split-by", "cpu-time", "--accounting", "procfs"});
+  EXPECT_EQ(o.attribution.idle_policy, IdlePolicy::even);
+  EXPECT_EQ(o.attribution.split_by, SplitKey::cpu_time);
+  EXPECT_EQ(o.accounting, "procfs");
+  EXPECT_NE(refusal({"--split-by", "cpu"}).find("expected auto, cpu-time or cycles"),
+            std::string::npos);
+  TempTree tree;
+  o = parse_run_options(
+      {"--guest-energy-dir", tree.root().string(), "--idle-attribution", "proportional"});
+  EXPECT_EQ(o.guest_energy.idle_attribution, "proportional");
+}
+
+/// packaging/wattprobe.conf, the file a package installs, follows the table: every option has a
+/// line (commented out: `#name = value`, a section's keys under its [section]), no line names an
+/// option the agent does not know, and where the table has a default the line shows it.
+TEST(ParseOptions, ThePackagedConfigFileShowsEveryOptionAndItsDefault) {
+  const std::string path = std::string(WATTPROBE_TEST_DATA) + "/../../packaging/wattprobe.conf";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  std::map<std::string, const OptionSpec<Options>*> table;
+  for (const OptionSpec<Options>& spec : run_option_table()) table[spec.name] = &spec;
+  const Options defaults;
+  const std::regex key_line(R"(^#?([a-z][a-z0-9_.-]*) =( (.*))?$)");
+  std::map<std::string, int> seen;
+  std::string prefix, line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string where = path + " line " + std::to_string(number) + ": " + line;
+    if (line.starts_with("[") || line.starts_with("#[")) {
+      const std::size_t open = line.find('[');
+      prefix = line.substr(open + 1, line.find(']') - open - 1) + ".";
+      continue;
+    }
+    std::smatch m;
+    if (!std::regex_match(line, m, key_line)) continue;  // prose
+    if (prefix.starts_with("unit.")) {  // a [unit.NAME] example: sections the user names
+      EXPECT_TRUE(m[1] == "url" || m[1] == "counter" || m[1] == "match" || m[1] == "workload")
+          << where;
+      continue;
+    }
+    const std::string name = prefix + m[1].str();
+    auto it = table.find(name);
+    if (it == table.end()) {
+      ADD_FAILURE() << "unknown option " << name << " at " << where;
+      continue;
+    }
+    ++seen[name];
+    const OptionSpec<Options>& spec = *it->second;
+    const std::string want = spec.shown(defaults);
+    if (want.empty() || seen[name] > 1) continue;  // an example; a default is shown first
+    Options given = defaults;
+    try {
+      spec.set(given, {OptionValue{name, m[3].str(), where}});
+    } catch (const UsageError& e) {
+      ADD_FAILURE() << e.what();
+      continue;
+    }
+    EXPECT_EQ(spec.shown(given), want) << "not the default at " << where;
+  }
+  for (const auto& [name, spec] : table) {
+    EXPECT_TRUE(seen.count(name)) << "--" << name << " has no line in " << path << " (default \""
+                                  << spec->shown(defaults) << "\")";
+  }
 }
 
 }  // namespace

@@ -14,8 +14,8 @@ FakeGridApi& server() {
   return api;
 }
 
-CarbonIntensityUkOptions options_for(const FakeGridApi& api) {
-  CarbonIntensityUkOptions o;
+GridApiOptions options_for(const FakeGridApi& api) {
+  GridApiOptions o;
   o.base_url = api.base_url();
   o.http.connect_timeout_s = 1;
   o.http.total_timeout_s = 1;

@@ -9,11 +9,11 @@ namespace {
 
 using testing::FakeGridApi;
 
-ElectricityMapsOptions options_for(const FakeGridApi& api) {
-  ElectricityMapsOptions o;
+GridApiOptions options_for(const FakeGridApi& api) {
+  GridApiOptions o;
   o.base_url = api.base_url();
   o.zone = "DE";
-  o.token = FakeGridApi::kToken;
+  o.secret = FakeGridApi::kToken;
   o.http.connect_timeout_s = 1;
   o.http.total_timeout_s = 1;
   o.http.max_body_bytes = 1 << 20;
@@ -40,7 +40,7 @@ TEST(ElectricityMaps, WrongTokenIsUnauthorized) {
   FakeGridApi api;
   ASSERT_TRUE(api.running());
   auto o = options_for(api);
-  o.token = "wrong";
+  o.secret = "wrong";
   ElectricityMapsProvider provider(o);
   GridFetch f = provider.fetch(wall_ms());
   EXPECT_FALSE(f.reading);

@@ -207,10 +207,10 @@ TEST(GridIntensity, ApiTextReachesTheLogEscaped) {
 TEST(GridIntensity, TlsRefusedKeepsTheAgentOnStatic) {
   testing::FakeGridApi tls(/*https=*/true);
   ASSERT_TRUE(tls.running());
-  ElectricityMapsOptions e;
+  GridApiOptions e;
   e.base_url = tls.base_url();
   e.zone = "DE";
-  e.token = testing::FakeGridApi::kToken;
+  e.secret = testing::FakeGridApi::kToken;
   e.http.total_timeout_s = 5;
   GridIntensityOptions o;
   o.static_grams_per_kwh = 475;

@@ -14,12 +14,12 @@ FakeGridApi& server() {
   return api;
 }
 
-WattTimeOptions options_for(const FakeGridApi& api) {
-  WattTimeOptions o;
+GridApiOptions options_for(const FakeGridApi& api) {
+  GridApiOptions o;
   o.base_url = api.base_url();
-  o.region = "CAISO_NORTH";
+  o.zone = "CAISO_NORTH";
   o.username = FakeGridApi::kWattTimeUser;
-  o.password = FakeGridApi::kWattTimePassword;
+  o.secret = FakeGridApi::kWattTimePassword;
   o.http.connect_timeout_s = 1;
   o.http.total_timeout_s = 1;
   o.http.max_body_bytes = 1 << 20;
