@@ -122,8 +122,9 @@ int run(const Options& options) {
     log_line(started.error().detail);
     return 1;
   }
-  // Loading BPF parsed the kernel's BTF (some 8 MiB, freed since): hand the freed heap back, or
-  // the agent would hold it for its whole life.
+  // Where bpf accounting fell back to libbpf's skeleton (kernels before 5.17), loading parsed
+  // the kernel's BTF (some 11 MiB, freed since): hand the freed heap back, or the agent would
+  // hold it for its whole life. The light skeletons parse nothing, and then this is cheap.
   malloc_trim(0);
 
   Liveness liveness(options.interval);

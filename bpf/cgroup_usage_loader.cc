@@ -1,14 +1,13 @@
 #include "bpf/cgroup_usage_loader.h"
 
 #include <bpf/bpf.h>
-#include <bpf/btf.h>
-#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -20,8 +19,7 @@
 
 #include "agent/base/text_file.h"
 #include "bpf/cgroup_usage.h"
-#include "bpf/cgroup_usage.skel.h"
-#include "bpf/libbpf_log.h"
+#include "bpf/cgroup_usage_program.h"
 #include "collectors/cpu/proc_stat.h"
 #include "collectors/identity/cgroup_resolver.h"
 
@@ -30,10 +28,9 @@ namespace {
 
 constexpr std::string_view kProgram = "bpf/cgroup_usage.bpf.c";
 
-Error load_error(int err, std::string_view step) {
-  std::string log = take_libbpf_log(600);
+Error load_error(int err, std::string_view step, std::string_view log = {}) {
   std::string detail = std::string(step) + " failed: " + std::strerror(err);
-  if (!log.empty()) detail += "; libbpf: " + log;
+  if (!log.empty()) detail += "; verifier: " + std::string(log);
   ErrorKind kind = (err == EPERM || err == EACCES) ? ErrorKind::permission : ErrorKind::unsupported;
   return Error{kind, std::string(kProgram), std::move(detail)};
 }
@@ -58,30 +55,29 @@ struct Fd {
   }
 };
 
-struct LinkDeleter {
-  void operator()(::bpf_link* link) const { bpf_link__destroy(link); }
+/// Owns a loaded program (the light skeleton's descriptors and its mapped .bss).
+struct LoadedProgram {
+  wp_cgroup_usage_program program{};
+  LoadedProgram() = default;
+  LoadedProgram(const LoadedProgram&) = delete;
+  LoadedProgram& operator=(const LoadedProgram&) = delete;
+  ~LoadedProgram() { wp_cgroup_usage_program_destroy(&program); }
 };
 
 class KernelCgroupTreeReader : public CgroupTreeReader {
  public:
-  KernelCgroupTreeReader(HostPaths paths,
-                         std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton,
-                         std::unique_ptr<::bpf_link, LinkDeleter> link, Fd root_stat,
-                         std::string root_stat_path, const wp_cgroup_usage* slots,
-                         std::size_t max_cgroups)
+  KernelCgroupTreeReader(HostPaths paths, std::unique_ptr<LoadedProgram> program, Fd link,
+                         Fd root_stat, std::string root_stat_path, std::size_t max_cgroups)
       : paths_(std::move(paths)),
-        skeleton_(std::move(skeleton)),
+        program_(std::move(program)),
         link_(std::move(link)),
         root_stat_(std::move(root_stat)),
         root_stat_path_(std::move(root_stat_path)),
-        slots_(slots),
         max_cgroups_(max_cgroups) {
     long hz = ::sysconf(_SC_CLK_TCK);
     ns_per_clock_tick_ = 1'000'000'000ull / static_cast<uint64_t>(hz > 0 ? hz : 100);
   }
-  ~KernelCgroupTreeReader() override {
-    ::munmap(const_cast<wp_cgroup_usage*>(slots_), mapped_bytes(max_cgroups_));
-  }
+  ~KernelCgroupTreeReader() override { unmap(); }
 
   static std::size_t mapped_bytes(std::size_t slots) {
     std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -95,7 +91,7 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
       reading.idle_known = true;
       reading.online_cpus = static_cast<unsigned>(std::max(1, stat->online_cpus()));
     }
-    skeleton_->bss->wp_visited = 0;
+    *program_->program.visited = 0;
     if (auto walked = run_iterator(); !walked) return walked.error();
     // The root's own usage is not in its rstat (cgroup_base_stat_flush skips it); the kernel
     // makes the root's cpu.stat from kcpustat, and so does this.
@@ -103,7 +99,8 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
     if (!root_usage) return root_usage.error();
     reading.monotonic_ns = monotonic_ns();
 
-    std::size_t n = std::min<std::size_t>(skeleton_->bss->wp_visited, max_cgroups_);
+    std::size_t n = std::min<std::size_t>(*program_->program.visited, max_cgroups_);
+    if (auto mapped = map_slots(n); !mapped) return mapped.error();
     reading.cgroups.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
       const wp_cgroup_usage& slot = slots_[i];
@@ -112,18 +109,40 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
       c.parent_id = slot.parent_id;
       c.usage_ns = slot.parent_id == 0 ? *root_usage : slot.usage_ns;
     }
-    reading.cgroups_lost = skeleton_->bss->wp_cgroups_lost;
+    reading.cgroups_lost = *program_->program.cgroups_lost;
     return reading;
   }
 
   bool kernel_reads_allowed() const override {
-    Fd iter(bpf_iter_create(bpf_link__fd(link_.get())));
+    Fd iter(bpf_iter_create(link_.fd));
     return iter.fd >= 0;
   }
 
  private:
+  /// Maps the array's first `n` slots, whole pages, if they are not yet. The kernel maps every
+  /// page of a mapping at once, and each counts in the agent's RSS: all 65,536 slots are 1.5 MiB,
+  /// where a host's few hundred cgroups fill a page or two.
+  Result<bool> map_slots(std::size_t n) {
+    if (n <= mapped_slots_) return true;
+    std::size_t bytes = mapped_bytes(n);
+    unmap();
+    void* slots =
+        ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, program_->program.cgroups_map_fd, 0);
+    if (slots == MAP_FAILED)
+      return error_from_errno(errno, std::string(kProgram), "mapping the cgroup array");
+    slots_ = static_cast<const wp_cgroup_usage*>(slots);
+    mapped_slots_ = std::min(max_cgroups_, bytes / sizeof(wp_cgroup_usage));
+    return true;
+  }
+
+  void unmap() {
+    if (slots_) ::munmap(const_cast<wp_cgroup_usage*>(slots_), mapped_bytes(mapped_slots_));
+    slots_ = nullptr;
+    mapped_slots_ = 0;
+  }
+
   Result<bool> run_iterator() {
-    Fd iter(bpf_iter_create(bpf_link__fd(link_.get())));
+    Fd iter(bpf_iter_create(link_.fd));
     if (iter.fd < 0) return error_from_errno(errno, std::string(kProgram), "bpf_iter_create");
     char sink[64];  // the program writes to the array, not to the file
     for (;;) {
@@ -143,29 +162,54 @@ class KernelCgroupTreeReader : public CgroupTreeReader {
   }
 
   HostPaths paths_;
-  std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton_;
-  std::unique_ptr<::bpf_link, LinkDeleter> link_;
+  std::unique_ptr<LoadedProgram> program_;
+  Fd link_;  // closed before the program (members go in reverse order)
   Fd root_stat_;
   std::string root_stat_path_;
-  const wp_cgroup_usage* slots_;  // the array map, mapped read-only
   std::size_t max_cgroups_;
+  const wp_cgroup_usage* slots_ = nullptr;  // the array's first mapped_slots_, read-only
+  std::size_t mapped_slots_ = 0;
   uint64_t ns_per_clock_tick_ = 10'000'000;
 };
 
-enum class RstatFlush { css, cgroup };
+/// The verifier's log of one more load with `flush_takes_css`, its last lines within `max_bytes`:
+/// the reason of a refusal, asked only once the load has failed.
+std::string refusal_log(bool flush_takes_css, uint32_t max_cgroups, std::size_t max_bytes) {
+  std::vector<char> log(64 * 1024);
+  wp_cgroup_usage_program program{};
+  int err = wp_cgroup_usage_program_load(flush_takes_css, max_cgroups, log.data(),
+                                         static_cast<uint32_t>(log.size()), &program);
+  wp_cgroup_usage_program_destroy(&program);
+  std::string_view text(log.data(), strnlen(log.data(), log.size()));
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.remove_suffix(1);
+  if (text.size() > max_bytes) {
+    text.remove_prefix(text.size() - max_bytes);
+    if (auto nl = text.find('\n'); nl != std::string_view::npos) text.remove_prefix(nl + 1);
+  }
+  std::string out(text);
+  for (char& c : out)
+    if (c == '\n') c = ' ';
+  if (out.empty()) out = err ? std::strerror(-err) : "loaded this time";
+  return out;
+}
 
-/// Which rstat flush kfunc the running kernel's BTF has: css_rstat_flush (6.15+) or
-/// cgroup_rstat_flush (6.1 to 6.14).
-Result<RstatFlush> rstat_flush_of_kernel() {
-  std::unique_ptr<::btf, void (*)(::btf*)> vmlinux(btf__load_vmlinux_btf(), btf__free);
-  if (!vmlinux) return load_error(errno, "reading the kernel's BTF");
-  if (btf__find_by_name_kind(vmlinux.get(), "css_rstat_flush", BTF_KIND_FUNC) > 0)
-    return RstatFlush::css;
-  if (btf__find_by_name_kind(vmlinux.get(), "cgroup_rstat_flush", BTF_KIND_FUNC) > 0)
-    return RstatFlush::cgroup;
-  return Error{ErrorKind::unsupported, std::string(kProgram),
-               "the kernel has no rstat flush kfunc (css_rstat_flush since 6.15, "
-               "cgroup_rstat_flush from 6.1 to 6.14)"};
+/// Loads the program with the rstat flush of 6.15+ (css_rstat_flush) and, where the kernel
+/// refuses it, with that of 6.1 to 6.14 (cgroup_rstat_flush): both are weak kfuncs, and the
+/// verifier refuses a call to the one the kernel lacks. A load is cheap now that the kernel
+/// resolves the kfuncs itself, cheaper than reading its BTF to ask first.
+Result<std::unique_ptr<LoadedProgram>> load_program(std::size_t max_cgroups) {
+  auto slots = static_cast<uint32_t>(max_cgroups);
+  auto loaded = std::make_unique<LoadedProgram>();
+  int css = wp_cgroup_usage_program_load(true, slots, nullptr, 0, &loaded->program);
+  if (css == 0) return loaded;
+  if (css == -EPERM || css == -EACCES) return load_error(-css, "loading the eBPF program");
+  int cgroup = wp_cgroup_usage_program_load(false, slots, nullptr, 0, &loaded->program);
+  if (cgroup == 0) return loaded;
+  return load_error(
+      -cgroup, "loading (verifier) with either rstat flush kfunc",
+      "with css_rstat_flush (Linux 6.15+): " + refusal_log(true, slots, 300) +
+          "; with cgroup_rstat_flush (6.1 to 6.14): " + refusal_log(false, slots, 300));
 }
 
 }  // namespace
@@ -188,10 +232,6 @@ Result<uint64_t> parse_cpu_stat_usage(std::string_view text, std::string_view pa
                "no usage_usec line in " + quote_for_error(text)};
 }
 
-void CgroupUsageBpfDeleter::operator()(::cgroup_usage_bpf* skeleton) const {
-  cgroup_usage_bpf__destroy(skeleton);
-}
-
 CgroupAccounting::CgroupAccounting(std::unique_ptr<CgroupTreeReader> reader, CgroupCpuDrain drain)
     : reader_(std::move(reader)), drain_(std::move(drain)) {}
 
@@ -212,34 +252,20 @@ Result<std::unique_ptr<CgroupAccounting>> CgroupAccounting::load(const HostPaths
   Fd root_dir(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (root_dir.fd < 0) return error_from_errno(errno, root->string(), "open");
 
-  capture_libbpf_log();
-  std::unique_ptr<::cgroup_usage_bpf, CgroupUsageBpfDeleter> skeleton(cgroup_usage_bpf__open());
-  if (!skeleton) return load_error(errno, "opening the eBPF object");
   std::size_t max_cgroups = std::max<std::size_t>(1, options.max_cgroups);
-  if (int err =
-          bpf_map__set_max_entries(skeleton->maps.wp_cgroups, static_cast<__u32>(max_cgroups)))
-    return load_error(-err, "sizing the cgroup map");
-  auto flush = rstat_flush_of_kernel();
-  if (!flush) return flush.error();
-  skeleton->rodata->wp_flush_takes_css = *flush == RstatFlush::css;
-  if (int err = cgroup_usage_bpf__load(skeleton.get()))
-    return load_error(-err, "loading (verifier)");
+  auto program = load_program(max_cgroups);
+  if (!program) return program.error();
 
   union bpf_iter_link_info info;
   std::memset(&info, 0, sizeof info);
   info.cgroup.cgroup_fd = static_cast<__u32>(root_dir.fd);
   info.cgroup.order = BPF_CGROUP_ITER_DESCENDANTS_PRE;
-  LIBBPF_OPTS(bpf_iter_attach_opts, attach, .link_info = &info, .link_info_len = sizeof info);
-  std::unique_ptr<::bpf_link, LinkDeleter> link(
-      bpf_program__attach_iter(skeleton->progs.wp_cgroup_usage, &attach));
-  if (!link) return load_error(errno, "attaching the cgroup iterator");
+  LIBBPF_OPTS(bpf_link_create_opts, attach, .iter_info = &info, .iter_info_len = sizeof info);
+  Fd link(bpf_link_create((*program)->program.program_fd, 0, BPF_TRACE_ITER, &attach));
+  if (link.fd < 0) return load_error(errno, "attaching the cgroup iterator");
 
-  void* slots = ::mmap(nullptr, KernelCgroupTreeReader::mapped_bytes(max_cgroups), PROT_READ,
-                       MAP_SHARED, bpf_map__fd(skeleton->maps.wp_cgroups), 0);
-  if (slots == MAP_FAILED) return load_error(errno, "mapping the cgroup array");
   auto reader = std::make_unique<KernelCgroupTreeReader>(
-      paths, std::move(skeleton), std::move(link), std::move(root_stat), stat_path,
-      static_cast<const wp_cgroup_usage*>(slots), max_cgroups);
+      paths, std::move(*program), std::move(link), std::move(root_stat), stat_path, max_cgroups);
   // One reading proves the iterator runs here (a kernel may load it and refuse to run); the
   // first drain primes, as in the other modes.
   if (auto probe = reader->read(); !probe) return probe.error();

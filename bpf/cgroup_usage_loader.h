@@ -11,9 +11,6 @@
 #include "collectors/cpu/cgroup_cpu.h"
 #include "collectors/cpu/cpu_accounting.h"
 
-struct cgroup_usage_bpf;  // the generated skeleton (bpf/cgroup_usage.skel.h)
-struct bpf_link;
-
 namespace wattprobe {
 
 /// The kernel side of the `cgroup` mode, behind an interface so the accounting is testable
@@ -25,10 +22,6 @@ class CgroupTreeReader {
   virtual Result<CgroupTreeReading> read() = 0;
   /// Whether the kernel lets this process start a walk now (the bpf() call a read makes).
   virtual bool kernel_reads_allowed() const { return true; }
-};
-
-struct CgroupUsageBpfDeleter {
-  void operator()(::cgroup_usage_bpf* skeleton) const;
 };
 
 /// CPU accounting from the kernel's own per-cgroup CPU time (cgroup v2 rstat, the figure of each

@@ -21,6 +21,7 @@
 #include "bpf/libbpf_log.h"
 #include "bpf/sched_account.h"
 #include "bpf/sched_account.skel.h"
+#include "bpf/sched_account_program.h"
 
 namespace wattprobe {
 namespace {
@@ -404,13 +405,72 @@ CpuTick TaskDrain::drain(const TaskMapSnapshot& snapshot, uint64_t now_ns) {
   return tick;
 }
 
-void CpuAccountingBpfDeleter::operator()(::sched_account_bpf* skeleton) const {
-  sched_account_bpf__destroy(skeleton);
+namespace {
+
+class LightPrograms : public SchedAccountPrograms {
+ public:
+  wp_sched_account_program program{};
+  LightPrograms() = default;
+  LightPrograms(const LightPrograms&) = delete;
+  LightPrograms& operator=(const LightPrograms&) = delete;
+  ~LightPrograms() override { wp_sched_account_program_destroy(&program); }
+  int tasks_map_fd() const override { return program.tasks_map_fd; }
+  int counters_map_fd() const override { return program.counters_map_fd; }
+  int switch_program_fd() const override { return program.switch_program_fd; }
+};
+
+struct SkeletonDeleter {
+  void operator()(::sched_account_bpf* skeleton) const { sched_account_bpf__destroy(skeleton); }
+};
+
+class LibbpfPrograms : public SchedAccountPrograms {
+ public:
+  explicit LibbpfPrograms(std::unique_ptr<::sched_account_bpf, SkeletonDeleter> skeleton)
+      : skeleton_(std::move(skeleton)) {}
+  int tasks_map_fd() const override { return bpf_map__fd(skeleton_->maps.wp_tasks); }
+  int counters_map_fd() const override { return bpf_map__fd(skeleton_->maps.wp_counters); }
+  int switch_program_fd() const override {
+    return bpf_program__fd(skeleton_->progs.wp_sched_switch);
+  }
+
+ private:
+  std::unique_ptr<::sched_account_bpf, SkeletonDeleter> skeleton_;
+};
+
+/// libbpf's skeleton: it parses the kernel's BTF in user space (some 11 MiB of heap for the
+/// load), but needs nothing of the kernel beyond the programs themselves.
+Result<std::unique_ptr<SchedAccountPrograms>> load_with_libbpf(uint64_t loaded_at_ns,
+                                                               std::size_t max_tasks) {
+  capture_libbpf_log();
+  std::unique_ptr<::sched_account_bpf, SkeletonDeleter> skeleton(sched_account_bpf__open());
+  if (!skeleton) return load_error(errno, "opening the eBPF object");
+  skeleton->rodata->wp_loaded_at_ns = loaded_at_ns;
+  if (int err = bpf_map__set_max_entries(skeleton->maps.wp_tasks, static_cast<__u32>(max_tasks)))
+    return load_error(-err, "sizing the task map");
+  if (int err = sched_account_bpf__load(skeleton.get()))
+    return load_error(-err, "loading (verifier)");
+  if (int err = sched_account_bpf__attach(skeleton.get())) return load_error(-err, "attaching");
+  return std::unique_ptr<SchedAccountPrograms>(new LibbpfPrograms(std::move(skeleton)));
 }
 
-BpfAccounting::BpfAccounting(std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton,
+/// The light skeleton first: its loader program relocates the programs in the kernel, against
+/// the kernel's own BTF, so the agent's heap never holds that BTF. Its loader needs a kernel
+/// with BPF_PROG_TYPE_SYSCALL and in-kernel CO-RE (5.17 and later); where it fails, for any
+/// reason, libbpf's skeleton loads as before and its error is the one reported.
+Result<std::unique_ptr<SchedAccountPrograms>> load_programs(std::size_t max_tasks) {
+  uint64_t loaded_at_ns = monotonic_ns();
+  auto light = std::make_unique<LightPrograms>();
+  if (wp_sched_account_program_load(loaded_at_ns, static_cast<uint32_t>(max_tasks),
+                                    &light->program) == 0)
+    return std::unique_ptr<SchedAccountPrograms>(std::move(light));
+  return load_with_libbpf(loaded_at_ns, max_tasks);
+}
+
+}  // namespace
+
+BpfAccounting::BpfAccounting(std::unique_ptr<SchedAccountPrograms> programs,
                              std::unique_ptr<TaskMapReader> reader, TaskDrain drain)
-    : skeleton_(std::move(skeleton)), reader_(std::move(reader)), drain_(std::move(drain)) {}
+    : programs_(std::move(programs)), reader_(std::move(reader)), drain_(std::move(drain)) {}
 
 Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& paths,
                                                            const AccountingOptions& options,
@@ -419,20 +479,12 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
   auto cpus = online_cpu_count(paths);
   if (!cpus) return cpus.error();
 
-  capture_libbpf_log();
-  std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton(sched_account_bpf__open());
-  if (!skeleton) return load_error(errno, "opening the eBPF object");
-  skeleton->rodata->wp_loaded_at_ns = monotonic_ns();
-  if (int err = bpf_map__set_max_entries(
-          skeleton->maps.wp_tasks, static_cast<__u32>(std::max<std::size_t>(1, options.max_tasks))))
-    return load_error(-err, "sizing the task map");
-  if (int err = sched_account_bpf__load(skeleton.get()))
-    return load_error(-err, "loading (verifier)");
-  if (int err = sched_account_bpf__attach(skeleton.get())) return load_error(-err, "attaching");
+  std::size_t max_tasks = std::max<std::size_t>(1, options.max_tasks);
+  auto programs = load_programs(max_tasks);
+  if (!programs) return programs.error();
 
-  auto reader = std::make_unique<KernelTaskMapReader>(bpf_map__fd(skeleton->maps.wp_tasks),
-                                                      bpf_map__fd(skeleton->maps.wp_counters),
-                                                      std::max<std::size_t>(1, options.max_tasks));
+  auto reader = std::make_unique<KernelTaskMapReader>((*programs)->tasks_map_fd(),
+                                                      (*programs)->counters_map_fd(), max_tasks);
   CommResolver comm = [paths](uint32_t tgid) -> std::optional<std::string> {
     auto text = read_text(paths.proc(std::to_string(tgid) + "/comm"), 64);
     if (!text) return std::nullopt;
@@ -440,7 +492,7 @@ Result<std::unique_ptr<BpfAccounting>> BpfAccounting::load(const HostPaths& path
     return std::move(*text);
   };
   return std::unique_ptr<BpfAccounting>(
-      new BpfAccounting(std::move(skeleton), std::move(reader),
+      new BpfAccounting(std::move(*programs), std::move(reader),
                         TaskDrain(options, std::move(resolve), *cpus, std::move(comm))));
 }
 
@@ -451,22 +503,19 @@ CpuTick BpfAccounting::drain() {
 
 bool BpfAccounting::kernel_reads_allowed() const {
   wp_task_key key{};
-  if (bpf_map_get_next_key(bpf_map__fd(skeleton_->maps.wp_tasks), nullptr, &key) != 0 &&
-      errno != ENOENT) {
+  if (bpf_map_get_next_key(programs_->tasks_map_fd(), nullptr, &key) != 0 && errno != ENOENT) {
     return false;
   }
   bpf_prog_info info{};
   __u32 len = sizeof info;
-  return bpf_obj_get_info_by_fd(bpf_program__fd(skeleton_->progs.wp_sched_switch), &info, &len) ==
-         0;
+  return bpf_obj_get_info_by_fd(programs_->switch_program_fd(), &info, &len) == 0;
 }
 
 BpfProgramStats BpfAccounting::sched_switch_stats() const {
   BpfProgramStats stats;
   bpf_prog_info info{};
   __u32 len = sizeof info;
-  if (bpf_obj_get_info_by_fd(bpf_program__fd(skeleton_->progs.wp_sched_switch), &info, &len) != 0)
-    return stats;
+  if (bpf_obj_get_info_by_fd(programs_->switch_program_fd(), &info, &len) != 0) return stats;
   stats.instructions = info.xlated_prog_len / 8;
   stats.run_time_ns = info.run_time_ns;
   stats.run_count = info.run_cnt;

@@ -13,8 +13,6 @@
 #include "agent/base/result.h"
 #include "collectors/cpu/cpu_accounting.h"
 
-struct sched_account_bpf;  // the generated skeleton (bpf/sched_account.skel.h)
-
 namespace wattprobe {
 
 struct AccountingOptions {
@@ -111,8 +109,14 @@ struct BpfProgramStats {
   uint64_t run_count = 0;
 };
 
-struct CpuAccountingBpfDeleter {
-  void operator()(::sched_account_bpf* skeleton) const;
+/// The loaded and attached programs, whichever skeleton loaded them (the light one, or libbpf's
+/// where the kernel cannot run the light one's loader): what the accounting uses of them.
+class SchedAccountPrograms {
+ public:
+  virtual ~SchedAccountPrograms() = default;
+  virtual int tasks_map_fd() const = 0;
+  virtual int counters_map_fd() const = 0;
+  virtual int switch_program_fd() const = 0;  // the sched_switch hook
 };
 
 /// CPU accounting from the eBPF sched_switch and exit hooks (bpf/sched_account.bpf.c).
@@ -137,10 +141,10 @@ class BpfAccounting : public CpuAccounting {
   static std::string kernel_support_report(const HostPaths& paths);
 
  private:
-  BpfAccounting(std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton,
+  BpfAccounting(std::unique_ptr<SchedAccountPrograms> programs,
                 std::unique_ptr<TaskMapReader> reader, TaskDrain drain);
 
-  std::unique_ptr<::sched_account_bpf, CpuAccountingBpfDeleter> skeleton_;
+  std::unique_ptr<SchedAccountPrograms> programs_;
   std::unique_ptr<TaskMapReader> reader_;
   TaskDrain drain_;
 };

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -234,6 +235,32 @@ TEST(CgroupAccountingKernel, TwoCgroupsAgreeWithCpuStatWithin1Percent) {
                 100 * (accounted - kernel) / kernel);
     EXPECT_NEAR(accounted, kernel, 0.01 * kernel) << c->path();
   }
+}
+
+// The agent maps only the array's pages a walk fills (170 slots a page): cgroups made after the
+// load, past the first page, are read once a walk reaches them.
+TEST(CgroupAccountingKernel, CgroupsPastTheFirstMappedPageAreRead) {
+  SKIP_WITHOUT_KERNEL();
+  auto loaded = CgroupAccounting::load(HostPaths{}, {}, by_id());
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message();
+  (void)(*loaded)->drain();  // primes, with this host's cgroups mapped
+  std::vector<std::unique_ptr<TestCgroup>> empty;
+  for (int i = 0; i < 400; ++i)
+    empty.push_back(std::make_unique<TestCgroup>(*cgroup2_root(), "page" + std::to_string(i)));
+  TestCgroup last(*cgroup2_root(), "last");
+  pid_t busy = start_tool(
+      {"cpu_burner", "--busy-ratio", "0.5", "--seconds", "1", "--cgroup", last.path().string()},
+      last.path());
+  int failures = 0;
+  auto cpu = drain_until_exit(**loaded, {busy}, std::chrono::milliseconds(300), &failures);
+  ASSERT_EQ(failures, 0) << "cpu_burner failed (see its stderr)";
+  ASSERT_FALSE((*loaded)->last_error().has_value()) << (*loaded)->last_error()->message();
+  double kernel = double(last.usage_ns());
+  double accounted = double(cpu[std::to_string(last.id())]);
+  ASSERT_GT(kernel, 0) << last.path() / "cpu.stat";
+  std::printf("after 400 more cgroups: cgroup mode %.4f s, cpu.stat %.4f s\n", accounted / 1e9,
+              kernel / 1e9);
+  EXPECT_NEAR(accounted, kernel, 0.01 * kernel);
 }
 
 TEST(CgroupAccountingKernel, ShortLivedProcessesReachTheirCgroup) {

@@ -131,6 +131,18 @@ def main():
     assert "modprobe ipmi_si ipmi_devintf" in d.stdout, d.stdout
     print(f"ok: doctor: {lines[0].strip()}")
 
+    # A device node that is no BMC: the agent opens libfreeipmi at run time (it is not linked,
+    # to keep it out of every agent's RSS) and FreeIPMI itself refuses the open.
+    with open(device, "w"):
+        pass
+    r = subprocess.run([BIN, "run", "--listen", "127.0.0.1:0", "--dev-root", root, "--state-dir",
+                        tempfile.mkdtemp(prefix="wattprobe-state-"),
+                        *with_user(["--sources", "ipmi"])],
+                       capture_output=True, text=True, timeout=scaled(60))
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "ipmi_ctx_open_inband" in r.stderr and "cannot load" not in r.stderr, r.stderr
+    print(f"ok: libfreeipmi loaded at run time: {r.stderr.strip().splitlines()[-1]}")
+
     over_the_lan()
 
 

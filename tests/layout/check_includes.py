@@ -43,7 +43,7 @@ MAY_INCLUDE = {
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
-GENERATED = (".pb.h", ".skel.h")
+GENERATED = (".pb.h", ".skel.h", ".lskel.h")
 
 
 def wing_of(path):
