@@ -34,6 +34,10 @@ CONTRACT = {
     "wattprobe_node_unattributed_operational_co2e_grams_total",
     "wattprobe_device_battery_capacity_ratio", "wattprobe_device_storage_wear_ratio",
     "wattprobe_device_thermal_throttle_events_total", "wattprobe_device_temperature_max_celsius",
+    # Per unit of work (README "Per unit of work").
+    "wattprobe_workload_functional_units_total", "wattprobe_workload_energy_per_unit_joules",
+    "wattprobe_workload_co2e_per_unit_grams", "wattprobe_workload_energy_per_unit_stable",
+    "wattprobe_agent_unit_scrape_errors_total",
 }
 
 failures = []
