@@ -3,8 +3,9 @@
   libraries it pulls in (gnutls, krb5, ldap, …): they are not in its /proc/PID/maps after ticks.
 - With --remote-write-url, the sink's start opens it: libcurl.so.4 is mapped.
 - Without the library (as root: a private mount namespace with /dev/null bound over it), a sink
-  that needs it refuses the start with the reason and the Debian package, and `wattprobe when`
-  reports a failed request with the same reason: a message, never a crash."""
+  that needs it refuses the start with the reason and the Debian package, `wattprobe when`
+  reports a failed request and `doctor` the Redfish source with the same reason: a message,
+  never a crash."""
 
 import os
 import shutil
@@ -77,6 +78,17 @@ def without_the_library(library):
     assert when.returncode == 1, f"when without libcurl: exit {when.returncode}\n{out}"
     assert HINT in out, f"when without libcurl:\n{out}"
     print("ok: without libcurl, `when` reports the failed request: " + out.strip().splitlines()[-1])
+
+    for name in ("user", "password"):
+        with open(os.path.join(state, name), "w") as f:
+            f.write(name + "\n")
+    doctor = hidden(BIN, "doctor", "--redfish-url", url.split("/api")[0], "--redfish-user-file",
+                    os.path.join(state, "user"), "--redfish-password-file",
+                    os.path.join(state, "password"))
+    out = doctor.stdout + doctor.stderr
+    line = next((t for t in out.splitlines() if "redfish:" in t and HINT in t), None)
+    assert line, f"doctor without libcurl: no redfish line with {HINT!r}\n{out}"
+    print("ok: without libcurl, doctor's redfish source says why: " + line.strip())
     shutil.rmtree(state, ignore_errors=True)
 
 
