@@ -1,9 +1,8 @@
 #include "exporters/push_queue.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 
+#include "agent/base/curl_library.h"
 #include "agent/base/http_client.h"
 #include "agent/base/log.h"
 #include "agent/base/text_file.h"
@@ -50,20 +49,20 @@ constexpr milliseconds kStopCheckSlice{50};
 
 // Runs the transfer on `multi` in short polls until it ends, `deadline` passes or the stop
 // deadline (set by another thread) passes; the last two count as a timeout.
-CURLcode perform_until(CURL* curl, CURLM* multi, Clock::time_point deadline,
+CURLcode perform_until(const CurlApi& api, CURL* curl, CURLM* multi, Clock::time_point deadline,
                        const std::atomic<int64_t>& stop_deadline_ns) {
-  if (curl_multi_add_handle(multi, curl) != CURLM_OK) return CURLE_FAILED_INIT;
+  if (api.multi_add_handle(multi, curl) != CURLM_OK) return CURLE_FAILED_INIT;
   CURLcode rc = CURLE_OK;
   for (;;) {
     int running = 0;
-    if (curl_multi_perform(multi, &running) != CURLM_OK) {
+    if (api.multi_perform(multi, &running) != CURLM_OK) {
       rc = CURLE_FAILED_INIT;
       break;
     }
     if (running == 0) {
       int left = 0;
       rc = CURLE_GOT_NOTHING;
-      while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      while (CURLMsg* msg = api.multi_info_read(multi, &left)) {
         if (msg->msg == CURLMSG_DONE && msg->easy_handle == curl) rc = msg->data.result;
       }
       break;
@@ -73,9 +72,9 @@ CURLcode perform_until(CURL* curl, CURLM* multi, Clock::time_point deadline,
       rc = CURLE_OPERATION_TIMEDOUT;
       break;
     }
-    curl_multi_poll(multi, nullptr, 0, static_cast<int>(kStopCheckSlice.count()), nullptr);
+    api.multi_poll(multi, nullptr, 0, static_cast<int>(kStopCheckSlice.count()), nullptr);
   }
-  curl_multi_remove_handle(multi, curl);
+  api.multi_remove_handle(multi, curl);
   return rc;
 }
 
@@ -95,15 +94,18 @@ PushQueue::PushQueue(PushQueueOptions options, PushProtocol& protocol)
 
 PushQueue::~PushQueue() {
   stop();
-  if (multi_ != nullptr) curl_multi_cleanup(static_cast<CURLM*>(multi_));
-  if (curl_ != nullptr) curl_easy_cleanup(static_cast<CURL*>(curl_));
+  // Both handles exist only if libcurl was loaded.
+  if (multi_ != nullptr) curl_api()->multi_cleanup(static_cast<CURLM*>(multi_));
+  if (curl_ != nullptr) curl_api()->easy_cleanup(static_cast<CURL*>(curl_));
 }
 
 Result<bool> PushQueue::start() {
-  // Not thread-safe, so here at start-up; reference counted, so other users of curl are fine.
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  curl_ = curl_easy_init();
-  multi_ = curl_multi_init();
+  // Loaded (and curl_global_init'ed) at start-up, so a missing libcurl refuses the sink at once.
+  const auto& lib = curl_api();
+  if (!lib) return lib.error();
+  const CurlApi& api = *lib;
+  curl_ = api.easy_init();
+  multi_ = api.multi_init();
   if (curl_ == nullptr || multi_ == nullptr)
     return Error{ErrorKind::transient, "", "curl_easy_init or curl_multi_init failed"};
   DiskQueueOptions q;
@@ -148,8 +150,9 @@ void PushQueue::append(std::string_view record, uint32_t samples) {
 
 PushQueue::Attempt PushQueue::post(const std::string& body, Clock::time_point deadline) {
   Attempt attempt;
+  const CurlApi& api = *curl_api();  // start() refused without it
   auto* curl = static_cast<CURL*>(curl_);
-  curl_easy_reset(curl);
+  api.easy_reset(curl);
 
   auto request = protocol_.request();
   if (!request) {
@@ -158,12 +161,12 @@ PushQueue::Attempt PushQueue::post(const std::string& body, Clock::time_point de
     return attempt;
   }
   struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
-  for (const auto& line : request->header_lines) headers = curl_slist_append(headers, line.c_str());
+  headers = api.slist_append(headers, "Expect:");  // no 100-continue round trip
+  for (const auto& line : request->header_lines) headers = api.slist_append(headers, line.c_str());
   if (!request->basic_auth_user.empty()) {
-    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(curl, CURLOPT_USERNAME, request->basic_auth_user.c_str());
-    curl_easy_setopt(curl, CURLOPT_PASSWORD, request->basic_auth_password.c_str());
+    api.easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    api.easy_setopt(curl, CURLOPT_USERNAME, request->basic_auth_user.c_str());
+    api.easy_setopt(curl, CURLOPT_PASSWORD, request->basic_auth_password.c_str());
   }
 
   std::string& response = attempt.body;
@@ -171,32 +174,32 @@ PushQueue::Attempt PushQueue::post(const std::string& body, Clock::time_point de
   auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
   long total_ms = static_cast<long>(
       std::max<int64_t>(1, std::min<int64_t>(options_.request_timeout.count(), remaining.count())));
-  curl_easy_setopt(curl, CURLOPT_URL, options_.url.c_str());
-  curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_USERAGENT, "wattprobe/" WATTPROBE_VERSION);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, total_ms);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_retry_after);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after_s);
+  api.easy_setopt(curl, CURLOPT_URL, options_.url.c_str());
+  api.easy_setopt(curl, CURLOPT_POST, 1L);
+  api.easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+  api.easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  api.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  api.easy_setopt(curl, CURLOPT_USERAGENT, "wattprobe/" WATTPROBE_VERSION);
+  api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                  static_cast<long>(options_.connect_timeout.count()));
+  api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, total_ms);
+  api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  api.easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  api.easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) api.easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
+  api.easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  api.easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_retry_after);
+  api.easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after_s);
 
-  CURLcode rc = perform_until(curl, static_cast<CURLM*>(multi_), deadline, stop_deadline_ns_);
+  CURLcode rc = perform_until(api, curl, static_cast<CURLM*>(multi_), deadline, stop_deadline_ns_);
   long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(headers);
+  api.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  api.slist_free_all(headers);
   // Secrets must not outlive the request in curl's handle or our heap.
-  curl_easy_setopt(curl, CURLOPT_PASSWORD, "");
+  api.easy_setopt(curl, CURLOPT_PASSWORD, "");
   std::fill(request->basic_auth_password.begin(), request->basic_auth_password.end(), '\0');
   for (auto& line : request->header_lines) std::fill(line.begin(), line.end(), '\0');
 

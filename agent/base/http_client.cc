@@ -1,12 +1,10 @@
 #include "agent/base/http_client.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
-#include <mutex>
 
+#include "agent/base/curl_library.h"
 #include "agent/base/text_file.h"
 
 namespace wattprobe {
@@ -37,8 +35,6 @@ size_t on_header(char* data, size_t size, size_t count, void* user) {
     t->retry_after_s = static_cast<int>(*seconds);
   return n;
 }
-
-std::once_flag curl_init;
 
 std::string seconds(double s) {
   char buf[32];
@@ -78,64 +74,65 @@ std::string redact_url(const std::string& url) {
 }
 
 HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
-  std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  curl_ = curl_easy_init();
+  if (const auto& api = curl_api()) curl_ = api->easy_init();
 }
 
 HttpClient::~HttpClient() {
-  if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
+  if (curl_) curl_api()->easy_cleanup(static_cast<CURL*>(curl_));
 }
 
 HttpGetResult HttpClient::get(const HttpGetRequest& request) {
   HttpGetResult out;
   auto* curl = static_cast<CURL*>(curl_);
+  const auto& lib = curl_api();
   if (!curl) {
     out.reason = "transport";
-    out.detail = "libcurl could not be initialised";
+    out.detail = lib ? "libcurl could not be initialised" : lib.error().message();
     return out;
   }
-  curl_easy_reset(curl);
+  const CurlApi& api = *lib;
+  api.easy_reset(curl);
   Transfer t;
   t.cap = options_.max_body_bytes;
   char errbuf[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  api.easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+  api.easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+  api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
   // Threads: no SIGALRM-based DNS timeouts.
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(options_.connect_timeout_s * 1000));
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.total_timeout_s * 1000));
-  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
-  curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
-                   static_cast<curl_off_t>(options_.max_body_bytes));
-  curl_easy_setopt(curl, CURLOPT_USERAGENT, "wattprobe/0.1");
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+  api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                  static_cast<long>(options_.connect_timeout_s * 1000));
+  api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.total_timeout_s * 1000));
+  api.easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  api.easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options_.ca_file.empty()) api.easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+  api.easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE,
+                  static_cast<curl_off_t>(options_.max_body_bytes));
+  api.easy_setopt(curl, CURLOPT_USERAGENT, "wattprobe/0.1");
+  api.easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+  api.easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+  api.easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+  api.easy_setopt(curl, CURLOPT_HEADERDATA, &t);
   curl_slist* headers = nullptr;
-  for (const auto& h : request.secret_headers) headers = curl_slist_append(headers, h.c_str());
-  if (headers) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  for (const auto& h : request.secret_headers) headers = api.slist_append(headers, h.c_str());
+  if (headers) api.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   if (!request.basic_user.empty()) {
-    curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(curl, CURLOPT_USERNAME, request.basic_user.c_str());
-    curl_easy_setopt(curl, CURLOPT_PASSWORD, request.basic_password.c_str());
+    api.easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    api.easy_setopt(curl, CURLOPT_USERNAME, request.basic_user.c_str());
+    api.easy_setopt(curl, CURLOPT_PASSWORD, request.basic_password.c_str());
   }
 
-  CURLcode rc = curl_easy_perform(curl);
-  if (headers) curl_slist_free_all(headers);
+  CURLcode rc = api.easy_perform(curl);
+  if (headers) api.slist_free_all(headers);
   // Drop the credentials from the handle now rather than at the next reset.
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
-  curl_easy_setopt(curl, CURLOPT_USERNAME, nullptr);
-  curl_easy_setopt(curl, CURLOPT_PASSWORD, nullptr);
+  api.easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+  api.easy_setopt(curl, CURLOPT_USERNAME, nullptr);
+  api.easy_setopt(curl, CURLOPT_PASSWORD, nullptr);
 
   if (rc != CURLE_OK) {
-    std::string what = errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc);
+    std::string what = errbuf[0] ? std::string(errbuf) : api.easy_strerror(rc);
     switch (rc) {
       case CURLE_OPERATION_TIMEDOUT:
         out.reason = "timeout";
@@ -176,7 +173,7 @@ HttpGetResult HttpClient::get(const HttpGetRequest& request) {
     out.body.clear();
     return out;
   }
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
+  api.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
   out.body = std::move(t.body);
   out.retry_after_s = t.retry_after_s;
   return out;

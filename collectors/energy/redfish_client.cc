@@ -1,10 +1,8 @@
 #include "collectors/energy/redfish_client.h"
 
-#include <curl/curl.h>
-
 #include <cctype>
-#include <mutex>
 
+#include "agent/base/curl_library.h"
 #include "agent/base/text_file.h"
 
 namespace wattprobe {
@@ -52,76 +50,75 @@ int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return stop && stop->load() ? 1 : 0;
 }
 
-std::once_flag curl_init;
-
 class CurlTransport : public RedfishTransport {
  public:
   explicit CurlTransport(RedfishTransportOptions o) : o_(std::move(o)) {
-    std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    curl_ = curl_easy_init();
+    if (const auto& api = curl_api()) curl_ = api->easy_init();
   }
   ~CurlTransport() override {
-    if (curl_) curl_easy_cleanup(curl_);
+    if (curl_) curl_api()->easy_cleanup(curl_);
   }
 
   RedfishAnswer exchange(const RedfishRequest& r) override {
     RedfishAnswer out;
+    const auto& lib = curl_api();
     if (!curl_) {
       out.reason = "transport";
-      out.detail = "curl_easy_init failed";
+      out.detail = lib ? "curl_easy_init failed" : lib.error().message();
       return out;
     }
+    const CurlApi& api = *lib;
     CURL* c = curl_;
-    curl_easy_reset(c);
+    api.easy_reset(c);
     Transfer t;
     t.cap = o_.max_body_bytes;
     const std::string url = o_.base_url + r.path;
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    api.easy_setopt(c, CURLOPT_URL, url.c_str());
+    api.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    api.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    api.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+    api.easy_setopt(c, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
 #endif
     const long timeout_ms = static_cast<long>(o_.timeout_s * 1000);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, o_.stop);
-    if (!o_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o_.ca_file.c_str());
+    api.easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    api.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    api.easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    api.easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    api.easy_setopt(c, CURLOPT_HEADERDATA, &t);
+    api.easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    api.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    api.easy_setopt(c, CURLOPT_XFERINFODATA, o_.stop);
+    if (!o_.ca_file.empty()) api.easy_setopt(c, CURLOPT_CAINFO, o_.ca_file.c_str());
     if (o_.insecure_skip_verify) {
-      curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+      api.easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+      api.easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     curl_slist* headers = nullptr;
-    headers = curl_slist_append(headers, "Accept: application/json");
+    headers = api.slist_append(headers, "Accept: application/json");
     std::string token_header;
     if (!r.auth_token.empty()) {
       token_header = "X-Auth-Token: " + r.auth_token;
-      headers = curl_slist_append(headers, token_header.c_str());
+      headers = api.slist_append(headers, token_header.c_str());
     }
     if (r.method == "POST") {
-      headers = curl_slist_append(headers, "Content-Type: application/json");
-      curl_easy_setopt(c, CURLOPT_POST, 1L);
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, r.body.c_str());
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(r.body.size()));
+      headers = api.slist_append(headers, "Content-Type: application/json");
+      api.easy_setopt(c, CURLOPT_POST, 1L);
+      api.easy_setopt(c, CURLOPT_POSTFIELDS, r.body.c_str());
+      api.easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(r.body.size()));
     } else if (r.method == "DELETE") {
-      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
+      api.easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
     }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    api.easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     if (r.basic) {
-      curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-      curl_easy_setopt(c, CURLOPT_USERNAME, o_.user.c_str());
-      curl_easy_setopt(c, CURLOPT_PASSWORD, o_.password.c_str());
+      api.easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+      api.easy_setopt(c, CURLOPT_USERNAME, o_.user.c_str());
+      api.easy_setopt(c, CURLOPT_PASSWORD, o_.password.c_str());
     }
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(headers);
+    CURLcode rc = api.easy_perform(c);
+    api.slist_free_all(headers);
     // Curl keeps copies of what it was given; the next reset wipes the credentials' copies.
     if (rc != CURLE_OK) {
       switch (rc) {
@@ -143,12 +140,12 @@ class CurlTransport : public RedfishTransport {
         default:
           out.reason = t.over_cap ? "too_large" : "transport";
       }
-      out.detail = std::string(curl_easy_strerror(rc));
+      out.detail = std::string(api.easy_strerror(rc));
       if (t.over_cap)
         out.detail = "answer larger than " + std::to_string(o_.max_body_bytes) + " bytes";
       return out;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.status);
+    api.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.status);
     out.body = std::move(t.body);
     out.auth_token = std::move(t.token);
     out.location = std::move(t.location);
