@@ -21,11 +21,6 @@ namespace {
 const std::set<std::string> kKinds{"service", "session", "container", "pod",
                                    "vm",      "kernel",  "system",    "other"};
 
-[[noreturn]] void bad(std::string_view flag, std::string_view value, std::string_view why) {
-  throw UsageError("invalid value \"" + std::string(value) + "\" for --" + std::string(flag) +
-                   ": " + std::string(why));
-}
-
 std::string exact(double v) {
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
@@ -155,29 +150,13 @@ JobReportOptions parse_job_report_options(const std::vector<std::string>& args, 
   static const std::set<std::string> kFlags{"since", "until", "kind", "format", "state-dir"};
   std::map<std::string, std::string> given = parse_flag_args(args, kFlags);
   JobReportOptions o;
-  o.until_ms = now_ms;
-  o.since_ms = now_ms - kMsPerUtcDay;
-  const char* kTimeForms = "expected 2026-11-23T10:00:00Z, 2026-11-23, now, or -24h (before now)";
-  if (given.count("until")) {
-    auto t = parse_utc_time_or_ago(given["until"], now_ms);
-    if (!t) bad("until", given["until"], kTimeForms);
-    o.until_ms = *t;
-    if (!given.count("since")) o.since_ms = o.until_ms - kMsPerUtcDay;
-  }
-  if (given.count("since")) {
-    auto t = parse_utc_time_or_ago(given["since"], now_ms);
-    if (!t) bad("since", given["since"], kTimeForms);
-    o.since_ms = *t;
-  }
-  if (o.since_ms >= o.until_ms) {
-    bad("since", given.count("since") ? given["since"] : format_utc_instant(o.since_ms),
-        "the period is empty: --since must be before --until (" + format_utc_instant(o.until_ms) +
-            ")");
-  }
+  const FlagPeriod period = flag_period(given, now_ms);
+  o.since_ms = period.since_ms;
+  o.until_ms = period.until_ms;
   if (given.count("kind")) {
     if (!kKinds.count(given["kind"])) {
-      bad("kind", given["kind"],
-          "expected service, session, container, pod, vm, kernel, system or other");
+      refuse_flag("kind", given["kind"],
+                  "expected service, session, container, pod, vm, kernel, system or other");
     }
     o.kind = given["kind"];
   }
@@ -190,11 +169,11 @@ JobReportOptions parse_job_report_options(const std::vector<std::string>& args, 
     } else if (f == "json") {
       o.format = JobReportOptions::Format::json;
     } else {
-      bad("format", f, "expected table, csv or json");
+      refuse_flag("format", f, "expected table, csv or json");
     }
   }
   if (given.count("state-dir")) {
-    if (given["state-dir"].empty()) bad("state-dir", "", "expected a folder");
+    if (given["state-dir"].empty()) refuse_flag("state-dir", "", "expected a folder");
     o.state_dir = given["state-dir"];
   }
   return o;

@@ -33,11 +33,6 @@ constexpr double kJoulesPerKwh = 3.6e6;
 /// bury the report.
 constexpr uint64_t kMaxNamedLines = 50;
 
-[[noreturn]] void bad(std::string_view flag, std::string_view value, std::string_view why) {
-  throw UsageError("invalid value \"" + std::string(value) + "\" for --" + std::string(flag) +
-                   ": " + std::string(why));
-}
-
 const std::vector<Choice<ReportOptions::GroupBy>>& group_by_words() {
   using G = ReportOptions::GroupBy;
   static const std::vector<Choice<G>> words{
@@ -561,44 +556,28 @@ ReportOptions parse_report_options(const std::vector<std::string>& all_args, int
   ReportOptions o;
   o.per_unit = per_unit;
   if (per_unit && given.count("functional-units")) {
-    bad("functional-units", given["functional-units"],
-        "--per-unit takes R from the ledger's unit lines; give one or the other");
+    refuse_flag("functional-units", given["functional-units"],
+                "--per-unit takes R from the ledger's unit lines; give one or the other");
   }
-  o.until_ms = now_ms;
-  o.since_ms = now_ms - kMsPerUtcDay;
-  const char* kTimeForms = "expected 2026-11-23T10:00:00Z, 2026-11-23, now, or -24h (before now)";
-  if (given.count("until")) {
-    auto t = parse_report_time(given["until"], now_ms);
-    if (!t) bad("until", given["until"], kTimeForms);
-    o.until_ms = *t;
-    if (!given.count("since")) o.since_ms = o.until_ms - kMsPerUtcDay;
-  }
-  if (given.count("since")) {
-    auto t = parse_report_time(given["since"], now_ms);
-    if (!t) bad("since", given["since"], kTimeForms);
-    o.since_ms = *t;
-  }
-  if (o.since_ms >= o.until_ms) {
-    bad("since", given.count("since") ? given["since"] : format_utc_instant(o.since_ms),
-        "the period is empty: --since must be before --until (" + format_utc_instant(o.until_ms) +
-            ")");
-  }
+  const FlagPeriod period = flag_period(given, now_ms);
+  o.since_ms = period.since_ms;
+  o.until_ms = period.until_ms;
   using R = ReportOptions;
   const auto& group_by = group_by_words();
   static const std::vector<Choice<R::Format>> formats{
       {"table", R::Format::table}, {"csv", R::Format::csv}, {"json", R::Format::json}};
   if (given.count("by")) {
     auto by = value_of(group_by, given["by"]);
-    if (!by) bad("by", given["by"], "expected " + words_of(group_by));
+    if (!by) refuse_flag("by", given["by"], "expected " + words_of(group_by));
     o.by = *by;
   }
   if (given.count("format")) {
     auto format = value_of(formats, given["format"]);
-    if (!format) bad("format", given["format"], "expected " + words_of(formats));
+    if (!format) refuse_flag("format", given["format"], "expected " + words_of(formats));
     o.format = *format;
   }
   if (given.count("state-dir")) {
-    if (given["state-dir"].empty()) bad("state-dir", "", "expected a folder");
+    if (given["state-dir"].empty()) refuse_flag("state-dir", "", "expected a folder");
     o.state_dir = given["state-dir"];
   }
   if (given.count("functional-units")) {
@@ -606,7 +585,7 @@ ReportOptions parse_report_options(const std::vector<std::string>& all_args, int
     double n = 0;
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
     if (ec != std::errc() || end != v.data() + v.size() || !(n > 0) || !std::isfinite(n)) {
-      bad("functional-units", v, "expected a number of units above 0, e.g. 1200000");
+      refuse_flag("functional-units", v, "expected a number of units above 0, e.g. 1200000");
     }
     o.functional_units = n;
   }
@@ -616,9 +595,10 @@ ReportOptions parse_report_options(const std::vector<std::string>& all_args, int
         !v.empty() && v.size() <= 40 &&
         std::all_of(v.begin(), v.end(), [](unsigned char c) { return c > 32 && c < 127; });
     if (!printable)
-      bad("functional-unit-name", v, "expected a word of 1 to 40 printable characters");
+      refuse_flag("functional-unit-name", v, "expected a word of 1 to 40 printable characters");
     if (!o.functional_units) {
-      bad("functional-unit-name", v, "names the unit of --functional-units, which is not given");
+      refuse_flag("functional-unit-name", v,
+                  "names the unit of --functional-units, which is not given");
     }
     o.functional_unit_name = v;
   }

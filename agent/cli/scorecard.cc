@@ -27,19 +27,7 @@ constexpr const char* kCpu = "wattprobe_workload_cpu_seconds_total";
 constexpr const char* kUnits = "wattprobe_workload_functional_units_total";
 constexpr double kSecondsPerYear = 365.25 * 86400;
 
-/// The forms `report` takes for --since and --until (report.h), read here without pulling in
-/// the report's and the agent options' units.
-std::optional<int64_t> parse_time(std::string_view text, int64_t now_ms) {
-  if (text == "now") return now_ms;
-  if (!text.empty() && text[0] == '-') {
-    auto d = parse_duration(text.substr(1));
-    if (!d) return std::nullopt;
-    return now_ms - d->count();
-  }
-  if (text.size() == 10) return parse_utc_date(text);
-  return parse_utc_instant(text);
-}
-
+/// A scorecard refusal (exit 2), worded as the other commands word theirs.
 [[noreturn]] void bad(const std::string& flag, const std::string& value, const std::string& why) {
   throw ScorecardUsageError("invalid value \"" + value + "\" for --" + flag + ": " + why);
 }
@@ -206,9 +194,9 @@ ScorecardOptions parse_scorecard_options(const std::vector<std::string>& args, i
   }
   if (given.count("since")) {
     const char* forms = "expected 2026-11-23T10:00:00Z, 2026-11-23, now, or -24h (before now)";
-    auto since = parse_time(given["since"], now_ms);
+    auto since = parse_utc_time_or_ago(given["since"], now_ms);
     if (!since) bad("since", given["since"], forms);
-    auto until = parse_time(given["until"], now_ms);
+    auto until = parse_utc_time_or_ago(given["until"], now_ms);
     if (!until) bad("until", given["until"], forms);
     // Whole seconds: the range selector and the evaluation time are sent in seconds.
     o.start_ms = *since / 1000 * 1000;
