@@ -95,119 +95,26 @@ struct ParsedLine {
 };
 
 Result<ParsedLine> parse_line(const std::string& text) {
-  auto malformed = [](std::string detail) { return Error{ErrorKind::malformed, "", detail}; };
-  if (text.empty()) return malformed("empty line");
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    return malformed("not JSON (a line cut short by a crash looks like this): " +
-                     quote_for_error(text));
-  }
-  if (!j.is_object()) return malformed("expected a JSON object, found " + quote_for_error(text));
-
-  auto field = [&](const char* name) -> const nlohmann::json* {
-    auto it = j.find(name);
-    return it == j.end() ? nullptr : &*it;
-  };
-  auto wrong = [&](const char* name, std::string_view expected) {
-    const nlohmann::json* v = field(name);
-    return malformed(std::string("field \"") + name + "\": expected " + std::string(expected) +
-                     (v ? ", found " + quote_for_error(v->dump()) : ", found none"));
-  };
-
-  const nlohmann::json* v = field("v");
-  if (!v || !v->is_number_integer()) return wrong("v", "the schema version, a whole number");
-  if (v->get<int64_t>() > kLedgerSchemaVersion) {
-    return malformed("schema version " + v->dump() + " is newer than this wattprobe reads (" +
-                     std::to_string(kLedgerSchemaVersion) + ")");
-  }
-  if (v->get<int64_t>() < 1) return wrong("v", "the schema version, 1 or more");
-
+  auto line = read_ledger_line(text);
+  if (!line) return line.error();
   ParsedLine out;
-  const nlohmann::json* start = field("start");
-  std::optional<int64_t> start_ms;
-  if (start && start->is_string()) start_ms = parse_utc_instant(start->get<std::string>());
-  if (!start_ms) return wrong("start", "a UTC time such as \"2026-11-23T10:00:00Z\"");
-  out.start_ms = *start_ms;
-
-  const nlohmann::json* period = field("period_seconds");
-  if (!period || !period->is_number_integer() || period->get<int64_t>() < 1) {
-    return wrong("period_seconds", "a whole number of seconds, 1 or more");
-  }
-  const nlohmann::json* measured = field("measured");
-  if (!measured || !measured->is_boolean()) return wrong("measured", "true or false");
-
-  const nlohmann::json* type = field("type");
-  if (!type || !type->is_string()) return wrong("type", "workload, idle or unattributed");
-  out.type = type->get<std::string>();
-  if (out.type == "unit") {
-    const nlohmann::json* unit = field("unit");
-    const nlohmann::json* workload = field("workload");
-    const nlohmann::json* units = field("units");
-    if (!unit || !unit->is_string() || unit->get<std::string>().empty()) {
-      return wrong("unit", "a non-empty string");
-    }
-    if (!workload || !workload->is_string() || workload->get<std::string>().empty()) {
-      return wrong("workload", "a non-empty string");
-    }
-    if (!units || !units->is_number() || !std::isfinite(units->get<double>()) ||
-        units->get<double>() < 0) {
-      return wrong("units", "a number, 0 or more");
-    }
-    out.unit = unit->get<std::string>();
-    out.group_key[0] = workload->get<std::string>();
-    out.units = units->get<double>();
-    return out;
-  }
-  if (out.type != "workload" && out.type != "idle" && out.type != "unattributed") {
-    return wrong("type", "workload, idle, unattributed or unit");
-  }
-  if (out.type == "workload") {
-    const char* names[3] = {"workload", "kind", "namespace"};
-    for (int i = 0; i < 3; ++i) {
-      const nlohmann::json* s = field(names[i]);
-      if (!s && i == 2) continue;  // only pods have a namespace
-      if (!s || !s->is_string() || (i < 2 && s->get<std::string>().empty())) {
-        return wrong(names[i], i == 2 ? "a string" : "a non-empty string");
-      }
-      out.group_key[i] = s->get<std::string>();
-    }
-  }
-
-  struct Number {
-    const char* name;
-    double* into;
-  };
-  double covered = 0;
-  for (Number n : {Number{"covered_seconds", &covered}, Number{"joules", &out.row.joules},
-                   Number{"cpu_seconds", &out.row.cpu_seconds},
-                   Number{"operational_co2e_grams", &out.row.operational_grams},
-                   Number{"embodied_co2e_grams", &out.row.embodied_grams}}) {
-    const nlohmann::json* x = field(n.name);
-    if (!x || !x->is_number() || !std::isfinite(x->get<double>()) || x->get<double>() < 0) {
-      return wrong(n.name, "a number, 0 or more");
-    }
-    *n.into = x->get<double>();
-  }
-  // Lines written before GPUs were counted apart have no gpu_joules: their GPU energy, if any,
-  // is only in joules, so they add 0 here rather than being refused.
-  if (const nlohmann::json* g = field("gpu_joules")) {
-    if (!g->is_number() || !std::isfinite(g->get<double>()) || g->get<double>() < 0) {
-      return wrong("gpu_joules", "a number, 0 or more");
-    }
-    out.row.gpu_joules = g->get<double>();
-  }
-  // Only lines written while a carbon-free share was in force carry these.
-  for (Number n : {Number{"cfe_joules", &out.row.cfe_joules},
-                   Number{"cfe_matched_joules", &out.row.cfe_matched_joules}}) {
-    if (const nlohmann::json* x = field(n.name)) {
-      if (!x->is_number() || !std::isfinite(x->get<double>()) || x->get<double>() < 0) {
-        return wrong(n.name, "a number, 0 or more");
-      }
-      *n.into = x->get<double>();
-    }
-  }
-  out.covered_seconds = covered;
-  if (measured->get<bool>()) out.row.measured_joules = out.row.joules;
+  out.start_ms = line->start_ms;
+  out.type = line->type;
+  out.group_key[0] = line->workload;
+  out.group_key[1] = line->kind;
+  out.group_key[2] = line->namespace_;
+  out.unit = line->unit;
+  out.units = line->units;
+  out.covered_seconds = line->covered_seconds;
+  ReportRow& r = out.row;
+  r.joules = line->joules;
+  r.gpu_joules = line->gpu_joules;
+  r.cpu_seconds = line->cpu_seconds;
+  r.operational_grams = line->operational_grams;
+  r.embodied_grams = line->embodied_grams;
+  r.cfe_joules = line->cfe_joules;
+  r.cfe_matched_joules = line->cfe_matched_joules;
+  if (line->measured) r.measured_joules = line->joules;
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -39,6 +40,30 @@ inline constexpr int kLedgerWorkloadLineVersion = 1;
 /// Writes use O_APPEND, one write() per flushed period, then fsync. Bytes a failed write left
 /// unwritten are kept and written before the next period's, so a torn line is completed rather
 /// than duplicated. Runs on the sampling thread, after Carbon in each tick.
+/// One ledger line read back: the reader beside the writer below (docs/ledger.md). A `unit` line
+/// carries unit, units and its workload glob in `workload`; the others their figures.
+struct LedgerLine {
+  int64_t start_ms = 0;
+  int64_t period_seconds = 0;
+  bool measured = false;  // every source of the period was measured
+  std::string type;       // workload, idle, unattributed or unit
+  std::string workload, kind, namespace_;
+  double covered_seconds = 0;
+  double joules = 0;      // host energy, counted once
+  double gpu_joules = 0;  // the part of joules GPUs used (0 on lines from before it existed)
+  double cpu_seconds = 0;
+  double operational_grams = 0;
+  double embodied_grams = 0;
+  double cfe_joules = 0;  // only lines written while a carbon-free share was in force
+  double cfe_matched_joules = 0;
+  std::string unit;
+  double units = 0;
+};
+
+/// Reads one line strictly: the field and the value it found when something is wrong, and a
+/// refusal of a schema newer than kLedgerSchemaVersion.
+Result<LedgerLine> read_ledger_line(std::string_view text);
+
 class Ledger {
  public:
   explicit Ledger(LedgerOptions options);
