@@ -12,8 +12,8 @@
 
 static unsigned int watts = 240;
 
-static void get_power_reading(lmc_data_t *mc, msg_t *msg, unsigned char *rdata,
-                              unsigned int *rdata_len, void *cb_data) {
+static void get_power_reading(lmc_data_t* mc, msg_t* msg, unsigned char* rdata,
+                              unsigned int* rdata_len, void* cb_data) {
   (void)cb_data;
   if (msg->cmd != 0x02) {
     handle_invalid_cmd(mc, rdata, rdata_len);
@@ -21,8 +21,8 @@ static void get_power_reading(lmc_data_t *mc, msg_t *msg, unsigned char *rdata,
   }
   watts += 10;
   for (int i = 0; i < 19; ++i) rdata[i] = 0;
-  rdata[1] = 0xdc;  /* the group extension */
-  rdata[2] = watts & 0xff;  /* current, minimum, maximum, average power: little endian */
+  rdata[1] = 0xdc;         /* the group extension */
+  rdata[2] = watts & 0xff; /* current, minimum, maximum, average power: little endian */
   rdata[3] = watts >> 8;
   rdata[4] = 100;
   rdata[6] = 0x2c;
@@ -41,22 +41,22 @@ static int permitted(unsigned char priv, unsigned char netfn, unsigned char cmd)
   return IPMI_PRIV_INVALID;
 }
 
-int ipmi_sim_module_print_version(sys_data_t *sys, char *options) {
+int ipmi_sim_module_print_version(sys_data_t* sys, char* options) {
   (void)sys;
   (void)options;
   printf("wattprobe dcmi_power 1\n");
   return 0;
 }
 
-int ipmi_sim_module_init(sys_data_t *sys, char *options) {
+int ipmi_sim_module_init(sys_data_t* sys, char* options) {
   (void)sys;
   (void)options;
   ipmi_emu_register_group_extension_handler(0xdc, get_power_reading, NULL);
   return 0;
 }
 
-int ipmi_sim_module_post_init(sys_data_t *sys) {
-  channel_t **chans = sys->mc_get_channelset(sys->ipmb_addrs[sys->bmc_ipmb]);
+int ipmi_sim_module_post_init(sys_data_t* sys) {
+  channel_t** chans = sys->mc_get_channelset(sys->ipmb_addrs[sys->bmc_ipmb]);
   for (int i = 0; i < IPMI_MAX_CHANNELS; ++i)
     if (chans[i]) chans[i]->oem.oem_check_permitted = permitted;
   return 0;
