@@ -119,7 +119,13 @@ def main():
                 row = " / ".join(f"{w} {tru[w]:.1f} -> {est[w]:.1f}" for w in sorted(truth))
                 print(f"{dev:<6} {os.path.basename(trace):34} {phase:20} {splits:22} "
                       f"{','.join(sorted(confs)):18} {row}  (worst {worst:.1f} pts)")
-                if confs != {want_conf}:
+                # A busy host stretches ticks, so a tick inside an overlap may find both
+                # processes in NVML's samples and split them confidently: right, as long as the
+                # phase's figure stays near the truth. A confident label on a figure far from
+                # it (the in-step traces) is what must never happen.
+                near_truth = worst <= 7
+                if confs != {want_conf} and not (want_conf in confs and near_truth and
+                                                 confs <= {want_conf, "confident"}):
                     failures.append(f"GPU {dev} {phase}: confidence {confs}, want {want_conf}")
                 if want_conf == "confident" or dev == 0:
                     if worst > 7:
