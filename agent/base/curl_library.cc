@@ -1,9 +1,8 @@
 #include "agent/base/curl_library.h"
 
-#include <dlfcn.h>
-
 #include <string>
-#include <type_traits>
+
+#include "agent/base/runtime_library.h"
 
 namespace wattprobe {
 namespace {
@@ -12,16 +11,11 @@ namespace {
 constexpr const char* kCurlLibrary = "libcurl.so.4";
 
 Result<CurlApi> load_curl() {
-  void* lib = ::dlopen(kCurlLibrary, RTLD_NOW | RTLD_LOCAL);  // kept for the process's life
-  if (!lib)
-    return Error{ErrorKind::unsupported, kCurlLibrary,
-                 std::string("cannot load libcurl (Debian: apt install libcurl4): ") + ::dlerror()};
+  std::string why;
+  auto lib = RuntimeLibrary::open(kCurlLibrary, "libcurl", "apt install libcurl4", &why);
+  if (!lib) return Error{ErrorKind::unsupported, kCurlLibrary, why};
+  auto bind = [&](auto& slot, const char* name) { lib->bind(slot, name); };
   CurlApi c{};
-  std::string missing;
-  auto bind = [&](auto& slot, const char* name) {
-    slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(::dlsym(lib, name));
-    if (!slot) missing += std::string(missing.empty() ? "" : ", ") + name;
-  };
   decltype(&::curl_global_init) global_init = nullptr;
   bind(global_init, "curl_global_init");
   bind(c.easy_init, "curl_easy_init");
@@ -40,7 +34,8 @@ Result<CurlApi> load_curl() {
   bind(c.multi_poll, "curl_multi_poll");
   bind(c.multi_info_read, "curl_multi_info_read");
   bind(c.multi_cleanup, "curl_multi_cleanup");
-  if (!missing.empty()) return Error{ErrorKind::unsupported, kCurlLibrary, "lacks " + missing};
+  if (!lib->missing().empty())
+    return Error{ErrorKind::unsupported, kCurlLibrary, "lacks " + lib->missing()};
   // Not thread-safe in libcurl, and reference counted: once here, under the static's guard, for
   // every user in the process.
   if (CURLcode rc = global_init(CURL_GLOBAL_DEFAULT); rc != CURLE_OK)

@@ -1,6 +1,5 @@
 #include "collectors/energy/ipmi.h"
 
-#include <dlfcn.h>
 #include <freeipmi/freeipmi.h>
 
 #include <algorithm>
@@ -10,9 +9,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <type_traits>
 
 #include "agent/base/log.h"
+#include "agent/base/runtime_library.h"
 #include "agent/base/secret_file.h"
 #include "collectors/energy/platform_energy_track.h"
 
@@ -46,17 +45,11 @@ struct FreeIpmi {
 };
 
 Result<FreeIpmi> load_freeipmi() {
-  void* lib = ::dlopen(kFreeIpmiLibrary, RTLD_NOW | RTLD_LOCAL);  // kept for the process's life
-  if (!lib)
-    return Error{
-        ErrorKind::unsupported, kFreeIpmiLibrary,
-        std::string("cannot load FreeIPMI (Debian: apt install libfreeipmi17): ") + ::dlerror()};
+  std::string why;
+  auto lib = RuntimeLibrary::open(kFreeIpmiLibrary, "FreeIPMI", "apt install libfreeipmi17", &why);
+  if (!lib) return Error{ErrorKind::unsupported, kFreeIpmiLibrary, why};
+  auto bind = [&](auto& slot, const char* name) { lib->bind(slot, name); };
   FreeIpmi f{};
-  std::string missing;
-  auto bind = [&](auto& slot, const char* name) {
-    slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(::dlsym(lib, name));
-    if (!slot) missing += std::string(missing.empty() ? "" : ", ") + name;
-  };
   bind(f.ctx_create, "ipmi_ctx_create");
   bind(f.ctx_destroy, "ipmi_ctx_destroy");
   bind(f.ctx_close, "ipmi_ctx_close");
@@ -69,7 +62,8 @@ Result<FreeIpmi> load_freeipmi() {
   bind(f.obj_get, "fiid_obj_get");
   bind(f.obj_destroy, "fiid_obj_destroy");
   bind(f.power_reading_rs, "tmpl_cmd_dcmi_get_power_reading_rs");
-  if (!missing.empty()) return Error{ErrorKind::unsupported, kFreeIpmiLibrary, "lacks " + missing};
+  if (!lib->missing().empty())
+    return Error{ErrorKind::unsupported, kFreeIpmiLibrary, "lacks " + lib->missing()};
   return f;
 }
 
