@@ -40,7 +40,7 @@ CarbonOptions carbon_options(CarbonOptions o,
   o.max_workloads = options.max_workloads;
   int embodied = 0;
   for (const auto& g : gpus) embodied += g->embodied_gpus();
-  if (embodied > 0) o.nvml_gpus = embodied;
+  if (embodied > 0) o.listed_gpus = embodied;
   return o;
 }
 
@@ -107,14 +107,7 @@ Pipeline::Pipeline(const Options& options, PipelineRole role, std::unique_ptr<En
     checkpoint_ = std::make_unique<CheckpointKeeper>(
         CheckpointStore(options.state_dir, read_host_identity(options.paths)),
         options.checkpoint_interval);
-    SinkSettings sinks{options.paths,        options.remote_write, options.otlp,
-                       options.guest_energy, options.job_records,  options.units};
-    if (!sinks.otlp.endpoint.empty()) {  // the resource every OTLP point belongs to
-      const HostIdentity host = read_host_identity(options.paths);
-      sinks.otlp.host_name = host.hostname;
-      sinks.otlp.host_id = host.machine_id;
-    }
-    own_sinks_ = make_daemon_sinks(sinks);
+    own_sinks_ = make_daemon_sinks(options);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "agent/sinks.h"
 
+#include "agent/base/host_identity.h"
 #include "collectors/units/units_sink.h"
 
 namespace wattprobe {
@@ -25,7 +26,11 @@ const SinkLine kSinks[] = {
      }},
     {"OTLP", [](const SinkSettings& o) { return !o.otlp.endpoint.empty(); },
      [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
-       return std::make_unique<OtlpExporter>(o.otlp);
+       OtlpOptions otlp = o.otlp;  // the resource every OTLP point belongs to
+       const HostIdentity host = read_host_identity(o.paths);
+       otlp.host_name = host.hostname;
+       otlp.host_id = host.machine_id;
+       return std::make_unique<OtlpExporter>(otlp);
      }},
     {"job records", [](const SinkSettings& o) { return !o.job_records.state_dir.empty(); },
      [](const SinkSettings& o) -> std::unique_ptr<SnapshotSink> {
@@ -45,6 +50,11 @@ std::vector<NamedSink> make_daemon_sinks(const SinkSettings& options) {
     if (line.wanted(options)) sinks.push_back({line.name, line.make(options)});
   }
   return sinks;
+}
+
+std::vector<NamedSink> make_daemon_sinks(const Options& options) {
+  return make_daemon_sinks(SinkSettings{options.paths, options.remote_write, options.otlp,
+                                        options.guest_energy, options.job_records, options.units});
 }
 
 }  // namespace wattprobe

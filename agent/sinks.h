@@ -6,6 +6,7 @@
 
 #include "agent/base/host_paths.h"
 #include "agent/base/sink.h"
+#include "agent/options.h"
 #include "agent/state/job_records.h"
 #include "collectors/units/unit_spec.h"
 #include "exporters/guest_energy.h"
@@ -25,7 +26,7 @@ struct NamedSink {
 struct SinkSettings {
   HostPaths paths;
   RemoteWriteOptions remote_write;  // off while url is empty
-  OtlpOptions otlp;                 // off while endpoint is empty; host_name and host_id set
+  OtlpOptions otlp;                 // off while endpoint is empty; the host named from paths
   GuestEnergyOptions guest_energy;  // off while dir is empty
   JobRecordOptions job_records;     // off while state_dir is empty
   UnitOptions units;                // off while no [unit.NAME] section
@@ -36,5 +37,7 @@ struct SinkSettings {
 /// `validate` measure only, so they get none (no pushing, no files). Constructs only: nothing
 /// starts before SnapshotSink::start, after the privilege drop.
 std::vector<NamedSink> make_daemon_sinks(const SinkSettings& settings);
+/// The same, from the daemon's options: the pipeline hands them over and names no sink.
+std::vector<NamedSink> make_daemon_sinks(const Options& options);
 
 }  // namespace wattprobe

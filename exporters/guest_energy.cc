@@ -12,6 +12,13 @@
 
 namespace wattprobe {
 
+OptionTable<GuestEnergyOptions> guest_energy_option_table() {
+  return {text_option("guest-energy-dir", &GuestEnergyOptions::dir,
+                      "host: keep DIR/<vm>/energy.json with each VM's energy, for its guest's "
+                      "host source",
+                      "expected a folder")};
+}
+
 namespace {
 
 std::string label(const Labels& labels, std::string_view name) {

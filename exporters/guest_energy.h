@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/base/guest_energy_file.h"
+#include "agent/base/option_table.h"
 #include "agent/base/result.h"
 #include "agent/base/sink.h"
 #include "agent/base/snapshot.h"
@@ -21,6 +22,9 @@ struct GuestEnergyOptions {
   double pue = 1.0;
   double interval_seconds = 1.0;
 };
+
+/// --guest-energy-dir; the rest follows the attribution and carbon options.
+OptionTable<GuestEnergyOptions> guest_energy_option_table();
 
 /// Each VM's file from one snapshot: every vm workload's cumulative joules per domain (summed
 /// over the host's sources of that domain), measured where every source in use for the domain

@@ -150,7 +150,7 @@ Carbon::Carbon(HostPaths paths, CarbonOptions options, std::unique_ptr<GridProvi
     : paths_(std::move(paths)), options_(std::move(options)) {
   if (!options_.install_date.empty()) install_ms_ = parse_install_date(options_.install_date);
   inventory_ = read_inventory(paths_);
-  inventory_.nvml_gpus = options_.nvml_gpus;
+  inventory_.listed_gpus = options_.listed_gpus;
   embodied_ = embodied_from_inventory(inventory_, options_.embodied_table, options_.embodied_kg);
   GridIntensityOptions g;
   g.static_grams_per_kwh = options_.grid_intensity;
@@ -560,7 +560,7 @@ std::string Carbon::doctor_report() const {
   const std::size_t gpus = counted_gpus(inv, &gpus_from);
   s << "  disks: " << inv.ssds.size() << " SSD, " << inv.hdds.size() << " HDD; GPUs: " << gpus
     << " (" << gpus_from;
-  if (inv.nvml_gpus && *inv.nvml_gpus > 0 && inv.gpus.size() != gpus) {
+  if (inv.listed_gpus && *inv.listed_gpus > 0 && inv.gpus.size() != gpus) {
     s << "; the PCI display class lists " << inv.gpus.size() << ", counted once";
   }
   s << ")\n";

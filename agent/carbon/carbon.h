@@ -79,8 +79,9 @@ struct CarbonOptions {
   /// agent cannot know the building; set it for a data centre (AWS 1.135, GCP 1.1, Azure 1.185).
   double pue = 1.0;
   std::optional<double> embodied_kg;  // replaces the inventory model
-  /// GPUs the nvml source lists, set by the wiring when it runs one (DeviceInventory::nvml_gpus).
-  std::optional<int> nvml_gpus;
+  /// GPUs the GPU energy sources list (nvml today), set by the wiring when one runs
+  /// (DeviceInventory::listed_gpus).
+  std::optional<int> listed_gpus;
   std::string install_date;  // YYYY-MM-DD; empty = unknown
   /// 4 years: the lifespan of CCF's model (from the R740 LCA) and of the SCI specification's
   /// example, so figures line up with both.

@@ -152,9 +152,9 @@ DeviceInventory read_inventory(const HostPaths& paths) {
 }
 
 std::size_t counted_gpus(const DeviceInventory& inv, std::string_view* from) {
-  if (inv.nvml_gpus && *inv.nvml_gpus > 0) {
-    if (from) *from = "nvml";
-    return static_cast<std::size_t>(*inv.nvml_gpus);
+  if (inv.listed_gpus && *inv.listed_gpus > 0) {
+    if (from) *from = "listed by the GPU sources";
+    return static_cast<std::size_t>(*inv.listed_gpus);
   }
   if (from) *from = "pci display class";
   return inv.gpus.size();

@@ -23,10 +23,11 @@ struct DeviceInventory {
   std::vector<std::string> ssds;  // block device names, /sys/block/<dev>/queue/rotational = 0
   std::vector<std::string> hdds;  // rotational = 1
   std::vector<std::string> gpus;  // PCI addresses with class 0x03xxxx
-  /// GPUs NVML lists, handed in by the wiring (carbon does not read collectors). When set, it is
-  /// the count embodied carbon uses: the PCI display class also counts a BMC's or a VM's
-  /// emulated VGA, which is no GPU, so an H200 VM's one GPU would count twice.
-  std::optional<int> nvml_gpus;
+  /// GPUs the GPU energy sources list (NVML today), handed in by the wiring (carbon does not read
+  /// collectors). When set, it is the count embodied carbon uses: the PCI display class also
+  /// counts a BMC's or a VM's emulated VGA, which is no GPU, so an H200 VM's one GPU would count
+  /// twice.
+  std::optional<int> listed_gpus;
   /// What could not be read; the inventory is still usable (the missing part counts as none).
   std::vector<Error> problems;
 };
@@ -34,7 +35,7 @@ struct DeviceInventory {
 DeviceInventory read_inventory(const HostPaths& paths);
 
 /// The GPUs embodied carbon counts: NVML's count where NVML listed any, else the PCI display
-/// controllers. `from` says which ("nvml" or "pci display class").
+/// controllers. `from` says which ("listed by the GPU sources" or "pci display class").
 std::size_t counted_gpus(const DeviceInventory& inv, std::string_view* from = nullptr);
 
 /// Default embodied kgCO2e per component: Cloud Carbon Footprint's server model (CCF

@@ -104,7 +104,7 @@ int run_doctor(const Options& options, std::ostream& out) {
   for (const auto& source : choice.chosen) {
     if (auto split = make_gpu_split(*source, options.paths)) gpus += split->embodied_gpus();
   }
-  if (gpus > 0) carbon_options.nvml_gpus = gpus;
+  if (gpus > 0) carbon_options.listed_gpus = gpus;
   std::unique_ptr<Carbon> made = make_carbon(options.paths, carbon_options);
   Carbon& carbon = *made;
   // One fetch, so doctor shows whether the configured grid API answers (never the key).

@@ -85,7 +85,6 @@ OptionTable<Options> make_run_option_table() {
                           },
                           [](const O& o) { return std::to_string(o.max_ticks); }};
   max_ticks.default_note = ": run until SIGTERM";
-  using JobRecords = JobRecordOptions;
   OptionTable<O> t{
       std::move(listen),
       std::move(web_config),
@@ -133,24 +132,9 @@ OptionTable<Options> make_run_option_table() {
   append(t, nest(remote_write_option_table(), &O::remote_write));
   append(t, nest(otlp_option_table(), &O::otlp));
   append(t, nest(ledger_option_table(), &O::ledger));
-  append(t, nest(
-                OptionTable<JobRecords>{
-                    byte_cap_option(
-                        "job-records-max-bytes", &JobRecords::max_bytes,
-                        "bound of the ended workloads' (batch jobs') records in state-dir/jobs")
-                        .note(" = 64 MiB; 0 no cap")},
-                &O::job_records));
-  append(t, nest(OptionTable<UnitOptions>{duration_option(
-                     "unit-window", &UnitOptions::window, std::chrono::seconds(10),
-                     std::chrono::hours(1),
-                     "window the per-unit energy and CO2e divide ([unit.NAME] sections)")},
-                 &O::units));
-  append(t, nest(OptionTable<GuestEnergyOptions>{text_option(
-                     "guest-energy-dir", &GuestEnergyOptions::dir,
-                     "host: keep DIR/<vm>/energy.json with each VM's energy, for its guest's "
-                     "host source",
-                     "expected a folder")},
-                 &O::guest_energy));
+  append(t, nest(job_record_option_table(), &O::job_records));
+  append(t, nest(unit_option_table(), &O::units));
+  append(t, nest(guest_energy_option_table(), &O::guest_energy));
   append(t,
          OptionTable<O>{text_option(
              "host-energy-path", &O::host_energy_path,

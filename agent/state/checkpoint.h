@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "agent/base/host_identity.h"
 #include "agent/base/host_paths.h"
 #include "agent/base/result.h"
 #include "agent/base/series_starts.h"
@@ -24,24 +25,6 @@ namespace wattprobe {
 /// (magic, version, length, CRC32) never changes; a payload change raises this number.
 /// 1: the totals. 2: and the start time of each total (series_starts).
 inline constexpr uint32_t kCheckpointFormatVersion = 2;
-
-/// Which machine wrote a checkpoint. The machine id is the stable identity (systemd's
-/// machine-id(5): set once per installation, regenerated when an image is cloned properly); the
-/// host name is kept for messages and is the identity only where no machine id is readable.
-struct HostIdentity {
-  std::string machine_id;  // 32 lowercase hex digits, or empty
-  std::string hostname;
-
-  bool operator==(const HostIdentity&) const = default;
-};
-
-/// machine id from <procfs root>/etc/machine-id (the folder given as --procfs-root holds the
-/// host's /, as in the container and the DaemonSet), host name from gethostname(2).
-HostIdentity read_host_identity(const HostPaths& paths);
-
-/// Whether a checkpoint written by `writer` belongs to `self`: machine ids are compared when both
-/// have one (a renamed host keeps its totals), host names otherwise.
-bool same_host(const HostIdentity& self, const HostIdentity& writer);
 
 /// Every cumulative total the agent exports, at the end of one tick.
 struct CheckpointState {

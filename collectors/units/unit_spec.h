@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "agent/base/option_table.h"
+
 namespace wattprobe {
 
 /// One `[unit.NAME]` section of the config file: a service's own counter of the work it does
@@ -29,5 +31,8 @@ struct UnitOptions {
   /// --unit-window: the per-unit figures divide what the last window added up.
   std::chrono::milliseconds window{std::chrono::seconds(60)};
 };
+
+/// --unit-window; the [unit.NAME] sections are read by the config file's own parser.
+OptionTable<UnitOptions> unit_option_table();
 
 }  // namespace wattprobe

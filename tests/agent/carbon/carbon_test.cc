@@ -54,7 +54,7 @@ void write_small_host(const TempTree& t) {
   t.write("sys/block/vda/queue/rotational", "1\n");
 }
 
-// The wiring hands carbon the GPUs NVML lists (CarbonOptions::nvml_gpus); the device's embodied
+// The wiring hands carbon the GPUs NVML lists (CarbonOptions::listed_gpus); the device's embodied
 // carbon, its metric and doctor count them once, not once more for the VM's emulated display.
 TEST(Carbon, EmbodiedCountsTheGpusNvmlListsOnce) {
   TempTree t;
@@ -64,7 +64,7 @@ TEST(Carbon, EmbodiedCountsTheGpusNvmlListsOnce) {
   double intensity = 300;
   CarbonOptions o;
   Carbon pci_only(t.paths(), o, std::make_unique<SettableProvider>(&intensity));
-  o.nvml_gpus = 1;
+  o.listed_gpus = 1;
   Carbon with_nvml(t.paths(), o, std::make_unique<SettableProvider>(&intensity));
   EXPECT_DOUBLE_EQ(pci_only.embodied().total_grams - with_nvml.embodied().total_grams, 150e3);
   std::vector<Family> fams;
@@ -72,7 +72,8 @@ TEST(Carbon, EmbodiedCountsTheGpusNvmlListsOnce) {
   EXPECT_DOUBLE_EQ(
       find_series(fams, "wattprobe_device_embodied_co2e_grams", "component", "gpu")->value, 150e3);
   std::string doctor = with_nvml.doctor_report();
-  EXPECT_NE(doctor.find("GPUs: 1 (nvml; the PCI display class lists 2, counted once)"),
+  EXPECT_NE(doctor.find(
+                "GPUs: 1 (listed by the GPU sources; the PCI display class lists 2, counted once)"),
             std::string::npos)
       << doctor;
   EXPECT_NE(pci_only.doctor_report().find("GPUs: 2 (pci display class)"), std::string::npos);

@@ -84,17 +84,17 @@ TEST(Embodied, GpusNvmlListsAreCountedOnceNotAsEveryDisplayDevice) {
   EXPECT_DOUBLE_EQ(gpu_grams(inv), 2 * 150e3) << "without NVML, the PCI count stands";
 
   std::string_view from;
-  inv.nvml_gpus = 1;
+  inv.listed_gpus = 1;
   EXPECT_EQ(counted_gpus(inv, &from), 1u);
-  EXPECT_EQ(from, "nvml");
+  EXPECT_EQ(from, "listed by the GPU sources");
   EXPECT_DOUBLE_EQ(gpu_grams(inv), 150e3);
 
   // Eight GPUs behind a switch the PCI scan of a container does not see: NVML still counts them.
-  inv.nvml_gpus = 8;
+  inv.listed_gpus = 8;
   EXPECT_DOUBLE_EQ(gpu_grams(inv), 8 * 150e3);
 
   // NVML that lists nothing (no driver) leaves the PCI count.
-  inv.nvml_gpus = 0;
+  inv.listed_gpus = 0;
   EXPECT_EQ(counted_gpus(inv, &from), 2u);
   EXPECT_EQ(from, "pci display class");
 }
