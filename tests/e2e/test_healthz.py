@@ -93,9 +93,16 @@ def main():
 
             # The second tick hangs on the FIFO. /healthz stays 200 for three intervals after the
             # first, then says how long there has been no tick.
-            time.sleep(2 * INTERVAL_S)
+            time.sleep(max(0.0, 2 * INTERVAL_S - (time.time() - t_tick)))
             status, body = healthz(base)
-            assert status == 200, f"2 intervals after the last tick: {status} {body!r}"
+            # The tick ended after t_tick, so an answer read back within three intervals of it
+            # must be 200; a host too busy to ask in time cannot tell, and says so.
+            answered = time.time() - t_tick
+            if answered < 3 * INTERVAL_S:
+                assert status == 200, f"{answered:.2f} s after the last tick: {status} {body!r}"
+            else:
+                print(f"note: the 200 check was asked {answered:.2f} s after the tick on this "
+                      f"busy host, too late to tell")
             status, body = healthz_becomes(base, 503, 3 * INTERVAL_S)
             stale_at = time.time() - t_tick
             assert 3 * INTERVAL_S - 0.2 <= stale_at, f"503 after only {stale_at:.2f} s"
