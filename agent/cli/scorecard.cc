@@ -466,6 +466,60 @@ Result<bool> gather_stopped(const ScorecardOptions& o, bool previous, Asker& ask
   return true;
 }
 
+/// Hosts silent for a stretch inside the period that came back before its end: one query for
+/// the fleet. At hourly steps a host is present when it had a sample in the
+/// kSilentWindowSeconds before; the steps it missed between its first and last presence, plus
+/// that window, are how long it was silent (±1 h). Then, only for the hosts found, which groups
+/// they carry, whose figures become lower bounds: the agent may have been down, not only the
+/// scrape.
+Result<bool> gather_silent(const ScorecardOptions& o, bool previous, Asker& asker, int64_t now_ms,
+                           std::map<std::string, GroupFigures>& groups) {
+  const ScorecardOptions p = for_period(o, previous);
+  const std::string suffix = previous ? "/previous" : "/current";
+  const int64_t at = std::min(p.end_ms, now_ms / 1000 * 1000);
+  if (at <= p.start_ms) return true;
+  const std::string h = o.host_label;
+  const std::string r = range(p.start_ms, at);
+  const std::string hourly = r.substr(0, r.size() - 1) + ":1h]";
+  const std::string present = "(count by (" + h + ") (last_over_time(" + kOperational + "[" +
+                              std::to_string(kSilentWindowSeconds) + "s])))";
+  SC_TRY(missed, asker.ask("silent_hosts" + suffix,
+                           "(max_over_time(timestamp" + present + hourly +
+                               ") - min_over_time(timestamp" + present + hourly +
+                               ") + 3600 - 3600 * count_over_time(" + present + hourly + ")) > 0",
+                           at));
+  std::vector<std::string> hosts;
+  for (const auto& s : missed->samples) {
+    SilentHost sh;
+    sh.host = label_of(s, h);
+    sh.silent_seconds = s.value + kSilentWindowSeconds;
+    sh.previous = previous;
+    hosts.push_back(sh.host);
+    asker.card.quality.silent.push_back(sh);
+  }
+  std::sort(hosts.begin(), hosts.end());
+  for (std::size_t i = 0; i < hosts.size(); i += 50) {
+    std::string alternatives;
+    for (std::size_t k = i; k < hosts.size() && k < i + 50; ++k) {
+      alternatives += (alternatives.empty() ? "" : "|") + regex_literal(hosts[k]);
+    }
+    const std::string sel = std::string(kOperational) + "{" + h + "=~\"" + alternatives + "\"}";
+    SC_TRY(affected,
+           asker.ask("silent_hosts_groups" + suffix,
+                     scorecard_group_query(p, "count_over_time(" + sel + r + ")", h), at));
+    for (const auto& s : affected->samples) {
+      const std::string host = label_of(s, h);
+      auto it = std::find_if(asker.card.quality.silent.begin(), asker.card.quality.silent.end(),
+                             [&](const SilentHost& x) { return x.host == host; });
+      const double hours = it == asker.card.quality.silent.end() ? 0 : it->silent_seconds / 3600;
+      groups[group_of(s, group_label(o))].lower_bound.push_back(
+          "host " + host + " was silent for about " + std::to_string(std::lround(hours)) +
+          " h within the " + (previous ? "period before" : "period"));
+    }
+  }
+  return true;
+}
+
 Result<bool> gather_budgets(const ScorecardOptions& o, Asker& asker) {
   const std::string r = range(o.start_ms, o.end_ms);
   const std::string by = "workload, kind, window";
@@ -653,6 +707,8 @@ Result<Scorecard> gather_scorecard(const ScorecardOptions& o, PromClient& client
   }
   SC_TRY(stopped, gather_stopped(o, false, asker, now_ms, groups));
   SC_TRY(stopped_before, gather_stopped(o, true, asker, now_ms, groups));
+  SC_TRY(silent, gather_silent(o, false, asker, now_ms, groups));
+  SC_TRY(silent_before, gather_silent(o, true, asker, now_ms, groups));
   SC_TRY(budgets, gather_budgets(o, asker));
   SC_TRY(hardware, gather_hardware(o, asker));
   SC_TRY(quality, gather_quality(o, asker));

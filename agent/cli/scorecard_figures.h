@@ -102,8 +102,21 @@ struct StoppedHost {
   bool previous = false;   // found in the period before
 };
 
+/// A host silent for a stretch inside the period that reported again before its end (a stop
+/// that lasted to the end is a StoppedHost).
+struct SilentHost {
+  std::string host;
+  double silent_seconds = 0;  // all its silent stretches of over kSilentWindowSeconds, ±1 h
+  bool previous = false;      // found in the period before
+};
+
+/// A host counts as silent once no sample of it arrived for this long: long against any scrape
+/// interval (and the 2-hour samples a backfill may have), short against a month.
+inline constexpr int kSilentWindowSeconds = 3 * 3600;
+
 struct DataQuality {
   std::vector<StoppedHost> stopped;
+  std::vector<SilentHost> silent;
   std::vector<HostFinding> stalled;       // item: source/domain
   std::vector<HostFinding> unattributed;  // value: share of the host's energy, over 5 %
   double fleet_unattributed_share = 0;

@@ -208,6 +208,12 @@ void render_scorecard_json(const Scorecard& card, std::size_t top, std::ostream&
                                                   {"last_seen", format_utc_instant(s.last_seen_ms)},
                                                   {"gap_seconds", s.gap_seconds}});
   }
+  j["data_quality"]["silent_hosts"] = nlohmann::json::array();
+  for (const auto& s : q.silent) {
+    j["data_quality"]["silent_hosts"].push_back({{"host", s.host},
+                                                 {"period", s.previous ? "previous" : "current"},
+                                                 {"silent_seconds", s.silent_seconds}});
+  }
   j["data_quality"]["stalled_sources"] = findings_json(q.stalled, "stalled");
   j["data_quality"]["unattributed_over_5_percent"] = findings_json(q.unattributed, "share");
   j["data_quality"]["fleet_unattributed_share"] = q.fleet_unattributed_share;
@@ -322,6 +328,13 @@ void render_scorecard_markdown(const Scorecard& card, std::size_t top, std::ostr
         << ", silent " << fmt("%.1f days", s.gap_seconds / 86400)
         << (s.previous ? " before the period before's end" : "")
         << " (its groups' figures are lower bounds)\n";
+  }
+  out << "- Hosts silent for a while within the period: "
+      << (q.silent.empty() ? "none" : std::to_string(q.silent.size())) << "\n";
+  for (const auto& s : q.silent) {
+    out << "  - " << md_escape(s.host) << ": silent " << fmt("%.0f h", s.silent_seconds / 3600)
+        << (s.previous ? " in the period before" : "")
+        << " (its groups' figures may be lower bounds)\n";
   }
   out << "- Stalled sources: " << (q.stalled.empty() ? "none" : std::to_string(q.stalled.size()))
       << "\n";
@@ -534,6 +547,13 @@ void render_scorecard_html(const Scorecard& card, std::size_t top, std::ostream&
     out << "<li>" << html_escape(s.host) << ": last seen " << format_utc_instant(s.last_seen_ms)
         << ", silent " << fmt("%.1f days", s.gap_seconds / 86400)
         << (s.previous ? " before the period before's end" : "") << "</li>";
+  }
+  out << "</ul></li>\n";
+  out << "<li>Hosts silent for a while within the period: " << (q.silent.empty() ? "none" : "")
+      << "<ul>";
+  for (const auto& s : q.silent) {
+    out << "<li>" << html_escape(s.host) << ": silent " << fmt("%.0f h", s.silent_seconds / 3600)
+        << (s.previous ? " in the period before" : "") << "</li>";
   }
   out << "</ul></li>\n";
   list("Stalled sources", q.stalled, "stalled");

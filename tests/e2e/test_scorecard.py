@@ -4,7 +4,8 @@ Two months (October and November 2026) of series for five synthetic hosts, with 
 backfilled through `promtool tsdb create-blocks-from openmetrics`; the server also scrapes two
 live agents on fake powercap trees. Every figure of the JSON scorecard for November must equal
 the truth computed here within 1 %, the decomposition must add up to the gram, the host that
-stops on 15 November must be reported with its gap and its group's figures marked lower bounds.
+stops on 15 November must be reported with its gap and its group's figures marked lower bounds,
+and the host silent from 5 to 8 November, then back, with how long it was silent.
 The HTML scorecard is opened in headless Chromium: the DOM holds both SVG charts and the
 screenshot is not blank (skipped, with the reason, where Chromium is absent).
 
@@ -12,6 +13,7 @@ WATTPROBE_UPDATE_SAMPLE=1 rewrites docs/scorecard-sample/ from this data."""
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -42,6 +44,9 @@ def ts(text):
 
 OCT, NOV, DEC = ts("2026-10-01"), ts("2026-11-01"), ts("2026-12-01")
 H5_STOP = ts("2026-11-15")
+# rack1-h3 is silent from 5 to 8 November and reports again: its counters go on across the
+# stretch (the figures stay exact), and the scorecard must say how long it was silent.
+H3_SILENT = (ts("2026-11-05"), ts("2026-11-08"))
 YEAR = 365.25 * 86400
 
 # Per host: its energy domains ("host" = the host-energy family, which wins; "psys" wins over
@@ -81,6 +86,11 @@ def host_end(host):
     return H5_STOP if host == "rack1-h5" else DEC
 
 
+def sampled(host, t):
+    """Whether a host has a sample at t: none inside rack1-h3's silent stretch."""
+    return host != "rack1-h3" or not H3_SILENT[0] < t < H3_SILENT[1]
+
+
 def integral(rates, t):
     """The counter at t of a per-month rate pair starting at 0 on 1 October."""
     if t <= NOV:
@@ -99,14 +109,16 @@ def write_openmetrics(path):
     def counter(name, labels, rates, host):
         lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
         for t in range(OCT, host_end(host) + 1, STEP):
-            lines.append(f"{name}{{{lab}}} {integral(rates, t):.6f} {t}")
+            if sampled(host, t):
+                lines.append(f"{name}{{{lab}}} {integral(rates, t):.6f} {t}")
 
     def gauge(name, labels, value, host):
         # Gauges are read with last_over_time/max_over_time: one sample a day is enough, and
         # every line saved is saved 733 times over in promtool.
         lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
         for t in range(OCT, host_end(host) + 1, 86400):
-            lines.append(f"{name}{{{lab}}} {value} {t}")
+            if sampled(host, t):
+                lines.append(f"{name}{{{lab}}} {value} {t}")
 
     for host, h in HOSTS.items():
         base = {"instance": host, "job": "fleet"}
@@ -296,6 +308,16 @@ def check_november(card, prom_url):
     assert got["batch"]["lower_bound"] and "rack1-h5" in got["batch"]["lower_bound_reasons"][0]
     assert not got["shop"]["lower_bound"], got["shop"]
     assert card["total"]["lower_bound"]
+    # rack1-h3 was silent for 72 h and came back: said with its length, search marked too.
+    silent = card["data_quality"]["silent_hosts"]
+    assert [(s["host"], s["period"]) for s in silent] == [("rack1-h3", "current")], silent
+    assert abs(silent[0]["silent_seconds"] - (H3_SILENT[1] - H3_SILENT[0])) <= 3600, silent
+    said = [re.search(r"rack1-h3 was silent for about (\d+) h", r)
+            for r in got["search"]["lower_bound_reasons"]]
+    assert got["search"]["lower_bound"] and any(m and abs(int(m[1]) - 72) <= 1 for m in said), \
+        got["search"]
+    print(f"ok: rack1-h3 reported silent for {silent[0]['silent_seconds'] / 3600:.0f} h of its 72 "
+          "h stretch and back; search marked as a lower bound")
     print("ok: rack1-h5 reported stopped at 2026-11-15T00:00:00Z, 16.0 days silent; batch marked "
           "as a lower bound")
     hw = card["hardware"]
@@ -477,6 +499,7 @@ def main():
                 check_november(card, prom.url)
                 md = open(os.path.join(out, "scorecard-2026-11.md")).read()
                 assert "rack1-h5 stopped reporting at 2026-11-15T00:00:00Z" in md, md
+                assert re.search(r"rack1-h3: silent 7[123] h", md), md
                 assert "≥ " in md
                 # Grouped by a team label joined from kube_pod_labels.
                 p = run_scorecard("--prometheus", prom.url, "--month", "2026-11",
