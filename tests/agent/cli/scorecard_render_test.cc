@@ -32,6 +32,7 @@ Scorecard sample() {
   odd.lower_bound = {"host h5 stopped reporting at 2026-11-15T00:00:00Z"};
   card.groups = {shop, odd};
   card.quality.stopped.push_back({"h5", *parse_utc_date("2026-11-15"), 16 * 86400.0});
+  card.quality.silent.push_back({"h3<", 72 * 3600.0, false});
   card.queries.push_back(
       {"operational_grams/current", "sum by (namespace) (x)", card.end_ms, 2, {}});
   finish_scorecard(card);
@@ -53,6 +54,8 @@ TEST(ScorecardRender, JsonHoldsEveryFigureAndItsQuery) {
   EXPECT_EQ(j["queries"][0]["promql"], "sum by (namespace) (x)");
   EXPECT_FALSE(j["partial"].get<bool>());
   EXPECT_EQ(j["data_quality"]["stopped_hosts"][0]["last_seen"], "2026-11-15T00:00:00Z");
+  EXPECT_EQ(j["data_quality"]["silent_hosts"][0]["host"], "h3<");
+  EXPECT_DOUBLE_EQ(j["data_quality"]["silent_hosts"][0]["silent_seconds"].get<double>(), 259200);
 }
 
 TEST(ScorecardRender, MarkdownMarksLowerBoundsBesideTheFigure) {
@@ -67,6 +70,9 @@ TEST(ScorecardRender, MarkdownMarksLowerBoundsBesideTheFigure) {
   EXPECT_NE(md.find("| shop | +10.60 kg | +6.00 kg | +4.00 kg | +600.0 g |"), std::string::npos)
       << md;
   EXPECT_NE(md.find("h5: last seen 2026-11-15T00:00:00Z, silent 16.0 days"), std::string::npos);
+  EXPECT_NE(md.find("h3\\<: silent 72 h (its groups' figures may be lower bounds)"),
+            std::string::npos)
+      << md;
 }
 
 TEST(ScorecardRender, HtmlIsSelfContainedWithTwoSvgCharts) {
@@ -77,6 +83,7 @@ TEST(ScorecardRender, HtmlIsSelfContainedWithTwoSvgCharts) {
   EXPECT_NE(html.find("<svg id=\"chart-waterfall\""), std::string::npos);
   EXPECT_EQ(html.find("<script"), std::string::npos);  // the group name is escaped
   EXPECT_NE(html.find("&lt;script&gt;|x"), std::string::npos);
+  EXPECT_NE(html.find("<li>h3&lt;: silent 72 h</li>"), std::string::npos);
   EXPECT_EQ(html.find("http://"), std::string::npos);
   EXPECT_EQ(html.find("https://"), std::string::npos);
   EXPECT_EQ(html.find("src="), std::string::npos);
