@@ -88,7 +88,9 @@ def ground_truth(mode="bpf"):
             f"node energy +{all_parts(m1) - all_parts(m0):.3f} J, idle +"
             f"{sum(v for _, v in series(m1, 'wattprobe_node_idle_energy_joules_total')) - sum(v for _, v in series(m0, 'wattprobe_node_idle_energy_joules_total')):.3f} J; "
             f"sources: {series(m1, 'wattprobe_energy_source_info')}; "
-            f"stalls: {series(m1, 'wattprobe_agent_source_stalls_total')}")
+            f"stalls: {series(m1, 'wattprobe_agent_source_stalls_total')}; the driver's own "
+            f"package counter +{j1['joules']['intel-rapl:0'] - j0['joules']['intel-rapl:0']:.3f} "
+            f"J; the agent's log: {agent.stderr()[-1500:]}")
         # The burners aim at 3:1 in CPU time; on a loaded host they get less than they ask, so
         # the truth the energies must match is the CPU the kernel itself charged each cgroup.
         kernel_ratio = ((groups.usage_seconds(A) - cpu0[A]) /
