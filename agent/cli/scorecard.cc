@@ -94,6 +94,22 @@ std::string regex_literal(const std::string& text) {
   return out;
 }
 
+/// `family{host=~"a|b|..."}` selectors over `hosts`, 50 to a selector, so a query about the few
+/// hosts a first query found stays short whatever the fleet's size.
+std::vector<std::string> host_selectors(const std::string& family, const std::string& host_label,
+                                        std::vector<std::string> hosts) {
+  std::sort(hosts.begin(), hosts.end());
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < hosts.size(); i += 50) {
+    std::string alternatives;
+    for (std::size_t k = i; k < hosts.size() && k < i + 50; ++k) {
+      alternatives += (alternatives.empty() ? "" : "|") + regex_literal(hosts[k]);
+    }
+    out.push_back(family + "{" + host_label + "=~\"" + alternatives + "\"}");
+  }
+  return out;
+}
+
 struct Asker {
   PromClient& client;
   Scorecard& card;
@@ -431,13 +447,7 @@ Result<bool> gather_stopped(const ScorecardOptions& o, bool previous, Asker& ask
                          at));
   std::vector<std::string> hosts;
   for (const auto& s : gone->samples) hosts.push_back(label_of(s, h));
-  std::sort(hosts.begin(), hosts.end());
-  for (std::size_t i = 0; i < hosts.size(); i += 50) {
-    std::string alternatives;
-    for (std::size_t k = i; k < hosts.size() && k < i + 50; ++k) {
-      alternatives += (alternatives.empty() ? "" : "|") + regex_literal(hosts[k]);
-    }
-    const std::string sel = op + "{" + h + "=~\"" + alternatives + "\"}";
+  for (const std::string& sel : host_selectors(op, h, hosts)) {
     SC_TRY(last, asker.ask("stopped_hosts_last_seen" + suffix,
                            "max by (" + h + ") (max_over_time(timestamp(" + sel + ")" +
                                r.substr(0, r.size() - 1) + ":1m]))",
@@ -497,13 +507,7 @@ Result<bool> gather_silent(const ScorecardOptions& o, bool previous, Asker& aske
     hosts.push_back(sh.host);
     asker.card.quality.silent.push_back(sh);
   }
-  std::sort(hosts.begin(), hosts.end());
-  for (std::size_t i = 0; i < hosts.size(); i += 50) {
-    std::string alternatives;
-    for (std::size_t k = i; k < hosts.size() && k < i + 50; ++k) {
-      alternatives += (alternatives.empty() ? "" : "|") + regex_literal(hosts[k]);
-    }
-    const std::string sel = std::string(kOperational) + "{" + h + "=~\"" + alternatives + "\"}";
+  for (const std::string& sel : host_selectors(kOperational, h, hosts)) {
     SC_TRY(affected,
            asker.ask("silent_hosts_groups" + suffix,
                      scorecard_group_query(p, "count_over_time(" + sel + r + ")", h), at));
