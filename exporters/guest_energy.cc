@@ -21,16 +21,9 @@ OptionTable<GuestEnergyOptions> guest_energy_option_table() {
 
 namespace {
 
-std::string label(const Labels& labels, std::string_view name) {
-  for (const auto& [k, v] : labels) {
-    if (k == name) return v;
-  }
-  return {};
-}
-
 WorkloadId id_of(const Labels& l) {
-  return WorkloadId{label(l, "workload"), label(l, "kind"), label(l, "namespace"), label(l, "pod"),
-                    label(l, "container")};
+  return WorkloadId{label_value(l, "workload"), label_value(l, "kind"), label_value(l, "namespace"),
+                    label_value(l, "pod"), label_value(l, "container")};
 }
 
 constexpr const char* kTemp = ".energy.json.tmp";
@@ -48,9 +41,9 @@ std::map<std::string, GuestEnergyFile> guest_energy_files(const Snapshot& snapsh
   std::map<std::string, bool> measured_now;
   if (const Family* info = snapshot.find("wattprobe_energy_source_info")) {
     for (const Series& s : info->series) {
-      if (label(s.labels, "state") != "ok") continue;
-      auto [it, fresh] = measured_now.try_emplace(label(s.labels, "domain"), true);
-      it->second = it->second && label(s.labels, "measured") == "true";
+      if (label_value(s.labels, "state") != "ok") continue;
+      auto [it, fresh] = measured_now.try_emplace(label_value(s.labels, "domain"), true);
+      it->second = it->second && label_value(s.labels, "measured") == "true";
     }
   }
   std::optional<double> intensity;
@@ -61,7 +54,7 @@ std::map<std::string, GuestEnergyFile> guest_energy_files(const Snapshot& snapsh
   std::map<std::string, std::map<std::string, double>> joules;  // folder → domain → J
   std::set<std::string> clash;
   for (const Series& s : energy->series) {
-    if (label(s.labels, "kind") != "vm") continue;
+    if (label_value(s.labels, "kind") != "vm") continue;
     WorkloadId id = id_of(s.labels);
     auto folder = vm_folder_name(id);
     if (!folder) continue;
@@ -83,7 +76,7 @@ std::map<std::string, GuestEnergyFile> guest_energy_files(const Snapshot& snapsh
       f.grid_intensity = intensity;
       f.pue = options.pue;
     }
-    joules[*folder][label(s.labels, "domain")] += s.value;
+    joules[*folder][label_value(s.labels, "domain")] += s.value;
   }
   for (const std::string& folder : clash) out.erase(folder);
   for (auto& [folder, f] : out) {

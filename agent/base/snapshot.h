@@ -17,6 +17,16 @@ struct EndedWorkload;  // agent/base/ended_workload.h
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+/// The value of label `name`, or an empty string where the series has none (the text format's
+/// own rule: an absent label and an empty one are the same).
+inline const std::string& label_value(const Labels& labels, std::string_view name) {
+  static const std::string none;
+  for (const auto& [k, v] : labels) {
+    if (k == name) return v;
+  }
+  return none;
+}
+
 /// A series' labels, immutable and shared. A workload's labels are built once and every tick's
 /// series, and every snapshot an exporter still holds, points at the same strings: at 10,000
 /// workloads, building 30,000 label vectors of 8 strings each tick and freeing them when the next

@@ -16,6 +16,15 @@ Labels workload_labels(const WorkloadId& id, std::size_t extra) {
   return l;
 }
 
+std::string workload_key(const Labels& labels) {
+  std::string key;
+  for (std::string_view name : {"workload", "kind", "namespace", "pod", "container"}) {
+    key += label_value(labels, name);
+    key += '\x1f';
+  }
+  return key;
+}
+
 std::optional<std::string> vm_folder_name(const WorkloadId& id) {
   if (id.kind != "vm") return std::nullopt;
   std::string name = id.workload;

@@ -44,6 +44,10 @@ struct WorkloadIdHash {
 /// container), with room for `extra` more.
 Labels workload_labels(const WorkloadId& id, std::size_t extra = 0);
 
+/// The identity of a workload across families, from a series' labels: its identity labels'
+/// values joined, so the same workload's series in different families meet under one key.
+std::string workload_key(const Labels& labels);
+
 /// The folder a vm workload's guest energy goes in (--guest-energy-dir): the VM's name, or
 /// "<namespace>_<vmi>" for KubeVirt. One path component, never "." or "..", no '/': nullopt for
 /// any other kind or a name that cannot be one.

@@ -40,25 +40,6 @@ const std::string kGpuDomain = "gpu";
 constexpr std::size_t kMaxDomainLines = 4;
 constexpr std::size_t kMaxStatusLines = 3;
 
-const std::string kNoLabel;
-
-const std::string& label(const Labels& labels, std::string_view name) {
-  for (const auto& [k, v] : labels) {
-    if (k == name) return v;
-  }
-  return kNoLabel;
-}
-
-/// The identity of a workload across families: the labels attribution gives every series.
-std::string workload_key(const Labels& labels) {
-  std::string key;
-  for (std::string_view name : {"workload", "kind", "namespace", "pod", "container"}) {
-    key += label(labels, name);
-    key += '\x1f';
-  }
-  return key;
-}
-
 std::map<std::string, double> by_workload(const Snapshot& s, std::string_view family) {
   std::map<std::string, double> out;
   if (const Family* f = s.find(family)) {
@@ -224,8 +205,8 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
   std::map<std::pair<std::string, std::string>, bool> measured;
   if (const Family* f = current.find(kSourceInfo)) {
     for (const Series& s : f->series) {
-      measured[{label(s.labels, "source"), label(s.labels, "domain")}] =
-          label(s.labels, "measured") != "false";
+      measured[{label_value(s.labels, "source"), label_value(s.labels, "domain")}] =
+          label_value(s.labels, "measured") != "false";
     }
   }
   auto is_measured = [&](const std::string& source, const std::string& domain) {
@@ -235,8 +216,8 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
 
   if (const Family* f = current.find(kNodePower)) {
     for (const Series& s : f->series) {
-      const std::string& source = label(s.labels, "source");
-      const std::string& domain = label(s.labels, "domain");
+      const std::string& source = label_value(s.labels, "source");
+      const std::string& domain = label_value(s.labels, "domain");
       auto it = std::find_if(frame.domains.begin(), frame.domains.end(), [&](const TopDomain& d) {
         return d.source == source && d.domain == domain;
       });
@@ -268,7 +249,7 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
   if (host_power != nullptr && !host_power->series.empty()) {
     const Series& h = host_power->series.front();
     frame.host_watts = h.value;
-    frame.host_measured = label(h.labels, "measured") != "false";
+    frame.host_measured = label_value(h.labels, "measured") != "false";
   }
   // Sources in the order the agent lists them, so the screen keeps its shape between frames.
   std::map<std::string, std::size_t> source_order;
@@ -284,10 +265,10 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
     for (const Series& s : f->series) {
       // Before the estimator has seen a low-utilisation tick, idle is unknown, not zero. The
       // wall's own idle is that of the rest beyond the components: the host's idle holds theirs.
-      const std::string& domain = label(s.labels, "domain");
+      const std::string& domain = label_value(s.labels, "domain");
       const bool in_wall = sum_domains.count("platform") &&
                            (domain == "package" || domain == "dram" || domain == kGpuDomain);
-      if ((!sum_domains.count(domain) && !in_wall) || label(s.labels, "method") == "none") {
+      if ((!sum_domains.count(domain) && !in_wall) || label_value(s.labels, "method") == "none") {
         continue;
       }
       frame.idle_watts = frame.idle_watts.value_or(0) + s.value;
@@ -297,15 +278,15 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
     frame.grid_grams_per_kwh = f->series.front().value;
   }
   if (const Family* f = current.find(kAccountingMode); f && !f->series.empty()) {
-    frame.accounting_mode = label(f->series.front().labels, "mode");
+    frame.accounting_mode = label_value(f->series.front().labels, "mode");
   }
 
   std::map<std::string, TopWorkload> workloads;
   auto entry = [&](const Labels& labels) -> TopWorkload& {
     TopWorkload& w = workloads[workload_key(labels)];
     if (w.name.empty() && w.kind.empty()) {
-      w.name = label(labels, "workload");
-      w.kind = label(labels, "kind");
+      w.name = label_value(labels, "workload");
+      w.kind = label_value(labels, "kind");
       w.measured = frame.host_measured;
     }
     return w;
@@ -314,7 +295,7 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
   if (const Family* f = current.find(kWorkloadPower)) {
     std::set<std::string> seen;
     for (const Series& s : f->series) {
-      const std::string& domain = label(s.labels, "domain");
+      const std::string& domain = label_value(s.labels, "domain");
       // A GPU's watts are the workload's own wherever the host total stands (a psys total may
       // hold an integrated GPU, but the workload still used it), so they are read before the
       // overlap rule below. Only workloads that used a GPU have gpu series (attribution).
@@ -329,8 +310,8 @@ TopFrame build_top_frame(const Snapshot* previous, const Snapshot& current,
       // The workload's own provenance replaces the host's at its first summed series.
       if (seen.insert(workload_key(s.labels)).second) w.measured = true;
       w.watts += s.value;
-      w.measured = w.measured && label(s.labels, "measured") != "false" &&
-                   is_measured(label(s.labels, "source"), domain);
+      w.measured = w.measured && label_value(s.labels, "measured") != "false" &&
+                   is_measured(label_value(s.labels, "source"), domain);
     }
   }
   if (workload_host != nullptr) {

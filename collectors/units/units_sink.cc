@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "agent/base/http_client.h"
+#include "agent/base/workload_id.h"
 
 namespace wattprobe {
 namespace {
@@ -17,22 +18,6 @@ constexpr const char* kOperational = "wattprobe_workload_operational_co2e_grams_
 constexpr const char* kEmbodied = "wattprobe_workload_embodied_co2e_grams_total";
 constexpr const char* kGpu = "wattprobe_workload_gpu_energy_joules_total";
 const char* const kIdentity[] = {"workload", "kind", "namespace", "pod", "container"};
-
-const std::string& label(const Labels& labels, std::string_view name) {
-  static const std::string none;
-  for (const auto& [k, v] : labels)
-    if (k == name) return v;
-  return none;
-}
-
-std::string identity_key(const Labels& labels) {
-  std::string key;
-  for (const char* name : kIdentity) {
-    key += label(labels, name);
-    key += '\x1f';
-  }
-  return key;
-}
 
 }  // namespace
 
@@ -84,7 +69,7 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
   std::unordered_set<std::string_view> wanted;
   if (host) {
     for (const Series& s : host->series) {
-      const std::string& workload = label(s.labels, "workload");
+      const std::string& workload = label_value(s.labels, "workload");
       for (std::size_t i = 0; i < units_.size(); ++i) {
         if (fnmatch(units_[i].reader->spec().workload.c_str(), workload.c_str(), 0) == 0) {
           matched[i].push_back(&s);
@@ -94,21 +79,21 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
     }
   }
   auto named = [&wanted](const Labels& labels) {
-    return !wanted.empty() && wanted.count(label(labels, "workload")) > 0;
+    return !wanted.empty() && wanted.count(label_value(labels, "workload")) > 0;
   };
   std::map<std::string, double> grams;
   for (const Family* f : {operational, embodied}) {
     if (!f) continue;
     for (const Series& s : f->series) {
-      if (named(s.labels)) grams[identity_key(s.labels)] += s.value;
+      if (named(s.labels)) grams[workload_key(s.labels)] += s.value;
     }
   }
   // GPU energy split between the processes of a GPU that several use: the split's estimate.
   std::map<std::string, double> shared_gpu;
   if (const Family* gpu = snapshot.find(kGpu)) {
     for (const Series& s : gpu->series) {
-      if (label(s.labels, "split") != "exclusive" && named(s.labels)) {
-        shared_gpu[identity_key(s.labels)] += s.value;
+      if (label_value(s.labels, "split") != "exclusive" && named(s.labels)) {
+        shared_gpu[workload_key(s.labels)] += s.value;
       }
     }
   }
@@ -123,7 +108,7 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
     {
       for (const Series* one : matched[index]) {
         const Series& s = *one;
-        const std::string key = identity_key(s.labels);
+        const std::string key = workload_key(s.labels);
         auto g = grams.find(key);
         auto shared = shared_gpu.find(key);
         const Totals value{s.value, g == grams.end() ? 0.0 : g->second,
@@ -137,12 +122,14 @@ void UnitsSink::observe(const Snapshot& snapshot, int64_t steady_ms) {
         now.emplace(key, value);
         if (!common) {
           common = Labels{};
-          for (const char* name : kIdentity) common->emplace_back(name, label(s.labels, name));
+          for (const char* name : kIdentity)
+            common->emplace_back(name, label_value(s.labels, name));
           (*common)[0].second = spec.workload;
         } else {
           // Several workloads: each identity label kept only where they all agree.
           for (std::size_t i = 1; i < common->size(); ++i) {
-            if ((*common)[i].second != label(s.labels, kIdentity[i])) (*common)[i].second.clear();
+            if ((*common)[i].second != label_value(s.labels, kIdentity[i]))
+              (*common)[i].second.clear();
           }
         }
       }
